@@ -1,0 +1,398 @@
+internal import Yams
+
+/// Reads a YAML config file into a validated `GatewayConfig`.
+///
+/// It never stops at the first problem: every unknown key (with a suggestion), wrong type, missing
+/// variable and dangling reference is collected with its line, so one run of `config check` lists all.
+/// A file with any problem yields no config at all: there is no half-applied configuration.
+public enum ConfigLoader {
+    /// Keys whose features are not in this build yet. They are rejected, never silently ignored:
+    /// an operator who configures a budget must not believe it is enforced.
+    static let notYetAvailable: [String: String] = [
+        "rules": "request rules",
+        "tenants": "tenants and limits",
+        "cache": "response caching",
+        "state": "shared state",
+    ]
+
+    /// - Parameters:
+    ///   - yaml: the file's text.
+    ///   - source: the file name, for messages.
+    ///   - environment: for `${VAR}` expansion.
+    /// - Throws: `ConfigError` listing every problem.
+    public static func load(yaml: String, source: String, environment: [String: String]) throws(ConfigError) -> GatewayConfig {
+        var reader = Reader(environment: environment)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw ConfigError(source: source, issues: [Self.issue(for: error)])
+        } catch {
+            throw ConfigError(source: source, issues: [ConfigIssue(line: nil, column: nil, path: "", message: "\(error)")])
+        }
+        let config = reader.readConfig(root)
+        guard reader.issues.isEmpty, let config else {
+            throw ConfigError(source: source, issues: reader.issues)
+        }
+        return config
+    }
+
+    private static func issue(for error: YamlError) -> ConfigIssue {
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let detail = context.map { "\($0.text) \(problem)" } ?? problem
+            return ConfigIssue(line: mark.line, column: mark.column, path: "", message: "invalid YAML: \(detail)")
+        default:
+            return ConfigIssue(line: nil, column: nil, path: "", message: "invalid YAML: \(error)")
+        }
+    }
+}
+
+// MARK: - Reader
+
+private struct Reader {
+    let environment: [String: String]
+    var issues: [ConfigIssue] = []
+
+    init(environment: [String: String]) {
+        self.environment = environment
+    }
+
+    mutating func report(_ node: Node?, _ path: String, _ message: String) {
+        self.issues.append(ConfigIssue(line: node?.mark?.line, column: node?.mark?.column, path: path, message: message))
+    }
+
+    mutating func readConfig(_ root: Node?) -> GatewayConfig? {
+        guard let root else {
+            self.report(nil, "", "the file is empty")
+            return nil
+        }
+        let topKeys = ["server", "providers", "routes", "simulator"] + ConfigLoader.notYetAvailable.keys.sorted()
+        guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
+
+        var config = GatewayConfig()
+        for (key, keyNode, value) in top {
+            switch key {
+            case "server": config.server = self.readServer(value)
+            case "simulator": config.simulator = self.readSimulator(value)
+            case "providers": config.providers = self.readProviders(value)
+            case "routes": config.routes = self.readRoutes(value)
+            default:
+                let feature = ConfigLoader.notYetAvailable[key] ?? key
+                self.report(keyNode, key, "\(feature) are not available in this version of Switchyard; remove this section")
+            }
+        }
+        self.checkReferences(config, top)
+        return config
+    }
+
+    // MARK: Sections
+
+    mutating func readServer(_ node: Node) -> ServerSettings {
+        var server = ServerSettings()
+        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level"]
+        for (key, _, value) in self.mapping(node, "server", allowed: keys) ?? [] {
+            let path = "server.\(key)"
+            switch key {
+            case "listen":
+                if let text = self.string(value, path) {
+                    if let address = ListenAddress.parse(text) {
+                        server.listen = address
+                    } else {
+                        self.report(value, path, "'\(text)' is not host:port (e.g. 127.0.0.1:8080)")
+                    }
+                }
+            case "state_dir": server.stateDir = self.string(value, path) ?? server.stateDir
+            case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
+            case "anonymous": server.anonymous = self.bool(value, path) ?? server.anonymous
+            case "log_level":
+                if let level = self.string(value, path) {
+                    if ServerSettings.logLevels.contains(level) {
+                        server.logLevel = level
+                    } else {
+                        self.report(value, path, "unknown level '\(level)'; use one of \(ServerSettings.logLevels.joined(separator: ", "))")
+                    }
+                }
+            default: continue
+            }
+        }
+        return server
+    }
+
+    mutating func readSimulator(_ node: Node) -> SimulatorSettings {
+        var settings = SimulatorSettings()
+        for (key, _, value) in self.mapping(node, "simulator", allowed: ["ttft", "tokens_per_second"]) ?? [] {
+            let path = "simulator.\(key)"
+            switch key {
+            case "ttft": settings.timeToFirstToken = self.duration(value, path) ?? settings.timeToFirstToken
+            case "tokens_per_second":
+                if let rate = self.double(value, path) {
+                    if rate >= 0 { settings.tokensPerSecond = rate } else { self.report(value, path, "must be 0 or more") }
+                }
+            default: continue
+            }
+        }
+        return settings
+    }
+
+    mutating func readProviders(_ node: Node) -> [ProviderSettings] {
+        guard let entries = self.mapping(node, "providers", allowed: nil) else { return [] }
+        var providers: [ProviderSettings] = []
+        for (id, keyNode, value) in entries {
+            if let provider = self.readProvider(id: id, keyNode: keyNode, value) { providers.append(provider) }
+        }
+        return providers
+    }
+
+    mutating func readProvider(id: String, keyNode: Node, _ node: Node) -> ProviderSettings? {
+        let base = "providers.\(id)"
+        let keys = ["kind", "preset", "base_url", "api_key", "headers", "timeouts", "max_connections"]
+        guard let entries = self.mapping(node, base, allowed: keys) else { return nil }
+        let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
+
+        guard let kindNode = values["kind"] else {
+            self.report(keyNode, base, "'kind' is required (one of \(ProviderKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+            return nil
+        }
+        guard let kindText = self.string(kindNode, "\(base).kind") else { return nil }
+        guard let kind = ProviderKind(rawValue: kindText) else {
+            let hint = Suggestion.closest(to: kindText, in: ProviderKind.allCases.map(\.rawValue)).map { "; did you mean '\($0)'?" } ?? ""
+            self.report(kindNode, "\(base).kind", "unknown kind '\(kindText)'\(hint)")
+            return nil
+        }
+        guard kind.isAvailable else {
+            self.report(kindNode, "\(base).kind", "kind '\(kind.rawValue)' is not available in this version of Switchyard yet")
+            return nil
+        }
+
+        var preset = ProviderPreset.implied(by: kind)
+        if let presetNode = values["preset"], let name = self.string(presetNode, "\(base).preset") {
+            if let named = ProviderPreset.named(name) {
+                preset = named
+            } else {
+                let names = ProviderPreset.all.map(\.name)
+                let hint = Suggestion.closest(to: name, in: names).map { "did you mean '\($0)'? " } ?? ""
+                self.report(presetNode, "\(base).preset", "unknown preset '\(name)'; \(hint)known: \(names.joined(separator: ", "))")
+            }
+        }
+
+        var provider = ProviderSettings(id: id, kind: kind, baseURL: preset?.baseURL)
+        provider.acceptsStreamOptions = preset?.acceptsStreamOptions ?? true
+        if let urlNode = values["base_url"], let url = self.string(urlNode, "\(base).base_url") {
+            if url.hasPrefix("http://") || url.hasPrefix("https://") {
+                provider.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+            } else {
+                self.report(urlNode, "\(base).base_url", "'\(url)' must start with http:// or https://")
+            }
+        }
+        if provider.baseURL == nil && kind != .simulator {
+            self.report(keyNode, base, "'base_url' is required for kind '\(kind.rawValue)' without a preset")
+        }
+        if let keyValue = values["api_key"], let key = self.string(keyValue, "\(base).api_key") {
+            provider.apiKey = key.isEmpty ? nil : Secret(key)
+        }
+        if preset?.requiresKey == true && provider.apiKey == nil && kind != .simulator {
+            self.report(values["api_key"] ?? keyNode, "\(base).api_key", "an API key is required for \(preset?.name ?? kind.rawValue)")
+        }
+        if let headersNode = values["headers"] {
+            for (name, _, value) in self.mapping(headersNode, "\(base).headers", allowed: nil) ?? [] {
+                if let text = self.string(value, "\(base).headers.\(name)") { provider.headers[name] = text }
+            }
+        }
+        if let timeoutsNode = values["timeouts"] {
+            provider.timeouts = self.readTimeouts(timeoutsNode, "\(base).timeouts")
+        }
+        if let poolNode = values["max_connections"], let size = self.int(poolNode, "\(base).max_connections") {
+            if size > 0 { provider.maxConnections = size } else { self.report(poolNode, "\(base).max_connections", "must be at least 1") }
+        }
+        return provider
+    }
+
+    mutating func readTimeouts(_ node: Node, _ base: String) -> UpstreamTimeouts {
+        var timeouts = UpstreamTimeouts()
+        for (key, _, value) in self.mapping(node, base, allowed: ["connect", "first_byte", "idle", "total"]) ?? [] {
+            guard let duration = self.duration(value, "\(base).\(key)") else { continue }
+            guard duration > .zero else {
+                self.report(value, "\(base).\(key)", "must be longer than zero")
+                continue
+            }
+            switch key {
+            case "connect": timeouts.connect = duration
+            case "first_byte": timeouts.firstByte = duration
+            case "idle": timeouts.idle = duration
+            case "total": timeouts.total = duration
+            default: continue
+            }
+        }
+        return timeouts
+    }
+
+    mutating func readRoutes(_ node: Node) -> [RouteSettings] {
+        var routes: [RouteSettings] = []
+        for (alias, keyNode, value) in self.mapping(node, "routes", allowed: nil) ?? [] {
+            let base = "routes.\(alias)"
+            guard let entries = self.mapping(value, base, allowed: ["targets", "strategy", "fallbacks", "retry", "cache"]) else { continue }
+            var route = RouteSettings(alias: alias, targets: [])
+            for (key, keyNode, value) in entries {
+                switch key {
+                case "targets": route.targets = self.readTargets(value, "\(base).targets")
+                case "strategy":
+                    guard let name = self.string(value, "\(base).strategy") else { continue }
+                    if let strategy = RouteStrategy(rawValue: name) {
+                        route.strategy = strategy
+                    } else {
+                        let known = RouteStrategy.allCases.map(\.rawValue).joined(separator: ", ")
+                        self.report(value, "\(base).strategy", "strategy '\(name)' is not available in this version (available: \(known))")
+                    }
+                default:
+                    self.report(keyNode, "\(base).\(key)", "route \(key) are not available in this version of Switchyard; remove this key")
+                }
+            }
+            if route.targets.isEmpty {
+                self.report(keyNode, base, "a route needs at least one target")
+            }
+            routes.append(route)
+        }
+        return routes
+    }
+
+    mutating func readTargets(_ node: Node, _ base: String) -> [RouteTarget] {
+        guard case .sequence(let sequence) = node else {
+            self.report(node, base, "expected a list of targets")
+            return []
+        }
+        var targets: [RouteTarget] = []
+        for (index, item) in sequence.enumerated() {
+            let path = "\(base)[\(index)]"
+            guard let entries = self.mapping(item, path, allowed: ["provider", "model", "weight", "priority"]) else { continue }
+            let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
+            guard let providerNode = values["provider"], let provider = self.string(providerNode, "\(path).provider") else {
+                self.report(item, path, "'provider' is required")
+                continue
+            }
+            guard let modelNode = values["model"], let model = self.string(modelNode, "\(path).model"), !model.isEmpty else {
+                self.report(item, path, "'model' (the upstream model name) is required")
+                continue
+            }
+            var target = RouteTarget(provider: provider, model: model)
+            if let weightNode = values["weight"], let weight = self.int(weightNode, "\(path).weight") {
+                if weight >= 0 { target.weight = weight } else { self.report(weightNode, "\(path).weight", "must be 0 or more") }
+            }
+            if let priorityNode = values["priority"], let priority = self.int(priorityNode, "\(path).priority") {
+                target.priority = priority
+            }
+            targets.append(target)
+        }
+        return targets
+    }
+
+    /// Routes may only name providers that exist.
+    mutating func checkReferences(_ config: GatewayConfig, _ top: [(String, Node, Node)]) {
+        guard let routesNode = top.first(where: { $0.0 == "routes" })?.2, case .mapping(let routes) = routesNode else { return }
+        let known = config.providers.map(\.id)
+        for route in config.routes {
+            guard let routeNode = routes.first(where: { $0.key.string == route.alias })?.value else { continue }
+            for (index, target) in route.targets.enumerated() where !known.contains(target.provider) {
+                let hint = Suggestion.closest(to: target.provider, in: known).map { "; did you mean '\($0)'?" } ?? ""
+                let targetNode = routeNode.mapping?["targets"]?.sequence?[index]
+                self.report(targetNode ?? routeNode, "routes.\(route.alias).targets[\(index)].provider", "unknown provider '\(target.provider)'\(hint)")
+            }
+            if !route.targets.isEmpty && route.targets.allSatisfy({ $0.weight == 0 }) && route.strategy == .weighted {
+                self.report(routeNode, "routes.\(route.alias)", "every target has weight 0, so none can be chosen")
+            }
+        }
+    }
+
+    // MARK: Typed values
+
+    /// The entries of a mapping in file order; reports unknown keys (with a suggestion) and duplicates.
+    mutating func mapping(_ node: Node, _ path: String, allowed: [String]?) -> [(String, Node, Node)]? {
+        guard case .mapping(let mapping) = node else {
+            self.report(node, path, "expected a mapping (key: value)")
+            return nil
+        }
+        var seen = Set<String>()
+        var entries: [(String, Node, Node)] = []
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else {
+                self.report(keyNode, path, "keys must be strings")
+                continue
+            }
+            let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            guard seen.insert(key).inserted else {
+                self.report(keyNode, keyPath, "duplicate key")
+                continue
+            }
+            if let allowed, !allowed.contains(key) {
+                let hint = Suggestion.closest(to: key, in: allowed).map { "did you mean '\($0)'? " } ?? ""
+                self.report(keyNode, keyPath, "unknown key; \(hint)known keys here: \(allowed.joined(separator: ", "))")
+                continue
+            }
+            entries.append((key, keyNode, value))
+        }
+        return entries
+    }
+
+    mutating func string(_ node: Node, _ path: String) -> String? {
+        guard case .scalar(let scalar) = node else {
+            self.report(node, path, "expected a single value")
+            return nil
+        }
+        do {
+            return try EnvInterpolation.expand(scalar.string, environment: self.environment)
+        } catch .unset(let name) {
+            self.report(node, path, "environment variable \(name) is not set (write ${\(name):-default} for a fallback)")
+        } catch {
+            self.report(node, path, "unterminated ${ in '\(scalar.string)'")
+        }
+        return nil
+    }
+
+    mutating func int(_ node: Node, _ path: String) -> Int? {
+        guard let text = self.string(node, path) else { return nil }
+        guard let value = Int(text) else {
+            self.report(node, path, "'\(text)' is not a whole number")
+            return nil
+        }
+        return value
+    }
+
+    mutating func double(_ node: Node, _ path: String) -> Double? {
+        guard let text = self.string(node, path) else { return nil }
+        guard let value = Double(text) else {
+            self.report(node, path, "'\(text)' is not a number")
+            return nil
+        }
+        return value
+    }
+
+    mutating func bool(_ node: Node, _ path: String) -> Bool? {
+        guard let text = self.string(node, path) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            self.report(node, path, "'\(text)' is not true or false")
+            return nil
+        }
+    }
+
+    mutating func duration(_ node: Node, _ path: String) -> Duration? {
+        guard let text = self.string(node, path) else { return nil }
+        guard let value = DurationText.parse(text) else {
+            self.report(node, path, "'\(text)' is not a duration (e.g. 500ms, 30s, 10m)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func size(_ node: Node, _ path: String) -> Int? {
+        guard let text = self.string(node, path) else { return nil }
+        guard let value = ByteSize.parse(text) else {
+            self.report(node, path, "'\(text)' is not a size (e.g. 8MiB, 512KiB)")
+            return nil
+        }
+        return value
+    }
+}

@@ -1,0 +1,219 @@
+/// The gateway's whole configuration, validated. Built by `ConfigLoader` from YAML, or by
+/// `ZeroConfig` from the environment when there is no file.
+public struct GatewayConfig: Sendable, Equatable {
+    public var server: ServerSettings
+    /// In the order of the file, so listings and logs are stable.
+    public var providers: [ProviderSettings]
+    public var routes: [RouteSettings]
+    public var simulator: SimulatorSettings
+
+    public init(
+        server: ServerSettings = ServerSettings(),
+        providers: [ProviderSettings] = [],
+        routes: [RouteSettings] = [],
+        simulator: SimulatorSettings = SimulatorSettings()
+    ) {
+        self.server = server
+        self.providers = providers
+        self.routes = routes
+        self.simulator = simulator
+    }
+
+    public func provider(_ id: String) -> ProviderSettings? {
+        self.providers.first { $0.id == id }
+    }
+
+    /// Whether any provider is served by the in-process simulator.
+    public var needsInProcessSimulator: Bool {
+        self.providers.contains { $0.kind == .simulator && $0.baseURL == nil }
+    }
+}
+
+/// `server:` — where and how the gateway listens.
+///
+/// - `listen` (host:port, default "127.0.0.1:8080"; env `SWITCHYARD_LISTEN`)
+/// - `state_dir` (path, default "./.switchyard"; env `SWITCHYARD_STATE_DIR`): the SQLite file and admin socket
+/// - `max_body` (size, default "8MiB"): larger request bodies get 413
+/// - `anonymous` (bool, default true): accept requests without a key (local use only)
+/// - `log_level` (trace…critical, default "info"; env `SWITCHYARD_LOG_LEVEL`)
+public struct ServerSettings: Sendable, Equatable {
+    public var listen: ListenAddress
+    public var stateDir: String
+    public var maxBodyBytes: Int
+    public var anonymous: Bool
+    public var logLevel: String
+
+    public init(
+        listen: ListenAddress = ListenAddress(host: "127.0.0.1", port: 8080),
+        stateDir: String = "./.switchyard",
+        maxBodyBytes: Int = 8 << 20,
+        anonymous: Bool = true,
+        logLevel: String = "info"
+    ) {
+        self.listen = listen
+        self.stateDir = stateDir
+        self.maxBodyBytes = maxBodyBytes
+        self.anonymous = anonymous
+        self.logLevel = logLevel
+    }
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+}
+
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// `127.0.0.1:8080`, `[::1]:8080`, `:8080` (all interfaces), `0.0.0.0:80`.
+    public static func parse(_ text: String) -> ListenAddress? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return ListenAddress(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+    }
+
+    public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+}
+
+/// `providers.<id>:` — one upstream.
+///
+/// - `kind` (openai | openai-compatible | ollama | vllm | simulator; anthropic, gemini, azure-openai soon)
+/// - `preset` (openai | groq | mistral | together | deepseek | openrouter | vllm | ollama): base URL defaults
+/// - `base_url` (URL, default from the preset; for `simulator`, the in-process simulator)
+/// - `api_key` (secret, usually `${ENV_VAR}`)
+/// - `headers` (map of extra request headers)
+/// - `timeouts` (`connect` 2s, `first_byte` 60s, `idle` 30s, `total` 10m)
+/// - `max_connections` (int, default 64): the connection pool's size per event loop
+public struct ProviderSettings: Sendable, Equatable {
+    public var id: String
+    public var kind: ProviderKind
+    /// Nil only for `simulator` providers served in-process.
+    public var baseURL: String?
+    public var apiKey: Secret?
+    public var headers: [String: String]
+    public var timeouts: UpstreamTimeouts
+    public var maxConnections: Int
+    public var acceptsStreamOptions: Bool
+
+    public init(
+        id: String,
+        kind: ProviderKind,
+        baseURL: String?,
+        apiKey: Secret? = nil,
+        headers: [String: String] = [:],
+        timeouts: UpstreamTimeouts = UpstreamTimeouts(),
+        maxConnections: Int = 64,
+        acceptsStreamOptions: Bool = true
+    ) {
+        self.id = id
+        self.kind = kind
+        self.baseURL = baseURL
+        self.apiKey = apiKey
+        self.headers = headers
+        self.timeouts = timeouts
+        self.maxConnections = maxConnections
+        self.acceptsStreamOptions = acceptsStreamOptions
+    }
+}
+
+/// The four ways an upstream call can take too long, each with its own limit.
+public struct UpstreamTimeouts: Sendable, Equatable {
+    /// Establishing the TCP (and TLS) connection.
+    public var connect: Duration
+    /// From sending the request to the response head (for a non-streaming call: the whole generation).
+    public var firstByte: Duration
+    /// The longest silence between two chunks of a streamed body.
+    public var idle: Duration
+    /// The whole exchange, however it is paced.
+    public var total: Duration
+
+    public init(
+        connect: Duration = .seconds(2),
+        firstByte: Duration = .seconds(60),
+        idle: Duration = .seconds(30),
+        total: Duration = .seconds(600)
+    ) {
+        self.connect = connect
+        self.firstByte = firstByte
+        self.idle = idle
+        self.total = total
+    }
+}
+
+/// `routes.<alias>:` — a client-visible model name and where it goes.
+///
+/// - `targets` (list of `{provider, model, weight (1), priority (0)}`)
+/// - `strategy` (`priority` | `weighted`, default `weighted`): `priority` takes the lowest priority
+///   number first; `weighted` picks among the best tier at random by weight
+public struct RouteSettings: Sendable, Equatable {
+    public var alias: String
+    public var targets: [RouteTarget]
+    public var strategy: RouteStrategy
+
+    public init(alias: String, targets: [RouteTarget], strategy: RouteStrategy = .weighted) {
+        self.alias = alias
+        self.targets = targets
+        self.strategy = strategy
+    }
+}
+
+public enum RouteStrategy: String, Sendable, Equatable, CaseIterable {
+    case weighted
+    case priority
+}
+
+public struct RouteTarget: Sendable, Equatable {
+    public var provider: String
+    /// The model name sent upstream.
+    public var model: String
+    public var weight: Int
+    /// Lower is preferred.
+    public var priority: Int
+
+    public init(provider: String, model: String, weight: Int = 1, priority: Int = 0) {
+        self.provider = provider
+        self.model = model
+        self.weight = weight
+        self.priority = priority
+    }
+}
+
+/// `simulator:` — the built-in fake providers' pacing.
+///
+/// - `ttft` (duration, default "200ms"): time to the first token
+/// - `tokens_per_second` (number, default 80; 0 = as fast as possible)
+public struct SimulatorSettings: Sendable, Equatable {
+    public var timeToFirstToken: Duration
+    public var tokensPerSecond: Double
+
+    public init(timeToFirstToken: Duration = .milliseconds(200), tokensPerSecond: Double = 80) {
+        self.timeToFirstToken = timeToFirstToken
+        self.tokensPerSecond = tokensPerSecond
+    }
+}
+
+/// A secret value (API key). It prints redacted everywhere, so it cannot leak into a log line by accident.
+public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// The real value: only for building the upstream request.
+    public let exposedValue: String
+
+    public init(_ value: String) {
+        self.exposedValue = value
+    }
+
+    /// `sk-p…(51 chars)`: enough to tell keys apart, not enough to use one.
+    public var redacted: String {
+        guard self.exposedValue.count > 8 else { return "…(\(self.exposedValue.count) chars)" }
+        return "\(self.exposedValue.prefix(4))…(\(self.exposedValue.count) chars)"
+    }
+
+    public var description: String { self.redacted }
+    public var debugDescription: String { self.redacted }
+}

@@ -1,0 +1,69 @@
+/// The configuration used when there is no config file: providers come from the environment, and with
+/// no provider variables at all, the built-in simulated providers serve so a fresh machine works.
+public enum ZeroConfig {
+    public struct Result: Sendable {
+        public let config: GatewayConfig
+        /// What was found, for the startup log.
+        public let notes: [String]
+        public let usesSimulator: Bool
+    }
+
+    static let openAIModels = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini"]
+
+    public static func make(environment: [String: String]) -> Result {
+        var config = GatewayConfig()
+        var notes: [String] = []
+
+        func nonEmpty(_ name: String) -> String? {
+            guard let value = environment[name], !value.isEmpty else { return nil }
+            return value
+        }
+        func models(_ name: String, default fallback: [String]) -> [String] {
+            guard let list = nonEmpty(name) else { return fallback }
+            return list.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
+        }
+        func addRoutes(_ names: [String], provider: String) {
+            for name in names where !config.routes.contains(where: { $0.alias == name }) {
+                config.routes.append(RouteSettings(alias: name, targets: [RouteTarget(provider: provider, model: name)]))
+            }
+        }
+
+        if let key = nonEmpty("OPENAI_API_KEY") {
+            let base = nonEmpty("OPENAI_BASE_URL") ?? "https://api.openai.com/v1"
+            config.providers.append(ProviderSettings(id: "openai", kind: .openai, baseURL: base, apiKey: Secret(key)))
+            addRoutes(self.openAIModels, provider: "openai")
+            notes.append("provider openai from OPENAI_API_KEY (\(base))")
+        }
+        if let host = nonEmpty("OLLAMA_HOST") {
+            let base = (host.hasPrefix("http") ? host : "http://\(host)") + "/v1"
+            config.providers.append(ProviderSettings(id: "ollama", kind: .ollama, baseURL: base))
+            addRoutes(models("OLLAMA_MODELS", default: ["llama3.2"]), provider: "ollama")
+            notes.append("provider ollama from OLLAMA_HOST (\(base))")
+        }
+        if let base = nonEmpty("VLLM_BASE_URL") {
+            let names = models("VLLM_MODELS", default: [])
+            config.providers.append(ProviderSettings(id: "vllm", kind: .vllm, baseURL: base))
+            addRoutes(names, provider: "vllm")
+            notes.append(
+                names.isEmpty
+                    ? "provider vllm from VLLM_BASE_URL, but no routes: set VLLM_MODELS=name1,name2"
+                    : "provider vllm from VLLM_BASE_URL (\(base))"
+            )
+        }
+        if nonEmpty("ANTHROPIC_API_KEY") != nil {
+            notes.append("ANTHROPIC_API_KEY is set, but this version has no Anthropic upstream adapter yet; skipped")
+        }
+
+        let usesSimulator = config.providers.isEmpty
+        if usesSimulator {
+            config.providers = [
+                ProviderSettings(id: "sim-openai", kind: .simulator, baseURL: nil),
+                ProviderSettings(id: "sim-ollama", kind: .simulator, baseURL: nil),
+            ]
+            addRoutes(["gpt-4o-mini", "gpt-4o"], provider: "sim-openai")
+            addRoutes(["llama3.2"], provider: "sim-ollama")
+            notes.append("no provider keys in the environment: the built-in simulated providers serve (no real model is called)")
+        }
+        return Result(config: config, notes: notes, usesSimulator: usesSimulator)
+    }
+}

@@ -1,0 +1,338 @@
+/// A validating, allocation-light JSON scanner over raw bytes.
+///
+/// The fast path needs three things from a client body without decoding it into structs: proof that it
+/// is valid JSON, the byte ranges of a few top-level members (to patch them in place), and their values.
+/// Everything else is only skipped over, so the bytes we forward are exactly the bytes we received.
+public struct JSONScanner: ~Copyable {
+    public enum ValueKind: Sendable, Equatable {
+        case object, array, string, number, bool, null
+    }
+
+    /// One member of an object: its key (decoded) and the byte range of its value.
+    public struct Member: Sendable, Equatable {
+        public let key: String
+        /// From the first byte of the key's opening quote.
+        public let keyStart: Int
+        public let valueRange: Range<Int>
+        public let kind: ValueKind
+    }
+
+    public struct SyntaxError: Error, Sendable, Equatable, CustomStringConvertible {
+        public let message: String
+        public let offset: Int
+        public var description: String { "\(self.message) at byte \(self.offset)" }
+    }
+
+    /// Guards the recursion: a body of 100,000 `[` must not overflow the stack.
+    static let maxDepth = 256
+
+    private let bytes: UnsafeRawBufferPointer
+    private var position = 0
+
+    private init(_ bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    // MARK: Entry points
+
+    /// Validates the whole document, which must be an object, and returns its top-level members in order.
+    public static func topLevelMembers(of bytes: UnsafeRawBufferPointer) throws(SyntaxError) -> [Member] {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        guard scanner.peek() == UInt8(ascii: "{") else {
+            throw scanner.error(scanner.atEnd ? "the body is empty" : "the body must be a JSON object")
+        }
+        let members = try scanner.scanObject(collectMembers: true, depth: 0)
+        scanner.skipWhitespace()
+        guard scanner.atEnd else { throw scanner.error("unexpected data after the JSON object") }
+        return members
+    }
+
+    /// Validates one complete JSON value (any kind), as found in one SSE `data:` line.
+    public static func validate(_ bytes: UnsafeRawBufferPointer) throws(SyntaxError) {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        _ = try scanner.scanValue(depth: 0)
+        scanner.skipWhitespace()
+        guard scanner.atEnd else { throw scanner.error("unexpected data after the JSON value") }
+    }
+
+    /// Members of the object that starts at `range` in an already validated document.
+    public static func members(ofObjectIn bytes: UnsafeRawBufferPointer, range: Range<Int>) throws(SyntaxError) -> [Member] {
+        var scanner = JSONScanner(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]))
+        scanner.position = range.lowerBound
+        return try scanner.scanObject(collectMembers: true, depth: 0)
+    }
+
+    /// The elements of the array that starts at `range` in an already validated document.
+    public static func elements(ofArrayIn bytes: UnsafeRawBufferPointer, range: Range<Int>) throws(SyntaxError) -> [(range: Range<Int>, kind: ValueKind)] {
+        var scanner = JSONScanner(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]))
+        scanner.position = range.lowerBound
+        var elements: [(range: Range<Int>, kind: ValueKind)] = []
+        try scanner.scanArray(depth: 0) { start, end, kind in elements.append((start..<end, kind)) }
+        return elements
+    }
+
+    /// Decodes the JSON string literal at `range` (quotes included).
+    public static func decodeString(in bytes: UnsafeRawBufferPointer, range: Range<Int>) throws(SyntaxError) -> String {
+        var scanner = JSONScanner(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]))
+        scanner.position = range.lowerBound
+        return try scanner.scanString(decode: true) ?? ""
+    }
+
+    // MARK: Grammar
+
+    private var atEnd: Bool { self.position >= self.bytes.count }
+
+    private func peek() -> UInt8? {
+        self.position < self.bytes.count ? self.bytes[self.position] : nil
+    }
+
+    private func error(_ message: String) -> SyntaxError {
+        SyntaxError(message: message, offset: self.position)
+    }
+
+    private mutating func skipWhitespace() {
+        while self.position < self.bytes.count {
+            switch self.bytes[self.position] {
+            case 0x20, 0x09, 0x0A, 0x0D: self.position += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func expect(_ byte: UInt8, _ what: String) throws(SyntaxError) {
+        guard self.peek() == byte else { throw self.error("expected \(what)") }
+        self.position += 1
+    }
+
+    private mutating func scanValue(depth: Int) throws(SyntaxError) -> ValueKind {
+        guard depth < Self.maxDepth else { throw self.error("nesting deeper than \(Self.maxDepth) levels") }
+        guard let byte = self.peek() else { throw self.error("unexpected end of input") }
+        switch byte {
+        case UInt8(ascii: "{"):
+            _ = try self.scanObject(collectMembers: false, depth: depth)
+            return .object
+        case UInt8(ascii: "["):
+            try self.scanArray(depth: depth)
+            return .array
+        case UInt8(ascii: "\""):
+            _ = try self.scanString(decode: false)
+            return .string
+        case UInt8(ascii: "t"):
+            try self.scanLiteral("true")
+            return .bool
+        case UInt8(ascii: "f"):
+            try self.scanLiteral("false")
+            return .bool
+        case UInt8(ascii: "n"):
+            try self.scanLiteral("null")
+            return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            try self.scanNumber()
+            return .number
+        default:
+            throw self.error("unexpected character '\(Character(Unicode.Scalar(byte)))'")
+        }
+    }
+
+    private mutating func scanObject(collectMembers: Bool, depth: Int) throws(SyntaxError) -> [Member] {
+        try self.expect(UInt8(ascii: "{"), "'{'")
+        var members: [Member] = []
+        self.skipWhitespace()
+        if self.peek() == UInt8(ascii: "}") {
+            self.position += 1
+            return members
+        }
+        while true {
+            self.skipWhitespace()
+            let keyStart = self.position
+            guard self.peek() == UInt8(ascii: "\"") else { throw self.error("expected a quoted member name") }
+            let key = try self.scanString(decode: collectMembers)
+            self.skipWhitespace()
+            try self.expect(UInt8(ascii: ":"), "':' after a member name")
+            self.skipWhitespace()
+            let valueStart = self.position
+            let kind = try self.scanValue(depth: depth + 1)
+            if collectMembers, let key {
+                members.append(Member(key: key, keyStart: keyStart, valueRange: valueStart..<self.position, kind: kind))
+            }
+            self.skipWhitespace()
+            switch self.peek() {
+            case UInt8(ascii: ","):
+                self.position += 1
+            case UInt8(ascii: "}"):
+                self.position += 1
+                return members
+            default:
+                throw self.error("expected ',' or '}' in an object")
+            }
+        }
+    }
+
+    private mutating func scanArray(
+        depth: Int,
+        onElement: (_ start: Int, _ end: Int, _ kind: ValueKind) -> Void = { _, _, _ in }
+    ) throws(SyntaxError) {
+        try self.expect(UInt8(ascii: "["), "'['")
+        self.skipWhitespace()
+        if self.peek() == UInt8(ascii: "]") {
+            self.position += 1
+            return
+        }
+        while true {
+            self.skipWhitespace()
+            let start = self.position
+            let kind = try self.scanValue(depth: depth + 1)
+            onElement(start, self.position, kind)
+            self.skipWhitespace()
+            switch self.peek() {
+            case UInt8(ascii: ","):
+                self.position += 1
+            case UInt8(ascii: "]"):
+                self.position += 1
+                return
+            default:
+                throw self.error("expected ',' or ']' in an array")
+            }
+        }
+    }
+
+    private mutating func scanLiteral(_ literal: StaticString) throws(SyntaxError) {
+        let count = literal.utf8CodeUnitCount
+        guard self.position + count <= self.bytes.count else { throw self.error("unexpected end of input") }
+        for index in 0..<count where self.bytes[self.position + index] != literal.utf8Start[index] {
+            throw self.error("invalid literal")
+        }
+        self.position += count
+    }
+
+    private mutating func scanNumber() throws(SyntaxError) {
+        let start = self.position
+        if self.peek() == UInt8(ascii: "-") { self.position += 1 }
+        guard let first = self.peek(), Self.isDigit(first) else { throw self.error("invalid number") }
+        self.position += 1
+        if first != UInt8(ascii: "0") { self.skipDigits() }
+        if self.peek() == UInt8(ascii: ".") {
+            self.position += 1
+            guard let digit = self.peek(), Self.isDigit(digit) else { throw self.error("invalid number") }
+            self.skipDigits()
+        }
+        if let exponent = self.peek(), exponent == UInt8(ascii: "e") || exponent == UInt8(ascii: "E") {
+            self.position += 1
+            if let sign = self.peek(), sign == UInt8(ascii: "+") || sign == UInt8(ascii: "-") { self.position += 1 }
+            guard let digit = self.peek(), Self.isDigit(digit) else { throw self.error("invalid number") }
+            self.skipDigits()
+        }
+        if let next = self.peek(), Self.isDigit(next) {
+            self.position = start
+            throw self.error("invalid number (leading zero)")
+        }
+    }
+
+    private mutating func skipDigits() {
+        while let byte = self.peek(), Self.isDigit(byte) { self.position += 1 }
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+
+    /// Scans a string literal; returns its decoded value when `decode` is set.
+    private mutating func scanString(decode: Bool) throws(SyntaxError) -> String? {
+        try self.expect(UInt8(ascii: "\""), "'\"'")
+        let contentStart = self.position
+        var hasEscapes = false
+        while true {
+            guard let byte = self.peek() else { throw self.error("unterminated string") }
+            switch byte {
+            case UInt8(ascii: "\""):
+                let contentEnd = self.position
+                self.position += 1
+                guard decode else { return nil }
+                let raw = UnsafeRawBufferPointer(rebasing: self.bytes[contentStart..<contentEnd])
+                return hasEscapes ? try Self.unescape(raw, baseOffset: contentStart) : String(decoding: raw, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                hasEscapes = true
+                self.position += 1
+                guard let escaped = self.peek() else { throw self.error("unterminated string") }
+                switch escaped {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
+                    UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    self.position += 1
+                case UInt8(ascii: "u"):
+                    self.position += 1
+                    for _ in 0..<4 {
+                        guard let hex = self.peek(), Self.hexValue(hex) != nil else { throw self.error("invalid \\u escape") }
+                        self.position += 1
+                    }
+                default:
+                    throw self.error("invalid escape sequence")
+                }
+            case 0x00..<0x20:
+                throw self.error("control character in string")
+            default:
+                self.position += 1
+            }
+        }
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt32? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt32(byte - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(byte - UInt8(ascii: "A") + 10)
+        default: return nil
+        }
+    }
+
+    /// Decodes escapes in already validated string content, pairing UTF-16 surrogates.
+    private static func unescape(_ raw: UnsafeRawBufferPointer, baseOffset: Int) throws(SyntaxError) -> String {
+        var utf8: [UInt8] = []
+        utf8.reserveCapacity(raw.count)
+        var index = 0
+        var pendingHighSurrogate: UInt32?
+        func appendScalar(_ value: UInt32) {
+            let scalar = Unicode.Scalar(value) ?? "\u{FFFD}"
+            UTF8.encode(scalar) { utf8.append($0) }
+        }
+        while index < raw.count {
+            let byte = raw[index]
+            guard byte == UInt8(ascii: "\\") else {
+                if pendingHighSurrogate != nil { appendScalar(0xFFFD); pendingHighSurrogate = nil }
+                utf8.append(byte)
+                index += 1
+                continue
+            }
+            let escaped = raw[index + 1]
+            index += 2
+            if escaped == UInt8(ascii: "u") {
+                var value: UInt32 = 0
+                for offset in 0..<4 { value = value << 4 | (self.hexValue(raw[index + offset]) ?? 0) }
+                index += 4
+                if (0xD800..<0xDC00).contains(value) {
+                    if pendingHighSurrogate != nil { appendScalar(0xFFFD) }
+                    pendingHighSurrogate = value
+                } else if (0xDC00..<0xE000).contains(value), let high = pendingHighSurrogate {
+                    appendScalar(0x10000 + ((high - 0xD800) << 10) + (value - 0xDC00))
+                    pendingHighSurrogate = nil
+                } else {
+                    if pendingHighSurrogate != nil { appendScalar(0xFFFD); pendingHighSurrogate = nil }
+                    appendScalar(value)
+                }
+                continue
+            }
+            if pendingHighSurrogate != nil { appendScalar(0xFFFD); pendingHighSurrogate = nil }
+            switch escaped {
+            case UInt8(ascii: "b"): utf8.append(0x08)
+            case UInt8(ascii: "f"): utf8.append(0x0C)
+            case UInt8(ascii: "n"): utf8.append(0x0A)
+            case UInt8(ascii: "r"): utf8.append(0x0D)
+            case UInt8(ascii: "t"): utf8.append(0x09)
+            default: utf8.append(escaped)
+            }
+        }
+        if pendingHighSurrogate != nil { appendScalar(0xFFFD) }
+        return String(decoding: utf8, as: UTF8.self)
+    }
+}

@@ -1,0 +1,254 @@
+public import NIOCore
+
+/// Relays an OpenAI-dialect SSE stream from an OpenAI-compatible upstream to an OpenAI client.
+///
+/// Bytes pass through unchanged, but only in whole events: each event's JSON is validated on the way
+/// (a client SDK must never receive a half or garbled event), usage is read from whichever chunk
+/// carries it, and the trailing usage chunk we asked for is stripped when the client did not ask.
+/// A stream that ends without `[DONE]` was cut: `finish()` then reports it instead of ending cleanly.
+///
+/// One per request; not thread-safe (a value type fed by one task).
+public struct OpenAIStreamRelay {
+    /// What the caller should do after feeding bytes.
+    public enum Step {
+        /// Forward these bytes (possibly empty) and keep reading.
+        case forward(ByteBuffer)
+        /// Forward these bytes, then end the stream with `error` rendered as an event.
+        case fail(forward: ByteBuffer, error: GatewayError)
+    }
+
+    public private(set) var usage: Usage?
+    public private(set) var finishReason: String?
+    public private(set) var sawDone = false
+    /// True once any event with content (not just the role chunk) passed: the time to first token.
+    public private(set) var sawFirstToken = false
+    /// An `error` event from the upstream itself, forwarded as-is and recorded here.
+    public private(set) var upstreamErrorMessage: String?
+
+    private let provider: String
+    private let forwardUsageChunk: Bool
+    private var pending: ByteBuffer?
+    private var failed = false
+
+    /// Refuses events that would grow beyond this without a blank line: a stream that never frames
+    /// an event must not grow our memory without bound.
+    static let maxEventBytes = 4 << 20
+
+    public init(provider: String, forwardUsageChunk: Bool) {
+        self.provider = provider
+        self.forwardUsageChunk = forwardUsageChunk
+    }
+
+    public mutating func feed(_ chunk: ByteBuffer) -> Step {
+        guard !self.failed else { return .forward(ByteBuffer()) }
+        var buffer: ByteBuffer
+        if var pending = self.pending {
+            var chunk = chunk
+            pending.writeBuffer(&chunk)
+            buffer = pending
+            self.pending = nil
+        } else {
+            buffer = chunk
+        }
+
+        var output: ByteBuffer?
+        var forwardStart = 0
+        var cursor = 0
+        let readable = buffer.readableBytes
+        let result: GatewayError? = buffer.withUnsafeReadableBytes { bytes -> GatewayError? in
+            while let eventEnd = Self.endOfEvent(in: bytes, from: cursor) {
+                let event = cursor..<eventEnd.contentEnd
+                switch self.inspect(event: UnsafeRawBufferPointer(rebasing: bytes[event])) {
+                case .keep:
+                    break
+                case .drop:
+                    // Flush what came before this event, then skip it.
+                    if output == nil { output = ByteBufferAllocator().buffer(capacity: readable) }
+                    output!.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[forwardStart..<cursor]))
+                    forwardStart = eventEnd.next
+                case .fail(let error):
+                    return error
+                }
+                cursor = eventEnd.next
+            }
+            return nil
+        }
+
+        var forward: ByteBuffer
+        if var out = output {
+            out.writeBytes(buffer.readableBytesView[buffer.readerIndex + forwardStart..<buffer.readerIndex + cursor])
+            forward = out
+        } else {
+            forward = buffer.getSlice(at: buffer.readerIndex, length: cursor) ?? ByteBuffer()
+        }
+        if let result {
+            self.failed = true
+            return .fail(forward: forward, error: result)
+        }
+        if cursor < readable {
+            let rest = buffer.getSlice(at: buffer.readerIndex + cursor, length: readable - cursor)
+            if readable - cursor > Self.maxEventBytes {
+                self.failed = true
+                return .fail(forward: forward, error: .upstreamMalformed(provider: self.provider, detail: "an SSE event exceeded 4 MiB"))
+            }
+            self.pending = rest
+        }
+        if forward.readableBytes == 0 { forward = ByteBuffer() }
+        return .forward(forward)
+    }
+
+    /// Call when the upstream body ended. A last event without its blank line is processed as if the
+    /// line had come (SSE allows it); a stream without `[DONE]` (or an upstream error event) was cut
+    /// and fails, so the client never mistakes it for a complete answer.
+    public mutating func finish() -> Step {
+        guard !self.failed else { return .forward(ByteBuffer()) }
+        var forward = ByteBuffer()
+        if var rest = self.pending, rest.readableBytes > 0 {
+            self.pending = nil
+            rest.writeString("\n\n")
+            switch self.feed(rest) {
+            case .forward(let bytes): forward = bytes
+            case .fail(let bytes, let error): return .fail(forward: bytes, error: error)
+            }
+        }
+        guard self.sawDone || self.upstreamErrorMessage != nil else {
+            self.failed = true
+            return .fail(forward: forward, error: .streamInterrupted(provider: self.provider, detail: "the upstream closed the stream before [DONE]"))
+        }
+        return .forward(forward)
+    }
+
+    // MARK: Events
+
+    private enum Verdict {
+        case keep, drop
+        case fail(GatewayError)
+    }
+
+    private mutating func inspect(event: UnsafeRawBufferPointer) -> Verdict {
+        // An event is lines; we care about `data:` lines only (comments and `event:` pass through).
+        var data: [UInt8] = []
+        var lineStart = 0
+        var hasData = false
+        while lineStart < event.count {
+            var lineEnd = lineStart
+            while lineEnd < event.count && event[lineEnd] != 0x0A { lineEnd += 1 }
+            var contentEnd = lineEnd
+            if contentEnd > lineStart && event[contentEnd - 1] == 0x0D { contentEnd -= 1 }
+            let line = UnsafeRawBufferPointer(rebasing: event[lineStart..<contentEnd])
+            if line.count >= 5 && line.starts(with: "data:".utf8) {
+                var valueStart = 5
+                if valueStart < line.count && line[valueStart] == 0x20 { valueStart += 1 }
+                if hasData { data.append(0x0A) }
+                data.append(contentsOf: line[valueStart...])
+                hasData = true
+            }
+            lineStart = lineEnd + 1
+        }
+        guard hasData else { return .keep }
+        return data.withUnsafeBytes { self.inspect(data: $0) }
+    }
+
+    private mutating func inspect(data: UnsafeRawBufferPointer) -> Verdict {
+        var trimmedEnd = data.count
+        while trimmedEnd > 0 && (data[trimmedEnd - 1] == 0x20 || data[trimmedEnd - 1] == 0x09) { trimmedEnd -= 1 }
+        let payload = UnsafeRawBufferPointer(rebasing: data[..<trimmedEnd])
+        if payload.elementsEqual("[DONE]".utf8) {
+            self.sawDone = true
+            return .keep
+        }
+        let members: [JSONScanner.Member]
+        do {
+            members = try JSONScanner.topLevelMembers(of: payload)
+        } catch {
+            return .fail(.upstreamMalformed(provider: self.provider, detail: "invalid JSON in a stream event (\(error))"))
+        }
+        var choicesEmpty = false
+        var usageRange: Range<Int>?
+        for member in members {
+            switch member.key {
+            case "error" where member.kind == .object:
+                self.upstreamErrorMessage = Self.errorMessage(in: payload, member) ?? "upstream error event"
+                return .keep
+            case "usage" where member.kind == .object:
+                usageRange = member.valueRange
+            case "choices" where member.kind == .array:
+                choicesEmpty = Self.isEmptyArray(payload, member.valueRange)
+                if !choicesEmpty { self.inspectChoices(payload, member.valueRange) }
+            default:
+                continue
+            }
+        }
+        if let usageRange {
+            self.usage = try? OpenAIUsage.parse(payload, range: usageRange)
+            if choicesEmpty && !self.forwardUsageChunk { return .drop }
+        }
+        return .keep
+    }
+
+    /// Notes the finish reason and whether a token (text, tool call or reasoning) has arrived.
+    private mutating func inspectChoices(_ payload: UnsafeRawBufferPointer, _ range: Range<Int>) {
+        guard let choices = try? JSONScanner.elements(ofArrayIn: payload, range: range) else { return }
+        for choice in choices where choice.kind == .object {
+            guard let members = try? JSONScanner.members(ofObjectIn: payload, range: choice.range) else { continue }
+            for member in members {
+                switch member.key {
+                case "finish_reason" where member.kind == .string:
+                    self.finishReason = try? JSONScanner.decodeString(in: payload, range: member.valueRange)
+                case "delta" where member.kind == .object && !self.sawFirstToken:
+                    self.sawFirstToken = Self.deltaCarriesToken(payload, member.valueRange)
+                default:
+                    continue
+                }
+            }
+        }
+    }
+
+    private static func deltaCarriesToken(_ payload: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        guard let members = try? JSONScanner.members(ofObjectIn: payload, range: range) else { return false }
+        return members.contains { member in
+            switch member.key {
+            case "content", "reasoning", "reasoning_content", "refusal":
+                // An empty string (the role chunk's `"content":""`) is two bytes: the quotes.
+                return member.kind == .string && member.valueRange.count > 2
+            case "tool_calls":
+                return member.kind == .array
+            default:
+                return false
+            }
+        }
+    }
+
+    private static func errorMessage(in payload: UnsafeRawBufferPointer, _ member: JSONScanner.Member) -> String? {
+        guard let inner = try? JSONScanner.members(ofObjectIn: payload, range: member.valueRange),
+            let message = inner.first(where: { $0.key == "message" && $0.kind == .string })
+        else { return nil }
+        return try? JSONScanner.decodeString(in: payload, range: message.valueRange)
+    }
+
+    private static func isEmptyArray(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        for index in range.dropFirst() {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: continue
+            case UInt8(ascii: "]"): return true
+            default: return false
+            }
+        }
+        return false
+    }
+
+    /// Finds the blank line that ends the event starting at `start`.
+    /// - Returns: where the event's content ends and where the next event begins.
+    static func endOfEvent(in bytes: UnsafeRawBufferPointer, from start: Int) -> (contentEnd: Int, next: Int)? {
+        var index = start
+        while index < bytes.count {
+            if bytes[index] == 0x0A {
+                // "\n\n" or "\n\r\n" ends the event.
+                if index + 1 < bytes.count && bytes[index + 1] == 0x0A { return (index, index + 2) }
+                if index + 2 < bytes.count && bytes[index + 1] == 0x0D && bytes[index + 2] == 0x0A { return (index, index + 3) }
+            }
+            index += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,230 @@
+/// Who is at fault when a request fails. Kept apart from retryability on purpose:
+/// the domain says whom to blame (and which dashboard row turns red), `isRetryable` says what to do next.
+public enum FaultDomain: String, Sendable, CaseIterable {
+    /// The client sent something we cannot serve (bad JSON, unknown model, body too large).
+    case caller
+    /// A limit or rule of ours refused the request (rate limit, budget, model not allowed).
+    case policy
+    /// The upstream failed: unreachable, timed out, answered with an error or garbage.
+    case provider
+    /// Our own fault: a bug or a missing configuration.
+    case gateway
+}
+
+/// The one error type of the gateway.
+///
+/// Shaped like AsyncHTTPClient's `HTTPClientError`: a private code plus static constructors, so new
+/// cases do not break callers, and `metricLabel` never carries associated values (it is a bounded set).
+/// It renders itself in the client's dialect (`openAIBody()`, `anthropicBody()`), and it never logs.
+public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible {
+    enum Code: String, Sendable {
+        case malformedRequest = "malformed_request"
+        case invalidRequest = "invalid_request"
+        case bodyTooLarge = "body_too_large"
+        case unknownModel = "unknown_model"
+        case routeNotFound = "route_not_found"
+        case methodNotAllowed = "method_not_allowed"
+        case upstreamUnreachable = "upstream_unreachable"
+        case upstreamTimeout = "upstream_timeout"
+        case upstreamStatus = "upstream_status"
+        case upstreamMalformed = "upstream_malformed"
+        case streamInterrupted = "stream_interrupted"
+        case noHealthyTarget = "no_healthy_target"
+        case internalFailure = "internal"
+    }
+
+    let code: Code
+    /// Human-readable, safe to show to the client: never contains secrets.
+    public let message: String
+    /// The request field at fault, when there is one (OpenAI's `param`).
+    public let param: String?
+    /// The status the upstream answered with, for `upstreamStatus` errors.
+    public let upstreamStatus: Int?
+    /// How long the client should wait before retrying, when known.
+    public let retryAfterSeconds: Int?
+
+    init(_ code: Code, _ message: String, param: String? = nil, upstreamStatus: Int? = nil, retryAfterSeconds: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.param = param
+        self.upstreamStatus = upstreamStatus
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var description: String { "\(self.metricLabel): \(self.message)" }
+
+    // MARK: Constructors
+
+    public static func malformedRequest(_ detail: String) -> GatewayError {
+        GatewayError(.malformedRequest, "We could not parse the JSON body of your request: \(detail).")
+    }
+
+    public static func invalidRequest(_ message: String, param: String? = nil) -> GatewayError {
+        GatewayError(.invalidRequest, message, param: param)
+    }
+
+    public static func bodyTooLarge(limit: Int) -> GatewayError {
+        GatewayError(.bodyTooLarge, "The request body exceeds the gateway's limit of \(ByteSize.format(limit)) (server.max_body).")
+    }
+
+    public static func unknownModel(_ model: String, known: [String]) -> GatewayError {
+        let list = known.isEmpty ? "none are configured" : known.joined(separator: ", ")
+        return GatewayError(
+            .unknownModel,
+            "The model '\(model)' does not exist on this gateway. Known models: \(list).",
+            param: "model"
+        )
+    }
+
+    public static func routeNotFound(method: String, path: String) -> GatewayError {
+        GatewayError(.routeNotFound, "Unknown endpoint: \(method) \(path).")
+    }
+
+    public static func methodNotAllowed(method: String, path: String) -> GatewayError {
+        GatewayError(.methodNotAllowed, "\(method) is not allowed on \(path).")
+    }
+
+    public static func upstreamUnreachable(provider: String, detail: String) -> GatewayError {
+        GatewayError(.upstreamUnreachable, "Provider '\(provider)' could not be reached: \(detail).")
+    }
+
+    public static func upstreamTimeout(provider: String, phase: String, limit: String) -> GatewayError {
+        GatewayError(
+            .upstreamTimeout,
+            "Provider '\(provider)' did not answer in time (\(phase) timeout of \(limit); raise providers.\(provider).timeouts.\(phase) if this is expected)."
+        )
+    }
+
+    public static func upstreamStatus(provider: String, status: Int, retryAfterSeconds: Int? = nil) -> GatewayError {
+        GatewayError(
+            .upstreamStatus,
+            "Provider '\(provider)' answered with HTTP \(status).",
+            upstreamStatus: status,
+            retryAfterSeconds: retryAfterSeconds
+        )
+    }
+
+    public static func upstreamMalformed(provider: String, detail: String) -> GatewayError {
+        GatewayError(.upstreamMalformed, "Provider '\(provider)' sent a response we could not parse: \(detail).")
+    }
+
+    public static func streamInterrupted(provider: String, detail: String) -> GatewayError {
+        GatewayError(.streamInterrupted, "The stream from provider '\(provider)' ended before completion: \(detail).")
+    }
+
+    public static func noHealthyTarget(route: String) -> GatewayError {
+        GatewayError(.noHealthyTarget, "No provider target of model '\(route)' can serve requests right now.")
+    }
+
+    public static func internalFailure(_ detail: String) -> GatewayError {
+        GatewayError(.internalFailure, "The gateway failed internally: \(detail).")
+    }
+
+    // MARK: Classification (the one place that maps a case to status, domain and retryability)
+
+    public var domain: FaultDomain {
+        switch self.code {
+        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed:
+            return .caller
+        case .upstreamUnreachable, .upstreamTimeout, .upstreamStatus, .upstreamMalformed, .streamInterrupted, .noHealthyTarget:
+            return .provider
+        case .internalFailure:
+            return .gateway
+        }
+    }
+
+    public var httpStatus: Int {
+        switch self.code {
+        case .malformedRequest, .invalidRequest: return 400
+        case .bodyTooLarge: return 413
+        case .unknownModel, .routeNotFound: return 404
+        case .methodNotAllowed: return 405
+        case .upstreamUnreachable, .upstreamMalformed, .streamInterrupted: return 502
+        case .upstreamTimeout: return 504
+        case .noHealthyTarget: return 503
+        case .upstreamStatus:
+            // Caller errors the upstream found (400, 404, 422…) are the caller's to fix; pass them on.
+            // Upstream server errors become 502 so clients can tell "the provider broke" from "we broke".
+            guard let status = self.upstreamStatus else { return 502 }
+            if status == 429 || (400..<500).contains(status) { return status }
+            return status == 503 || status == 529 ? 503 : 502
+        case .internalFailure: return 500
+        }
+    }
+
+    /// Whether trying again (here or on another target) may succeed.
+    public var isRetryable: Bool {
+        switch self.code {
+        case .upstreamUnreachable, .upstreamTimeout, .streamInterrupted, .noHealthyTarget: return true
+        case .upstreamStatus:
+            guard let status = self.upstreamStatus else { return false }
+            return status == 408 || status == 409 || status == 429 || status >= 500
+        default: return false
+        }
+    }
+
+    /// A bounded label for metrics and logs: no associated values.
+    public var metricLabel: String { self.code.rawValue }
+
+    // MARK: Rendering
+
+    /// OpenAI's error `type` vocabulary, which the official SDKs map to exception classes by status.
+    var openAIType: String {
+        switch self.code {
+        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed:
+            return "invalid_request_error"
+        case .upstreamStatus where self.upstreamStatus == 429:
+            return "rate_limit_error"
+        case .internalFailure:
+            return "server_error"
+        default:
+            return "upstream_error"
+        }
+    }
+
+    /// Anthropic's error `type` vocabulary, by status as its SDK expects.
+    var anthropicType: String {
+        switch self.httpStatus {
+        case 400, 405: return "invalid_request_error"
+        case 401: return "authentication_error"
+        case 402: return "billing_error"
+        case 403: return "permission_error"
+        case 404: return "not_found_error"
+        case 413: return "request_too_large"
+        case 429: return "rate_limit_error"
+        case 503, 529: return "overloaded_error"
+        case 504: return "timeout_error"
+        default: return "api_error"
+        }
+    }
+
+    /// `{"error":{"message","type","param","code"}}`, the envelope the OpenAI SDKs parse.
+    public func openAIBody() -> String {
+        var json = JSONWriter()
+        json.openObject()
+        json.key("error")
+        json.openObject()
+        json.field("message", self.message)
+        json.field("type", self.openAIType)
+        json.field("param", self.param)
+        json.field("code", self.metricLabel)
+        json.closeObject()
+        json.closeObject()
+        return json.output
+    }
+
+    /// `{"type":"error","error":{"type","message"},"request_id"}`, the envelope the Anthropic SDKs parse.
+    public func anthropicBody(requestID: String?) -> String {
+        var json = JSONWriter()
+        json.openObject()
+        json.field("type", "error")
+        json.key("error")
+        json.openObject()
+        json.field("type", self.anthropicType)
+        json.field("message", self.message)
+        json.closeObject()
+        json.field("request_id", requestID)
+        json.closeObject()
+        return json.output
+    }
+}

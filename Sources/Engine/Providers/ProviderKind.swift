@@ -1,0 +1,58 @@
+/// How the gateway talks to a provider: the wire format and its defaults.
+public enum ProviderKind: String, Sendable, CaseIterable {
+    case openai
+    case openAICompatible = "openai-compatible"
+    case anthropic
+    case ollama
+    case vllm
+    case gemini
+    case azureOpenAI = "azure-openai"
+    case simulator
+
+    /// Kinds whose upstream adapter exists in this build. The others are rejected by config validation
+    /// rather than accepted and silently unable to serve.
+    public var isAvailable: Bool {
+        switch self {
+        case .openai, .openAICompatible, .ollama, .vllm, .simulator: return true
+        case .anthropic, .gemini, .azureOpenAI: return false
+        }
+    }
+
+    /// Whether requests are sent in the OpenAI Chat Completions format (the fast path applies).
+    public var speaksOpenAIChat: Bool { self.isAvailable }
+}
+
+/// Data, not code: an OpenAI-compatible vendor is a base URL and how it takes its key.
+public struct ProviderPreset: Sendable, Equatable {
+    public let name: String
+    public let baseURL: String
+    /// False for local servers that run without a key.
+    public let requiresKey: Bool
+    /// Whether the vendor accepts `stream_options` (some OpenAI-compatible servers reject it).
+    public let acceptsStreamOptions: Bool
+
+    public static let all: [ProviderPreset] = [
+        ProviderPreset(name: "openai", baseURL: "https://api.openai.com/v1", requiresKey: true, acceptsStreamOptions: true),
+        ProviderPreset(name: "groq", baseURL: "https://api.groq.com/openai/v1", requiresKey: true, acceptsStreamOptions: true),
+        ProviderPreset(name: "mistral", baseURL: "https://api.mistral.ai/v1", requiresKey: true, acceptsStreamOptions: true),
+        ProviderPreset(name: "together", baseURL: "https://api.together.xyz/v1", requiresKey: true, acceptsStreamOptions: true),
+        ProviderPreset(name: "deepseek", baseURL: "https://api.deepseek.com/v1", requiresKey: true, acceptsStreamOptions: true),
+        ProviderPreset(name: "openrouter", baseURL: "https://openrouter.ai/api/v1", requiresKey: true, acceptsStreamOptions: true),
+        ProviderPreset(name: "vllm", baseURL: "http://127.0.0.1:8000/v1", requiresKey: false, acceptsStreamOptions: true),
+        ProviderPreset(name: "ollama", baseURL: "http://127.0.0.1:11434/v1", requiresKey: false, acceptsStreamOptions: true),
+    ]
+
+    public static func named(_ name: String) -> ProviderPreset? {
+        self.all.first { $0.name == name }
+    }
+
+    /// The preset a kind implies when the config names none.
+    static func implied(by kind: ProviderKind) -> ProviderPreset? {
+        switch kind {
+        case .openai: return self.named("openai")
+        case .vllm: return self.named("vllm")
+        case .ollama: return self.named("ollama")
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import ArgumentParser
+import Engine
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// `switchyard`: the gateway's command line.
+public struct SwitchyardCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "switchyard",
+        abstract: "An AI inference gateway: one endpoint in front of many LLM providers.",
+        subcommands: [Serve.self, Simulate.self, ConfigCommand.self],
+        defaultSubcommand: Serve.self
+    )
+
+    public init() {}
+}
+
+// MARK: - serve
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway (the default command).")
+
+    @Option(name: .long, help: "Config file (YAML). Default: $SWITCHYARD_CONFIG, else zero-config from the environment.")
+    var config: String?
+
+    @Option(name: .long, help: "Listen address host:port (overrides server.listen and $SWITCHYARD_LISTEN).")
+    var listen: String?
+
+    @Option(name: .long, help: "State directory (overrides server.state_dir and $SWITCHYARD_STATE_DIR).")
+    var stateDir: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var notes: [String] = []
+        var gatewayConfig: GatewayConfig
+        if let path = self.config ?? environment["SWITCHYARD_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            gatewayConfig = try ConfigFile.load(path: path, environment: environment)
+            notes.append("config from \(path)")
+        } else {
+            let zero = ZeroConfig.make(environment: environment)
+            gatewayConfig = zero.config
+            notes += zero.notes
+        }
+        try ConfigFile.applyOverrides(&gatewayConfig, environment: environment, listen: self.listen, stateDir: self.stateDir)
+
+        let logger = Logging.bootstrapGateway(level: gatewayConfig.server.logLevel)
+        try FileManager.default.createDirectory(atPath: gatewayConfig.server.stateDir, withIntermediateDirectories: true)
+        for note in notes { logger.info("\(note)") }
+        for provider in gatewayConfig.providers {
+            logger.info(
+                "provider \(provider.id)",
+                metadata: [
+                    "gw.kind": "\(provider.kind.rawValue)",
+                    "gw.base_url": "\(provider.baseURL ?? "in-process simulator")",
+                    "gw.api_key": "\(provider.apiKey?.redacted ?? "none")",
+                ]
+            )
+        }
+
+        let routes = gatewayConfig.routes.map(\.alias)
+        let host = gatewayConfig.server.listen.host
+        let service = GatewayService(config: gatewayConfig, logger: logger) { started in
+            let address = "http://\(host):\(started.port)"
+            logger.info("listening on \(address)", metadata: ["gw.models": "\(routes.joined(separator: ","))"])
+            if let simulatorURL = started.simulatorURL {
+                logger.info("simulated providers on \(simulatorURL)")
+            }
+            if let model = routes.first {
+                logger.info(
+                    "try it: curl -s \(address)/v1/chat/completions -H 'content-type: application/json' -d '{\"model\":\"\(model)\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'"
+                )
+            }
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await group.run()
+        logger.info("stopped")
+    }
+}
+
+// MARK: - simulate
+
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run only the simulated providers (OpenAI, Anthropic and Ollama shapes) on their own port."
+    )
+
+    @Option(name: .long, help: "Port to listen on (127.0.0.1).")
+    var port: Int = 8090
+
+    @Option(name: .long, help: "Time to first token, e.g. 200ms.")
+    var ttft: String = "200ms"
+
+    @Option(name: .long, help: "Tokens per second (0 = as fast as possible).")
+    var tps: Double = 80
+
+    func run() async throws {
+        guard let ttft = DurationText.parse(self.ttft) else {
+            throw ValidationError("--ttft: '\(self.ttft)' is not a duration (e.g. 200ms)")
+        }
+        let logger = Logging.bootstrapGateway(level: ProcessInfo.processInfo.environment["SWITCHYARD_LOG_LEVEL"] ?? "info")
+        let app = Application(
+            router: SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: ttft, tokensPerSecond: self.tps)).build(),
+            configuration: .init(address: .hostname("127.0.0.1", port: self.port), serverName: nil),
+            logger: logger
+        )
+        logger.info("simulated providers on http://127.0.0.1:\(self.port) (/v1/chat/completions, /v1/messages, /api/chat, /v1/embeddings, /api/embed)")
+        try await app.runService()
+    }
+}
+
+// MARK: - config
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Work with config files.",
+        subcommands: [Check.self]
+    )
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Validate a config file offline and summarize it.")
+
+        @Argument(help: "The YAML file to check.")
+        var file: String
+
+        func run() async throws {
+            let config: GatewayConfig
+            do {
+                config = try ConfigFile.load(path: self.file, environment: ProcessInfo.processInfo.environment)
+            } catch let error as ConfigError {
+                FileHandle.standardError.write(Data((error.description + "\n").utf8))
+                throw ExitCode(1)
+            }
+            print("\(self.file): OK")
+            print("  listen \(config.server.listen), state_dir \(config.server.stateDir), max_body \(ByteSize.format(config.server.maxBodyBytes))")
+            for provider in config.providers {
+                print("  provider \(provider.id): \(provider.kind.rawValue) \(provider.baseURL ?? "(in-process simulator)") key=\(provider.apiKey?.redacted ?? "none")")
+            }
+            for route in config.routes {
+                let targets = route.targets.map { "\($0.provider)/\($0.model) w\($0.weight) p\($0.priority)" }.joined(separator: ", ")
+                print("  route \(route.alias) (\(route.strategy.rawValue)): \(targets)")
+            }
+        }
+    }
+}
+
+// MARK: - Shared
+
+enum ConfigFile {
+    struct Unreadable: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "cannot read config file \(self.path)" }
+    }
+
+    static func load(path: String, environment: [String: String]) throws -> GatewayConfig {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw Unreadable(path: path)
+        }
+        return try ConfigLoader.load(yaml: text, source: path, environment: environment)
+    }
+
+    /// Environment and flags win over the file: flags over `SWITCHYARD_*` over `server:`.
+    static func applyOverrides(_ config: inout GatewayConfig, environment: [String: String], listen: String?, stateDir: String?) throws {
+        if let text = listen ?? environment["SWITCHYARD_LISTEN"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard let address = ListenAddress.parse(text) else { throw ValidationError("listen address '\(text)' is not host:port") }
+            config.server.listen = address
+        }
+        if let directory = stateDir ?? environment["SWITCHYARD_STATE_DIR"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            config.server.stateDir = directory
+        }
+        if let level = environment["SWITCHYARD_LOG_LEVEL"], !level.isEmpty {
+            guard ServerSettings.logLevels.contains(level) else {
+                throw ValidationError("SWITCHYARD_LOG_LEVEL '\(level)' is not one of \(ServerSettings.logLevels.joined(separator: ", "))")
+            }
+            config.server.logLevel = level
+        }
+    }
+}
+
+enum Logging {
+    /// One process-wide log handler on stderr, at the configured level.
+    static func bootstrapGateway(level: String) -> Logger {
+        let logLevel = Logger.Level(rawValue: level) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        return Logger(label: "switchyard")
+    }
+}
+
+extension SwitchyardCommand {
+    /// Parses the command line and runs the chosen command.
+    ///
+    /// Dispatch is by concrete type: ArgumentParser's static `main()` picks its synchronous variant
+    /// from a top-level `await`, and a dynamic cast to `AsyncParsableCommand` fails on Linux, both of
+    /// which end in the help screen instead of the command.
+    public static func runMain() async {
+        do {
+            var command = try Self.parseAsRoot()
+            switch command {
+            case let serve as Serve: try await serve.run()
+            case let simulate as Simulate: try await simulate.run()
+            case let check as ConfigCommand.Check: try await check.run()
+            default: try command.run()
+            }
+        } catch {
+            Self.exit(withError: error)
+        }
+    }
+}

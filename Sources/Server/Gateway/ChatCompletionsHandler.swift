@@ -1,0 +1,209 @@
+import AsyncHTTPClient
+import Engine
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// `POST /v1/chat/completions` from an OpenAI client to an OpenAI-compatible upstream: the fast path.
+///
+/// The body is validated and patched in place (`model`, `stream_options.include_usage`), never
+/// re-encoded; the response streams back byte for byte in whole events while usage is read on the way.
+/// Failures before the first byte get an OpenAI error with the right status; after it, an error event.
+struct ChatCompletionsHandler: Sendable {
+    let state: GatewayState
+
+    /// Upstream error bodies are read whole to pass them on; this bounds what a broken upstream can make us hold.
+    static let maxUpstreamErrorBody = 1 << 20
+    static let maxUpstreamBody = 64 << 20
+
+    func handle(_ request: Request, context: some RequestContext) async -> Response {
+        let started = ContinuousClock.now
+        let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
+        do {
+            return try await self.forward(request, requestID: requestID, started: started, logger: context.logger)
+        } catch {
+            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
+            self.log(gatewayError, requestID: requestID, logger: context.logger)
+            return gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+        }
+    }
+
+    private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, logger: Logger) async throws -> Response {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: self.state.config.server.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
+        }
+        let patch = try OpenAIRequestPatch(body: body)
+        let target = try self.state.routes.resolve(patch.clientModel, random: Double.random(in: 0..<1))
+        guard let upstream = self.state.upstreams[target.provider] else {
+            throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
+        }
+
+        var upstreamRequest = HTTPClientRequest(url: upstream.baseURL + "/chat/completions")
+        upstreamRequest.method = .POST
+        upstreamRequest.headers = upstream.headers
+        upstreamRequest.headers.replaceOrAdd(name: "x-request-id", value: requestID)
+        upstreamRequest.body = .bytes(patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions))
+
+        let timeouts = upstream.settings.timeouts
+        let client = patch.isStreaming ? upstream.streamingClient : upstream.blockingClient
+        let sent = ContinuousClock.now
+        let response: HTTPClientResponse
+        do {
+            let headWait = timeouts.firstByte < timeouts.total ? timeouts.firstByte : timeouts.total
+            response = try await client.execute(upstreamRequest, timeout: .milliseconds(headWait.milliseconds))
+        } catch {
+            throw GatewayError.from(error, provider: upstream.settings, streaming: patch.isStreaming)
+        }
+        let headArrived = ContinuousClock.now
+        let beforeUpstream = sent - started
+        let context = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: logger, sent: sent)
+
+        guard (200..<300).contains(Int(response.status.code)) else {
+            return try await self.relayUpstreamError(response, context, overhead: beforeUpstream + (ContinuousClock.now - headArrived))
+        }
+        if patch.isStreaming {
+            return self.relayStream(response, context, forwardUsageChunk: patch.clientWantsStreamUsage, overhead: beforeUpstream + (ContinuousClock.now - headArrived))
+        }
+
+        let deadline = sent + timeouts.total
+        let responseBody: ByteBuffer
+        do {
+            responseBody = try await response.body.collect(upTo: Self.maxUpstreamBody)
+        } catch {
+            throw GatewayError.from(error, provider: upstream.settings, streaming: false)
+        }
+        let bodyDone = ContinuousClock.now
+        guard bodyDone < deadline else {
+            throw GatewayError.upstreamTimeout(provider: target.provider, phase: "total", limit: DurationText.format(timeouts.total))
+        }
+        let summary = try OpenAIResponseSummary.read(responseBody, provider: target.provider)
+        context.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
+
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers[.switchyardProvider] = target.provider
+        headers.setGatewayHeaders(requestID: requestID, overhead: beforeUpstream + (ContinuousClock.now - bodyDone))
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
+    }
+
+    // MARK: Upstream errors
+
+    /// An upstream error in the OpenAI envelope passes through as it is, with its status (a 400 about a
+    /// parameter is the caller's to fix, and the SDKs parse it); anything else becomes our own 502.
+    private func relayUpstreamError(_ response: HTTPClientResponse, _ context: ExchangeContext, overhead: Duration) async throws -> Response {
+        let status = Int(response.status.code)
+        let retryAfter = response.headers.first(name: "retry-after")
+        let body = try? await response.body.collect(upTo: Self.maxUpstreamErrorBody)
+        let isOpenAIError = body.map { buffer in
+            buffer.withUnsafeReadableBytes { bytes in
+                (try? JSONScanner.topLevelMembers(of: bytes))?.contains { $0.key == "error" && $0.kind == .object } ?? false
+            }
+        } ?? false
+        guard let body, isOpenAIError else {
+            throw GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
+        }
+        context.logger.warning(
+            "upstream answered with an error",
+            metadata: ["gw.request_id": "\(context.requestID)", "gw.provider": "\(context.target.provider)", "gw.upstream_status": "\(status)"]
+        )
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers[.switchyardProvider] = context.target.provider
+        if let retryAfter { headers[.retryAfter] = retryAfter }
+        if let retryAfterMillis = response.headers.first(name: "retry-after-ms") { headers[HTTPField.Name("retry-after-ms")!] = retryAfterMillis }
+        headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
+        return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
+    }
+
+    // MARK: Streams
+
+    private func relayStream(_ response: HTTPClientResponse, _ context: ExchangeContext, forwardUsageChunk: Bool, overhead: Duration) -> Response {
+        var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        headers[.switchyardProvider] = context.target.provider
+        headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
+        let totalDeadline = context.sent + context.upstream.settings.timeouts.total
+        return Response(
+            status: .ok,
+            headers: headers,
+            body: ResponseBody { writer in
+                var relay = OpenAIStreamRelay(provider: context.target.provider, forwardUsageChunk: forwardUsageChunk)
+                var iterator = response.body.makeAsyncIterator()
+                var failure: GatewayError?
+                while failure == nil {
+                    let chunk: ByteBuffer?
+                    do {
+                        chunk = try await iterator.next()
+                    } catch {
+                        // Upstream trouble is reported in-stream; a failing client write (below) is not caught,
+                        // so the handler ends and the upstream request is cancelled with it.
+                        failure = GatewayError.from(error, provider: context.upstream.settings, streaming: true)
+                        break
+                    }
+                    let step: OpenAIStreamRelay.Step
+                    if let chunk {
+                        step = ContinuousClock.now > totalDeadline
+                            ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total)))
+                            : relay.feed(chunk)
+                    } else {
+                        step = relay.finish()
+                    }
+                    switch step {
+                    case .forward(let bytes):
+                        if bytes.readableBytes > 0 { try await writer.write(bytes) }
+                    case .fail(let bytes, let error):
+                        if bytes.readableBytes > 0 { try await writer.write(bytes) }
+                        failure = error
+                    }
+                    if chunk == nil { break }
+                }
+                if let failure {
+                    try await writer.write(failure.openAIStreamEvent)
+                    context.logger.warning(
+                        "stream failed after the first byte",
+                        metadata: ["gw.request_id": "\(context.requestID)", "gw.provider": "\(context.target.provider)", "gw.error": "\(failure.metricLabel)"]
+                    )
+                } else {
+                    context.logCompletion(usage: relay.usage, finishReason: relay.finishReason, streamed: true)
+                }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
+    private func log(_ error: GatewayError, requestID: String, logger: Logger) {
+        let level: Logger.Level = error.domain == .caller ? .debug : (error.domain == .gateway ? .error : .warning)
+        logger.log(
+            level: level,
+            "request failed",
+            metadata: ["gw.request_id": "\(requestID)", "gw.error": "\(error.metricLabel)", "gw.domain": "\(error.domain.rawValue)", "gw.detail": "\(error.message)"]
+        )
+    }
+}
+
+/// What one exchange with an upstream needs to log and account for itself.
+struct ExchangeContext: Sendable {
+    let requestID: String
+    let target: RouteTable.Resolved
+    let upstream: UpstreamPool.Upstream
+    let logger: Logger
+    let sent: ContinuousClock.Instant
+
+    func logCompletion(usage: Usage?, finishReason: String?, streamed: Bool) {
+        self.logger.debug(
+            "request completed",
+            metadata: [
+                "gw.request_id": "\(self.requestID)",
+                "gw.route": "\(self.target.alias)",
+                "gw.provider": "\(self.target.provider)",
+                "gw.stream": "\(streamed)",
+                "gw.input_tokens": "\(usage?.inputTokens ?? -1)",
+                "gw.output_tokens": "\(usage?.outputTokens ?? -1)",
+                "gw.finish_reason": "\(finishReason ?? "none")",
+                "gw.upstream_ms": "\((ContinuousClock.now - self.sent).milliseconds)",
+            ]
+        )
+    }
+}

@@ -1,0 +1,44 @@
+import Engine
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+extension GatewayError {
+    /// The error as an OpenAI-dialect HTTP response, with the headers every response carries.
+    func openAIResponse(requestID: String, overhead: Duration) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
+        if let seconds = self.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
+        return Response(
+            status: HTTPResponse.Status(code: self.httpStatus),
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(string: self.openAIBody()))
+        )
+    }
+
+    /// The error as the last event of an OpenAI stream: a `data:` line with an `error` object, which the
+    /// official SDKs raise as an exception. No `[DONE]` follows, so no client takes it for a clean end.
+    var openAIStreamEvent: ByteBuffer {
+        ByteBuffer(string: "data: \(self.openAIBody())\n\n")
+    }
+}
+
+extension HTTPField.Name {
+    static let requestID = HTTPField.Name("x-request-id")!
+    static let overhead = HTTPField.Name("x-switchyard-overhead-us")!
+    static let switchyardProvider = HTTPField.Name("x-switchyard-provider")!
+}
+
+extension HTTPFields {
+    mutating func setGatewayHeaders(requestID: String, overhead: Duration) {
+        self[.requestID] = requestID
+        self[.overhead] = String(Swift.max(0, overhead.microseconds))
+    }
+}
+
+extension Duration {
+    var microseconds: Int64 {
+        let (seconds, attoseconds) = self.components
+        return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+    }
+}

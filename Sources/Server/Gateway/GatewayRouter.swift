@@ -1,0 +1,74 @@
+import Engine
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+
+/// The public HTTP API.
+enum GatewayRouter {
+    static func build(_ state: GatewayState) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: OpenAIErrorMiddleware(identity: state.identity))
+        let chat = ChatCompletionsHandler(state: state)
+        router.post("/v1/chat/completions") { request, context in
+            await chat.handle(request, context: context)
+        }
+        router.get("/v1/models") { _, _ in
+            Self.json(self.modelList(state.routes.aliases))
+        }
+        router.get("/healthz") { _, _ in
+            Self.json(#"{"status":"ok"}"#)
+        }
+        router.get("/readyz") { _, _ in
+            state.isReady.load(ordering: .relaxed)
+                ? Self.json(#"{"status":"ready"}"#)
+                : Self.json(#"{"status":"not ready"}"#, status: .serviceUnavailable)
+        }
+        return router
+    }
+
+    static func modelList(_ aliases: [String]) -> String {
+        var json = JSONWriter()
+        json.openObject()
+        json.field("object", "list")
+        json.key("data")
+        json.openArray()
+        for alias in aliases {
+            json.openObject()
+            json.field("id", alias)
+            json.field("object", "model")
+            json.field("created", 0)
+            json.field("owned_by", "switchyard")
+            json.closeObject()
+        }
+        json.closeArray()
+        json.closeObject()
+        return json.output
+    }
+
+    static func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+/// Hummingbird answers unknown paths and framework errors with an empty body; OpenAI clients expect
+/// their error envelope on every failure, so this renders them as `GatewayError`s.
+struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let identity: RequestIdentity
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            let requestID = self.identity.make(clientSupplied: request.headers[.requestID])
+            let path = request.uri.path
+            let gatewayError: GatewayError
+            switch error.status {
+            case .notFound: gatewayError = .routeNotFound(method: request.method.rawValue, path: path)
+            case .methodNotAllowed: gatewayError = .methodNotAllowed(method: request.method.rawValue, path: path)
+            default: gatewayError = .invalidRequest(error.body ?? "The request could not be processed (HTTP \(error.status.code)).")
+            }
+            return gatewayError.openAIResponse(requestID: requestID, overhead: .zero)
+        }
+    }
+}

@@ -1,0 +1,176 @@
+import Engine
+import Foundation
+
+/// Faults the simulator can inject, chosen by the model name (`gpt-4o-mini:fault=429`) or the
+/// `x-simulator-fault` header, so tests can provoke every failure a real provider shows.
+enum SimulatedFault: String, CaseIterable {
+    /// 429 with `Retry-After`.
+    case rateLimited = "429"
+    case serverError = "500"
+    case unavailable = "503"
+    /// Anthropic's "overloaded".
+    case overloaded = "529"
+    /// The stream (or body) stops half-way and the connection closes.
+    case cut
+    /// The response stops sending for `stall` (default 30s).
+    case stall
+    /// A body or stream event that is not JSON.
+    case malformed
+    /// An error event half-way through a stream that had started fine.
+    case streamError = "stream-error"
+}
+
+/// How one simulated request behaves: pacing and fault.
+struct SimulatorBehaviour {
+    var fault: SimulatedFault?
+    var timeToFirstToken: Duration
+    var tokensPerSecond: Double
+    var stall: Duration = .seconds(30)
+
+    /// Reads options from `name:key=value:key=value` and the `x-simulator-*` headers.
+    /// - Returns: the behaviour and the model name without its options.
+    static func parse(model: String, header: (String) -> String?, defaults: SimulatorSettings) -> (SimulatorBehaviour, String) {
+        var behaviour = SimulatorBehaviour(fault: nil, timeToFirstToken: defaults.timeToFirstToken, tokensPerSecond: defaults.tokensPerSecond)
+        let parts = model.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        var options: [(String, String)] = parts.dropFirst().compactMap { part in
+            guard let equals = part.firstIndex(of: "=") else { return nil }
+            return (String(part[..<equals]), String(part[part.index(after: equals)...]))
+        }
+        for name in ["fault", "ttft", "tps", "stall"] {
+            if let value = header("x-simulator-\(name)") { options.append((name, value)) }
+        }
+        for (key, value) in options {
+            switch key {
+            case "fault": behaviour.fault = SimulatedFault(rawValue: value)
+            case "ttft": behaviour.timeToFirstToken = DurationText.parse(value) ?? behaviour.timeToFirstToken
+            case "tps": behaviour.tokensPerSecond = Double(value) ?? behaviour.tokensPerSecond
+            case "stall": behaviour.stall = DurationText.parse(value) ?? behaviour.stall
+            default: continue
+            }
+        }
+        return (behaviour, parts.first ?? model)
+    }
+
+    /// The pause before token `index` (0-based): TTFT before the first, then 1/tps each.
+    func delay(beforeToken index: Int) -> Duration {
+        if index == 0 { return self.timeToFirstToken }
+        guard self.tokensPerSecond > 0 else { return .zero }
+        return .nanoseconds(Int64(1_000_000_000 / self.tokensPerSecond))
+    }
+}
+
+/// Parses request bodies of each dialect into a `SimulatorPrompt`.
+enum SimulatorRequestParser {
+    enum Failure: Error {
+        case invalid(String)
+    }
+
+    static func object(_ body: Data) throws(Failure) -> [String: Any] {
+        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else {
+            throw .invalid("the body is not a JSON object")
+        }
+        return object
+    }
+
+    /// OpenAI Chat Completions (and Ollama's `/v1`).
+    static func openAI(_ json: [String: Any]) throws(Failure) -> SimulatorPrompt {
+        guard let model = json["model"] as? String else { throw .invalid("you must provide a model parameter") }
+        guard let messages = json["messages"] as? [[String: Any]], !messages.isEmpty else {
+            throw .invalid("'messages' must be a non-empty array")
+        }
+        var prompt = SimulatorPrompt(model: model)
+        for message in messages {
+            let role = message["role"] as? String ?? ""
+            let text = self.text(of: message["content"], images: &prompt.imageCount)
+            prompt.messageTexts.append(text)
+            if role == "user" { prompt.lastUserText = text }
+            prompt.lastIsToolResult = role == "tool"
+        }
+        prompt.tools = (json["tools"] as? [[String: Any]] ?? []).compactMap { tool in
+            guard let function = tool["function"] as? [String: Any], let name = function["name"] as? String else { return nil }
+            return SimulatorPrompt.Tool(name: name, properties: self.properties(function["parameters"]))
+        }
+        prompt.toolsDisabled = (json["tool_choice"] as? String) == "none"
+        prompt.parallelToolCalls = json["parallel_tool_calls"] as? Bool ?? true
+        prompt.maxTokens = json["max_completion_tokens"] as? Int ?? json["max_tokens"] as? Int
+        prompt.stream = json["stream"] as? Bool ?? false
+        prompt.includeUsage = (json["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
+        return prompt
+    }
+
+    /// Anthropic Messages.
+    static func anthropic(_ json: [String: Any]) throws(Failure) -> SimulatorPrompt {
+        guard let model = json["model"] as? String else { throw .invalid("model: Field required") }
+        guard let maxTokens = json["max_tokens"] as? Int else { throw .invalid("max_tokens: Field required") }
+        guard let messages = json["messages"] as? [[String: Any]], !messages.isEmpty else {
+            throw .invalid("messages: at least one message is required")
+        }
+        var prompt = SimulatorPrompt(model: model)
+        prompt.maxTokens = maxTokens
+        if let system = json["system"] {
+            prompt.messageTexts.append(self.text(of: system, images: &prompt.imageCount))
+        }
+        for message in messages {
+            let role = message["role"] as? String ?? ""
+            let text = self.text(of: message["content"], images: &prompt.imageCount)
+            prompt.messageTexts.append(text)
+            let blocks = message["content"] as? [[String: Any]] ?? []
+            prompt.lastIsToolResult = blocks.contains { $0["type"] as? String == "tool_result" }
+            if role == "user" && !prompt.lastIsToolResult { prompt.lastUserText = text }
+        }
+        prompt.tools = (json["tools"] as? [[String: Any]] ?? []).compactMap { tool in
+            guard let name = tool["name"] as? String else { return nil }
+            return SimulatorPrompt.Tool(name: name, properties: self.properties(tool["input_schema"]))
+        }
+        let choice = json["tool_choice"] as? [String: Any]
+        prompt.toolsDisabled = choice?["type"] as? String == "none"
+        prompt.parallelToolCalls = !(choice?["disable_parallel_tool_use"] as? Bool ?? false)
+        prompt.stream = json["stream"] as? Bool ?? false
+        return prompt
+    }
+
+    /// Ollama native `/api/chat`.
+    static func ollama(_ json: [String: Any]) throws(Failure) -> SimulatorPrompt {
+        guard let model = json["model"] as? String else { throw .invalid("model is required") }
+        var prompt = SimulatorPrompt(model: model)
+        for message in json["messages"] as? [[String: Any]] ?? [] {
+            let role = message["role"] as? String ?? ""
+            let text = message["content"] as? String ?? ""
+            prompt.imageCount += (message["images"] as? [Any])?.count ?? 0
+            prompt.messageTexts.append(text)
+            if role == "user" { prompt.lastUserText = text }
+            prompt.lastIsToolResult = role == "tool"
+        }
+        prompt.tools = (json["tools"] as? [[String: Any]] ?? []).compactMap { tool in
+            guard let function = tool["function"] as? [String: Any], let name = function["name"] as? String else { return nil }
+            return SimulatorPrompt.Tool(name: name, properties: self.properties(function["parameters"]))
+        }
+        prompt.maxTokens = (json["options"] as? [String: Any])?["num_predict"] as? Int
+        // Ollama streams unless told otherwise.
+        prompt.stream = json["stream"] as? Bool ?? true
+        return prompt
+    }
+
+    /// Text of a content value in any dialect: a string, or a list of parts/blocks.
+    private static func text(of content: Any?, images: inout Int) -> String {
+        if let string = content as? String { return string }
+        guard let parts = content as? [[String: Any]] else { return "" }
+        var texts: [String] = []
+        for part in parts {
+            switch part["type"] as? String {
+            case "text": texts.append(part["text"] as? String ?? "")
+            case "image_url", "image": images += 1
+            case "tool_result": texts.append(self.text(of: part["content"], images: &images))
+            default: continue
+            }
+        }
+        return texts.joined(separator: "\n")
+    }
+
+    private static func properties(_ schema: Any?) -> [(name: String, type: String)] {
+        guard let properties = (schema as? [String: Any])?["properties"] as? [String: Any] else { return [] }
+        return properties.keys.sorted().map { name in
+            (name, ((properties[name] as? [String: Any])?["type"] as? String) ?? "string")
+        }
+    }
+}

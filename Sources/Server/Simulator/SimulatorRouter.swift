@@ -1,0 +1,275 @@
+import Engine
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+
+/// The built-in simulated providers: OpenAI-, Anthropic- and Ollama-shaped endpoints on one server.
+///
+/// Deterministic text (the same prompt gives the same answer), token-by-token streaming with a latency
+/// model, exact usage, tool calls when tools are offered, and faults on demand. It is the test double
+/// of every gateway test and the zero-key demo's upstream.
+public struct SimulatorRouter: Sendable {
+    let settings: SimulatorSettings
+    /// Request ids are a counter, so recorded output stays deterministic apart from `created`.
+    private let sequence = RequestCounter()
+
+    public init(settings: SimulatorSettings) {
+        self.settings = settings
+    }
+
+    public func build() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.post("/v1/chat/completions") { request, context in
+            try await self.chat(request, dialect: OpenAISimulatorDialect.self, parse: SimulatorRequestParser.openAI)
+        }
+        router.post("/chat/completions") { request, context in
+            try await self.chat(request, dialect: OpenAISimulatorDialect.self, parse: SimulatorRequestParser.openAI)
+        }
+        router.post("/v1/messages") { request, context in
+            try await self.chat(request, dialect: AnthropicSimulatorDialect.self, parse: SimulatorRequestParser.anthropic)
+        }
+        router.post("/api/chat") { request, context in
+            try await self.chat(request, dialect: OllamaSimulatorDialect.self, parse: SimulatorRequestParser.ollama)
+        }
+        router.post("/v1/embeddings") { request, context in
+            try await self.embeddings(request, ollama: false)
+        }
+        router.post("/api/embed") { request, context in
+            try await self.embeddings(request, ollama: true)
+        }
+        router.get("/v1/models") { _, _ in
+            Self.json(200, #"{"object":"list","data":[{"id":"simulated","object":"model","created":0,"owned_by":"switchyard-simulator"}]}"#)
+        }
+        router.get("/api/tags") { _, _ in
+            Self.json(200, #"{"models":[{"name":"simulated","model":"simulated","size":0}]}"#)
+        }
+        router.get("/healthz") { _, _ in Self.json(200, #"{"status":"ok"}"#) }
+        return router
+    }
+
+    // MARK: Chat
+
+    private func chat<D: SimulatorDialect>(
+        _ request: Request,
+        dialect: D.Type,
+        parse: ([String: Any]) throws(SimulatorRequestParser.Failure) -> SimulatorPrompt
+    ) async throws -> Response {
+        let number = self.sequence.next()
+        let id = String(format: "sim%021d", number)
+        let body = try await request.body.collect(upTo: 64 << 20)
+        var prompt: SimulatorPrompt
+        do {
+            prompt = try parse(try SimulatorRequestParser.object(Data(body.readableBytesView)))
+        } catch .invalid(let message) {
+            return Self.error(D.invalidRequest(message, requestID: id))
+        }
+        let (behaviour, model) = SimulatorBehaviour.parse(
+            model: prompt.model,
+            header: { name in request.headers[HTTPField.Name(name)!] },
+            defaults: self.settings
+        )
+        prompt.model = model
+        let turn = SimulatedTurn(prompt: prompt)
+        let created = Int(Date().timeIntervalSince1970)
+
+        if let fault = behaviour.fault, D.faultStatus(fault) != 200 {
+            try await Task.sleep(for: behaviour.timeToFirstToken)
+            return Self.error(D.error(fault, requestID: id))
+        }
+
+        guard prompt.stream else {
+            let text = D.body(turn, model: model, id: id, created: created)
+            return try await self.completeBody(text, contentType: D.contentType, behaviour: behaviour, tokens: turn.completionTokens)
+        }
+        let events = D.stream(turn, model: model, id: id, created: created, includeUsage: prompt.includeUsage)
+        return Response(
+            status: .ok,
+            headers: [.contentType: D.streamContentType, .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                try await Self.play(events, behaviour: behaviour, streamError: D.streamError, writer: &writer)
+            }
+        )
+    }
+
+    /// A non-streaming answer arrives after the whole generation: TTFT plus every token's time.
+    private func completeBody(_ text: String, contentType: String, behaviour: SimulatorBehaviour, tokens: Int) async throws -> Response {
+        var wait = behaviour.timeToFirstToken
+        if behaviour.tokensPerSecond > 0 { wait += .milliseconds(Int64(Double(tokens) * 1000 / behaviour.tokensPerSecond)) }
+        switch behaviour.fault {
+        case .stall:
+            try await Task.sleep(for: behaviour.stall)
+        case .malformed:
+            return Self.json(200, String(text.prefix(text.count / 2)) + "<<not json")
+        case .cut:
+            let half = ByteBuffer(string: String(text.prefix(text.count / 2)))
+            return Response(
+                status: .ok,
+                headers: [.contentType: contentType],
+                body: ResponseBody(contentLength: text.utf8.count) { writer in
+                    try await writer.write(half)
+                    throw SimulatedCut()
+                }
+            )
+        default:
+            if wait > .zero { try await Task.sleep(for: wait) }
+        }
+        return Self.json(200, text, contentType: contentType)
+    }
+
+    /// Sends the events with their pacing, injecting a stream fault half-way when asked.
+    private static func play(
+        _ events: [SimulatedEvent],
+        behaviour: SimulatorBehaviour,
+        streamError: (String) -> String,
+        writer: inout any ResponseBodyWriter
+    ) async throws {
+        let faultAt = events.count / 2
+        var tokenIndex = 0
+        for (index, event) in events.enumerated() {
+            if index == faultAt, let fault = behaviour.fault {
+                switch fault {
+                case .cut:
+                    throw SimulatedCut()
+                case .stall:
+                    try await Task.sleep(for: behaviour.stall)
+                case .malformed:
+                    try await writer.write(ByteBuffer(string: "data: {\"choices\":[{\"delta\":{\"content\":\"broken\n\n"))
+                case .streamError:
+                    // What providers do when they fail after the 200: an error event, then the end.
+                    try await writer.write(ByteBuffer(string: streamError("Overloaded (simulated)")))
+                    try await writer.finish(nil)
+                    return
+                default:
+                    break
+                }
+            }
+            if event.paced {
+                let delay = behaviour.delay(beforeToken: tokenIndex)
+                tokenIndex += 1
+                if delay > .zero { try await Task.sleep(for: delay) }
+            }
+            try await writer.write(ByteBuffer(string: event.text))
+        }
+        try await writer.finish(nil)
+    }
+
+    // MARK: Embeddings
+
+    private func embeddings(_ request: Request, ollama: Bool) async throws -> Response {
+        let body = try await request.body.collect(upTo: 64 << 20)
+        guard let json = try? SimulatorRequestParser.object(Data(body.readableBytesView)) else {
+            return ollama
+                ? Self.error(OllamaSimulatorDialect.invalidRequest("invalid JSON", requestID: ""))
+                : Self.error(OpenAISimulatorDialect.invalidRequest("invalid JSON", requestID: ""))
+        }
+        let model = json["model"] as? String ?? "simulated"
+        let inputs: [String]
+        if let single = json["input"] as? String {
+            inputs = [single]
+        } else if let many = json["input"] as? [String] {
+            inputs = many
+        } else {
+            let message = "'input' must be a string or an array of strings"
+            return Self.error(ollama ? OllamaSimulatorDialect.invalidRequest(message, requestID: "") : OpenAISimulatorDialect.invalidRequest(message, requestID: ""))
+        }
+        let dimensions = json["dimensions"] as? Int ?? 256
+        let vectors = inputs.map { SimulatedEmbedding.vector(for: $0, dimensions: dimensions) }
+        let tokens = inputs.reduce(0) { $0 + max(1, ($1.utf8.count + 3) / 4) }
+        var output = JSONWriter()
+        output.openObject()
+        if ollama {
+            output.field("model", model)
+            output.key("embeddings")
+            output.openArray()
+            for vector in vectors { output.raw(SimulatedEmbedding.json(vector)) }
+            output.closeArray()
+            output.field("prompt_eval_count", tokens)
+        } else {
+            output.field("object", "list")
+            output.key("data")
+            output.openArray()
+            let base64 = json["encoding_format"] as? String == "base64"
+            for (index, vector) in vectors.enumerated() {
+                output.openObject()
+                output.field("object", "embedding")
+                output.field("index", index)
+                output.key("embedding")
+                if base64 { output.value(SimulatedEmbedding.base64(vector)) } else { output.raw(SimulatedEmbedding.json(vector)) }
+                output.closeObject()
+            }
+            output.closeArray()
+            output.field("model", model)
+            output.key("usage")
+            output.openObject()
+            output.field("prompt_tokens", tokens)
+            output.field("total_tokens", tokens)
+            output.closeObject()
+        }
+        output.closeObject()
+        return Self.json(200, output.output)
+    }
+
+    // MARK: Helpers
+
+    static func json(_ status: Int, _ body: String, contentType: String = "application/json") -> Response {
+        Response(
+            status: HTTPResponse.Status(code: status),
+            headers: [.contentType: contentType],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+
+    static func error(_ error: SimulatedError) -> Response {
+        var response = self.json(error.status, error.body)
+        for (name, value) in error.headers {
+            if let field = HTTPField.Name(name) { response.headers[field] = value }
+        }
+        return response
+    }
+}
+
+/// Thrown inside a response body to drop the connection mid-response, as a crashed upstream would.
+struct SimulatedCut: Error {}
+
+final class RequestCounter: Sendable {
+    private let value = Atomic<Int>(0)
+
+    func next() -> Int {
+        self.value.add(1, ordering: .relaxed).newValue
+    }
+}
+
+/// Deterministic embeddings from hashed character trigrams: similar texts get similar vectors,
+/// with no model to load.
+enum SimulatedEmbedding {
+    static func vector(for text: String, dimensions: Int) -> [Float] {
+        let size = max(1, min(dimensions, 4096))
+        var vector = [Float](repeating: 0, count: size)
+        let scalars = Array(("  " + text.lowercased() + "  ").unicodeScalars)
+        for index in 0..<max(0, scalars.count - 2) {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for scalar in scalars[index..<index + 3] {
+                hash ^= UInt64(scalar.value)
+                hash = hash &* 0x100_0000_01b3
+            }
+            vector[Int(hash % UInt64(size))] += (hash >> 63) == 0 ? 1 : -1
+        }
+        let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return norm > 0 ? vector.map { $0 / norm } : vector
+    }
+
+    static func json(_ vector: [Float]) -> String {
+        "[" + vector.map { String($0) }.joined(separator: ",") + "]"
+    }
+
+    /// OpenAI's `encoding_format: base64`: little-endian float32s.
+    static func base64(_ vector: [Float]) -> String {
+        var data = Data(capacity: vector.count * 4)
+        for value in vector {
+            withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
+        }
+        return data.base64EncodedString()
+    }
+}

@@ -1,0 +1,100 @@
+import AsyncHTTPClient
+import Engine
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One HTTP client per provider: its own connection pool, so a slow provider cannot starve the others,
+/// and timeouts from its config.
+///
+/// Each provider gets two clients because AsyncHTTPClient has one read timeout per client, and the two
+/// kinds of call need different ones: a non-streaming call is silent for the whole generation
+/// (`first_byte`), a stream must never be silent longer than `idle`.
+final class UpstreamPool: Sendable {
+    struct Upstream: Sendable {
+        let settings: ProviderSettings
+        let baseURL: String
+        let streamingClient: HTTPClient
+        let blockingClient: HTTPClient
+        let headers: HTTPHeaders
+    }
+
+    private let upstreams: [String: Upstream]
+
+    /// - Parameter simulatorURL: where the in-process simulator listens, for `simulator` providers without a `base_url`.
+    init(providers: [ProviderSettings], simulatorURL: String?, eventLoopGroup: any EventLoopGroup) {
+        var upstreams: [String: Upstream] = [:]
+        for provider in providers {
+            let baseURL = provider.baseURL ?? simulatorURL.map { "\($0)/v1" } ?? "http://127.0.0.1:1/v1"
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: "application/json")
+            headers.add(name: "user-agent", value: "switchyard")
+            if let key = provider.apiKey {
+                headers.add(name: "authorization", value: "Bearer \(key.exposedValue)")
+            }
+            for (name, value) in provider.headers.sorted(by: { $0.key < $1.key }) {
+                headers.replaceOrAdd(name: name, value: value)
+            }
+            upstreams[provider.id] = Upstream(
+                settings: provider,
+                baseURL: baseURL,
+                streamingClient: Self.client(provider, read: provider.timeouts.idle, eventLoopGroup),
+                blockingClient: Self.client(provider, read: provider.timeouts.firstByte, eventLoopGroup),
+                headers: headers
+            )
+        }
+        self.upstreams = upstreams
+    }
+
+    subscript(id: String) -> Upstream? {
+        self.upstreams[id]
+    }
+
+    func shutdown() async {
+        for upstream in self.upstreams.values {
+            try? await upstream.streamingClient.shutdown()
+            try? await upstream.blockingClient.shutdown()
+        }
+    }
+
+    private static func client(_ provider: ProviderSettings, read: Duration, _ group: any EventLoopGroup) -> HTTPClient {
+        var configuration = HTTPClient.Configuration(
+            timeout: .init(connect: .milliseconds(provider.timeouts.connect.milliseconds), read: .milliseconds(read.milliseconds)),
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: provider.maxConnections),
+            decompression: .disabled
+        )
+        // A gateway must not follow redirects on a POST it was asked to proxy.
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
+    }
+}
+
+extension GatewayError {
+    /// Maps a transport failure to the error the client sees, naming the timeout that fired.
+    static func from(_ error: any Error, provider: ProviderSettings, streaming: Bool) -> GatewayError {
+        if let gatewayError = error as? GatewayError { return gatewayError }
+        let timeouts = provider.timeouts
+        if let clientError = error as? HTTPClientError {
+            switch clientError {
+            case .connectTimeout:
+                return .upstreamTimeout(provider: provider.id, phase: "connect", limit: DurationText.format(timeouts.connect))
+            case .readTimeout:
+                return streaming
+                    ? .upstreamTimeout(provider: provider.id, phase: "idle", limit: DurationText.format(timeouts.idle))
+                    : .upstreamTimeout(provider: provider.id, phase: "first_byte", limit: DurationText.format(timeouts.firstByte))
+            case .deadlineExceeded:
+                return timeouts.total < timeouts.firstByte
+                    ? .upstreamTimeout(provider: provider.id, phase: "total", limit: DurationText.format(timeouts.total))
+                    : .upstreamTimeout(provider: provider.id, phase: "first_byte", limit: DurationText.format(timeouts.firstByte))
+            case .remoteConnectionClosed:
+                return .upstreamUnreachable(provider: provider.id, detail: "the connection was closed")
+            default:
+                return .upstreamUnreachable(provider: provider.id, detail: clientError.shortDescription)
+            }
+        }
+        if error is NIOConnectionError || error is ChannelError || error is IOError {
+            return .upstreamUnreachable(provider: provider.id, detail: "connection failed")
+        }
+        return .upstreamUnreachable(provider: provider.id, detail: String(describing: type(of: error)))
+    }
+}
