@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             dependencies: ["Engine"],
-            swiftSettings: strictSettings
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "ServerTests",
@@ -78,8 +78,9 @@ let package = Package(
                 "Engine",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-            ],
-            swiftSettings: strictSettings
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
     ]
 )

@@ -43,6 +43,9 @@ public enum ConfigLoader {
             .composer(let context, let problem, let mark, _):
             let detail = context.map { "\($0.text) \(problem)" } ?? problem
             return ConfigIssue(line: mark.line, column: mark.column, path: "", message: "invalid YAML: \(detail)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+            return ConfigIssue(line: context.mark.line, column: context.mark.column, path: "", message: "duplicate key \(names) in one mapping")
         default:
             return ConfigIssue(line: nil, column: nil, path: "", message: "invalid YAML: \(error)")
         }
@@ -186,14 +189,14 @@ private struct Reader {
                 self.report(urlNode, "\(base).base_url", "'\(url)' must start with http:// or https://")
             }
         }
-        if provider.baseURL == nil && kind != .simulator {
+        if provider.baseURL == nil && values["base_url"] == nil && kind != .simulator {
             self.report(keyNode, base, "'base_url' is required for kind '\(kind.rawValue)' without a preset")
         }
         if let keyValue = values["api_key"], let key = self.string(keyValue, "\(base).api_key") {
             provider.apiKey = key.isEmpty ? nil : Secret(key)
         }
-        if preset?.requiresKey == true && provider.apiKey == nil && kind != .simulator {
-            self.report(values["api_key"] ?? keyNode, "\(base).api_key", "an API key is required for \(preset?.name ?? kind.rawValue)")
+        if preset?.requiresKey == true && values["api_key"] == nil && kind != .simulator {
+            self.report(keyNode, "\(base).api_key", "an API key is required for \(preset?.name ?? kind.rawValue)")
         }
         if let headersNode = values["headers"] {
             for (name, _, value) in self.mapping(headersNode, "\(base).headers", allowed: nil) ?? [] {

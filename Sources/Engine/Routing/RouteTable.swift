@@ -17,9 +17,10 @@ public final class RouteTable: Sendable {
     }
 
     /// Picks the target for `model`.
-    /// - Parameter random: a number in 0..<1; injected so tests are deterministic.
+    /// - Parameter random: yields a number in 0..<1, asked only when a weighted choice has to be made
+    ///   (so single-target routes cost no random draw); injected so tests are deterministic.
     /// - Throws: `unknownModel` (404) listing the known aliases.
-    public func resolve(_ model: String, random: Double) throws(GatewayError) -> Resolved {
+    public func resolve(_ model: String, random: () -> Double = { Double.random(in: 0..<1) }) throws(GatewayError) -> Resolved {
         guard let route = self.routes[model] else {
             throw .unknownModel(model, known: self.aliases)
         }
@@ -31,7 +32,8 @@ public final class RouteTable: Sendable {
 
     /// `priority`: the first target of the lowest priority number.
     /// `weighted`: among the lowest priority number, by weight.
-    static func choose(_ route: RouteSettings, random: Double) -> RouteTarget? {
+    static func choose(_ route: RouteSettings, random: () -> Double) -> RouteTarget? {
+        if route.targets.count == 1 { return route.targets[0].weight > 0 || route.strategy == .priority ? route.targets[0] : nil }
         guard let best = route.targets.map(\.priority).min() else { return nil }
         let tier = route.targets.filter { $0.priority == best }
         switch route.strategy {
@@ -40,7 +42,7 @@ public final class RouteTable: Sendable {
         case .weighted:
             let total = tier.reduce(0) { $0 + $1.weight }
             guard total > 0 else { return nil }
-            var point = random * Double(total)
+            var point = random() * Double(total)
             for target in tier where target.weight > 0 {
                 point -= Double(target.weight)
                 if point < 0 { return target }

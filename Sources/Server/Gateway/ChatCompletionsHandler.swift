@@ -38,7 +38,7 @@ struct ChatCompletionsHandler: Sendable {
             throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
         }
         let patch = try OpenAIRequestPatch(body: body)
-        let target = try self.state.routes.resolve(patch.clientModel, random: Double.random(in: 0..<1))
+        let target = try self.state.routes.resolve(patch.clientModel)
         guard let upstream = self.state.upstreams[target.provider] else {
             throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
         }

@@ -14,6 +14,8 @@ public struct SimulatorRouter: Sendable {
     let settings: SimulatorSettings
     /// Request ids are a counter, so recorded output stays deterministic apart from `created`.
     private let sequence = RequestCounter()
+    /// Streams being written right now: how a test sees that a cancelled client cancelled us too.
+    public let activeStreams = StreamGauge()
 
     public init(settings: SimulatorSettings) {
         self.settings = settings
@@ -84,10 +86,13 @@ public struct SimulatorRouter: Sendable {
             return try await self.completeBody(text, contentType: D.contentType, behaviour: behaviour, tokens: turn.completionTokens)
         }
         let events = D.stream(turn, model: model, id: id, created: created, includeUsage: prompt.includeUsage)
+        let gauge = self.activeStreams
         return Response(
             status: .ok,
             headers: [.contentType: D.streamContentType, .cacheControl: "no-cache"],
             body: ResponseBody { writer in
+                gauge.value.add(1, ordering: .relaxed)
+                defer { gauge.value.subtract(1, ordering: .relaxed) }
                 try await Self.play(events, behaviour: behaviour, streamError: D.streamError, writer: &writer)
             }
         )
@@ -232,6 +237,12 @@ public struct SimulatorRouter: Sendable {
 
 /// Thrown inside a response body to drop the connection mid-response, as a crashed upstream would.
 struct SimulatedCut: Error {}
+
+public final class StreamGauge: Sendable {
+    let value = Atomic<Int>(0)
+
+    public var current: Int { self.value.load(ordering: .relaxed) }
+}
 
 final class RequestCounter: Sendable {
     private let value = Atomic<Int>(0)

@@ -65,6 +65,9 @@ final class UpstreamPool: Sendable {
         )
         // A gateway must not follow redirects on a POST it was asked to proxy.
         configuration.redirectConfiguration = .disallow
+        // A refused connection should fail now, so the caller (and later a fallback) can act on it,
+        // not be retried silently until the connect timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
     }
 }

@@ -1,0 +1,280 @@
+import Testing
+@testable import Engine
+
+struct ConfigLoaderTests {
+    private func load(_ yaml: String, environment: [String: String] = [:]) throws(ConfigError) -> GatewayConfig {
+        try ConfigLoader.load(yaml: yaml, source: "test.yaml", environment: environment)
+    }
+
+    private func issues(_ yaml: String, environment: [String: String] = [:]) -> [ConfigIssue] {
+        do {
+            _ = try self.load(yaml, environment: environment)
+            return []
+        } catch {
+            return error.issues
+        }
+    }
+
+    static let full = """
+        server:
+          listen: 127.0.0.1:9090
+          state_dir: /tmp/sy
+          max_body: 1MiB
+          anonymous: false
+          log_level: debug
+        providers:
+          openai:
+            kind: openai
+            api_key: ${OPENAI_API_KEY}
+            timeouts: { connect: 500ms, first_byte: 20s, idle: 5s, total: 2m }
+          groq:
+            kind: openai-compatible
+            preset: groq
+            api_key: ${GROQ_KEY:-gsk-default}
+          local:
+            kind: ollama
+            base_url: ${OLLAMA_HOST:-http://127.0.0.1:11434}/v1/
+            max_connections: 8
+          sim:
+            kind: simulator
+        routes:
+          gpt-4o:
+            strategy: weighted
+            targets:
+              - { provider: openai, model: gpt-4o, weight: 3 }
+              - { provider: groq, model: llama-3.3-70b-versatile, weight: 1, priority: 1 }
+          small:
+            targets:
+              - { provider: local, model: llama3.2 }
+        simulator: { ttft: 0ms, tokens_per_second: 0 }
+        """
+
+    @Test func readsEverySupportedKey() throws {
+        let config = try self.load(Self.full, environment: ["OPENAI_API_KEY": "sk-test-1234567890"])
+        #expect(config.server == ServerSettings(listen: ListenAddress(host: "127.0.0.1", port: 9090), stateDir: "/tmp/sy", maxBodyBytes: 1 << 20, anonymous: false, logLevel: "debug"))
+        #expect(config.providers.map(\.id) == ["openai", "groq", "local", "sim"])
+        let openai = try #require(config.provider("openai"))
+        #expect(openai.baseURL == "https://api.openai.com/v1")
+        #expect(openai.apiKey?.exposedValue == "sk-test-1234567890")
+        #expect(openai.timeouts == UpstreamTimeouts(connect: .milliseconds(500), firstByte: .seconds(20), idle: .seconds(5), total: .seconds(120)))
+        #expect(config.provider("groq")?.baseURL == "https://api.groq.com/openai/v1")
+        #expect(config.provider("groq")?.apiKey?.exposedValue == "gsk-default")
+        #expect(config.provider("local")?.baseURL == "http://127.0.0.1:11434/v1")
+        #expect(config.provider("local")?.maxConnections == 8)
+        #expect(config.provider("sim")?.baseURL == nil)
+        #expect(config.needsInProcessSimulator)
+        #expect(config.routes.map(\.alias) == ["gpt-4o", "small"])
+        #expect(config.routes[0].targets[1] == RouteTarget(provider: "groq", model: "llama-3.3-70b-versatile", weight: 1, priority: 1))
+        #expect(config.simulator == SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
+    }
+
+    @Test func reportsEveryProblemAtOnceWithLinesAndSuggestions() {
+        let yaml = """
+            server:
+              lisen: 127.0.0.1:8080
+              max_body: lots
+            providers:
+              openai:
+                kind: opneai
+              other:
+                kind: openai-compatible
+                base_url: ftp://x
+            routes:
+              gpt:
+                targets:
+                  - { provider: opnai, model: gpt-4o }
+            """
+        let found = self.issues(yaml)
+        #expect(found.count == 5)
+        #expect(found.contains { $0.line == 2 && $0.path == "server.lisen" && $0.message.contains("did you mean 'listen'?") })
+        #expect(found.contains { $0.line == 3 && $0.path == "server.max_body" })
+        #expect(found.contains { $0.line == 6 && $0.message.contains("did you mean 'openai'?") })
+        #expect(found.contains { $0.line == 9 && $0.path == "providers.other.base_url" })
+        #expect(found.contains { $0.path == "routes.gpt.targets[0].provider" && $0.message.contains("unknown provider 'opnai'") })
+    }
+
+    @Test func anUnsetVariableIsAnErrorThatSaysHowToDefaultIt() {
+        let yaml = "providers:\n  openai:\n    kind: openai\n    api_key: ${OPENAI_API_KEY}\n"
+        let found = self.issues(yaml)
+        #expect(found.count == 1)
+        #expect(found.first?.line == 4)
+        #expect(found.first?.message.contains("${OPENAI_API_KEY:-default}") == true)
+    }
+
+    @Test func featuresOfLaterVersionsAreRejectedNotIgnored() {
+        let yaml = """
+            providers:
+              claude: { kind: anthropic, api_key: x }
+            routes:
+              r:
+                strategy: latency
+                fallbacks: [other]
+                targets: [{ provider: claude, model: c }]
+            tenants:
+              acme: { limits: { rpm: 5 } }
+            """
+        let found = self.issues(yaml)
+        #expect(found.contains { $0.path == "providers.claude.kind" && $0.message.contains("not available") })
+        #expect(found.contains { $0.path == "routes.r.strategy" })
+        #expect(found.contains { $0.path == "routes.r.fallbacks" })
+        #expect(found.contains { $0.path == "tenants" && $0.message.contains("not available") })
+    }
+
+    @Test func invalidYAMLIsReportedWithItsLine() {
+        let found = self.issues("server:\n  listen: [unclosed\n")
+        #expect(found.count == 1)
+        #expect(found.first?.message.hasPrefix("invalid YAML") == true)
+        #expect(found.first?.line != nil)
+    }
+
+    @Test func duplicateKeysAreReportedWithTheirLine() {
+        let found = self.issues("providers:\n  a: { kind: openai-compatible, base_url: \"http://x\", base_url: \"http://y\" }\n")
+        #expect(found == [ConfigIssue(line: 2, column: 33, path: "", message: "duplicate key 'base_url' in one mapping")])
+    }
+
+    @Test func missingRequiredFieldsAreReported() {
+        let yaml = """
+            providers:
+              a: { kind: openai-compatible, base_url: "http://x" }
+              b: { base_url: "http://y" }
+              c: { kind: openai }
+            routes:
+              empty: { targets: [] }
+              nomodel: { targets: [{ provider: a }] }
+            """
+        let found = self.issues(yaml)
+        #expect(found.contains { $0.path == "providers.b" && $0.message.contains("'kind' is required") })
+        #expect(found.contains { $0.path == "providers.c.api_key" && $0.message.contains("API key is required") })
+        #expect(found.contains { $0.path == "routes.empty" })
+        #expect(found.contains { $0.path == "routes.nomodel.targets[0]" })
+    }
+
+    @Test func secretsNeverPrintInFull() throws {
+        let config = try self.load(Self.full, environment: ["OPENAI_API_KEY": "sk-live-abcdefghijklmnop"])
+        let printed = "\(config)"
+        #expect(!printed.contains("sk-live-abcdefghijklmnop"))
+        #expect(printed.contains("sk-l…(24 chars)"))
+    }
+}
+
+struct ConfigValueTests {
+    @Test func expandsVariablesAndDefaults() throws {
+        let environment = ["A": "1", "EMPTY": ""]
+        #expect(try EnvInterpolation.expand("x${A}y", environment: environment) == "x1y")
+        #expect(try EnvInterpolation.expand("${EMPTY:-d}", environment: environment) == "d")
+        #expect(try EnvInterpolation.expand("${NOPE:-}", environment: environment) == "")
+        #expect(try EnvInterpolation.expand("$${A} and $5", environment: environment) == "${A} and $5")
+        #expect(throws: EnvInterpolation.Failure.unset("NOPE")) { try EnvInterpolation.expand("${NOPE}", environment: environment) }
+        #expect(throws: EnvInterpolation.Failure.unterminated) { try EnvInterpolation.expand("${A", environment: environment) }
+    }
+
+    @Test func parsesSizesAndDurations() {
+        #expect(ByteSize.parse("8MiB") == 8 << 20)
+        #expect(ByteSize.parse("1.5 KiB") == 1536)
+        #expect(ByteSize.parse("100kB") == 100_000)
+        #expect(ByteSize.parse("42") == 42)
+        #expect(ByteSize.parse("-1") == nil)
+        #expect(ByteSize.parse("big") == nil)
+        #expect(ByteSize.format(8 << 20) == "8 MiB")
+        #expect(DurationText.parse("500ms") == .milliseconds(500))
+        #expect(DurationText.parse("1m30s") == .seconds(90))
+        #expect(DurationText.parse("2h") == .seconds(7200))
+        #expect(DurationText.parse("10") == nil)
+        #expect(DurationText.parse("5 parsecs") == nil)
+        #expect(DurationText.format(.seconds(90)) == "1.5s" || DurationText.format(.seconds(90)) == "90s")
+        #expect(DurationText.format(.milliseconds(250)) == "250ms")
+    }
+
+    @Test func parsesListenAddresses() {
+        #expect(ListenAddress.parse("127.0.0.1:8080") == ListenAddress(host: "127.0.0.1", port: 8080))
+        #expect(ListenAddress.parse("[::1]:80") == ListenAddress(host: "::1", port: 80))
+        #expect(ListenAddress.parse(":9000") == ListenAddress(host: "0.0.0.0", port: 9000))
+        #expect(ListenAddress.parse("localhost") == nil)
+        #expect(ListenAddress.parse("h:70000") == nil)
+    }
+}
+
+struct ZeroConfigTests {
+    @Test func withNoKeysTheSimulatorServes() {
+        let result = ZeroConfig.make(environment: [:])
+        #expect(result.usesSimulator)
+        #expect(result.config.needsInProcessSimulator)
+        #expect(result.config.routes.map(\.alias) == ["gpt-4o-mini", "gpt-4o", "llama3.2"])
+    }
+
+    @Test func providersComeFromTheEnvironment() {
+        let result = ZeroConfig.make(environment: [
+            "OPENAI_API_KEY": "sk-abcdefghijkl", "OLLAMA_HOST": "127.0.0.1:11434", "OLLAMA_MODELS": "qwen3, llama3.2",
+            "ANTHROPIC_API_KEY": "x",
+        ])
+        #expect(!result.usesSimulator)
+        #expect(result.config.providers.map(\.id) == ["openai", "ollama"])
+        #expect(result.config.provider("ollama")?.baseURL == "http://127.0.0.1:11434/v1")
+        #expect(result.config.routes.contains { $0.alias == "qwen3" && $0.targets[0].provider == "ollama" })
+        #expect(result.notes.contains { $0.contains("ANTHROPIC_API_KEY") })
+    }
+}
+
+struct RouteTableTests {
+    let table = RouteTable([
+        RouteSettings(alias: "one", targets: [RouteTarget(provider: "a", model: "m1")]),
+        RouteSettings(alias: "split", targets: [
+            RouteTarget(provider: "a", model: "m", weight: 3),
+            RouteTarget(provider: "b", model: "m", weight: 1),
+            RouteTarget(provider: "c", model: "m", weight: 5, priority: 1),
+        ]),
+        RouteSettings(alias: "ordered", targets: [
+            RouteTarget(provider: "x", model: "m", priority: 2), RouteTarget(provider: "y", model: "m", priority: 1),
+        ], strategy: .priority),
+    ])
+
+    @Test func aSingleTargetNeedsNoRandomDraw() throws {
+        let resolved = try self.table.resolve("one", random: { Issue.record("drew a random number"); return 0 })
+        #expect(resolved == RouteTable.Resolved(alias: "one", provider: "a", upstreamModel: "m1"))
+    }
+
+    @Test func weightsSplitTheBestPriorityTier() throws {
+        #expect(try self.table.resolve("split", random: { 0.0 }).provider == "a")
+        #expect(try self.table.resolve("split", random: { 0.74 }).provider == "a")
+        #expect(try self.table.resolve("split", random: { 0.76 }).provider == "b")
+        #expect(try self.table.resolve("split", random: { 0.999 }).provider == "b")
+    }
+
+    @Test func priorityTakesTheLowestNumber() throws {
+        #expect(try self.table.resolve("ordered").provider == "y")
+    }
+
+    @Test func anUnknownModelIsA404ListingTheKnownOnes() {
+        #expect {
+            try self.table.resolve("gpt-5")
+        } throws: { error in
+            let error = error as? GatewayError
+            return error?.httpStatus == 404 && error?.message.contains("one, split, ordered") == true && error?.param == "model"
+        }
+    }
+}
+
+struct GatewayErrorTests {
+    @Test func statusesDomainsAndRetryability() {
+        #expect(GatewayError.malformedRequest("x").httpStatus == 400)
+        #expect(GatewayError.bodyTooLarge(limit: 8 << 20).httpStatus == 413)
+        #expect(GatewayError.bodyTooLarge(limit: 8 << 20).message.contains("8 MiB"))
+        #expect(GatewayError.upstreamUnreachable(provider: "p", detail: "d").httpStatus == 502)
+        #expect(GatewayError.upstreamTimeout(provider: "p", phase: "idle", limit: "1s").httpStatus == 504)
+        #expect(GatewayError.upstreamStatus(provider: "p", status: 429).httpStatus == 429)
+        #expect(GatewayError.upstreamStatus(provider: "p", status: 429).isRetryable)
+        #expect(GatewayError.upstreamStatus(provider: "p", status: 400).isRetryable == false)
+        #expect(GatewayError.upstreamStatus(provider: "p", status: 529).httpStatus == 503)
+        #expect(GatewayError.upstreamStatus(provider: "p", status: 500).httpStatus == 502)
+        #expect(GatewayError.unknownModel("m", known: []).domain == .caller)
+        #expect(GatewayError.internalFailure("x").domain == .gateway)
+    }
+
+    @Test func rendersBothDialectsAsValidJSON() throws {
+        let error = GatewayError.invalidRequest("Bad \"quote\"\nline", param: "model")
+        let openAI = error.openAIBody()
+        #expect(openAI == #"{"error":{"message":"Bad \"quote\"\nline","type":"invalid_request_error","param":"model","code":"invalid_request"}}"#)
+        let anthropic = error.anthropicBody(requestID: "req_1")
+        #expect(anthropic == #"{"type":"error","error":{"type":"invalid_request_error","message":"Bad \"quote\"\nline"},"request_id":"req_1"}"#)
+    }
+}

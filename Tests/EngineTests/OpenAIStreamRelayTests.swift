@@ -1,0 +1,138 @@
+import Foundation
+import NIOCore
+import Testing
+@testable import Engine
+
+struct OpenAIStreamRelayTests {
+    /// Feeds `text` in pieces of `size` bytes and collects what the relay forwards and how it ended.
+    private func relay(_ text: String, pieceSize: Int, forwardUsageChunk: Bool = true) -> (output: String, relay: OpenAIStreamRelay, error: GatewayError?) {
+        var relay = OpenAIStreamRelay(provider: "p", forwardUsageChunk: forwardUsageChunk)
+        var output = ""
+        var failure: GatewayError?
+        let bytes = Array(text.utf8)
+        var offset = 0
+        func take(_ step: OpenAIStreamRelay.Step) {
+            switch step {
+            case .forward(let buffer): output += buffer.string
+            case .fail(let buffer, let error):
+                output += buffer.string
+                failure = error
+            }
+        }
+        while offset < bytes.count && failure == nil {
+            let end = min(bytes.count, offset + pieceSize)
+            take(relay.feed(ByteBuffer(bytes: bytes[offset..<end])))
+            offset = end
+        }
+        if failure == nil { take(relay.finish()) }
+        return (output, relay, failure)
+    }
+
+    @Test(arguments: [1, 7, 64, 1_000_000])
+    func passesARecordedStreamThroughByteForByteInAnyChunking(pieceSize: Int) throws {
+        let recorded = try Fixture.text("openai-chat-stream-text-usage.sse")
+        let result = self.relay(recorded, pieceSize: pieceSize)
+        #expect(result.error == nil)
+        #expect(result.output == recorded)
+        #expect(result.relay.usage == Usage(inputTokens: 14, outputTokens: 30))
+        #expect(result.relay.finishReason == "stop")
+        #expect(result.relay.sawDone)
+        #expect(result.relay.sawFirstToken)
+    }
+
+    @Test func readsUsageAndFinishReasonOfParallelToolCalls() throws {
+        let recorded = try Fixture.text("openai-chat-stream-parallel-tool-calls-usage.sse")
+        let result = self.relay(recorded, pieceSize: 100)
+        #expect(result.output == recorded)
+        #expect(result.relay.finishReason == "tool_calls")
+        #expect(result.relay.usage?.outputTokens ?? 0 > 0)
+        #expect(result.relay.sawFirstToken)
+    }
+
+    @Test func stripsTheUsageChunkTheClientDidNotAskFor() throws {
+        let recorded = try Fixture.text("openai-chat-stream-text-usage.sse")
+        let result = self.relay(recorded, pieceSize: 50, forwardUsageChunk: false)
+        #expect(result.error == nil)
+        #expect(!result.output.contains("\"usage\""))
+        #expect(result.output.hasSuffix("data: [DONE]\n\n"))
+        // Usage is still read for accounting.
+        #expect(result.relay.usage == Usage(inputTokens: 14, outputTokens: 30))
+        let events = recorded.components(separatedBy: "\n\n").filter { !$0.isEmpty && !$0.contains("\"usage\"") }
+        #expect(result.output == events.map { $0 + "\n\n" }.joined())
+    }
+
+    @Test func aStreamWithoutDoneIsReportedAsInterrupted() throws {
+        let recorded = try Fixture.text("openai-chat-stream-text-usage.sse")
+        let cut = String(recorded[..<recorded.range(of: "data: [DONE]")!.lowerBound])
+        let result = self.relay(cut, pieceSize: 128)
+        #expect(result.error?.metricLabel == "stream_interrupted")
+        #expect(result.error?.httpStatus == 502)
+        #expect(result.output == cut)
+    }
+
+    @Test func aHalfEventAtTheCutIsNeverForwarded() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"choices\":[{\"del"
+        let result = self.relay(stream, pieceSize: 10)
+        #expect(result.output == "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n")
+        #expect(result.error?.metricLabel == "upstream_malformed")
+    }
+
+    @Test func invalidJSONInAnEventFailsTheStreamBeforeTheClientSeesIt() {
+        let stream = "data: {\"choices\":[]}\n\ndata: {broken\n\ndata: [DONE]\n\n"
+        let result = self.relay(stream, pieceSize: 1_000)
+        #expect(result.output == "data: {\"choices\":[]}\n\n")
+        #expect(result.error?.metricLabel == "upstream_malformed")
+    }
+
+    @Test func forwardsAnUpstreamErrorEventAndRecordsIt() {
+        let stream = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"error\":{\"message\":\"Overloaded\",\"type\":\"server_error\"}}\n\n"
+        let result = self.relay(stream, pieceSize: 1_000)
+        #expect(result.error == nil)
+        #expect(result.output == stream)
+        #expect(result.relay.upstreamErrorMessage == "Overloaded")
+    }
+
+    @Test func acceptsCRLFFramingCommentsAndALastEventWithoutItsBlankLine() {
+        let stream = ": keep-alive\r\n\r\ndata:{\"choices\":[{\"delta\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}]}\r\n\r\ndata: [DONE]"
+        let result = self.relay(stream, pieceSize: 5)
+        #expect(result.error == nil)
+        #expect(result.relay.finishReason == "stop")
+        #expect(result.output == stream + "\n\n")
+    }
+
+    @Test func refusesAnEventThatNeverEnds() {
+        var relay = OpenAIStreamRelay(provider: "p", forwardUsageChunk: true)
+        let piece = ByteBuffer(repeating: UInt8(ascii: "a"), count: 1 << 20)
+        var failed = false
+        for _ in 0..<6 {
+            if case .fail(_, let error) = relay.feed(piece) {
+                failed = error.metricLabel == "upstream_malformed"
+                break
+            }
+        }
+        #expect(failed)
+    }
+}
+
+struct OpenAIResponseSummaryTests {
+    @Test func readsUsageAndFinishReasonFromARecordedResponse() throws {
+        let summary = try OpenAIResponseSummary.read(try Fixture.buffer("openai-chat-nonstream-parallel-tool-calls.json"), provider: "p")
+        #expect(summary.usage == Usage(inputTokens: 149, outputTokens: 60))
+        #expect(summary.finishReason == "tool_calls")
+    }
+
+    @Test func readsCachedAndReasoningTokens() throws {
+        let body = #"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":50,"prompt_tokens_details":{"cached_tokens":80},"completion_tokens_details":{"reasoning_tokens":20}}}"#
+        let summary = try OpenAIResponseSummary.read(ByteBuffer(string: body), provider: "p")
+        #expect(summary.usage == Usage(inputTokens: 100, cachedInputTokens: 80, outputTokens: 50, reasoningTokens: 20))
+    }
+
+    @Test(arguments: ["{\"id\":\"x\",", "{\"error\":{\"message\":\"m\"}}", "<html>502</html>"])
+    func aBodyThatIsNotACompletionIsAProviderFault(_ body: String) {
+        #expect {
+            try OpenAIResponseSummary.read(ByteBuffer(string: body), provider: "p")
+        } throws: { error in
+            (error as? GatewayError)?.httpStatus == 502 && (error as? GatewayError)?.domain == .provider
+        }
+    }
+}

@@ -1,0 +1,216 @@
+import AsyncHTTPClient
+import Engine
+import Foundation
+import NIOCore
+import Testing
+@testable import Server
+
+/// The gateway started on a loopback port in front of the simulator, driven over real HTTP.
+@Suite(.serialized)
+struct GatewayTests {
+    @Test func nonStreamingChatRewritesTheAliasAndCarriesUsageAndHeaders() async throws {
+        let fixture = try await GatewayFixture.start()
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast"))
+        #expect(reply.status == 200)
+        #expect(reply.json["model"] as? String == "gpt-4o-mini-2024-07-18")
+        let usage = try #require(reply.json["usage"] as? [String: Any])
+        #expect(usage["prompt_tokens"] as? Int ?? 0 > 0)
+        #expect(usage["completion_tokens"] as? Int ?? 0 > 0)
+        #expect(reply.headers.first(name: "x-request-id")?.hasPrefix("req_") == true)
+        #expect(Int(reply.headers.first(name: "x-switchyard-overhead-us") ?? "") != nil)
+        #expect(reply.headers.first(name: "x-switchyard-provider") == "sim")
+        await fixture.stop()
+    }
+
+    @Test func streamingChatEndsWithDoneAndStripsTheUsageChunkUnlessAsked() async throws {
+        let fixture = try await GatewayFixture.start()
+        let url = "\(fixture.gateway.url)/v1/chat/completions"
+        let plain = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
+        #expect(plain.status == 200)
+        #expect(plain.headers.first(name: "content-type") == "text/event-stream")
+        #expect(plain.events.last == "[DONE]")
+        #expect(!plain.body.contains("\"usage\""))
+        #expect(plain.events.dropLast().allSatisfy { $0.contains("\"model\":\"gpt-4o-mini-2024-07-18\"") })
+
+        let withUsage = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true, extra: #","stream_options":{"include_usage":true}"#))
+        let usageEvent = try #require(withUsage.events.first { $0.contains("\"usage\"") })
+        #expect(usageEvent.contains("\"choices\":[]"))
+
+        // The streamed text is the non-streamed text: the simulator is deterministic and nothing is lost on the way.
+        let whole = try await TestClient.post(url, TestClient.chat(model: "fast"))
+        let message = (whole.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any]
+        let streamed = plain.events.dropLast().compactMap { event -> String? in
+            let chunk = try? JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any]
+            let delta = ((chunk?["choices"] as? [[String: Any]])?.first)?["delta"] as? [String: Any]
+            return delta?["content"] as? String
+        }.joined()
+        #expect(streamed == message?["content"] as? String)
+        await fixture.stop()
+    }
+
+    @Test func aClientRequestIDIsKept() async throws {
+        let fixture = try await GatewayFixture.start()
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast"), headers: [("x-request-id", "trace-abc-123")])
+        #expect(reply.headers.first(name: "x-request-id") == "trace-abc-123")
+        await fixture.stop()
+    }
+
+    @Test func listsModelsAndAnswersProbes() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["b-model": "x", "a-model": "y"])
+        let models = try await TestClient.get("\(fixture.gateway.url)/v1/models")
+        #expect((models.json["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["a-model", "b-model"])
+        #expect(try await TestClient.get("\(fixture.gateway.url)/healthz").status == 200)
+        #expect(try await TestClient.get("\(fixture.gateway.url)/readyz").status == 200)
+        let unknown = try await TestClient.get("\(fixture.gateway.url)/v1/nothing")
+        #expect(unknown.status == 404)
+        #expect((unknown.json["error"] as? [String: Any])?["code"] as? String == "route_not_found")
+        await fixture.stop()
+    }
+
+    // MARK: Bad input
+
+    @Test func malformedJSONIsA400InTheOpenAIShape() async throws {
+        let fixture = try await GatewayFixture.start()
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", #"{"model":"fast","messages":["#)
+        #expect(reply.status == 400)
+        let error = try #require(reply.json["error"] as? [String: Any])
+        #expect(error["type"] as? String == "invalid_request_error")
+        #expect(error["code"] as? String == "malformed_request")
+        #expect(reply.headers.first(name: "x-request-id") != nil)
+        await fixture.stop()
+    }
+
+    @Test func aBodyOverTheLimitIsA413() async throws {
+        let fixture = try await GatewayFixture.start(maxBody: 1024)
+        let padding = String(repeating: "x", count: 4096)
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast", extra: #","pad":"\#(padding)""#))
+        #expect(reply.status == 413)
+        #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "body_too_large")
+        await fixture.stop()
+    }
+
+    @Test func anUnknownModelIsA404ListingTheAliases() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["fast": "m", "smart": "n"])
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt-7"))
+        #expect(reply.status == 404)
+        let message = (reply.json["error"] as? [String: Any])?["message"] as? String ?? ""
+        #expect(message.contains("'gpt-7'") && message.contains("fast, smart"))
+        await fixture.stop()
+    }
+
+    @Test func anUnreachableUpstreamIsA502() async throws {
+        let dead = ProviderSettings(id: "dead", kind: .openAICompatible, baseURL: "http://127.0.0.1:1/v1")
+        let fixture = try await GatewayFixture.start(extraProviders: [dead], extraRoutes: [RouteSettings(alias: "gone", targets: [RouteTarget(provider: "dead", model: "m")])])
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "gone"))
+        #expect(reply.status == 502)
+        #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "upstream_unreachable")
+        await fixture.stop()
+    }
+
+    // MARK: Timeouts
+
+    @Test func theFirstByteTimeoutIsA504() async throws {
+        let timeouts = UpstreamTimeouts(connect: .seconds(1), firstByte: .milliseconds(300), idle: .seconds(5), total: .seconds(10))
+        let fixture = try await GatewayFixture.start(routes: ["stalls": "m:fault=stall:stall=1500ms"], timeouts: timeouts)
+        let started = ContinuousClock.now
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "stalls"))
+        #expect(reply.status == 504)
+        let message = (reply.json["error"] as? [String: Any])?["message"] as? String ?? ""
+        #expect(message.contains("first_byte"))
+        #expect(ContinuousClock.now - started < .seconds(1.4))
+        await fixture.stop()
+    }
+
+    @Test func theIdleTimeoutEndsAStalledStreamWithAnErrorEvent() async throws {
+        let timeouts = UpstreamTimeouts(connect: .seconds(1), firstByte: .seconds(5), idle: .milliseconds(300), total: .seconds(10))
+        let fixture = try await GatewayFixture.start(routes: ["stalls": "m:fault=stall:stall=1500ms"], timeouts: timeouts)
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "stalls", stream: true))
+        #expect(reply.status == 200)
+        #expect(!reply.events.contains("[DONE]"))
+        let last = try #require(reply.events.last)
+        #expect(last.contains("\"error\"") && last.contains("upstream_timeout") && last.contains("idle"))
+        await fixture.stop()
+    }
+
+    @Test func theTotalTimeoutEndsASlowStream() async throws {
+        let timeouts = UpstreamTimeouts(connect: .seconds(1), firstByte: .seconds(5), idle: .seconds(5), total: .milliseconds(400))
+        let fixture = try await GatewayFixture.start(routes: ["slow": "m:tps=10"], timeouts: timeouts)
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "slow", stream: true))
+        let last = try #require(reply.events.last)
+        #expect(last.contains("upstream_timeout") && last.contains("total"))
+        await fixture.stop()
+    }
+
+    // MARK: Upstream failures
+
+    @Test func anUpstreamRateLimitPassesThroughWithRetryAfter() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["limited": "m:fault=429"])
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "limited"))
+        #expect(reply.status == 429)
+        #expect(reply.headers.first(name: "retry-after") == "1")
+        #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "rate_limit_exceeded")
+        await fixture.stop()
+    }
+
+    @Test func anUpstreamServerErrorKeepsItsStatusAndBody() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["broken": "m:fault=500"])
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "broken"))
+        #expect(reply.status == 500)
+        #expect((reply.json["error"] as? [String: Any])?["type"] as? String == "server_error")
+        await fixture.stop()
+    }
+
+    @Test func aMalformedUpstreamBodyIsA502() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["garbage": "m:fault=malformed"])
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "garbage"))
+        #expect(reply.status == 502)
+        #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "upstream_malformed")
+        await fixture.stop()
+    }
+
+    @Test(arguments: [("m:fault=cut", "upstream"), ("m:fault=malformed", "upstream_malformed")])
+    func aBrokenStreamEndsWithAnErrorEventNeverWithDone(_ model: String, _ expected: String) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["bad": model])
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "bad", stream: true))
+        #expect(reply.status == 200)
+        #expect(!reply.events.contains("[DONE]"))
+        let last = try #require(reply.events.last)
+        #expect(last.hasPrefix("{\"error\":") && last.contains(expected))
+        // Every event before the error is whole, valid JSON.
+        for event in reply.events.dropLast() {
+            #expect((try? JSONSerialization.jsonObject(with: Data(event.utf8))) != nil)
+        }
+        await fixture.stop()
+    }
+
+    @Test func anUpstreamErrorEventIsForwarded() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["flaky": "m:fault=stream-error"])
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "flaky", stream: true))
+        let last = try #require(reply.events.last)
+        #expect(last.contains("Overloaded (simulated)"))
+        #expect(!reply.events.contains("[DONE]"))
+        await fixture.stop()
+    }
+
+    // MARK: Cancellation
+
+    @Test func aClientThatDisconnectsCancelsTheUpstreamStream() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["slow": "m:tps=4"])
+        let gauge = fixture.simulatorRouter.activeStreams
+        let reader = Task {
+            var request = HTTPClientRequest(url: "\(fixture.gateway.url)/v1/chat/completions")
+            request.method = .POST
+            request.body = .bytes(ByteBuffer(string: TestClient.chat(model: "slow", stream: true)))
+            let response = try await TestClient.client.execute(request, timeout: .seconds(10))
+            for try await _ in response.body {}
+        }
+        // Wait until the upstream stream is running, then hang up.
+        for _ in 0..<100 where gauge.current == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(gauge.current == 1)
+        reader.cancel()
+        // The whole stream would take about 5 s at 4 tokens/s; cancellation must reach the simulator long before.
+        for _ in 0..<100 where gauge.current > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(gauge.current == 0)
+        await fixture.stop()
+    }
+}

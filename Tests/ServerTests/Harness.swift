@@ -1,0 +1,148 @@
+import AsyncHTTPClient
+import Engine
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+@testable import Server
+
+/// A server of ours on a loopback port, run in its own service group and stopped gracefully.
+struct RunningService: Sendable {
+    let port: Int
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    static let logger: Logger = {
+        var logger = Logger(label: "test")
+        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        return logger
+    }()
+
+    /// Starts the simulator on an ephemeral port.
+    static func simulator(_ router: SimulatorRouter) async throws -> RunningService {
+        try await self.start { started in
+            Application(
+                router: router.build(),
+                configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
+                onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) },
+                logger: Self.logger
+            )
+        }
+    }
+
+    /// Starts the gateway with `config` on an ephemeral port.
+    static func gateway(_ config: GatewayConfig) async throws -> RunningService {
+        var config = config
+        config.server.listen = ListenAddress(host: "127.0.0.1", port: 0)
+        let finalConfig = config
+        return try await self.start { started in
+            GatewayService(config: finalConfig, logger: Self.logger) { await started($0.port) }
+        }
+    }
+
+    private static func start(_ make: (@escaping @Sendable (Int) async -> Void) -> some Service) async throws -> RunningService {
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let service = make { port in
+            continuation.yield(port)
+            continuation.finish()
+        }
+        let group = ServiceGroup(configuration: .init(services: [service], logger: Self.logger))
+        let task = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        return RunningService(port: port, group: group, task: task)
+    }
+
+    var url: String { "http://127.0.0.1:\(self.port)" }
+
+    func stop() async {
+        await self.group.triggerGracefulShutdown()
+        _ = await self.task.result
+    }
+}
+
+/// One gateway in front of one standalone simulator, configured per test.
+struct GatewayFixture {
+    let simulatorRouter: SimulatorRouter
+    let simulator: RunningService
+    let gateway: RunningService
+
+    /// - Parameters:
+    ///   - routes: alias → upstream model (simulator options may ride on the name, e.g. `m:fault=429`).
+    ///   - timeouts: the simulator provider's timeouts.
+    static func start(
+        routes: [String: String] = ["fast": "gpt-4o-mini-2024-07-18"],
+        timeouts: UpstreamTimeouts = UpstreamTimeouts(),
+        maxBody: Int = 8 << 20,
+        extraProviders: [ProviderSettings] = [],
+        extraRoutes: [RouteSettings] = []
+    ) async throws -> GatewayFixture {
+        let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
+        let simulator = try await RunningService.simulator(router)
+        var config = GatewayConfig()
+        config.server.maxBodyBytes = maxBody
+        config.providers = [
+            ProviderSettings(id: "sim", kind: .simulator, baseURL: "\(simulator.url)/v1", timeouts: timeouts)
+        ] + extraProviders
+        config.routes = routes.sorted { $0.key < $1.key }.map { alias, model in
+            RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: model)])
+        } + extraRoutes
+        let gateway = try await RunningService.gateway(config)
+        return GatewayFixture(simulatorRouter: router, simulator: simulator, gateway: gateway)
+    }
+
+    func stop() async {
+        await self.gateway.stop()
+        await self.simulator.stop()
+    }
+}
+
+/// A finished HTTP exchange, body read whole.
+struct Exchange {
+    let status: Int
+    let headers: HTTPHeaders
+    let body: String
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(self.body.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    /// The `data:` payloads of an SSE body, in order.
+    var events: [String] {
+        self.body.components(separatedBy: "\n\n").compactMap { event in
+            event.split(separator: "\n").first { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
+        }
+    }
+}
+
+enum TestClient {
+    static let client = HTTPClient(
+        eventLoopGroupProvider: .singleton,
+        configuration: .init(timeout: .init(connect: .seconds(2), read: .seconds(20)), decompression: .disabled)
+    )
+
+    static func post(_ url: String, _ body: String, headers: [(String, String)] = []) async throws -> Exchange {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(string: body))
+        return try await self.send(request)
+    }
+
+    static func get(_ url: String) async throws -> Exchange {
+        try await self.send(HTTPClientRequest(url: url))
+    }
+
+    static func send(_ request: HTTPClientRequest) async throws -> Exchange {
+        let response = try await self.client.execute(request, timeout: .seconds(20))
+        let body = try await response.body.collect(upTo: 16 << 20)
+        return Exchange(status: Int(response.status.code), headers: response.headers, body: String(buffer: body))
+    }
+
+    static func chat(model: String, stream: Bool = false, extra: String = "") -> String {
+        #"{"model":"\#(model)","messages":[{"role":"user","content":"Hello there"}]\#(stream ? #","stream":true"# : "")\#(extra)}"#
+    }
+}
