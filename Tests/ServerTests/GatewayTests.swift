@@ -214,3 +214,23 @@ struct GatewayTests {
         await fixture.stop()
     }
 }
+
+@Suite(.serialized)
+struct ClientHangUpTests {
+    @Test func aClientThatHangsUpOnANonStreamingRequestCancelsTheUpstreamRequest() async throws {
+        let upstream = try await SilentUpstream()
+        let silent = ProviderSettings(id: "silent", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
+        let fixture = try await GatewayFixture.start(extraProviders: [silent], extraRoutes: [RouteSettings(alias: "quiet", targets: [RouteTarget(provider: "silent", model: "m")])])
+        let client = Task {
+            try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "quiet"))
+        }
+        for _ in 0..<100 where upstream.openConnections == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(upstream.openConnections == 1)
+        client.cancel()
+        // The first-byte timeout is 60 s; only the hang-up can end the upstream request this soon.
+        for _ in 0..<100 where upstream.openConnections > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(upstream.openConnections == 0)
+        await fixture.stop()
+        await upstream.stop()
+    }
+}

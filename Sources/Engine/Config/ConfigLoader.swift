@@ -108,7 +108,12 @@ private struct Reader {
                 }
             case "state_dir": server.stateDir = self.string(value, path) ?? server.stateDir
             case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
-            case "anonymous": server.anonymous = self.bool(value, path) ?? server.anonymous
+            case "anonymous":
+                // Without keys (a later version), every request is anonymous: refusing `false` keeps an
+                // operator from believing the gateway checks keys when it does not.
+                if self.bool(value, path) == false {
+                    self.report(value, path, "virtual keys are not available in this version, so requests cannot be refused for lacking one; remove this key or set it to true")
+                }
             case "log_level":
                 if let level = self.string(value, path) {
                     if ServerSettings.logLevels.contains(level) {

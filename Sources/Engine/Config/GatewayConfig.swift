@@ -34,26 +34,23 @@ public struct GatewayConfig: Sendable, Equatable {
 /// - `listen` (host:port, default "127.0.0.1:8080"; env `SWITCHYARD_LISTEN`)
 /// - `state_dir` (path, default "./.switchyard"; env `SWITCHYARD_STATE_DIR`): the SQLite file and admin socket
 /// - `max_body` (size, default "8MiB"): larger request bodies get 413
-/// - `anonymous` (bool, default true): accept requests without a key (local use only)
+/// - `anonymous` (bool, default true): accept requests without a key; only `true` until keys exist
 /// - `log_level` (trace…critical, default "info"; env `SWITCHYARD_LOG_LEVEL`)
 public struct ServerSettings: Sendable, Equatable {
     public var listen: ListenAddress
     public var stateDir: String
     public var maxBodyBytes: Int
-    public var anonymous: Bool
     public var logLevel: String
 
     public init(
         listen: ListenAddress = ListenAddress(host: "127.0.0.1", port: 8080),
         stateDir: String = "./.switchyard",
         maxBodyBytes: Int = 8 << 20,
-        anonymous: Bool = true,
         logLevel: String = "info"
     ) {
         self.listen = listen
         self.stateDir = stateDir
         self.maxBodyBytes = maxBodyBytes
-        self.anonymous = anonymous
         self.logLevel = logLevel
     }
 

@@ -3,7 +3,7 @@
 /// The fast path needs three things from a client body without decoding it into structs: proof that it
 /// is valid JSON, the byte ranges of a few top-level members (to patch them in place), and their values.
 /// Everything else is only skipped over, so the bytes we forward are exactly the bytes we received.
-public struct JSONScanner: ~Copyable {
+public struct JSONScanner {
     public enum ValueKind: Sendable, Equatable {
         case object, array, string, number, bool, null
     }

@@ -24,6 +24,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case unknownModel = "unknown_model"
         case routeNotFound = "route_not_found"
         case methodNotAllowed = "method_not_allowed"
+        case clientDisconnected = "client_disconnected"
         case upstreamUnreachable = "upstream_unreachable"
         case upstreamTimeout = "upstream_timeout"
         case upstreamStatus = "upstream_status"
@@ -84,6 +85,9 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         GatewayError(.methodNotAllowed, "\(method) is not allowed on \(path).")
     }
 
+    /// The client hung up before the answer was ready; nobody reads this error, but logs and metrics do.
+    public static let clientDisconnected = GatewayError(.clientDisconnected, "The client closed the connection before the response was ready.")
+
     public static func upstreamUnreachable(provider: String, detail: String) -> GatewayError {
         GatewayError(.upstreamUnreachable, "Provider '\(provider)' could not be reached: \(detail).")
     }
@@ -124,7 +128,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var domain: FaultDomain {
         switch self.code {
-        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed:
+        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected:
             return .caller
         case .upstreamUnreachable, .upstreamTimeout, .upstreamStatus, .upstreamMalformed, .streamInterrupted, .noHealthyTarget:
             return .provider
@@ -139,6 +143,8 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case .bodyTooLarge: return 413
         case .unknownModel, .routeNotFound: return 404
         case .methodNotAllowed: return 405
+        // nginx's "client closed request": never sent, since nobody is there to read it.
+        case .clientDisconnected: return 499
         case .upstreamUnreachable, .upstreamMalformed, .streamInterrupted: return 502
         case .upstreamTimeout: return 504
         case .noHealthyTarget: return 503
@@ -171,7 +177,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
     /// OpenAI's error `type` vocabulary, which the official SDKs map to exception classes by status.
     var openAIType: String {
         switch self.code {
-        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed:
+        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected:
             return "invalid_request_error"
         case .upstreamStatus where self.upstreamStatus == 429:
             return "rate_limit_error"

@@ -46,7 +46,7 @@ struct Serve: AsyncParsableCommand {
         }
         try ConfigFile.applyOverrides(&gatewayConfig, environment: environment, listen: self.listen, stateDir: self.stateDir)
 
-        let logger = Logging.bootstrapGateway(level: gatewayConfig.server.logLevel)
+        let logger = LogSetup.bootstrap(level: gatewayConfig.server.logLevel)
         try FileManager.default.createDirectory(atPath: gatewayConfig.server.stateDir, withIntermediateDirectories: true)
         for note in notes { logger.info("\(note)") }
         for provider in gatewayConfig.providers {
@@ -102,7 +102,7 @@ struct Simulate: AsyncParsableCommand {
         guard let ttft = DurationText.parse(self.ttft) else {
             throw ValidationError("--ttft: '\(self.ttft)' is not a duration (e.g. 200ms)")
         }
-        let logger = Logging.bootstrapGateway(level: ProcessInfo.processInfo.environment["SWITCHYARD_LOG_LEVEL"] ?? "info")
+        let logger = LogSetup.bootstrap(level: ProcessInfo.processInfo.environment["SWITCHYARD_LOG_LEVEL"] ?? "info")
         let app = Application(
             router: SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: ttft, tokensPerSecond: self.tps)).build(),
             configuration: .init(address: .hostname("127.0.0.1", port: self.port), serverName: nil),
@@ -182,9 +182,9 @@ enum ConfigFile {
     }
 }
 
-enum Logging {
+enum LogSetup {
     /// One process-wide log handler on stderr, at the configured level.
-    static func bootstrapGateway(level: String) -> Logger {
+    static func bootstrap(level: String) -> Logger {
         let logLevel = Logger.Level(rawValue: level) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -18,11 +18,11 @@ struct ChatCompletionsHandler: Sendable {
     static let maxUpstreamErrorBody = 1 << 20
     static let maxUpstreamBody = 64 << 20
 
-    func handle(_ request: Request, context: some RequestContext) async -> Response {
+    func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
         let started = ContinuousClock.now
         let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
         do {
-            return try await self.forward(request, requestID: requestID, started: started, logger: context.logger)
+            return try await self.forward(request, requestID: requestID, started: started, context: context)
         } catch {
             let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
             self.log(gatewayError, requestID: requestID, logger: context.logger)
@@ -30,7 +30,7 @@ struct ChatCompletionsHandler: Sendable {
         }
     }
 
-    private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, logger: Logger) async throws -> Response {
+    private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext) async throws -> Response {
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: self.state.config.server.maxBodyBytes)
@@ -49,62 +49,78 @@ struct ChatCompletionsHandler: Sendable {
         upstreamRequest.headers.replaceOrAdd(name: "x-request-id", value: requestID)
         upstreamRequest.body = .bytes(patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions))
 
-        let timeouts = upstream.settings.timeouts
-        let client = patch.isStreaming ? upstream.streamingClient : upstream.blockingClient
         let sent = ContinuousClock.now
-        let response: HTTPClientResponse
-        do {
-            let headWait = timeouts.firstByte < timeouts.total ? timeouts.firstByte : timeouts.total
-            response = try await client.execute(upstreamRequest, timeout: .milliseconds(headWait.milliseconds))
-        } catch {
-            throw GatewayError.from(error, provider: upstream.settings, streaming: patch.isStreaming)
+        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) { [upstreamRequest] in
+            try await Self.exchange(upstreamRequest, with: upstream, streaming: patch.isStreaming, sent: sent)
         }
-        let headArrived = ContinuousClock.now
+        let replied = ContinuousClock.now
         let beforeUpstream = sent - started
-        let context = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: logger, sent: sent)
+        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
 
-        guard (200..<300).contains(Int(response.status.code)) else {
-            return try await self.relayUpstreamError(response, context, overhead: beforeUpstream + (ContinuousClock.now - headArrived))
+        guard (200..<300).contains(Int(reply.response.status.code)) else {
+            return self.relayUpstreamError(reply, exchange, overhead: beforeUpstream + (ContinuousClock.now - replied))
         }
-        if patch.isStreaming {
-            return self.relayStream(response, context, forwardUsageChunk: patch.clientWantsStreamUsage, overhead: beforeUpstream + (ContinuousClock.now - headArrived))
-        }
-
-        let deadline = sent + timeouts.total
-        let responseBody: ByteBuffer
-        do {
-            responseBody = try await response.body.collect(upTo: Self.maxUpstreamBody)
-        } catch {
-            throw GatewayError.from(error, provider: upstream.settings, streaming: false)
-        }
-        let bodyDone = ContinuousClock.now
-        guard bodyDone < deadline else {
-            throw GatewayError.upstreamTimeout(provider: target.provider, phase: "total", limit: DurationText.format(timeouts.total))
+        guard let responseBody = reply.body else {
+            return self.relayStream(reply.response, exchange, forwardUsageChunk: patch.clientWantsStreamUsage, overhead: beforeUpstream + (ContinuousClock.now - replied))
         }
         let summary = try OpenAIResponseSummary.read(responseBody, provider: target.provider)
-        context.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
+        exchange.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
 
         var headers: HTTPFields = [.contentType: "application/json"]
         headers[.switchyardProvider] = target.provider
-        headers.setGatewayHeaders(requestID: requestID, overhead: beforeUpstream + (ContinuousClock.now - bodyDone))
+        headers.setGatewayHeaders(requestID: requestID, overhead: beforeUpstream + (ContinuousClock.now - replied))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
+    }
+
+    /// What came back from the upstream: the head, and the whole body unless it is a stream to relay.
+    struct UpstreamReply: Sendable {
+        let response: HTTPClientResponse
+        let body: ByteBuffer?
+    }
+
+    /// Sends the request and waits for the head; for a non-streaming call (or any error status) it also
+    /// reads the body, so a client hang-up cancels the whole wait.
+    private static func exchange(
+        _ request: HTTPClientRequest,
+        with upstream: UpstreamPool.Upstream,
+        streaming: Bool,
+        sent: ContinuousClock.Instant
+    ) async throws -> UpstreamReply {
+        let timeouts = upstream.settings.timeouts
+        let client = streaming ? upstream.streamingClient : upstream.blockingClient
+        do {
+            let headWait = timeouts.firstByte < timeouts.total ? timeouts.firstByte : timeouts.total
+            let response = try await client.execute(request, timeout: .milliseconds(headWait.milliseconds))
+            let isSuccess = (200..<300).contains(Int(response.status.code))
+            if streaming && isSuccess {
+                return UpstreamReply(response: response, body: nil)
+            }
+            let body = try await response.body.collect(upTo: isSuccess ? Self.maxUpstreamBody : Self.maxUpstreamErrorBody)
+            guard ContinuousClock.now < sent + timeouts.total else {
+                throw GatewayError.upstreamTimeout(provider: upstream.settings.id, phase: "total", limit: DurationText.format(timeouts.total))
+            }
+            return UpstreamReply(response: response, body: body)
+        } catch {
+            throw GatewayError.from(error, provider: upstream.settings, streaming: streaming)
+        }
     }
 
     // MARK: Upstream errors
 
     /// An upstream error in the OpenAI envelope passes through as it is, with its status (a 400 about a
     /// parameter is the caller's to fix, and the SDKs parse it); anything else becomes our own 502.
-    private func relayUpstreamError(_ response: HTTPClientResponse, _ context: ExchangeContext, overhead: Duration) async throws -> Response {
-        let status = Int(response.status.code)
-        let retryAfter = response.headers.first(name: "retry-after")
-        let body = try? await response.body.collect(upTo: Self.maxUpstreamErrorBody)
-        let isOpenAIError = body.map { buffer in
+    private func relayUpstreamError(_ reply: UpstreamReply, _ context: ExchangeContext, overhead: Duration) -> Response {
+        let status = Int(reply.response.status.code)
+        let retryAfter = reply.response.headers.first(name: "retry-after")
+        let isOpenAIError = reply.body.map { buffer in
             buffer.withUnsafeReadableBytes { bytes in
                 (try? JSONScanner.topLevelMembers(of: bytes))?.contains { $0.key == "error" && $0.kind == .object } ?? false
             }
         } ?? false
-        guard let body, isOpenAIError else {
-            throw GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
+        guard let body = reply.body, isOpenAIError else {
+            let error = GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
+            self.log(error, requestID: context.requestID, logger: context.logger)
+            return error.openAIResponse(requestID: context.requestID, overhead: overhead)
         }
         context.logger.warning(
             "upstream answered with an error",
@@ -113,7 +129,7 @@ struct ChatCompletionsHandler: Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         headers[.switchyardProvider] = context.target.provider
         if let retryAfter { headers[.retryAfter] = retryAfter }
-        if let retryAfterMillis = response.headers.first(name: "retry-after-ms") { headers[HTTPField.Name("retry-after-ms")!] = retryAfterMillis }
+        if let retryAfterMillis = reply.response.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
         return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
     }
@@ -161,10 +177,10 @@ struct ChatCompletionsHandler: Sendable {
                 }
                 if let failure {
                     try await writer.write(failure.openAIStreamEvent)
-                    context.logger.warning(
-                        "stream failed after the first byte",
-                        metadata: ["gw.request_id": "\(context.requestID)", "gw.provider": "\(context.target.provider)", "gw.error": "\(failure.metricLabel)"]
-                    )
+                    context.logStreamFailure(failure.metricLabel)
+                } else if relay.upstreamErrorMessage != nil {
+                    // The upstream's own error event was forwarded as it came.
+                    context.logStreamFailure("upstream_error_event")
                 } else {
                     context.logCompletion(usage: relay.usage, finishReason: relay.finishReason, streamed: true)
                 }
@@ -190,6 +206,13 @@ struct ExchangeContext: Sendable {
     let upstream: UpstreamPool.Upstream
     let logger: Logger
     let sent: ContinuousClock.Instant
+
+    func logStreamFailure(_ label: String) {
+        self.logger.warning(
+            "stream failed after the first byte",
+            metadata: ["gw.request_id": "\(self.requestID)", "gw.provider": "\(self.target.provider)", "gw.error": "\(label)"]
+        )
+    }
 
     func logCompletion(usage: Usage?, finishReason: String?, streamed: Bool) {
         self.logger.debug(

@@ -27,6 +27,7 @@ extension HTTPField.Name {
     static let requestID = HTTPField.Name("x-request-id")!
     static let overhead = HTTPField.Name("x-switchyard-overhead-us")!
     static let switchyardProvider = HTTPField.Name("x-switchyard-provider")!
+    static let retryAfterMillis = HTTPField.Name("retry-after-ms")!
 }
 
 extension HTTPFields {

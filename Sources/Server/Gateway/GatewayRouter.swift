@@ -6,8 +6,8 @@ import Synchronization
 
 /// The public HTTP API.
 enum GatewayRouter {
-    static func build(_ state: GatewayState) -> Router<BasicRequestContext> {
-        let router = Router()
+    static func build(_ state: GatewayState) -> Router<GatewayRequestContext> {
+        let router = Router(context: GatewayRequestContext.self)
         router.add(middleware: OpenAIErrorMiddleware(identity: state.identity))
         let chat = ChatCompletionsHandler(state: state)
         router.post("/v1/chat/completions") { request, context in

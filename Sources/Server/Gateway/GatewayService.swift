@@ -56,6 +56,7 @@ public struct GatewayService: Service {
             let onStarted = self.onStarted
             let api = Application(
                 router: GatewayRouter.build(state),
+                server: .http1(configuration: .init(additionalChannelHandlers: [state.disconnects.makeHandler()])),
                 configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
                 onServerRunning: { [simulatorURL] channel in
                     state.isReady.store(true, ordering: .relaxed)

@@ -7,6 +7,7 @@ final class GatewayState: Sendable {
     let routes: RouteTable
     let upstreams: UpstreamPool
     let identity = RequestIdentity()
+    let disconnects = ClientDisconnectWatch()
     /// False until the listener is up and again once shutdown begins, so load balancers drain us first.
     let isReady = Atomic<Bool>(false)
 

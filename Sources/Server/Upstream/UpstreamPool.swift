@@ -68,6 +68,9 @@ final class UpstreamPool: Sendable {
         // A refused connection should fail now, so the caller (and later a fallback) can act on it,
         // not be retried silently until the connect timeout.
         configuration.connectionPool.retryConnectionEstablishment = false
+        // AsyncHTTPClient builds a span per request even for the no-op tracer (3% of CPU in the
+        // overhead benchmark); the gateway traces requests itself.
+        configuration.tracing.tracer = nil
         return HTTPClient(eventLoopGroupProvider: .shared(group), configuration: configuration)
     }
 }

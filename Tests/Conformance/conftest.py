@@ -1,0 +1,71 @@
+"""Starts the real `switchyard` binary on a loopback port for the SDK conformance tests.
+
+The gateway runs with a config whose providers are the built-in simulator (no keys, no network),
+and routes that provoke each failure the SDKs must handle.
+"""
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+CONFIG = """
+server:
+  listen: 127.0.0.1:0
+  state_dir: {state}
+providers:
+  sim:
+    kind: simulator
+    timeouts: {{ connect: 1s, first_byte: 5s, idle: 2s, total: 20s }}
+routes:
+  fast:
+    targets: [{{ provider: sim, model: gpt-4o-mini-2024-07-18 }}]
+  limited:
+    targets: [{{ provider: sim, model: "m:fault=429" }}]
+  broken:
+    targets: [{{ provider: sim, model: "m:fault=500" }}]
+  cut:
+    targets: [{{ provider: sim, model: "m:fault=cut" }}]
+  flaky:
+    targets: [{{ provider: sim, model: "m:fault=stream-error" }}]
+simulator: {{ ttft: 0ms, tokens_per_second: 0 }}
+"""
+
+
+@pytest.fixture(scope="session")
+def gateway_url():
+    binary = os.environ.get("SWITCHYARD_BIN", os.path.join(os.path.dirname(__file__), "../../.build/debug/switchyard"))
+    with tempfile.TemporaryDirectory() as state:
+        config_path = os.path.join(state, "switchyard.yaml")
+        with open(config_path, "w") as handle:
+            handle.write(CONFIG.format(state=state))
+        environment = {key: value for key, value in os.environ.items() if not key.endswith("_API_KEY")}
+        process = subprocess.Popen(
+            [binary, "serve", "--config", config_path],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=environment,
+        )
+        url = None
+        deadline = time.monotonic() + 30
+        lines = []
+        while url is None and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            if match:
+                url = match.group(1)
+        if url is None:
+            process.kill()
+            pytest.fail("the gateway did not start:\n" + "".join(lines))
+        try:
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                pytest.fail("the gateway did not stop within 10 s of SIGTERM")

@@ -1,0 +1,108 @@
+"""The official `openai` Python SDK, unchanged, against the gateway and its simulated providers."""
+import json
+
+import openai
+import pytest
+
+WEATHER_TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+    {"type": "function", "function": {"name": "get_stock_price", "parameters": {
+        "type": "object", "properties": {"ticker": {"type": "string"}}, "required": ["ticker"]}}},
+]
+
+
+@pytest.fixture()
+def client(gateway_url):
+    return openai.OpenAI(base_url=gateway_url + "/v1", api_key="sk-local-unused", max_retries=0, timeout=20)
+
+
+def ask(text="Hello"):
+    return [{"role": "user", "content": text}]
+
+
+def test_non_streaming_chat(client):
+    completion = client.chat.completions.create(model="fast", messages=ask())
+    assert completion.model == "gpt-4o-mini-2024-07-18"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.choices[0].message.content
+    assert completion.usage.prompt_tokens > 0
+    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+
+
+def test_raw_response_carries_gateway_headers(client):
+    raw = client.chat.completions.with_raw_response.create(model="fast", messages=ask())
+    assert raw.headers["x-request-id"]
+    assert int(raw.headers["x-switchyard-overhead-us"]) >= 0
+
+
+def test_streaming_text_and_exact_usage(client):
+    whole = client.chat.completions.create(model="fast", messages=ask("Stream me"))
+    stream = client.chat.completions.create(
+        model="fast", messages=ask("Stream me"), stream=True, stream_options={"include_usage": True})
+    text, usage, finish = "", None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    assert text == whole.choices[0].message.content
+    assert finish == "stop"
+    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
+    assert usage.prompt_tokens == whole.usage.prompt_tokens
+
+
+def test_streaming_without_usage_request_sends_no_empty_choices_chunk(client):
+    stream = client.chat.completions.create(model="fast", messages=ask(), stream=True)
+    chunks = list(stream)
+    # A naive `chunk.choices[0]` must not crash: the usage chunk we asked for upstream is not forwarded.
+    assert all(chunk.choices for chunk in chunks)
+    assert all(chunk.usage is None for chunk in chunks)
+
+
+def test_streaming_parallel_tool_calls_are_reassembled_by_the_sdk(client):
+    with client.chat.completions.stream(model="fast", messages=ask("Weather in Paris and AAPL?"), tools=WEATHER_TOOLS) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_completion()
+    calls = final.choices[0].message.tool_calls
+    assert final.choices[0].finish_reason == "tool_calls"
+    assert [call.function.name for call in calls] == ["get_weather", "get_stock_price"]
+    assert "city" in json.loads(calls[0].function.arguments)
+    assert "ticker" in json.loads(calls[1].function.arguments)
+    assert all(call.id.startswith("call_") for call in calls)
+
+
+def test_unknown_model_raises_not_found(client):
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(model="no-such-model", messages=ask())
+    assert "fast" in str(raised.value)
+
+
+def test_bad_parameter_raises_bad_request(client):
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="fast", messages=ask(), stream_options={"include_usage": "yes"}, stream=True)
+
+
+def test_upstream_rate_limit_raises_rate_limit_error(client):
+    with pytest.raises(openai.RateLimitError) as raised:
+        client.chat.completions.create(model="limited", messages=ask())
+    assert raised.value.response.headers["retry-after"] == "1"
+
+
+def test_upstream_server_error_raises_internal_server_error(client):
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(model="broken", messages=ask())
+
+
+@pytest.mark.parametrize("model", ["cut", "flaky"])
+def test_a_stream_that_fails_midway_raises_instead_of_ending_cleanly(client, model):
+    stream = client.chat.completions.create(model=model, messages=ask(), stream=True)
+    with pytest.raises(openai.APIError):
+        for _ in stream:
+            pass
+
+
+def test_models_lists_the_route_aliases(client):
+    assert {model.id for model in client.models.list()} == {"fast", "limited", "broken", "cut", "flaky"}
