@@ -136,3 +136,59 @@ struct OpenAIResponseSummaryTests {
         }
     }
 }
+
+struct OpenAIStreamRelayFramingTests {
+    @Test func joinsMultiLineDataFieldsAsSSESays() {
+        var relay = OpenAIStreamRelay(provider: "p", forwardUsageChunk: true)
+        let stream = "data: {\"choices\":\ndata: [{\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n"
+        guard case .forward(let bytes) = relay.feed(ByteBuffer(string: stream)) else {
+            Issue.record("a valid multi-line event failed")
+            return
+        }
+        #expect(bytes.string == stream)
+        #expect(relay.finishReason == "length")
+    }
+}
+
+/// Request bodies and streams are attacker-controlled: whatever the bytes, the fast path must answer
+/// with a value or a `GatewayError`, never crash.
+struct FastPathRobustnessTests {
+    struct SeededGenerator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            self.state = self.state &* 6364136223846793005 &+ 1442695040888963407
+            return self.state
+        }
+    }
+
+    static let seeds = [
+        #"{"model":"m","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"h\u00e9"}]}"#,
+        "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n",
+    ]
+
+    @Test func mutatedInputsNeverCrash() {
+        var random = SeededGenerator(state: 42)
+        let alphabet = Array("{}[]\":,\\u0123456789.eE+-tfnrl data:[DONE]\n\r ".utf8)
+        for _ in 0..<3_000 {
+            var bytes = Array(Self.seeds[Int.random(in: 0..<2, using: &random)].utf8)
+            for _ in 0..<Int.random(in: 1...6, using: &random) {
+                let position = Int.random(in: 0..<bytes.count, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0: bytes[position] = alphabet.randomElement(using: &random)!
+                case 1: bytes.insert(alphabet.randomElement(using: &random)!, at: position)
+                default: if bytes.count > 1 { bytes.remove(at: position) }
+                }
+            }
+            let buffer = ByteBuffer(bytes: bytes)
+            if let patch = try? OpenAIRequestPatch(body: buffer) {
+                _ = patch.upstreamBody(model: "x")
+            }
+            _ = try? OpenAIResponseSummary.read(buffer, provider: "p")
+            var relay = OpenAIStreamRelay(provider: "p", forwardUsageChunk: Bool.random(using: &random))
+            let cut = Int.random(in: 0...bytes.count, using: &random)
+            _ = relay.feed(ByteBuffer(bytes: bytes[..<cut]))
+            _ = relay.feed(ByteBuffer(bytes: bytes[cut...]))
+            _ = relay.finish()
+        }
+    }
+}

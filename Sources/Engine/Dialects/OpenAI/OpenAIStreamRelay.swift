@@ -63,8 +63,9 @@ public struct OpenAIStreamRelay {
                     break
                 case .drop:
                     // Flush what came before this event, then skip it.
-                    if output == nil { output = ByteBufferAllocator().buffer(capacity: readable) }
-                    output!.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[forwardStart..<cursor]))
+                    var kept = output ?? ByteBufferAllocator().buffer(capacity: readable)
+                    kept.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[forwardStart..<cursor]))
+                    output = kept
                     forwardStart = eventEnd.next
                 case .fail(let error):
                     return error
@@ -127,26 +128,32 @@ public struct OpenAIStreamRelay {
 
     private mutating func inspect(event: UnsafeRawBufferPointer) -> Verdict {
         // An event is lines; we care about `data:` lines only (comments and `event:` pass through).
-        var data: [UInt8] = []
+        // Nearly every event has one data line, inspected in place; several are joined with "\n" (SSE).
+        var single: Range<Int>?
+        var joined: [UInt8]?
         var lineStart = 0
-        var hasData = false
         while lineStart < event.count {
             var lineEnd = lineStart
             while lineEnd < event.count && event[lineEnd] != 0x0A { lineEnd += 1 }
             var contentEnd = lineEnd
             if contentEnd > lineStart && event[contentEnd - 1] == 0x0D { contentEnd -= 1 }
-            let line = UnsafeRawBufferPointer(rebasing: event[lineStart..<contentEnd])
-            if line.count >= 5 && line.starts(with: "data:".utf8) {
-                var valueStart = 5
-                if valueStart < line.count && line[valueStart] == 0x20 { valueStart += 1 }
-                if hasData { data.append(0x0A) }
-                data.append(contentsOf: line[valueStart...])
-                hasData = true
+            if contentEnd - lineStart >= 5 && UnsafeRawBufferPointer(rebasing: event[lineStart..<lineStart + 5]).elementsEqual("data:".utf8) {
+                var valueStart = lineStart + 5
+                if valueStart < contentEnd && event[valueStart] == 0x20 { valueStart += 1 }
+                if let first = single {
+                    var bytes = joined ?? Array(event[first])
+                    bytes.append(0x0A)
+                    bytes.append(contentsOf: event[valueStart..<contentEnd])
+                    joined = bytes
+                } else {
+                    single = valueStart..<contentEnd
+                }
             }
             lineStart = lineEnd + 1
         }
-        guard hasData else { return .keep }
-        return data.withUnsafeBytes { self.inspect(data: $0) }
+        if let joined { return joined.withUnsafeBytes { self.inspect(data: $0) } }
+        guard let single else { return .keep }
+        return self.inspect(data: UnsafeRawBufferPointer(rebasing: event[single]))
     }
 
     private mutating func inspect(data: UnsafeRawBufferPointer) -> Verdict {
