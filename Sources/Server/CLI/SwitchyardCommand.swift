@@ -183,13 +183,19 @@ enum ConfigFile {
 }
 
 enum LogSetup {
-    /// One process-wide log handler on stderr, at the configured level.
+    /// One process-wide log handler on stderr, at the configured level: JSON lines when stderr is not
+    /// a terminal (a service manager, a container, a file), readable text when a person watches.
+    /// `SWITCHYARD_LOG_FORMAT=json|text` chooses explicitly.
     static func bootstrap(level: String) -> Logger {
         let logLevel = Logger.Level(rawValue: level) ?? .info
+        let format = ProcessInfo.processInfo.environment["SWITCHYARD_LOG_FORMAT"] ?? (isatty(2) == 1 ? "text" : "json")
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
+            guard format == "json" else {
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = logLevel
+                return handler
+            }
+            return JSONLogHandler(label: label, level: logLevel)
         }
         return Logger(label: "switchyard")
     }
