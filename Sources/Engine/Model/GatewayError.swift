@@ -206,30 +206,42 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
 
     /// `{"error":{"message","type","param","code"}}`, the envelope the OpenAI SDKs parse.
     public func openAIBody() -> String {
+        ErrorEnvelope.openAI(message: self.message, type: self.openAIType, param: self.param, code: self.metricLabel)
+    }
+
+    /// `{"type":"error","error":{"type","message"},"request_id"}`, the envelope the Anthropic SDKs parse.
+    public func anthropicBody(requestID: String?) -> String {
+        ErrorEnvelope.anthropic(type: self.anthropicType, message: self.message, requestID: requestID)
+    }
+}
+
+/// The error bodies of each dialect, written in one place for the gateway and the simulator alike.
+public enum ErrorEnvelope {
+    public static func openAI(message: String, type: String, param: String?, code: String?) -> String {
         var json = JSONWriter()
         json.openObject()
         json.key("error")
         json.openObject()
-        json.field("message", self.message)
-        json.field("type", self.openAIType)
-        json.field("param", self.param)
-        json.field("code", self.metricLabel)
+        json.field("message", message)
+        json.field("type", type)
+        json.field("param", param)
+        json.field("code", code)
         json.closeObject()
         json.closeObject()
         return json.output
     }
 
-    /// `{"type":"error","error":{"type","message"},"request_id"}`, the envelope the Anthropic SDKs parse.
-    public func anthropicBody(requestID: String?) -> String {
+    /// With `requestID` nil the `request_id` member is left out, as in Anthropic's stream `error` events.
+    public static func anthropic(type: String, message: String, requestID: String?) -> String {
         var json = JSONWriter()
         json.openObject()
         json.field("type", "error")
         json.key("error")
         json.openObject()
-        json.field("type", self.anthropicType)
-        json.field("message", self.message)
+        json.field("type", type)
+        json.field("message", message)
         json.closeObject()
-        json.field("request_id", requestID)
+        if let requestID { json.field("request_id", requestID) }
         json.closeObject()
         return json.output
     }

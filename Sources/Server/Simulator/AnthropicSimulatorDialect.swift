@@ -141,30 +141,11 @@ enum AnthropicSimulatorDialect: SimulatorDialect {
     }
 
     static func streamError(_ message: String) -> String {
-        var json = JSONWriter()
-        json.openObject()
-        json.field("type", "error")
-        json.key("error")
-        json.openObject()
-        json.field("type", "overloaded_error")
-        json.field("message", message)
-        json.closeObject()
-        json.closeObject()
-        return "event: error\ndata: \(json.output)\n\n"
+        "event: error\ndata: \(ErrorEnvelope.anthropic(type: "overloaded_error", message: message, requestID: nil))\n\n"
     }
 
     private static func envelope(_ type: String, _ message: String, requestID: String) -> String {
-        var json = JSONWriter()
-        json.openObject()
-        json.field("type", "error")
-        json.key("error")
-        json.openObject()
-        json.field("type", type)
-        json.field("message", message)
-        json.closeObject()
-        json.field("request_id", "req_" + requestID)
-        json.closeObject()
-        return json.output
+        ErrorEnvelope.anthropic(type: type, message: message, requestID: "req_" + requestID)
     }
 
     /// Anthropic's `input_tokens` excludes cached tokens; the simulator has no prompt cache, so all count.

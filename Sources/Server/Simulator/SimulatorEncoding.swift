@@ -195,17 +195,7 @@ enum OpenAISimulatorDialect: SimulatorDialect {
     }
 
     private static func envelope(_ message: String, type: String, code: String?) -> String {
-        var json = JSONWriter()
-        json.openObject()
-        json.key("error")
-        json.openObject()
-        json.field("message", message)
-        json.field("type", type)
-        json.field("param", nil)
-        json.field("code", code)
-        json.closeObject()
-        json.closeObject()
-        return json.output
+        ErrorEnvelope.openAI(message: message, type: type, param: nil, code: code)
     }
 
     private static func header(_ json: inout JSONWriter, id: String, object: String, created: Int, model: String) {

@@ -86,10 +86,7 @@ enum SimulatorRequestParser {
             if role == "user" { prompt.lastUserText = text }
             prompt.lastIsToolResult = role == "tool"
         }
-        prompt.tools = (json["tools"] as? [[String: Any]] ?? []).compactMap { tool in
-            guard let function = tool["function"] as? [String: Any], let name = function["name"] as? String else { return nil }
-            return SimulatorPrompt.Tool(name: name, properties: self.properties(function["parameters"]))
-        }
+        prompt.tools = self.functionTools(json["tools"])
         prompt.toolsDisabled = (json["tool_choice"] as? String) == "none"
         prompt.parallelToolCalls = json["parallel_tool_calls"] as? Bool ?? true
         prompt.maxTokens = json["max_completion_tokens"] as? Int ?? json["max_tokens"] as? Int
@@ -141,14 +138,19 @@ enum SimulatorRequestParser {
             if role == "user" { prompt.lastUserText = text }
             prompt.lastIsToolResult = role == "tool"
         }
-        prompt.tools = (json["tools"] as? [[String: Any]] ?? []).compactMap { tool in
-            guard let function = tool["function"] as? [String: Any], let name = function["name"] as? String else { return nil }
-            return SimulatorPrompt.Tool(name: name, properties: self.properties(function["parameters"]))
-        }
+        prompt.tools = self.functionTools(json["tools"])
         prompt.maxTokens = (json["options"] as? [String: Any])?["num_predict"] as? Int
         // Ollama streams unless told otherwise.
         prompt.stream = json["stream"] as? Bool ?? true
         return prompt
+    }
+
+    /// OpenAI's (and Ollama's) `[{"type":"function","function":{"name","parameters"}}]`.
+    private static func functionTools(_ tools: Any?) -> [SimulatorPrompt.Tool] {
+        (tools as? [[String: Any]] ?? []).compactMap { tool in
+            guard let function = tool["function"] as? [String: Any], let name = function["name"] as? String else { return nil }
+            return SimulatorPrompt.Tool(name: name, properties: self.properties(function["parameters"]))
+        }
     }
 
     /// Text of a content value in any dialect: a string, or a list of parts/blocks.
