@@ -108,6 +108,11 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         )
     }
 
+    /// An error the upstream itself described (an error event mid-stream, an error body), in its words.
+    public static func upstreamReported(provider: String, status: Int, message: String, retryAfterSeconds: Int? = nil) -> GatewayError {
+        GatewayError(.upstreamStatus, "Provider '\(provider)' reported an error: \(message)", upstreamStatus: status, retryAfterSeconds: retryAfterSeconds)
+    }
+
     public static func upstreamMalformed(provider: String, detail: String) -> GatewayError {
         GatewayError(.upstreamMalformed, "Provider '\(provider)' sent a response we could not parse: \(detail).")
     }

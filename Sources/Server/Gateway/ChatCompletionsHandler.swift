@@ -14,10 +14,6 @@ import NIOHTTP1
 struct ChatCompletionsHandler: Sendable {
     let state: GatewayState
 
-    /// Upstream error bodies are read whole to pass them on; this bounds what a broken upstream can make us hold.
-    static let maxUpstreamErrorBody = 1 << 20
-    static let maxUpstreamBody = 64 << 20
-
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
         let started = ContinuousClock.now
         let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
@@ -25,7 +21,7 @@ struct ChatCompletionsHandler: Sendable {
             return try await self.forward(request, requestID: requestID, started: started, context: context)
         } catch {
             let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
-            self.log(gatewayError, requestID: requestID, logger: context.logger)
+            Self.log(gatewayError, requestID: requestID, logger: context.logger)
             return gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
         }
     }
@@ -43,15 +39,10 @@ struct ChatCompletionsHandler: Sendable {
             throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
         }
 
-        var upstreamRequest = HTTPClientRequest(url: upstream.baseURL + "/chat/completions")
-        upstreamRequest.method = .POST
-        upstreamRequest.headers = upstream.headers
-        upstreamRequest.headers.replaceOrAdd(name: "x-request-id", value: requestID)
-        upstreamRequest.body = .bytes(patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions))
-
+        let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
         let sent = ContinuousClock.now
-        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) { [upstreamRequest] in
-            try await Self.exchange(upstreamRequest, with: upstream, streaming: patch.isStreaming, sent: sent)
+        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
+            try await UpstreamCall.chatCompletions(upstreamBody, to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
         }
         let replied = ContinuousClock.now
         let beforeUpstream = sent - started
@@ -72,44 +63,11 @@ struct ChatCompletionsHandler: Sendable {
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
 
-    /// What came back from the upstream: the head, and the whole body unless it is a stream to relay.
-    struct UpstreamReply: Sendable {
-        let response: HTTPClientResponse
-        let body: ByteBuffer?
-    }
-
-    /// Sends the request and waits for the head; for a non-streaming call (or any error status) it also
-    /// reads the body, so a client hang-up cancels the whole wait.
-    private static func exchange(
-        _ request: HTTPClientRequest,
-        with upstream: UpstreamPool.Upstream,
-        streaming: Bool,
-        sent: ContinuousClock.Instant
-    ) async throws -> UpstreamReply {
-        let timeouts = upstream.settings.timeouts
-        let client = streaming ? upstream.streamingClient : upstream.blockingClient
-        do {
-            let headWait = timeouts.firstByte < timeouts.total ? timeouts.firstByte : timeouts.total
-            let response = try await client.execute(request, timeout: .milliseconds(headWait.milliseconds))
-            let isSuccess = (200..<300).contains(Int(response.status.code))
-            if streaming && isSuccess {
-                return UpstreamReply(response: response, body: nil)
-            }
-            let body = try await response.body.collect(upTo: isSuccess ? Self.maxUpstreamBody : Self.maxUpstreamErrorBody)
-            guard ContinuousClock.now < sent + timeouts.total else {
-                throw GatewayError.upstreamTimeout(provider: upstream.settings.id, phase: "total", limit: DurationText.format(timeouts.total))
-            }
-            return UpstreamReply(response: response, body: body)
-        } catch {
-            throw GatewayError.from(error, provider: upstream.settings, streaming: streaming)
-        }
-    }
-
     // MARK: Upstream errors
 
     /// An upstream error in the OpenAI envelope passes through as it is, with its status (a 400 about a
     /// parameter is the caller's to fix, and the SDKs parse it); anything else becomes our own 502.
-    private func relayUpstreamError(_ reply: UpstreamReply, _ context: ExchangeContext, overhead: Duration) -> Response {
+    private func relayUpstreamError(_ reply: UpstreamCall.Reply, _ context: ExchangeContext, overhead: Duration) -> Response {
         let status = Int(reply.response.status.code)
         let retryAfter = reply.response.headers.first(name: "retry-after")
         let isOpenAIError = reply.body.map { buffer in
@@ -119,7 +77,7 @@ struct ChatCompletionsHandler: Sendable {
         } ?? false
         guard let body = reply.body, isOpenAIError else {
             let error = GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
-            self.log(error, requestID: context.requestID, logger: context.logger)
+            Self.log(error, requestID: context.requestID, logger: context.logger)
             return error.openAIResponse(requestID: context.requestID, overhead: overhead)
         }
         context.logger.warning(
@@ -189,7 +147,7 @@ struct ChatCompletionsHandler: Sendable {
         )
     }
 
-    private func log(_ error: GatewayError, requestID: String, logger: Logger) {
+    static func log(_ error: GatewayError, requestID: String, logger: Logger) {
         let level: Logger.Level = error.domain == .caller ? .debug : (error.domain == .gateway ? .error : .warning)
         logger.log(
             level: level,

@@ -16,6 +16,19 @@ extension GatewayError {
         )
     }
 
+    /// The error as an Anthropic-dialect HTTP response (its envelope, its status conventions).
+    func anthropicResponse(requestID: String, overhead: Duration) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
+        headers[.anthropicRequestID] = requestID
+        if let seconds = self.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
+        return Response(
+            status: HTTPResponse.Status(code: self.httpStatus),
+            headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(string: self.anthropicBody(requestID: requestID)))
+        )
+    }
+
     /// The error as the last event of an OpenAI stream: a `data:` line with an `error` object, which the
     /// official SDKs raise as an exception. No `[DONE]` follows, so no client takes it for a clean end.
     var openAIStreamEvent: ByteBuffer {
@@ -28,6 +41,7 @@ extension HTTPField.Name {
     static let overhead = HTTPField.Name("x-switchyard-overhead-us")!
     static let switchyardProvider = HTTPField.Name("x-switchyard-provider")!
     static let retryAfterMillis = HTTPField.Name("retry-after-ms")!
+    static let anthropicRequestID = HTTPField.Name("request-id")!
 }
 
 extension HTTPFields {

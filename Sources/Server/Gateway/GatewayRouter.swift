@@ -13,6 +13,10 @@ enum GatewayRouter {
         router.post("/v1/chat/completions") { request, context in
             await chat.handle(request, context: context)
         }
+        let messages = MessagesHandler(state: state)
+        router.post("/v1/messages") { request, context in
+            await messages.handle(request, context: context)
+        }
         router.get("/v1/models") { _, _ in
             Self.json(self.modelList(state.routes.aliases))
         }

@@ -1,0 +1,111 @@
+import AsyncHTTPClient
+import Engine
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// `POST /v1/messages` from an Anthropic client, translated through the canonical model to an
+/// OpenAI-compatible upstream and back, streams included. Errors come in Anthropic's envelope.
+struct MessagesHandler: Sendable {
+    let state: GatewayState
+
+    func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
+        let started = ContinuousClock.now
+        let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
+        do {
+            return try await self.forward(request, requestID: requestID, started: started, context: context)
+        } catch {
+            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
+            ChatCompletionsHandler.log(gatewayError, requestID: requestID, logger: context.logger)
+            return gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+        }
+    }
+
+    private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext) async throws -> Response {
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: self.state.config.server.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
+        }
+        let chat = try AnthropicRequestDecoder.decode(body)
+        let target = try self.state.routes.resolve(chat.model)
+        guard let upstream = self.state.upstreams[target.provider] else {
+            throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
+        }
+        let isOpenAI = upstream.settings.kind == .openai
+        let options = OpenAIRequestEncoder.Options(
+            maxTokensField: isOpenAI ? "max_completion_tokens" : "max_tokens",
+            acceptsTopK: !isOpenAI,
+            acceptsStreamOptions: upstream.settings.acceptsStreamOptions
+        )
+        let upstreamBody = OpenAIRequestEncoder.encode(chat, upstreamModel: target.upstreamModel, options: options)
+        let sent = ContinuousClock.now
+        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
+            try await UpstreamCall.chatCompletions(upstreamBody, to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
+        }
+        let replied = ContinuousClock.now
+        let overhead = (sent - started) + (ContinuousClock.now - replied)
+        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
+
+        guard reply.isSuccess else {
+            let status = Int(reply.response.status.code)
+            let retryAfter = reply.response.headers.first(name: "retry-after").flatMap { Int($0) }
+            let error = UpstreamCall.openAIErrorMessage(reply.body).map {
+                GatewayError.upstreamReported(provider: target.provider, status: status, message: $0, retryAfterSeconds: retryAfter)
+            } ?? .upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter)
+            ChatCompletionsHandler.log(error, requestID: requestID, logger: context.logger)
+            return error.anthropicResponse(requestID: requestID, overhead: overhead)
+        }
+
+        var headers: HTTPFields = [:]
+        headers[.switchyardProvider] = target.provider
+        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
+        guard let responseBody = reply.body else {
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            return Response(status: .ok, headers: headers, body: self.translatedStream(reply.response, exchange))
+        }
+        let response = try OpenAIResponseDecoder.decode(responseBody, provider: target.provider)
+        exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
+        headers[.contentType] = "application/json"
+        let message = AnthropicResponseEncoder.message(response, model: target.upstreamModel)
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: message)))
+    }
+
+    /// OpenAI chunks in, Anthropic events out, through canonical stream events.
+    private func translatedStream(_ response: HTTPClientResponse, _ context: ExchangeContext) -> ResponseBody {
+        let totalDeadline = context.sent + context.upstream.settings.timeouts.total
+        return ResponseBody { writer in
+            var decoder = OpenAIStreamDecoder(provider: context.target.provider)
+            var encoder = AnthropicStreamEncoder(model: context.target.upstreamModel)
+            var iterator = response.body.makeAsyncIterator()
+            var failure: GatewayError?
+            while !encoder.isFinished {
+                let events: [StreamEvent]
+                do {
+                    if let chunk = try await iterator.next() {
+                        events = ContinuousClock.now > totalDeadline
+                            ? [.failure(.upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total)))]
+                            : decoder.feed(chunk)
+                    } else {
+                        events = decoder.finish()
+                    }
+                } catch {
+                    events = [.failure(GatewayError.from(error, provider: context.upstream.settings, streaming: true))]
+                }
+                for case .failure(let error) in events { failure = error }
+                let text = encoder.encode(events)
+                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
+            }
+            if let failure {
+                context.logStreamFailure(failure.metricLabel)
+            } else {
+                context.logCompletion(usage: encoder.usage, finishReason: nil, streamed: true)
+            }
+            try await writer.finish(nil)
+        }
+    }
+}

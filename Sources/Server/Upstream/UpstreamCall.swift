@@ -1,0 +1,62 @@
+import AsyncHTTPClient
+import Engine
+import NIOCore
+import NIOHTTP1
+
+/// One exchange with an OpenAI-compatible upstream's `/chat/completions`, shared by every ingress.
+enum UpstreamCall {
+    /// Error bodies are read whole to pass them on; this bounds what a broken upstream can make us hold.
+    static let maxErrorBody = 1 << 20
+    static let maxBody = 64 << 20
+
+    /// What came back: the head, and the whole body unless it is a successful stream to relay.
+    struct Reply: Sendable {
+        let response: HTTPClientResponse
+        let body: ByteBuffer?
+
+        var isSuccess: Bool { (200..<300).contains(Int(self.response.status.code)) }
+    }
+
+    /// Sends `body` and waits for the head; for a non-streaming call (or any error status) it also reads
+    /// the body, so a client hang-up (which cancels this task) cancels the whole wait.
+    /// - Throws: `GatewayError` naming the timeout or transport failure.
+    static func chatCompletions(
+        _ body: ByteBuffer,
+        to upstream: UpstreamPool.Upstream,
+        requestID: String,
+        streaming: Bool,
+        sent: ContinuousClock.Instant
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: upstream.baseURL + "/chat/completions")
+        request.method = .POST
+        request.headers = upstream.headers
+        request.headers.replaceOrAdd(name: "x-request-id", value: requestID)
+        request.body = .bytes(body)
+
+        let timeouts = upstream.settings.timeouts
+        let client = streaming ? upstream.streamingClient : upstream.blockingClient
+        do {
+            let headWait = timeouts.firstByte < timeouts.total ? timeouts.firstByte : timeouts.total
+            let response = try await client.execute(request, timeout: .milliseconds(headWait.milliseconds))
+            let isSuccess = (200..<300).contains(Int(response.status.code))
+            if streaming && isSuccess {
+                return Reply(response: response, body: nil)
+            }
+            let body = try await response.body.collect(upTo: isSuccess ? Self.maxBody : Self.maxErrorBody)
+            guard ContinuousClock.now < sent + timeouts.total else {
+                throw GatewayError.upstreamTimeout(provider: upstream.settings.id, phase: "total", limit: DurationText.format(timeouts.total))
+            }
+            return Reply(response: response, body: body)
+        } catch {
+            throw GatewayError.from(error, provider: upstream.settings, streaming: streaming)
+        }
+    }
+
+    /// The `error.message` of an OpenAI error body, when it is one.
+    static func openAIErrorMessage(_ body: ByteBuffer?) -> String? {
+        guard let body else { return nil }
+        let json: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        guard let error = json?["error"], case .object = error else { return nil }
+        return error["message"]?.string ?? "error"
+    }
+}
