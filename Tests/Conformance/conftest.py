@@ -30,6 +30,8 @@ routes:
     targets: [{{ provider: sim, model: "m:fault=cut" }}]
   flaky:
     targets: [{{ provider: sim, model: "m:fault=stream-error" }}]
+  embedder:
+    targets: [{{ provider: sim, model: text-embedding-3-small }}]
 simulator: {{ ttft: 0ms, tokens_per_second: 0 }}
 """
 

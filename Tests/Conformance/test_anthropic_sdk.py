@@ -99,3 +99,14 @@ def test_a_stream_that_fails_midway_raises(client, model):
         with client.messages.stream(model=model, max_tokens=64, messages=ask()) as stream:
             for _ in stream:
                 pass
+
+
+def test_count_tokens_estimates_and_grows_with_the_prompt(client):
+    short = client.messages.count_tokens(model="fast", messages=ask("Hi"))
+    long = client.messages.count_tokens(model="fast", messages=ask("Hi " * 400), tools=[WEATHER])
+    assert 0 < short.input_tokens < long.input_tokens
+
+
+def test_count_tokens_for_an_unknown_model_raises_not_found(client):
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.count_tokens(model="nope", messages=ask())

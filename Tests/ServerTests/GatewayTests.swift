@@ -234,3 +234,39 @@ struct ClientHangUpTests {
         await upstream.stop()
     }
 }
+
+@Suite(.serialized)
+struct OtherEndpointTests {
+    @Test func embeddingsPassThroughWithTheModelRewritten() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["embed": "text-embedding-3-small"])
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/embeddings", #"{"model":"embed","input":["a b","c d"],"dimensions":16}"#)
+        #expect(reply.status == 200)
+        #expect(reply.json["model"] as? String == "text-embedding-3-small")
+        #expect((reply.json["data"] as? [[String: Any]])?.count == 2)
+        let unknown = try await TestClient.post("\(fixture.gateway.url)/v1/embeddings", #"{"model":"nope","input":"x"}"#)
+        #expect(unknown.status == 404)
+        await fixture.stop()
+    }
+
+    @Test func messagesErrorsComeInAnthropicsEnvelope() async throws {
+        let fixture = try await GatewayFixture.start()
+        let malformed = try await TestClient.post("\(fixture.gateway.url)/v1/messages", "{")
+        #expect(malformed.status == 400)
+        #expect(malformed.json["type"] as? String == "error")
+        #expect((malformed.json["error"] as? [String: Any])?["type"] as? String == "invalid_request_error")
+        #expect(malformed.headers.first(name: "request-id") != nil)
+        let unknown = try await TestClient.post("\(fixture.gateway.url)/v1/messages", #"{"model":"nope","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#)
+        #expect(unknown.status == 404)
+        #expect((unknown.json["error"] as? [String: Any])?["type"] as? String == "not_found_error")
+        await fixture.stop()
+    }
+
+    @Test func countTokensIsAnEstimateSaidSo() async throws {
+        let fixture = try await GatewayFixture.start()
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/messages/count_tokens", #"{"model":"fast","messages":[{"role":"user","content":"Hello there, how are you?"}]}"#)
+        #expect(reply.status == 200)
+        #expect(reply.json["input_tokens"] as? Int ?? 0 > 0)
+        #expect(reply.headers.first(name: "x-switchyard-estimate") == "true")
+        await fixture.stop()
+    }
+}

@@ -42,14 +42,14 @@ struct ChatCompletionsHandler: Sendable {
         let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.chatCompletions(upstreamBody, to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: "/chat/completions", to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
         }
         let replied = ContinuousClock.now
         let beforeUpstream = sent - started
         let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
 
         guard (200..<300).contains(Int(reply.response.status.code)) else {
-            return self.relayUpstreamError(reply, exchange, overhead: beforeUpstream + (ContinuousClock.now - replied))
+            return reply.openAIErrorResponse(exchange, overhead: beforeUpstream + (ContinuousClock.now - replied))
         }
         guard let responseBody = reply.body else {
             return self.relayStream(reply.response, exchange, forwardUsageChunk: patch.clientWantsStreamUsage, overhead: beforeUpstream + (ContinuousClock.now - replied))
@@ -61,35 +61,6 @@ struct ChatCompletionsHandler: Sendable {
         headers[.switchyardProvider] = target.provider
         headers.setGatewayHeaders(requestID: requestID, overhead: beforeUpstream + (ContinuousClock.now - replied))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
-    }
-
-    // MARK: Upstream errors
-
-    /// An upstream error in the OpenAI envelope passes through as it is, with its status (a 400 about a
-    /// parameter is the caller's to fix, and the SDKs parse it); anything else becomes our own 502.
-    private func relayUpstreamError(_ reply: UpstreamCall.Reply, _ context: ExchangeContext, overhead: Duration) -> Response {
-        let status = Int(reply.response.status.code)
-        let retryAfter = reply.response.headers.first(name: "retry-after")
-        let isOpenAIError = reply.body.map { buffer in
-            buffer.withUnsafeReadableBytes { bytes in
-                (try? JSONScanner.topLevelMembers(of: bytes))?.contains { $0.key == "error" && $0.kind == .object } ?? false
-            }
-        } ?? false
-        guard let body = reply.body, isOpenAIError else {
-            let error = GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
-            Self.log(error, requestID: context.requestID, logger: context.logger)
-            return error.openAIResponse(requestID: context.requestID, overhead: overhead)
-        }
-        context.logger.warning(
-            "upstream answered with an error",
-            metadata: ["gw.request_id": "\(context.requestID)", "gw.provider": "\(context.target.provider)", "gw.upstream_status": "\(status)"]
-        )
-        var headers: HTTPFields = [.contentType: "application/json"]
-        headers[.switchyardProvider] = context.target.provider
-        if let retryAfter { headers[.retryAfter] = retryAfter }
-        if let retryAfterMillis = reply.response.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
-        headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
-        return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
     }
 
     // MARK: Streams

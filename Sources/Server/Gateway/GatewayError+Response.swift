@@ -42,6 +42,8 @@ extension HTTPField.Name {
     static let switchyardProvider = HTTPField.Name("x-switchyard-provider")!
     static let retryAfterMillis = HTTPField.Name("retry-after-ms")!
     static let anthropicRequestID = HTTPField.Name("request-id")!
+    /// Says that a token count is the gateway's estimate, not the provider's tokenizer.
+    static let tokenEstimate = HTTPField.Name("x-switchyard-estimate")!
 }
 
 extension HTTPFields {

@@ -17,6 +17,13 @@ enum GatewayRouter {
         router.post("/v1/messages") { request, context in
             await messages.handle(request, context: context)
         }
+        router.post("/v1/messages/count_tokens") { request, context in
+            await messages.countTokens(request, context: context)
+        }
+        let embeddings = EmbeddingsHandler(state: state)
+        router.post("/v1/embeddings") { request, context in
+            await embeddings.handle(request, context: context)
+        }
         router.get("/v1/models") { _, _ in
             Self.json(self.modelList(state.routes.aliases))
         }

@@ -44,7 +44,7 @@ struct MessagesHandler: Sendable {
         let upstreamBody = OpenAIRequestEncoder.encode(chat, upstreamModel: target.upstreamModel, options: options)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.chatCompletions(upstreamBody, to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: "/chat/completions", to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
         }
         let replied = ContinuousClock.now
         let overhead = (sent - started) + (ContinuousClock.now - replied)
@@ -73,6 +73,31 @@ struct MessagesHandler: Sendable {
         headers[.contentType] = "application/json"
         let message = AnthropicResponseEncoder.message(response, model: target.upstreamModel)
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: message)))
+    }
+
+    /// `POST /v1/messages/count_tokens`: an estimate (see `TokenEstimate`), validated like a real
+    /// request and only for models this gateway routes.
+    func countTokens(_ request: Request, context: GatewayRequestContext) async -> Response {
+        let started = ContinuousClock.now
+        let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
+        do {
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: self.state.config.server.maxBodyBytes)
+            } catch is NIOTooManyBytesError {
+                throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
+            }
+            let chat = try AnthropicRequestDecoder.decode(body, requireMaxTokens: false)
+            _ = try self.state.routes.resolve(chat.model)
+            var headers: HTTPFields = [.contentType: "application/json"]
+            headers.setGatewayHeaders(requestID: requestID, overhead: ContinuousClock.now - started)
+            headers[.tokenEstimate] = "true"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"input_tokens":\#(TokenEstimate.inputTokens(chat))}"#)))
+        } catch {
+            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
+            ChatCompletionsHandler.log(gatewayError, requestID: requestID, logger: context.logger)
+            return gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+        }
     }
 
     /// OpenAI chunks in, Anthropic events out, through canonical stream events.

@@ -1,9 +1,12 @@
 import AsyncHTTPClient
 import Engine
+import HTTPTypes
+import Hummingbird
+import Logging
 import NIOCore
 import NIOHTTP1
 
-/// One exchange with an OpenAI-compatible upstream's `/chat/completions`, shared by every ingress.
+/// One exchange with an OpenAI-compatible upstream, shared by every ingress.
 enum UpstreamCall {
     /// Error bodies are read whole to pass them on; this bounds what a broken upstream can make us hold.
     static let maxErrorBody = 1 << 20
@@ -20,14 +23,15 @@ enum UpstreamCall {
     /// Sends `body` and waits for the head; for a non-streaming call (or any error status) it also reads
     /// the body, so a client hang-up (which cancels this task) cancels the whole wait.
     /// - Throws: `GatewayError` naming the timeout or transport failure.
-    static func chatCompletions(
+    static func post(
         _ body: ByteBuffer,
+        path: String,
         to upstream: UpstreamPool.Upstream,
         requestID: String,
         streaming: Bool,
         sent: ContinuousClock.Instant
     ) async throws -> Reply {
-        var request = HTTPClientRequest(url: upstream.baseURL + "/chat/completions")
+        var request = HTTPClientRequest(url: upstream.baseURL + path)
         request.method = .POST
         request.headers = upstream.headers
         request.headers.replaceOrAdd(name: "x-request-id", value: requestID)
@@ -58,5 +62,29 @@ enum UpstreamCall {
         let json: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
         guard let error = json?["error"], case .object = error else { return nil }
         return error["message"]?.string ?? "error"
+    }
+}
+
+extension UpstreamCall.Reply {
+    /// An upstream error in the OpenAI envelope passes through as it is, with its status (a 400 about a
+    /// parameter is the caller's to fix, and the SDKs parse it); anything else becomes our own 502.
+    func openAIErrorResponse(_ context: ExchangeContext, overhead: Duration) -> Response {
+        let status = Int(self.response.status.code)
+        let retryAfter = self.response.headers.first(name: "retry-after")
+        guard let body = self.body, UpstreamCall.openAIErrorMessage(body) != nil else {
+            let error = GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
+            ChatCompletionsHandler.log(error, requestID: context.requestID, logger: context.logger)
+            return error.openAIResponse(requestID: context.requestID, overhead: overhead)
+        }
+        context.logger.warning(
+            "upstream answered with an error",
+            metadata: ["gw.request_id": "\(context.requestID)", "gw.provider": "\(context.target.provider)", "gw.upstream_status": "\(status)"]
+        )
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers[.switchyardProvider] = context.target.provider
+        if let retryAfter { headers[.retryAfter] = retryAfter }
+        if let retryAfterMillis = self.response.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
+        headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
+        return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
     }
 }

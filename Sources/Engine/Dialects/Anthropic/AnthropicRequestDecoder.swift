@@ -8,7 +8,8 @@ public import NIOCore
 /// empty. Prior `thinking` blocks are dropped (an OpenAI-shaped upstream cannot take them back);
 /// what cannot be carried at all (documents, enabled thinking) is refused with a clear message.
 public enum AnthropicRequestDecoder {
-    public static func decode(_ body: ByteBuffer) throws(GatewayError) -> ChatRequest {
+    /// - Parameter requireMaxTokens: false for `count_tokens`, whose requests carry no `max_tokens`.
+    public static func decode(_ body: ByteBuffer, requireMaxTokens: Bool = true) throws(GatewayError) -> ChatRequest {
         let parsed: Result<JSONValue, JSONScanner.SyntaxError> = body.withUnsafeReadableBytes { bytes in
             do throws(JSONScanner.SyntaxError) {
                 return .success(try JSONValue.parse(bytes))
@@ -22,17 +23,18 @@ public enum AnthropicRequestDecoder {
         case .failure(let error): throw .malformedRequest(error.description)
         }
         guard case .object = json else { throw .malformedRequest("the body must be a JSON object") }
-        return try self.decode(json)
+        return try self.decode(json, requireMaxTokens: requireMaxTokens)
     }
 
-    static func decode(_ json: JSONValue) throws(GatewayError) -> ChatRequest {
+    static func decode(_ json: JSONValue, requireMaxTokens: Bool) throws(GatewayError) -> ChatRequest {
         guard let model = json["model"]?.string, !model.isEmpty else {
             throw .invalidRequest("model: Field required", param: "model")
         }
-        guard let maxTokens = json["max_tokens"]?.int else {
+        let maxTokens = json["max_tokens"]?.int
+        if requireMaxTokens && maxTokens == nil {
             throw .invalidRequest("max_tokens: Field required", param: "max_tokens")
         }
-        guard maxTokens >= 1 else {
+        if let maxTokens, maxTokens < 1 {
             throw .invalidRequest("max_tokens: must be at least 1", param: "max_tokens")
         }
         guard let rawMessages = json["messages"]?.array, !rawMessages.isEmpty else {

@@ -14,18 +14,19 @@ public enum AnthropicResponseEncoder {
     /// id always gives the same result, with a hash suffix against collisions), so a client echoing it
     /// back in a `tool_result` reaches the upstream consistently.
     public static func toolID(_ id: String) -> String {
-        let allowed = id.unicodeScalars.allSatisfy { $0.properties.isASCIIHexDigit || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" }
-        if allowed && !id.isEmpty { return id }
+        if !id.isEmpty && id.unicodeScalars.allSatisfy({ Self.isIDScalar($0) || $0 == "_" }) { return id }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in id.utf8 {
             hash ^= UInt64(byte)
             hash = hash &* 0x100_0000_01b3
         }
-        let cleaned = String(id.unicodeScalars.map { scalar -> Character in
-            let isWord = ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "-"
-            return isWord ? Character(scalar) : "_"
-        })
+        let cleaned = String(id.unicodeScalars.map { Self.isIDScalar($0) ? Character($0) : "_" })
         return "toolu_" + cleaned.prefix(40) + "_" + String(hash, radix: 16)
+    }
+
+    /// ASCII letters, digits and `-`; `_` is allowed too, but is also what replaces everything else.
+    private static func isIDScalar(_ scalar: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) || scalar == "-"
     }
 
     /// The usage object: Anthropic's `input_tokens` excludes the tokens read from or written to the
