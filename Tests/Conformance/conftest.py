@@ -19,7 +19,19 @@ providers:
   sim:
     kind: simulator
     timeouts: {{ connect: 1s, first_byte: 5s, idle: 2s, total: 20s }}
+  sim-claude:
+    kind: simulator
+    dialect: anthropic
+    timeouts: {{ connect: 1s, first_byte: 5s, idle: 2s, total: 20s }}
 routes:
+  claude:
+    targets: [{{ provider: sim-claude, model: claude-sonnet-4-5-20250929 }}]
+  claude-limited:
+    targets: [{{ provider: sim-claude, model: "c:fault=429" }}]
+  claude-cut:
+    targets: [{{ provider: sim-claude, model: "c:fault=cut" }}]
+  claude-flaky:
+    targets: [{{ provider: sim-claude, model: "c:fault=stream-error" }}]
   fast:
     targets: [{{ provider: sim, model: gpt-4o-mini-2024-07-18 }}]
   limited:

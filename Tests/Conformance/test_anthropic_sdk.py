@@ -20,8 +20,13 @@ def ask(text="Hello"):
     return [{"role": "user", "content": text}]
 
 
-def test_non_streaming_message(client):
-    message = client.messages.create(model="fast", max_tokens=256, messages=ask())
+# "fast" is translated to an OpenAI-shaped upstream and back; "claude" passes through to an Anthropic one.
+ROUTES = ["fast", "claude"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_non_streaming_message(client, route):
+    message = client.messages.create(model=route, max_tokens=256, messages=ask())
     assert message.type == "message" and message.role == "assistant"
     assert message.stop_reason == "end_turn"
     assert message.content[0].type == "text" and message.content[0].text
@@ -38,9 +43,10 @@ def test_usage_is_exactly_what_the_upstream_reported(client, gateway_url):
     assert message.content[0].text == upstream.choices[0].message.content
 
 
-def test_streaming_text_matches_the_whole_message(client):
-    whole = client.messages.create(model="fast", max_tokens=256, messages=ask("Stream me"))
-    with client.messages.stream(model="fast", max_tokens=256, messages=ask("Stream me")) as stream:
+@pytest.mark.parametrize("route", ROUTES)
+def test_streaming_text_matches_the_whole_message(client, route):
+    whole = client.messages.create(model=route, max_tokens=256, messages=ask("Stream me"))
+    with client.messages.stream(model=route, max_tokens=256, messages=ask("Stream me")) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == whole.content[0].text
@@ -49,8 +55,9 @@ def test_streaming_text_matches_the_whole_message(client):
     assert final.usage.input_tokens == whole.usage.input_tokens
 
 
-def test_streaming_tool_use_is_reassembled_by_the_sdk(client):
-    with client.messages.stream(model="fast", max_tokens=256, messages=ask("Weather in Paris?"), tools=[WEATHER]) as stream:
+@pytest.mark.parametrize("route", ROUTES)
+def test_streaming_tool_use_is_reassembled_by_the_sdk(client, route):
+    with client.messages.stream(model=route, max_tokens=256, messages=ask("Weather in Paris?"), tools=[WEATHER]) as stream:
         final = stream.get_final_message()
     assert final.stop_reason == "tool_use"
     calls = [block for block in final.content if block.type == "tool_use"]
@@ -58,10 +65,11 @@ def test_streaming_tool_use_is_reassembled_by_the_sdk(client):
     assert isinstance(calls[0].input, dict) and "city" in calls[0].input
 
 
-def test_tool_result_round_trip(client):
-    first = client.messages.create(model="fast", max_tokens=256, messages=ask("Weather in Paris?"), tools=[WEATHER])
+@pytest.mark.parametrize("route", ROUTES)
+def test_tool_result_round_trip(client, route):
+    first = client.messages.create(model=route, max_tokens=256, messages=ask("Weather in Paris?"), tools=[WEATHER])
     call = next(block for block in first.content if block.type == "tool_use")
-    second = client.messages.create(model="fast", max_tokens=256, tools=[WEATHER], messages=[
+    second = client.messages.create(model=route, max_tokens=256, tools=[WEATHER], messages=[
         {"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "content": first.content},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18C and sunny"}]},
@@ -88,12 +96,13 @@ def test_invalid_parameter_raises_bad_request(client):
     assert "temperature" in str(raised.value)
 
 
-def test_upstream_rate_limit_raises_rate_limit_error(client):
+@pytest.mark.parametrize("route", ["limited", "claude-limited"])
+def test_upstream_rate_limit_raises_rate_limit_error(client, route):
     with pytest.raises(anthropic.RateLimitError):
-        client.messages.create(model="limited", max_tokens=10, messages=ask())
+        client.messages.create(model=route, max_tokens=10, messages=ask())
 
 
-@pytest.mark.parametrize("model", ["cut", "flaky"])
+@pytest.mark.parametrize("model", ["cut", "flaky", "claude-cut", "claude-flaky"])
 def test_a_stream_that_fails_midway_raises(client, model):
     with pytest.raises(anthropic.APIError):
         with client.messages.stream(model=model, max_tokens=64, messages=ask()) as stream:

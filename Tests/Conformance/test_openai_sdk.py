@@ -23,9 +23,14 @@ def ask(text="Hello"):
     return [{"role": "user", "content": text}]
 
 
-def test_non_streaming_chat(client):
-    completion = client.chat.completions.create(model="fast", messages=ask())
-    assert completion.model == "gpt-4o-mini-2024-07-18"
+# "fast" is the fast path to an OpenAI-shaped upstream; "claude" is translated to an Anthropic one and back.
+UPSTREAM_MODEL = {"fast": "gpt-4o-mini-2024-07-18", "claude": "claude-sonnet-4-5-20250929"}
+
+
+@pytest.mark.parametrize("route", ["fast", "claude"])
+def test_non_streaming_chat(client, route):
+    completion = client.chat.completions.create(model=route, messages=ask())
+    assert completion.model == UPSTREAM_MODEL[route]
     assert completion.choices[0].finish_reason == "stop"
     assert completion.choices[0].message.content
     assert completion.usage.prompt_tokens > 0
@@ -38,10 +43,11 @@ def test_raw_response_carries_gateway_headers(client):
     assert int(raw.headers["x-switchyard-overhead-us"]) >= 0
 
 
-def test_streaming_text_and_exact_usage(client):
-    whole = client.chat.completions.create(model="fast", messages=ask("Stream me"))
+@pytest.mark.parametrize("route", ["fast", "claude"])
+def test_streaming_text_and_exact_usage(client, route):
+    whole = client.chat.completions.create(model=route, messages=ask("Stream me"))
     stream = client.chat.completions.create(
-        model="fast", messages=ask("Stream me"), stream=True, stream_options={"include_usage": True})
+        model=route, messages=ask("Stream me"), stream=True, stream_options={"include_usage": True})
     text, usage, finish = "", None, None
     for chunk in stream:
         if chunk.usage:
@@ -55,16 +61,18 @@ def test_streaming_text_and_exact_usage(client):
     assert usage.prompt_tokens == whole.usage.prompt_tokens
 
 
-def test_streaming_without_usage_request_sends_no_empty_choices_chunk(client):
-    stream = client.chat.completions.create(model="fast", messages=ask(), stream=True)
+@pytest.mark.parametrize("route", ["fast", "claude"])
+def test_streaming_without_usage_request_sends_no_empty_choices_chunk(client, route):
+    stream = client.chat.completions.create(model=route, messages=ask(), stream=True)
     chunks = list(stream)
     # A naive `chunk.choices[0]` must not crash: the usage chunk we asked for upstream is not forwarded.
     assert all(chunk.choices for chunk in chunks)
     assert all(chunk.usage is None for chunk in chunks)
 
 
-def test_streaming_parallel_tool_calls_are_reassembled_by_the_sdk(client):
-    with client.chat.completions.stream(model="fast", messages=ask("Weather in Paris and AAPL?"), tools=WEATHER_TOOLS) as stream:
+@pytest.mark.parametrize("route", ["fast", "claude"])
+def test_streaming_parallel_tool_calls_are_reassembled_by_the_sdk(client, route):
+    with client.chat.completions.stream(model=route, messages=ask("Weather in Paris and AAPL?"), tools=WEATHER_TOOLS) as stream:
         for _ in stream:
             pass
         final = stream.get_final_completion()
@@ -73,7 +81,18 @@ def test_streaming_parallel_tool_calls_are_reassembled_by_the_sdk(client):
     assert [call.function.name for call in calls] == ["get_weather", "get_stock_price"]
     assert "city" in json.loads(calls[0].function.arguments)
     assert "ticker" in json.loads(calls[1].function.arguments)
-    assert all(call.id.startswith("call_") for call in calls)
+    assert all(call.id for call in calls) and len({call.id for call in calls}) == 2
+
+
+@pytest.mark.parametrize("route", ["fast", "claude"])
+def test_tool_results_round_trip(client, route):
+    first = client.chat.completions.create(model=route, messages=ask("Weather in Paris and AAPL?"), tools=WEATHER_TOOLS)
+    message = first.choices[0].message
+    history = ask("Weather in Paris and AAPL?") + [message.model_dump(exclude_none=True)] + [
+        {"role": "tool", "tool_call_id": call.id, "content": "ok"} for call in message.tool_calls]
+    second = client.chat.completions.create(model=route, messages=history, tools=WEATHER_TOOLS)
+    assert second.choices[0].finish_reason == "stop"
+    assert second.choices[0].message.content
 
 
 def test_unknown_model_raises_not_found(client):
@@ -87,9 +106,10 @@ def test_bad_parameter_raises_bad_request(client):
         client.chat.completions.create(model="fast", messages=ask(), stream_options={"include_usage": "yes"}, stream=True)
 
 
-def test_upstream_rate_limit_raises_rate_limit_error(client):
+@pytest.mark.parametrize("route", ["limited", "claude-limited"])
+def test_upstream_rate_limit_raises_rate_limit_error(client, route):
     with pytest.raises(openai.RateLimitError) as raised:
-        client.chat.completions.create(model="limited", messages=ask())
+        client.chat.completions.create(model=route, messages=ask())
     assert raised.value.response.headers["retry-after"] == "1"
 
 
@@ -98,7 +118,7 @@ def test_upstream_server_error_raises_internal_server_error(client):
         client.chat.completions.create(model="broken", messages=ask())
 
 
-@pytest.mark.parametrize("model", ["cut", "flaky"])
+@pytest.mark.parametrize("model", ["cut", "flaky", "claude-cut", "claude-flaky"])
 def test_a_stream_that_fails_midway_raises_instead_of_ending_cleanly(client, model):
     stream = client.chat.completions.create(model=model, messages=ask(), stream=True)
     with pytest.raises(openai.APIError):
@@ -124,4 +144,5 @@ def test_embeddings_as_base64_decode_to_the_same_vectors(client):
 
 
 def test_models_lists_the_route_aliases(client):
-    assert {model.id for model in client.models.list()} == {"fast", "limited", "broken", "cut", "flaky", "embedder"}
+    assert {model.id for model in client.models.list()} == {
+        "fast", "limited", "broken", "cut", "flaky", "embedder", "claude", "claude-limited", "claude-cut", "claude-flaky"}

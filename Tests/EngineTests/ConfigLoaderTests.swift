@@ -104,18 +104,19 @@ struct ConfigLoaderTests {
     @Test func featuresOfLaterVersionsAreRejectedNotIgnored() {
         let yaml = """
             providers:
-              claude: { kind: anthropic, api_key: x }
+              gem: { kind: gemini, api_key: x }
+              sim: { kind: simulator }
             routes:
               r:
                 strategy: latency
                 fallbacks: [other]
-                targets: [{ provider: claude, model: c }]
+                targets: [{ provider: sim, model: c }]
             tenants:
               acme: { limits: { rpm: 5 } }
             server: { anonymous: false }
             """
         let found = self.issues(yaml)
-        #expect(found.contains { $0.path == "providers.claude.kind" && $0.message.contains("not available") })
+        #expect(found.contains { $0.path == "providers.gem.kind" && $0.message.contains("not available") })
         #expect(found.contains { $0.path == "routes.r.strategy" })
         #expect(found.contains { $0.path == "routes.r.fallbacks" })
         #expect(found.contains { $0.path == "tenants" && $0.message.contains("not available") })
@@ -201,7 +202,8 @@ struct ZeroConfigTests {
         let result = ZeroConfig.make(environment: [:])
         #expect(result.usesSimulator)
         #expect(result.config.needsInProcessSimulator)
-        #expect(result.config.routes.map(\.alias) == ["gpt-4o-mini", "gpt-4o", "llama3.2"])
+        #expect(result.config.routes.map(\.alias) == ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "llama3.2"])
+        #expect(result.config.provider("sim-anthropic")?.wire == .anthropicMessages)
     }
 
     @Test func providersComeFromTheEnvironment() {
@@ -210,7 +212,9 @@ struct ZeroConfigTests {
             "ANTHROPIC_API_KEY": "x",
         ])
         #expect(!result.usesSimulator)
-        #expect(result.config.providers.map(\.id) == ["openai", "ollama"])
+        #expect(result.config.providers.map(\.id) == ["openai", "ollama", "anthropic"])
+        #expect(result.config.provider("anthropic")?.wire == .anthropicMessages)
+        #expect(result.config.routes.contains { $0.alias == "claude-sonnet-4-5" && $0.targets[0].provider == "anthropic" })
         #expect(result.config.provider("ollama")?.baseURL == "http://127.0.0.1:11434/v1")
         #expect(result.config.routes.contains { $0.alias == "qwen3" && $0.targets[0].provider == "ollama" })
         #expect(result.notes.contains { $0.contains("ANTHROPIC_API_KEY") })
@@ -278,5 +282,24 @@ struct GatewayErrorTests {
         #expect(openAI == #"{"error":{"message":"Bad \"quote\"\nline","type":"invalid_request_error","param":"model","code":"invalid_request"}}"#)
         let anthropic = error.anthropicBody(requestID: "req_1")
         #expect(anthropic == #"{"type":"error","error":{"type":"invalid_request_error","message":"Bad \"quote\"\nline"},"request_id":"req_1"}"#)
+    }
+}
+
+struct AnthropicProviderConfigTests {
+    @Test func anthropicProvidersSpeakMessagesAndNeedAKey() throws {
+        let config = try ConfigLoader.load(
+            yaml: "providers:\n  claude: { kind: anthropic, api_key: sk-ant-123456789, default_max_tokens: 2048 }\n  fake: { kind: simulator, dialect: anthropic }\n",
+            source: "t", environment: [:]
+        )
+        #expect(config.provider("claude")?.wire == .anthropicMessages)
+        #expect(config.provider("claude")?.baseURL == "https://api.anthropic.com/v1")
+        #expect(config.provider("claude")?.defaultMaxTokens == 2048)
+        #expect(config.provider("fake")?.wire == .anthropicMessages)
+        #expect(throws: ConfigError.self) {
+            try ConfigLoader.load(yaml: "providers:\n  claude: { kind: anthropic }\n", source: "t", environment: [:])
+        }
+        #expect(throws: ConfigError.self) {
+            try ConfigLoader.load(yaml: "providers:\n  o: { kind: openai, api_key: k, dialect: anthropic }\n", source: "t", environment: [:])
+        }
     }
 }

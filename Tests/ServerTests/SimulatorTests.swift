@@ -155,3 +155,15 @@ struct SimulatorTests {
         }
     }
 }
+
+struct SimulatedTurnTests {
+    @Test func parallelToolCallsGetDistinctIDsWhateverTheSeed() {
+        for text in ["a", "b", "Weather in Paris and AAPL?", "x y z"] {
+            var prompt = SimulatorPrompt(model: "m")
+            prompt.lastUserText = text
+            prompt.tools = [.init(name: "f", properties: []), .init(name: "g", properties: [])]
+            let ids = SimulatedTurn(prompt: prompt).toolCalls.map(\.id)
+            #expect(ids.count == 2 && Set(ids).count == 2)
+        }
+    }
+}

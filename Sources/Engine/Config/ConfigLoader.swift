@@ -155,7 +155,7 @@ private struct Reader {
 
     mutating func readProvider(id: String, keyNode: Node, _ node: Node) -> ProviderSettings? {
         let base = "providers.\(id)"
-        let keys = ["kind", "preset", "base_url", "api_key", "headers", "timeouts", "max_connections"]
+        let keys = ["kind", "preset", "dialect", "base_url", "api_key", "headers", "timeouts", "max_connections", "default_max_tokens"]
         guard let entries = self.mapping(node, base, allowed: keys) else { return nil }
         let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
 
@@ -185,8 +185,20 @@ private struct Reader {
             }
         }
 
-        var provider = ProviderSettings(id: id, kind: kind, baseURL: preset?.baseURL)
+        var provider = ProviderSettings(id: id, kind: kind, baseURL: kind == .anthropic ? ProviderPreset.anthropicBaseURL : preset?.baseURL)
         provider.acceptsStreamOptions = preset?.acceptsStreamOptions ?? true
+        if let dialectNode = values["dialect"], let name = self.string(dialectNode, "\(base).dialect") {
+            if kind != .simulator {
+                self.report(dialectNode, "\(base).dialect", "only simulator providers take a dialect; the kind sets it for the others")
+            } else if let wire = WireFormat(rawValue: name) {
+                provider.wire = wire
+            } else {
+                self.report(dialectNode, "\(base).dialect", "unknown dialect '\(name)'; use openai or anthropic")
+            }
+        }
+        if let maxNode = values["default_max_tokens"], let value = self.int(maxNode, "\(base).default_max_tokens") {
+            if value > 0 { provider.defaultMaxTokens = value } else { self.report(maxNode, "\(base).default_max_tokens", "must be at least 1") }
+        }
         if let urlNode = values["base_url"], let url = self.string(urlNode, "\(base).base_url") {
             if url.hasPrefix("http://") || url.hasPrefix("https://") {
                 provider.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
@@ -200,7 +212,7 @@ private struct Reader {
         if let keyValue = values["api_key"], let key = self.string(keyValue, "\(base).api_key") {
             provider.apiKey = key.isEmpty ? nil : Secret(key)
         }
-        if preset?.requiresKey == true && values["api_key"] == nil && kind != .simulator {
+        if (preset?.requiresKey == true || kind == .anthropic) && values["api_key"] == nil {
             self.report(keyNode, "\(base).api_key", "an API key is required for \(preset?.name ?? kind.rawValue)")
         }
         if let headersNode = values["headers"] {

@@ -81,13 +81,15 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 
 /// `providers.<id>:` — one upstream.
 ///
-/// - `kind` (openai | openai-compatible | ollama | vllm | simulator; anthropic, gemini, azure-openai soon)
+/// - `kind` (openai | openai-compatible | anthropic | ollama | vllm | simulator; gemini, azure-openai soon)
+/// - `dialect` (openai | anthropic, simulator only, default openai): which simulated API it serves
 /// - `preset` (openai | groq | mistral | together | deepseek | openrouter | vllm | ollama): base URL defaults
 /// - `base_url` (URL, default from the preset; for `simulator`, the in-process simulator)
 /// - `api_key` (secret, usually `${ENV_VAR}`)
 /// - `headers` (map of extra request headers)
 /// - `timeouts` (`connect` 2s, `first_byte` 60s, `idle` 30s, `total` 10m)
 /// - `max_connections` (int, default 64): the connection pool's size per event loop
+/// - `default_max_tokens` (int, default 4096): sent to Anthropic upstreams when the client set none
 public struct ProviderSettings: Sendable, Equatable {
     public var id: String
     public var kind: ProviderKind
@@ -98,6 +100,8 @@ public struct ProviderSettings: Sendable, Equatable {
     public var timeouts: UpstreamTimeouts
     public var maxConnections: Int
     public var acceptsStreamOptions: Bool
+    public var wire: WireFormat
+    public var defaultMaxTokens: Int
 
     public init(
         id: String,
@@ -107,7 +111,9 @@ public struct ProviderSettings: Sendable, Equatable {
         headers: [String: String] = [:],
         timeouts: UpstreamTimeouts = UpstreamTimeouts(),
         maxConnections: Int = 64,
-        acceptsStreamOptions: Bool = true
+        acceptsStreamOptions: Bool = true,
+        wire: WireFormat? = nil,
+        defaultMaxTokens: Int = 4096
     ) {
         self.id = id
         self.kind = kind
@@ -117,6 +123,8 @@ public struct ProviderSettings: Sendable, Equatable {
         self.timeouts = timeouts
         self.maxConnections = maxConnections
         self.acceptsStreamOptions = acceptsStreamOptions
+        self.wire = wire ?? (kind == .anthropic ? .anthropicMessages : .openAIChat)
+        self.defaultMaxTokens = defaultMaxTokens
     }
 }
 

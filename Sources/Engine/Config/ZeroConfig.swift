@@ -9,6 +9,7 @@ public enum ZeroConfig {
     }
 
     static let openAIModels = ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini"]
+    static let anthropicModels = ["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5"]
 
     public static func make(environment: [String: String]) -> Result {
         var config = GatewayConfig()
@@ -50,17 +51,22 @@ public enum ZeroConfig {
                     : "provider vllm from VLLM_BASE_URL (\(base))"
             )
         }
-        if nonEmpty("ANTHROPIC_API_KEY") != nil {
-            notes.append("ANTHROPIC_API_KEY is set, but this version has no Anthropic upstream adapter yet; skipped")
+        if let key = nonEmpty("ANTHROPIC_API_KEY") {
+            let base = nonEmpty("ANTHROPIC_BASE_URL") ?? ProviderPreset.anthropicBaseURL
+            config.providers.append(ProviderSettings(id: "anthropic", kind: .anthropic, baseURL: base, apiKey: Secret(key)))
+            addRoutes(self.anthropicModels, provider: "anthropic")
+            notes.append("provider anthropic from ANTHROPIC_API_KEY (\(base))")
         }
 
         let usesSimulator = config.providers.isEmpty
         if usesSimulator {
             config.providers = [
                 ProviderSettings(id: "sim-openai", kind: .simulator, baseURL: nil),
+                ProviderSettings(id: "sim-anthropic", kind: .simulator, baseURL: nil, wire: .anthropicMessages),
                 ProviderSettings(id: "sim-ollama", kind: .simulator, baseURL: nil),
             ]
             addRoutes(["gpt-4o-mini", "gpt-4o"], provider: "sim-openai")
+            addRoutes(["claude-sonnet-4-5"], provider: "sim-anthropic")
             addRoutes(["llama3.2"], provider: "sim-ollama")
             notes.append("no provider keys in the environment: the built-in simulated providers serve (no real model is called)")
         }

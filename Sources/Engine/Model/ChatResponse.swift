@@ -1,3 +1,5 @@
+public import NIOCore
+
 /// A complete (non-streamed) answer in canonical terms.
 public struct ChatResponse: Sendable, Equatable {
     public var id: String
@@ -30,4 +32,18 @@ public enum StreamEvent: Sendable, Equatable {
     case end
     /// The stream failed after it started; nothing follows.
     case failure(GatewayError)
+}
+
+/// Turns one dialect's stream bytes into canonical events. One per request, fed as bytes arrive.
+public protocol StreamDecoder {
+    mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent]
+    /// The upstream body ended; reports a cut stream as `.failure`.
+    mutating func finish() -> [StreamEvent]
+}
+
+/// Writes canonical events as one dialect's stream text.
+public protocol StreamEncoder {
+    mutating func encode(_ events: [StreamEvent]) -> String
+    /// True once the stream's last event (its end, or an error) has been written.
+    var isFinished: Bool { get }
 }

@@ -13,13 +13,18 @@ public enum ProviderKind: String, Sendable, CaseIterable {
     /// rather than accepted and silently unable to serve.
     public var isAvailable: Bool {
         switch self {
-        case .openai, .openAICompatible, .ollama, .vllm, .simulator: return true
-        case .anthropic, .gemini, .azureOpenAI: return false
+        case .openai, .openAICompatible, .ollama, .vllm, .simulator, .anthropic: return true
+        case .gemini, .azureOpenAI: return false
         }
     }
+}
 
-    /// Whether requests are sent in the OpenAI Chat Completions format (the fast path applies).
-    public var speaksOpenAIChat: Bool { self.isAvailable }
+/// The request format an upstream takes.
+public enum WireFormat: String, Sendable, Equatable, CaseIterable {
+    /// OpenAI Chat Completions at `{base_url}/chat/completions`.
+    case openAIChat = "openai"
+    /// Anthropic Messages at `{base_url}/messages`.
+    case anthropicMessages = "anthropic"
 }
 
 /// Data, not code: an OpenAI-compatible vendor is a base URL and how it takes its key.
@@ -45,6 +50,8 @@ public struct ProviderPreset: Sendable, Equatable {
     public static func named(_ name: String) -> ProviderPreset? {
         self.all.first { $0.name == name }
     }
+
+    public static let anthropicBaseURL = "https://api.anthropic.com/v1"
 
     /// The preset a kind implies when the config names none.
     static func implied(by kind: ProviderKind) -> ProviderPreset? {

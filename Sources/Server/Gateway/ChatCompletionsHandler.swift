@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Engine
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -39,6 +40,9 @@ struct ChatCompletionsHandler: Sendable {
             throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
         }
 
+        if upstream.settings.wire == .anthropicMessages {
+            return try await self.forwardToAnthropic(body, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
+        }
         let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
@@ -61,6 +65,60 @@ struct ChatCompletionsHandler: Sendable {
         headers[.switchyardProvider] = target.provider
         headers.setGatewayHeaders(requestID: requestID, overhead: beforeUpstream + (ContinuousClock.now - replied))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
+    }
+
+    // MARK: Other dialects
+
+    /// An OpenAI request to an Anthropic upstream, through the canonical model both ways.
+    private func forwardToAnthropic(
+        _ body: ByteBuffer,
+        target: RouteTable.Resolved,
+        upstream: UpstreamPool.Upstream,
+        requestID: String,
+        started: ContinuousClock.Instant,
+        context: GatewayRequestContext
+    ) async throws -> Response {
+        let decoded = try OpenAIRequestDecoder.decode(body)
+        let upstreamBody = try AnthropicRequestEncoder.encode(decoded.request, upstreamModel: target.upstreamModel, defaultMaxTokens: upstream.settings.defaultMaxTokens)
+        let sent = ContinuousClock.now
+        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
+            try await UpstreamCall.post(upstreamBody, path: "/messages", to: upstream, requestID: requestID, streaming: decoded.request.stream, sent: sent)
+        }
+        let replied = ContinuousClock.now
+        let overhead = (sent - started) + (ContinuousClock.now - replied)
+        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
+        guard reply.isSuccess else {
+            let status = Int(reply.response.status.code)
+            let retryAfter = reply.response.headers.first(name: "retry-after").flatMap { Int($0) }
+            let error = UpstreamCall.errorMessage(reply.body).map {
+                GatewayError.upstreamReported(provider: target.provider, status: status, message: $0, retryAfterSeconds: retryAfter)
+            } ?? .upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter)
+            Self.log(error, requestID: requestID, logger: context.logger)
+            return error.openAIResponse(requestID: requestID, overhead: overhead)
+        }
+        var headers: HTTPFields = [:]
+        headers[.switchyardProvider] = target.provider
+        if !decoded.dropped.isEmpty { headers[.droppedFields] = decoded.dropped.joined(separator: ",") }
+        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
+        let created = Int(Date().timeIntervalSince1970)
+        guard let responseBody = reply.body else {
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            let model = target.upstreamModel
+            let includeUsage = decoded.includeUsage
+            let body = UpstreamCall.translatedStream(
+                reply.response,
+                exchange,
+                decoder: { AnthropicStreamDecoder(provider: target.provider) },
+                encoder: { OpenAIStreamEncoder(model: model, created: created, includeUsage: includeUsage) }
+            )
+            return Response(status: .ok, headers: headers, body: body)
+        }
+        let response = try AnthropicResponseDecoder.decode(responseBody, provider: target.provider)
+        exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
+        headers[.contentType] = "application/json"
+        let completion = OpenAIResponseEncoder.completion(response, model: target.upstreamModel, created: created)
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: completion)))
     }
 
     // MARK: Streams

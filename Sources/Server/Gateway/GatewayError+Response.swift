@@ -42,6 +42,8 @@ extension HTTPField.Name {
     static let switchyardProvider = HTTPField.Name("x-switchyard-provider")!
     static let retryAfterMillis = HTTPField.Name("retry-after-ms")!
     static let anthropicRequestID = HTTPField.Name("request-id")!
+    /// Request fields left out because the upstream's dialect has no equivalent.
+    static let droppedFields = HTTPField.Name("x-switchyard-dropped")!
     /// Says that a token count is the gateway's estimate, not the provider's tokenizer.
     static let tokenEstimate = HTTPField.Name("x-switchyard-estimate")!
 }

@@ -30,11 +30,16 @@ struct MessagesHandler: Sendable {
         } catch is NIOTooManyBytesError {
             throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
         }
-        let chat = try AnthropicRequestDecoder.decode(body)
-        let target = try self.state.routes.resolve(chat.model)
+        // Only the model and `stream` are read first: a same-dialect request must not be decoded.
+        let patch = try OpenAIRequestPatch(body: body)
+        let target = try self.state.routes.resolve(patch.clientModel)
         guard let upstream = self.state.upstreams[target.provider] else {
             throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
         }
+        if upstream.settings.wire == .anthropicMessages {
+            return try await self.passThrough(patch, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
+        }
+        let chat = try AnthropicRequestDecoder.decode(body)
         let isOpenAI = upstream.settings.kind == .openai
         let options = OpenAIRequestEncoder.Options(
             maxTokensField: isOpenAI ? "max_completion_tokens" : "max_tokens",
@@ -53,7 +58,7 @@ struct MessagesHandler: Sendable {
         guard reply.isSuccess else {
             let status = Int(reply.response.status.code)
             let retryAfter = reply.response.headers.first(name: "retry-after").flatMap { Int($0) }
-            let error = UpstreamCall.openAIErrorMessage(reply.body).map {
+            let error = UpstreamCall.errorMessage(reply.body).map {
                 GatewayError.upstreamReported(provider: target.provider, status: status, message: $0, retryAfterSeconds: retryAfter)
             } ?? .upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter)
             ChatCompletionsHandler.log(error, requestID: requestID, logger: context.logger)
@@ -66,7 +71,13 @@ struct MessagesHandler: Sendable {
         guard let responseBody = reply.body else {
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-cache"
-            return Response(status: .ok, headers: headers, body: self.translatedStream(reply.response, exchange))
+            let body = UpstreamCall.translatedStream(
+                reply.response,
+                exchange,
+                decoder: { OpenAIStreamDecoder(provider: target.provider) },
+                encoder: { AnthropicStreamEncoder(model: target.upstreamModel) }
+            )
+            return Response(status: .ok, headers: headers, body: body)
         }
         let response = try OpenAIResponseDecoder.decode(responseBody, provider: target.provider)
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
@@ -100,35 +111,93 @@ struct MessagesHandler: Sendable {
         }
     }
 
-    /// OpenAI chunks in, Anthropic events out, through canonical stream events.
-    private func translatedStream(_ response: HTTPClientResponse, _ context: ExchangeContext) -> ResponseBody {
+    // MARK: Same dialect
+
+    /// An Anthropic request to an Anthropic upstream: only `model` is rewritten, and the answer comes
+    /// back byte for byte in whole events, observed on the way for usage and a proper end.
+    private func passThrough(
+        _ patch: OpenAIRequestPatch,
+        target: RouteTable.Resolved,
+        upstream: UpstreamPool.Upstream,
+        requestID: String,
+        started: ContinuousClock.Instant,
+        context: GatewayRequestContext
+    ) async throws -> Response {
+        let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: false)
+        let sent = ContinuousClock.now
+        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
+            try await UpstreamCall.post(upstreamBody, path: "/messages", to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
+        }
+        let replied = ContinuousClock.now
+        let overhead = (sent - started) + (ContinuousClock.now - replied)
+        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers[.switchyardProvider] = target.provider
+        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
+        guard reply.isSuccess else {
+            let status = Int(reply.response.status.code)
+            let retryAfter = reply.response.headers.first(name: "retry-after")
+            guard let body = reply.body, UpstreamCall.errorMessage(body) != nil else {
+                let error = GatewayError.upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
+                ChatCompletionsHandler.log(error, requestID: requestID, logger: context.logger)
+                return error.anthropicResponse(requestID: requestID, overhead: overhead)
+            }
+            if let retryAfter { headers[.retryAfter] = retryAfter }
+            return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
+        }
+        guard let responseBody = reply.body else {
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            return Response(status: .ok, headers: headers, body: Self.relayAnthropicStream(reply.response, exchange))
+        }
+        let response = try AnthropicResponseDecoder.decode(responseBody, provider: target.provider)
+        exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
+    }
+
+    private static func relayAnthropicStream(_ response: HTTPClientResponse, _ context: ExchangeContext) -> ResponseBody {
         let totalDeadline = context.sent + context.upstream.settings.timeouts.total
         return ResponseBody { writer in
-            var decoder = OpenAIStreamDecoder(provider: context.target.provider)
-            var encoder = AnthropicStreamEncoder(model: context.target.upstreamModel)
+            var decoder = AnthropicStreamDecoder(provider: context.target.provider)
+            var pending = ByteBuffer()
             var iterator = response.body.makeAsyncIterator()
             var failure: GatewayError?
-            while !encoder.isFinished {
-                let events: [StreamEvent]
+            var finished = false
+            while !finished && failure == nil {
+                let chunk: ByteBuffer?
                 do {
-                    if let chunk = try await iterator.next() {
-                        events = ContinuousClock.now > totalDeadline
-                            ? [.failure(.upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total)))]
-                            : decoder.feed(chunk)
-                    } else {
-                        events = decoder.finish()
-                    }
+                    chunk = try await iterator.next()
                 } catch {
-                    events = [.failure(GatewayError.from(error, provider: context.upstream.settings, streaming: true))]
+                    failure = GatewayError.from(error, provider: context.upstream.settings, streaming: true)
+                    break
                 }
-                for case .failure(let error) in events { failure = error }
-                let text = encoder.encode(events)
-                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
+                guard var chunk else {
+                    for case .failure(let error) in decoder.finish() { failure = error }
+                    break
+                }
+                if ContinuousClock.now > totalDeadline {
+                    failure = .upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total))
+                    break
+                }
+                pending.writeBuffer(&chunk)
+                for event in SSE.takeEvents(from: &pending) where !finished && failure == nil {
+                    let decoded = decoder.feed(event)
+                    if case .failure(let error)? = decoded.last, error.metricLabel != "upstream_status" {
+                        // Not valid: the client must not see it. (An upstream `error` event is valid and passes.)
+                        failure = error
+                        break
+                    }
+                    try await writer.write(event)
+                    if decoded.contains(.end) || decoded.contains(where: { if case .failure = $0 { return true } else { return false } }) {
+                        finished = true
+                    }
+                }
             }
             if let failure {
+                try await writer.write(ByteBuffer(string: "event: error\ndata: \(failure.anthropicBody(requestID: nil))\n\n"))
                 context.logStreamFailure(failure.metricLabel)
             } else {
-                context.logCompletion(usage: encoder.usage, finishReason: nil, streamed: true)
+                context.logCompletion(usage: decoder.currentUsage, finishReason: nil, streamed: true)
             }
             try await writer.finish(nil)
         }

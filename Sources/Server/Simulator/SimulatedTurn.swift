@@ -139,7 +139,8 @@ struct SimulatedTurn {
 
     static func identifier(seed: UInt64, length: Int) -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-        var state = seed | 1
+        // Spread the seed first: neighbouring seeds (parallel calls) must not share an id.
+        var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 1
         var output = ""
         for _ in 0..<length {
             state = state &* 6364136223846793005 &+ 1442695040888963407

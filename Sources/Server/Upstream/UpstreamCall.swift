@@ -56,8 +56,8 @@ enum UpstreamCall {
         }
     }
 
-    /// The `error.message` of an OpenAI error body, when it is one.
-    static func openAIErrorMessage(_ body: ByteBuffer?) -> String? {
+    /// The `error.message` of an error body in OpenAI's or Anthropic's envelope (both nest it so).
+    static func errorMessage(_ body: ByteBuffer?) -> String? {
         guard let body else { return nil }
         let json: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
         guard let error = json?["error"], case .object = error else { return nil }
@@ -71,7 +71,7 @@ extension UpstreamCall.Reply {
     func openAIErrorResponse(_ context: ExchangeContext, overhead: Duration) -> Response {
         let status = Int(self.response.status.code)
         let retryAfter = self.response.headers.first(name: "retry-after")
-        guard let body = self.body, UpstreamCall.openAIErrorMessage(body) != nil else {
+        guard let body = self.body, UpstreamCall.errorMessage(body) != nil else {
             let error = GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
             ChatCompletionsHandler.log(error, requestID: context.requestID, logger: context.logger)
             return error.openAIResponse(requestID: context.requestID, overhead: overhead)
@@ -86,5 +86,55 @@ extension UpstreamCall.Reply {
         if let retryAfterMillis = self.response.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
         return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
+    }
+}
+
+extension UpstreamCall {
+    /// Relays a successful upstream stream in another dialect: upstream bytes → canonical events →
+    /// client text, failures included (the encoder ends the stream with the dialect's error event).
+    /// The decoder and encoder are made inside the body writer: they are per-request state, not shared.
+    static func translatedStream<Decoder: StreamDecoder, Encoder: StreamEncoder>(
+        _ response: HTTPClientResponse,
+        _ context: ExchangeContext,
+        decoder makeDecoder: @escaping @Sendable () -> Decoder,
+        encoder makeEncoder: @escaping @Sendable () -> Encoder
+    ) -> ResponseBody {
+        let totalDeadline = context.sent + context.upstream.settings.timeouts.total
+        return ResponseBody { writer in
+            var decoder = makeDecoder()
+            var encoder = makeEncoder()
+            var iterator = response.body.makeAsyncIterator()
+            var failure: GatewayError?
+            var usage: Usage?
+            while !encoder.isFinished {
+                var events: [StreamEvent]
+                do {
+                    if let chunk = try await iterator.next() {
+                        events = ContinuousClock.now > totalDeadline
+                            ? [.failure(.upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total)))]
+                            : decoder.feed(chunk)
+                    } else {
+                        events = decoder.finish()
+                    }
+                } catch {
+                    events = [.failure(GatewayError.from(error, provider: context.upstream.settings, streaming: true))]
+                }
+                for event in events {
+                    switch event {
+                    case .failure(let error): failure = error
+                    case .usage(let reported): usage = reported
+                    default: continue
+                    }
+                }
+                let text = encoder.encode(events)
+                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
+            }
+            if let failure {
+                context.logStreamFailure(failure.metricLabel)
+            } else {
+                context.logCompletion(usage: usage, finishReason: nil, streamed: true)
+            }
+            try await writer.finish(nil)
+        }
     }
 }

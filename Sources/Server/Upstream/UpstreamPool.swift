@@ -29,8 +29,12 @@ final class UpstreamPool: Sendable {
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
             headers.add(name: "user-agent", value: "switchyard")
-            if let key = provider.apiKey {
-                headers.add(name: "authorization", value: "Bearer \(key.exposedValue)")
+            switch provider.wire {
+            case .openAIChat:
+                if let key = provider.apiKey { headers.add(name: "authorization", value: "Bearer \(key.exposedValue)") }
+            case .anthropicMessages:
+                if let key = provider.apiKey { headers.add(name: "x-api-key", value: key.exposedValue) }
+                headers.add(name: "anthropic-version", value: "2023-06-01")
             }
             for (name, value) in provider.headers.sorted(by: { $0.key < $1.key }) {
                 headers.replaceOrAdd(name: name, value: value)

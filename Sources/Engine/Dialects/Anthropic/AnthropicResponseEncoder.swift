@@ -88,7 +88,7 @@ public enum AnthropicResponseEncoder {
 ///
 /// The stop reason is held until the usage arrives (OpenAI sends it after the finish chunk), a tool
 /// call always ends with `tool_use`, and a failure ends with an `error` event, never `message_stop`.
-public struct AnthropicStreamEncoder {
+public struct AnthropicStreamEncoder: StreamEncoder {
     private enum OpenBlock {
         case none
         case text(index: Int)

@@ -66,7 +66,7 @@ public enum OpenAIResponseDecoder {
 }
 
 /// An OpenAI SSE stream into canonical events. One per request; fed bytes as they arrive.
-public struct OpenAIStreamDecoder {
+public struct OpenAIStreamDecoder: StreamDecoder {
     private let provider: String
     private var framer = SSEFramer()
     private var started = false
@@ -140,6 +140,29 @@ public struct OpenAIStreamDecoder {
         }
         if let usage = json["usage"], case .object = usage {
             events.append(.usage(OpenAIResponseDecoder.usage(usage)))
+        }
+        return events
+    }
+}
+
+/// Server-sent events framing shared by the relays.
+public enum SSE {
+    /// Takes the complete events (each with its blank-line terminator) off the front of `buffer`,
+    /// leaving a partial last event in it.
+    public static func takeEvents(from buffer: inout ByteBuffer) -> [ByteBuffer] {
+        var ends: [Int] = []
+        buffer.withUnsafeReadableBytes { bytes in
+            var cursor = 0
+            while let end = OpenAIStreamRelay.endOfEvent(in: bytes, from: cursor) {
+                ends.append(end.next)
+                cursor = end.next
+            }
+        }
+        var events: [ByteBuffer] = []
+        var previous = 0
+        for end in ends {
+            if let event = buffer.readSlice(length: end - previous) { events.append(event) }
+            previous = end
         }
         return events
     }
