@@ -270,3 +270,26 @@ struct OtherEndpointTests {
         await fixture.stop()
     }
 }
+
+@Suite(.serialized)
+struct AzureTests {
+    @Test func azureClassicURLsCarryTheDeploymentAndVersionAndTheKeyInItsHeader() async throws {
+        var azure = ProviderSettings(id: "azure", kind: .azureOpenAI, baseURL: nil, apiKey: Secret("azure-key-123"))
+        azure.apiVersion = "2024-10-21"
+        // The base URL is the simulator's, known only once it runs: start it first, then point Azure at it.
+        let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
+        let simulator = try await RunningService.simulator(router)
+        azure.baseURL = "\(simulator.url)/openai"
+        var config = GatewayConfig()
+        config.providers = [azure]
+        config.routes = [RouteSettings(alias: "gpt", targets: [RouteTarget(provider: "azure", model: "my-deployment")])]
+        let gateway = try await RunningService.gateway(config)
+        let reply = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt"))
+        #expect(reply.status == 200)
+        #expect(reply.json["model"] as? String == "my-deployment")
+        let stream = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt", stream: true))
+        #expect(stream.events.last == "[DONE]")
+        await gateway.stop()
+        await simulator.stop()
+    }
+}

@@ -155,7 +155,7 @@ private struct Reader {
 
     mutating func readProvider(id: String, keyNode: Node, _ node: Node) -> ProviderSettings? {
         let base = "providers.\(id)"
-        let keys = ["kind", "preset", "dialect", "base_url", "api_key", "headers", "timeouts", "max_connections", "default_max_tokens"]
+        let keys = ["kind", "preset", "dialect", "base_url", "api_key", "headers", "timeouts", "max_connections", "default_max_tokens", "api_version"]
         guard let entries = self.mapping(node, base, allowed: keys) else { return nil }
         let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
 
@@ -196,6 +196,9 @@ private struct Reader {
                 self.report(dialectNode, "\(base).dialect", "unknown dialect '\(name)'; use openai or anthropic")
             }
         }
+        if let versionNode = values["api_version"], let version = self.string(versionNode, "\(base).api_version") {
+            if kind == .azureOpenAI { provider.apiVersion = version } else { self.report(versionNode, "\(base).api_version", "only azure-openai providers take an api_version") }
+        }
         if let maxNode = values["default_max_tokens"], let value = self.int(maxNode, "\(base).default_max_tokens") {
             if value > 0 { provider.defaultMaxTokens = value } else { self.report(maxNode, "\(base).default_max_tokens", "must be at least 1") }
         }
@@ -212,7 +215,7 @@ private struct Reader {
         if let keyValue = values["api_key"], let key = self.string(keyValue, "\(base).api_key") {
             provider.apiKey = key.isEmpty ? nil : Secret(key)
         }
-        if (preset?.requiresKey == true || kind == .anthropic) && values["api_key"] == nil {
+        if (preset?.requiresKey == true || kind == .anthropic || kind == .azureOpenAI) && values["api_key"] == nil {
             self.report(keyNode, "\(base).api_key", "an API key is required for \(preset?.name ?? kind.rawValue)")
         }
         if let headersNode = values["headers"] {

@@ -90,6 +90,8 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 /// - `timeouts` (`connect` 2s, `first_byte` 60s, `idle` 30s, `total` 10m)
 /// - `max_connections` (int, default 64): the connection pool's size per event loop
 /// - `default_max_tokens` (int, default 4096): sent to Anthropic upstreams when the client set none
+/// - `api_version` (azure-openai only): with it, Azure's classic deployment URLs
+///   (`{base_url}/deployments/{model}/chat/completions?api-version=…`); without it, the v1 API at `base_url`
 public struct ProviderSettings: Sendable, Equatable {
     public var id: String
     public var kind: ProviderKind
@@ -102,6 +104,8 @@ public struct ProviderSettings: Sendable, Equatable {
     public var acceptsStreamOptions: Bool
     public var wire: WireFormat
     public var defaultMaxTokens: Int
+    /// Azure OpenAI's `api-version`, which selects its deployment-path URLs.
+    public var apiVersion: String?
 
     public init(
         id: String,
@@ -125,7 +129,27 @@ public struct ProviderSettings: Sendable, Equatable {
         self.acceptsStreamOptions = acceptsStreamOptions
         self.wire = wire ?? (kind == .anthropic ? .anthropicMessages : .openAIChat)
         self.defaultMaxTokens = defaultMaxTokens
+        self.apiVersion = nil
     }
+
+    /// How the upstream takes its key: a separate strategy from the wire format, since vendors mix them.
+    public var auth: AuthStyle {
+        switch self.kind {
+        case .anthropic: return .xAPIKey
+        case .azureOpenAI: return .apiKeyHeader
+        case .simulator: return self.wire == .anthropicMessages ? .xAPIKey : .bearer
+        default: return .bearer
+        }
+    }
+}
+
+public enum AuthStyle: Sendable, Equatable {
+    /// `Authorization: Bearer <key>` (OpenAI and most compatible vendors).
+    case bearer
+    /// `x-api-key: <key>` plus `anthropic-version` (Anthropic).
+    case xAPIKey
+    /// `api-key: <key>` (Azure OpenAI).
+    case apiKeyHeader
 }
 
 /// The four ways an upstream call can take too long, each with its own limit.

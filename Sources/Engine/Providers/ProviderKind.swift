@@ -13,8 +13,8 @@ public enum ProviderKind: String, Sendable, CaseIterable {
     /// rather than accepted and silently unable to serve.
     public var isAvailable: Bool {
         switch self {
-        case .openai, .openAICompatible, .ollama, .vllm, .simulator, .anthropic: return true
-        case .gemini, .azureOpenAI: return false
+        case .openai, .openAICompatible, .ollama, .vllm, .simulator, .anthropic, .azureOpenAI: return true
+        case .gemini: return false
         }
     }
 }

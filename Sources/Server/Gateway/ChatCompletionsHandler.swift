@@ -46,7 +46,7 @@ struct ChatCompletionsHandler: Sendable {
         let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: "/chat/completions", to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: "/chat/completions", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
         }
         let replied = ContinuousClock.now
         let beforeUpstream = sent - started
@@ -82,7 +82,7 @@ struct ChatCompletionsHandler: Sendable {
         let upstreamBody = try AnthropicRequestEncoder.encode(decoded.request, upstreamModel: target.upstreamModel, defaultMaxTokens: upstream.settings.defaultMaxTokens)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: "/messages", to: upstream, requestID: requestID, streaming: decoded.request.stream, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: "/messages", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: decoded.request.stream, sent: sent)
         }
         let replied = ContinuousClock.now
         let overhead = (sent - started) + (ContinuousClock.now - replied)

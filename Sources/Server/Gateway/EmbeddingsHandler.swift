@@ -27,7 +27,7 @@ struct EmbeddingsHandler: Sendable {
             let upstreamBody = patch.upstreamBody(model: target.upstreamModel)
             let sent = ContinuousClock.now
             let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-                try await UpstreamCall.post(upstreamBody, path: "/embeddings", to: upstream, requestID: requestID, streaming: false, sent: sent)
+                try await UpstreamCall.post(upstreamBody, path: "/embeddings", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: false, sent: sent)
             }
             let replied = ContinuousClock.now
             let overhead = (sent - started) + (ContinuousClock.now - replied)

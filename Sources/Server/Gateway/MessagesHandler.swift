@@ -49,7 +49,7 @@ struct MessagesHandler: Sendable {
         let upstreamBody = OpenAIRequestEncoder.encode(chat, upstreamModel: target.upstreamModel, options: options)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: "/chat/completions", to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: "/chat/completions", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
         }
         let replied = ContinuousClock.now
         let overhead = (sent - started) + (ContinuousClock.now - replied)
@@ -126,7 +126,7 @@ struct MessagesHandler: Sendable {
         let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: false)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: "/messages", to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: "/messages", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
         }
         let replied = ContinuousClock.now
         let overhead = (sent - started) + (ContinuousClock.now - replied)

@@ -29,6 +29,21 @@ public struct SimulatorRouter: Sendable {
         router.post("/chat/completions") { request, context in
             try await self.chat(request, dialect: OpenAISimulatorDialect.self, parse: SimulatorRequestParser.openAI)
         }
+        // Azure OpenAI's classic API: the deployment in the path names the model, `api-version` is required.
+        router.post("/openai/deployments/{deployment}/chat/completions") { request, context in
+            guard request.uri.queryParameters["api-version"] != nil else {
+                return Self.json(404, #"{"error":{"code":"404","message":"Resource not found"}}"#)
+            }
+            guard request.headers[HTTPField.Name("api-key")!] != nil else {
+                return Self.json(401, #"{"error":{"code":"401","message":"Access denied due to invalid subscription key."}}"#)
+            }
+            let deployment = context.parameters.get("deployment") ?? "deployment"
+            return try await self.chat(request, dialect: OpenAISimulatorDialect.self) { json throws(SimulatorRequestParser.Failure) in
+                var json = json
+                json["model"] = deployment
+                return try SimulatorRequestParser.openAI(json)
+            }
+        }
         router.post("/v1/messages") { request, context in
             try await self.chat(request, dialect: AnthropicSimulatorDialect.self, parse: SimulatorRequestParser.anthropic)
         }

@@ -26,12 +26,13 @@ enum UpstreamCall {
     static func post(
         _ body: ByteBuffer,
         path: String,
+        model: String,
         to upstream: UpstreamPool.Upstream,
         requestID: String,
         streaming: Bool,
         sent: ContinuousClock.Instant
     ) async throws -> Reply {
-        var request = HTTPClientRequest(url: upstream.baseURL + path)
+        var request = HTTPClientRequest(url: upstream.url(path, model: model))
         request.method = .POST
         request.headers = upstream.headers
         request.headers.replaceOrAdd(name: "x-request-id", value: requestID)

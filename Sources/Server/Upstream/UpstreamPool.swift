@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Engine
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -17,6 +18,14 @@ final class UpstreamPool: Sendable {
         let streamingClient: HTTPClient
         let blockingClient: HTTPClient
         let headers: HTTPHeaders
+
+        /// Where `path` (`/chat/completions`, `/messages`, `/embeddings`) of `model` lives. Azure's classic
+        /// API names the deployment in the path and the version in the query.
+        func url(_ path: String, model: String) -> String {
+            guard let version = self.settings.apiVersion else { return self.baseURL + path }
+            let deployment = model.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? model
+            return "\(self.baseURL)/deployments/\(deployment)\(path)?api-version=\(version)"
+        }
     }
 
     private let upstreams: [String: Upstream]
@@ -29,13 +38,15 @@ final class UpstreamPool: Sendable {
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
             headers.add(name: "user-agent", value: "switchyard")
-            switch provider.wire {
-            case .openAIChat:
+            switch provider.auth {
+            case .bearer:
                 if let key = provider.apiKey { headers.add(name: "authorization", value: "Bearer \(key.exposedValue)") }
-            case .anthropicMessages:
+            case .xAPIKey:
                 if let key = provider.apiKey { headers.add(name: "x-api-key", value: key.exposedValue) }
-                headers.add(name: "anthropic-version", value: "2023-06-01")
+            case .apiKeyHeader:
+                if let key = provider.apiKey { headers.add(name: "api-key", value: key.exposedValue) }
             }
+            if provider.wire == .anthropicMessages { headers.add(name: "anthropic-version", value: "2023-06-01") }
             for (name, value) in provider.headers.sorted(by: { $0.key < $1.key }) {
                 headers.replaceOrAdd(name: name, value: value)
             }
