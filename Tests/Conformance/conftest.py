@@ -23,7 +23,15 @@ providers:
     kind: simulator
     dialect: anthropic
     timeouts: {{ connect: 1s, first_byte: 5s, idle: 2s, total: 20s }}
+  sim-local:
+    kind: simulator
+    dialect: ollama
+    timeouts: {{ connect: 1s, first_byte: 5s, idle: 2s, total: 20s }}
 routes:
+  local:
+    targets: [{{ provider: sim-local, model: "llama3.2:latest" }}]
+  local-embed:
+    targets: [{{ provider: sim-local, model: nomic-embed-text }}]
   claude:
     targets: [{{ provider: sim-claude, model: claude-sonnet-4-5-20250929 }}]
   claude-limited:

@@ -20,8 +20,9 @@ def ask(text="Hello"):
     return [{"role": "user", "content": text}]
 
 
-# "fast" is translated to an OpenAI-shaped upstream and back; "claude" passes through to an Anthropic one.
-ROUTES = ["fast", "claude"]
+# "fast" is translated to an OpenAI-shaped upstream and back, "local" to Ollama's native API and back;
+# "claude" passes through to an Anthropic one.
+ROUTES = ["fast", "claude", "local"]
 
 
 @pytest.mark.parametrize("route", ROUTES)

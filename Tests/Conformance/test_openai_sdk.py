@@ -24,10 +24,11 @@ def ask(text="Hello"):
 
 
 # "fast" is the fast path to an OpenAI-shaped upstream; "claude" is translated to an Anthropic one and back.
-UPSTREAM_MODEL = {"fast": "gpt-4o-mini-2024-07-18", "claude": "claude-sonnet-4-5-20250929"}
+UPSTREAM_MODEL = {"fast": "gpt-4o-mini-2024-07-18", "claude": "claude-sonnet-4-5-20250929", "local": "llama3.2:latest"}
+ROUTES = ["fast", "claude", "local"]
 
 
-@pytest.mark.parametrize("route", ["fast", "claude"])
+@pytest.mark.parametrize("route", ROUTES)
 def test_non_streaming_chat(client, route):
     completion = client.chat.completions.create(model=route, messages=ask())
     assert completion.model == UPSTREAM_MODEL[route]
@@ -43,7 +44,7 @@ def test_raw_response_carries_gateway_headers(client):
     assert int(raw.headers["x-switchyard-overhead-us"]) >= 0
 
 
-@pytest.mark.parametrize("route", ["fast", "claude"])
+@pytest.mark.parametrize("route", ROUTES)
 def test_streaming_text_and_exact_usage(client, route):
     whole = client.chat.completions.create(model=route, messages=ask("Stream me"))
     stream = client.chat.completions.create(
@@ -61,7 +62,7 @@ def test_streaming_text_and_exact_usage(client, route):
     assert usage.prompt_tokens == whole.usage.prompt_tokens
 
 
-@pytest.mark.parametrize("route", ["fast", "claude"])
+@pytest.mark.parametrize("route", ROUTES)
 def test_streaming_without_usage_request_sends_no_empty_choices_chunk(client, route):
     stream = client.chat.completions.create(model=route, messages=ask(), stream=True)
     chunks = list(stream)
@@ -70,7 +71,7 @@ def test_streaming_without_usage_request_sends_no_empty_choices_chunk(client, ro
     assert all(chunk.usage is None for chunk in chunks)
 
 
-@pytest.mark.parametrize("route", ["fast", "claude"])
+@pytest.mark.parametrize("route", ROUTES)
 def test_streaming_parallel_tool_calls_are_reassembled_by_the_sdk(client, route):
     with client.chat.completions.stream(model=route, messages=ask("Weather in Paris and AAPL?"), tools=WEATHER_TOOLS) as stream:
         for _ in stream:
@@ -84,7 +85,7 @@ def test_streaming_parallel_tool_calls_are_reassembled_by_the_sdk(client, route)
     assert all(call.id for call in calls) and len({call.id for call in calls}) == 2
 
 
-@pytest.mark.parametrize("route", ["fast", "claude"])
+@pytest.mark.parametrize("route", ROUTES)
 def test_tool_results_round_trip(client, route):
     first = client.chat.completions.create(model=route, messages=ask("Weather in Paris and AAPL?"), tools=WEATHER_TOOLS)
     message = first.choices[0].message
@@ -126,17 +127,19 @@ def test_a_stream_that_fails_midway_raises_instead_of_ending_cleanly(client, mod
             pass
 
 
-def test_embeddings(client):
-    result = client.embeddings.create(model="embedder", input=["hello world", "hello there"], dimensions=64)
+@pytest.mark.parametrize("route,upstream", [("embedder", "text-embedding-3-small"), ("local-embed", "nomic-embed-text")])
+def test_embeddings(client, route, upstream):
+    result = client.embeddings.create(model=route, input=["hello world", "hello there"], dimensions=64)
     assert [item.index for item in result.data] == [0, 1]
     assert all(len(item.embedding) == 64 for item in result.data)
-    assert result.model == "text-embedding-3-small"
+    assert result.model == upstream
     assert result.usage.prompt_tokens > 0
 
 
-def test_embeddings_as_base64_decode_to_the_same_vectors(client):
-    floats = client.embeddings.create(model="embedder", input="hello", dimensions=8)
-    encoded = client.embeddings.create(model="embedder", input="hello", dimensions=8, encoding_format="base64")
+@pytest.mark.parametrize("route", ["embedder", "local-embed"])
+def test_embeddings_as_base64_decode_to_the_same_vectors(client, route):
+    floats = client.embeddings.create(model=route, input="hello", dimensions=8)
+    encoded = client.embeddings.create(model=route, input="hello", dimensions=8, encoding_format="base64")
     vector = encoded.data[0].embedding
     if isinstance(vector, str):  # the SDK hands back what was asked for
         vector = list(struct.unpack("<8f", base64.b64decode(vector)))
@@ -145,4 +148,5 @@ def test_embeddings_as_base64_decode_to_the_same_vectors(client):
 
 def test_models_lists_the_route_aliases(client):
     assert {model.id for model in client.models.list()} == {
-        "fast", "limited", "broken", "cut", "flaky", "embedder", "claude", "claude-limited", "claude-cut", "claude-flaky"}
+        "fast", "limited", "broken", "cut", "flaky", "embedder", "claude", "claude-limited", "claude-cut", "claude-flaky",
+        "local", "local-embed"}

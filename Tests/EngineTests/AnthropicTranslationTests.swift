@@ -114,7 +114,7 @@ struct OpenAIToAnthropicStreamTests {
     /// Runs a recorded OpenAI stream through decoder and encoder in pieces, returning the events' JSON.
     private func translate(_ text: String, pieceSize: Int = 37) -> [[String: Any]] {
         var decoder = OpenAIStreamDecoder(provider: "p")
-        var encoder = AnthropicStreamEncoder(model: "m")
+        var encoder = AnthropicStreamEncoder(model: "m", fallbackID: "req_1")
         var output = ""
         let bytes = Array(text.utf8)
         var offset = 0

@@ -89,7 +89,7 @@ struct AnthropicToOpenAIResponseTests {
 struct AnthropicToOpenAIStreamTests {
     private func translate(_ text: String, pieceSize: Int = 23, includeUsage: Bool = true) -> (chunks: [[String: Any]], raw: String) {
         var decoder = AnthropicStreamDecoder(provider: "p")
-        var encoder = OpenAIStreamEncoder(model: "m", created: 1, includeUsage: includeUsage)
+        var encoder = OpenAIStreamEncoder(model: "m", created: 1, includeUsage: includeUsage, fallbackID: "req_1")
         var output = ""
         let bytes = Array(text.utf8)
         var offset = 0

@@ -33,7 +33,7 @@ struct ConfigLoaderTests {
             api_key: ${GROQ_KEY:-gsk-default}
           local:
             kind: ollama
-            base_url: ${OLLAMA_HOST:-http://127.0.0.1:11434}/v1/
+            base_url: ${OLLAMA_HOST:-http://127.0.0.1:11434}/
             max_connections: 8
           sim:
             kind: simulator
@@ -59,7 +59,8 @@ struct ConfigLoaderTests {
         #expect(openai.timeouts == UpstreamTimeouts(connect: .milliseconds(500), firstByte: .seconds(20), idle: .seconds(5), total: .seconds(120)))
         #expect(config.provider("groq")?.baseURL == "https://api.groq.com/openai/v1")
         #expect(config.provider("groq")?.apiKey?.exposedValue == "gsk-default")
-        #expect(config.provider("local")?.baseURL == "http://127.0.0.1:11434/v1")
+        #expect(config.provider("local")?.baseURL == "http://127.0.0.1:11434")
+        #expect(config.provider("local")?.wire == .ollamaChat)
         #expect(config.provider("local")?.maxConnections == 8)
         #expect(config.provider("sim")?.baseURL == nil)
         #expect(config.needsInProcessSimulator)
@@ -215,7 +216,8 @@ struct ZeroConfigTests {
         #expect(result.config.providers.map(\.id) == ["openai", "ollama", "anthropic"])
         #expect(result.config.provider("anthropic")?.wire == .anthropicMessages)
         #expect(result.config.routes.contains { $0.alias == "claude-sonnet-4-5" && $0.targets[0].provider == "anthropic" })
-        #expect(result.config.provider("ollama")?.baseURL == "http://127.0.0.1:11434/v1")
+        #expect(result.config.provider("ollama")?.baseURL == "http://127.0.0.1:11434")
+        #expect(result.config.provider("ollama")?.wire == .ollamaChat)
         #expect(result.config.routes.contains { $0.alias == "qwen3" && $0.targets[0].provider == "ollama" })
         #expect(result.notes.contains { $0.contains("ANTHROPIC_API_KEY") })
     }

@@ -185,7 +185,12 @@ private struct Reader {
             }
         }
 
-        var provider = ProviderSettings(id: id, kind: kind, baseURL: kind == .anthropic ? ProviderPreset.anthropicBaseURL : preset?.baseURL)
+        let defaultBase: String? = switch kind {
+        case .anthropic: ProviderPreset.anthropicBaseURL
+        case .ollama: ProviderPreset.ollamaNativeBaseURL
+        default: preset?.baseURL
+        }
+        var provider = ProviderSettings(id: id, kind: kind, baseURL: defaultBase)
         provider.acceptsStreamOptions = preset?.acceptsStreamOptions ?? true
         if let dialectNode = values["dialect"], let name = self.string(dialectNode, "\(base).dialect") {
             if kind != .simulator {
@@ -193,7 +198,7 @@ private struct Reader {
             } else if let wire = WireFormat(rawValue: name) {
                 provider.wire = wire
             } else {
-                self.report(dialectNode, "\(base).dialect", "unknown dialect '\(name)'; use openai or anthropic")
+                self.report(dialectNode, "\(base).dialect", "unknown dialect '\(name)'; use openai, anthropic or ollama")
             }
         }
         if let versionNode = values["api_version"], let version = self.string(versionNode, "\(base).api_version") {

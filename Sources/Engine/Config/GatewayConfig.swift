@@ -82,7 +82,7 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 /// `providers.<id>:` — one upstream.
 ///
 /// - `kind` (openai | openai-compatible | anthropic | ollama | vllm | simulator; gemini, azure-openai soon)
-/// - `dialect` (openai | anthropic, simulator only, default openai): which simulated API it serves
+/// - `dialect` (openai | anthropic | ollama, simulator only, default openai): which simulated API it serves
 /// - `preset` (openai | groq | mistral | together | deepseek | openrouter | vllm | ollama): base URL defaults
 /// - `base_url` (URL, default from the preset; for `simulator`, the in-process simulator)
 /// - `api_key` (secret, usually `${ENV_VAR}`)
@@ -127,7 +127,7 @@ public struct ProviderSettings: Sendable, Equatable {
         self.timeouts = timeouts
         self.maxConnections = maxConnections
         self.acceptsStreamOptions = acceptsStreamOptions
-        self.wire = wire ?? (kind == .anthropic ? .anthropicMessages : .openAIChat)
+        self.wire = wire ?? (kind == .anthropic ? .anthropicMessages : kind == .ollama ? .ollamaChat : .openAIChat)
         self.defaultMaxTokens = defaultMaxTokens
         self.apiVersion = nil
     }

@@ -36,7 +36,7 @@ public enum ZeroConfig {
             notes.append("provider openai from OPENAI_API_KEY (\(base))")
         }
         if let host = nonEmpty("OLLAMA_HOST") {
-            let base = (host.hasPrefix("http") ? host : "http://\(host)") + "/v1"
+            let base = host.hasPrefix("http") ? host : "http://\(host)"
             config.providers.append(ProviderSettings(id: "ollama", kind: .ollama, baseURL: base))
             addRoutes(models("OLLAMA_MODELS", default: ["llama3.2"]), provider: "ollama")
             notes.append("provider ollama from OLLAMA_HOST (\(base))")
@@ -63,7 +63,7 @@ public enum ZeroConfig {
             config.providers = [
                 ProviderSettings(id: "sim-openai", kind: .simulator, baseURL: nil),
                 ProviderSettings(id: "sim-anthropic", kind: .simulator, baseURL: nil, wire: .anthropicMessages),
-                ProviderSettings(id: "sim-ollama", kind: .simulator, baseURL: nil),
+                ProviderSettings(id: "sim-ollama", kind: .simulator, baseURL: nil, wire: .ollamaChat),
             ]
             addRoutes(["gpt-4o-mini", "gpt-4o"], provider: "sim-openai")
             addRoutes(["claude-sonnet-4-5"], provider: "sim-anthropic")

@@ -25,6 +25,8 @@ public enum WireFormat: String, Sendable, Equatable, CaseIterable {
     case openAIChat = "openai"
     /// Anthropic Messages at `{base_url}/messages`.
     case anthropicMessages = "anthropic"
+    /// Ollama's native chat at `{base_url}/api/chat` (NDJSON streams).
+    case ollamaChat = "ollama"
 }
 
 /// Data, not code: an OpenAI-compatible vendor is a base URL and how it takes its key.
@@ -47,6 +49,9 @@ public struct ProviderPreset: Sendable, Equatable {
         ProviderPreset(name: "ollama", baseURL: "http://127.0.0.1:11434/v1", requiresKey: false, acceptsStreamOptions: true),
     ]
 
+    /// Ollama's native API root (`kind: ollama`); its OpenAI-compatible API is the `ollama` preset.
+    public static let ollamaNativeBaseURL = "http://127.0.0.1:11434"
+
     public static func named(_ name: String) -> ProviderPreset? {
         self.all.first { $0.name == name }
     }
@@ -58,7 +63,6 @@ public struct ProviderPreset: Sendable, Equatable {
         switch kind {
         case .openai: return self.named("openai")
         case .vllm: return self.named("vllm")
-        case .ollama: return self.named("ollama")
         default: return nil
         }
     }

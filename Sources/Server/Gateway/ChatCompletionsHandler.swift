@@ -40,8 +40,8 @@ struct ChatCompletionsHandler: Sendable {
             throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
         }
 
-        if upstream.settings.wire == .anthropicMessages {
-            return try await self.forwardToAnthropic(body, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
+        if upstream.settings.wire != .openAIChat {
+            return try await self.forwardTranslated(body, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
         }
         let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
         let sent = ContinuousClock.now
@@ -69,8 +69,8 @@ struct ChatCompletionsHandler: Sendable {
 
     // MARK: Other dialects
 
-    /// An OpenAI request to an Anthropic upstream, through the canonical model both ways.
-    private func forwardToAnthropic(
+    /// An OpenAI request to an upstream of another dialect, through the canonical model both ways.
+    private func forwardTranslated(
         _ body: ByteBuffer,
         target: RouteTable.Resolved,
         upstream: UpstreamPool.Upstream,
@@ -78,11 +78,12 @@ struct ChatCompletionsHandler: Sendable {
         started: ContinuousClock.Instant,
         context: GatewayRequestContext
     ) async throws -> Response {
+        let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
         let decoded = try OpenAIRequestDecoder.decode(body)
-        let upstreamBody = try AnthropicRequestEncoder.encode(decoded.request, upstreamModel: target.upstreamModel, defaultMaxTokens: upstream.settings.defaultMaxTokens)
+        let upstreamBody = try adapter.encode(decoded.request, upstreamModel: target.upstreamModel, settings: upstream.settings)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: "/messages", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: decoded.request.stream, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: adapter.path, model: target.upstreamModel, to: upstream, requestID: requestID, streaming: decoded.request.stream, sent: sent)
         }
         let replied = ContinuousClock.now
         let overhead = (sent - started) + (ContinuousClock.now - replied)
@@ -109,12 +110,13 @@ struct ChatCompletionsHandler: Sendable {
             let body = UpstreamCall.translatedStream(
                 reply.response,
                 exchange,
-                decoder: { AnthropicStreamDecoder(provider: target.provider) },
-                encoder: { OpenAIStreamEncoder(model: model, created: created, includeUsage: includeUsage) }
+                decoder: { adapter.makeStreamDecoder(provider: target.provider) },
+                encoder: { OpenAIStreamEncoder(model: model, created: created, includeUsage: includeUsage, fallbackID: requestID) }
             )
             return Response(status: .ok, headers: headers, body: body)
         }
-        let response = try AnthropicResponseDecoder.decode(responseBody, provider: target.provider)
+        var response = try adapter.decode(responseBody, provider: target.provider)
+        if response.id.isEmpty { response.id = requestID }
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
         headers[.contentType] = "application/json"
         let completion = OpenAIResponseEncoder.completion(response, model: target.upstreamModel, created: created)

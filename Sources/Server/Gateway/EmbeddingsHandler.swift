@@ -3,8 +3,9 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 
-/// `POST /v1/embeddings` (OpenAI shape) to an OpenAI-compatible upstream: the body passes through
-/// with only `model` rewritten, the answer comes back as sent once it is known to be an embeddings list.
+/// `POST /v1/embeddings` (OpenAI shape). To an OpenAI-compatible upstream the body passes through with
+/// only `model` rewritten and the answer comes back as sent; to Ollama's native API it is translated
+/// to `/api/embed` and back.
 struct EmbeddingsHandler: Sendable {
     let state: GatewayState
 
@@ -24,10 +25,24 @@ struct EmbeddingsHandler: Sendable {
             guard let upstream = self.state.upstreams[target.provider] else {
                 throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
             }
-            let upstreamBody = patch.upstreamBody(model: target.upstreamModel)
+            let upstreamBody: ByteBuffer
+            let path: String
+            var ollamaBase64: Bool?
+            switch upstream.settings.wire {
+            case .openAIChat:
+                upstreamBody = patch.upstreamBody(model: target.upstreamModel)
+                path = "/embeddings"
+            case .ollamaChat:
+                let translated = try OllamaEmbeddings.encode(body, upstreamModel: target.upstreamModel)
+                upstreamBody = translated.body
+                ollamaBase64 = translated.wantsBase64
+                path = "/api/embed"
+            case .anthropicMessages:
+                throw GatewayError.invalidRequest("The model '\(target.alias)' is served by an Anthropic provider, which offers no embeddings.", param: "model")
+            }
             let sent = ContinuousClock.now
             let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-                try await UpstreamCall.post(upstreamBody, path: "/embeddings", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: false, sent: sent)
+                try await UpstreamCall.post(upstreamBody, path: path, model: target.upstreamModel, to: upstream, requestID: requestID, streaming: false, sent: sent)
             }
             let replied = ContinuousClock.now
             let overhead = (sent - started) + (ContinuousClock.now - replied)
@@ -35,11 +50,16 @@ struct EmbeddingsHandler: Sendable {
             guard reply.isSuccess, let responseBody = reply.body else {
                 return reply.openAIErrorResponse(exchange, overhead: overhead)
             }
-            let usage = try OpenAIEmbeddingsSummary.read(responseBody, provider: target.provider)
-            exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
             var headers: HTTPFields = [.contentType: "application/json"]
             headers[.switchyardProvider] = target.provider
             headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
+            if let base64 = ollamaBase64 {
+                let (json, usage) = try OllamaEmbeddings.decode(responseBody, model: target.upstreamModel, base64: base64, provider: target.provider)
+                exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
+                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
+            }
+            let usage = try OpenAIEmbeddingsSummary.read(responseBody, provider: target.provider)
+            exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
         } catch {
             let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")

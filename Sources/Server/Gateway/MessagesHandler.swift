@@ -40,16 +40,11 @@ struct MessagesHandler: Sendable {
             return try await self.passThrough(patch, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
         }
         let chat = try AnthropicRequestDecoder.decode(body)
-        let isOpenAI = upstream.settings.kind == .openai
-        let options = OpenAIRequestEncoder.Options(
-            maxTokensField: isOpenAI ? "max_completion_tokens" : "max_tokens",
-            acceptsTopK: !isOpenAI,
-            acceptsStreamOptions: upstream.settings.acceptsStreamOptions
-        )
-        let upstreamBody = OpenAIRequestEncoder.encode(chat, upstreamModel: target.upstreamModel, options: options)
+        let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
+        let upstreamBody = try adapter.encode(chat, upstreamModel: target.upstreamModel, settings: upstream.settings)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: "/chat/completions", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: adapter.path, model: target.upstreamModel, to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
         }
         let replied = ContinuousClock.now
         let overhead = (sent - started) + (ContinuousClock.now - replied)
@@ -74,12 +69,13 @@ struct MessagesHandler: Sendable {
             let body = UpstreamCall.translatedStream(
                 reply.response,
                 exchange,
-                decoder: { OpenAIStreamDecoder(provider: target.provider) },
-                encoder: { AnthropicStreamEncoder(model: target.upstreamModel) }
+                decoder: { adapter.makeStreamDecoder(provider: target.provider) },
+                encoder: { AnthropicStreamEncoder(model: target.upstreamModel, fallbackID: requestID) }
             )
             return Response(status: .ok, headers: headers, body: body)
         }
-        let response = try OpenAIResponseDecoder.decode(responseBody, provider: target.provider)
+        var response = try adapter.decode(responseBody, provider: target.provider)
+        if response.id.isEmpty { response.id = requestID }
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
         headers[.contentType] = "application/json"
         let message = AnthropicResponseEncoder.message(response, model: target.upstreamModel)
@@ -137,7 +133,7 @@ struct MessagesHandler: Sendable {
         guard reply.isSuccess else {
             let status = Int(reply.response.status.code)
             let retryAfter = reply.response.headers.first(name: "retry-after")
-            guard let body = reply.body, UpstreamCall.errorMessage(body) != nil else {
+            guard let body = reply.body, UpstreamCall.isErrorEnvelope(body) else {
                 let error = GatewayError.upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
                 ChatCompletionsHandler.log(error, requestID: requestID, logger: context.logger)
                 return error.anthropicResponse(requestID: requestID, overhead: overhead)

@@ -57,12 +57,21 @@ enum UpstreamCall {
         }
     }
 
-    /// The `error.message` of an error body in OpenAI's or Anthropic's envelope (both nest it so).
+    /// The message of an error body: `error.message` in OpenAI's and Anthropic's envelopes (both nest
+    /// it so), or Ollama's plain `{"error": "…"}`.
     static func errorMessage(_ body: ByteBuffer?) -> String? {
         guard let body else { return nil }
         let json: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        if let text = json?["error"]?.string { return text }
         guard let error = json?["error"], case .object = error else { return nil }
         return error["message"]?.string ?? "error"
+    }
+
+    /// Whether a body is in OpenAI's (or Anthropic's) error envelope, which same-dialect clients can parse as sent.
+    static func isErrorEnvelope(_ body: ByteBuffer) -> Bool {
+        body.withUnsafeReadableBytes { bytes in
+            (try? JSONScanner.topLevelMembers(of: bytes))?.contains { $0.key == "error" && $0.kind == .object } ?? false
+        }
     }
 }
 
@@ -72,7 +81,7 @@ extension UpstreamCall.Reply {
     func openAIErrorResponse(_ context: ExchangeContext, overhead: Duration) -> Response {
         let status = Int(self.response.status.code)
         let retryAfter = self.response.headers.first(name: "retry-after")
-        guard let body = self.body, UpstreamCall.errorMessage(body) != nil else {
+        guard let body = self.body, UpstreamCall.isErrorEnvelope(body) else {
             let error = GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
             ChatCompletionsHandler.log(error, requestID: context.requestID, logger: context.logger)
             return error.openAIResponse(requestID: context.requestID, overhead: overhead)
@@ -94,10 +103,10 @@ extension UpstreamCall {
     /// Relays a successful upstream stream in another dialect: upstream bytes → canonical events →
     /// client text, failures included (the encoder ends the stream with the dialect's error event).
     /// The decoder and encoder are made inside the body writer: they are per-request state, not shared.
-    static func translatedStream<Decoder: StreamDecoder, Encoder: StreamEncoder>(
+    static func translatedStream<Encoder: StreamEncoder>(
         _ response: HTTPClientResponse,
         _ context: ExchangeContext,
-        decoder makeDecoder: @escaping @Sendable () -> Decoder,
+        decoder makeDecoder: @escaping @Sendable () -> any StreamDecoder,
         encoder makeEncoder: @escaping @Sendable () -> Encoder
     ) -> ResponseBody {
         let totalDeadline = context.sent + context.upstream.settings.timeouts.total

@@ -34,7 +34,9 @@ final class UpstreamPool: Sendable {
     init(providers: [ProviderSettings], simulatorURL: String?, eventLoopGroup: any EventLoopGroup) {
         var upstreams: [String: Upstream] = [:]
         for provider in providers {
-            let baseURL = provider.baseURL ?? simulatorURL.map { "\($0)/v1" } ?? "http://127.0.0.1:1/v1"
+            // The in-process simulator serves Ollama's API at its root, the others under /v1.
+            let simulatorBase = simulatorURL.map { provider.wire == .ollamaChat ? $0 : "\($0)/v1" }
+            let baseURL = provider.baseURL ?? simulatorBase ?? "http://127.0.0.1:1/v1"
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
             headers.add(name: "user-agent", value: "switchyard")

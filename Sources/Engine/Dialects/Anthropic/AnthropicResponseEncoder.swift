@@ -79,7 +79,9 @@ public enum AnthropicResponseEncoder {
     }
 
     static func messageID(_ upstreamID: String) -> String {
-        upstreamID.hasPrefix("msg_") ? upstreamID : "msg_" + self.toolID(upstreamID.isEmpty ? "switchyard" : upstreamID)
+        if upstreamID.hasPrefix("msg_") { return upstreamID }
+        let safe = self.toolID(upstreamID)
+        return "msg_" + (safe.hasPrefix("toolu_") ? String(safe.dropFirst(6)) : safe)
     }
 }
 
@@ -96,6 +98,7 @@ public struct AnthropicStreamEncoder: StreamEncoder {
     }
 
     private let model: String
+    private let fallbackID: String
     private var started = false
     private var open = OpenBlock.none
     private var nextBlock = 0
@@ -104,9 +107,12 @@ public struct AnthropicStreamEncoder: StreamEncoder {
     public private(set) var usage: Usage?
     public private(set) var isFinished = false
 
-    /// - Parameter model: the model name the client asked for, echoed in `message_start`.
-    public init(model: String) {
+    /// - Parameters:
+    ///   - model: the model name echoed in `message_start`.
+    ///   - fallbackID: the id to use when the upstream gives none (the gateway's request id).
+    public init(model: String, fallbackID: String) {
         self.model = model
+        self.fallbackID = fallbackID
     }
 
     public mutating func encode(_ events: [StreamEvent]) -> String {
@@ -209,10 +215,11 @@ public struct AnthropicStreamEncoder: StreamEncoder {
         guard !self.started else { return }
         self.started = true
         let model = self.model
+        let fallbackID = self.fallbackID
         Self.event("message_start", into: &output) { json in
             json.key("message")
             json.openObject()
-            json.field("id", AnthropicResponseEncoder.messageID(id))
+            json.field("id", AnthropicResponseEncoder.messageID(id.isEmpty ? fallbackID : id))
             json.field("type", "message")
             json.field("role", "assistant")
             json.field("model", model)

@@ -91,14 +91,16 @@ public struct OpenAIStreamEncoder: StreamEncoder {
     private let model: String
     private let created: Int
     private let includeUsage: Bool
-    private var id = "chatcmpl-switchyard"
+    private var id: String
     private var started = false
     private var sawToolCall = false
     private var stop: StopReason?
     private var usage: Usage?
     public private(set) var isFinished = false
 
-    public init(model: String, created: Int, includeUsage: Bool) {
+    /// - Parameter fallbackID: the id to use when the upstream gives none (the gateway's request id).
+    public init(model: String, created: Int, includeUsage: Bool, fallbackID: String) {
+        self.id = OpenAIResponseEncoder.completionID(fallbackID)
         self.model = model
         self.created = created
         self.includeUsage = includeUsage

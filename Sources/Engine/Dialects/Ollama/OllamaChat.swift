@@ -1,0 +1,235 @@
+public import NIOCore
+
+/// Ollama's native chat API (`POST /api/chat`): requests, whole answers and NDJSON streams.
+///
+/// Sampling lives under `options` (`num_predict` is max tokens), images are raw base64 only, tool
+/// calls arrive whole with object arguments and no ids (we synthesize stable ones), tool results name
+/// their tool instead of an id, and `done_reason` says `stop` even after tool calls.
+public enum OllamaChat {
+    /// - Throws: `invalidRequest` for image URLs (Ollama takes inline images only).
+    public static func encode(_ request: ChatRequest, upstreamModel: String) throws(GatewayError) -> ByteBuffer {
+        var toolNames: [String: String] = [:]
+        var json = JSONWriter()
+        json.openObject()
+        json.field("model", upstreamModel)
+        json.key("messages")
+        json.openArray()
+        if let system = request.system {
+            json.openObject()
+            json.field("role", "system")
+            json.field("content", system)
+            json.closeObject()
+        }
+        for message in request.messages {
+            var texts: [String] = []
+            var images: [String] = []
+            var calls: [(String, JSONValue)] = []
+            for part in message.content {
+                switch part {
+                case .text(let text): texts.append(text)
+                case .image(.base64(_, let data)): images.append(data)
+                case .image(.url):
+                    throw .invalidRequest("Ollama takes inline (base64) images only, not image URLs.", param: "messages")
+                case .toolUse(let id, let name, let input):
+                    toolNames[id] = name
+                    calls.append((name, input))
+                case .toolResult(let id, let content, let isError):
+                    let text = content.compactMap { part -> String? in
+                        if case .text(let text) = part { return text }
+                        return nil
+                    }.joined(separator: "\n")
+                    json.openObject()
+                    json.field("role", "tool")
+                    json.field("content", isError ? "Error: \(text)" : text)
+                    if let name = toolNames[id] { json.field("tool_name", name) }
+                    json.closeObject()
+                }
+            }
+            guard !texts.isEmpty || !images.isEmpty || !calls.isEmpty else { continue }
+            json.openObject()
+            json.field("role", message.role.rawValue)
+            json.field("content", texts.joined(separator: "\n"))
+            if !images.isEmpty {
+                json.key("images")
+                json.openArray()
+                for image in images { json.value(image) }
+                json.closeArray()
+            }
+            if !calls.isEmpty {
+                json.key("tool_calls")
+                json.openArray()
+                for (name, input) in calls {
+                    json.openObject()
+                    json.key("function")
+                    json.openObject()
+                    json.field("name", name)
+                    json.key("arguments")
+                    json.raw(input.jsonText)
+                    json.closeObject()
+                    json.closeObject()
+                }
+                json.closeArray()
+            }
+            json.closeObject()
+        }
+        json.closeArray()
+        if !request.tools.isEmpty && request.toolChoice != ToolChoice.none {
+            json.key("tools")
+            json.openArray()
+            for tool in request.tools {
+                json.openObject()
+                json.field("type", "function")
+                json.key("function")
+                json.openObject()
+                json.field("name", tool.name)
+                if let description = tool.description { json.field("description", description) }
+                json.key("parameters")
+                json.raw(tool.parameters.jsonText)
+                json.closeObject()
+                json.closeObject()
+            }
+            json.closeArray()
+        }
+        json.key("options")
+        json.openObject()
+        if let temperature = request.temperature { json.field("temperature", temperature) }
+        if let topP = request.topP { json.field("top_p", topP) }
+        if let topK = request.topK { json.field("top_k", topK) }
+        if let maxTokens = request.maxTokens { json.field("num_predict", maxTokens) }
+        if !request.stopSequences.isEmpty {
+            json.key("stop")
+            json.openArray()
+            for stop in request.stopSequences { json.value(stop) }
+            json.closeArray()
+        }
+        json.closeObject()
+        // Ollama streams unless told not to.
+        json.field("stream", request.stream)
+        json.closeObject()
+        return ByteBuffer(string: json.output)
+    }
+
+    /// Decodes a whole (`"stream": false`) answer.
+    public static func decode(_ body: ByteBuffer, provider: String) throws(GatewayError) -> ChatResponse {
+        let parsed: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        guard let json = parsed, let message = json["message"] else {
+            throw .upstreamMalformed(provider: provider, detail: "a 200 response that is not a chat answer")
+        }
+        var content: [ContentPart] = []
+        if let text = message["content"]?.string, !text.isEmpty { content.append(.text(text)) }
+        for (index, call) in (message["tool_calls"]?.array ?? []).enumerated() {
+            let (id, name, input) = self.toolCall(call, index: index, model: json["model"]?.string ?? "")
+            content.append(.toolUse(id: id, name: name, input: input))
+        }
+        let hasTools = content.contains { if case .toolUse = $0 { return true } else { return false } }
+        return ChatResponse(
+            // Ollama gives no id; the gateway supplies its request id.
+            id: "",
+            model: json["model"]?.string ?? "",
+            content: content,
+            stopReason: self.stopReason(json["done_reason"]?.string, hasToolCalls: hasTools),
+            usage: self.usage(json)
+        )
+    }
+
+    static func stopReason(_ doneReason: String?, hasToolCalls: Bool) -> StopReason {
+        if hasToolCalls { return .toolUse }
+        return doneReason == "length" ? .maxTokens : .endTurn
+    }
+
+    /// `prompt_eval_count` is missing when the whole prompt came from Ollama's cache.
+    static func usage(_ json: JSONValue) -> Usage {
+        Usage(inputTokens: json["prompt_eval_count"]?.int ?? 0, outputTokens: json["eval_count"]?.int ?? 0)
+    }
+
+    /// A call with a stable id: Ollama's own when it sends one, else derived from its position and content.
+    static func toolCall(_ call: JSONValue, index: Int, model: String) -> (String, String, JSONValue) {
+        let function = call["function"]
+        let name = function?["name"]?.string ?? ""
+        let input: JSONValue
+        if let arguments = function?["arguments"], case .object = arguments {
+            input = arguments
+        } else {
+            input = OpenAIResponseDecoder.arguments(function?["arguments"]?.string ?? "")
+        }
+        if let id = call["id"]?.string, !id.isEmpty { return (id, name, input) }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "\(index)|\(name)|\(input.jsonText)".utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return ("call_\(index)_" + String(hash, radix: 36), name, input)
+    }
+}
+
+/// Ollama's NDJSON stream into canonical events: one JSON object a line, the last with `done: true`
+/// and the counts; an `{"error": …}` line is a failure after the 200.
+public struct OllamaStreamDecoder: StreamDecoder {
+    private let provider: String
+    private var pending: [UInt8] = []
+    private var started = false
+    private var toolCalls = 0
+    private var finished = false
+
+    public init(provider: String) {
+        self.provider = provider
+    }
+
+    public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
+        guard !self.finished else { return [] }
+        self.pending.append(contentsOf: chunk.readableBytesView)
+        var events: [StreamEvent] = []
+        while !self.finished, let newline = self.pending.firstIndex(of: 0x0A) {
+            let line = Array(self.pending[..<newline])
+            self.pending.removeFirst(newline + 1)
+            events += self.decode(line)
+        }
+        return events
+    }
+
+    public mutating func finish() -> [StreamEvent] {
+        guard !self.finished else { return [] }
+        var events: [StreamEvent] = []
+        if !self.pending.isEmpty {
+            let line = self.pending
+            self.pending = []
+            events = self.decode(line)
+        }
+        guard !self.finished else { return events }
+        self.finished = true
+        return events + [.failure(.streamInterrupted(provider: self.provider, detail: "the upstream closed the stream before its done line"))]
+    }
+
+    private mutating func decode(_ line: [UInt8]) -> [StreamEvent] {
+        guard line.contains(where: { $0 != 0x20 && $0 != 0x0D && $0 != 0x09 }) else { return [] }
+        guard let json = line.withUnsafeBytes({ try? JSONValue.parse($0) }) else {
+            self.finished = true
+            return [.failure(.upstreamMalformed(provider: self.provider, detail: "invalid JSON in a stream line"))]
+        }
+        if let error = json["error"]?.string {
+            self.finished = true
+            return [.failure(.upstreamReported(provider: self.provider, status: 502, message: error))]
+        }
+        var events: [StreamEvent] = []
+        if !self.started {
+            self.started = true
+            events.append(.start(id: "", model: json["model"]?.string ?? ""))
+        }
+        let message = json["message"]
+        if let text = message?["content"]?.string, !text.isEmpty { events.append(.textDelta(text)) }
+        for call in message?["tool_calls"]?.array ?? [] {
+            let index = self.toolCalls
+            self.toolCalls += 1
+            let (id, name, input) = OllamaChat.toolCall(call, index: index, model: json["model"]?.string ?? "")
+            events.append(.toolCallStart(index: index, id: id, name: name))
+            events.append(.toolCallArguments(index: index, fragment: input.jsonText))
+        }
+        if json["done"]?.bool == true {
+            self.finished = true
+            events.append(.stop(OllamaChat.stopReason(json["done_reason"]?.string, hasToolCalls: self.toolCalls > 0)))
+            events.append(.usage(OllamaChat.usage(json)))
+            events.append(.end)
+        }
+        return events
+    }
+}
