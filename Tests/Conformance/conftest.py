@@ -27,7 +27,17 @@ providers:
     kind: simulator
     dialect: ollama
     timeouts: {{ connect: 1s, first_byte: 5s, idle: 2s, total: 20s }}
+  sim-gemini:
+    kind: simulator
+    dialect: gemini
+    timeouts: {{ connect: 1s, first_byte: 5s, idle: 2s, total: 20s }}
 routes:
+  gemini:
+    targets: [{{ provider: sim-gemini, model: gemini-2.5-flash }}]
+  gemini-limited:
+    targets: [{{ provider: sim-gemini, model: "g:fault=429" }}]
+  gemini-cut:
+    targets: [{{ provider: sim-gemini, model: "g:fault=cut" }}]
   local:
     targets: [{{ provider: sim-local, model: "llama3.2:latest" }}]
   local-embed:

@@ -20,9 +20,10 @@ def ask(text="Hello"):
     return [{"role": "user", "content": text}]
 
 
-# "fast" is translated to an OpenAI-shaped upstream and back, "local" to Ollama's native API and back;
+# "fast" is translated to an OpenAI-shaped upstream and back, "local" to Ollama's native API and back,
+# "gemini" to Gemini's generateContent and back;
 # "claude" passes through to an Anthropic one.
-ROUTES = ["fast", "claude", "local"]
+ROUTES = ["fast", "claude", "local", "gemini"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -97,13 +98,13 @@ def test_invalid_parameter_raises_bad_request(client):
     assert "temperature" in str(raised.value)
 
 
-@pytest.mark.parametrize("route", ["limited", "claude-limited"])
+@pytest.mark.parametrize("route", ["limited", "claude-limited", "gemini-limited"])
 def test_upstream_rate_limit_raises_rate_limit_error(client, route):
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(model=route, max_tokens=10, messages=ask())
 
 
-@pytest.mark.parametrize("model", ["cut", "flaky", "claude-cut", "claude-flaky"])
+@pytest.mark.parametrize("model", ["cut", "flaky", "claude-cut", "claude-flaky", "gemini-cut"])
 def test_a_stream_that_fails_midway_raises(client, model):
     with pytest.raises(anthropic.APIError):
         with client.messages.stream(model=model, max_tokens=64, messages=ask()) as stream:

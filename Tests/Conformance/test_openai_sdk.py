@@ -24,8 +24,9 @@ def ask(text="Hello"):
 
 
 # "fast" is the fast path to an OpenAI-shaped upstream; "claude" is translated to an Anthropic one and back.
-UPSTREAM_MODEL = {"fast": "gpt-4o-mini-2024-07-18", "claude": "claude-sonnet-4-5-20250929", "local": "llama3.2:latest"}
-ROUTES = ["fast", "claude", "local"]
+UPSTREAM_MODEL = {"fast": "gpt-4o-mini-2024-07-18", "claude": "claude-sonnet-4-5-20250929", "local": "llama3.2:latest",
+                  "gemini": "gemini-2.5-flash"}
+ROUTES = ["fast", "claude", "local", "gemini"]
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -107,7 +108,7 @@ def test_bad_parameter_raises_bad_request(client):
         client.chat.completions.create(model="fast", messages=ask(), stream_options={"include_usage": "yes"}, stream=True)
 
 
-@pytest.mark.parametrize("route", ["limited", "claude-limited"])
+@pytest.mark.parametrize("route", ["limited", "claude-limited", "gemini-limited"])
 def test_upstream_rate_limit_raises_rate_limit_error(client, route):
     with pytest.raises(openai.RateLimitError) as raised:
         client.chat.completions.create(model=route, messages=ask())
@@ -119,7 +120,7 @@ def test_upstream_server_error_raises_internal_server_error(client):
         client.chat.completions.create(model="broken", messages=ask())
 
 
-@pytest.mark.parametrize("model", ["cut", "flaky", "claude-cut", "claude-flaky"])
+@pytest.mark.parametrize("model", ["cut", "flaky", "claude-cut", "claude-flaky", "gemini-cut"])
 def test_a_stream_that_fails_midway_raises_instead_of_ending_cleanly(client, model):
     stream = client.chat.completions.create(model=model, messages=ask(), stream=True)
     with pytest.raises(openai.APIError):
@@ -149,4 +150,4 @@ def test_embeddings_as_base64_decode_to_the_same_vectors(client, route):
 def test_models_lists_the_route_aliases(client):
     assert {model.id for model in client.models.list()} == {
         "fast", "limited", "broken", "cut", "flaky", "embedder", "claude", "claude-limited", "claude-cut", "claude-flaky",
-        "local", "local-embed"}
+        "local", "local-embed", "gemini", "gemini-limited", "gemini-cut"}

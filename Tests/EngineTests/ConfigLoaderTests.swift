@@ -105,7 +105,6 @@ struct ConfigLoaderTests {
     @Test func featuresOfLaterVersionsAreRejectedNotIgnored() {
         let yaml = """
             providers:
-              gem: { kind: gemini, api_key: x }
               sim: { kind: simulator }
             routes:
               r:
@@ -117,7 +116,6 @@ struct ConfigLoaderTests {
             server: { anonymous: false }
             """
         let found = self.issues(yaml)
-        #expect(found.contains { $0.path == "providers.gem.kind" && $0.message.contains("not available") })
         #expect(found.contains { $0.path == "routes.r.strategy" })
         #expect(found.contains { $0.path == "routes.r.fallbacks" })
         #expect(found.contains { $0.path == "tenants" && $0.message.contains("not available") })
@@ -203,7 +201,7 @@ struct ZeroConfigTests {
         let result = ZeroConfig.make(environment: [:])
         #expect(result.usesSimulator)
         #expect(result.config.needsInProcessSimulator)
-        #expect(result.config.routes.map(\.alias) == ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "llama3.2"])
+        #expect(result.config.routes.map(\.alias) == ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5", "llama3.2", "gemini-2.5-flash"])
         #expect(result.config.provider("sim-anthropic")?.wire == .anthropicMessages)
     }
 

@@ -169,10 +169,6 @@ private struct Reader {
             self.report(kindNode, "\(base).kind", "unknown kind '\(kindText)'\(hint)")
             return nil
         }
-        guard kind.isAvailable else {
-            self.report(kindNode, "\(base).kind", "kind '\(kind.rawValue)' is not available in this version of Switchyard yet")
-            return nil
-        }
 
         var preset = ProviderPreset.implied(by: kind)
         if let presetNode = values["preset"], let name = self.string(presetNode, "\(base).preset") {
@@ -188,6 +184,7 @@ private struct Reader {
         let defaultBase: String? = switch kind {
         case .anthropic: ProviderPreset.anthropicBaseURL
         case .ollama: ProviderPreset.ollamaNativeBaseURL
+        case .gemini: ProviderPreset.geminiBaseURL
         default: preset?.baseURL
         }
         var provider = ProviderSettings(id: id, kind: kind, baseURL: defaultBase)
@@ -198,7 +195,7 @@ private struct Reader {
             } else if let wire = WireFormat(rawValue: name) {
                 provider.wire = wire
             } else {
-                self.report(dialectNode, "\(base).dialect", "unknown dialect '\(name)'; use openai, anthropic or ollama")
+                self.report(dialectNode, "\(base).dialect", "unknown dialect '\(name)'; use openai, anthropic, ollama or gemini")
             }
         }
         if let versionNode = values["api_version"], let version = self.string(versionNode, "\(base).api_version") {
@@ -220,7 +217,7 @@ private struct Reader {
         if let keyValue = values["api_key"], let key = self.string(keyValue, "\(base).api_key") {
             provider.apiKey = key.isEmpty ? nil : Secret(key)
         }
-        if (preset?.requiresKey == true || kind == .anthropic || kind == .azureOpenAI) && values["api_key"] == nil {
+        if (preset?.requiresKey == true || [.anthropic, .azureOpenAI, .gemini].contains(kind)) && values["api_key"] == nil {
             self.report(keyNode, "\(base).api_key", "an API key is required for \(preset?.name ?? kind.rawValue)")
         }
         if let headersNode = values["headers"] {

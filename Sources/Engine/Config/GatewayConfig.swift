@@ -81,8 +81,8 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 
 /// `providers.<id>:` — one upstream.
 ///
-/// - `kind` (openai | openai-compatible | anthropic | ollama | vllm | simulator; gemini, azure-openai soon)
-/// - `dialect` (openai | anthropic | ollama, simulator only, default openai): which simulated API it serves
+/// - `kind` (openai | openai-compatible | anthropic | ollama | vllm | gemini | azure-openai | simulator)
+/// - `dialect` (openai | anthropic | ollama | gemini, simulator only, default openai): which simulated API it serves
 /// - `preset` (openai | groq | mistral | together | deepseek | openrouter | vllm | ollama): base URL defaults
 /// - `base_url` (URL, default from the preset; for `simulator`, the in-process simulator)
 /// - `api_key` (secret, usually `${ENV_VAR}`)
@@ -127,7 +127,14 @@ public struct ProviderSettings: Sendable, Equatable {
         self.timeouts = timeouts
         self.maxConnections = maxConnections
         self.acceptsStreamOptions = acceptsStreamOptions
-        self.wire = wire ?? (kind == .anthropic ? .anthropicMessages : kind == .ollama ? .ollamaChat : .openAIChat)
+        self.wire = wire ?? {
+            switch kind {
+            case .anthropic: return .anthropicMessages
+            case .ollama: return .ollamaChat
+            case .gemini: return .geminiGenerateContent
+            default: return .openAIChat
+            }
+        }()
         self.defaultMaxTokens = defaultMaxTokens
         self.apiVersion = nil
     }
@@ -137,7 +144,13 @@ public struct ProviderSettings: Sendable, Equatable {
         switch self.kind {
         case .anthropic: return .xAPIKey
         case .azureOpenAI: return .apiKeyHeader
-        case .simulator: return self.wire == .anthropicMessages ? .xAPIKey : .bearer
+        case .gemini: return .googAPIKey
+        case .simulator:
+            switch self.wire {
+            case .anthropicMessages: return .xAPIKey
+            case .geminiGenerateContent: return .googAPIKey
+            default: return .bearer
+            }
         default: return .bearer
         }
     }
@@ -150,6 +163,8 @@ public enum AuthStyle: Sendable, Equatable {
     case xAPIKey
     /// `api-key: <key>` (Azure OpenAI).
     case apiKeyHeader
+    /// `x-goog-api-key: <key>` (Gemini).
+    case googAPIKey
 }
 
 /// The four ways an upstream call can take too long, each with its own limit.

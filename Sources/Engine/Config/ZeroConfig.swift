@@ -51,6 +51,11 @@ public enum ZeroConfig {
                     : "provider vllm from VLLM_BASE_URL (\(base))"
             )
         }
+        if let key = nonEmpty("GEMINI_API_KEY") {
+            config.providers.append(ProviderSettings(id: "gemini", kind: .gemini, baseURL: ProviderPreset.geminiBaseURL, apiKey: Secret(key)))
+            addRoutes(["gemini-2.5-flash", "gemini-2.5-pro"], provider: "gemini")
+            notes.append("provider gemini from GEMINI_API_KEY")
+        }
         if let key = nonEmpty("ANTHROPIC_API_KEY") {
             let base = nonEmpty("ANTHROPIC_BASE_URL") ?? ProviderPreset.anthropicBaseURL
             config.providers.append(ProviderSettings(id: "anthropic", kind: .anthropic, baseURL: base, apiKey: Secret(key)))
@@ -64,10 +69,12 @@ public enum ZeroConfig {
                 ProviderSettings(id: "sim-openai", kind: .simulator, baseURL: nil),
                 ProviderSettings(id: "sim-anthropic", kind: .simulator, baseURL: nil, wire: .anthropicMessages),
                 ProviderSettings(id: "sim-ollama", kind: .simulator, baseURL: nil, wire: .ollamaChat),
+                ProviderSettings(id: "sim-gemini", kind: .simulator, baseURL: nil, wire: .geminiGenerateContent),
             ]
             addRoutes(["gpt-4o-mini", "gpt-4o"], provider: "sim-openai")
             addRoutes(["claude-sonnet-4-5"], provider: "sim-anthropic")
             addRoutes(["llama3.2"], provider: "sim-ollama")
+            addRoutes(["gemini-2.5-flash"], provider: "sim-gemini")
             notes.append("no provider keys in the environment: the built-in simulated providers serve (no real model is called)")
         }
         return Result(config: config, notes: notes, usesSimulator: usesSimulator)

@@ -116,3 +116,16 @@ public enum StopReason: String, Sendable, Equatable {
     case toolUse
     case refusal
 }
+
+/// Ids for tool calls from providers that send none (Ollama, Gemini): derived from the call's position
+/// and content, never random, so the same answer always carries the same ids.
+public enum ToolCallID {
+    public static func derive(index: Int, name: String, input: JSONValue) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "\(index)|\(name)|\(input.jsonText)".utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return "call_\(index)_" + String(hash, radix: 36)
+    }
+}

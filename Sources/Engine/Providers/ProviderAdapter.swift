@@ -5,8 +5,8 @@ public import NIOCore
 /// Small on purpose (encode, decode, a stream decoder): the same-dialect fast paths bypass it, and
 /// auth lives apart in `AuthStyle`. Registering a format is one line in `ProviderAdapters.adapter(for:)`.
 public protocol ProviderAdapter: Sendable {
-    /// The path under the provider's base URL.
-    var path: String { get }
+    /// The path under the provider's base URL (Gemini names the model and the mode in it).
+    func path(model: String, streaming: Bool) -> String
     func encode(_ request: ChatRequest, upstreamModel: String, settings: ProviderSettings) throws(GatewayError) -> ByteBuffer
     func decode(_ body: ByteBuffer, provider: String) throws(GatewayError) -> ChatResponse
     func makeStreamDecoder(provider: String) -> any StreamDecoder
@@ -18,12 +18,13 @@ public enum ProviderAdapters {
         case .openAIChat: return OpenAIChatAdapter()
         case .anthropicMessages: return AnthropicMessagesAdapter()
         case .ollamaChat: return OllamaChatAdapter()
+        case .geminiGenerateContent: return GeminiAdapter()
         }
     }
 }
 
 struct OpenAIChatAdapter: ProviderAdapter {
-    var path: String { "/chat/completions" }
+    func path(model: String, streaming: Bool) -> String { "/chat/completions" }
 
     func encode(_ request: ChatRequest, upstreamModel: String, settings: ProviderSettings) throws(GatewayError) -> ByteBuffer {
         let isOpenAI = settings.kind == .openai
@@ -45,7 +46,7 @@ struct OpenAIChatAdapter: ProviderAdapter {
 }
 
 struct AnthropicMessagesAdapter: ProviderAdapter {
-    var path: String { "/messages" }
+    func path(model: String, streaming: Bool) -> String { "/messages" }
 
     func encode(_ request: ChatRequest, upstreamModel: String, settings: ProviderSettings) throws(GatewayError) -> ByteBuffer {
         try AnthropicRequestEncoder.encode(request, upstreamModel: upstreamModel, defaultMaxTokens: settings.defaultMaxTokens)
@@ -61,7 +62,7 @@ struct AnthropicMessagesAdapter: ProviderAdapter {
 }
 
 struct OllamaChatAdapter: ProviderAdapter {
-    var path: String { "/api/chat" }
+    func path(model: String, streaming: Bool) -> String { "/api/chat" }
 
     func encode(_ request: ChatRequest, upstreamModel: String, settings: ProviderSettings) throws(GatewayError) -> ByteBuffer {
         try OllamaChat.encode(request, upstreamModel: upstreamModel)
@@ -73,5 +74,25 @@ struct OllamaChatAdapter: ProviderAdapter {
 
     func makeStreamDecoder(provider: String) -> any StreamDecoder {
         OllamaStreamDecoder(provider: provider)
+    }
+}
+
+struct GeminiAdapter: ProviderAdapter {
+    func path(model: String, streaming: Bool) -> String {
+        // The model is a path segment: nothing in it may end the segment or start a query.
+        let name = String(model.map { "/?#% \n\r".contains($0) ? "_" : $0 })
+        return streaming ? "/models/\(name):streamGenerateContent?alt=sse" : "/models/\(name):generateContent"
+    }
+
+    func encode(_ request: ChatRequest, upstreamModel: String, settings: ProviderSettings) throws(GatewayError) -> ByteBuffer {
+        try GeminiGenerateContent.encode(request)
+    }
+
+    func decode(_ body: ByteBuffer, provider: String) throws(GatewayError) -> ChatResponse {
+        try GeminiGenerateContent.decode(body, provider: provider)
+    }
+
+    func makeStreamDecoder(provider: String) -> any StreamDecoder {
+        GeminiStreamDecoder(provider: provider)
     }
 }

@@ -8,15 +8,6 @@ public enum ProviderKind: String, Sendable, CaseIterable {
     case gemini
     case azureOpenAI = "azure-openai"
     case simulator
-
-    /// Kinds whose upstream adapter exists in this build. The others are rejected by config validation
-    /// rather than accepted and silently unable to serve.
-    public var isAvailable: Bool {
-        switch self {
-        case .openai, .openAICompatible, .ollama, .vllm, .simulator, .anthropic, .azureOpenAI: return true
-        case .gemini: return false
-        }
-    }
 }
 
 /// The request format an upstream takes.
@@ -27,6 +18,8 @@ public enum WireFormat: String, Sendable, Equatable, CaseIterable {
     case anthropicMessages = "anthropic"
     /// Ollama's native chat at `{base_url}/api/chat` (NDJSON streams).
     case ollamaChat = "ollama"
+    /// Gemini at `{base_url}/models/{model}:generateContent` (`:streamGenerateContent?alt=sse`).
+    case geminiGenerateContent = "gemini"
 }
 
 /// Data, not code: an OpenAI-compatible vendor is a base URL and how it takes its key.
@@ -57,6 +50,7 @@ public struct ProviderPreset: Sendable, Equatable {
     }
 
     public static let anthropicBaseURL = "https://api.anthropic.com/v1"
+    public static let geminiBaseURL = "https://generativelanguage.googleapis.com/v1beta"
 
     /// The preset a kind implies when the config names none.
     static func implied(by kind: ProviderKind) -> ProviderPreset? {

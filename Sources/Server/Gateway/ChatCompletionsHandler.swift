@@ -83,7 +83,7 @@ struct ChatCompletionsHandler: Sendable {
         let upstreamBody = try adapter.encode(decoded.request, upstreamModel: target.upstreamModel, settings: upstream.settings)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: adapter.path, model: target.upstreamModel, to: upstream, requestID: requestID, streaming: decoded.request.stream, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: adapter.path(model: target.upstreamModel, streaming: decoded.request.stream), model: target.upstreamModel, to: upstream, requestID: requestID, streaming: decoded.request.stream, sent: sent)
         }
         let replied = ContinuousClock.now
         let overhead = (sent - started) + (ContinuousClock.now - replied)

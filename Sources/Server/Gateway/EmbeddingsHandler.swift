@@ -37,8 +37,8 @@ struct EmbeddingsHandler: Sendable {
                 upstreamBody = translated.body
                 ollamaBase64 = translated.wantsBase64
                 path = "/api/embed"
-            case .anthropicMessages:
-                throw GatewayError.invalidRequest("The model '\(target.alias)' is served by an Anthropic provider, which offers no embeddings.", param: "model")
+            case .anthropicMessages, .geminiGenerateContent:
+                throw GatewayError.invalidRequest("The model '\(target.alias)' is served by a provider whose embeddings this gateway does not offer yet.", param: "model")
             }
             let sent = ContinuousClock.now
             let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {

@@ -44,7 +44,7 @@ struct MessagesHandler: Sendable {
         let upstreamBody = try adapter.encode(chat, upstreamModel: target.upstreamModel, settings: upstream.settings)
         let sent = ContinuousClock.now
         let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: adapter.path, model: target.upstreamModel, to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
+            try await UpstreamCall.post(upstreamBody, path: adapter.path(model: target.upstreamModel, streaming: chat.stream), model: target.upstreamModel, to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
         }
         let replied = ContinuousClock.now
         let overhead = (sent - started) + (ContinuousClock.now - replied)

@@ -145,6 +145,35 @@ enum SimulatorRequestParser {
         return prompt
     }
 
+    /// Gemini `generateContent`; streaming is chosen by the URL, not the body.
+    static func gemini(_ json: [String: Any], model: String, stream: Bool) throws(Failure) -> SimulatorPrompt {
+        guard let contents = json["contents"] as? [[String: Any]], !contents.isEmpty else {
+            throw .invalid("* GenerateContentRequest.contents: contents is not specified")
+        }
+        var prompt = SimulatorPrompt(model: model)
+        if let system = (json["systemInstruction"] as? [String: Any])?["parts"] as? [[String: Any]] {
+            prompt.messageTexts.append(system.compactMap { $0["text"] as? String }.joined(separator: "\n"))
+        }
+        for content in contents {
+            let parts = content["parts"] as? [[String: Any]] ?? []
+            let text = parts.compactMap { $0["text"] as? String }.joined(separator: "\n")
+            prompt.imageCount += parts.filter { $0["inlineData"] != nil }.count
+            prompt.messageTexts.append(text)
+            prompt.lastIsToolResult = parts.contains { $0["functionResponse"] != nil }
+            if content["role"] as? String != "model" && !prompt.lastIsToolResult { prompt.lastUserText = text }
+        }
+        let declarations = (json["tools"] as? [[String: Any]] ?? []).flatMap { $0["functionDeclarations"] as? [[String: Any]] ?? [] }
+        prompt.tools = declarations.compactMap { declaration in
+            guard let name = declaration["name"] as? String else { return nil }
+            return SimulatorPrompt.Tool(name: name, properties: self.properties(declaration["parametersJsonSchema"] ?? declaration["parameters"]))
+        }
+        let mode = ((json["toolConfig"] as? [String: Any])?["functionCallingConfig"] as? [String: Any])?["mode"] as? String
+        prompt.toolsDisabled = mode == "NONE"
+        prompt.maxTokens = (json["generationConfig"] as? [String: Any])?["maxOutputTokens"] as? Int
+        prompt.stream = stream
+        return prompt
+    }
+
     /// OpenAI's (and Ollama's) `[{"type":"function","function":{"name","parameters"}}]`.
     private static func functionTools(_ tools: Any?) -> [SimulatorPrompt.Tool] {
         (tools as? [[String: Any]] ?? []).compactMap { tool in

@@ -47,6 +47,18 @@ public struct SimulatorRouter: Sendable {
         router.post("/v1/messages") { request, context in
             try await self.chat(request, dialect: AnthropicSimulatorDialect.self, parse: SimulatorRequestParser.anthropic)
         }
+        // Gemini puts the model and the mode in one path segment: `models/{model}:generateContent`.
+        router.post("/v1beta/models/{call}") { request, context in
+            let call = context.parameters.get("call") ?? ""
+            guard let colon = call.lastIndex(of: ":"), ["generateContent", "streamGenerateContent"].contains(call[call.index(after: colon)...]) else {
+                return Self.error(GeminiSimulatorDialect.invalidRequest("unknown method \(call)", requestID: ""))
+            }
+            let model = String(call[..<colon])
+            let stream = call.hasSuffix(":streamGenerateContent")
+            return try await self.chat(request, dialect: GeminiSimulatorDialect.self) { json throws(SimulatorRequestParser.Failure) in
+                try SimulatorRequestParser.gemini(json, model: model, stream: stream)
+            }
+        }
         router.post("/api/chat") { request, context in
             try await self.chat(request, dialect: OllamaSimulatorDialect.self, parse: SimulatorRequestParser.ollama)
         }

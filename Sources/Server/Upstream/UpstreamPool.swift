@@ -34,8 +34,15 @@ final class UpstreamPool: Sendable {
     init(providers: [ProviderSettings], simulatorURL: String?, eventLoopGroup: any EventLoopGroup) {
         var upstreams: [String: Upstream] = [:]
         for provider in providers {
-            // The in-process simulator serves Ollama's API at its root, the others under /v1.
-            let simulatorBase = simulatorURL.map { provider.wire == .ollamaChat ? $0 : "\($0)/v1" }
+            // The in-process simulator serves each API where its vendor does: Ollama's at the root,
+            // Gemini's under /v1beta, the others under /v1.
+            let simulatorBase = simulatorURL.map { root in
+                switch provider.wire {
+                case .ollamaChat: return root
+                case .geminiGenerateContent: return root + "/v1beta"
+                default: return root + "/v1"
+                }
+            }
             let baseURL = provider.baseURL ?? simulatorBase ?? "http://127.0.0.1:1/v1"
             var headers = HTTPHeaders()
             headers.add(name: "content-type", value: "application/json")
@@ -47,6 +54,8 @@ final class UpstreamPool: Sendable {
                 if let key = provider.apiKey { headers.add(name: "x-api-key", value: key.exposedValue) }
             case .apiKeyHeader:
                 if let key = provider.apiKey { headers.add(name: "api-key", value: key.exposedValue) }
+            case .googAPIKey:
+                if let key = provider.apiKey { headers.add(name: "x-goog-api-key", value: key.exposedValue) }
             }
             if provider.wire == .anthropicMessages { headers.add(name: "anthropic-version", value: "2023-06-01") }
             for (name, value) in provider.headers.sorted(by: { $0.key < $1.key }) {

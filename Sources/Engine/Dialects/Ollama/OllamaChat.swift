@@ -118,7 +118,7 @@ public enum OllamaChat {
         var content: [ContentPart] = []
         if let text = message["content"]?.string, !text.isEmpty { content.append(.text(text)) }
         for (index, call) in (message["tool_calls"]?.array ?? []).enumerated() {
-            let (id, name, input) = self.toolCall(call, index: index, model: json["model"]?.string ?? "")
+            let (id, name, input) = self.toolCall(call, index: index)
             content.append(.toolUse(id: id, name: name, input: input))
         }
         let hasTools = content.contains { if case .toolUse = $0 { return true } else { return false } }
@@ -143,7 +143,7 @@ public enum OllamaChat {
     }
 
     /// A call with a stable id: Ollama's own when it sends one, else derived from its position and content.
-    static func toolCall(_ call: JSONValue, index: Int, model: String) -> (String, String, JSONValue) {
+    static func toolCall(_ call: JSONValue, index: Int) -> (String, String, JSONValue) {
         let function = call["function"]
         let name = function?["name"]?.string ?? ""
         let input: JSONValue
@@ -153,12 +153,7 @@ public enum OllamaChat {
             input = OpenAIResponseDecoder.arguments(function?["arguments"]?.string ?? "")
         }
         if let id = call["id"]?.string, !id.isEmpty { return (id, name, input) }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in "\(index)|\(name)|\(input.jsonText)".utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return ("call_\(index)_" + String(hash, radix: 36), name, input)
+        return (ToolCallID.derive(index: index, name: name, input: input), name, input)
     }
 }
 
@@ -220,7 +215,7 @@ public struct OllamaStreamDecoder: StreamDecoder {
         for call in message?["tool_calls"]?.array ?? [] {
             let index = self.toolCalls
             self.toolCalls += 1
-            let (id, name, input) = OllamaChat.toolCall(call, index: index, model: json["model"]?.string ?? "")
+            let (id, name, input) = OllamaChat.toolCall(call, index: index)
             events.append(.toolCallStart(index: index, id: id, name: name))
             events.append(.toolCallArguments(index: index, fragment: input.jsonText))
         }
