@@ -53,7 +53,7 @@ struct OpenAIToAnthropicRequestTests {
     @Test(arguments: [
         (#"{"model":"c","n":2,"messages":[{"role":"user","content":"x"}]}"#, "n"),
         (#"{"model":"c","temperature":1.5,"messages":[{"role":"user","content":"x"}]}"#, "temperature"),
-        (#"{"model":"c","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"x"}]}"#, "response_format"),
+        (#"{"model":"c","response_format":{"type":"xml"},"messages":[{"role":"user","content":"x"}]}"#, "response_format"),
         (#"{"model":"c","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#, "messages[0].content[0]"),
         (#"{"model":"c","messages":[{"role":"tool","content":"x"}]}"#, "messages[0].tool_call_id"),
         (#"{"model":"c","stop":["a","b","c","d","e"],"messages":[{"role":"user","content":"x"}]}"#, "stop"),
@@ -152,5 +152,26 @@ struct AnthropicToOpenAIStreamTests {
         let (chunks, raw) = self.translate(stream)
         #expect(!raw.contains("[DONE]"))
         #expect(((chunks.last?["error"] as? [String: Any])?["message"] as? String)?.contains("Overloaded") == true)
+    }
+}
+
+struct ResponseFormatTests {
+    private let schema = JSONValue.object([(key: "type", value: .string("object"))])
+
+    @Test func jsonSchemasReachEveryDialectInItsOwnField() throws {
+        let body = #"{"model":"c","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"answer","schema":{"type":"object"}}}}"#
+        let request = try OpenAIRequestDecoder.decode(ByteBuffer(string: body)).request
+        #expect(request.responseFormat == .jsonSchema(name: "answer", schema: self.schema))
+        #expect(try AnthropicRequestEncoder.encode(request, upstreamModel: "m", defaultMaxTokens: 5).string.contains(#""output_config":{"format":{"type":"json_schema","schema":{"type":"object"}}}"#))
+        #expect(try GeminiGenerateContent.encode(request).string.contains(#""responseMimeType":"application/json","responseJsonSchema":{"type":"object"}"#))
+        #expect(try OllamaChat.encode(request, upstreamModel: "m").string.contains(#""format":{"type":"object"}"#))
+        #expect(OpenAIRequestEncoder.encode(request, upstreamModel: "m", options: .init()).string.contains(#""response_format":{"type":"json_schema","json_schema":{"name":"answer","schema":{"type":"object"}}}"#))
+    }
+
+    @Test func plainJSONModeBecomesAnObjectSchemaWhereOnlySchemasExist() throws {
+        let request = try OpenAIRequestDecoder.decode(ByteBuffer(string: #"{"model":"c","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}"#)).request
+        #expect(request.responseFormat == .json)
+        #expect(try AnthropicRequestEncoder.encode(request, upstreamModel: "m", defaultMaxTokens: 5).string.contains(#""schema":{"type":"object"}"#))
+        #expect(try OllamaChat.encode(request, upstreamModel: "m").string.contains(#""format":"json""#))
     }
 }

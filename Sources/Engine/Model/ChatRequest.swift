@@ -19,6 +19,8 @@ public struct ChatRequest: Sendable, Equatable {
     public var stream: Bool
     /// An end-user id for the provider's abuse monitoring (Anthropic `metadata.user_id`, OpenAI `user`).
     public var user: String?
+    /// JSON output, with or without a schema.
+    public var responseFormat: ResponseFormat?
 
     public init(
         model: String,
@@ -33,7 +35,8 @@ public struct ChatRequest: Sendable, Equatable {
         topK: Int? = nil,
         stopSequences: [String] = [],
         stream: Bool = false,
-        user: String? = nil
+        user: String? = nil,
+        responseFormat: ResponseFormat? = nil
     ) {
         self.model = model
         self.system = system
@@ -48,6 +51,7 @@ public struct ChatRequest: Sendable, Equatable {
         self.stopSequences = stopSequences
         self.stream = stream
         self.user = user
+        self.responseFormat = responseFormat
     }
 }
 
@@ -106,6 +110,23 @@ public enum ToolChoice: Sendable, Equatable {
     /// Some tool must be called (OpenAI `required`, Anthropic `any`).
     case required
     case tool(name: String)
+}
+
+/// Constrained output: OpenAI's `response_format`, Anthropic's `output_config.format`, Gemini's
+/// `responseMimeType`/`responseJsonSchema`, Ollama's `format`.
+public enum ResponseFormat: Sendable, Equatable {
+    /// Any JSON object.
+    case json
+    /// JSON matching `schema`; `name` is OpenAI's label for it.
+    case jsonSchema(name: String, schema: JSONValue)
+
+    /// The schema to send where a schema is required (Anthropic has no schema-less JSON mode).
+    var schema: JSONValue {
+        switch self {
+        case .json: return .object([(key: "type", value: .string("object"))])
+        case .jsonSchema(_, let schema): return schema
+        }
+    }
 }
 
 /// Why the model stopped, in canonical terms.

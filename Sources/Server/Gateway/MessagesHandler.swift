@@ -39,7 +39,8 @@ struct MessagesHandler: Sendable {
         if upstream.settings.wire == .anthropicMessages {
             return try await self.passThrough(patch, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
         }
-        let chat = try AnthropicRequestDecoder.decode(body)
+        let decoded = try AnthropicRequestDecoder.decode(body)
+        let chat = decoded.request
         let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
         let upstreamBody = try adapter.encode(chat, upstreamModel: target.upstreamModel, settings: upstream.settings)
         let sent = ContinuousClock.now
@@ -62,6 +63,7 @@ struct MessagesHandler: Sendable {
 
         var headers: HTTPFields = [:]
         headers[.switchyardProvider] = target.provider
+        if !decoded.dropped.isEmpty { headers[.droppedFields] = decoded.dropped.joined(separator: ",") }
         headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
         guard let responseBody = reply.body else {
             headers[.contentType] = "text/event-stream"
@@ -94,7 +96,7 @@ struct MessagesHandler: Sendable {
             } catch is NIOTooManyBytesError {
                 throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
             }
-            let chat = try AnthropicRequestDecoder.decode(body, requireMaxTokens: false)
+            let chat = try AnthropicRequestDecoder.decode(body, requireMaxTokens: false).request
             _ = try self.state.routes.resolve(chat.model)
             var headers: HTTPFields = [.contentType: "application/json"]
             headers.setGatewayHeaders(requestID: requestID, overhead: ContinuousClock.now - started)

@@ -8,8 +8,14 @@ public import NIOCore
 /// empty. Prior `thinking` blocks are dropped (an OpenAI-shaped upstream cannot take them back);
 /// what cannot be carried at all (documents, enabled thinking) is refused with a clear message.
 public enum AnthropicRequestDecoder {
+    public struct Decoded: Sendable {
+        public var request: ChatRequest
+        /// What was left out because the target dialect cannot take it back (earlier turns' thinking).
+        public var dropped: [String]
+    }
+
     /// - Parameter requireMaxTokens: false for `count_tokens`, whose requests carry no `max_tokens`.
-    public static func decode(_ body: ByteBuffer, requireMaxTokens: Bool = true) throws(GatewayError) -> ChatRequest {
+    public static func decode(_ body: ByteBuffer, requireMaxTokens: Bool = true) throws(GatewayError) -> Decoded {
         let parsed: Result<JSONValue, JSONScanner.SyntaxError> = body.withUnsafeReadableBytes { bytes in
             do throws(JSONScanner.SyntaxError) {
                 return .success(try JSONValue.parse(bytes))
@@ -23,10 +29,12 @@ public enum AnthropicRequestDecoder {
         case .failure(let error): throw .malformedRequest(error.description)
         }
         guard case .object = json else { throw .malformedRequest("the body must be a JSON object") }
-        return try self.decode(json, requireMaxTokens: requireMaxTokens)
+        var dropped: [String] = []
+        let request = try self.decode(json, requireMaxTokens: requireMaxTokens, dropped: &dropped)
+        return Decoded(request: request, dropped: dropped)
     }
 
-    static func decode(_ json: JSONValue, requireMaxTokens: Bool) throws(GatewayError) -> ChatRequest {
+    static func decode(_ json: JSONValue, requireMaxTokens: Bool, dropped: inout [String]) throws(GatewayError) -> ChatRequest {
         guard let model = json["model"]?.string, !model.isEmpty else {
             throw .invalidRequest("model: Field required", param: "model")
         }
@@ -47,7 +55,7 @@ public enum AnthropicRequestDecoder {
         var request = ChatRequest(model: model, messages: [], maxTokens: maxTokens)
         request.system = try self.system(json["system"])
         for (index, raw) in rawMessages.enumerated() {
-            let message = try self.message(raw, index: index)
+            let message = try self.message(raw, index: index, dropped: &dropped)
             if let last = request.messages.last, last.role == message.role {
                 request.messages[request.messages.count - 1].content += message.content
             } else {
@@ -75,6 +83,12 @@ public enum AnthropicRequestDecoder {
         }
         request.stream = json["stream"]?.bool ?? false
         request.user = json["metadata"]?["user_id"]?.string
+        if let format = json["output_config"]?["format"], !format.isNull {
+            guard format["type"]?.string == "json_schema", let schema = format["schema"], case .object = schema else {
+                throw .invalidRequest("output_config.format: must be a json_schema with a schema object", param: "output_config.format")
+            }
+            request.responseFormat = .jsonSchema(name: "response", schema: schema)
+        }
         return request
     }
 
@@ -94,7 +108,7 @@ public enum AnthropicRequestDecoder {
         return texts.isEmpty ? nil : texts.joined(separator: "\n\n")
     }
 
-    private static func message(_ raw: JSONValue, index: Int) throws(GatewayError) -> ChatMessage {
+    private static func message(_ raw: JSONValue, index: Int, dropped: inout [String]) throws(GatewayError) -> ChatMessage {
         let path = "messages.\(index)"
         guard let roleText = raw["role"]?.string, let role = ChatMessage.Role(rawValue: roleText) else {
             throw .invalidRequest("\(path).role: must be 'user' or 'assistant'", param: "\(path).role")
@@ -109,7 +123,11 @@ public enum AnthropicRequestDecoder {
         guard let blocks = content.array else { throw .invalidRequest("\(path).content: must be a string or a list of blocks", param: "\(path).content") }
         var parts: [ContentPart] = []
         for (blockIndex, block) in blocks.enumerated() {
-            if let part = try self.block(block, path: "\(path).content.\(blockIndex)", role: role) { parts.append(part) }
+            if let part = try self.block(block, path: "\(path).content.\(blockIndex)", role: role) {
+                parts.append(part)
+            } else if !dropped.contains("thinking") {
+                dropped.append("thinking")
+            }
         }
         return ChatMessage(role: role, content: parts)
     }

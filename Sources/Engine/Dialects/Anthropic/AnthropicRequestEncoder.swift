@@ -77,6 +77,18 @@ public enum AnthropicRequestEncoder {
             json.field("user_id", user)
             json.closeObject()
         }
+        if let format = request.responseFormat {
+            // Anthropic's structured outputs always take a schema.
+            json.key("output_config")
+            json.openObject()
+            json.key("format")
+            json.openObject()
+            json.field("type", "json_schema")
+            json.key("schema")
+            json.raw(format.schema.jsonText)
+            json.closeObject()
+            json.closeObject()
+        }
         if request.stream { json.field("stream", true) }
         json.closeObject()
         return ByteBuffer(string: json.output)

@@ -120,6 +120,13 @@ public enum GeminiGenerateContent {
         if let topP = request.topP { json.field("topP", topP) }
         if let topK = request.topK { json.field("topK", topK) }
         if let maxTokens = request.maxTokens { json.field("maxOutputTokens", maxTokens) }
+        if let format = request.responseFormat {
+            json.field("responseMimeType", "application/json")
+            if case .jsonSchema(_, let schema) = format {
+                json.key("responseJsonSchema")
+                json.raw(schema.jsonText)
+            }
+        }
         if !request.stopSequences.isEmpty {
             json.key("stopSequences")
             json.openArray()

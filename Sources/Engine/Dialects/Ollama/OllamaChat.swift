@@ -90,6 +90,13 @@ public enum OllamaChat {
             }
             json.closeArray()
         }
+        switch request.responseFormat {
+        case .json?: json.field("format", "json")
+        case .jsonSchema(_, let schema)?:
+            json.key("format")
+            json.raw(schema.jsonText)
+        case nil: break
+        }
         json.key("options")
         json.openObject()
         if let temperature = request.temperature { json.field("temperature", temperature) }

@@ -5,7 +5,7 @@ public import NIOCore
 /// Leading `system`/`developer` messages become the system prompt; later ones become a user turn
 /// wrapped in `<system-reminder>` (the form older models without mid-conversation system messages
 /// follow). Consecutive `tool` messages become one user turn of tool results, as Anthropic requires.
-/// What no other dialect can express (`n > 1`, logprobs, audio, JSON mode so far) is refused; options
+/// What no other dialect can express (`n > 1`, logprobs, audio) is refused; options
 /// that only tune sampling on OpenAI (penalties, seed, logit bias…) are dropped and listed in `dropped`.
 public enum OpenAIRequestDecoder {
     public struct Decoded: Sendable {
@@ -109,6 +109,7 @@ public enum OpenAIRequestDecoder {
         }
         request.stream = json["stream"]?.bool ?? false
         request.user = json["user"]?.string
+        request.responseFormat = try self.responseFormat(json["response_format"])
         let dropped = members.map(\.key).filter { self.droppable.contains($0) }
         return Decoded(request: request, includeUsage: json["stream_options"]?["include_usage"]?.bool ?? false, dropped: dropped)
     }
@@ -117,11 +118,23 @@ public enum OpenAIRequestDecoder {
         if let n = json["n"]?.int, n != 1 { throw .invalidRequest("'n' must be 1 for this model.", param: "n") }
         if json["logprobs"]?.bool == true { throw .invalidRequest("'logprobs' is not available for this model.", param: "logprobs") }
         if json["audio"] != nil && json["audio"]?.isNull == false { throw .invalidRequest("Audio output is not available for this model.", param: "audio") }
-        if let format = json["response_format"]?["type"]?.string, format != "text" {
-            throw .invalidRequest("'response_format' \(format) is not available for this model through the gateway yet.", param: "response_format")
-        }
         if json["functions"] != nil || json["function_call"] != nil {
             throw .invalidRequest("The deprecated 'functions' parameters are not supported; use 'tools'.", param: "functions")
+        }
+    }
+
+    private static func responseFormat(_ value: JSONValue?) throws(GatewayError) -> ResponseFormat? {
+        guard let value, !value.isNull else { return nil }
+        switch value["type"]?.string {
+        case "text": return nil
+        case "json_object": return .json
+        case "json_schema":
+            guard let schema = value["json_schema"]?["schema"], case .object = schema else {
+                throw .invalidRequest("'response_format.json_schema.schema' must be a JSON Schema object.", param: "response_format")
+            }
+            return .jsonSchema(name: value["json_schema"]?["name"]?.string ?? "response", schema: schema)
+        default:
+            throw .invalidRequest("'response_format.type' must be text, json_object or json_schema.", param: "response_format")
         }
     }
 

@@ -82,6 +82,23 @@ public enum OpenAIRequestEncoder {
             json.closeArray()
         }
         if let user = request.user { json.field("user", user) }
+        if let format = request.responseFormat {
+            json.key("response_format")
+            json.openObject()
+            switch format {
+            case .json:
+                json.field("type", "json_object")
+            case .jsonSchema(let name, let schema):
+                json.field("type", "json_schema")
+                json.key("json_schema")
+                json.openObject()
+                json.field("name", name)
+                json.key("schema")
+                json.raw(schema.jsonText)
+                json.closeObject()
+            }
+            json.closeObject()
+        }
         if request.stream {
             json.field("stream", true)
             if options.acceptsStreamOptions {
