@@ -6,7 +6,9 @@ public import NIOCore
 /// call by its function name (`functionResponse`), so names are looked up from the earlier calls; calls
 /// arrive whole, usually without ids (stable ones are derived); `finishReason` says `STOP` even after
 /// a call; every stream event is a full response, and there is no end marker but the last
-/// `finishReason`. Gemini 3's `thoughtSignature` on calls is not carried across dialects yet.
+/// `finishReason`. Gemini 3 rejects replayed calls without their `thoughtSignature`, which no other
+/// dialect can carry back to us: replayed calls get Google's documented validator-skip sentinel
+/// (the tool loop works; the model loses that step's reasoning context).
 public enum GeminiGenerateContent {
     public static func encode(_ request: ChatRequest) throws(GatewayError) -> ByteBuffer {
         var toolNames: [String: String] = [:]
@@ -57,6 +59,7 @@ public enum GeminiGenerateContent {
                     json.key("args")
                     json.raw(input.jsonText)
                     json.closeObject()
+                    json.field("thoughtSignature", Self.skipSignatureValidation)
                 case .toolResult(let id, let content, let isError):
                     let text = content.compactMap { part -> String? in
                         if case .text(let text) = part { return text }
@@ -137,6 +140,8 @@ public enum GeminiGenerateContent {
         json.closeObject()
         return ByteBuffer(string: json.output)
     }
+
+    static let skipSignatureValidation = "skip_thought_signature_validator"
 
     static func stopReason(_ finishReason: String?, hasToolCalls: Bool) -> StopReason {
         if hasToolCalls { return .toolUse }
