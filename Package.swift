@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(
             name: "EngineTests",
             dependencies: ["Engine"],
-            exclude: ["Fixtures"]
+            exclude: ["Fixtures", "Golden"]
         ),
         .testTarget(
             name: "ServerTests",
