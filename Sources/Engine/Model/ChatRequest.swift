@@ -78,6 +78,24 @@ public enum ContentPart: Sendable, Equatable {
     case toolResult(toolUseID: String, content: [ContentPart], isError: Bool)
 }
 
+extension [ContentPart] {
+    /// The text parts joined; images and tool parts are left out.
+    func text(separator: String = "") -> String {
+        self.compactMap { part -> String? in
+            if case .text(let text) = part { return text }
+            return nil
+        }.joined(separator: separator)
+    }
+
+    /// The tool calls among the parts, in order.
+    var toolUses: [(id: String, name: String, input: JSONValue)] {
+        self.compactMap { part in
+            if case .toolUse(let id, let name, let input) = part { return (id, name, input) }
+            return nil
+        }
+    }
+}
+
 public enum ImageSource: Sendable, Equatable {
     case url(String)
     case base64(mediaType: String, data: String)

@@ -1,5 +1,7 @@
 /// A parsed JSON value that keeps object members in their order, for the parts of a request the
 /// gateway must translate (messages, tool schemas, tool inputs) rather than pass through.
+public import NIOCore
+
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -27,6 +29,30 @@ public enum JSONValue: Sendable, Equatable {
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONScanner.SyntaxError) -> JSONValue {
         try JSONScanner.validate(bytes)
         return try Self.value(in: bytes, range: 0..<bytes.count)
+    }
+
+    /// The body as JSON, or nil when it is not valid JSON (upstream answers: the caller says whose fault).
+    public static func parse(_ body: ByteBuffer) -> JSONValue? {
+        body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+    }
+
+    /// A client's request body as a JSON object.
+    /// - Throws: `malformedRequest` (400) saying where the JSON breaks.
+    public static func requestObject(_ body: ByteBuffer) throws(GatewayError) -> JSONValue {
+        let parsed: Result<JSONValue, JSONScanner.SyntaxError> = body.withUnsafeReadableBytes { bytes in
+            do throws(JSONScanner.SyntaxError) {
+                return .success(try JSONValue.parse(bytes))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch parsed {
+        case .success(let value):
+            guard case .object = value else { throw .malformedRequest("the body must be a JSON object") }
+            return value
+        case .failure(let error):
+            throw .malformedRequest(error.description)
+        }
     }
 
     public static func parse(_ text: String) throws(JSONScanner.SyntaxError) -> JSONValue {
@@ -104,6 +130,12 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     public var isNull: Bool { self == .null }
+
+    /// An object's member names in order; empty for anything else.
+    public var keys: [String] {
+        guard case .object(let members) = self else { return [] }
+        return members.map(\.key)
+    }
 
     // MARK: Writing
 

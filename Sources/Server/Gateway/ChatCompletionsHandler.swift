@@ -7,38 +7,25 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// `POST /v1/chat/completions` from an OpenAI client to an OpenAI-compatible upstream: the fast path.
+/// `POST /v1/chat/completions` from an OpenAI client. To an OpenAI-compatible upstream it takes the
+/// fast path; to any other upstream it is translated through the canonical model and back.
 ///
-/// The body is validated and patched in place (`model`, `stream_options.include_usage`), never
+/// On the fast path the body is validated and patched in place (`model`, `stream_options.include_usage`), never
 /// re-encoded; the response streams back byte for byte in whole events while usage is read on the way.
 /// Failures before the first byte get an OpenAI error with the right status; after it, an error event.
 struct ChatCompletionsHandler: Sendable {
     let state: GatewayState
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let started = ContinuousClock.now
-        let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
-        do {
-            return try await self.forward(request, requestID: requestID, started: started, context: context)
-        } catch {
-            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
-            Self.log(gatewayError, requestID: requestID, logger: context.logger)
-            return gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+        await self.state.respond(to: request, context: context, in: .openAI) { requestID, started in
+            try await self.forward(request, requestID: requestID, started: started, context: context)
         }
     }
 
     private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext) async throws -> Response {
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: self.state.config.server.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
-        }
+        let body = try await self.state.body(of: request)
         let patch = try OpenAIRequestPatch(body: body)
-        let target = try self.state.routes.resolve(patch.clientModel)
-        guard let upstream = self.state.upstreams[target.provider] else {
-            throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
-        }
+        let (target, upstream) = try self.state.target(for: patch.clientModel)
 
         if upstream.settings.wire != .openAIChat {
             return try await self.forwardTranslated(body, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
@@ -94,7 +81,7 @@ struct ChatCompletionsHandler: Sendable {
             let error = UpstreamCall.errorMessage(reply.body).map {
                 GatewayError.upstreamReported(provider: target.provider, status: status, message: $0, retryAfterSeconds: retryAfter)
             } ?? .upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter)
-            Self.log(error, requestID: requestID, logger: context.logger)
+            error.log(requestID: requestID, logger: context.logger)
             return error.openAIResponse(requestID: requestID, overhead: overhead)
         }
         var headers: HTTPFields = [:]
@@ -175,15 +162,6 @@ struct ChatCompletionsHandler: Sendable {
                 }
                 try await writer.finish(nil)
             }
-        )
-    }
-
-    static func log(_ error: GatewayError, requestID: String, logger: Logger) {
-        let level: Logger.Level = error.domain == .caller ? .debug : (error.domain == .gateway ? .error : .warning)
-        logger.log(
-            level: level,
-            "request failed",
-            metadata: ["gw.request_id": "\(requestID)", "gw.error": "\(error.metricLabel)", "gw.domain": "\(error.domain.rawValue)", "gw.detail": "\(error.message)"]
         )
     }
 }

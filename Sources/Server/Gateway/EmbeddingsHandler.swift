@@ -10,21 +10,11 @@ struct EmbeddingsHandler: Sendable {
     let state: GatewayState
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let started = ContinuousClock.now
-        let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
-        do {
-            let body: ByteBuffer
-            do {
-                body = try await request.body.collect(upTo: self.state.config.server.maxBodyBytes)
-            } catch is NIOTooManyBytesError {
-                throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
-            }
+        await self.state.respond(to: request, context: context, in: .openAI) { requestID, started in
+            let body = try await self.state.body(of: request)
             let patch = try OpenAIRequestPatch(body: body)
             guard !patch.isStreaming else { throw GatewayError.invalidRequest("Embeddings cannot be streamed.", param: "stream") }
-            let target = try self.state.routes.resolve(patch.clientModel)
-            guard let upstream = self.state.upstreams[target.provider] else {
-                throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
-            }
+            let (target, upstream) = try self.state.target(for: patch.clientModel)
             let upstreamBody: ByteBuffer
             let path: String
             var ollamaBase64: Bool?
@@ -61,10 +51,6 @@ struct EmbeddingsHandler: Sendable {
             let usage = try OpenAIEmbeddingsSummary.read(responseBody, provider: target.provider)
             exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
-        } catch {
-            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
-            ChatCompletionsHandler.log(gatewayError, requestID: requestID, logger: context.logger)
-            return gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
         }
     }
 }

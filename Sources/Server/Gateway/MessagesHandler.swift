@@ -6,36 +6,23 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// `POST /v1/messages` from an Anthropic client, translated through the canonical model to an
-/// OpenAI-compatible upstream and back, streams included. Errors come in Anthropic's envelope.
+/// `POST /v1/messages` from an Anthropic client: passed through to Anthropic upstreams with only
+/// `model` rewritten, translated through the canonical model to every other upstream and back,
+/// streams included. Errors come in Anthropic's envelope.
 struct MessagesHandler: Sendable {
     let state: GatewayState
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let started = ContinuousClock.now
-        let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
-        do {
-            return try await self.forward(request, requestID: requestID, started: started, context: context)
-        } catch {
-            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
-            ChatCompletionsHandler.log(gatewayError, requestID: requestID, logger: context.logger)
-            return gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+        await self.state.respond(to: request, context: context, in: .anthropic) { requestID, started in
+            try await self.forward(request, requestID: requestID, started: started, context: context)
         }
     }
 
     private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext) async throws -> Response {
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: self.state.config.server.maxBodyBytes)
-        } catch is NIOTooManyBytesError {
-            throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
-        }
+        let body = try await self.state.body(of: request)
         // Only the model and `stream` are read first: a same-dialect request must not be decoded.
         let patch = try OpenAIRequestPatch(body: body)
-        let target = try self.state.routes.resolve(patch.clientModel)
-        guard let upstream = self.state.upstreams[target.provider] else {
-            throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
-        }
+        let (target, upstream) = try self.state.target(for: patch.clientModel)
         if upstream.settings.wire == .anthropicMessages {
             return try await self.passThrough(patch, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
         }
@@ -57,7 +44,7 @@ struct MessagesHandler: Sendable {
             let error = UpstreamCall.errorMessage(reply.body).map {
                 GatewayError.upstreamReported(provider: target.provider, status: status, message: $0, retryAfterSeconds: retryAfter)
             } ?? .upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter)
-            ChatCompletionsHandler.log(error, requestID: requestID, logger: context.logger)
+            error.log(requestID: requestID, logger: context.logger)
             return error.anthropicResponse(requestID: requestID, overhead: overhead)
         }
 
@@ -87,25 +74,14 @@ struct MessagesHandler: Sendable {
     /// `POST /v1/messages/count_tokens`: an estimate (see `TokenEstimate`), validated like a real
     /// request and only for models this gateway routes.
     func countTokens(_ request: Request, context: GatewayRequestContext) async -> Response {
-        let started = ContinuousClock.now
-        let requestID = self.state.identity.make(clientSupplied: request.headers[.requestID])
-        do {
-            let body: ByteBuffer
-            do {
-                body = try await request.body.collect(upTo: self.state.config.server.maxBodyBytes)
-            } catch is NIOTooManyBytesError {
-                throw GatewayError.bodyTooLarge(limit: self.state.config.server.maxBodyBytes)
-            }
+        await self.state.respond(to: request, context: context, in: .anthropic) { requestID, started in
+            let body = try await self.state.body(of: request)
             let chat = try AnthropicRequestDecoder.decode(body, requireMaxTokens: false).request
-            _ = try self.state.routes.resolve(chat.model)
+            _ = try self.state.target(for: chat.model)
             var headers: HTTPFields = [.contentType: "application/json"]
             headers.setGatewayHeaders(requestID: requestID, overhead: ContinuousClock.now - started)
             headers[.tokenEstimate] = "true"
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"input_tokens":\#(TokenEstimate.inputTokens(chat))}"#)))
-        } catch {
-            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
-            ChatCompletionsHandler.log(gatewayError, requestID: requestID, logger: context.logger)
-            return gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
         }
     }
 
@@ -137,7 +113,7 @@ struct MessagesHandler: Sendable {
             let retryAfter = reply.response.headers.first(name: "retry-after")
             guard let body = reply.body, UpstreamCall.isErrorEnvelope(body) else {
                 let error = GatewayError.upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
-                ChatCompletionsHandler.log(error, requestID: requestID, logger: context.logger)
+                error.log(requestID: requestID, logger: context.logger)
                 return error.anthropicResponse(requestID: requestID, overhead: overhead)
             }
             if let retryAfter { headers[.retryAfter] = retryAfter }

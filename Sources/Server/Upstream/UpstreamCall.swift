@@ -61,7 +61,7 @@ enum UpstreamCall {
     /// it so), or Ollama's plain `{"error": "…"}`.
     static func errorMessage(_ body: ByteBuffer?) -> String? {
         guard let body else { return nil }
-        let json: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        let json = JSONValue.parse(body)
         if let text = json?["error"]?.string { return text }
         guard let error = json?["error"], case .object = error else { return nil }
         return error["message"]?.string ?? "error"
@@ -83,7 +83,7 @@ extension UpstreamCall.Reply {
         let retryAfter = self.response.headers.first(name: "retry-after")
         guard let body = self.body, UpstreamCall.isErrorEnvelope(body) else {
             let error = GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
-            ChatCompletionsHandler.log(error, requestID: context.requestID, logger: context.logger)
+            error.log(requestID: context.requestID, logger: context.logger)
             return error.openAIResponse(requestID: context.requestID, overhead: overhead)
         }
         context.logger.warning(

@@ -16,19 +16,7 @@ public enum AnthropicRequestDecoder {
 
     /// - Parameter requireMaxTokens: false for `count_tokens`, whose requests carry no `max_tokens`.
     public static func decode(_ body: ByteBuffer, requireMaxTokens: Bool = true) throws(GatewayError) -> Decoded {
-        let parsed: Result<JSONValue, JSONScanner.SyntaxError> = body.withUnsafeReadableBytes { bytes in
-            do throws(JSONScanner.SyntaxError) {
-                return .success(try JSONValue.parse(bytes))
-            } catch {
-                return .failure(error)
-            }
-        }
-        let json: JSONValue
-        switch parsed {
-        case .success(let value): json = value
-        case .failure(let error): throw .malformedRequest(error.description)
-        }
-        guard case .object = json else { throw .malformedRequest("the body must be a JSON object") }
+        let json = try JSONValue.requestObject(body)
         var dropped: [String] = []
         let request = try self.decode(json, requireMaxTokens: requireMaxTokens, dropped: &dropped)
         return Decoded(request: request, dropped: dropped)

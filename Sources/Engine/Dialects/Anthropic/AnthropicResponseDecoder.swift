@@ -33,7 +33,7 @@ public enum AnthropicResponseDecoder {
     /// Decodes a complete `message` body.
     /// - Throws: `upstreamMalformed` when it is not a message.
     public static func decode(_ body: ByteBuffer, provider: String) throws(GatewayError) -> ChatResponse {
-        let parsed: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        let parsed = JSONValue.parse(body)
         guard let json = parsed, json["type"]?.string == "message", let blocks = json["content"]?.array else {
             throw .upstreamMalformed(provider: provider, detail: "a 200 response that is not a message")
         }

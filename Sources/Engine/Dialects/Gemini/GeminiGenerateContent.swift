@@ -61,10 +61,7 @@ public enum GeminiGenerateContent {
                     json.closeObject()
                     json.field("thoughtSignature", Self.skipSignatureValidation)
                 case .toolResult(let id, let content, let isError):
-                    let text = content.compactMap { part -> String? in
-                        if case .text(let text) = part { return text }
-                        return nil
-                    }.joined(separator: "\n")
+                    let text = content.text(separator: "\n")
                     json.key("functionResponse")
                     json.openObject()
                     json.field("name", toolNames[id] ?? id)
@@ -183,7 +180,7 @@ public enum GeminiGenerateContent {
     }
 
     public static func decode(_ body: ByteBuffer, provider: String) throws(GatewayError) -> ChatResponse {
-        let parsed: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        let parsed = JSONValue.parse(body)
         guard let json = parsed, let candidate = json["candidates"]?.array?.first else {
             // A blocked prompt has no candidates, only `promptFeedback.blockReason`: a refusal.
             if parsed?["promptFeedback"]?["blockReason"]?.string != nil {

@@ -34,10 +34,7 @@ public enum OllamaChat {
                     toolNames[id] = name
                     calls.append((name, input))
                 case .toolResult(let id, let content, let isError):
-                    let text = content.compactMap { part -> String? in
-                        if case .text(let text) = part { return text }
-                        return nil
-                    }.joined(separator: "\n")
+                    let text = content.text(separator: "\n")
                     json.openObject()
                     json.field("role", "tool")
                     json.field("content", isError ? "Error: \(text)" : text)
@@ -74,21 +71,7 @@ public enum OllamaChat {
         }
         json.closeArray()
         if !request.tools.isEmpty && request.toolChoice != ToolChoice.none {
-            json.key("tools")
-            json.openArray()
-            for tool in request.tools {
-                json.openObject()
-                json.field("type", "function")
-                json.key("function")
-                json.openObject()
-                json.field("name", tool.name)
-                if let description = tool.description { json.field("description", description) }
-                json.key("parameters")
-                json.raw(tool.parameters.jsonText)
-                json.closeObject()
-                json.closeObject()
-            }
-            json.closeArray()
+            json.functionTools(request.tools)
         }
         switch request.responseFormat {
         case .json?: json.field("format", "json")
@@ -118,7 +101,7 @@ public enum OllamaChat {
 
     /// Decodes a whole (`"stream": false`) answer.
     public static func decode(_ body: ByteBuffer, provider: String) throws(GatewayError) -> ChatResponse {
-        let parsed: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        let parsed = JSONValue.parse(body)
         guard let json = parsed, let message = json["message"] else {
             throw .upstreamMalformed(provider: provider, detail: "a 200 response that is not a chat answer")
         }

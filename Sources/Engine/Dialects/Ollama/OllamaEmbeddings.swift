@@ -9,7 +9,7 @@ public enum OllamaEmbeddings {
     }
 
     public static func encode(_ openAIBody: ByteBuffer, upstreamModel: String) throws(GatewayError) -> Request {
-        let parsed: JSONValue? = openAIBody.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        let parsed = JSONValue.parse(openAIBody)
         guard let json = parsed, case .object = json else { throw .malformedRequest("the body must be a JSON object") }
         let input: JSONValue
         switch json["input"] {
@@ -31,7 +31,7 @@ public enum OllamaEmbeddings {
 
     /// `{"embeddings":[[…]],"prompt_eval_count":N}` → `{"object":"list","data":[…],"model","usage"}`.
     public static func decode(_ body: ByteBuffer, model: String, base64: Bool, provider: String) throws(GatewayError) -> (json: String, usage: Usage) {
-        let parsed: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        let parsed = JSONValue.parse(body)
         guard let vectors = parsed?["embeddings"]?.array else {
             throw .upstreamMalformed(provider: provider, detail: "a 200 response without 'embeddings'")
         }

@@ -23,19 +23,7 @@ public enum OpenAIRequestDecoder {
     ]
 
     public static func decode(_ body: ByteBuffer) throws(GatewayError) -> Decoded {
-        let parsed: Result<JSONValue, JSONScanner.SyntaxError> = body.withUnsafeReadableBytes { bytes in
-            do throws(JSONScanner.SyntaxError) {
-                return .success(try JSONValue.parse(bytes))
-            } catch {
-                return .failure(error)
-            }
-        }
-        let json: JSONValue
-        switch parsed {
-        case .success(let value): json = value
-        case .failure(let error): throw .malformedRequest(error.description)
-        }
-        guard case .object(let members) = json else { throw .malformedRequest("the body must be a JSON object") }
+        let json = try JSONValue.requestObject(body)
         guard let model = json["model"]?.string, !model.isEmpty else {
             throw .invalidRequest("You must provide a model parameter.", param: "model")
         }
@@ -110,7 +98,7 @@ public enum OpenAIRequestDecoder {
         request.stream = json["stream"]?.bool ?? false
         request.user = json["user"]?.string
         request.responseFormat = try self.responseFormat(json["response_format"])
-        let dropped = members.map(\.key).filter { self.droppable.contains($0) }
+        let dropped = json.keys.filter { self.droppable.contains($0) }
         return Decoded(request: request, includeUsage: json["stream_options"]?["include_usage"]?.bool ?? false, dropped: dropped)
     }
 

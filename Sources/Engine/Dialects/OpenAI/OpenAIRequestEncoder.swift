@@ -38,21 +38,7 @@ public enum OpenAIRequestEncoder {
         }
         json.closeArray()
         if !request.tools.isEmpty {
-            json.key("tools")
-            json.openArray()
-            for tool in request.tools {
-                json.openObject()
-                json.field("type", "function")
-                json.key("function")
-                json.openObject()
-                json.field("name", tool.name)
-                if let description = tool.description { json.field("description", description) }
-                json.key("parameters")
-                json.raw(tool.parameters.jsonText)
-                json.closeObject()
-                json.closeObject()
-            }
-            json.closeArray()
+            json.functionTools(request.tools)
             if let parallel = request.parallelToolCalls { json.field("parallel_tool_calls", parallel) }
         }
         if let choice = request.toolChoice {
@@ -124,10 +110,7 @@ public enum OpenAIRequestEncoder {
             json.openObject()
             json.field("role", "tool")
             json.field("tool_call_id", id)
-            let text = content.compactMap { part -> String? in
-                if case .text(let text) = part { return text }
-                return nil
-            }.joined(separator: "\n")
+            let text = content.text(separator: "\n")
             // OpenAI has no error flag on tool results; say it in the text so the model knows.
             json.field("content", isError ? "Error: \(text)" : text)
             json.closeObject()
@@ -167,31 +150,52 @@ public enum OpenAIRequestEncoder {
     private static func writeAssistant(_ parts: [ContentPart], into json: inout JSONWriter) {
         json.openObject()
         json.field("role", "assistant")
-        let text = parts.compactMap { part -> String? in
-            if case .text(let text) = part { return text }
-            return nil
-        }.joined()
+        let text = parts.text()
         json.field("content", text.isEmpty ? nil : text)
-        let calls = parts.compactMap { part -> (String, String, JSONValue)? in
-            if case .toolUse(let id, let name, let input) = part { return (id, name, input) }
-            return nil
-        }
-        if !calls.isEmpty {
-            json.key("tool_calls")
-            json.openArray()
-            for (id, name, input) in calls {
-                json.openObject()
-                json.field("id", id)
-                json.field("type", "function")
-                json.key("function")
-                json.openObject()
-                json.field("name", name)
-                json.field("arguments", input.jsonText)
-                json.closeObject()
-                json.closeObject()
-            }
-            json.closeArray()
-        }
+        let calls = parts.toolUses
+        if !calls.isEmpty { json.openAIToolCalls(calls) }
         json.closeObject()
+    }
+}
+
+// MARK: Shapes shared by more than one dialect
+
+extension JSONWriter {
+    /// `"tools":[{"type":"function","function":{"name","description","parameters"}}]`: OpenAI's shape,
+    /// which Ollama's native API shares.
+    mutating func functionTools(_ tools: [ToolDefinition]) {
+        self.key("tools")
+        self.openArray()
+        for tool in tools {
+            self.openObject()
+            self.field("type", "function")
+            self.key("function")
+            self.openObject()
+            self.field("name", tool.name)
+            if let description = tool.description { self.field("description", description) }
+            self.key("parameters")
+            self.raw(tool.parameters.jsonText)
+            self.closeObject()
+            self.closeObject()
+        }
+        self.closeArray()
+    }
+
+    /// OpenAI's `"tool_calls":[{"id","type":"function","function":{"name","arguments"}}]`, arguments as JSON text.
+    mutating func openAIToolCalls(_ calls: [(id: String, name: String, input: JSONValue)]) {
+        self.key("tool_calls")
+        self.openArray()
+        for call in calls {
+            self.openObject()
+            self.field("id", call.id)
+            self.field("type", "function")
+            self.key("function")
+            self.openObject()
+            self.field("name", call.name)
+            self.field("arguments", call.input.jsonText)
+            self.closeObject()
+            self.closeObject()
+        }
+        self.closeArray()
     }
 }

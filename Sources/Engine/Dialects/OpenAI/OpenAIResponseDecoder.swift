@@ -15,7 +15,7 @@ public enum OpenAIResponseDecoder {
     /// Decodes a complete response body.
     /// - Throws: `upstreamMalformed` when it is not a completion.
     public static func decode(_ body: ByteBuffer, provider: String) throws(GatewayError) -> ChatResponse {
-        let parsed: JSONValue? = body.withUnsafeReadableBytes { try? JSONValue.parse($0) }
+        let parsed = JSONValue.parse(body)
         guard let json = parsed, let choice = json["choices"]?.array?.first else {
             throw .upstreamMalformed(provider: provider, detail: "a 200 response that is not a chat completion")
         }

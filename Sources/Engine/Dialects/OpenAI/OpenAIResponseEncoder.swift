@@ -46,31 +46,10 @@ public enum OpenAIResponseEncoder {
         json.key("message")
         json.openObject()
         json.field("role", "assistant")
-        let text = response.content.compactMap { part -> String? in
-            if case .text(let text) = part { return text }
-            return nil
-        }.joined()
+        let text = response.content.text()
         json.field("content", text.isEmpty ? nil : text)
-        let calls = response.content.compactMap { part -> (String, String, JSONValue)? in
-            if case .toolUse(let id, let name, let input) = part { return (id, name, input) }
-            return nil
-        }
-        if !calls.isEmpty {
-            json.key("tool_calls")
-            json.openArray()
-            for (id, name, input) in calls {
-                json.openObject()
-                json.field("id", id)
-                json.field("type", "function")
-                json.key("function")
-                json.openObject()
-                json.field("name", name)
-                json.field("arguments", input.jsonText)
-                json.closeObject()
-                json.closeObject()
-            }
-            json.closeArray()
-        }
+        let calls = response.content.toolUses
+        if !calls.isEmpty { json.openAIToolCalls(calls) }
         json.field("refusal", nil)
         json.closeObject()
         json.field("logprobs", nil)

@@ -1,0 +1,64 @@
+import Engine
+import Hummingbird
+import Logging
+import NIOCore
+
+/// The client dialect an endpoint speaks, which decides how its errors look.
+enum ClientDialect {
+    case openAI
+    case anthropic
+}
+
+/// What every endpoint does around its own work: a request id, the body within its limit, the route's
+/// target and its upstream, and any failure rendered in the client's dialect and logged once.
+extension GatewayState {
+    func respond(
+        to request: Request,
+        context: GatewayRequestContext,
+        in dialect: ClientDialect,
+        _ work: (_ requestID: String, _ started: ContinuousClock.Instant) async throws -> Response
+    ) async -> Response {
+        let started = ContinuousClock.now
+        let requestID = self.identity.make(clientSupplied: request.headers[.requestID])
+        do {
+            return try await work(requestID, started)
+        } catch {
+            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
+            gatewayError.log(requestID: requestID, logger: context.logger)
+            switch dialect {
+            case .openAI: return gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+            case .anthropic: return gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+            }
+        }
+    }
+
+    /// The whole request body, refused with 413 past `server.max_body`.
+    func body(of request: Request) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: self.config.server.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw GatewayError.bodyTooLarge(limit: self.config.server.maxBodyBytes)
+        }
+    }
+
+    /// The route's chosen target for `model`, and the upstream that serves it.
+    func target(for model: String) throws -> (RouteTable.Resolved, UpstreamPool.Upstream) {
+        let target = try self.routes.resolve(model)
+        guard let upstream = self.upstreams[target.provider] else {
+            throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
+        }
+        return (target, upstream)
+    }
+}
+
+extension GatewayError {
+    /// Caller mistakes are routine (debug); provider trouble is a warning; our own failures are errors.
+    func log(requestID: String, logger: Logger) {
+        let level: Logger.Level = self.domain == .caller ? .debug : (self.domain == .gateway ? .error : .warning)
+        logger.log(
+            level: level,
+            "request failed",
+            metadata: ["gw.request_id": "\(requestID)", "gw.error": "\(self.metricLabel)", "gw.domain": "\(self.domain.rawValue)", "gw.detail": "\(self.message)"]
+        )
+    }
+}
