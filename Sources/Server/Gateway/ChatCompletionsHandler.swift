@@ -28,7 +28,12 @@ struct ChatCompletionsHandler: Sendable {
         let (target, upstream) = try self.state.target(for: patch.clientModel)
 
         if upstream.settings.wire != .openAIChat {
-            return try await self.forwardTranslated(body, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
+            let decoded = try OpenAIRequestDecoder.decode(body)
+            let exchange = TranslatedExchange(state: self.state, client: .openAI, includeUsage: decoded.includeUsage)
+            return try await exchange.run(
+                decoded.request, dropped: decoded.dropped, target: target, upstream: upstream,
+                requestID: requestID, started: started, context: context
+            )
         }
         let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
         let sent = ContinuousClock.now
@@ -52,62 +57,6 @@ struct ChatCompletionsHandler: Sendable {
         headers[.switchyardProvider] = target.provider
         headers.setGatewayHeaders(requestID: requestID, overhead: beforeUpstream + (ContinuousClock.now - replied))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
-    }
-
-    // MARK: Other dialects
-
-    /// An OpenAI request to an upstream of another dialect, through the canonical model both ways.
-    private func forwardTranslated(
-        _ body: ByteBuffer,
-        target: RouteTable.Resolved,
-        upstream: UpstreamPool.Upstream,
-        requestID: String,
-        started: ContinuousClock.Instant,
-        context: GatewayRequestContext
-    ) async throws -> Response {
-        let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
-        let decoded = try OpenAIRequestDecoder.decode(body)
-        let upstreamBody = try adapter.encode(decoded.request, upstreamModel: target.upstreamModel, settings: upstream.settings)
-        let sent = ContinuousClock.now
-        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: adapter.path(model: target.upstreamModel, streaming: decoded.request.stream), model: target.upstreamModel, to: upstream, requestID: requestID, streaming: decoded.request.stream, sent: sent)
-        }
-        let replied = ContinuousClock.now
-        let overhead = (sent - started) + (ContinuousClock.now - replied)
-        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
-        guard reply.isSuccess else {
-            let status = Int(reply.response.status.code)
-            let retryAfter = reply.response.headers.first(name: "retry-after").flatMap { Int($0) }
-            let error = UpstreamCall.errorMessage(reply.body).map {
-                GatewayError.upstreamReported(provider: target.provider, status: status, message: $0, retryAfterSeconds: retryAfter)
-            } ?? .upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter)
-            error.log(requestID: requestID, logger: context.logger)
-            return error.openAIResponse(requestID: requestID, overhead: overhead)
-        }
-        var headers: HTTPFields = [:]
-        headers[.switchyardProvider] = target.provider
-        if !decoded.dropped.isEmpty { headers[.droppedFields] = decoded.dropped.joined(separator: ",") }
-        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
-        let created = Int(Date().timeIntervalSince1970)
-        guard let responseBody = reply.body else {
-            headers[.contentType] = "text/event-stream"
-            headers[.cacheControl] = "no-cache"
-            let model = target.upstreamModel
-            let includeUsage = decoded.includeUsage
-            let body = UpstreamCall.translatedStream(
-                reply.response,
-                exchange,
-                decoder: { adapter.makeStreamDecoder(provider: target.provider) },
-                encoder: { OpenAIStreamEncoder(model: model, created: created, includeUsage: includeUsage, fallbackID: requestID) }
-            )
-            return Response(status: .ok, headers: headers, body: body)
-        }
-        var response = try adapter.decode(responseBody, provider: target.provider)
-        if response.id.isEmpty { response.id = requestID }
-        exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
-        headers[.contentType] = "application/json"
-        let completion = OpenAIResponseEncoder.completion(response, model: target.upstreamModel, created: created)
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: completion)))
     }
 
     // MARK: Streams

@@ -27,48 +27,10 @@ struct MessagesHandler: Sendable {
             return try await self.passThrough(patch, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
         }
         let decoded = try AnthropicRequestDecoder.decode(body)
-        let chat = decoded.request
-        let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
-        let upstreamBody = try adapter.encode(chat, upstreamModel: target.upstreamModel, settings: upstream.settings)
-        let sent = ContinuousClock.now
-        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: adapter.path(model: target.upstreamModel, streaming: chat.stream), model: target.upstreamModel, to: upstream, requestID: requestID, streaming: chat.stream, sent: sent)
-        }
-        let replied = ContinuousClock.now
-        let overhead = (sent - started) + (ContinuousClock.now - replied)
-        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
-
-        guard reply.isSuccess else {
-            let status = Int(reply.response.status.code)
-            let retryAfter = reply.response.headers.first(name: "retry-after").flatMap { Int($0) }
-            let error = UpstreamCall.errorMessage(reply.body).map {
-                GatewayError.upstreamReported(provider: target.provider, status: status, message: $0, retryAfterSeconds: retryAfter)
-            } ?? .upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter)
-            error.log(requestID: requestID, logger: context.logger)
-            return error.anthropicResponse(requestID: requestID, overhead: overhead)
-        }
-
-        var headers: HTTPFields = [:]
-        headers[.switchyardProvider] = target.provider
-        if !decoded.dropped.isEmpty { headers[.droppedFields] = decoded.dropped.joined(separator: ",") }
-        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
-        guard let responseBody = reply.body else {
-            headers[.contentType] = "text/event-stream"
-            headers[.cacheControl] = "no-cache"
-            let body = UpstreamCall.translatedStream(
-                reply.response,
-                exchange,
-                decoder: { adapter.makeStreamDecoder(provider: target.provider) },
-                encoder: { AnthropicStreamEncoder(model: target.upstreamModel, fallbackID: requestID) }
-            )
-            return Response(status: .ok, headers: headers, body: body)
-        }
-        var response = try adapter.decode(responseBody, provider: target.provider)
-        if response.id.isEmpty { response.id = requestID }
-        exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
-        headers[.contentType] = "application/json"
-        let message = AnthropicResponseEncoder.message(response, model: target.upstreamModel)
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: message)))
+        return try await TranslatedExchange(state: self.state, client: .anthropic).run(
+            decoded.request, dropped: decoded.dropped, target: target, upstream: upstream,
+            requestID: requestID, started: started, context: context
+        )
     }
 
     /// `POST /v1/messages/count_tokens`: an estimate (see `TokenEstimate`), validated like a real
