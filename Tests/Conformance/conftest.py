@@ -34,6 +34,8 @@ providers:
 routes:
   gemini:
     targets: [{{ provider: sim-gemini, model: gemini-2.5-flash }}]
+  gemini-embed:
+    targets: [{{ provider: sim-gemini, model: text-embedding-004 }}]
   gemini-limited:
     targets: [{{ provider: sim-gemini, model: "g:fault=429" }}]
   gemini-cut:

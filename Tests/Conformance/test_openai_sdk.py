@@ -97,6 +97,19 @@ def test_tool_results_round_trip(client, route):
     assert second.choices[0].message.content
 
 
+PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_images_as_data_urls(client, route):
+    completion = client.chat.completions.create(model=route, messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PIXEL}}]}])
+    assert completion.choices[0].message.content
+    # The simulators count an image as 85 prompt tokens, whichever dialect carried it.
+    assert completion.usage.prompt_tokens > 85
+
+
 def test_unknown_model_raises_not_found(client):
     with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(model="no-such-model", messages=ask())
@@ -128,7 +141,8 @@ def test_a_stream_that_fails_midway_raises_instead_of_ending_cleanly(client, mod
             pass
 
 
-@pytest.mark.parametrize("route,upstream", [("embedder", "text-embedding-3-small"), ("local-embed", "nomic-embed-text")])
+@pytest.mark.parametrize("route,upstream", [
+    ("embedder", "text-embedding-3-small"), ("local-embed", "nomic-embed-text"), ("gemini-embed", "text-embedding-004")])
 def test_embeddings(client, route, upstream):
     result = client.embeddings.create(model=route, input=["hello world", "hello there"], dimensions=64)
     assert [item.index for item in result.data] == [0, 1]
@@ -137,7 +151,7 @@ def test_embeddings(client, route, upstream):
     assert result.usage.prompt_tokens > 0
 
 
-@pytest.mark.parametrize("route", ["embedder", "local-embed"])
+@pytest.mark.parametrize("route", ["embedder", "local-embed", "gemini-embed"])
 def test_embeddings_as_base64_decode_to_the_same_vectors(client, route):
     floats = client.embeddings.create(model=route, input="hello", dimensions=8)
     encoded = client.embeddings.create(model=route, input="hello", dimensions=8, encoding_format="base64")
@@ -150,4 +164,4 @@ def test_embeddings_as_base64_decode_to_the_same_vectors(client, route):
 def test_models_lists_the_route_aliases(client):
     assert {model.id for model in client.models.list()} == {
         "fast", "limited", "broken", "cut", "flaky", "embedder", "claude", "claude-limited", "claude-cut", "claude-flaky",
-        "local", "local-embed", "gemini", "gemini-limited", "gemini-cut"}
+        "local", "local-embed", "gemini", "gemini-limited", "gemini-cut", "gemini-embed"}

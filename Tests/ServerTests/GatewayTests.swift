@@ -293,3 +293,31 @@ struct AzureTests {
         await simulator.stop()
     }
 }
+
+@Suite(.serialized)
+struct ImageURLTests {
+    static func ask(imageURL: String) -> String {
+        #"{"model":"local","messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"\#(imageURL)"}}]}]}"#
+    }
+
+    @Test(arguments: [WireFormat.ollamaChat, .geminiGenerateContent])
+    func imageURLsAreFetchedForInlineOnlyUpstreamsWhenAllowed(_ wire: WireFormat) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["local": "m"], wire: wire) { $0.server.fetchImageURLs = true }
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", Self.ask(imageURL: "\(fixture.simulator.url)/images/pixel.png"))
+        #expect(reply.status == 200)
+        // The simulators count an inline image as 85 prompt tokens: the image reached the upstream.
+        #expect((reply.json["usage"] as? [String: Any])?["prompt_tokens"] as? Int ?? 0 > 85)
+        let notImage = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", Self.ask(imageURL: "\(fixture.simulator.url)/healthz"))
+        #expect(notImage.status == 400)
+        #expect(((notImage.json["error"] as? [String: Any])?["message"] as? String)?.contains("not an image") == true)
+        await fixture.stop()
+    }
+
+    @Test func withoutPermissionImageURLsAreRefusedWithTheWayOut() async throws {
+        let fixture = try await GatewayFixture.start(routes: ["local": "m"], wire: .ollamaChat)
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", Self.ask(imageURL: "\(fixture.simulator.url)/images/pixel.png"))
+        #expect(reply.status == 400)
+        #expect(((reply.json["error"] as? [String: Any])?["message"] as? String)?.contains("fetch_image_urls") == true)
+        await fixture.stop()
+    }
+}

@@ -77,18 +77,22 @@ struct GatewayFixture {
         timeouts: UpstreamTimeouts = UpstreamTimeouts(),
         maxBody: Int = 8 << 20,
         extraProviders: [ProviderSettings] = [],
-        extraRoutes: [RouteSettings] = []
+        extraRoutes: [RouteSettings] = [],
+        wire: WireFormat = .openAIChat,
+        configure: (inout GatewayConfig) -> Void = { _ in }
     ) async throws -> GatewayFixture {
         let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
         let simulator = try await RunningService.simulator(router)
         var config = GatewayConfig()
         config.server.maxBodyBytes = maxBody
+        let base = wire == .ollamaChat ? simulator.url : wire == .geminiGenerateContent ? "\(simulator.url)/v1beta" : "\(simulator.url)/v1"
         config.providers = [
-            ProviderSettings(id: "sim", kind: .simulator, baseURL: "\(simulator.url)/v1", timeouts: timeouts)
+            ProviderSettings(id: "sim", kind: .simulator, baseURL: base, timeouts: timeouts, wire: wire)
         ] + extraProviders
         config.routes = routes.sorted { $0.key < $1.key }.map { alias, model in
             RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: model)])
         } + extraRoutes
+        configure(&config)
         let gateway = try await RunningService.gateway(config)
         return GatewayFixture(simulatorRouter: router, simulator: simulator, gateway: gateway)
     }

@@ -94,7 +94,7 @@ private struct Reader {
 
     mutating func readServer(_ node: Node) -> ServerSettings {
         var server = ServerSettings()
-        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level"]
+        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls"]
         for (key, _, value) in self.mapping(node, "server", allowed: keys) ?? [] {
             let path = "server.\(key)"
             switch key {
@@ -107,6 +107,7 @@ private struct Reader {
                     }
                 }
             case "state_dir": server.stateDir = self.string(value, path) ?? server.stateDir
+            case "fetch_image_urls": server.fetchImageURLs = self.bool(value, path) ?? server.fetchImageURLs
             case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
             case "anonymous":
                 // Without keys (a later version), every request is anonymous: refusing `false` keeps an

@@ -36,11 +36,15 @@ public struct GatewayConfig: Sendable, Equatable {
 /// - `max_body` (size, default "8MiB"): larger request bodies get 413
 /// - `anonymous` (bool, default true): accept requests without a key; only `true` until keys exist
 /// - `log_level` (trace…critical, default "info"; env `SWITCHYARD_LOG_LEVEL`)
+/// - `fetch_image_urls` (bool, default false): let the gateway download image URLs (http/https, up to
+///   5 MiB, `image/*` only) for upstreams that take inline images only (Ollama, Gemini). Off by
+///   default: a gateway that fetches what clients name can be pointed at internal addresses.
 public struct ServerSettings: Sendable, Equatable {
     public var listen: ListenAddress
     public var stateDir: String
     public var maxBodyBytes: Int
     public var logLevel: String
+    public var fetchImageURLs = false
 
     public init(
         listen: ListenAddress = ListenAddress(host: "127.0.0.1", port: 8080),

@@ -17,18 +17,21 @@ struct EmbeddingsHandler: Sendable {
             let (target, upstream) = try self.state.target(for: patch.clientModel)
             let upstreamBody: ByteBuffer
             let path: String
-            var ollamaBase64: Bool?
+            var translated: OllamaEmbeddings.Request?
             switch upstream.settings.wire {
             case .openAIChat:
                 upstreamBody = patch.upstreamBody(model: target.upstreamModel)
                 path = "/embeddings"
             case .ollamaChat:
-                let translated = try OllamaEmbeddings.encode(body, upstreamModel: target.upstreamModel)
-                upstreamBody = translated.body
-                ollamaBase64 = translated.wantsBase64
+                translated = try OllamaEmbeddings.encode(body, upstreamModel: target.upstreamModel)
                 path = "/api/embed"
-            case .anthropicMessages, .geminiGenerateContent:
-                throw GatewayError.invalidRequest("The model '\(target.alias)' is served by a provider whose embeddings this gateway does not offer yet.", param: "model")
+                upstreamBody = translated?.body ?? ByteBuffer()
+            case .geminiGenerateContent:
+                translated = try GeminiEmbeddings.encode(body, upstreamModel: target.upstreamModel)
+                path = GeminiEmbeddings.path(model: target.upstreamModel)
+                upstreamBody = translated?.body ?? ByteBuffer()
+            case .anthropicMessages:
+                throw GatewayError.invalidRequest("The model '\(target.alias)' is served by Anthropic, which offers no embeddings.", param: "model")
             }
             let sent = ContinuousClock.now
             let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
@@ -43,8 +46,11 @@ struct EmbeddingsHandler: Sendable {
             var headers: HTTPFields = [.contentType: "application/json"]
             headers[.switchyardProvider] = target.provider
             headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
-            if let base64 = ollamaBase64 {
-                let (json, usage) = try OllamaEmbeddings.decode(responseBody, model: target.upstreamModel, base64: base64, provider: target.provider)
+            if let translated {
+                let (json, usage) = upstream.settings.wire == .geminiGenerateContent
+                    ? try GeminiEmbeddings.decode(responseBody, model: target.upstreamModel, request: translated, provider: target.provider)
+                    : try OllamaEmbeddings.decode(responseBody, model: target.upstreamModel, base64: translated.wantsBase64, provider: target.provider)
+                if upstream.settings.wire == .geminiGenerateContent { headers[.tokenEstimate] = "true" }
                 exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
                 return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
             }

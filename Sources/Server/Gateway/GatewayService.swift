@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Engine
 import Hummingbird
 import Logging
@@ -51,7 +52,8 @@ public struct GatewayService: Service {
             }
 
             let upstreams = UpstreamPool(providers: self.config.providers, simulatorURL: simulatorURL, eventLoopGroup: group)
-            let state = GatewayState(config: self.config, upstreams: upstreams)
+            let imageClient = self.config.server.fetchImageURLs ? HTTPClient(eventLoopGroupProvider: .shared(group)) : nil
+            let state = GatewayState(config: self.config, upstreams: upstreams, images: imageClient.map(ImageFetcher.init))
             let listen = self.config.server.listen
             let onStarted = self.onStarted
             let api = Application(
@@ -75,9 +77,11 @@ public struct GatewayService: Service {
                 try await tasks.waitForAll()
             } catch {
                 await upstreams.shutdown()
+                try? await imageClient?.shutdown()
                 throw error
             }
             await upstreams.shutdown()
+            try? await imageClient?.shutdown()
         }
     }
 }

@@ -7,13 +7,16 @@ final class GatewayState: Sendable {
     let routes: RouteTable
     let upstreams: UpstreamPool
     let identity = RequestIdentity()
+    /// Present when `server.fetch_image_urls` is on.
+    let images: ImageFetcher?
     let disconnects = ClientDisconnectWatch()
     /// False until the listener is up and again once shutdown begins, so load balancers drain us first.
     let isReady = Atomic<Bool>(false)
 
-    init(config: GatewayConfig, upstreams: UpstreamPool) {
+    init(config: GatewayConfig, upstreams: UpstreamPool, images: ImageFetcher?) {
         self.config = config
         self.routes = RouteTable(config.routes)
         self.upstreams = upstreams
+        self.images = images
     }
 }

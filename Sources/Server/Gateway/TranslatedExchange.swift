@@ -25,6 +25,11 @@ struct TranslatedExchange {
         context: GatewayRequestContext
     ) async throws -> Response {
         let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
+        var inlined = request
+        if let images = self.state.images, ImageFetcher.isNeeded(for: upstream.settings.wire) {
+            inlined = try await images.inline(request)
+        }
+        let request = inlined
         let upstreamBody = try adapter.encode(request, upstreamModel: target.upstreamModel, settings: upstream.settings)
         let path = adapter.path(model: target.upstreamModel, streaming: request.stream)
         let sent = ContinuousClock.now

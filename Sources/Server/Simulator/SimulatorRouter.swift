@@ -50,6 +50,9 @@ public struct SimulatorRouter: Sendable {
         // Gemini puts the model and the mode in one path segment: `models/{model}:generateContent`.
         router.post("/v1beta/models/{call}") { request, context in
             let call = context.parameters.get("call") ?? ""
+            if call.hasSuffix(":batchEmbedContents") {
+                return try await self.geminiEmbeddings(request)
+            }
             guard let colon = call.lastIndex(of: ":"), ["generateContent", "streamGenerateContent"].contains(call[call.index(after: colon)...]) else {
                 return Self.error(GeminiSimulatorDialect.invalidRequest("unknown method \(call)", requestID: ""))
             }
@@ -75,6 +78,14 @@ public struct SimulatorRouter: Sendable {
             Self.json(200, #"{"models":[{"name":"simulated","model":"simulated","size":0}]}"#)
         }
         router.get("/healthz") { _, _ in Self.json(200, #"{"status":"ok"}"#) }
+        // A 1×1 PNG, for clients and tests that send image URLs.
+        router.get("/images/pixel.png") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "image/png"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: Data(base64Encoded: Self.pixelPNG) ?? Data()))
+            )
+        }
         return router
     }
 
@@ -243,7 +254,34 @@ public struct SimulatorRouter: Sendable {
         return Self.json(200, output.output)
     }
 
+    /// Gemini's `batchEmbedContents`: one vector a request, no usage (as Gemini reports none).
+    private func geminiEmbeddings(_ request: Request) async throws -> Response {
+        let body = try await request.body.collect(upTo: 64 << 20)
+        guard let json = try? SimulatorRequestParser.object(Data(body.readableBytesView)),
+            let requests = json["requests"] as? [[String: Any]], !requests.isEmpty
+        else {
+            return Self.error(GeminiSimulatorDialect.invalidRequest("requests must be a non-empty list", requestID: ""))
+        }
+        var output = JSONWriter()
+        output.openObject()
+        output.key("embeddings")
+        output.openArray()
+        for item in requests {
+            let parts = (item["content"] as? [String: Any])?["parts"] as? [[String: Any]] ?? []
+            let text = parts.compactMap { $0["text"] as? String }.joined(separator: "\n")
+            output.openObject()
+            output.key("values")
+            output.raw(SimulatedEmbedding.json(SimulatedEmbedding.vector(for: text, dimensions: item["outputDimensionality"] as? Int ?? 256)))
+            output.closeObject()
+        }
+        output.closeArray()
+        output.closeObject()
+        return Self.json(200, output.output)
+    }
+
     // MARK: Helpers
+
+    static let pixelPNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 
     static func json(_ status: Int, _ body: String, contentType: String = "application/json") -> Response {
         Response(

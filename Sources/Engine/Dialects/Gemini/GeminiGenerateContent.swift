@@ -45,7 +45,7 @@ public enum GeminiGenerateContent {
                     json.closeObject()
                 case .image(.url(let url)):
                     guard url.hasPrefix("gs://") || url.contains("generativelanguage.googleapis.com") else {
-                        throw .invalidRequest("Gemini takes inline (base64) images or uploaded file URIs, not web URLs.", param: "messages")
+                        throw .invalidRequest("Gemini takes inline (base64) images or uploaded file URIs, not web URLs (server.fetch_image_urls lets the gateway fetch them).", param: "messages")
                     }
                     json.key("fileData")
                     json.openObject()

@@ -29,7 +29,7 @@ public enum OllamaChat {
                 case .text(let text): texts.append(text)
                 case .image(.base64(_, let data)): images.append(data)
                 case .image(.url):
-                    throw .invalidRequest("Ollama takes inline (base64) images only, not image URLs.", param: "messages")
+                    throw .invalidRequest("Ollama takes inline (base64) images only, not image URLs (server.fetch_image_urls lets the gateway fetch them).", param: "messages")
                 case .toolUse(let id, let name, let input):
                     toolNames[id] = name
                     calls.append((name, input))

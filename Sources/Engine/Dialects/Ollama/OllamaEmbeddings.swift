@@ -2,15 +2,17 @@ public import NIOCore
 
 /// OpenAI embeddings requests to Ollama's native `POST /api/embed`, and its answers back in OpenAI's shape.
 public enum OllamaEmbeddings {
+    /// A translated embeddings request (Ollama's or Gemini's) and what the answer needs from it.
     public struct Request: Sendable {
         public let body: ByteBuffer
-        /// OpenAI's `encoding_format: base64`, which Ollama does not do: the gateway encodes.
+        /// OpenAI's `encoding_format: base64`, which neither vendor does: the gateway encodes.
         public let wantsBase64: Bool
+        /// For vendors that report no usage (Gemini): the gateway's estimate.
+        public var estimatedTokens = 0
     }
 
     public static func encode(_ openAIBody: ByteBuffer, upstreamModel: String) throws(GatewayError) -> Request {
-        let parsed = JSONValue.parse(openAIBody)
-        guard let json = parsed, case .object = json else { throw .malformedRequest("the body must be a JSON object") }
+        let json = try JSONValue.requestObject(openAIBody)
         let input: JSONValue
         switch json["input"] {
         case .string(let text)?:
@@ -35,7 +37,11 @@ public enum OllamaEmbeddings {
         guard let vectors = parsed?["embeddings"]?.array else {
             throw .upstreamMalformed(provider: provider, detail: "a 200 response without 'embeddings'")
         }
-        let tokens = parsed?["prompt_eval_count"]?.int ?? 0
+        return self.openAIList(vectors, model: model, base64: base64, tokens: parsed?["prompt_eval_count"]?.int ?? 0)
+    }
+
+    /// OpenAI's embeddings list from vectors given as JSON arrays of numbers.
+    static func openAIList(_ vectors: [JSONValue], model: String, base64: Bool, tokens: Int) -> (json: String, usage: Usage) {
         var json = JSONWriter()
         json.openObject()
         json.field("object", "list")
