@@ -5,11 +5,14 @@ import Hummingbird
 import NIOCore
 import Synchronization
 
-/// The built-in simulated providers: OpenAI-, Anthropic- and Ollama-shaped endpoints on one server.
+/// The built-in simulated providers: OpenAI-, Anthropic-, Ollama-, Gemini- and Azure-shaped endpoints
+/// on one server.
 ///
 /// Deterministic text (the same prompt gives the same answer), token-by-token streaming with a latency
 /// model, exact usage, tool calls when tools are offered, and faults on demand. It is the test double
-/// of every gateway test and the zero-key demo's upstream.
+/// of every gateway test and the zero-key demo's upstream. It writes its answers with its own code,
+/// after the recorded fixtures, not with the gateway's encoders: a double built from the code under
+/// test would agree with it by construction.
 public struct SimulatorRouter: Sendable {
     let settings: SimulatorSettings
     /// Request ids are a counter, so recorded output stays deterministic apart from `created`.

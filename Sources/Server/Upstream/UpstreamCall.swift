@@ -6,7 +6,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// One exchange with an OpenAI-compatible upstream, shared by every ingress.
+/// One exchange with an upstream, shared by every endpoint and dialect.
 enum UpstreamCall {
     /// Error bodies are read whole to pass them on; this bounds what a broken upstream can make us hold.
     static let maxErrorBody = 1 << 20
