@@ -192,3 +192,31 @@ struct FastPathRobustnessTests {
         }
     }
 }
+
+struct OpenAIStreamRelayBufferTests {
+    /// Buffers from the network can start past index 0 (a slice, bytes already read): every offset
+    /// the relay computes must be relative to the reader index.
+    @Test func buffersWithAnAdvancedReaderIndexRelayCorrectly() throws {
+        let recorded = try Fixture.text("openai-chat-stream-text-usage.sse")
+        let bytes = Array(recorded.utf8)
+        var relay = OpenAIStreamRelay(provider: "p", forwardUsageChunk: false)
+        var output = ""
+        for start in stride(from: 0, to: bytes.count, by: 700) {
+            var buffer = ByteBuffer(string: "JUNK-BEFORE-")
+            buffer.writeBytes(bytes[start..<min(bytes.count, start + 700)])
+            buffer.moveReaderIndex(forwardBy: 12)
+            guard case .forward(let forwarded) = relay.feed(buffer) else {
+                Issue.record("a valid stream failed")
+                return
+            }
+            output += forwarded.string
+        }
+        guard case .forward(let rest) = relay.finish() else {
+            Issue.record("a complete stream failed")
+            return
+        }
+        output += rest.string
+        let expected = recorded.components(separatedBy: "\n\n").filter { !$0.isEmpty && !$0.contains("\"usage\"") }.map { $0 + "\n\n" }.joined()
+        #expect(output == expected)
+    }
+}
