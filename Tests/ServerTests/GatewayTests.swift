@@ -321,3 +321,19 @@ struct ImageURLTests {
         await fixture.stop()
     }
 }
+
+@Suite(.serialized)
+struct RoutingErrorTests {
+    @Test func wrongMethodsAre405AndAnthropicPathsAnswerInItsEnvelope() async throws {
+        let fixture = try await GatewayFixture.start()
+        let get = try await TestClient.get("\(fixture.gateway.url)/v1/chat/completions")
+        #expect(get.status == 405)
+        #expect((get.json["error"] as? [String: Any])?["code"] as? String == "method_not_allowed")
+        var put = HTTPClientRequest(url: "\(fixture.gateway.url)/v1/messages")
+        put.method = .PUT
+        let anthropic = try await TestClient.send(put)
+        #expect(anthropic.status == 405)
+        #expect(anthropic.json["type"] as? String == "error")
+        await fixture.stop()
+    }
+}

@@ -8,7 +8,7 @@ import Synchronization
 enum GatewayRouter {
     static func build(_ state: GatewayState) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
-        router.add(middleware: OpenAIErrorMiddleware(identity: state.identity))
+        router.add(middleware: DialectErrorMiddleware(identity: state.identity))
         let chat = ChatCompletionsHandler(state: state)
         router.post("/v1/chat/completions") { request, context in
             await chat.handle(request, context: context)
@@ -62,10 +62,19 @@ enum GatewayRouter {
     }
 }
 
-/// Hummingbird answers unknown paths and framework errors with an empty body; OpenAI clients expect
-/// their error envelope on every failure, so this renders them as `GatewayError`s.
-struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+/// Hummingbird answers unknown paths and framework errors with an empty body; clients expect their
+/// dialect's error envelope on every failure, so this renders them as `GatewayError`s: Anthropic's
+/// under `/v1/messages`, OpenAI's elsewhere, and 405 (not 404) for a known path with the wrong method.
+struct DialectErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let identity: RequestIdentity
+
+    /// The public API's paths and the one method each takes.
+    static var knownPaths: [String: String] {
+        [
+            "/v1/chat/completions": "POST", "/v1/messages": "POST", "/v1/messages/count_tokens": "POST",
+            "/v1/embeddings": "POST", "/v1/models": "GET", "/healthz": "GET", "/readyz": "GET",
+        ]
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -75,11 +84,16 @@ struct OpenAIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let path = request.uri.path
             let gatewayError: GatewayError
             switch error.status {
-            case .notFound: gatewayError = .routeNotFound(method: request.method.rawValue, path: path)
-            case .methodNotAllowed: gatewayError = .methodNotAllowed(method: request.method.rawValue, path: path)
-            default: gatewayError = .invalidRequest(error.body ?? "The request could not be processed (HTTP \(error.status.code)).")
+            case .notFound where Self.knownPaths[path] != nil, .methodNotAllowed:
+                gatewayError = .methodNotAllowed(method: request.method.rawValue, path: path)
+            case .notFound:
+                gatewayError = .routeNotFound(method: request.method.rawValue, path: path)
+            default:
+                gatewayError = .invalidRequest(error.body ?? "The request could not be processed (HTTP \(error.status.code)).")
             }
-            return gatewayError.openAIResponse(requestID: requestID, overhead: .zero)
+            return path.hasPrefix("/v1/messages")
+                ? gatewayError.anthropicResponse(requestID: requestID, overhead: .zero)
+                : gatewayError.openAIResponse(requestID: requestID, overhead: .zero)
         }
     }
 }
