@@ -337,3 +337,27 @@ struct RoutingErrorTests {
         await fixture.stop()
     }
 }
+
+@Suite(.serialized)
+struct UpstreamCredentialTests {
+    @Test func anUpstreamThatRefusesTheGatewaysKeyIsA502NotTheClientsProblem() async throws {
+        // The simulated Azure endpoint answers 401 without an `api-key`: this provider has none.
+        var azure = ProviderSettings(id: "azure", kind: .azureOpenAI, baseURL: nil)
+        azure.apiVersion = "2024-10-21"
+        let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
+        let simulator = try await RunningService.simulator(router)
+        azure.baseURL = "\(simulator.url)/openai"
+        var config = GatewayConfig()
+        config.providers = [azure]
+        config.routes = [RouteSettings(alias: "gpt", targets: [RouteTarget(provider: "azure", model: "d")])]
+        let gateway = try await RunningService.gateway(config)
+        let openAI = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt"))
+        #expect(openAI.status == 502)
+        #expect((openAI.json["error"] as? [String: Any])?["code"] as? String == "upstream_credentials")
+        let anthropic = try await TestClient.post("\(gateway.url)/v1/messages", #"{"model":"gpt","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#)
+        #expect(anthropic.status == 502)
+        #expect(((anthropic.json["error"] as? [String: Any])?["message"] as? String)?.contains("providers.azure.api_key") == true)
+        await gateway.stop()
+        await simulator.stop()
+    }
+}

@@ -29,6 +29,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case upstreamTimeout = "upstream_timeout"
         case upstreamStatus = "upstream_status"
         case upstreamMalformed = "upstream_malformed"
+        case upstreamCredentials = "upstream_credentials"
         case streamInterrupted = "stream_interrupted"
         case noHealthyTarget = "no_healthy_target"
         case internalFailure = "internal"
@@ -113,6 +114,16 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         GatewayError(.upstreamStatus, "Provider '\(provider)' reported an error: \(message)", upstreamStatus: status, retryAfterSeconds: retryAfterSeconds)
     }
 
+    /// The provider refused the gateway's own key: a configuration fault, never the client's, so the
+    /// client must not get the 401 (its SDK would report *its* key as wrong).
+    public static func upstreamCredentials(provider: String, status: Int) -> GatewayError {
+        GatewayError(
+            .upstreamCredentials,
+            "Provider '\(provider)' refused the gateway's credentials (HTTP \(status)); check providers.\(provider).api_key.",
+            upstreamStatus: status
+        )
+    }
+
     public static func upstreamMalformed(provider: String, detail: String) -> GatewayError {
         GatewayError(.upstreamMalformed, "Provider '\(provider)' sent a response we could not parse: \(detail).")
     }
@@ -137,7 +148,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
             return .caller
         case .upstreamUnreachable, .upstreamTimeout, .upstreamStatus, .upstreamMalformed, .streamInterrupted, .noHealthyTarget:
             return .provider
-        case .internalFailure:
+        case .internalFailure, .upstreamCredentials:
             return .gateway
         }
     }
@@ -150,7 +161,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case .methodNotAllowed: return 405
         // nginx's "client closed request": never sent, since nobody is there to read it.
         case .clientDisconnected: return 499
-        case .upstreamUnreachable, .upstreamMalformed, .streamInterrupted: return 502
+        case .upstreamUnreachable, .upstreamMalformed, .streamInterrupted, .upstreamCredentials: return 502
         case .upstreamTimeout: return 504
         case .noHealthyTarget: return 503
         case .upstreamStatus:

@@ -73,8 +73,8 @@ struct MessagesHandler: Sendable {
         guard reply.isSuccess else {
             let status = Int(reply.response.status.code)
             let retryAfter = reply.response.headers.first(name: "retry-after")
-            guard let body = reply.body, UpstreamCall.isErrorEnvelope(body) else {
-                let error = GatewayError.upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
+            guard let body = reply.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
+                let error = reply.error(provider: target.provider)
                 error.log(requestID: requestID, logger: context.logger)
                 return error.anthropicResponse(requestID: requestID, overhead: overhead)
             }

@@ -40,11 +40,7 @@ struct TranslatedExchange {
         let overhead = (sent - started) + (ContinuousClock.now - replied)
         let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
         guard reply.isSuccess else {
-            let status = Int(reply.response.status.code)
-            let retryAfter = reply.response.headers.first(name: "retry-after").flatMap { Int($0) }
-            let error = UpstreamCall.errorMessage(reply.body).map {
-                GatewayError.upstreamReported(provider: target.provider, status: status, message: $0, retryAfterSeconds: retryAfter)
-            } ?? .upstreamStatus(provider: target.provider, status: status, retryAfterSeconds: retryAfter)
+            let error = reply.error(provider: target.provider)
             error.log(requestID: requestID, logger: context.logger)
             return self.client == .openAI
                 ? error.openAIResponse(requestID: requestID, overhead: overhead)

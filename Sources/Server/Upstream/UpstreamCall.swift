@@ -18,6 +18,17 @@ enum UpstreamCall {
         let body: ByteBuffer?
 
         var isSuccess: Bool { (200..<300).contains(Int(self.response.status.code)) }
+
+        /// The error to answer with, for a failed reply, in canonical terms: the provider's own
+        /// message where it gave one, and never its 401/403 (those are about the gateway's key).
+        func error(provider: String) -> GatewayError {
+            let status = Int(self.response.status.code)
+            if status == 401 || status == 403 { return .upstreamCredentials(provider: provider, status: status) }
+            let retryAfter = self.response.headers.first(name: "retry-after").flatMap { Int($0) }
+            return UpstreamCall.errorMessage(self.body).map {
+                GatewayError.upstreamReported(provider: provider, status: status, message: $0, retryAfterSeconds: retryAfter)
+            } ?? .upstreamStatus(provider: provider, status: status, retryAfterSeconds: retryAfter)
+        }
     }
 
     /// Sends `body` and waits for the head; for a non-streaming call (or any error status) it also reads
@@ -81,8 +92,8 @@ extension UpstreamCall.Reply {
     func openAIErrorResponse(_ context: ExchangeContext, overhead: Duration) -> Response {
         let status = Int(self.response.status.code)
         let retryAfter = self.response.headers.first(name: "retry-after")
-        guard let body = self.body, UpstreamCall.isErrorEnvelope(body) else {
-            let error = GatewayError.upstreamStatus(provider: context.target.provider, status: status, retryAfterSeconds: retryAfter.flatMap { Int($0) })
+        guard let body = self.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
+            let error = self.error(provider: context.target.provider)
             error.log(requestID: context.requestID, logger: context.logger)
             return error.openAIResponse(requestID: context.requestID, overhead: overhead)
         }
