@@ -121,3 +121,8 @@ def test_count_tokens_estimates_and_grows_with_the_prompt(client):
 def test_count_tokens_for_an_unknown_model_raises_not_found(client):
     with pytest.raises(anthropic.NotFoundError):
         client.messages.count_tokens(model="nope", messages=ask())
+
+
+def test_models_lists_the_route_aliases_in_anthropics_shape(client):
+    ids = [model.id for model in client.models.list()]
+    assert "claude" in ids and "fast" in ids

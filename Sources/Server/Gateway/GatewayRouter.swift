@@ -24,8 +24,11 @@ enum GatewayRouter {
         router.post("/v1/embeddings") { request, context in
             await embeddings.handle(request, context: context)
         }
-        router.get("/v1/models") { _, _ in
-            Self.json(self.modelList(state.routes.aliases))
+        router.get("/v1/models") { request, _ in
+            // Anthropic's SDKs say who they are; their model list has its own shape.
+            request.headers[HTTPField.Name("anthropic-version")!] == nil
+                ? Self.json(self.modelList(state.routes.aliases))
+                : Self.json(self.anthropicModelList(state.routes.aliases))
         }
         router.get("/healthz") { _, _ in
             Self.json(#"{"status":"ok"}"#)
@@ -53,6 +56,27 @@ enum GatewayRouter {
             json.closeObject()
         }
         json.closeArray()
+        json.closeObject()
+        return json.output
+    }
+
+    static func anthropicModelList(_ aliases: [String]) -> String {
+        var json = JSONWriter()
+        json.openObject()
+        json.key("data")
+        json.openArray()
+        for alias in aliases {
+            json.openObject()
+            json.field("type", "model")
+            json.field("id", alias)
+            json.field("display_name", alias)
+            json.field("created_at", "1970-01-01T00:00:00Z")
+            json.closeObject()
+        }
+        json.closeArray()
+        json.field("has_more", false)
+        json.field("first_id", aliases.first)
+        json.field("last_id", aliases.last)
         json.closeObject()
         return json.output
     }
