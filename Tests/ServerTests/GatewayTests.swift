@@ -271,19 +271,24 @@ struct OtherEndpointTests {
     }
 }
 
+/// A gateway whose route `gpt` goes to an Azure provider (classic API) served by the simulator.
+enum AzureSetup {
+    static func start(apiKey: Secret?, deployment: String) async throws -> (simulator: RunningService, gateway: RunningService) {
+        // The base URL is the simulator's, known only once it runs: start it first, then point Azure at it.
+        let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
+        var azure = ProviderSettings(id: "azure", kind: .azureOpenAI, baseURL: "\(simulator.url)/openai", apiKey: apiKey)
+        azure.apiVersion = "2024-10-21"
+        var config = GatewayConfig()
+        config.providers = [azure]
+        config.routes = [RouteSettings(alias: "gpt", targets: [RouteTarget(provider: "azure", model: deployment)])]
+        return (simulator, try await RunningService.gateway(config))
+    }
+}
+
 @Suite(.serialized)
 struct AzureTests {
     @Test func azureClassicURLsCarryTheDeploymentAndVersionAndTheKeyInItsHeader() async throws {
-        var azure = ProviderSettings(id: "azure", kind: .azureOpenAI, baseURL: nil, apiKey: Secret("azure-key-123"))
-        azure.apiVersion = "2024-10-21"
-        // The base URL is the simulator's, known only once it runs: start it first, then point Azure at it.
-        let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
-        let simulator = try await RunningService.simulator(router)
-        azure.baseURL = "\(simulator.url)/openai"
-        var config = GatewayConfig()
-        config.providers = [azure]
-        config.routes = [RouteSettings(alias: "gpt", targets: [RouteTarget(provider: "azure", model: "my-deployment")])]
-        let gateway = try await RunningService.gateway(config)
+        let (simulator, gateway) = try await AzureSetup.start(apiKey: Secret("azure-key-123"), deployment: "my-deployment")
         let reply = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt"))
         #expect(reply.status == 200)
         #expect(reply.json["model"] as? String == "my-deployment")
@@ -342,15 +347,7 @@ struct RoutingErrorTests {
 struct UpstreamCredentialTests {
     @Test func anUpstreamThatRefusesTheGatewaysKeyIsA502NotTheClientsProblem() async throws {
         // The simulated Azure endpoint answers 401 without an `api-key`: this provider has none.
-        var azure = ProviderSettings(id: "azure", kind: .azureOpenAI, baseURL: nil)
-        azure.apiVersion = "2024-10-21"
-        let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
-        let simulator = try await RunningService.simulator(router)
-        azure.baseURL = "\(simulator.url)/openai"
-        var config = GatewayConfig()
-        config.providers = [azure]
-        config.routes = [RouteSettings(alias: "gpt", targets: [RouteTarget(provider: "azure", model: "d")])]
-        let gateway = try await RunningService.gateway(config)
+        let (simulator, gateway) = try await AzureSetup.start(apiKey: nil, deployment: "d")
         let openAI = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt"))
         #expect(openAI.status == 502)
         #expect((openAI.json["error"] as? [String: Any])?["code"] as? String == "upstream_credentials")

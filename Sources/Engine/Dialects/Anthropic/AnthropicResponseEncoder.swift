@@ -104,7 +104,7 @@ public struct AnthropicStreamEncoder: StreamEncoder {
     private var nextBlock = 0
     private var sawToolUse = false
     private var stop: StopReason?
-    public private(set) var usage: Usage?
+    private var usage: Usage?
     public private(set) var isFinished = false
 
     /// - Parameters:

@@ -85,9 +85,6 @@ public struct OpenAIStreamEncoder: StreamEncoder {
         self.includeUsage = includeUsage
     }
 
-    /// The usage the upstream reported, once it has.
-    public var reportedUsage: Usage? { self.usage }
-
     public mutating func encode(_ events: [StreamEvent]) -> String {
         var output = ""
         for event in events where !self.isFinished {

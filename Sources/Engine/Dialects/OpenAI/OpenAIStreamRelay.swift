@@ -20,8 +20,6 @@ public struct OpenAIStreamRelay {
     public private(set) var usage: Usage?
     public private(set) var finishReason: String?
     public private(set) var sawDone = false
-    /// True once any event with content (not just the role chunk) passed: the time to first token.
-    public private(set) var sawFirstToken = false
     /// An `error` event from the upstream itself, forwarded as-is and recorded here.
     public private(set) var upstreamErrorMessage: String?
 
@@ -193,7 +191,7 @@ public struct OpenAIStreamRelay {
         return .keep
     }
 
-    /// Notes the finish reason and whether a token (text, tool call or reasoning) has arrived.
+    /// Notes the finish reason.
     private mutating func inspectChoices(_ payload: UnsafeRawBufferPointer, _ range: Range<Int>) {
         guard let choices = try? JSONScanner.elements(ofArrayIn: payload, range: range) else { return }
         for choice in choices where choice.kind == .object {
@@ -202,26 +200,9 @@ public struct OpenAIStreamRelay {
                 switch member.key {
                 case "finish_reason" where member.kind == .string:
                     self.finishReason = try? JSONScanner.decodeString(in: payload, range: member.valueRange)
-                case "delta" where member.kind == .object && !self.sawFirstToken:
-                    self.sawFirstToken = Self.deltaCarriesToken(payload, member.valueRange)
                 default:
                     continue
                 }
-            }
-        }
-    }
-
-    private static func deltaCarriesToken(_ payload: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-        guard let members = try? JSONScanner.members(ofObjectIn: payload, range: range) else { return false }
-        return members.contains { member in
-            switch member.key {
-            case "content", "reasoning", "reasoning_content", "refusal":
-                // An empty string (the role chunk's `"content":""`) is two bytes: the quotes.
-                return member.kind == .string && member.valueRange.count > 2
-            case "tool_calls":
-                return member.kind == .array
-            default:
-                return false
             }
         }
     }
