@@ -108,16 +108,14 @@ struct ConfigLoaderTests {
               sim: { kind: simulator }
             routes:
               r:
-                strategy: latency
-                fallbacks: [other]
+                cache: { ttl: 1h }
                 targets: [{ provider: sim, model: c }]
             tenants:
               acme: { limits: { rpm: 5 } }
             server: { anonymous: false }
             """
         let found = self.issues(yaml)
-        #expect(found.contains { $0.path == "routes.r.strategy" })
-        #expect(found.contains { $0.path == "routes.r.fallbacks" })
+        #expect(found.contains { $0.path == "routes.r.cache" })
         #expect(found.contains { $0.path == "tenants" && $0.message.contains("not available") })
         #expect(found.contains { $0.path == "server.anonymous" })
     }
@@ -218,45 +216,6 @@ struct ZeroConfigTests {
         #expect(result.config.provider("ollama")?.wire == .ollamaChat)
         #expect(result.config.routes.contains { $0.alias == "qwen3" && $0.targets[0].provider == "ollama" })
         #expect(result.notes.contains { $0.contains("ANTHROPIC_API_KEY") })
-    }
-}
-
-struct RouteTableTests {
-    let table = RouteTable([
-        RouteSettings(alias: "one", targets: [RouteTarget(provider: "a", model: "m1")]),
-        RouteSettings(alias: "split", targets: [
-            RouteTarget(provider: "a", model: "m", weight: 3),
-            RouteTarget(provider: "b", model: "m", weight: 1),
-            RouteTarget(provider: "c", model: "m", weight: 5, priority: 1),
-        ]),
-        RouteSettings(alias: "ordered", targets: [
-            RouteTarget(provider: "x", model: "m", priority: 2), RouteTarget(provider: "y", model: "m", priority: 1),
-        ], strategy: .priority),
-    ])
-
-    @Test func aSingleTargetNeedsNoRandomDraw() throws {
-        let resolved = try self.table.resolve("one", random: { Issue.record("drew a random number"); return 0 })
-        #expect(resolved == RouteTable.Resolved(alias: "one", provider: "a", upstreamModel: "m1"))
-    }
-
-    @Test func weightsSplitTheBestPriorityTier() throws {
-        #expect(try self.table.resolve("split", random: { 0.0 }).provider == "a")
-        #expect(try self.table.resolve("split", random: { 0.74 }).provider == "a")
-        #expect(try self.table.resolve("split", random: { 0.76 }).provider == "b")
-        #expect(try self.table.resolve("split", random: { 0.999 }).provider == "b")
-    }
-
-    @Test func priorityTakesTheLowestNumber() throws {
-        #expect(try self.table.resolve("ordered").provider == "y")
-    }
-
-    @Test func anUnknownModelIsA404ListingTheKnownOnes() {
-        #expect {
-            try self.table.resolve("gpt-5")
-        } throws: { error in
-            let error = error as? GatewayError
-            return error?.httpStatus == 404 && error?.message.contains("one, split, ordered") == true && error?.param == "model"
-        }
     }
 }
 

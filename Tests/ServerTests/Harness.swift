@@ -34,12 +34,25 @@ struct RunningService: Sendable {
 
     /// Starts the gateway with `config` on an ephemeral port.
     static func gateway(_ config: GatewayConfig) async throws -> RunningService {
+        try await self.controlledGateway(config).0
+    }
+
+    /// Starts the gateway, with its control handle (drain, target states).
+    static func controlledGateway(_ config: GatewayConfig) async throws -> (RunningService, GatewayControl) {
         var config = config
         config.server.listen = ListenAddress(host: "127.0.0.1", port: 0)
         let finalConfig = config
-        return try await self.start { started in
-            GatewayService(config: finalConfig, logger: Self.logger) { await started($0.port) }
+        let (controls, continuation) = AsyncStream<GatewayControl>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let service = try await self.start { started in
+            GatewayService(config: finalConfig, logger: Self.logger) {
+                continuation.yield($0.control)
+                continuation.finish()
+                await started($0.port)
+            }
         }
+        var iterator = controls.makeAsyncIterator()
+        guard let control = await iterator.next() else { throw CancellationError() }
+        return (service, control)
     }
 
     private static func start(_ make: (@escaping @Sendable (Int) async -> Void) -> some Service) async throws -> RunningService {

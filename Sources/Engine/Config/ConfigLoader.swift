@@ -9,7 +9,6 @@ public enum ConfigLoader {
     /// Keys whose features are not in this build yet. They are rejected, never silently ignored:
     /// an operator who configures a budget must not believe it is enforced.
     static let notYetAvailable: [String: String] = [
-        "rules": "request rules",
         "tenants": "tenants and limits",
         "cache": "response caching",
         "state": "shared state",
@@ -71,7 +70,7 @@ private struct Reader {
             self.report(nil, "", "the file is empty")
             return nil
         }
-        let topKeys = ["server", "providers", "routes", "simulator"] + ConfigLoader.notYetAvailable.keys.sorted()
+        let topKeys = ["server", "providers", "routes", "rules", "simulator"] + ConfigLoader.notYetAvailable.keys.sorted()
         guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
 
         var config = GatewayConfig()
@@ -81,6 +80,7 @@ private struct Reader {
             case "simulator": config.simulator = self.readSimulator(value)
             case "providers": config.providers = self.readProviders(value)
             case "routes": config.routes = self.readRoutes(value)
+            case "rules": config.rules = self.readRules(value)
             default:
                 let feature = ConfigLoader.notYetAvailable[key] ?? key
                 self.report(keyNode, key, "\(feature) are not available in this version of Switchyard; remove this section")
@@ -156,7 +156,10 @@ private struct Reader {
 
     mutating func readProvider(id: String, keyNode: Node, _ node: Node) -> ProviderSettings? {
         let base = "providers.\(id)"
-        let keys = ["kind", "preset", "dialect", "base_url", "api_key", "headers", "timeouts", "max_connections", "default_max_tokens", "api_version"]
+        let keys = [
+            "kind", "preset", "dialect", "base_url", "api_key", "headers", "timeouts", "max_connections", "default_max_tokens", "api_version",
+            "breaker", "health_check", "load_poll",
+        ]
         guard let entries = self.mapping(node, base, allowed: keys) else { return nil }
         let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
 
@@ -232,7 +235,60 @@ private struct Reader {
         if let poolNode = values["max_connections"], let size = self.int(poolNode, "\(base).max_connections") {
             if size > 0 { provider.maxConnections = size } else { self.report(poolNode, "\(base).max_connections", "must be at least 1") }
         }
+        if let breakerNode = values["breaker"] {
+            provider.breaker = self.readBreaker(breakerNode, "\(base).breaker")
+        }
+        if let checkNode = values["health_check"] {
+            provider.healthCheck = self.readHealthCheck(checkNode, "\(base).health_check")
+        }
+        if let pollNode = values["load_poll"], let interval = self.positiveDuration(pollNode, "\(base).load_poll") {
+            if [.vllm, .ollama, .simulator].contains(kind) {
+                provider.loadPoll = interval
+            } else {
+                self.report(pollNode, "\(base).load_poll", "only vllm, ollama and simulator providers report their load")
+            }
+        }
         return provider
+    }
+
+    mutating func readBreaker(_ node: Node, _ base: String) -> BreakerPolicy {
+        var policy = BreakerPolicy()
+        let keys = ["failures", "error_rate", "min_requests", "window", "open_for", "max_open_for", "probes"]
+        for (key, _, value) in self.mapping(node, base, allowed: keys) ?? [] {
+            let path = "\(base).\(key)"
+            switch key {
+            case "failures": policy.consecutiveFailures = self.int(value, path, atLeast: 1) ?? policy.consecutiveFailures
+            case "min_requests": policy.minimumRequests = self.int(value, path, atLeast: 1) ?? policy.minimumRequests
+            case "probes": policy.probes = self.int(value, path, atLeast: 1) ?? policy.probes
+            case "window": policy.window = self.positiveDuration(value, path) ?? policy.window
+            case "open_for": policy.openDuration = self.positiveDuration(value, path) ?? policy.openDuration
+            case "max_open_for": policy.maxOpenDuration = self.positiveDuration(value, path) ?? policy.maxOpenDuration
+            case "error_rate":
+                if let rate = self.double(value, path) {
+                    if rate > 0 && rate <= 1 { policy.errorRate = rate } else { self.report(value, path, "must be above 0 and at most 1") }
+                }
+            default: continue
+            }
+        }
+        if policy.maxOpenDuration < policy.openDuration { policy.maxOpenDuration = policy.openDuration }
+        return policy
+    }
+
+    mutating func readHealthCheck(_ node: Node, _ base: String) -> HealthCheckSettings {
+        var check = HealthCheckSettings()
+        for (key, _, value) in self.mapping(node, base, allowed: ["interval", "path", "timeout"]) ?? [] {
+            let path = "\(base).\(key)"
+            switch key {
+            case "interval": check.interval = self.positiveDuration(value, path) ?? check.interval
+            case "timeout": check.timeout = self.positiveDuration(value, path) ?? check.timeout
+            case "path":
+                if let text = self.string(value, path) {
+                    if text.hasPrefix("/") { check.path = text } else { self.report(value, path, "must start with /") }
+                }
+            default: continue
+            }
+        }
+        return check
     }
 
     mutating func readTimeouts(_ node: Node, _ base: String) -> UpstreamTimeouts {
@@ -258,21 +314,28 @@ private struct Reader {
         var routes: [RouteSettings] = []
         for (alias, keyNode, value) in self.mapping(node, "routes", allowed: nil) ?? [] {
             let base = "routes.\(alias)"
-            guard let entries = self.mapping(value, base, allowed: ["targets", "strategy", "fallbacks", "retry", "cache"]) else { continue }
+            let keys = ["targets", "strategy", "fallbacks", "context_fallback", "retry", "hedge", "cache"]
+            guard let entries = self.mapping(value, base, allowed: keys) else { continue }
             var route = RouteSettings(alias: alias, targets: [])
             for (key, keyNode, value) in entries {
+                let path = "\(base).\(key)"
                 switch key {
                 case "targets": route.targets = self.readTargets(value, "\(base).targets")
                 case "strategy":
-                    guard let name = self.string(value, "\(base).strategy") else { continue }
+                    guard let name = self.string(value, path) else { continue }
                     if let strategy = RouteStrategy(rawValue: name) {
                         route.strategy = strategy
                     } else {
-                        let known = RouteStrategy.allCases.map(\.rawValue).joined(separator: ", ")
-                        self.report(value, "\(base).strategy", "strategy '\(name)' is not available in this version (available: \(known))")
+                        let known = RouteStrategy.allCases.map(\.rawValue)
+                        let hint = Suggestion.closest(to: name, in: known).map { "did you mean '\($0)'? " } ?? ""
+                        self.report(value, path, "unknown strategy '\(name)'; \(hint)use one of \(known.joined(separator: ", "))")
                     }
+                case "fallbacks": route.fallbacks = self.stringList(value, path)
+                case "context_fallback": route.contextFallback = self.string(value, path)
+                case "retry": route.retry = self.readRetry(value, path)
+                case "hedge": route.hedge = self.readHedge(value, path)
                 default:
-                    self.report(keyNode, "\(base).\(key)", "route \(key) are not available in this version of Switchyard; remove this key")
+                    self.report(keyNode, path, "route \(key) is not available in this version of Switchyard; remove this key")
                 }
             }
             if route.targets.isEmpty {
@@ -283,6 +346,78 @@ private struct Reader {
         return routes
     }
 
+    mutating func readRetry(_ node: Node, _ base: String) -> RetryPolicy {
+        var policy = RetryPolicy()
+        for (key, _, value) in self.mapping(node, base, allowed: ["attempts", "backoff", "max_backoff", "deadline", "max_retry_after"]) ?? [] {
+            let path = "\(base).\(key)"
+            switch key {
+            case "attempts": policy.attempts = self.int(value, path, atLeast: 1) ?? policy.attempts
+            case "backoff": policy.backoff = self.positiveDuration(value, path) ?? policy.backoff
+            case "max_backoff": policy.maxBackoff = self.positiveDuration(value, path) ?? policy.maxBackoff
+            case "deadline": policy.deadline = self.positiveDuration(value, path) ?? policy.deadline
+            case "max_retry_after": policy.maxRetryAfter = self.duration(value, path) ?? policy.maxRetryAfter
+            default: continue
+            }
+        }
+        return policy
+    }
+
+    /// `hedge: true`, or `hedge: {initial: 1s, min_samples: 20}`.
+    mutating func readHedge(_ node: Node, _ base: String) -> HedgePolicy? {
+        if case .scalar = node {
+            return self.bool(node, base) == true ? HedgePolicy() : nil
+        }
+        var policy = HedgePolicy()
+        for (key, _, value) in self.mapping(node, base, allowed: ["initial", "min_samples"]) ?? [] {
+            let path = "\(base).\(key)"
+            switch key {
+            case "initial": policy.initialDelay = self.positiveDuration(value, path) ?? policy.initialDelay
+            case "min_samples": policy.minimumSamples = self.int(value, path, atLeast: 1) ?? policy.minimumSamples
+            default: continue
+            }
+        }
+        return policy
+    }
+
+    mutating func readRules(_ node: Node) -> [RouteRule] {
+        guard case .sequence(let sequence) = node else {
+            self.report(node, "rules", "expected a list of rules (- when: {...}, route: name)")
+            return []
+        }
+        var rules: [RouteRule] = []
+        for (index, item) in sequence.enumerated() {
+            let base = "rules[\(index)]"
+            guard let entries = self.mapping(item, base, allowed: ["when", "route"]) else { continue }
+            let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
+            guard let routeNode = values["route"], let route = self.string(routeNode, "\(base).route") else {
+                self.report(item, base, "'route' is required")
+                continue
+            }
+            var conditions = RuleConditions()
+            if let when = values["when"] {
+                let keys = ["model", "tenant", "key", "header", "prompt_tokens_over", "has_tools", "has_images"]
+                for (key, keyNode, value) in self.mapping(when, "\(base).when", allowed: keys) ?? [] {
+                    let path = "\(base).when.\(key)"
+                    switch key {
+                    case "model": conditions.model = self.string(value, path)
+                    case "tenant", "key":
+                        self.report(keyNode, path, "tenants and keys are not available in this version, so this rule could never match; remove the condition")
+                    case "header":
+                        for (name, _, pattern) in self.mapping(value, path, allowed: nil) ?? [] {
+                            if let text = self.string(pattern, "\(path).\(name)") { conditions.headers[name.lowercased()] = text }
+                        }
+                    case "prompt_tokens_over": conditions.promptTokensOver = self.int(value, path, atLeast: 0)
+                    case "has_tools": conditions.hasTools = self.bool(value, path)
+                    case "has_images": conditions.hasImages = self.bool(value, path)
+                    default: continue
+                    }
+                }
+            }
+            rules.append(RouteRule(conditions: conditions, route: route))
+        }
+        return rules
+    }
+
     mutating func readTargets(_ node: Node, _ base: String) -> [RouteTarget] {
         guard case .sequence(let sequence) = node else {
             self.report(node, base, "expected a list of targets")
@@ -291,7 +426,7 @@ private struct Reader {
         var targets: [RouteTarget] = []
         for (index, item) in sequence.enumerated() {
             let path = "\(base)[\(index)]"
-            guard let entries = self.mapping(item, path, allowed: ["provider", "model", "weight", "priority"]) else { continue }
+            guard let entries = self.mapping(item, path, allowed: ["provider", "model", "weight", "priority", "price"]) else { continue }
             let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
             guard let providerNode = values["provider"], let provider = self.string(providerNode, "\(path).provider") else {
                 self.report(item, path, "'provider' is required")
@@ -307,6 +442,18 @@ private struct Reader {
             }
             if let priorityNode = values["priority"], let priority = self.int(priorityNode, "\(path).priority") {
                 target.priority = priority
+            }
+            if let priceNode = values["price"] {
+                var price = TokenPrice(input: 0, output: 0)
+                for (key, _, value) in self.mapping(priceNode, "\(path).price", allowed: ["input", "output"]) ?? [] {
+                    guard let number = self.double(value, "\(path).price.\(key)") else { continue }
+                    guard number >= 0 else {
+                        self.report(value, "\(path).price.\(key)", "must be 0 or more (USD per million tokens)")
+                        continue
+                    }
+                    if key == "input" { price.input = number } else { price.output = number }
+                }
+                target.price = price
             }
             targets.append(target)
         }
@@ -327,7 +474,27 @@ private struct Reader {
             if !route.targets.isEmpty && route.targets.allSatisfy({ $0.weight == 0 }) && route.strategy == .weighted {
                 self.report(routeNode, "routes.\(route.alias)", "every target has weight 0, so none can be chosen")
             }
+            let aliases = config.routes.map(\.alias)
+            for (index, alias) in route.fallbacks.enumerated() where !aliases.contains(alias) || alias == route.alias {
+                let node = routeNode.mapping?["fallbacks"]?.sequence?[index] ?? routeNode
+                self.report(node, "routes.\(route.alias).fallbacks[\(index)]", self.routeReferenceProblem(alias, from: route.alias, known: aliases))
+            }
+            if let alias = route.contextFallback, !aliases.contains(alias) || alias == route.alias {
+                self.report(routeNode.mapping?["context_fallback"] ?? routeNode, "routes.\(route.alias).context_fallback", self.routeReferenceProblem(alias, from: route.alias, known: aliases))
+            }
         }
+        guard let rulesNode = top.first(where: { $0.0 == "rules" })?.2 else { return }
+        let aliases = config.routes.map(\.alias)
+        for (index, rule) in config.rules.enumerated() where !aliases.contains(rule.route) {
+            let node = rulesNode.sequence?[index].mapping?["route"] ?? rulesNode
+            self.report(node, "rules[\(index)].route", self.routeReferenceProblem(rule.route, from: nil, known: aliases))
+        }
+    }
+
+    func routeReferenceProblem(_ alias: String, from origin: String?, known: [String]) -> String {
+        if alias == origin { return "a route cannot fall back to itself" }
+        let hint = Suggestion.closest(to: alias, in: known).map { "; did you mean '\($0)'?" } ?? ""
+        return "unknown route '\(alias)'\(hint)"
     }
 
     // MARK: Typed values
@@ -382,6 +549,30 @@ private struct Reader {
             return nil
         }
         return value
+    }
+
+    mutating func int(_ node: Node, _ path: String, atLeast minimum: Int) -> Int? {
+        guard let value = self.int(node, path) else { return nil }
+        guard value >= minimum else {
+            self.report(node, path, "must be at least \(minimum)")
+            return nil
+        }
+        return value
+    }
+
+    mutating func positiveDuration(_ node: Node, _ path: String) -> Duration? {
+        guard let value = self.duration(node, path) else { return nil }
+        guard value > .zero else {
+            self.report(node, path, "must be longer than zero")
+            return nil
+        }
+        return value
+    }
+
+    /// A list of strings, or one string as a list of one.
+    mutating func stringList(_ node: Node, _ path: String) -> [String] {
+        guard case .sequence(let sequence) = node else { return self.string(node, path).map { [$0] } ?? [] }
+        return sequence.enumerated().compactMap { index, item in self.string(item, "\(path)[\(index)]") }
     }
 
     mutating func double(_ node: Node, _ path: String) -> Double? {

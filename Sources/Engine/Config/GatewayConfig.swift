@@ -5,17 +5,21 @@ public struct GatewayConfig: Sendable, Equatable {
     /// In the order of the file, so listings and logs are stable.
     public var providers: [ProviderSettings]
     public var routes: [RouteSettings]
+    /// `rules:` in file order; the first that matches a request picks its route.
+    public var rules: [RouteRule]
     public var simulator: SimulatorSettings
 
     public init(
         server: ServerSettings = ServerSettings(),
         providers: [ProviderSettings] = [],
         routes: [RouteSettings] = [],
+        rules: [RouteRule] = [],
         simulator: SimulatorSettings = SimulatorSettings()
     ) {
         self.server = server
         self.providers = providers
         self.routes = routes
+        self.rules = rules
         self.simulator = simulator
     }
 
@@ -96,6 +100,12 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 /// - `default_max_tokens` (int, default 4096): sent to Anthropic upstreams when the client set none
 /// - `api_version` (azure-openai only): with it, Azure's classic deployment URLs
 ///   (`{base_url}/deployments/{model}/chat/completions?api-version=…`); without it, the v1 API at `base_url`
+/// - `breaker` (`failures` 5, `error_rate` 0.5, `min_requests` 10, `window` 30s, `open_for` 15s,
+///   `max_open_for` 5m, `probes` 1): when the provider's targets stop taking traffic
+/// - `health_check` (`interval`, `path`, `timeout` 2s): an optional free request (e.g. `GET /models`)
+///   whose failure takes the provider out of rotation until it passes again
+/// - `load_poll` (duration; vllm, ollama and simulator only): read the backend's own queue depth
+///   (vLLM `/metrics`, Ollama `/api/ps`) that often, for `least-busy` and `latency` routes
 public struct ProviderSettings: Sendable, Equatable {
     public var id: String
     public var kind: ProviderKind
@@ -110,6 +120,10 @@ public struct ProviderSettings: Sendable, Equatable {
     public var defaultMaxTokens: Int
     /// Azure OpenAI's `api-version`, which selects its deployment-path URLs.
     public var apiVersion: String?
+    public var breaker = BreakerPolicy()
+    public var healthCheck: HealthCheckSettings?
+    /// How often to read the backend's own load report; nil = never.
+    public var loadPoll: Duration?
 
     public init(
         id: String,
@@ -197,13 +211,24 @@ public struct UpstreamTimeouts: Sendable, Equatable {
 
 /// `routes.<alias>:` — a client-visible model name and where it goes.
 ///
-/// - `targets` (list of `{provider, model, weight (1), priority (0)}`)
-/// - `strategy` (`priority` | `weighted`, default `weighted`): `priority` takes the lowest priority
-///   number first; `weighted` picks among the best tier at random by weight
+/// - `targets` (list of `{provider, model, weight (1), priority (0), price: {input, output}}`; price in
+///   USD per million tokens, for the `cost` strategy)
+/// - `strategy` (`weighted` (default) | `least-busy` | `latency` | `cost` | `priority`): how a target
+///   is chosen within the best priority tier that has a healthy one; see docs/routing.md
+/// - `fallbacks` (list of route aliases): tried in order once every target of this route has failed
+/// - `context_fallback` (route alias): where a request goes when the upstream says the prompt is too
+///   long for the model's context window
+/// - `retry` (`attempts` 3, `backoff` 100ms, `max_backoff` 2s, `deadline` 10m, `max_retry_after` 10s)
+/// - `hedge` (`true` or `{initial: 1s}`): after the route's observed p95 time to first token (before
+///   20 samples: `initial`), a second attempt races the first on another target
 public struct RouteSettings: Sendable, Equatable {
     public var alias: String
     public var targets: [RouteTarget]
     public var strategy: RouteStrategy
+    public var fallbacks: [String] = []
+    public var contextFallback: String?
+    public var retry = RetryPolicy()
+    public var hedge: HedgePolicy?
 
     public init(alias: String, targets: [RouteTarget], strategy: RouteStrategy = .weighted) {
         self.alias = alias
@@ -214,6 +239,9 @@ public struct RouteSettings: Sendable, Equatable {
 
 public enum RouteStrategy: String, Sendable, Equatable, CaseIterable {
     case weighted
+    case leastBusy = "least-busy"
+    case latency
+    case cost
     case priority
 }
 
@@ -224,12 +252,59 @@ public struct RouteTarget: Sendable, Equatable {
     public var weight: Int
     /// Lower is preferred.
     public var priority: Int
+    /// USD per million tokens; nil = unknown (the `cost` strategy puts such targets last).
+    public var price: TokenPrice?
 
-    public init(provider: String, model: String, weight: Int = 1, priority: Int = 0) {
+    public init(provider: String, model: String, weight: Int = 1, priority: Int = 0, price: TokenPrice? = nil) {
         self.provider = provider
         self.model = model
         self.weight = weight
         self.priority = priority
+        self.price = price
+    }
+
+    public var key: TargetKey { TargetKey(provider: self.provider, model: self.model) }
+}
+
+/// Prices in USD per million tokens.
+public struct TokenPrice: Sendable, Equatable {
+    public var input: Double
+    public var output: Double
+
+    public init(input: Double, output: Double) {
+        self.input = input
+        self.output = output
+    }
+
+    public func cost(inputTokens: Int, outputTokens: Int) -> Double {
+        (Double(inputTokens) * self.input + Double(outputTokens) * self.output) / 1_000_000
+    }
+}
+
+/// `hedge:` — race a second attempt when the first is slower than usual.
+public struct HedgePolicy: Sendable, Equatable {
+    /// The delay used until the route has enough samples of its own.
+    public var initialDelay: Duration
+    /// Samples needed before the observed p95 replaces `initialDelay`.
+    public var minimumSamples: Int
+
+    public init(initialDelay: Duration = .seconds(1), minimumSamples: Int = 20) {
+        self.initialDelay = initialDelay
+        self.minimumSamples = minimumSamples
+    }
+}
+
+/// `health_check:` — a request that costs no tokens, sent on its own schedule.
+public struct HealthCheckSettings: Sendable, Equatable {
+    public var interval: Duration
+    /// Relative to the provider's base URL; nil = the kind's model list (`/models`, Ollama `/api/tags`).
+    public var path: String?
+    public var timeout: Duration
+
+    public init(interval: Duration = .seconds(30), path: String? = nil, timeout: Duration = .seconds(2)) {
+        self.interval = interval
+        self.path = path
+        self.timeout = timeout
     }
 }
 

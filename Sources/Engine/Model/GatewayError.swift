@@ -132,8 +132,14 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         GatewayError(.streamInterrupted, "The stream from provider '\(provider)' ended before completion: \(detail).")
     }
 
-    public static func noHealthyTarget(route: String) -> GatewayError {
-        GatewayError(.noHealthyTarget, "No provider target of model '\(route)' can serve requests right now.")
+    /// Every target of the route (and its fallbacks) is drained, resting or behind an open breaker.
+    public static func noHealthyTarget(route: String, retryAfterSeconds: Int? = nil) -> GatewayError {
+        let when = retryAfterSeconds.map { " The first should be back in about \($0) s." } ?? ""
+        return GatewayError(
+            .noHealthyTarget,
+            "No provider target of model '\(route)' can serve requests right now.\(when)",
+            retryAfterSeconds: retryAfterSeconds
+        )
     }
 
     public static func internalFailure(_ detail: String) -> GatewayError {

@@ -1,53 +1,100 @@
-/// The immutable routing snapshot: client-visible model names to ordered upstream targets.
+/// The immutable routing snapshot: rules, and client-visible model names to their routes.
 /// Built once per config and swapped whole, so a request never sees half of an update.
 public final class RouteTable: Sendable {
-    public struct Resolved: Sendable, Equatable {
-        public let alias: String
-        public let provider: String
-        public let upstreamModel: String
-    }
-
-    private let routes: [String: RouteSettings]
+    public let routes: [String: RouteSettings]
     /// Aliases in config order, for `/v1/models` and error messages.
     public let aliases: [String]
+    public let rules: [RouteRule]
+    /// Whether routing needs the body's content features (prompt size, tools, images): only when a
+    /// rule or a `cost` route asks, so the fast path does not pay for them otherwise.
+    public let needsContentFeatures: Bool
 
-    public init(_ routes: [RouteSettings]) {
+    public init(_ routes: [RouteSettings], rules: [RouteRule] = []) {
         self.routes = Dictionary(routes.map { ($0.alias, $0) }, uniquingKeysWith: { first, _ in first })
         self.aliases = routes.map(\.alias)
+        self.rules = rules
+        self.needsContentFeatures = rules.contains { $0.conditions.needsContent } || routes.contains { $0.strategy == .cost }
     }
 
-    /// Picks the target for `model`.
-    /// - Parameter random: yields a number in 0..<1, asked only when a weighted choice has to be made
-    ///   (so single-target routes cost no random draw); injected so tests are deterministic.
+    /// The route for a request: the first matching rule's, else the one named by the model.
     /// - Throws: `unknownModel` (404) listing the known aliases.
-    public func resolve(_ model: String, random: () -> Double = { Double.random(in: 0..<1) }) throws(GatewayError) -> Resolved {
-        guard let route = self.routes[model] else {
-            throw .unknownModel(model, known: self.aliases)
+    public func route(for request: RequestFeatures) throws(GatewayError) -> RouteSettings {
+        for rule in self.rules where rule.conditions.matches(request) {
+            if let route = self.routes[rule.route] { return route }
         }
-        guard let target = Self.choose(route, random: random) else {
-            throw .noHealthyTarget(route: model)
+        guard let route = self.routes[request.model] else {
+            throw .unknownModel(request.model, known: self.aliases)
         }
-        return Resolved(alias: model, provider: target.provider, upstreamModel: target.model)
+        return route
     }
 
-    /// `priority`: the first target of the lowest priority number.
-    /// `weighted`: among the lowest priority number, by weight.
-    static func choose(_ route: RouteSettings, random: () -> Double) -> RouteTarget? {
-        if route.targets.count == 1 { return route.targets[0].weight > 0 || route.strategy == .priority ? route.targets[0] : nil }
-        guard let best = route.targets.map(\.priority).min() else { return nil }
-        let tier = route.targets.filter { $0.priority == best }
-        switch route.strategy {
-        case .priority:
-            return tier.first
-        case .weighted:
-            let total = tier.reduce(0) { $0 + $1.weight }
-            guard total > 0 else { return nil }
-            var point = random() * Double(total)
-            for target in tier where target.weight > 0 {
-                point -= Double(target.weight)
-                if point < 0 { return target }
-            }
-            return tier.last { $0.weight > 0 }
+    /// Plans a request: the route's healthy targets in the order to try them (best priority tier
+    /// first, each tier ordered by the strategy), then its fallback routes', and apart, the
+    /// context-window fallback's.
+    /// - Throws: `unknownModel`, or `noHealthyTarget` (503) when nothing can take it now.
+    public func plan(
+        _ request: RequestFeatures,
+        health: RoutingHealth,
+        at now: ContinuousClock.Instant,
+        using random: inout some RandomNumberGenerator
+    ) throws(GatewayError) -> FailoverPlan {
+        let route = try self.route(for: request)
+        var seen = Set<TargetKey>()
+        var visited = Set<String>()
+        let candidates = self.chain(route, request: request, health: health, now: now, seen: &seen, visited: &visited, using: &random)
+        guard !candidates.isEmpty else {
+            throw .noHealthyTarget(route: route.alias, retryAfterSeconds: self.soonestReturn(route, health: health, now: now))
         }
+        var contextCandidates: [PlannedTarget] = []
+        if let alias = route.contextFallback, let larger = self.routes[alias] {
+            var contextSeen = Set<TargetKey>()
+            var contextVisited = Set<String>()
+            contextCandidates = self.chain(larger, request: request, health: health, now: now, seen: &contextSeen, visited: &contextVisited, using: &random)
+        }
+        return FailoverPlan(route: route, candidates: candidates, contextCandidates: contextCandidates, startedAt: now)
     }
+
+    private func chain(
+        _ route: RouteSettings,
+        request: RequestFeatures,
+        health: RoutingHealth,
+        now: ContinuousClock.Instant,
+        seen: inout Set<TargetKey>,
+        visited: inout Set<String>,
+        using random: inout some RandomNumberGenerator
+    ) -> [PlannedTarget] {
+        guard visited.insert(route.alias).inserted else { return [] }
+        var planned: [PlannedTarget] = []
+        let available = route.targets.filter { health.unavailability(of: $0.key, at: now) == nil }
+        for tier in Set(available.map(\.priority)).sorted() {
+            let members = available.filter { $0.priority == tier }
+            for target in Balancer.order(members, strategy: route.strategy, health: health, request: request, using: &random)
+            where seen.insert(target.key).inserted {
+                planned.append(PlannedTarget(route: route.alias, target: target))
+            }
+        }
+        for alias in route.fallbacks {
+            guard let fallback = self.routes[alias] else { continue }
+            planned += self.chain(fallback, request: request, health: health, now: now, seen: &seen, visited: &visited, using: &random)
+        }
+        return planned
+    }
+
+    /// Seconds until the first of the route's targets is back, when a rest or breaker says.
+    private func soonestReturn(_ route: RouteSettings, health: RoutingHealth, now: ContinuousClock.Instant) -> Int? {
+        let returns = route.targets.compactMap { health.unavailability(of: $0.key, at: now)?.until }
+        guard let soonest = returns.min() else { return nil }
+        return max(1, Int((soonest - now).seconds.rounded(.up)))
+    }
+}
+
+/// One target as planned for a request, with the route it came from (its own or a fallback).
+public struct PlannedTarget: Sendable, Equatable {
+    public let route: String
+    public let target: RouteTarget
+
+    public var key: TargetKey { self.target.key }
+    public var provider: String { self.target.provider }
+    /// The model name sent upstream.
+    public var upstreamModel: String { self.target.model }
 }

@@ -25,58 +25,59 @@ struct ChatCompletionsHandler: Sendable {
     private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext) async throws -> Response {
         let body = try await self.state.body(of: request)
         let patch = try OpenAIRequestPatch(body: body)
-        let (target, upstream) = try self.state.target(for: patch.clientModel)
-
-        if upstream.settings.wire != .openAIChat {
-            let decoded = try OpenAIRequestDecoder.decode(body)
-            let exchange = TranslatedExchange(state: self.state, client: .openAI, includeUsage: decoded.includeUsage)
-            return try await exchange.run(
-                decoded.request, dropped: decoded.dropped, target: target, upstream: upstream,
-                requestID: requestID, started: started, context: context
-            )
+        let plan = try self.state.plan(self.state.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request))
+        // Decoded only when some target needs a translation, and then once, before any attempt.
+        let decoded = try plan.everyCandidate.contains { self.state.upstreams[$0.provider]?.settings.wire != .openAIChat }
+            ? OpenAIRequestDecoder.decode(body) : nil
+        let images = self.state.images
+        let outcome = try await self.state.forward(plan, requestID: requestID, context: context) { target, upstream in
+            guard upstream.settings.wire == .openAIChat else {
+                guard let decoded else { throw GatewayError.internalFailure("no decoded request for a translated target") }
+                return try await TranslatedExchange.prepare(decoded.request, target: target, upstream: upstream, images: images)
+            }
+            let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
+            return UpstreamRequest(body: upstreamBody, path: "/chat/completions", streaming: patch.isStreaming)
         }
-        let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
-        let sent = ContinuousClock.now
-        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: "/chat/completions", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
+        let exchange = ExchangeContext(requestID: requestID, outcome: outcome, logger: context.logger)
+        if outcome.upstream.settings.wire != .openAIChat, let decoded {
+            let translation = TranslatedExchange(client: .openAI, includeUsage: decoded.includeUsage)
+            return try translation.respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
         }
-        let replied = ContinuousClock.now
-        let beforeUpstream = sent - started
-        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
-
-        guard (200..<300).contains(Int(reply.response.status.code)) else {
-            return reply.openAIErrorResponse(exchange, overhead: beforeUpstream + (ContinuousClock.now - replied))
+        let reply = outcome.reply
+        guard reply.isSuccess else {
+            return reply.openAIErrorResponse(exchange, overhead: outcome.overhead(since: started))
         }
         guard let responseBody = reply.body else {
-            return self.relayStream(reply.response, exchange, forwardUsageChunk: patch.clientWantsStreamUsage, overhead: beforeUpstream + (ContinuousClock.now - replied))
+            return self.relayStream(reply, exchange, forwardUsageChunk: patch.clientWantsStreamUsage, overhead: outcome.overhead(since: started))
         }
-        let summary = try OpenAIResponseSummary.read(responseBody, provider: target.provider)
+        let summary = try OpenAIResponseSummary.read(responseBody, provider: outcome.target.provider)
         exchange.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
 
         var headers: HTTPFields = [.contentType: "application/json"]
-        headers[.switchyardProvider] = target.provider
-        headers.setGatewayHeaders(requestID: requestID, overhead: beforeUpstream + (ContinuousClock.now - replied))
+        headers.setRoutingHeaders(outcome)
+        headers.setGatewayHeaders(requestID: requestID, overhead: outcome.overhead(since: started))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
 
     // MARK: Streams
 
-    private func relayStream(_ response: HTTPClientResponse, _ context: ExchangeContext, forwardUsageChunk: Bool, overhead: Duration) -> Response {
+    private func relayStream(_ reply: UpstreamCall.Reply, _ context: ExchangeContext, forwardUsageChunk: Bool, overhead: Duration) -> Response {
         var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
-        headers[.switchyardProvider] = context.target.provider
+        headers.setRoutingHeaders(context.outcome)
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
         let totalDeadline = context.sent + context.upstream.settings.timeouts.total
+        let stream = reply.stream
         return Response(
             status: .ok,
             headers: headers,
             body: ResponseBody { writer in
+                guard let stream else { return }
                 var relay = OpenAIStreamRelay(provider: context.target.provider, forwardUsageChunk: forwardUsageChunk)
-                var iterator = response.body.makeAsyncIterator()
                 var failure: GatewayError?
                 while failure == nil {
                     let chunk: ByteBuffer?
                     do {
-                        chunk = try await iterator.next()
+                        chunk = try await stream.next()
                     } catch {
                         // Upstream trouble is reported in-stream; a failing client write (below) is not caught,
                         // so the handler ends and the upstream request is cancelled with it.
@@ -102,13 +103,11 @@ struct ChatCompletionsHandler: Sendable {
                 }
                 if let failure {
                     try await writer.write(failure.openAIStreamEvent)
-                    context.logStreamFailure(failure.metricLabel)
-                } else if relay.upstreamErrorMessage != nil {
+                } else if let message = relay.upstreamErrorMessage {
                     // The upstream's own error event was forwarded as it came.
-                    context.logStreamFailure("upstream_error_event")
-                } else {
-                    context.logCompletion(usage: relay.usage, finishReason: relay.finishReason, streamed: true)
+                    failure = .streamInterrupted(provider: context.target.provider, detail: "the provider sent an error event: \(message)")
                 }
+                context.streamEnded(failure: failure, usage: relay.usage, finishReason: relay.finishReason)
                 try await writer.finish(nil)
             }
         )
@@ -118,15 +117,25 @@ struct ChatCompletionsHandler: Sendable {
 /// What one exchange with an upstream needs to log and account for itself.
 struct ExchangeContext: Sendable {
     let requestID: String
-    let target: RouteTable.Resolved
-    let upstream: UpstreamPool.Upstream
+    let outcome: AttemptOutcome
     let logger: Logger
-    let sent: ContinuousClock.Instant
 
-    func logStreamFailure(_ label: String) {
+    var target: PlannedTarget { self.outcome.target }
+    var upstream: UpstreamPool.Upstream { self.outcome.upstream }
+    var sent: ContinuousClock.Instant { self.outcome.sent }
+
+    /// A relayed stream is over: the target is judged by how it ended (a failure after the first
+    /// byte counts against it, though nothing can be retried any more).
+    func streamEnded(failure: GatewayError?, usage: Usage?, finishReason: String?) {
+        guard let failure else {
+            self.outcome.lease.succeeded()
+            self.logCompletion(usage: usage, finishReason: finishReason, streamed: true)
+            return
+        }
+        self.outcome.lease.failed(.serverError, detail: failure.message)
         self.logger.warning(
             "stream failed after the first byte",
-            metadata: ["gw.request_id": "\(self.requestID)", "gw.provider": "\(self.target.provider)", "gw.error": "\(label)"]
+            metadata: ["gw.request_id": "\(self.requestID)", "gw.provider": "\(self.target.provider)", "gw.error": "\(failure.metricLabel)"]
         )
     }
 
@@ -135,8 +144,9 @@ struct ExchangeContext: Sendable {
             "request completed",
             metadata: [
                 "gw.request_id": "\(self.requestID)",
-                "gw.route": "\(self.target.alias)",
+                "gw.route": "\(self.target.route)",
                 "gw.provider": "\(self.target.provider)",
+                "gw.attempts": "\(self.outcome.attempts)",
                 "gw.stream": "\(streamed)",
                 "gw.input_tokens": "\(usage?.inputTokens ?? -1)",
                 "gw.output_tokens": "\(usage?.outputTokens ?? -1)",

@@ -14,39 +14,23 @@ struct EmbeddingsHandler: Sendable {
             let body = try await self.state.body(of: request)
             let patch = try OpenAIRequestPatch(body: body)
             guard !patch.isStreaming else { throw GatewayError.invalidRequest("Embeddings cannot be streamed.", param: "stream") }
-            let (target, upstream) = try self.state.target(for: patch.clientModel)
-            let upstreamBody: ByteBuffer
-            let path: String
-            var translated: OllamaEmbeddings.Request?
-            switch upstream.settings.wire {
-            case .openAIChat:
-                upstreamBody = patch.upstreamBody(model: target.upstreamModel)
-                path = "/embeddings"
-            case .ollamaChat:
-                translated = try OllamaEmbeddings.encode(body, upstreamModel: target.upstreamModel)
-                path = "/api/embed"
-                upstreamBody = translated?.body ?? ByteBuffer()
-            case .geminiGenerateContent:
-                translated = try GeminiEmbeddings.encode(body, upstreamModel: target.upstreamModel)
-                path = GeminiEmbeddings.path(model: target.upstreamModel)
-                upstreamBody = translated?.body ?? ByteBuffer()
-            case .anthropicMessages:
-                throw GatewayError.invalidRequest("The model '\(target.alias)' is served by Anthropic, which offers no embeddings.", param: "model")
+            let plan = try self.state.plan(self.state.features(model: patch.clientModel, streaming: false, body: body, of: request))
+            let outcome = try await self.state.forward(plan, requestID: requestID, context: context) { target, upstream in
+                try Self.upstreamRequest(body, patch: patch, target: target, upstream: upstream)
             }
-            let sent = ContinuousClock.now
-            let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-                try await UpstreamCall.post(upstreamBody, path: path, model: target.upstreamModel, to: upstream, requestID: requestID, streaming: false, sent: sent)
-            }
-            let replied = ContinuousClock.now
-            let overhead = (sent - started) + (ContinuousClock.now - replied)
-            let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
+            let target = outcome.target
+            let upstream = outcome.upstream
+            let overhead = outcome.overhead(since: started)
+            let exchange = ExchangeContext(requestID: requestID, outcome: outcome, logger: context.logger)
+            let reply = outcome.reply
             guard reply.isSuccess, let responseBody = reply.body else {
                 return reply.openAIErrorResponse(exchange, overhead: overhead)
             }
             var headers: HTTPFields = [.contentType: "application/json"]
-            headers[.switchyardProvider] = target.provider
+            headers.setRoutingHeaders(outcome)
             headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
-            if let translated {
+            if upstream.settings.wire != .openAIChat {
+                let translated = try Self.translated(body, target: target, upstream: upstream)
                 let (json, usage) = upstream.settings.wire == .geminiGenerateContent
                     ? try GeminiEmbeddings.decode(responseBody, model: target.upstreamModel, request: translated, provider: target.provider)
                     : try OllamaEmbeddings.decode(responseBody, model: target.upstreamModel, base64: translated.wantsBase64, provider: target.provider)
@@ -58,5 +42,26 @@ struct EmbeddingsHandler: Sendable {
             exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
         }
+    }
+
+    /// The embeddings request for one target: passed through with `model` rewritten to OpenAI-compatible
+    /// upstreams, translated for Ollama's and Gemini's own APIs.
+    private static func upstreamRequest(_ body: ByteBuffer, patch: OpenAIRequestPatch, target: PlannedTarget, upstream: UpstreamPool.Upstream) throws -> UpstreamRequest {
+        switch upstream.settings.wire {
+        case .openAIChat:
+            return UpstreamRequest(body: patch.upstreamBody(model: target.upstreamModel), path: "/embeddings", streaming: false)
+        case .ollamaChat, .geminiGenerateContent:
+            let translated = try self.translated(body, target: target, upstream: upstream)
+            let path = upstream.settings.wire == .ollamaChat ? "/api/embed" : GeminiEmbeddings.path(model: target.upstreamModel)
+            return UpstreamRequest(body: translated.body, path: path, streaming: false)
+        case .anthropicMessages:
+            throw GatewayError.invalidRequest("The model '\(target.route)' is served by Anthropic, which offers no embeddings.", param: "model")
+        }
+    }
+
+    private static func translated(_ body: ByteBuffer, target: PlannedTarget, upstream: UpstreamPool.Upstream) throws -> OllamaEmbeddings.Request {
+        upstream.settings.wire == .ollamaChat
+            ? try OllamaEmbeddings.encode(body, upstreamModel: target.upstreamModel)
+            : try GeminiEmbeddings.encode(body, upstreamModel: target.upstreamModel)
     }
 }

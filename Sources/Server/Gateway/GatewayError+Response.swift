@@ -44,6 +44,10 @@ extension HTTPField.Name {
     static let anthropicRequestID = HTTPField.Name("request-id")!
     /// Request fields left out because the upstream's dialect has no equivalent.
     static let droppedFields = HTTPField.Name("x-switchyard-dropped")!
+    /// Upstream attempts this request took (retries, failover and hedges included).
+    static let attempts = HTTPField.Name("x-switchyard-attempts")!
+    /// Present when a hedged second attempt was sent.
+    static let hedged = HTTPField.Name("x-switchyard-hedged")!
     /// Says that a token count is the gateway's estimate, not the provider's tokenizer.
     static let tokenEstimate = HTTPField.Name("x-switchyard-estimate")!
 }
@@ -52,6 +56,13 @@ extension HTTPFields {
     mutating func setGatewayHeaders(requestID: String, overhead: Duration) {
         self[.requestID] = requestID
         self[.overhead] = String(Swift.max(0, overhead.microseconds))
+    }
+
+    /// Which provider answered, after how many attempts, and whether a hedge raced it.
+    mutating func setRoutingHeaders(_ outcome: AttemptOutcome) {
+        self[.switchyardProvider] = outcome.target.provider
+        self[.attempts] = String(outcome.attempts)
+        if outcome.hedged { self[.hedged] = "true" }
     }
 }
 

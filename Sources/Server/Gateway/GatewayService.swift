@@ -15,6 +15,8 @@ public struct GatewayService: Service {
         public let port: Int
         /// Where the in-process simulator listens, when it runs.
         public let simulatorURL: String?
+        /// Drain, undrain and inspect targets of the running gateway.
+        public let control: GatewayControl
     }
 
     let config: GatewayConfig
@@ -62,12 +64,14 @@ public struct GatewayService: Service {
                 configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
                 onServerRunning: { [simulatorURL] channel in
                     state.isReady.store(true, ordering: .relaxed)
-                    await onStarted(Started(port: channel.localAddress?.port ?? listen.port, simulatorURL: simulatorURL))
+                    await onStarted(Started(port: channel.localAddress?.port ?? listen.port, simulatorURL: simulatorURL, control: GatewayControl(state: state)))
                 },
                 eventLoopGroupProvider: .shared(group),
                 logger: self.logger
             )
             tasks.addTask { try await api.run() }
+            let monitor = BackendMonitor(state: state, logger: self.logger)
+            let monitoring = Task { await monitor.run() }
             tasks.addTask {
                 // Report not-ready as soon as shutdown starts, while in-flight requests finish.
                 try? await gracefulShutdown()
@@ -76,10 +80,13 @@ public struct GatewayService: Service {
             do {
                 try await tasks.waitForAll()
             } catch {
+                monitoring.cancel()
                 await upstreams.shutdown()
                 try? await imageClient?.shutdown()
                 throw error
             }
+            monitoring.cancel()
+            await monitoring.value
             await upstreams.shutdown()
             try? await imageClient?.shutdown()
         }

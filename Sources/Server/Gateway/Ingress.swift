@@ -1,4 +1,5 @@
 import Engine
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
@@ -41,13 +42,26 @@ extension GatewayState {
         }
     }
 
-    /// The route's chosen target for `model`, and the upstream that serves it.
-    func target(for model: String) throws -> (RouteTable.Resolved, UpstreamPool.Upstream) {
-        let target = try self.routes.resolve(model)
-        guard let upstream = self.upstreams[target.provider] else {
-            throw GatewayError.internalFailure("route '\(target.alias)' names provider '\(target.provider)', which has no client")
+    /// What routing looks at in a request; the body's content only when a rule or strategy needs it.
+    func features(model: String, streaming: Bool, body: ByteBuffer, of request: Request) -> RequestFeatures {
+        var features = RequestFeatures(model: model, streaming: streaming) { name in
+            HTTPField.Name(name).flatMap { request.headers[$0] }
         }
-        return (target, upstream)
+        if self.routes.needsContentFeatures { features.inspect(body: body) }
+        return features
+    }
+
+    /// Executes `plan`, cancelled if the client hangs up meanwhile.
+    func forward(
+        _ plan: FailoverPlan,
+        requestID: String,
+        context: GatewayRequestContext,
+        build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
+    ) async throws -> AttemptOutcome {
+        let logger = context.logger
+        return try await self.disconnects.cancellingOnHangUp(connection: context.connection) {
+            try await self.execute(plan, requestID: requestID, logger: logger, build: build)
+        }
     }
 }
 

@@ -22,15 +22,23 @@ struct MessagesHandler: Sendable {
         let body = try await self.state.body(of: request)
         // Only the model and `stream` are read first: a same-dialect request must not be decoded.
         let patch = try OpenAIRequestPatch(body: body)
-        let (target, upstream) = try self.state.target(for: patch.clientModel)
-        if upstream.settings.wire == .anthropicMessages {
-            return try await self.passThrough(patch, target: target, upstream: upstream, requestID: requestID, started: started, context: context)
+        let plan = try self.state.plan(self.state.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request))
+        let decoded = try plan.everyCandidate.contains { self.state.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
+            ? AnthropicRequestDecoder.decode(body) : nil
+        let images = self.state.images
+        let outcome = try await self.state.forward(plan, requestID: requestID, context: context) { target, upstream in
+            guard upstream.settings.wire == .anthropicMessages else {
+                guard let decoded else { throw GatewayError.internalFailure("no decoded request for a translated target") }
+                return try await TranslatedExchange.prepare(decoded.request, target: target, upstream: upstream, images: images)
+            }
+            let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: false)
+            return UpstreamRequest(body: upstreamBody, path: "/messages", streaming: patch.isStreaming)
         }
-        let decoded = try AnthropicRequestDecoder.decode(body)
-        return try await TranslatedExchange(state: self.state, client: .anthropic).run(
-            decoded.request, dropped: decoded.dropped, target: target, upstream: upstream,
-            requestID: requestID, started: started, context: context
-        )
+        let exchange = ExchangeContext(requestID: requestID, outcome: outcome, logger: context.logger)
+        if outcome.upstream.settings.wire != .anthropicMessages, let decoded {
+            return try TranslatedExchange(client: .anthropic).respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
+        }
+        return try self.passThrough(exchange, started: started)
     }
 
     /// `POST /v1/messages/count_tokens`: an estimate (see `TokenEstimate`), validated like a real
@@ -39,7 +47,7 @@ struct MessagesHandler: Sendable {
         await self.state.respond(to: request, context: context, in: .anthropic) { requestID, started in
             let body = try await self.state.body(of: request)
             let chat = try AnthropicRequestDecoder.decode(body, requireMaxTokens: false).request
-            _ = try self.state.target(for: chat.model)
+            _ = try self.state.routes.route(for: RequestFeatures(model: chat.model, streaming: false))
             var headers: HTTPFields = [.contentType: "application/json"]
             headers.setGatewayHeaders(requestID: requestID, overhead: ContinuousClock.now - started)
             headers[.tokenEstimate] = "true"
@@ -49,60 +57,48 @@ struct MessagesHandler: Sendable {
 
     // MARK: Same dialect
 
-    /// An Anthropic request to an Anthropic upstream: only `model` is rewritten, and the answer comes
+    /// An Anthropic request to an Anthropic upstream: only `model` was rewritten, and the answer comes
     /// back byte for byte in whole events, observed on the way for usage and a proper end.
-    private func passThrough(
-        _ patch: OpenAIRequestPatch,
-        target: RouteTable.Resolved,
-        upstream: UpstreamPool.Upstream,
-        requestID: String,
-        started: ContinuousClock.Instant,
-        context: GatewayRequestContext
-    ) async throws -> Response {
-        let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: false)
-        let sent = ContinuousClock.now
-        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: "/messages", model: target.upstreamModel, to: upstream, requestID: requestID, streaming: patch.isStreaming, sent: sent)
-        }
-        let replied = ContinuousClock.now
-        let overhead = (sent - started) + (ContinuousClock.now - replied)
-        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
+    private func passThrough(_ exchange: ExchangeContext, started: ContinuousClock.Instant) throws -> Response {
+        let outcome = exchange.outcome
+        let reply = outcome.reply
+        let overhead = outcome.overhead(since: started)
         var headers: HTTPFields = [.contentType: "application/json"]
-        headers[.switchyardProvider] = target.provider
-        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
+        headers.setRoutingHeaders(outcome)
+        headers.setGatewayHeaders(requestID: exchange.requestID, overhead: overhead)
         guard reply.isSuccess else {
             let status = Int(reply.response.status.code)
-            let retryAfter = reply.response.headers.first(name: "retry-after")
             guard let body = reply.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
-                let error = reply.error(provider: target.provider)
-                error.log(requestID: requestID, logger: context.logger)
-                return error.anthropicResponse(requestID: requestID, overhead: overhead)
+                let error = reply.error(provider: outcome.target.provider)
+                error.log(requestID: exchange.requestID, logger: exchange.logger)
+                return error.anthropicResponse(requestID: exchange.requestID, overhead: overhead)
             }
-            if let retryAfter { headers[.retryAfter] = retryAfter }
+            if let retryAfter = reply.response.headers.first(name: "retry-after") { headers[.retryAfter] = retryAfter }
             return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
         }
         guard let responseBody = reply.body else {
+            guard let stream = reply.stream else { throw GatewayError.internalFailure("a successful reply with neither body nor stream") }
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-cache"
-            return Response(status: .ok, headers: headers, body: Self.relayAnthropicStream(reply.response, exchange))
+            return Response(status: .ok, headers: headers, body: Self.relayAnthropicStream(stream, exchange))
         }
-        let response = try AnthropicResponseDecoder.decode(responseBody, provider: target.provider)
+        let response = try AnthropicResponseDecoder.decode(responseBody, provider: outcome.target.provider)
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
 
-    private static func relayAnthropicStream(_ response: HTTPClientResponse, _ context: ExchangeContext) -> ResponseBody {
+    private static func relayAnthropicStream(_ stream: UpstreamStream, _ context: ExchangeContext) -> ResponseBody {
         let totalDeadline = context.sent + context.upstream.settings.timeouts.total
         return ResponseBody { writer in
             var decoder = AnthropicStreamDecoder(provider: context.target.provider)
             var pending = ByteBuffer()
-            var iterator = response.body.makeAsyncIterator()
             var failure: GatewayError?
+            var upstreamError: GatewayError?
             var finished = false
             while !finished && failure == nil {
                 let chunk: ByteBuffer?
                 do {
-                    chunk = try await iterator.next()
+                    chunk = try await stream.next()
                 } catch {
                     failure = GatewayError.from(error, provider: context.upstream.settings, streaming: true)
                     break
@@ -124,17 +120,18 @@ struct MessagesHandler: Sendable {
                         break
                     }
                     try await writer.write(event)
-                    if decoded.contains(.end) || decoded.contains(where: { if case .failure = $0 { return true } else { return false } }) {
+                    if case .failure(let error)? = decoded.last {
+                        // The upstream's own `error` event, forwarded as it came.
+                        upstreamError = error
                         finished = true
                     }
+                    if decoded.contains(.end) { finished = true }
                 }
             }
             if let failure {
                 try await writer.write(ByteBuffer(string: "event: error\ndata: \(failure.anthropicBody(requestID: nil))\n\n"))
-                context.logStreamFailure(failure.metricLabel)
-            } else {
-                context.logCompletion(usage: decoder.currentUsage, finishReason: nil, streamed: true)
             }
+            context.streamEnded(failure: failure ?? upstreamError, usage: decoder.currentUsage, finishReason: nil)
             try await writer.finish(nil)
         }
     }

@@ -10,45 +10,39 @@ import NIOHTTP1
 /// the upstream's adapter encodes and decodes, the client's encoders answer, errors come in the
 /// client's envelope with the upstream's status.
 struct TranslatedExchange {
-    let state: GatewayState
     let client: ClientDialect
     /// OpenAI clients get the trailing usage chunk only when they asked for it.
     var includeUsage = false
 
-    func run(
-        _ request: ChatRequest,
-        dropped: [String],
-        target: RouteTable.Resolved,
-        upstream: UpstreamPool.Upstream,
-        requestID: String,
-        started: ContinuousClock.Instant,
-        context: GatewayRequestContext
-    ) async throws -> Response {
+    /// The upstream request for one target, image URLs inlined when the upstream takes no URLs.
+    static func prepare(_ request: ChatRequest, target: PlannedTarget, upstream: UpstreamPool.Upstream, images: ImageFetcher?) async throws -> UpstreamRequest {
         let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
         var inlined = request
-        if let images = self.state.images, ImageFetcher.isNeeded(for: upstream.settings.wire) {
+        if let images, ImageFetcher.isNeeded(for: upstream.settings.wire) {
             inlined = try await images.inline(request)
         }
-        let request = inlined
-        let upstreamBody = try adapter.encode(request, upstreamModel: target.upstreamModel, settings: upstream.settings)
-        let path = adapter.path(model: target.upstreamModel, streaming: request.stream)
-        let sent = ContinuousClock.now
-        let reply = try await self.state.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await UpstreamCall.post(upstreamBody, path: path, model: target.upstreamModel, to: upstream, requestID: requestID, streaming: request.stream, sent: sent)
-        }
-        let replied = ContinuousClock.now
-        let overhead = (sent - started) + (ContinuousClock.now - replied)
-        let exchange = ExchangeContext(requestID: requestID, target: target, upstream: upstream, logger: context.logger, sent: sent)
+        let body = try adapter.encode(inlined, upstreamModel: target.upstreamModel, settings: upstream.settings)
+        return UpstreamRequest(body: body, path: adapter.path(model: target.upstreamModel, streaming: request.stream), streaming: request.stream)
+    }
+
+    /// The client's answer from the attempt that ended the request.
+    func respond(_ exchange: ExchangeContext, request: ChatRequest, dropped: [String], started: ContinuousClock.Instant) throws -> Response {
+        let outcome = exchange.outcome
+        let target = outcome.target
+        let requestID = exchange.requestID
+        let overhead = outcome.overhead(since: started)
+        let reply = outcome.reply
         guard reply.isSuccess else {
             let error = reply.error(provider: target.provider)
-            error.log(requestID: requestID, logger: context.logger)
+            error.log(requestID: requestID, logger: exchange.logger)
             return self.client == .openAI
                 ? error.openAIResponse(requestID: requestID, overhead: overhead)
                 : error.anthropicResponse(requestID: requestID, overhead: overhead)
         }
 
+        let adapter = ProviderAdapters.adapter(for: outcome.upstream.settings.wire)
         var headers: HTTPFields = [:]
-        headers[.switchyardProvider] = target.provider
+        headers.setRoutingHeaders(outcome)
         if !dropped.isEmpty { headers[.droppedFields] = dropped.joined(separator: ",") }
         headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
         let model = target.upstreamModel
@@ -56,16 +50,17 @@ struct TranslatedExchange {
         guard let responseBody = reply.body else {
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-cache"
+            guard let stream = reply.stream else { throw GatewayError.internalFailure("a successful reply with neither body nor stream") }
             let decoder: @Sendable () -> any StreamDecoder = { adapter.makeStreamDecoder(provider: target.provider) }
             let body: ResponseBody
             switch self.client {
             case .openAI:
                 let includeUsage = self.includeUsage
-                body = UpstreamCall.translatedStream(reply.response, exchange, decoder: decoder) {
+                body = UpstreamCall.translatedStream(stream, exchange, decoder: decoder) {
                     OpenAIStreamEncoder(model: model, created: created, includeUsage: includeUsage, fallbackID: requestID)
                 }
             case .anthropic:
-                body = UpstreamCall.translatedStream(reply.response, exchange, decoder: decoder) {
+                body = UpstreamCall.translatedStream(stream, exchange, decoder: decoder) {
                     AnthropicStreamEncoder(model: model, fallbackID: requestID)
                 }
             }

@@ -129,7 +129,8 @@ enum AnthropicSimulatorDialect: SimulatorDialect {
     static func error(_ fault: SimulatedFault, requestID: String) -> SimulatedError {
         let (type, message): (String, String)
         switch fault {
-        case .rateLimited: (type, message) = ("rate_limit_error", "Number of requests has exceeded your rate limit (simulated).")
+        case .rateLimited, .quota: (type, message) = ("rate_limit_error", "Number of requests has exceeded your rate limit (simulated).")
+        case .context: (type, message) = ("invalid_request_error", "prompt is too long: 250000 tokens > 200000 maximum")
         case .overloaded, .unavailable: (type, message) = ("overloaded_error", "Overloaded (simulated).")
         default: (type, message) = ("api_error", "Internal server error (simulated).")
         }

@@ -31,6 +31,9 @@ enum GeminiSimulatorDialect: SimulatorDialect {
 
     static func error(_ fault: SimulatedFault, requestID: String) -> SimulatedError {
         let status = self.faultStatus(fault)
+        if fault == .context {
+            return SimulatedError(status: 400, body: self.envelope(400, "INVALID_ARGUMENT", "The input token count (250000) exceeds the maximum number of tokens allowed (131072)."), headers: [])
+        }
         let name = status == 429 ? "RESOURCE_EXHAUSTED" : status == 503 ? "UNAVAILABLE" : "INTERNAL"
         return SimulatedError(status: status, body: self.envelope(status, name, "simulated failure (\(fault.rawValue))"), headers: self.retryHeaders(fault))
     }

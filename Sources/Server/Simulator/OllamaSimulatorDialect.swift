@@ -22,7 +22,8 @@ enum OllamaSimulatorDialect: SimulatorDialect {
     }
 
     static func error(_ fault: SimulatedFault, requestID: String) -> SimulatedError {
-        SimulatedError(status: self.faultStatus(fault), body: self.envelope("simulated failure (\(fault.rawValue))"), headers: self.retryHeaders(fault))
+        let message = fault == .context ? "the input exceeds the maximum context length of the model (simulated)" : "simulated failure (\(fault.rawValue))"
+        return SimulatedError(status: self.faultStatus(fault), body: self.envelope(message), headers: self.retryHeaders(fault))
     }
 
     static func invalidRequest(_ message: String, requestID: String) -> SimulatedError {

@@ -32,7 +32,8 @@ extension SimulatorDialect {
 
     static func faultStatus(_ fault: SimulatedFault) -> Int {
         switch fault {
-        case .rateLimited: return 429
+        case .rateLimited, .quota: return 429
+        case .context: return 400
         case .serverError: return 500
         case .unavailable: return 503
         case .overloaded: return 529
@@ -180,6 +181,9 @@ enum OpenAISimulatorDialect: SimulatorDialect {
         let (type, code, message): (String, String, String)
         switch fault {
         case .rateLimited: (type, code, message) = ("requests", "rate_limit_exceeded", "Rate limit reached for requests (simulated).")
+        case .quota: (type, code, message) = ("insufficient_quota", "insufficient_quota", "You exceeded your current quota, please check your plan and billing details (simulated).")
+        case .context:
+            (type, code, message) = ("invalid_request_error", "context_length_exceeded", "This model's maximum context length is 128000 tokens. However, your messages resulted in 250000 tokens (simulated).")
         case .overloaded, .unavailable: (type, code, message) = ("server_error", "overloaded", "The server is overloaded (simulated).")
         default: (type, code, message) = ("server_error", "internal_error", "The server had an error while processing your request (simulated).")
         }

@@ -18,6 +18,10 @@ enum SimulatedFault: String, CaseIterable {
     case malformed
     /// An error event half-way through a stream that had started fine.
     case streamError = "stream-error"
+    /// OpenAI's 429 `insufficient_quota`: the account is out of credit.
+    case quota
+    /// 400: the prompt exceeds the model's context window, in the dialect's words.
+    case context
 }
 
 /// How one simulated request behaves: pacing and fault.
@@ -26,6 +30,10 @@ struct SimulatorBehaviour {
     var timeToFirstToken: Duration
     var tokensPerSecond: Double
     var stall: Duration = .seconds(30)
+    /// The share of requests the fault hits (1 = all), so a test can make a target flaky.
+    var faultRate = 1.0
+    /// The `Retry-After` a 429 carries, in seconds.
+    var retryAfterSeconds = 1.0
 
     /// Reads options from `name:key=value:key=value` and the `x-simulator-*` headers.
     /// - Returns: the behaviour and the model name without its options.
@@ -36,7 +44,7 @@ struct SimulatorBehaviour {
             guard let equals = part.firstIndex(of: "=") else { return nil }
             return (String(part[..<equals]), String(part[part.index(after: equals)...]))
         }
-        for name in ["fault", "ttft", "tps", "stall"] {
+        for name in ["fault", "ttft", "tps", "stall", "fault-rate", "retry-after"] {
             if let value = header("x-simulator-\(name)") { options.append((name, value)) }
         }
         for (key, value) in options {
@@ -45,15 +53,19 @@ struct SimulatorBehaviour {
             case "ttft": behaviour.timeToFirstToken = DurationText.parse(value) ?? behaviour.timeToFirstToken
             case "tps": behaviour.tokensPerSecond = Double(value) ?? behaviour.tokensPerSecond
             case "stall": behaviour.stall = DurationText.parse(value) ?? behaviour.stall
+            case "fault-rate": behaviour.faultRate = Double(value) ?? behaviour.faultRate
+            case "retry-after": behaviour.retryAfterSeconds = Double(value) ?? behaviour.retryAfterSeconds
             default: continue
             }
         }
+        if behaviour.faultRate < 1 && Double.random(in: 0..<1) >= behaviour.faultRate { behaviour.fault = nil }
         return (behaviour, parts.first ?? model)
     }
 
-    /// The pause before token `index` (0-based): TTFT before the first, then 1/tps each.
+    /// The pause before token `index` (0-based) after the first: 1/tps each. (The first token's wait,
+    /// TTFT, comes before the stream's first event: a real provider sends nothing until prefill is done.)
     func delay(beforeToken index: Int) -> Duration {
-        if index == 0 { return self.timeToFirstToken }
+        if index == 0 { return .zero }
         guard self.tokensPerSecond > 0 else { return .zero }
         return .nanoseconds(Int64(1_000_000_000 / self.tokensPerSecond))
     }

@@ -19,6 +19,10 @@ public struct SimulatorRouter: Sendable {
     private let sequence = RequestCounter()
     /// Streams being written right now: how a test sees that a cancelled client cancelled us too.
     public let activeStreams = StreamGauge()
+    /// Chat requests being answered, streams or not: the load `/metrics` reports as vLLM does.
+    public let activeRequests = StreamGauge()
+    /// Models asked for so far, which `/api/ps` reports as loaded, as Ollama would after serving them.
+    private let warmModels = ModelSet()
 
     public init(settings: SimulatorSettings) {
         self.settings = settings
@@ -81,6 +85,37 @@ public struct SimulatorRouter: Sendable {
             Self.json(200, #"{"models":[{"name":"simulated","model":"simulated","size":0}]}"#)
         }
         router.get("/healthz") { _, _ in Self.json(200, #"{"status":"ok"}"#) }
+        // vLLM's Prometheus counters of its queue, which load-aware routing reads.
+        router.get("/metrics") { _, _ in
+            let running = self.activeRequests.current
+            let text = """
+                # HELP vllm:num_requests_running Number of requests in model execution batches.
+                # TYPE vllm:num_requests_running gauge
+                vllm:num_requests_running{model_name="simulated"} \(Double(running))
+                # HELP vllm:num_requests_waiting Number of requests waiting to be processed.
+                # TYPE vllm:num_requests_waiting gauge
+                vllm:num_requests_waiting{model_name="simulated"} 0.0
+
+                """
+            return Self.json(200, text, contentType: "text/plain; version=0.0.4")
+        }
+        // Ollama's list of models in memory.
+        router.get("/api/ps") { _, _ in
+            var json = JSONWriter()
+            json.openObject()
+            json.key("models")
+            json.openArray()
+            for name in self.warmModels.sorted {
+                json.openObject()
+                json.field("name", name)
+                json.field("model", name)
+                json.field("size", 0)
+                json.closeObject()
+            }
+            json.closeArray()
+            json.closeObject()
+            return Self.json(200, json.output)
+        }
         // A 1×1 PNG, for clients and tests that send image URLs.
         router.get("/images/pixel.png") { _, _ in
             Response(
@@ -114,15 +149,28 @@ public struct SimulatorRouter: Sendable {
             defaults: self.settings
         )
         prompt.model = model
+        self.warmModels.insert(model)
         let turn = SimulatedTurn(prompt: prompt)
         let created = Int(Date().timeIntervalSince1970)
 
+        let requests = self.activeRequests
+        requests.value.add(1, ordering: .relaxed)
         if let fault = behaviour.fault, D.faultStatus(fault) != 200 {
+            defer { requests.value.subtract(1, ordering: .relaxed) }
             try await Task.sleep(for: behaviour.timeToFirstToken)
-            return Self.error(D.error(fault, requestID: id))
+            var error = D.error(fault, requestID: id)
+            if fault == .rateLimited {
+                let seconds = behaviour.retryAfterSeconds
+                error = SimulatedError(
+                    status: error.status, body: error.body,
+                    headers: [("retry-after", "\(Int(seconds.rounded(.up)))"), ("retry-after-ms", "\(Int(seconds * 1000))")]
+                )
+            }
+            return Self.error(error)
         }
 
         guard prompt.stream else {
+            defer { requests.value.subtract(1, ordering: .relaxed) }
             let text = D.body(turn, model: model, id: id, created: created)
             return try await self.completeBody(text, contentType: D.contentType, behaviour: behaviour, tokens: turn.completionTokens)
         }
@@ -133,7 +181,10 @@ public struct SimulatorRouter: Sendable {
             headers: [.contentType: D.streamContentType, .cacheControl: "no-cache"],
             body: ResponseBody { writer in
                 gauge.value.add(1, ordering: .relaxed)
-                defer { gauge.value.subtract(1, ordering: .relaxed) }
+                defer {
+                    gauge.value.subtract(1, ordering: .relaxed)
+                    requests.value.subtract(1, ordering: .relaxed)
+                }
                 try await Self.play(events, behaviour: behaviour, streamError: D.streamError, writer: &writer)
             }
         )
@@ -173,6 +224,7 @@ public struct SimulatorRouter: Sendable {
     ) async throws {
         let faultAt = events.count / 2
         var tokenIndex = 0
+        if behaviour.timeToFirstToken > .zero { try await Task.sleep(for: behaviour.timeToFirstToken) }
         for (index, event) in events.enumerated() {
             if index == faultAt, let fault = behaviour.fault {
                 switch fault {
@@ -310,6 +362,16 @@ public final class StreamGauge: Sendable {
     let value = Atomic<Int>(0)
 
     public var current: Int { self.value.load(ordering: .relaxed) }
+}
+
+final class ModelSet: Sendable {
+    private let names = Mutex<Set<String>>([])
+
+    func insert(_ name: String) {
+        self.names.withLock { _ = $0.insert(name) }
+    }
+
+    var sorted: [String] { self.names.withLock { $0.sorted() } }
 }
 
 final class RequestCounter: Sendable {

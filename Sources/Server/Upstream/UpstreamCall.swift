@@ -16,6 +16,9 @@ enum UpstreamCall {
     struct Reply: Sendable {
         let response: HTTPClientResponse
         let body: ByteBuffer?
+        /// A successful stream, its first chunk already read (so a stream that dies before its first
+        /// byte can still fail over).
+        let stream: UpstreamStream?
 
         var isSuccess: Bool { (200..<300).contains(Int(self.response.status.code)) }
 
@@ -24,15 +27,26 @@ enum UpstreamCall {
         func error(provider: String) -> GatewayError {
             let status = Int(self.response.status.code)
             if status == 401 || status == 403 { return .upstreamCredentials(provider: provider, status: status) }
-            let retryAfter = self.response.headers.first(name: "retry-after").flatMap { Int($0) }
+            let retryAfter = self.retryAfter.map { Int($0.seconds.rounded(.up)) }
             return UpstreamCall.errorMessage(self.body).map {
                 GatewayError.upstreamReported(provider: provider, status: status, message: $0, retryAfterSeconds: retryAfter)
             } ?? .upstreamStatus(provider: provider, status: status, retryAfterSeconds: retryAfter)
         }
+
+        /// `retry-after-ms` or `retry-after`, whichever the provider sent.
+        var retryAfter: Duration? {
+            RetryAfter.parse(milliseconds: self.response.headers.first(name: "retry-after-ms"), header: self.response.headers.first(name: "retry-after"))
+        }
+
+        /// The failure in the retry matrix's terms.
+        func failure(provider: String) -> AttemptFailure {
+            AttemptFailure.classify(self.error(provider: provider), upstreamCode: UpstreamCall.errorCode(self.body), retryAfter: self.retryAfter)
+        }
     }
 
-    /// Sends `body` and waits for the head; for a non-streaming call (or any error status) it also reads
-    /// the body, so a client hang-up (which cancels this task) cancels the whole wait.
+    /// Sends `body` and waits for the head, then for a successful stream its first chunk, and for
+    /// anything else the whole body; a client hang-up (which cancels this task) cancels the wait.
+    /// - Parameter deadline: the request's own deadline, which may cut the head wait shorter.
     /// - Throws: `GatewayError` naming the timeout or transport failure.
     static func post(
         _ body: ByteBuffer,
@@ -41,7 +55,8 @@ enum UpstreamCall {
         to upstream: UpstreamPool.Upstream,
         requestID: String,
         streaming: Bool,
-        sent: ContinuousClock.Instant
+        sent: ContinuousClock.Instant,
+        deadline: ContinuousClock.Instant? = nil
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: upstream.url(path, model: model))
         request.method = .POST
@@ -52,20 +67,32 @@ enum UpstreamCall {
         let timeouts = upstream.settings.timeouts
         let client = streaming ? upstream.streamingClient : upstream.blockingClient
         do {
-            let headWait = timeouts.firstByte < timeouts.total ? timeouts.firstByte : timeouts.total
+            var headWait = timeouts.firstByte < timeouts.total ? timeouts.firstByte : timeouts.total
+            if let deadline { headWait = min(headWait, max(deadline - sent, .milliseconds(1))) }
             let response = try await client.execute(request, timeout: .milliseconds(headWait.milliseconds))
             let isSuccess = (200..<300).contains(Int(response.status.code))
             if streaming && isSuccess {
-                return Reply(response: response, body: nil)
+                let stream = UpstreamStream(response.body.makeAsyncIterator())
+                guard try await stream.peek() else {
+                    throw GatewayError.streamInterrupted(provider: upstream.settings.id, detail: "the stream ended before its first event")
+                }
+                return Reply(response: response, body: nil, stream: stream)
             }
             let body = try await response.body.collect(upTo: isSuccess ? Self.maxBody : Self.maxErrorBody)
             guard ContinuousClock.now < sent + timeouts.total else {
                 throw GatewayError.upstreamTimeout(provider: upstream.settings.id, phase: "total", limit: DurationText.format(timeouts.total))
             }
-            return Reply(response: response, body: body)
+            return Reply(response: response, body: body, stream: nil)
         } catch {
             throw GatewayError.from(error, provider: upstream.settings, streaming: streaming)
         }
+    }
+
+    /// `error.code` (OpenAI) or `error.type` of an error body: what tells `insufficient_quota` or
+    /// `context_length_exceeded` from other 429s and 400s.
+    static func errorCode(_ body: ByteBuffer?) -> String? {
+        guard let body, let error = JSONValue.parse(body)?["error"] else { return nil }
+        return error["code"]?.string ?? error["type"]?.string
     }
 
     /// The message of an error body: `error.message` in OpenAI's and Anthropic's envelopes (both nest
@@ -102,7 +129,7 @@ extension UpstreamCall.Reply {
             metadata: ["gw.request_id": "\(context.requestID)", "gw.provider": "\(context.target.provider)", "gw.upstream_status": "\(status)"]
         )
         var headers: HTTPFields = [.contentType: "application/json"]
-        headers[.switchyardProvider] = context.target.provider
+        headers.setRoutingHeaders(context.outcome)
         if let retryAfter { headers[.retryAfter] = retryAfter }
         if let retryAfterMillis = self.response.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
@@ -115,7 +142,7 @@ extension UpstreamCall {
     /// client text, failures included (the encoder ends the stream with the dialect's error event).
     /// The decoder and encoder are made inside the body writer: they are per-request state, not shared.
     static func translatedStream<Encoder: StreamEncoder>(
-        _ response: HTTPClientResponse,
+        _ stream: UpstreamStream,
         _ context: ExchangeContext,
         decoder makeDecoder: @escaping @Sendable () -> any StreamDecoder,
         encoder makeEncoder: @escaping @Sendable () -> Encoder
@@ -124,13 +151,12 @@ extension UpstreamCall {
         return ResponseBody { writer in
             var decoder = makeDecoder()
             var encoder = makeEncoder()
-            var iterator = response.body.makeAsyncIterator()
             var failure: GatewayError?
             var usage: Usage?
             while !encoder.isFinished {
                 var events: [StreamEvent]
                 do {
-                    if let chunk = try await iterator.next() {
+                    if let chunk = try await stream.next() {
                         events = ContinuousClock.now > totalDeadline
                             ? [.failure(.upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total)))]
                             : decoder.feed(chunk)
@@ -150,12 +176,35 @@ extension UpstreamCall {
                 let text = encoder.encode(events)
                 if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
             }
-            if let failure {
-                context.logStreamFailure(failure.metricLabel)
-            } else {
-                context.logCompletion(usage: usage, finishReason: nil, streamed: true)
-            }
+            context.streamEnded(failure: failure, usage: usage, finishReason: nil)
             try await writer.finish(nil)
         }
+    }
+}
+
+/// A successful upstream stream, handed from the attempt that opened it to the relay that drains it.
+///
+/// `@unchecked Sendable`: exactly one task uses it at a time (the attempt reads the first chunk, then
+/// the response body writer reads the rest), which the compiler cannot see across that hand-over.
+final class UpstreamStream: @unchecked Sendable {
+    private var iterator: HTTPClientResponse.Body.AsyncIterator
+    private var pending: ByteBuffer?
+
+    init(_ iterator: HTTPClientResponse.Body.AsyncIterator) {
+        self.iterator = iterator
+    }
+
+    /// Reads the first chunk ahead; false when the stream ended at once.
+    func peek() async throws -> Bool {
+        self.pending = try await self.iterator.next()
+        return self.pending != nil
+    }
+
+    func next() async throws -> ByteBuffer? {
+        if let pending = self.pending {
+            self.pending = nil
+            return pending
+        }
+        return try await self.iterator.next()
     }
 }

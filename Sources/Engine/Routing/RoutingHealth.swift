@@ -1,0 +1,232 @@
+/// One upstream target: a provider and the model name sent to it.
+public struct TargetKey: Hashable, Sendable, CustomStringConvertible {
+    public let provider: String
+    public let model: String
+
+    public init(provider: String, model: String) {
+        self.provider = provider
+        self.model = model
+    }
+
+    public var description: String { "\(self.provider)/\(self.model)" }
+}
+
+/// What the gateway knows about one target: its breaker, rest, load and latency.
+public struct TargetHealth: Sendable, Equatable {
+    public var breaker: CircuitBreaker
+    /// Set by a 429's `Retry-After` (or out-of-quota): no new requests until then.
+    public var restingUntil: ContinuousClock.Instant?
+    public var inFlight = 0
+    public var timeToFirstToken = PeakEWMA()
+    public var totalLatency = PeakEWMA()
+    /// The backend's own report (vLLM queue, Ollama loaded models), when polled.
+    public var reportedLoad: BackendLoad?
+    public var requests = 0
+    public var failures = 0
+    public var lastError: String?
+
+    init(policy: BreakerPolicy) {
+        self.breaker = CircuitBreaker(policy: policy)
+    }
+
+    /// The load the balancers compare: our own in-flight requests plus what the backend says it queues.
+    public var load: Int { self.inFlight + (self.reportedLoad?.queued ?? 0) }
+}
+
+/// Why a target takes no new requests right now.
+public enum Unavailability: Sendable, Equatable {
+    case drained
+    case healthCheckFailing
+    case resting(until: ContinuousClock.Instant)
+    case breakerOpen(until: ContinuousClock.Instant?)
+
+    /// When it may take requests again, when that is known.
+    public var until: ContinuousClock.Instant? {
+        switch self {
+        case .resting(let until): return until
+        case .breakerOpen(let until): return until
+        case .drained, .healthCheckFailing: return nil
+        }
+    }
+
+    public var label: String {
+        switch self {
+        case .drained: return "drained"
+        case .healthCheckFailing: return "health_check_failing"
+        case .resting: return "resting"
+        case .breakerOpen: return "breaker_open"
+        }
+    }
+}
+
+/// The health of every target, as one value the server keeps behind a lock: planning reads it,
+/// attempts and their outcomes update it. All time is passed in.
+public struct RoutingHealth: Sendable {
+    /// An admitted attempt; give it back exactly once through `succeeded`, `failed` or `abandoned`.
+    public struct Ticket: Sendable, Equatable {
+        public let target: TargetKey
+        let admission: CircuitBreaker.Admission
+    }
+
+    public private(set) var targets: [TargetKey: TargetHealth] = [:]
+    public private(set) var drained: Set<String> = []
+    public private(set) var failingHealthChecks: Set<String> = []
+    /// Time to first token per route alias, for the hedging delay.
+    private var routeFirstToken: [String: RecentSamples] = [:]
+    private let policies: [String: BreakerPolicy]
+
+    public init(config: GatewayConfig) {
+        self.policies = Dictionary(config.providers.map { ($0.id, $0.breaker) }, uniquingKeysWith: { first, _ in first })
+        for route in config.routes {
+            for target in route.targets where self.targets[target.key] == nil {
+                self.targets[target.key] = TargetHealth(policy: self.policies[target.provider] ?? BreakerPolicy())
+            }
+        }
+    }
+
+    public subscript(key: TargetKey) -> TargetHealth? { self.targets[key] }
+
+    /// Nil when the target can take a request now.
+    public func unavailability(of key: TargetKey, at now: ContinuousClock.Instant) -> Unavailability? {
+        if self.drained.contains(key.provider) { return .drained }
+        if self.failingHealthChecks.contains(key.provider) { return .healthCheckFailing }
+        guard let health = self.targets[key] else { return nil }
+        if let until = health.restingUntil, now < until { return .resting(until: until) }
+        if !health.breaker.isAvailable(at: now) {
+            if case .open(let until) = health.breaker.state { return .breakerOpen(until: until) }
+            return .breakerOpen(until: nil)
+        }
+        return nil
+    }
+
+    /// Admits one attempt at `key`, or nil when it became unavailable since planning.
+    public mutating func begin(_ key: TargetKey, at now: ContinuousClock.Instant) -> Ticket? {
+        guard self.unavailability(of: key, at: now) == nil else { return nil }
+        var health = self.targets[key] ?? TargetHealth(policy: self.policies[key.provider] ?? BreakerPolicy())
+        guard let admission = health.breaker.admit(at: now) else { return nil }
+        health.inFlight += 1
+        health.requests += 1
+        self.targets[key] = health
+        return Ticket(target: key, admission: admission)
+    }
+
+    /// The attempt's answer completed. `firstToken` is nil for non-streamed answers.
+    public mutating func succeeded(_ ticket: Ticket, route: String, firstToken: Duration?, total: Duration, at now: ContinuousClock.Instant) {
+        self.update(ticket.target) { health in
+            health.inFlight = max(0, health.inFlight - 1)
+            health.breaker.recordSuccess(ticket.admission, at: now)
+            health.totalLatency.record(total, at: now)
+            if let firstToken { health.timeToFirstToken.record(firstToken, at: now) }
+        }
+        self.routeFirstToken[route, default: RecentSamples()].record(firstToken ?? total)
+    }
+
+    /// - Returns: whether this failure opened the target's breaker (worth a log line and an event).
+    @discardableResult
+    public mutating func failed(_ ticket: Ticket, _ failure: AttemptFailure, detail: String, at now: ContinuousClock.Instant) -> Bool {
+        var opened = false
+        self.update(ticket.target) { health in
+            let wasOpen = if case .open = health.breaker.state { true } else { false }
+            health.inFlight = max(0, health.inFlight - 1)
+            health.lastError = detail
+            if failure.countsAgainstTarget {
+                health.failures += 1
+                health.breaker.recordFailure(ticket.admission, at: now)
+            } else {
+                health.breaker.release(ticket.admission)
+            }
+            if let rest = failure.rest {
+                let until = now + rest
+                health.restingUntil = max(health.restingUntil ?? until, until)
+            }
+            if case .open = health.breaker.state, !wasOpen { opened = true }
+        }
+        return opened
+    }
+
+    /// The attempt ended without a verdict on the target (the client left, a hedge lost the race).
+    public mutating func abandoned(_ ticket: Ticket) {
+        self.update(ticket.target) { health in
+            health.inFlight = max(0, health.inFlight - 1)
+            health.breaker.release(ticket.admission)
+        }
+    }
+
+    /// Stops new requests to every target of `provider`; in-flight ones finish. False if it was already drained.
+    @discardableResult
+    public mutating func drain(_ provider: String) -> Bool { self.drained.insert(provider).inserted }
+
+    @discardableResult
+    public mutating func undrain(_ provider: String) -> Bool { self.drained.remove(provider) != nil }
+
+    public mutating func recordHealthCheck(_ provider: String, passed: Bool) {
+        if passed { self.failingHealthChecks.remove(provider) } else { self.failingHealthChecks.insert(provider) }
+    }
+
+    /// Applies a backend's load report to its targets (every model when the report is instance-wide).
+    public mutating func recordLoad(_ load: BackendLoad, provider: String) {
+        for key in self.targets.keys where key.provider == provider {
+            var report = load
+            if let warm = load.warmModels { report.queued += warm.contains(key.model) ? 0 : BackendLoad.coldPenalty }
+            self.targets[key]?.reportedLoad = report
+        }
+    }
+
+    /// The route's observed time to first token at quantile `q`, once it has `minimumSamples`.
+    public func firstTokenQuantile(route: String, _ q: Double, minimumSamples: Int) -> Duration? {
+        guard let samples = self.routeFirstToken[route], samples.count >= minimumSamples else { return nil }
+        return samples.quantile(q)
+    }
+
+    /// Every known target's state, for operators (the admin snapshot, `ctl status`).
+    public func statuses(at now: ContinuousClock.Instant) -> [TargetStatus] {
+        self.targets.map { key, health in
+            let breaker: String = switch health.breaker.state {
+            case .closed: "closed"
+            case .open(let until): now >= until ? "half_open" : "open"
+            case .halfOpen: "half_open"
+            }
+            let resting = health.restingUntil.flatMap { now < $0 ? ($0 - now).seconds : nil }
+            return TargetStatus(
+                target: key,
+                breaker: breaker,
+                unavailable: self.unavailability(of: key, at: now)?.label,
+                drained: self.drained.contains(key.provider),
+                restingSeconds: resting,
+                inFlight: health.inFlight,
+                reportedQueue: health.reportedLoad?.queued,
+                errorRate: health.breaker.errorRate(at: now),
+                timeToFirstTokenSeconds: health.timeToFirstToken.value,
+                latencySeconds: health.totalLatency.value,
+                requests: health.requests,
+                failures: health.failures,
+                lastError: health.lastError
+            )
+        }.sorted { ($0.target.provider, $0.target.model) < ($1.target.provider, $1.target.model) }
+    }
+
+    private mutating func update(_ key: TargetKey, _ change: (inout TargetHealth) -> Void) {
+        var health = self.targets[key] ?? TargetHealth(policy: self.policies[key.provider] ?? BreakerPolicy())
+        change(&health)
+        self.targets[key] = health
+    }
+}
+
+/// One target's state as operators see it.
+public struct TargetStatus: Sendable, Equatable {
+    public let target: TargetKey
+    /// closed | open | half_open
+    public let breaker: String
+    /// Why it takes no new requests (drained, resting, breaker_open, health_check_failing), nil if it does.
+    public let unavailable: String?
+    public let drained: Bool
+    public let restingSeconds: Double?
+    public let inFlight: Int
+    public let reportedQueue: Int?
+    public let errorRate: Double
+    public let timeToFirstTokenSeconds: Double?
+    public let latencySeconds: Double?
+    public let requests: Int
+    public let failures: Int
+    public let lastError: String?
+}

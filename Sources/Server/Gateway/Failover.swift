@@ -1,0 +1,303 @@
+import Engine
+import Logging
+import NIOCore
+import Synchronization
+
+/// What one attempt sends. Built per target: the targets of one route may speak different dialects.
+struct UpstreamRequest: Sendable {
+    let body: ByteBuffer
+    let path: String
+    let streaming: Bool
+}
+
+/// The attempt whose answer the client gets: a success, or the failure that ended the trying.
+struct AttemptOutcome: Sendable {
+    let target: PlannedTarget
+    let upstream: UpstreamPool.Upstream
+    let reply: UpstreamCall.Reply
+    let lease: TargetLease
+    /// When this attempt was sent and when its answer (head, or a stream's first chunk) arrived.
+    let sent: ContinuousClock.Instant
+    let replied: ContinuousClock.Instant
+    /// When the request's first attempt was sent: the gateway's own time is before it and after `replied`.
+    var firstSent: ContinuousClock.Instant
+    /// Attempts that went out for this request, this one included.
+    var attempts = 1
+    var hedged = false
+
+    /// Time spent in the gateway, without the upstream waits and the backoffs between attempts.
+    func overhead(since started: ContinuousClock.Instant) -> Duration {
+        (self.firstSent - started) + (ContinuousClock.now - self.replied)
+    }
+}
+
+/// An admitted attempt's hold on its target: counted in flight until the answer is complete, then
+/// judged once (success, failure, or abandoned when nobody is left to judge it).
+final class TargetLease: Sendable {
+    private let state: GatewayState
+    private let ticket: RoutingHealth.Ticket
+    private let route: String
+    private let sent: ContinuousClock.Instant
+    private let firstByte: ContinuousClock.Instant?
+    private let settled = Atomic<Bool>(false)
+    private let logger: Logger
+
+    init(state: GatewayState, ticket: RoutingHealth.Ticket, route: String, sent: ContinuousClock.Instant, firstByte: ContinuousClock.Instant?, logger: Logger) {
+        self.state = state
+        self.ticket = ticket
+        self.route = route
+        self.sent = sent
+        self.firstByte = firstByte
+        self.logger = logger
+    }
+
+    func succeeded() {
+        guard self.settle() else { return }
+        let now = ContinuousClock.now
+        let firstToken = self.firstByte.map { $0 - self.sent }
+        self.state.health.withLock { $0.succeeded(self.ticket, route: self.route, firstToken: firstToken, total: now - self.sent, at: now) }
+    }
+
+    func failed(_ failure: AttemptFailure, detail: String) {
+        guard self.settle() else { return }
+        let now = ContinuousClock.now
+        let opened = self.state.health.withLock { $0.failed(self.ticket, failure, detail: detail, at: now) }
+        if opened {
+            self.logger.warning("circuit breaker opened", metadata: ["gw.target": "\(self.ticket.target)", "gw.error": "\(failure.label)"])
+        }
+    }
+
+    func abandoned() {
+        guard self.settle() else { return }
+        self.state.health.withLock { $0.abandoned(self.ticket) }
+    }
+
+    private func settle() -> Bool {
+        !self.settled.exchange(true, ordering: .acquiringAndReleasing)
+    }
+
+    deinit {
+        // A response body that was never drained (the client left first) must not hold its target busy.
+        if !self.settled.load(ordering: .acquiring) {
+            self.state.health.withLock { $0.abandoned(self.ticket) }
+        }
+    }
+}
+
+extension GatewayState {
+    /// Plans `request`: its route, and the healthy targets in the order to try them.
+    func plan(_ request: RequestFeatures) throws(GatewayError) -> FailoverPlan {
+        var random = SystemRandomNumberGenerator()
+        let now = ContinuousClock.now
+        return try self.health.withLock { (health: inout RoutingHealth) throws(GatewayError) -> FailoverPlan in
+            try self.routes.plan(request, health: health, at: now, using: &random)
+        }
+    }
+
+    /// Executes `plan` before the first byte reaches the client: attempts, retries with backoff,
+    /// failover along the plan, the context-window fallback, and a hedge when the route asks.
+    ///
+    /// - Parameter build: the request body for one target (it may throw a caller error, which ends it).
+    /// - Returns: the winning attempt, or the failed reply the client should see.
+    /// - Throws: the last transport failure when no attempt got a reply, or `noHealthyTarget`.
+    func execute(
+        _ plan: FailoverPlan,
+        requestID: String,
+        logger: Logger,
+        build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
+    ) async throws -> AttemptOutcome {
+        var plan = plan
+        var target = plan.first
+        var lastFailure: (error: GatewayError, outcome: AttemptOutcome?)?
+        var hedge = plan.route.hedge
+        var hedged = false
+        var firstSent: ContinuousClock.Instant?
+        while true {
+            guard let upstream = self.upstreams[target.provider] else {
+                throw GatewayError.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client")
+            }
+            let request = try await build(target, upstream)
+            let now = ContinuousClock.now
+            guard let ticket = self.health.withLock({ $0.begin(target.key, at: now) }) else {
+                // It went down since planning (a breaker opened, an operator drained it): move on.
+                guard let next = plan.skip(target) else { break }
+                target = next
+                continue
+            }
+            plan.started(target)
+            if firstSent == nil { firstSent = now }
+            let attempt = Attempt(target: target, upstream: upstream, request: request, ticket: ticket)
+            let result: AttemptResult
+            if let policy = hedge {
+                hedge = nil
+                (result, hedged) = await self.race(attempt, plan: &plan, policy: policy, requestID: requestID, logger: logger, build: build)
+            } else {
+                result = await self.run(attempt, deadline: plan.deadline, requestID: requestID, logger: logger)
+            }
+
+            switch result {
+            case .won(var outcome):
+                outcome.attempts = plan.attemptsStarted
+                outcome.hedged = hedged
+                outcome.firstSent = firstSent ?? outcome.sent
+                return outcome
+            case .abandoned:
+                throw GatewayError.clientDisconnected
+            case .failed(let failedTarget, let failure, let error, var outcome):
+                if var answered = outcome {
+                    answered.attempts = plan.attemptsStarted
+                    answered.firstSent = firstSent ?? answered.sent
+                    outcome = answered
+                }
+                lastFailure = (error, outcome)
+                let step = plan.next(after: failure, on: failedTarget, at: ContinuousClock.now, random: Double.random(in: 0..<1))
+                logger.log(
+                    level: failure == .caller ? .debug : .warning,
+                    "upstream attempt failed",
+                    metadata: [
+                        "gw.request_id": "\(requestID)", "gw.target": "\(failedTarget.key)", "gw.failure": "\(failure.label)",
+                        "gw.attempt": "\(plan.attemptsStarted)", "gw.next": "\(step.logDescription)",
+                    ]
+                )
+                guard case .attempt(let next, let wait) = step else { break }
+                if wait > .zero { try await Task.sleep(for: wait) }
+                target = next
+                continue
+            }
+            break
+        }
+        guard let lastFailure else { throw GatewayError.noHealthyTarget(route: plan.route.alias) }
+        if let outcome = lastFailure.outcome { return outcome }
+        throw lastFailure.error
+    }
+
+    private struct Attempt: Sendable {
+        let target: PlannedTarget
+        let upstream: UpstreamPool.Upstream
+        let request: UpstreamRequest
+        let ticket: RoutingHealth.Ticket
+    }
+
+    private enum AttemptResult: Sendable {
+        case won(AttemptOutcome)
+        /// With the reply when the upstream answered (the client may get it as it is).
+        case failed(PlannedTarget, AttemptFailure, GatewayError, AttemptOutcome?)
+        /// Cancelled: the client left, or a hedge won the race.
+        case abandoned
+    }
+
+    /// One attempt: send, wait for the head (and a stream's first chunk), judge the answer.
+    private func run(_ attempt: Attempt, deadline: ContinuousClock.Instant, requestID: String, logger: Logger) async -> AttemptResult {
+        let sent = ContinuousClock.now
+        let provider = attempt.target.provider
+        do {
+            let reply = try await UpstreamCall.post(
+                attempt.request.body, path: attempt.request.path, model: attempt.target.upstreamModel, to: attempt.upstream,
+                requestID: requestID, streaming: attempt.request.streaming, sent: sent, deadline: deadline
+            )
+            let lease = TargetLease(
+                state: self, ticket: attempt.ticket, route: attempt.target.route, sent: sent,
+                firstByte: reply.stream == nil ? nil : ContinuousClock.now, logger: logger
+            )
+            let outcome = AttemptOutcome(
+                target: attempt.target, upstream: attempt.upstream, reply: reply, lease: lease, sent: sent, replied: ContinuousClock.now, firstSent: sent
+            )
+            guard reply.isSuccess else {
+                let failure = reply.failure(provider: provider)
+                let error = reply.error(provider: provider)
+                lease.failed(failure, detail: error.message)
+                return .failed(attempt.target, failure, error, outcome)
+            }
+            // A stream is judged when it ends; a whole body already has.
+            if reply.stream == nil { lease.succeeded() }
+            return .won(outcome)
+        } catch {
+            if Task.isCancelled {
+                self.health.withLock { $0.abandoned(attempt.ticket) }
+                return .abandoned
+            }
+            let gatewayError = GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.request.streaming)
+            let failure = AttemptFailure.classify(gatewayError)
+            let opened = self.health.withLock { $0.failed(attempt.ticket, failure, detail: gatewayError.message, at: ContinuousClock.now) }
+            if opened {
+                logger.warning("circuit breaker opened", metadata: ["gw.target": "\(attempt.target.key)", "gw.error": "\(failure.label)"])
+            }
+            return .failed(attempt.target, failure, gatewayError, nil)
+        }
+    }
+
+    private enum RaceEvent: Sendable {
+        case finished(AttemptResult)
+        case hedgeDue
+    }
+
+    /// Runs `primary`; if it has produced nothing after the route's p95 time to first token, a second
+    /// attempt starts on another target, and whichever answers first wins (the other is cancelled).
+    /// - Returns: the result, and whether a hedge was sent.
+    private func race(
+        _ primary: Attempt,
+        plan: inout FailoverPlan,
+        policy: HedgePolicy,
+        requestID: String,
+        logger: Logger,
+        build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
+    ) async -> (AttemptResult, Bool) {
+        let delay = self.health.withLock { $0.firstTokenQuantile(route: plan.route.alias, 0.95, minimumSamples: policy.minimumSamples) } ?? policy.initialDelay
+        let deadline = plan.deadline
+        return await withTaskGroup(of: RaceEvent.self, returning: (AttemptResult, Bool).self) { group in
+            group.addTask { .finished(await self.run(primary, deadline: deadline, requestID: requestID, logger: logger)) }
+            group.addTask {
+                try? await Task.sleep(for: delay)
+                return .hedgeDue
+            }
+            var running = 1
+            var hedged = false
+            var lastFailure: AttemptResult?
+            while let event = await group.next() {
+                switch event {
+                case .hedgeDue:
+                    guard running > 0, !hedged, let second = await self.startHedge(besides: primary.target, plan: &plan, build: build) else { continue }
+                    hedged = true
+                    running += 1
+                    logger.debug("hedging", metadata: ["gw.request_id": "\(requestID)", "gw.target": "\(second.target.key)", "gw.after_ms": "\(delay.milliseconds)"])
+                    group.addTask { .finished(await self.run(second, deadline: deadline, requestID: requestID, logger: logger)) }
+                case .finished(let result):
+                    running -= 1
+                    if case .won = result {
+                        group.cancelAll()
+                        return (result, hedged)
+                    }
+                    if case .failed = result { lastFailure = result }
+                    if running == 0 {
+                        group.cancelAll()
+                        return (lastFailure ?? result, hedged)
+                    }
+                }
+            }
+            return (lastFailure ?? .abandoned, hedged)
+        }
+    }
+
+    private func startHedge(
+        besides primary: PlannedTarget,
+        plan: inout FailoverPlan,
+        build: (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
+    ) async -> Attempt? {
+        let now = ContinuousClock.now
+        guard let target = plan.hedgeTarget(besides: [primary.key], at: now), let upstream = self.upstreams[target.provider],
+            let request = try? await build(target, upstream),
+            let ticket = self.health.withLock({ $0.begin(target.key, at: now) })
+        else { return nil }
+        plan.started(target)
+        return Attempt(target: target, upstream: upstream, request: request, ticket: ticket)
+    }
+}
+
+extension FailoverPlan.Step {
+    var logDescription: String {
+        switch self {
+        case .attempt(let target, let wait): return "\(target.key) after \(wait.milliseconds) ms"
+        case .giveUp: return "give up"
+        }
+    }
+}
