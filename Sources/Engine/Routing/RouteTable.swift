@@ -64,6 +64,12 @@ public final class RouteTable: Sendable {
         using random: inout some RandomNumberGenerator
     ) -> [PlannedTarget] {
         guard visited.insert(route.alias).inserted else { return [] }
+        // The common case, one target and nowhere else to go, without the sorting machinery.
+        if route.targets.count == 1 && route.fallbacks.isEmpty {
+            let target = route.targets[0]
+            guard health.unavailability(of: target.key, at: now) == nil, seen.insert(target.key).inserted else { return [] }
+            return [PlannedTarget(route: route.alias, target: target)]
+        }
         var planned: [PlannedTarget] = []
         let available = route.targets.filter { health.unavailability(of: $0.key, at: now) == nil }
         for tier in Set(available.map(\.priority)).sorted() {

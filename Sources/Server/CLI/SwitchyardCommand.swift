@@ -143,7 +143,15 @@ struct ConfigCommand: AsyncParsableCommand {
             }
             for route in config.routes {
                 let targets = route.targets.map { "\($0.provider)/\($0.model) w\($0.weight) p\($0.priority)" }.joined(separator: ", ")
-                print("  route \(route.alias) (\(route.strategy.rawValue)): \(targets)")
+                var extras: [String] = []
+                if !route.fallbacks.isEmpty { extras.append("fallbacks \(route.fallbacks.joined(separator: ", "))") }
+                if let larger = route.contextFallback { extras.append("context fallback \(larger)") }
+                if route.hedge != nil { extras.append("hedged") }
+                extras.append("\(route.retry.attempts) attempts within \(DurationText.format(route.retry.deadline))")
+                print("  route \(route.alias) (\(route.strategy.rawValue)): \(targets); \(extras.joined(separator: "; "))")
+            }
+            for (index, rule) in config.rules.enumerated() {
+                print("  rule \(index + 1) → \(rule.route)")
             }
         }
     }

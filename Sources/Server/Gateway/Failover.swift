@@ -113,6 +113,8 @@ extension GatewayState {
         var hedged = false
         var firstSent: ContinuousClock.Instant?
         while true {
+            // The client left (during a backoff, say): nobody is waiting for more attempts.
+            if Task.isCancelled { throw GatewayError.clientDisconnected }
             guard let upstream = self.upstreams[target.provider] else {
                 throw GatewayError.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client")
             }

@@ -44,9 +44,9 @@ extension GatewayState {
 
     /// What routing looks at in a request; the body's content only when a rule or strategy needs it.
     func features(model: String, streaming: Bool, body: ByteBuffer, of request: Request) -> RequestFeatures {
-        var features = RequestFeatures(model: model, streaming: streaming) { name in
-            HTTPField.Name(name).flatMap { request.headers[$0] }
-        }
+        var features = RequestFeatures(model: model, streaming: streaming)
+        guard !self.routes.rules.isEmpty || self.routes.needsContentFeatures else { return features }
+        features.header = { name in HTTPField.Name(name).flatMap { request.headers[$0] } }
         if self.routes.needsContentFeatures { features.inspect(body: body) }
         return features
     }
