@@ -41,6 +41,8 @@ struct RunningService: Sendable {
     static func controlledGateway(_ config: GatewayConfig) async throws -> (RunningService, GatewayControl) {
         var config = config
         config.server.listen = ListenAddress(host: "127.0.0.1", port: 0)
+        // Each gateway its own state dir: its admin socket and database.
+        if config.server.stateDir == ServerSettings().stateDir { config.server.stateDir = Self.temporaryStateDir() }
         let finalConfig = config
         let (controls, continuation) = AsyncStream<GatewayControl>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let service = try await self.start { started in
@@ -55,7 +57,11 @@ struct RunningService: Sendable {
         return (service, control)
     }
 
-    private static func start(_ make: (@escaping @Sendable (Int) async -> Void) -> some Service) async throws -> RunningService {
+    static func temporaryStateDir() -> String {
+        NSTemporaryDirectory() + "switchyard-test-\(UUID().uuidString.prefix(12))"
+    }
+
+    static func start(_ make: (@escaping @Sendable (Int) async -> Void) -> some Service) async throws -> RunningService {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let service = make { port in
             continuation.yield(port)

@@ -94,7 +94,12 @@ private struct Reader {
 
     mutating func readServer(_ node: Node) -> ServerSettings {
         var server = ServerSettings()
-        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls"]
+        defer {
+            if server.adminListen != nil && server.adminToken == nil {
+                self.report(node, "server.admin_listen", "a TCP admin listener needs server.admin_token; without one the admin API stays on its Unix socket")
+            }
+        }
+        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "admin_socket", "admin_listen", "admin_token"]
         for (key, _, value) in self.mapping(node, "server", allowed: keys) ?? [] {
             let path = "server.\(key)"
             switch key {
@@ -107,6 +112,16 @@ private struct Reader {
                     }
                 }
             case "state_dir": server.stateDir = self.string(value, path) ?? server.stateDir
+            case "admin_socket": server.adminSocket = self.string(value, path)
+            case "admin_token": server.adminToken = self.string(value, path).flatMap { $0.isEmpty ? nil : Secret($0) }
+            case "admin_listen":
+                if let text = self.string(value, path) {
+                    if let address = ListenAddress.parse(text) {
+                        server.adminListen = address
+                    } else {
+                        self.report(value, path, "'\(text)' is not host:port (e.g. 127.0.0.1:9090)")
+                    }
+                }
             case "fetch_image_urls": server.fetchImageURLs = self.bool(value, path) ?? server.fetchImageURLs
             case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
             case "anonymous":

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The gateway's whole configuration, validated. Built by `ConfigLoader` from YAML, or by
 /// `ZeroConfig` from the environment when there is no file.
 public struct GatewayConfig: Sendable, Equatable {
@@ -40,6 +42,9 @@ public struct GatewayConfig: Sendable, Equatable {
 /// - `max_body` (size, default "8MiB"): larger request bodies get 413
 /// - `anonymous` (bool, default true): accept requests without a key; only `true` until keys exist
 /// - `log_level` (trace…critical, default "info"; env `SWITCHYARD_LOG_LEVEL`)
+/// - `admin_socket` (path, default `STATE_DIR/admin.sock`): the admin API's Unix socket (mode 0600)
+/// - `admin_listen` (host:port) and `admin_token` (secret): an optional TCP admin listener, which
+///   exists only with a token and then requires it (`Authorization: Bearer …`)
 /// - `fetch_image_urls` (bool, default false): let the gateway download image URLs (http/https, up to
 ///   5 MiB, `image/*` only) for upstreams that take inline images only (Ollama, Gemini). Off by
 ///   default: a gateway that fetches what clients name can be pointed at internal addresses.
@@ -49,6 +54,12 @@ public struct ServerSettings: Sendable, Equatable {
     public var maxBodyBytes: Int
     public var logLevel: String
     public var fetchImageURLs = false
+    public var adminSocket: String?
+    public var adminListen: ListenAddress?
+    public var adminToken: Secret?
+
+    /// Where the admin socket is.
+    public var adminSocketPath: String { self.adminSocket ?? (self.stateDir as NSString).appendingPathComponent("admin.sock") }
 
     public init(
         listen: ListenAddress = ListenAddress(host: "127.0.0.1", port: 8080),

@@ -73,15 +73,33 @@ public struct RoutingHealth: Sendable {
     public private(set) var failingHealthChecks: Set<String> = []
     /// Time to first token per route alias, for the hedging delay.
     private var routeFirstToken: [String: RecentSamples] = [:]
-    private let policies: [String: BreakerPolicy]
+    private var policies: [String: BreakerPolicy] = [:]
 
     public init(config: GatewayConfig) {
-        self.policies = Dictionary(config.providers.map { ($0.id, $0.breaker) }, uniquingKeysWith: { first, _ in first })
+        self.adopt(config)
+    }
+
+    /// Takes on a new configuration (a reload, a route edit): targets it still has keep their state
+    /// (an open breaker stays open, a drain stays), new ones start healthy, gone ones are forgotten.
+    /// A provider whose breaker policy changed starts its targets' breakers afresh.
+    public mutating func adopt(_ config: GatewayConfig) {
+        let policies = Dictionary(config.providers.map { ($0.id, $0.breaker) }, uniquingKeysWith: { first, _ in first })
+        var targets: [TargetKey: TargetHealth] = [:]
         for route in config.routes {
-            for target in route.targets where self.targets[target.key] == nil {
-                self.targets[target.key] = TargetHealth(policy: self.policies[target.provider] ?? BreakerPolicy())
+            for target in route.targets where targets[target.key] == nil {
+                let policy = policies[target.provider] ?? BreakerPolicy()
+                if var existing = self.targets[target.key] {
+                    if existing.breaker.policy != policy { existing.breaker = CircuitBreaker(policy: policy) }
+                    targets[target.key] = existing
+                } else {
+                    targets[target.key] = TargetHealth(policy: policy)
+                }
             }
         }
+        self.targets = targets
+        self.policies = policies
+        self.drained = self.drained.filter { policies[$0] != nil }
+        self.failingHealthChecks = self.failingHealthChecks.filter { policies[$0] != nil }
     }
 
     public subscript(key: TargetKey) -> TargetHealth? { self.targets[key] }

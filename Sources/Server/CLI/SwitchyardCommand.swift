@@ -11,7 +11,7 @@ public struct SwitchyardCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An AI inference gateway: one endpoint in front of many LLM providers.",
-        subcommands: [Serve.self, Simulate.self, ConfigCommand.self],
+        subcommands: [Serve.self, Simulate.self, ConfigCommand.self, Ctl.self],
         defaultSubcommand: Serve.self
     )
 
@@ -36,18 +36,22 @@ struct Serve: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         var notes: [String] = []
         var gatewayConfig: GatewayConfig
+        var source: ConfigSource?
+        let (listen, stateDir) = (self.listen, self.stateDir)
         if let path = self.config ?? environment["SWITCHYARD_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            gatewayConfig = try ConfigFile.load(path: path, environment: environment)
-            notes.append("config from \(path)")
+            source = ConfigSource(path: path) { config in
+                try ConfigFile.applyOverrides(&config, environment: ProcessInfo.processInfo.environment, listen: listen, stateDir: stateDir)
+            }
+            gatewayConfig = try source?.load() ?? GatewayConfig()
+            notes.append("config from \(path) (SIGHUP or `switchyard ctl reload` re-reads it)")
         } else {
             let zero = ZeroConfig.make(environment: environment)
             gatewayConfig = zero.config
             notes += zero.notes
+            try ConfigFile.applyOverrides(&gatewayConfig, environment: environment, listen: listen, stateDir: stateDir)
         }
-        try ConfigFile.applyOverrides(&gatewayConfig, environment: environment, listen: self.listen, stateDir: self.stateDir)
 
         let logger = LogSetup.bootstrap(level: gatewayConfig.server.logLevel)
-        try FileManager.default.createDirectory(atPath: gatewayConfig.server.stateDir, withIntermediateDirectories: true)
         for note in notes { logger.info("\(note)") }
         for provider in gatewayConfig.providers {
             logger.info(
@@ -62,9 +66,10 @@ struct Serve: AsyncParsableCommand {
 
         let routes = gatewayConfig.routes.map(\.alias)
         let host = gatewayConfig.server.listen.host
-        let service = GatewayService(config: gatewayConfig, logger: logger) { started in
+        let service = GatewayService(config: gatewayConfig, source: source, logger: logger) { started in
             let address = "http://\(host):\(started.port)"
             logger.info("listening on \(address)", metadata: ["gw.models": "\(routes.joined(separator: ","))"])
+            logger.info("admin socket \(started.adminSocket) (switchyard ctl status, switchyard-console)")
             if let simulatorURL = started.simulatorURL {
                 logger.info("simulated providers on \(simulatorURL)")
             }
@@ -222,6 +227,14 @@ extension SwitchyardCommand {
             case let serve as Serve: try await serve.run()
             case let simulate as Simulate: try await simulate.run()
             case let check as ConfigCommand.Check: try await check.run()
+            case let status as Ctl.Status: try await status.run()
+            case let drain as Ctl.Drain: try await drain.run()
+            case let undrain as Ctl.Undrain: try await undrain.run()
+            case let routes as Ctl.Routes.Set: try await routes.run()
+            case let reload as Ctl.Reload: try await reload.run()
+            case let flush as Ctl.Cache.Flush: try await flush.run()
+            case let events as Ctl.Events: try await events.run()
+            case let audit as Ctl.Audit: try await audit.run()
             default: try command.run()
             }
         } catch {

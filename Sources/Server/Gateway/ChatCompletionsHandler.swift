@@ -25,12 +25,13 @@ struct ChatCompletionsHandler: Sendable {
     private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext) async throws -> Response {
         let body = try await self.state.body(of: request)
         let patch = try OpenAIRequestPatch(body: body)
-        let plan = try self.state.plan(self.state.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request))
+        let routing = self.state.routing
+        let plan = try self.state.plan(routing.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request), in: routing)
         // Decoded only when some target needs a translation, and then once, before any attempt.
-        let decoded = try plan.everyCandidate.contains { self.state.upstreams[$0.provider]?.settings.wire != .openAIChat }
+        let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .openAIChat }
             ? OpenAIRequestDecoder.decode(body) : nil
         let images = self.state.images
-        let outcome = try await self.state.forward(plan, requestID: requestID, context: context) { target, upstream in
+        let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
             guard upstream.settings.wire == .openAIChat else {
                 guard let decoded else { throw GatewayError.internalFailure("no decoded request for a translated target") }
                 return try await TranslatedExchange.prepare(decoded.request, target: target, upstream: upstream, images: images)
@@ -38,7 +39,7 @@ struct ChatCompletionsHandler: Sendable {
             let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
             return UpstreamRequest(body: upstreamBody, path: "/chat/completions", streaming: patch.isStreaming)
         }
-        let exchange = ExchangeContext(requestID: requestID, outcome: outcome, logger: context.logger)
+        let exchange = ExchangeContext(state: self.state, requestID: requestID, outcome: outcome, logger: context.logger, started: started)
         if outcome.upstream.settings.wire != .openAIChat, let decoded {
             let translation = TranslatedExchange(client: .openAI, includeUsage: decoded.includeUsage)
             return try translation.respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
@@ -116,9 +117,14 @@ struct ChatCompletionsHandler: Sendable {
 
 /// What one exchange with an upstream needs to log and account for itself.
 struct ExchangeContext: Sendable {
+    let state: GatewayState
     let requestID: String
     let outcome: AttemptOutcome
     let logger: Logger
+    /// When the request arrived.
+    let started: ContinuousClock.Instant
+    /// GenAI operation name: "chat" or "embeddings".
+    var operation = "chat"
 
     var target: PlannedTarget { self.outcome.target }
     var upstream: UpstreamPool.Upstream { self.outcome.upstream }
@@ -137,6 +143,7 @@ struct ExchangeContext: Sendable {
             "stream failed after the first byte",
             metadata: ["gw.request_id": "\(self.requestID)", "gw.provider": "\(self.target.provider)", "gw.error": "\(failure.metricLabel)"]
         )
+        self.account(status: 200, failure: failure, usage: usage, streamed: true)
     }
 
     func logCompletion(usage: Usage?, finishReason: String?, streamed: Bool) {
@@ -154,5 +161,27 @@ struct ExchangeContext: Sendable {
                 "gw.upstream_ms": "\((ContinuousClock.now - self.sent).milliseconds)",
             ]
         )
+        self.account(status: 200, failure: nil, usage: usage, streamed: streamed)
+    }
+
+    /// The upstream's failed answer is what the client gets (after every retry).
+    func answeredWithFailure(_ error: GatewayError, status: Int) {
+        self.account(status: status, failure: error, usage: nil, streamed: false)
+    }
+
+    private func account(status: Int, failure: GatewayError?, usage: Usage?, streamed: Bool) {
+        self.state.finish(RequestSummary(
+            requestID: self.requestID,
+            operation: self.operation,
+            route: self.target.route,
+            target: self.target.key,
+            status: status,
+            failure: failure?.domain,
+            message: failure?.message,
+            latency: ContinuousClock.now - self.started,
+            timeToFirstToken: streamed ? self.outcome.replied - self.started : nil,
+            usage: usage,
+            overhead: self.outcome.overhead(since: self.started)
+        ))
     }
 }

@@ -14,14 +14,16 @@ struct EmbeddingsHandler: Sendable {
             let body = try await self.state.body(of: request)
             let patch = try OpenAIRequestPatch(body: body)
             guard !patch.isStreaming else { throw GatewayError.invalidRequest("Embeddings cannot be streamed.", param: "stream") }
-            let plan = try self.state.plan(self.state.features(model: patch.clientModel, streaming: false, body: body, of: request))
-            let outcome = try await self.state.forward(plan, requestID: requestID, context: context) { target, upstream in
+            let routing = self.state.routing
+            let plan = try self.state.plan(routing.features(model: patch.clientModel, streaming: false, body: body, of: request), in: routing)
+            let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
                 try Self.upstreamRequest(body, patch: patch, target: target, upstream: upstream)
             }
             let target = outcome.target
             let upstream = outcome.upstream
             let overhead = outcome.overhead(since: started)
-            let exchange = ExchangeContext(requestID: requestID, outcome: outcome, logger: context.logger)
+            var exchange = ExchangeContext(state: self.state, requestID: requestID, outcome: outcome, logger: context.logger, started: started)
+            exchange.operation = "embeddings"
             let reply = outcome.reply
             guard reply.isSuccess, let responseBody = reply.body else {
                 return reply.openAIErrorResponse(exchange, overhead: overhead)

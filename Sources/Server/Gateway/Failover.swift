@@ -8,6 +8,8 @@ struct UpstreamRequest: Sendable {
     let body: ByteBuffer
     let path: String
     let streaming: Bool
+    /// The client's `traceparent`, when valid.
+    var traceparent: String?
 }
 
 /// The attempt whose answer the client gets: a success, or the failure that ended the trying.
@@ -62,9 +64,7 @@ final class TargetLease: Sendable {
         guard self.settle() else { return }
         let now = ContinuousClock.now
         let opened = self.state.health.withLock { $0.failed(self.ticket, failure, detail: detail, at: now) }
-        if opened {
-            self.logger.warning("circuit breaker opened", metadata: ["gw.target": "\(self.ticket.target)", "gw.error": "\(failure.label)"])
-        }
+        if opened { self.state.breakerOpened(self.ticket.target, failure: failure, logger: self.logger) }
     }
 
     func abandoned() {
@@ -85,12 +85,12 @@ final class TargetLease: Sendable {
 }
 
 extension GatewayState {
-    /// Plans `request`: its route, and the healthy targets in the order to try them.
-    func plan(_ request: RequestFeatures) throws(GatewayError) -> FailoverPlan {
+    /// Plans `request` with `routing`'s routes: the route, and its healthy targets in the order to try them.
+    func plan(_ request: RequestFeatures, in routing: RoutingSnapshot) throws(GatewayError) -> FailoverPlan {
         var random = SystemRandomNumberGenerator()
         let now = ContinuousClock.now
         return try self.health.withLock { (health: inout RoutingHealth) throws(GatewayError) -> FailoverPlan in
-            try self.routes.plan(request, health: health, at: now, using: &random)
+            try routing.routes.plan(request, health: health, at: now, using: &random)
         }
     }
 
@@ -102,6 +102,7 @@ extension GatewayState {
     /// - Throws: the last transport failure when no attempt got a reply, or `noHealthyTarget`.
     func execute(
         _ plan: FailoverPlan,
+        upstreams: UpstreamPool,
         requestID: String,
         logger: Logger,
         build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
@@ -115,7 +116,7 @@ extension GatewayState {
         while true {
             // The client left (during a backoff, say): nobody is waiting for more attempts.
             if Task.isCancelled { throw GatewayError.clientDisconnected }
-            guard let upstream = self.upstreams[target.provider] else {
+            guard let upstream = upstreams[target.provider] else {
                 throw GatewayError.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client")
             }
             let request = try await build(target, upstream)
@@ -132,7 +133,7 @@ extension GatewayState {
             let result: AttemptResult
             if let policy = hedge {
                 hedge = nil
-                (result, hedged) = await self.race(attempt, plan: &plan, policy: policy, requestID: requestID, logger: logger, build: build)
+                (result, hedged) = await self.race(attempt, plan: &plan, upstreams: upstreams, policy: policy, requestID: requestID, logger: logger, build: build)
             } else {
                 result = await self.run(attempt, deadline: plan.deadline, requestID: requestID, logger: logger)
             }
@@ -195,7 +196,8 @@ extension GatewayState {
         do {
             let reply = try await UpstreamCall.post(
                 attempt.request.body, path: attempt.request.path, model: attempt.target.upstreamModel, to: attempt.upstream,
-                requestID: requestID, streaming: attempt.request.streaming, sent: sent, deadline: deadline
+                requestID: requestID, streaming: attempt.request.streaming, sent: sent, deadline: deadline,
+                traceparent: attempt.request.traceparent
             )
             let lease = TargetLease(
                 state: self, ticket: attempt.ticket, route: attempt.target.route, sent: sent,
@@ -221,9 +223,7 @@ extension GatewayState {
             let gatewayError = GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.request.streaming)
             let failure = AttemptFailure.classify(gatewayError)
             let opened = self.health.withLock { $0.failed(attempt.ticket, failure, detail: gatewayError.message, at: ContinuousClock.now) }
-            if opened {
-                logger.warning("circuit breaker opened", metadata: ["gw.target": "\(attempt.target.key)", "gw.error": "\(failure.label)"])
-            }
+            if opened { self.breakerOpened(attempt.target.key, failure: failure, logger: logger) }
             return .failed(attempt.target, failure, gatewayError, nil)
         }
     }
@@ -239,6 +239,7 @@ extension GatewayState {
     private func race(
         _ primary: Attempt,
         plan: inout FailoverPlan,
+        upstreams: UpstreamPool,
         policy: HedgePolicy,
         requestID: String,
         logger: Logger,
@@ -258,7 +259,7 @@ extension GatewayState {
             while let event = await group.next() {
                 switch event {
                 case .hedgeDue:
-                    guard running > 0, !hedged, let second = await self.startHedge(besides: primary.target, plan: &plan, build: build) else { continue }
+                    guard running > 0, !hedged, let second = await self.startHedge(besides: primary.target, plan: &plan, upstreams: upstreams, build: build) else { continue }
                     hedged = true
                     running += 1
                     logger.debug("hedging", metadata: ["gw.request_id": "\(requestID)", "gw.target": "\(second.target.key)", "gw.after_ms": "\(delay.milliseconds)"])
@@ -283,15 +284,25 @@ extension GatewayState {
     private func startHedge(
         besides primary: PlannedTarget,
         plan: inout FailoverPlan,
+        upstreams: UpstreamPool,
         build: (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
     ) async -> Attempt? {
         let now = ContinuousClock.now
-        guard let target = plan.hedgeTarget(besides: [primary.key], at: now), let upstream = self.upstreams[target.provider],
+        guard let target = plan.hedgeTarget(besides: [primary.key], at: now), let upstream = upstreams[target.provider],
             let request = try? await build(target, upstream),
             let ticket = self.health.withLock({ $0.begin(target.key, at: now) })
         else { return nil }
         plan.started(target)
         return Attempt(target: target, upstream: upstream, request: request, ticket: ticket)
+    }
+}
+
+extension GatewayState {
+    func breakerOpened(_ target: TargetKey, failure: AttemptFailure, logger: Logger) {
+        logger.warning("circuit breaker opened", metadata: ["gw.target": "\(target)", "gw.error": "\(failure.label)"])
+        var event = AdminEvent(kind: .breakerOpened, message: "circuit breaker of \(target) opened after \(failure.label)", provider: target.provider)
+        event.model = target.model
+        self.events.publish(event)
     }
 }
 

@@ -27,8 +27,18 @@ enum GatewayRouter {
         router.get("/v1/models") { request, _ in
             // Anthropic's SDKs say who they are; their model list has its own shape.
             request.headers[HTTPField.Name("anthropic-version")!] == nil
-                ? Self.json(self.modelList(state.routes.aliases))
-                : Self.json(self.anthropicModelList(state.routes.aliases))
+                ? Self.json(self.modelList(state.routing.routes.aliases))
+                : Self.json(self.anthropicModelList(state.routing.routes.aliases))
+        }
+        // Prometheus text exposition.
+        router.get("/metrics") { _, _ in
+            let now = ContinuousClock.now
+            let targets = state.health.withLock { $0.statuses(at: now) }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: state.metrics.exposition(targets: targets)))
+            )
         }
         router.get("/healthz") { _, _ in
             Self.json(#"{"status":"ok"}"#)
@@ -96,7 +106,7 @@ struct DialectErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     static var knownPaths: [String: String] {
         [
             "/v1/chat/completions": "POST", "/v1/messages": "POST", "/v1/messages/count_tokens": "POST",
-            "/v1/embeddings": "POST", "/v1/models": "GET", "/healthz": "GET", "/readyz": "GET",
+            "/v1/embeddings": "POST", "/v1/models": "GET", "/healthz": "GET", "/readyz": "GET", "/metrics": "GET",
         ]
     }
 

@@ -1,36 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AsyncHTTPClient
 import Engine
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
+
+/// Where a running gateway's configuration came from, so a reload can read it again the same way.
+public struct ConfigSource: Sendable {
+    public let path: String
+    /// The flag and environment overrides applied after reading the file.
+    public let overrides: @Sendable (inout GatewayConfig) throws -> Void
+
+    public init(path: String, overrides: @escaping @Sendable (inout GatewayConfig) throws -> Void = { _ in }) {
+        self.path = path
+        self.overrides = overrides
+    }
+
+    func load() throws -> GatewayConfig {
+        var config = try ConfigFile.load(path: self.path, environment: ProcessInfo.processInfo.environment)
+        try self.overrides(&config)
+        return config
+    }
+}
 
 /// The gateway process as one service: the in-process simulator (when a provider needs it), the upstream
-/// pools and the public listener, started in that order and stopped gracefully together.
+/// pools, the public listener and the admin socket, started in that order and stopped gracefully together.
 public struct GatewayService: Service {
     public struct Started: Sendable {
         /// The port the public API listens on (useful with port 0).
         public let port: Int
         /// Where the in-process simulator listens, when it runs.
         public let simulatorURL: String?
-        /// Drain, undrain and inspect targets of the running gateway.
+        /// The admin API's Unix socket.
+        public let adminSocket: String
+        /// Drain, undrain, inspect, edit routes, reload: what the admin API does.
         public let control: GatewayControl
     }
 
     let config: GatewayConfig
+    let source: ConfigSource?
     let logger: Logger
     let onStarted: @Sendable (Started) async -> Void
 
-    public init(config: GatewayConfig, logger: Logger, onStarted: @escaping @Sendable (Started) async -> Void = { _ in }) {
+    public init(config: GatewayConfig, source: ConfigSource? = nil, logger: Logger, onStarted: @escaping @Sendable (Started) async -> Void = { _ in }) {
         self.config = config
+        self.source = source
         self.logger = logger
         self.onStarted = onStarted
     }
 
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
+        try FileManager.default.createDirectory(atPath: self.config.server.stateDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let adminSocket = self.config.server.adminSocketPath
+        try AdminSocket.claim(adminSocket)
+        let store = try Store(path: (self.config.server.stateDir as NSString).appendingPathComponent("switchyard.sqlite"))
+
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             var simulatorURL: String?
             if self.config.needsInProcessSimulator {
@@ -55,40 +87,123 @@ public struct GatewayService: Service {
 
             let upstreams = UpstreamPool(providers: self.config.providers, simulatorURL: simulatorURL, eventLoopGroup: group)
             let imageClient = self.config.server.fetchImageURLs ? HTTPClient(eventLoopGroupProvider: .shared(group)) : nil
-            let state = GatewayState(config: self.config, upstreams: upstreams, images: imageClient.map(ImageFetcher.init))
+            let state = GatewayState(
+                config: self.config, configSource: self.source, upstreams: upstreams, images: imageClient.map(ImageFetcher.init), logger: self.logger
+            )
+            let control = GatewayControl(state: state)
+            state.restartMonitor()
+
             let listen = self.config.server.listen
             let onStarted = self.onStarted
+            let (adminReady, adminReadyContinuation) = AsyncStream<Void>.makeStream()
+            var adminLogger = self.logger
+            adminLogger[metadataKey: "gw.component"] = "admin"
+            let admin = Application(
+                router: AdminRouter.build(control, store: store, token: nil),
+                configuration: .init(address: .unixDomainSocket(path: adminSocket), serverName: nil),
+                onServerRunning: { _ in
+                    // Owner only: the admin API can drain providers and rewrite routes.
+                    chmod(adminSocket, 0o600)
+                    adminReadyContinuation.finish()
+                },
+                eventLoopGroupProvider: .shared(group),
+                logger: adminLogger
+            )
+            tasks.addTask {
+                defer { unlink(adminSocket) }
+                try await admin.run()
+            }
+            if let address = self.config.server.adminListen, let token = self.config.server.adminToken {
+                let tcpAdmin = Application(
+                    router: AdminRouter.build(control, store: store, token: token),
+                    configuration: .init(address: .hostname(address.host, port: address.port), serverName: nil),
+                    eventLoopGroupProvider: .shared(group),
+                    logger: adminLogger
+                )
+                tasks.addTask { try await tcpAdmin.run() }
+            }
+            for await _ in adminReady {}
+
             let api = Application(
                 router: GatewayRouter.build(state),
                 server: .http1(configuration: .init(additionalChannelHandlers: [state.disconnects.makeHandler()])),
                 configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
                 onServerRunning: { [simulatorURL] channel in
                     state.isReady.store(true, ordering: .relaxed)
-                    await onStarted(Started(port: channel.localAddress?.port ?? listen.port, simulatorURL: simulatorURL, control: GatewayControl(state: state)))
+                    await onStarted(Started(port: channel.localAddress?.port ?? listen.port, simulatorURL: simulatorURL, adminSocket: adminSocket, control: control))
                 },
                 eventLoopGroupProvider: .shared(group),
                 logger: self.logger
             )
             tasks.addTask { try await api.run() }
-            let monitor = BackendMonitor(state: state, logger: self.logger)
-            let monitoring = Task { await monitor.run() }
             tasks.addTask {
                 // Report not-ready as soon as shutdown starts, while in-flight requests finish.
                 try? await gracefulShutdown()
                 state.isReady.store(false, ordering: .relaxed)
+                state.events.finishAll()
             }
+            let reloads = Task {
+                // SIGHUP re-reads the config file, as `POST /v1/config/reload` does.
+                for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                    let outcome: (detail: String, ok: Bool)
+                    do throws(AdminProblem) {
+                        let report = try control.reload()
+                        outcome = (report.changes.joined(separator: "; "), true)
+                    } catch {
+                        outcome = (error.message, false)
+                    }
+                    try? await store.audit(actor: "signal:SIGHUP", action: "reload", target: nil, detail: outcome.detail, ok: outcome.ok)
+                }
+            }
+            defer { reloads.cancel() }
             do {
                 try await tasks.waitForAll()
             } catch {
-                monitoring.cancel()
-                await upstreams.shutdown()
+                state.stopMonitor()
+                await state.routing.upstreams.shutdown()
                 try? await imageClient?.shutdown()
                 throw error
             }
-            monitoring.cancel()
-            await monitoring.value
-            await upstreams.shutdown()
+            state.stopMonitor()
+            await state.routing.upstreams.shutdown()
             try? await imageClient?.shutdown()
         }
+    }
+}
+
+/// The admin socket's file: taken over only when nobody answers on it (a crash left it), never
+/// from a gateway that is still running.
+enum AdminSocket {
+    struct InUse: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "another gateway answers on the admin socket \(self.path); stop it or give this one its own state_dir/admin_socket" }
+    }
+
+    static func claim(_ path: String) throws {
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        if self.answers(path) { throw InUse(path: path) }
+        unlink(path)
+    }
+
+    /// Whether a process accepts connections on the socket at `path`.
+    static func answers(_ path: String) -> Bool {
+        #if canImport(Glibc)
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            buffer.copyBytes(from: bytes)
+        }
+        let result = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return result == 0
+        #else
+        return false
+        #endif
     }
 }

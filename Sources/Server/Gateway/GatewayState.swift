@@ -1,26 +1,102 @@
 import Engine
+import Foundation
+import Logging
+import NIOCore
 import Synchronization
 
-/// Everything a request handler reads, fixed for the life of one configuration.
-final class GatewayState: Sendable {
+/// The configuration in force and what is built from it. Swapped whole by a reload or a route edit,
+/// so a request that took it sees one consistent version from start to end.
+final class RoutingSnapshot: Sendable {
     let config: GatewayConfig
     let routes: RouteTable
-    /// Breakers, rests, drains and load of every target: read to plan, written by every attempt.
-    let health: Mutex<RoutingHealth>
     let upstreams: UpstreamPool
+    let version: Int
+    /// Routes changed through the admin API since the file was last loaded.
+    let editedRoutes: Set<String>
+
+    init(config: GatewayConfig, upstreams: UpstreamPool, version: Int, editedRoutes: Set<String> = []) {
+        self.config = config
+        self.routes = RouteTable(config.routes, rules: config.rules)
+        self.upstreams = upstreams
+        self.version = version
+        self.editedRoutes = editedRoutes
+    }
+}
+
+/// Everything a request handler reads. The routing part can change while the gateway runs (reload,
+/// route edits); the server settings cannot (a reload says which need a restart).
+final class GatewayState: Sendable {
+    let server: ServerSettings
+    /// Where the config came from: the file a reload re-reads, or nil for the environment.
+    let configSource: ConfigSource?
+    private let current: Mutex<RoutingSnapshot>
+    /// Breakers, rests, drains and load of every target: read to plan, written by every attempt.
+    /// Kept across reloads, so a reload does not forget that a provider is down or drained.
+    let health: Mutex<RoutingHealth>
+    let telemetry = Mutex(GatewayTelemetry())
+    let events = EventHub()
+    let metrics = GatewayMetrics()
     let identity = RequestIdentity()
     /// Present when `server.fetch_image_urls` is on.
     let images: ImageFetcher?
     let disconnects = ClientDisconnectWatch()
     /// False until the listener is up and again once shutdown begins, so load balancers drain us first.
     let isReady = Atomic<Bool>(false)
+    let started = ContinuousClock.now
+    let logger: Logger
 
-    init(config: GatewayConfig, upstreams: UpstreamPool, images: ImageFetcher?) {
-        self.config = config
-        self.routes = RouteTable(config.routes, rules: config.rules)
+    /// The health checks and load polls of the providers in force.
+    private let monitor = Mutex<Task<Void, Never>?>(nil)
+
+    init(config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, logger: Logger) {
+        self.server = config.server
+        self.configSource = configSource
+        self.current = Mutex(RoutingSnapshot(config: config, upstreams: upstreams, version: 1))
         self.health = Mutex(RoutingHealth(config: config))
-        self.upstreams = upstreams
         self.images = images
+        self.logger = logger
+    }
+
+    /// The routing configuration in force now.
+    var routing: RoutingSnapshot { self.current.withLock { $0 } }
+
+    /// Whole seconds since start, the clock of the rolling windows.
+    var telemetrySecond: Int64 { (ContinuousClock.now - self.started).components.seconds }
+
+    /// Installs `config` as the routing configuration: upstream clients of unchanged providers are
+    /// kept, changed or removed ones retire once their requests can have finished.
+    /// - Returns: the new snapshot.
+    @discardableResult
+    func install(_ config: GatewayConfig, editedRoutes: Set<String>) -> RoutingSnapshot {
+        let (snapshot, retired) = self.current.withLock { current in
+            let (upstreams, retired) = current.upstreams.rebuilt(for: config.providers)
+            let next = RoutingSnapshot(config: config, upstreams: upstreams, version: current.version + 1, editedRoutes: editedRoutes)
+            current = next
+            return (next, retired)
+        }
+        self.health.withLock { $0.adopt(config) }
+        let keys = Set(config.routes.flatMap { $0.targets.map(\.key) })
+        self.telemetry.withLock { $0.keep(routes: Set(config.routes.map(\.alias)), targets: keys) }
+        UpstreamPool.retire(retired)
+        self.restartMonitor()
+        return snapshot
+    }
+
+    /// (Re)starts the health checks and load polls for the providers in force.
+    func restartMonitor() {
+        let monitor = BackendMonitor(state: self, routing: self.routing, logger: self.logger)
+        let task = Task { await monitor.run() }
+        self.monitor.withLock { running in
+            running?.cancel()
+            running = task
+        }
+    }
+
+    func stopMonitor() {
+        self.monitor.withLock { running in
+            running?.cancel()
+            running = nil
+        }
     }
 }
 
@@ -32,15 +108,17 @@ public struct GatewayControl: Sendable {
     /// - Returns: false when no such provider exists.
     @discardableResult
     public func drain(_ provider: String) -> Bool {
-        guard self.state.config.provider(provider) != nil else { return false }
-        self.state.health.withLock { _ = $0.drain(provider) }
+        guard self.state.routing.config.provider(provider) != nil else { return false }
+        let changed = self.state.health.withLock { $0.drain(provider) }
+        if changed { self.state.events.publish(AdminEvent(kind: .drained, message: "provider \(provider) drained: no new requests", provider: provider)) }
         return true
     }
 
     @discardableResult
     public func undrain(_ provider: String) -> Bool {
-        guard self.state.config.provider(provider) != nil else { return false }
-        self.state.health.withLock { _ = $0.undrain(provider) }
+        guard self.state.routing.config.provider(provider) != nil else { return false }
+        let changed = self.state.health.withLock { $0.undrain(provider) }
+        if changed { self.state.events.publish(AdminEvent(kind: .undrained, message: "provider \(provider) back in rotation", provider: provider)) }
         return true
     }
 
@@ -48,5 +126,74 @@ public struct GatewayControl: Sendable {
     public func targets() -> [TargetStatus] {
         let now = ContinuousClock.now
         return self.state.health.withLock { $0.statuses(at: now) }
+    }
+
+    /// The admin snapshot.
+    public func snapshot() -> AdminSnapshot {
+        let routing = self.state.routing
+        let second = self.state.telemetrySecond
+        let telemetry = self.state.telemetry.withLock { $0 }
+        return AdminSnapshot.build(
+            config: routing.config,
+            configVersion: routing.version,
+            configSource: self.state.configSource?.path ?? "environment",
+            uptime: ContinuousClock.now - self.state.started,
+            targets: self.targets(),
+            telemetry: telemetry,
+            now: second,
+            editedRoutes: routing.editedRoutes
+        )
+    }
+
+    /// Replaces a route's strategy and targets, validated first; in-flight requests keep the old route.
+    public func editRoute(_ alias: String, _ edit: RouteEdit) throws(AdminProblem) -> AdminAck {
+        let routing = self.state.routing
+        guard let index = routing.config.routes.firstIndex(where: { $0.alias == alias }) else {
+            throw AdminProblem(status: 404, code: "unknown_route", message: "no route '\(alias)' (known: \(routing.config.routes.map(\.alias).joined(separator: ", ")))")
+        }
+        var config = routing.config
+        config.routes[index] = try edit.applied(to: config.routes[index], providers: config.providers.map(\.id))
+        let snapshot = self.state.install(config, editedRoutes: routing.editedRoutes.union([alias]))
+        let message = "route \(alias) updated: \(ConfigDiff.changedParts(routing.config.routes[index], config.routes[index]).joined(separator: ", "))"
+        self.state.events.publish(AdminEvent(kind: .routeUpdated, message: message, route: alias))
+        self.state.logger.notice("route edited", metadata: ["gw.route": "\(alias)", "gw.config_version": "\(snapshot.version)"])
+        return AdminAck(message: message)
+    }
+
+    /// Re-reads the config file, validates all of it, and swaps it in; a file with any problem
+    /// changes nothing. Runtime route edits are discarded: the file is the source of truth.
+    public func reload() throws(AdminProblem) -> ReloadReport {
+        guard let source = self.state.configSource else {
+            throw AdminProblem(status: 409, code: "no_config_file", message: "this gateway runs on its environment defaults; there is no file to reload (start it with --config)")
+        }
+        let config: GatewayConfig
+        do {
+            config = try source.load()
+        } catch {
+            let detail = (error as? ConfigError)?.description ?? "\(error)"
+            self.state.events.publish(AdminEvent(kind: .reloadRejected, message: "reload rejected, nothing changed: \(detail)"))
+            self.state.logger.error("config reload rejected; the running config is unchanged", metadata: ["gw.detail": "\(detail)"])
+            throw AdminProblem(status: 422, code: "invalid_config", message: detail)
+        }
+        let before = self.state.routing
+        var applied = config
+        applied.server = self.state.server
+        let (changes, needsRestart) = ConfigDiff.between(before.config, config)
+        let snapshot = self.state.install(applied, editedRoutes: [])
+        let report = ReloadReport(
+            configVersion: snapshot.version, changes: changes, needsRestart: needsRestart, discardedEdits: before.editedRoutes.sorted()
+        )
+        let summary = changes.isEmpty ? "no changes" : changes.joined(separator: "; ")
+        self.state.events.publish(AdminEvent(kind: .configReloaded, message: "config v\(snapshot.version): \(summary)"))
+        self.state.logger.notice("config reloaded", metadata: ["gw.config_version": "\(snapshot.version)", "gw.changes": "\(summary)"])
+        return report
+    }
+}
+
+extension AdminEvent {
+    init(kind: Kind, message: String, route: String? = nil, provider: String? = nil) {
+        self.init(kind: kind, message: message)
+        self.route = route
+        self.provider = provider
     }
 }

@@ -26,6 +26,11 @@ extension GatewayState {
         } catch {
             let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
             gatewayError.log(requestID: requestID, logger: context.logger)
+            self.finish(RequestSummary(
+                requestID: requestID, operation: request.uri.path.hasSuffix("embeddings") ? "embeddings" : "chat",
+                route: nil, target: nil, status: gatewayError.httpStatus, failure: gatewayError.domain,
+                message: gatewayError.message, latency: ContinuousClock.now - started
+            ))
             switch dialect {
             case .openAI: return gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
             case .anthropic: return gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
@@ -36,12 +41,35 @@ extension GatewayState {
     /// The whole request body, refused with 413 past `server.max_body`.
     func body(of request: Request) async throws -> ByteBuffer {
         do {
-            return try await request.body.collect(upTo: self.config.server.maxBodyBytes)
+            return try await request.body.collect(upTo: self.server.maxBodyBytes)
         } catch is NIOTooManyBytesError {
-            throw GatewayError.bodyTooLarge(limit: self.config.server.maxBodyBytes)
+            throw GatewayError.bodyTooLarge(limit: self.server.maxBodyBytes)
         }
     }
 
+    /// Executes `plan` with `routing`'s upstreams, cancelled if the client hangs up meanwhile.
+    /// The client's W3C `traceparent` is passed on to every attempt.
+    func forward(
+        _ plan: FailoverPlan,
+        in routing: RoutingSnapshot,
+        request: Request,
+        requestID: String,
+        context: GatewayRequestContext,
+        build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
+    ) async throws -> AttemptOutcome {
+        let logger = context.logger
+        let traceparent = request.headers[.traceparent].flatMap { TraceContext.isValidTraceparent($0) ? $0 : nil }
+        return try await self.disconnects.cancellingOnHangUp(connection: context.connection) {
+            try await self.execute(plan, upstreams: routing.upstreams, requestID: requestID, logger: logger) { target, upstream in
+                var upstreamRequest = try await build(target, upstream)
+                upstreamRequest.traceparent = traceparent
+                return upstreamRequest
+            }
+        }
+    }
+}
+
+extension RoutingSnapshot {
     /// What routing looks at in a request; the body's content only when a rule or strategy needs it.
     func features(model: String, streaming: Bool, body: ByteBuffer, of request: Request) -> RequestFeatures {
         var features = RequestFeatures(model: model, streaming: streaming)
@@ -49,19 +77,6 @@ extension GatewayState {
         features.header = { name in HTTPField.Name(name).flatMap { request.headers[$0] } }
         if self.routes.needsContentFeatures { features.inspect(body: body) }
         return features
-    }
-
-    /// Executes `plan`, cancelled if the client hangs up meanwhile.
-    func forward(
-        _ plan: FailoverPlan,
-        requestID: String,
-        context: GatewayRequestContext,
-        build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
-    ) async throws -> AttemptOutcome {
-        let logger = context.logger
-        return try await self.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await self.execute(plan, requestID: requestID, logger: logger, build: build)
-        }
     }
 }
 

@@ -22,11 +22,12 @@ struct MessagesHandler: Sendable {
         let body = try await self.state.body(of: request)
         // Only the model and `stream` are read first: a same-dialect request must not be decoded.
         let patch = try OpenAIRequestPatch(body: body)
-        let plan = try self.state.plan(self.state.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request))
-        let decoded = try plan.everyCandidate.contains { self.state.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
+        let routing = self.state.routing
+        let plan = try self.state.plan(routing.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request), in: routing)
+        let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
             ? AnthropicRequestDecoder.decode(body) : nil
         let images = self.state.images
-        let outcome = try await self.state.forward(plan, requestID: requestID, context: context) { target, upstream in
+        let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
             guard upstream.settings.wire == .anthropicMessages else {
                 guard let decoded else { throw GatewayError.internalFailure("no decoded request for a translated target") }
                 return try await TranslatedExchange.prepare(decoded.request, target: target, upstream: upstream, images: images)
@@ -34,7 +35,7 @@ struct MessagesHandler: Sendable {
             let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: false)
             return UpstreamRequest(body: upstreamBody, path: "/messages", streaming: patch.isStreaming)
         }
-        let exchange = ExchangeContext(requestID: requestID, outcome: outcome, logger: context.logger)
+        let exchange = ExchangeContext(state: self.state, requestID: requestID, outcome: outcome, logger: context.logger, started: started)
         if outcome.upstream.settings.wire != .anthropicMessages, let decoded {
             return try TranslatedExchange(client: .anthropic).respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
         }
@@ -47,7 +48,7 @@ struct MessagesHandler: Sendable {
         await self.state.respond(to: request, context: context, in: .anthropic) { requestID, started in
             let body = try await self.state.body(of: request)
             let chat = try AnthropicRequestDecoder.decode(body, requireMaxTokens: false).request
-            _ = try self.state.routes.route(for: RequestFeatures(model: chat.model, streaming: false))
+            _ = try self.state.routing.routes.route(for: RequestFeatures(model: chat.model, streaming: false))
             var headers: HTTPFields = [.contentType: "application/json"]
             headers.setGatewayHeaders(requestID: requestID, overhead: ContinuousClock.now - started)
             headers[.tokenEstimate] = "true"
@@ -68,11 +69,13 @@ struct MessagesHandler: Sendable {
         headers.setGatewayHeaders(requestID: exchange.requestID, overhead: overhead)
         guard reply.isSuccess else {
             let status = Int(reply.response.status.code)
+            let error = reply.error(provider: outcome.target.provider)
             guard let body = reply.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
-                let error = reply.error(provider: outcome.target.provider)
                 error.log(requestID: exchange.requestID, logger: exchange.logger)
+                exchange.answeredWithFailure(error, status: error.httpStatus)
                 return error.anthropicResponse(requestID: exchange.requestID, overhead: overhead)
             }
+            exchange.answeredWithFailure(error, status: status)
             if let retryAfter = reply.response.headers.first(name: "retry-after") { headers[.retryAfter] = retryAfter }
             return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
         }

@@ -35,6 +35,7 @@ struct TranslatedExchange {
         guard reply.isSuccess else {
             let error = reply.error(provider: target.provider)
             error.log(requestID: requestID, logger: exchange.logger)
+            exchange.answeredWithFailure(error, status: error.httpStatus)
             return self.client == .openAI
                 ? error.openAIResponse(requestID: requestID, overhead: overhead)
                 : error.anthropicResponse(requestID: requestID, overhead: overhead)

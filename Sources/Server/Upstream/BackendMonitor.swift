@@ -10,13 +10,15 @@ import Synchronization
 /// routing health; neither costs a token.
 struct BackendMonitor: Sendable {
     let state: GatewayState
+    /// The configuration whose providers it watches; a reload starts a new monitor.
+    let routing: RoutingSnapshot
     let logger: Logger
 
     /// Runs until cancelled (at shutdown).
     func run() async {
         await withTaskGroup(of: Void.self) { group in
-            for provider in self.state.config.providers {
-                guard let upstream = self.state.upstreams[provider.id] else { continue }
+            for provider in self.routing.config.providers {
+                guard let upstream = self.routing.upstreams[provider.id] else { continue }
                 if let check = provider.healthCheck {
                     group.addTask { await self.checkHealth(upstream, check) }
                 }

@@ -46,7 +46,9 @@ enum UpstreamCall {
 
     /// Sends `body` and waits for the head, then for a successful stream its first chunk, and for
     /// anything else the whole body; a client hang-up (which cancels this task) cancels the wait.
-    /// - Parameter deadline: the request's own deadline, which may cut the head wait shorter.
+    /// - Parameters:
+    ///   - deadline: the request's own deadline, which may cut the head wait shorter.
+    ///   - traceparent: the client's W3C trace context, passed on.
     /// - Throws: `GatewayError` naming the timeout or transport failure.
     static func post(
         _ body: ByteBuffer,
@@ -56,12 +58,14 @@ enum UpstreamCall {
         requestID: String,
         streaming: Bool,
         sent: ContinuousClock.Instant,
-        deadline: ContinuousClock.Instant? = nil
+        deadline: ContinuousClock.Instant? = nil,
+        traceparent: String? = nil
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: upstream.url(path, model: model))
         request.method = .POST
         request.headers = upstream.headers
         request.headers.replaceOrAdd(name: "x-request-id", value: requestID)
+        if let traceparent { request.headers.replaceOrAdd(name: "traceparent", value: traceparent) }
         request.body = .bytes(body)
 
         let timeouts = upstream.settings.timeouts
@@ -119,11 +123,13 @@ extension UpstreamCall.Reply {
     func openAIErrorResponse(_ context: ExchangeContext, overhead: Duration) -> Response {
         let status = Int(self.response.status.code)
         let retryAfter = self.response.headers.first(name: "retry-after")
+        let error = self.error(provider: context.target.provider)
         guard let body = self.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
-            let error = self.error(provider: context.target.provider)
             error.log(requestID: context.requestID, logger: context.logger)
+            context.answeredWithFailure(error, status: error.httpStatus)
             return error.openAIResponse(requestID: context.requestID, overhead: overhead)
         }
+        context.answeredWithFailure(error, status: status)
         context.logger.warning(
             "upstream answered with an error",
             metadata: ["gw.request_id": "\(context.requestID)", "gw.provider": "\(context.target.provider)", "gw.upstream_status": "\(status)"]

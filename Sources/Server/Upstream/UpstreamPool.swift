@@ -29,11 +29,19 @@ final class UpstreamPool: Sendable {
     }
 
     private let upstreams: [String: Upstream]
+    private let simulatorURL: String?
+    private let eventLoopGroup: any EventLoopGroup
 
     /// - Parameter simulatorURL: where the in-process simulator listens, for `simulator` providers without a `base_url`.
-    init(providers: [ProviderSettings], simulatorURL: String?, eventLoopGroup: any EventLoopGroup) {
+    init(providers: [ProviderSettings], simulatorURL: String?, eventLoopGroup: any EventLoopGroup, reusing existing: [String: Upstream] = [:]) {
+        self.simulatorURL = simulatorURL
+        self.eventLoopGroup = eventLoopGroup
         var upstreams: [String: Upstream] = [:]
         for provider in providers {
+            if let kept = existing[provider.id], kept.settings == provider {
+                upstreams[provider.id] = kept
+                continue
+            }
             // The in-process simulator serves each API where its vendor does: Ollama's at the root,
             // Gemini's under /v1beta, the others under /v1.
             let simulatorBase = simulatorURL.map { root in
@@ -74,6 +82,29 @@ final class UpstreamPool: Sendable {
 
     subscript(id: String) -> Upstream? {
         self.upstreams[id]
+    }
+
+    /// A pool for `providers` that keeps the clients of providers whose settings did not change.
+    /// - Returns: the pool, and the upstreams it no longer uses.
+    func rebuilt(for providers: [ProviderSettings]) -> (UpstreamPool, retired: [Upstream]) {
+        let pool = UpstreamPool(providers: providers, simulatorURL: self.simulatorURL, eventLoopGroup: self.eventLoopGroup, reusing: self.upstreams)
+        let retired = self.upstreams.filter { id, upstream in
+            guard let kept = pool.upstreams[id] else { return true }
+            return kept.streamingClient !== upstream.streamingClient
+        }.map(\.value)
+        return (pool, retired)
+    }
+
+    /// Shuts retired clients down once every request they may carry has hit its total timeout, so a
+    /// reload never cuts a stream short.
+    static func retire(_ upstreams: [Upstream]) {
+        for upstream in upstreams {
+            Task {
+                try? await Task.sleep(for: upstream.settings.timeouts.total + .seconds(1))
+                try? await upstream.streamingClient.shutdown()
+                try? await upstream.blockingClient.shutdown()
+            }
+        }
     }
 
     func shutdown() async {

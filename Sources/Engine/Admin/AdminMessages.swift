@@ -1,0 +1,234 @@
+import Foundation
+
+/// The admin API's messages (`/v1/...` on the admin socket), shared by the server, `switchyard ctl`
+/// and the console. JSON keys are the property names; every type decodes what it encodes.
+public enum AdminJSON {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        JSONDecoder()
+    }
+}
+
+/// `GET /v1/snapshot`: everything the console draws, computed from rolling windows kept as traffic
+/// flows (never by scanning the ledger).
+public struct AdminSnapshot: Codable, Sendable, Equatable {
+    public var uptimeSeconds: Double
+    /// Bumped by every applied reload or route edit.
+    public var configVersion: Int
+    /// Where the configuration came from: a file path, or "environment".
+    public var configSource: String
+    /// The whole gateway over "10s", "1m" and "15m".
+    public var windows: [String: WindowSummary]
+    public var targets: [AdminTarget]
+    public var routes: [AdminRoute]
+    /// Per tenant; empty until tenants exist.
+    public var tenants: [AdminTenant]
+    /// Nil until caching exists.
+    public var cache: AdminCache?
+}
+
+/// One provider target: its health and the last minute of its traffic.
+public struct AdminTarget: Codable, Sendable, Equatable {
+    public var provider: String
+    public var model: String
+    /// "healthy", or why it takes no new requests: drained, resting, breaker_open, health_check_failing.
+    public var health: String
+    /// closed | open | half_open
+    public var breaker: String
+    public var drained: Bool
+    public var restingSeconds: Double?
+    public var inFlight: Int
+    public var reportedQueue: Int?
+    public var requests1m: Int
+    public var errorRate1m: Double
+    public var latencyMs: Percentiles
+    public var timeToFirstTokenMs: Percentiles
+    public var lastError: String?
+}
+
+public struct AdminRoute: Codable, Sendable, Equatable {
+    public var alias: String
+    public var strategy: String
+    public var targets: [AdminRouteTarget]
+    public var fallbacks: [String]
+    public var hedged: Bool
+    /// True when the route was changed through the admin API since the file was last loaded.
+    public var editedAtRuntime: Bool
+    public var requests1m: Int
+}
+
+public struct AdminRouteTarget: Codable, Sendable, Equatable {
+    public var provider: String
+    public var model: String
+    public var weight: Int
+    public var priority: Int
+    /// Share of the route's answered requests over the last minute (0…1).
+    public var share1m: Double
+}
+
+public struct AdminTenant: Codable, Sendable, Equatable {
+    public var name: String
+    public var requestsToday: Int
+    public var tokensToday: Int
+    public var costTodayUsd: Double
+    public var budgetUsed: Double?
+    public var limitRejections: Int
+}
+
+public struct AdminCache: Codable, Sendable, Equatable {
+    public var entries: Int
+    public var bytes: Int
+    public var hitRate: Double
+    public var semanticHitRate: Double
+    public var missRate: Double
+}
+
+/// One entry of `GET /v1/events` (Server-Sent Events, `data:` lines of this JSON).
+public struct AdminEvent: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case request
+        case breakerOpened = "breaker_opened"
+        case drained
+        case undrained
+        case routeUpdated = "route_updated"
+        case configReloaded = "config_reloaded"
+        case reloadRejected = "reload_rejected"
+    }
+
+    /// Increases by one per event, so a reader that fell behind sees how many it missed.
+    public var seq: Int
+    /// Seconds since 1970.
+    public var time: Double
+    public var kind: Kind
+    public var message: String
+    public var requestId: String?
+    public var route: String?
+    public var provider: String?
+    public var model: String?
+    public var status: Int?
+    public var latencyMs: Double?
+    /// caller | policy | provider | gateway, for failed requests.
+    public var failure: String?
+
+    public init(kind: Kind, message: String) {
+        self.seq = 0
+        self.time = 0
+        self.kind = kind
+        self.message = message
+    }
+}
+
+/// `PUT /v1/routes/{alias}`: a route's new strategy and targets.
+public struct RouteEdit: Codable, Sendable, Equatable {
+    public var strategy: String?
+    public var targets: [Target]
+
+    public struct Target: Codable, Sendable, Equatable {
+        public var provider: String
+        public var model: String
+        public var weight: Int?
+        public var priority: Int?
+
+        public init(provider: String, model: String, weight: Int? = nil, priority: Int? = nil) {
+            self.provider = provider
+            self.model = model
+            self.weight = weight
+            self.priority = priority
+        }
+    }
+
+    public init(strategy: String? = nil, targets: [Target]) {
+        self.strategy = strategy
+        self.targets = targets
+    }
+
+    /// The route with this edit applied, or every reason it cannot be.
+    public func applied(to route: RouteSettings, providers: [String]) throws(AdminProblem) -> RouteSettings {
+        var problems: [String] = []
+        var edited = route
+        if let name = self.strategy {
+            if let strategy = RouteStrategy(rawValue: name) {
+                edited.strategy = strategy
+            } else {
+                problems.append("unknown strategy '\(name)'; use one of \(RouteStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+        if self.targets.isEmpty { problems.append("a route needs at least one target") }
+        edited.targets = []
+        for (index, target) in self.targets.enumerated() {
+            if !providers.contains(target.provider) {
+                problems.append("targets[\(index)]: unknown provider '\(target.provider)' (known: \(providers.joined(separator: ", ")))")
+            }
+            if target.model.isEmpty { problems.append("targets[\(index)]: 'model' is empty") }
+            if let weight = target.weight, weight < 0 { problems.append("targets[\(index)]: weight must be 0 or more") }
+            // A target kept from the old route keeps its price.
+            let price = route.targets.first { $0.provider == target.provider && $0.model == target.model }?.price
+            edited.targets.append(RouteTarget(provider: target.provider, model: target.model, weight: target.weight ?? 1, priority: target.priority ?? 0, price: price))
+        }
+        if edited.strategy == .weighted && !edited.targets.isEmpty && edited.targets.allSatisfy({ $0.weight == 0 }) {
+            problems.append("every target has weight 0, so none can be chosen")
+        }
+        guard problems.isEmpty else { throw AdminProblem(status: 422, code: "invalid_route", message: problems.joined(separator: "; ")) }
+        return edited
+    }
+}
+
+/// What `POST /v1/config/reload` (and SIGHUP) did.
+public struct ReloadReport: Codable, Sendable, Equatable {
+    public var configVersion: Int
+    /// "route gpt-4o: changed (targets)", "provider groq: added"…; empty when nothing changed.
+    public var changes: [String]
+    /// Settings that only a restart applies (listen address, state dir…).
+    public var needsRestart: [String]
+    /// Runtime route edits the file replaced.
+    public var discardedEdits: [String]
+
+    public init(configVersion: Int, changes: [String], needsRestart: [String], discardedEdits: [String]) {
+        self.configVersion = configVersion
+        self.changes = changes
+        self.needsRestart = needsRestart
+        self.discardedEdits = discardedEdits
+    }
+}
+
+/// `{"ok":true,…}` answers of the action endpoints.
+public struct AdminAck: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var message: String
+
+    public init(message: String) {
+        self.ok = true
+        self.message = message
+    }
+}
+
+/// An admin call that failed: its HTTP status and `{"error":{"code","message"}}`.
+public struct AdminProblem: Error, Codable, Sendable, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var code: String
+    public var message: String
+
+    public init(status: Int, code: String, message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { self.message }
+
+    public struct Envelope: Codable, Sendable {
+        public var error: Body
+
+        public struct Body: Codable, Sendable {
+            public var code: String
+            public var message: String
+        }
+    }
+
+    public var envelope: Envelope { Envelope(error: .init(code: self.code, message: self.message)) }
+}

@@ -1,0 +1,81 @@
+import Engine
+import Prometheus
+
+/// Prometheus metrics of one gateway (its own registry, so several gateways in one test process do
+/// not mix). Names follow the OpenTelemetry GenAI conventions where they exist; label values come
+/// only from the configuration (route aliases, provider ids) or small fixed sets, never from clients.
+final class GatewayMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+
+    /// Seconds, for request durations and time to first token.
+    static let durationBuckets: [Double] = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+    /// Tokens, the GenAI conventions' advice: powers of 4.
+    static let tokenBuckets: [Double] = [1, 4, 16, 64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864]
+    /// The gateway's own time: microseconds to tens of milliseconds.
+    static let overheadBuckets: [Double] = [0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05]
+
+    /// One finished request.
+    func record(_ summary: RequestSummary) {
+        let route = summary.route ?? "none"
+        let provider = summary.target?.provider ?? "none"
+        let outcome = summary.failure?.rawValue ?? "success"
+        self.registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: "switchyard_requests", unitName: "total", helpText: "Requests by route, provider and outcome (success or the fault domain)."),
+            labels: [("route", route), ("provider", provider), ("outcome", outcome)]
+        ).increment()
+        var durationLabels = [("gen_ai_operation_name", summary.operation), ("gen_ai_request_model", route), ("gen_ai_provider_name", provider)]
+        if let failure = summary.failure { durationLabels.append(("error_type", failure.rawValue)) }
+        self.registry.makeValueHistogram(
+            descriptor: MetricNameDescriptor(metricName: "gen_ai_server_request_duration", unitName: "seconds", helpText: "Time from request to the last byte of the answer."),
+            labels: durationLabels,
+            buckets: Self.durationBuckets
+        ).record(summary.latency.seconds)
+        if let firstToken = summary.timeToFirstToken {
+            self.registry.makeValueHistogram(
+                descriptor: MetricNameDescriptor(metricName: "gen_ai_server_time_to_first_token", unitName: "seconds", helpText: "Time to the first chunk of a streamed answer."),
+                labels: [("gen_ai_operation_name", summary.operation), ("gen_ai_request_model", route), ("gen_ai_provider_name", provider)],
+                buckets: Self.durationBuckets
+            ).record(firstToken.seconds)
+        }
+        if let usage = summary.usage {
+            for (type, tokens) in [("input", usage.inputTokens), ("output", usage.outputTokens)] {
+                self.registry.makeValueHistogram(
+                    descriptor: MetricNameDescriptor(metricName: "gen_ai_client_token_usage", unitName: "", helpText: "Tokens per request, by type (input, output)."),
+                    labels: [("gen_ai_operation_name", summary.operation), ("gen_ai_request_model", route), ("gen_ai_provider_name", provider), ("gen_ai_token_type", type)],
+                    buckets: Self.tokenBuckets
+                ).record(Double(tokens))
+            }
+        }
+        if let overhead = summary.overhead {
+            self.registry.makeValueHistogram(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_overhead", unitName: "seconds", helpText: "Time spent in the gateway itself, upstream waits excluded."),
+                buckets: Self.overheadBuckets
+            ).record(overhead.seconds)
+        }
+    }
+
+    /// The text exposition, with the targets' current state set just before.
+    func exposition(targets: [TargetStatus]) -> [UInt8] {
+        for status in targets {
+            let labels = [("provider", status.target.provider), ("model", status.target.model)]
+            let breaker: Double = switch status.breaker {
+            case "open": 2
+            case "half_open": 1
+            default: 0
+            }
+            self.registry.makeGauge(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_breaker_state", unitName: "", helpText: "Circuit breaker per target: 0 closed, 1 half-open, 2 open."),
+                labels: labels
+            ).set(to: breaker)
+            self.registry.makeGauge(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_target_available", unitName: "", helpText: "1 when the target takes new requests (not drained, resting or broken)."),
+                labels: labels
+            ).set(to: status.unavailable == nil ? 1 : 0)
+            self.registry.makeGauge(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_target_in_flight", unitName: "", helpText: "Requests the gateway has in flight to the target."),
+                labels: labels
+            ).set(to: Double(status.inFlight))
+        }
+        return self.registry.emitToBuffer()
+    }
+}

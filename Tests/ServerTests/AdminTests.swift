@@ -1,0 +1,338 @@
+import AsyncHTTPClient
+import Engine
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import Testing
+@testable import Server
+
+/// A gateway with its own state dir and config file, driven over its real admin socket.
+struct AdminFixture {
+    let directory: String
+    let configPath: String
+    let router: SimulatorRouter
+    let simulator: RunningService
+    let gateway: RunningService
+    let socket: String
+
+    static func start(routesYAML: String? = nil) async throws -> AdminFixture {
+        let directory = NSTemporaryDirectory() + "switchyard-admin-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
+        let simulator = try await RunningService.simulator(router)
+        let configPath = directory + "/gateway.yaml"
+        try Self.yaml(simulator: simulator.url, state: directory + "/state", routes: routesYAML ?? Self.defaultRoutes)
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        let source = ConfigSource(path: configPath) { $0.server.listen = ListenAddress(host: "127.0.0.1", port: 0) }
+        let config = try source.load()
+        let gateway = try await RunningService.gateway(config, source: source)
+        return AdminFixture(
+            directory: directory, configPath: configPath, router: router, simulator: simulator, gateway: gateway,
+            socket: config.server.adminSocketPath
+        )
+    }
+
+    static let defaultRoutes = """
+        routes:
+          r:
+            targets:
+              - { provider: a, model: m, weight: 1 }
+              - { provider: b, model: m, weight: 1 }
+        """
+
+    static func yaml(simulator: String, state: String, routes: String) -> String {
+        """
+        server: { state_dir: \(state) }
+        providers:
+          a: { kind: simulator, base_url: "\(simulator)/v1" }
+          b: { kind: simulator, base_url: "\(simulator)/v1" }
+        \(routes)
+        """
+    }
+
+    func admin(_ method: HTTPMethod, _ path: String, body: String? = nil) async throws -> Exchange {
+        let encoded = self.socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? self.socket
+        var request = HTTPClientRequest(url: "http+unix://\(encoded)\(path)")
+        request.method = method
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        return try await TestClient.send(request)
+    }
+
+    func snapshot() async throws -> AdminSnapshot {
+        let exchange = try await self.admin(.GET, "/v1/snapshot")
+        return try AdminJSON.decoder().decode(AdminSnapshot.self, from: Data(exchange.body.utf8))
+    }
+
+    func chat(_ count: Int) async throws -> [String: Int] {
+        var providers: [String: Int] = [:]
+        for _ in 0..<count {
+            let exchange = try await TestClient.post("\(self.gateway.url)/v1/chat/completions", TestClient.chat(model: "r"))
+            providers[exchange.provider ?? "error \(exchange.status)", default: 0] += 1
+        }
+        return providers
+    }
+
+    func stop() async {
+        await self.gateway.stop()
+        await self.simulator.stop()
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+}
+
+extension RunningService {
+    static func gateway(_ config: GatewayConfig, source: ConfigSource) async throws -> RunningService {
+        try await self.start { started in
+            GatewayService(config: config, source: source, logger: Self.logger) { await started($0.port) }
+        }
+    }
+}
+
+struct AdminSocketTests {
+    @Test func theSocketIsOwnerOnlyAndGoneAfterAShutdown() async throws {
+        let fixture = try await AdminFixture.start()
+        let attributes = try FileManager.default.attributesOfItem(atPath: fixture.socket)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        #expect(attributes[.type] as? FileAttributeType == .typeSocket)
+        await fixture.gateway.stop()
+        #expect(!FileManager.default.fileExists(atPath: fixture.socket))
+        await fixture.simulator.stop()
+        try? FileManager.default.removeItem(atPath: fixture.directory)
+    }
+
+    @Test func aStaleSocketIsReplacedButALiveOneIsNot() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        // A live gateway owns its socket: a second one on the same state dir refuses to start.
+        #expect(AdminSocket.answers(fixture.socket))
+        #expect(throws: AdminSocket.InUse.self) { try AdminSocket.claim(fixture.socket) }
+        // A file nobody answers on (a crash left it) is taken over.
+        let stale = fixture.directory + "/stale.sock"
+        FileManager.default.createFile(atPath: stale, contents: Data())
+        try AdminSocket.claim(stale)
+        #expect(!FileManager.default.fileExists(atPath: stale))
+    }
+
+    @Test func theSnapshotMovesAsTrafficFlows() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        let before = try await fixture.snapshot()
+        #expect(before.windows["1m"]?.requests == 0)
+        #expect(before.configVersion == 1 && before.configSource == fixture.configPath)
+        _ = try await fixture.chat(10)
+        _ = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", "{broken")
+        let after = try await fixture.snapshot()
+        let minute = try #require(after.windows["1m"])
+        #expect(minute.requests == 11)
+        #expect(minute.errors["caller"] == 1 && abs(minute.errorRate - 1.0 / 11.0) < 0.001)
+        #expect(minute.latencyMs.p50 != nil && minute.outputTokens > 0)
+        #expect(after.targets.map(\.requests1m).reduce(0, +) == 10)
+        let route = try #require(after.routes.first)
+        #expect(abs(route.targets.map(\.share1m).reduce(0, +) - 1) < 0.001 && route.requests1m == 10)
+    }
+
+    @Test func drainOverTheSocketStopsNewTrafficAndIsAudited() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        let drained = try await fixture.admin(.POST, "/v1/providers/a/drain")
+        #expect(drained.status == 200)
+        #expect(try await fixture.chat(20) == ["b": 20])
+        let snapshot = try await fixture.snapshot()
+        #expect(snapshot.targets.first { $0.provider == "a" }?.health == "drained")
+        let unknown = try await fixture.admin(.POST, "/v1/providers/nope/drain")
+        #expect(unknown.status == 404 && unknown.body.contains("unknown_provider"))
+        #expect(try await fixture.admin(.POST, "/v1/providers/a/undrain").status == 200)
+        #expect(try await fixture.chat(40)["a"] ?? 0 > 0)
+
+        let audit = try await fixture.admin(.GET, "/v1/audit")
+        let entries = try JSONSerialization.jsonObject(with: Data(audit.body.utf8)) as? [[String: Any]] ?? []
+        #expect(entries.map { $0["action"] as? String } == ["undrain", "drain", "drain"])
+        #expect(entries.allSatisfy { ($0["actor"] as? String)?.hasPrefix("uid:") == true })
+        #expect(entries.map { $0["ok"] as? Bool } == [true, false, true])
+    }
+
+    @Test func aRouteEditChangesTheDistributionAndABadOneChangesNothing() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        let edit = #"{"strategy":"priority","targets":[{"provider":"b","model":"m"},{"provider":"a","model":"m"}]}"#
+        let edited = try await fixture.admin(.PUT, "/v1/routes/r", body: edit)
+        #expect(edited.status == 200)
+        #expect(try await fixture.chat(20) == ["b": 20])
+        let snapshot = try await fixture.snapshot()
+        #expect(snapshot.configVersion == 2 && snapshot.routes.first?.editedAtRuntime == true && snapshot.routes.first?.strategy == "priority")
+
+        let bad = try await fixture.admin(.PUT, "/v1/routes/r", body: #"{"strategy":"fastest","targets":[{"provider":"zz","model":"m"}]}"#)
+        #expect(bad.status == 422)
+        #expect(bad.body.contains("unknown strategy 'fastest'") && bad.body.contains("unknown provider 'zz'"))
+        #expect(try await fixture.snapshot().configVersion == 2)
+        #expect(try await fixture.admin(.PUT, "/v1/routes/nope", body: edit).status == 404)
+        #expect(try await fixture.admin(.PUT, "/v1/routes/r", body: "{not json").status == 400)
+    }
+
+    @Test func reloadValidatesTheWholeFileAndSwapsOnlyAGoodOne() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        _ = try await fixture.admin(.PUT, "/v1/routes/r", body: #"{"targets":[{"provider":"a","model":"m"}]}"#)
+
+        // A broken file: nothing changes, and the answer says which line and why.
+        let broken = AdminFixture.yaml(simulator: fixture.simulator.url, state: fixture.directory + "/state", routes: """
+            routes:
+              r:
+                targets:
+                  - { provider: b, model: m, weight: heavy }
+            """)
+        try broken.write(toFile: fixture.configPath, atomically: true, encoding: .utf8)
+        let rejected = try await fixture.admin(.POST, "/v1/config/reload")
+        #expect(rejected.status == 422)
+        #expect(rejected.body.contains("line 8") && rejected.body.contains("'heavy' is not a whole number"))
+        #expect(try await fixture.chat(10) == ["a": 10], "traffic keeps the running config")
+
+        let good = AdminFixture.yaml(simulator: fixture.simulator.url, state: fixture.directory + "/state", routes: """
+            routes:
+              r:
+                targets: [{ provider: b, model: m }]
+              extra:
+                targets: [{ provider: a, model: m }]
+            """)
+        try good.write(toFile: fixture.configPath, atomically: true, encoding: .utf8)
+        let reloaded = try await fixture.admin(.POST, "/v1/config/reload")
+        #expect(reloaded.status == 200)
+        let report = try AdminJSON.decoder().decode(ReloadReport.self, from: Data(reloaded.body.utf8))
+        #expect(report.changes == ["route r: changed (targets)", "route extra: added"])
+        #expect(report.discardedEdits == ["r"] && report.needsRestart.isEmpty)
+        #expect(try await fixture.chat(10) == ["b": 10])
+        let models = try await TestClient.get("\(fixture.gateway.url)/v1/models")
+        #expect(models.body.contains(#""id":"extra""#))
+    }
+
+    @Test func flushSaysThereIsNoCacheYet() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        let flush = try await fixture.admin(.POST, "/v1/cache/flush")
+        #expect(flush.status == 501 && flush.body.contains("not available"))
+    }
+
+    @Test func eventsStreamRequestsAndStateChanges() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        let encoded = fixture.socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? fixture.socket
+        let response = try await TestClient.client.execute(HTTPClientRequest(url: "http+unix://\(encoded)/v1/events"), timeout: .seconds(5))
+        #expect(response.headers.first(name: "content-type") == "text/event-stream")
+        let reader = Task {
+            var seen: [AdminEvent] = []
+            var pending = ""
+            for try await chunk in response.body {
+                pending += String(buffer: chunk)
+                while let end = pending.range(of: "\n\n") {
+                    let block = pending[..<end.lowerBound]
+                    pending = String(pending[end.upperBound...])
+                    if block.hasPrefix("data: "), let event = try? AdminJSON.decoder().decode(AdminEvent.self, from: Data(block.dropFirst(6).utf8)) {
+                        seen.append(event)
+                    }
+                }
+                if seen.count >= 3 { break }
+            }
+            return seen
+        }
+        // The subscription exists once the response head is here: the handler subscribes before answering.
+        _ = try await fixture.chat(1)
+        _ = try await fixture.admin(.POST, "/v1/providers/b/drain")
+        _ = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "missing"))
+        let events = try await reader.value
+        #expect(events.map(\.kind) == [.request, .drained, .request])
+        #expect(events.map(\.seq) == [events[0].seq, events[0].seq + 1, events[0].seq + 2])
+        #expect(events[0].status == 200 && events[0].route == "r" && events[2].status == 404 && events[2].failure == "caller")
+    }
+
+    @Test func metricsPassPromtool() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        _ = try await fixture.chat(5)
+        _ = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "r", stream: true))
+        _ = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", "{broken")
+        let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.body.contains(#"switchyard_requests_total{route="r",provider="a",outcome="success"}"#) || metrics.body.contains(#"provider="b",outcome="success""#))
+        #expect(metrics.body.contains(#"outcome="caller""#))
+        #expect(metrics.body.contains("gen_ai_server_request_duration_seconds_bucket"))
+        #expect(metrics.body.contains("gen_ai_server_time_to_first_token_seconds_bucket"))
+        #expect(metrics.body.contains(#"gen_ai_token_type="input""#))
+        #expect(metrics.body.contains(#"switchyard_breaker_state{provider="a",model="m"} 0"#))
+
+        // promtool (Debian's prometheus package, installed by scripts/bootstrap) lints the exposition.
+        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let path = try #require(promtool, "promtool is missing: run scripts/bootstrap")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["check", "metrics"]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(metrics.body.utf8))
+        try input.fileHandleForWriting.close()
+        process.waitUntilExit()
+        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 0, "promtool: \(report)")
+    }
+
+    @Test func traceparentIsPassedOnAndAGarbledOneIsNot() async throws {
+        #expect(TraceContext.isValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
+        #expect(!TraceContext.isValidTraceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"))
+        #expect(!TraceContext.isValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"))
+        #expect(!TraceContext.isValidTraceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"))
+        let upstream = try await HeaderRecorder.start(recording: "traceparent")
+        defer { Task { await upstream.service.stop() } }
+        var config = GatewayConfig()
+        config.providers = [ProviderSettings(id: "up", kind: .openAICompatible, baseURL: "\(upstream.service.url)/v1")]
+        config.routes = [RouteSettings(alias: "r", targets: [RouteTarget(provider: "up", model: "m")])]
+        let gateway = try await RunningService.gateway(config)
+        defer { Task { await gateway.stop() } }
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        _ = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "r"), headers: [("traceparent", traceparent)])
+        _ = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "r"), headers: [("traceparent", "garbage")])
+        #expect(upstream.values == [traceparent, nil])
+    }
+}
+
+/// An OpenAI-compatible upstream that answers every chat with one recorded completion and remembers
+/// a header of each request.
+final class HeaderRecorder: Sendable {
+    let service: RunningService
+    private let seen: Seen
+
+    final class Seen: Sendable {
+        let values = Mutex<[String?]>([])
+    }
+
+    private init(service: RunningService, seen: Seen) {
+        self.service = service
+        self.seen = seen
+    }
+
+    static func start(recording name: String) async throws -> HeaderRecorder {
+        let seen = Seen()
+        let router = Router()
+        let body = #"{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#
+        let field = HTTPField.Name(name)!
+        router.post("/v1/chat/completions") { request, _ in
+            seen.values.withLock { $0.append(request.headers[field]) }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        }
+        let service = try await RunningService.start { started in
+            Application(
+                router: router,
+                configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
+                onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) },
+                logger: RunningService.logger
+            )
+        }
+        return HeaderRecorder(service: service, seen: seen)
+    }
+
+    var values: [String?] { self.seen.values.withLock { $0 } }
+}
