@@ -46,6 +46,8 @@ struct PeerCredentials {
 
 /// `/v1/...` of the admin API: read the state, act on it. Every action is written to the audit log.
 enum AdminRouter {
+    static let eventBatchInterval = Duration.milliseconds(100)
+
     static func build(_ control: GatewayControl, store: Store?, token: Secret?) -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
         router.add(middleware: AdminErrorMiddleware(token: token))
@@ -53,16 +55,29 @@ enum AdminRouter {
             try Self.json(control.snapshot())
         }
         router.get("/v1/events") { _, _ in
-            let events = control.state.events.subscribe()
+            let hub = control.state.events
+            let (id, subscription) = hub.subscribe()
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in
+                    defer { hub.unsubscribe(id) }
                     try await writer.write(ByteBuffer(string: ": switchyard events\n\n"))
-                    let encoder = AdminJSON.encoder()
-                    for await event in events {
-                        let data = try encoder.encode(event)
-                        try await writer.write(ByteBuffer(string: "data: \(String(decoding: data, as: UTF8.self))\n\n"))
+                    var quiet = Duration.zero
+                    // Batches every 100 ms: one write for many events, and no wake-up per request.
+                    while let batch = subscription.take() {
+                        if batch.isEmpty {
+                            try await Task.sleep(for: Self.eventBatchInterval)
+                            quiet += Self.eventBatchInterval
+                            // A comment now and then, so a reader that left is noticed even when nothing happens.
+                            if quiet >= .seconds(15) {
+                                quiet = .zero
+                                try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                            }
+                            continue
+                        }
+                        quiet = .zero
+                        try await writer.write(ByteBuffer(string: batch.map(\.serverSentEvent).joined()))
                     }
                     try await writer.finish(nil)
                 }
