@@ -1,15 +1,21 @@
 # Switchyard: the two commands of the README's quick start are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: demo bootstrap build release test test-swift test-conformance bench clean
+.PHONY: demo console bootstrap build release test test-swift test-conformance test-console bench clean
 
 ## Install what the build needs, build, and start the gateway on the zero-key default.
 demo: bootstrap
 	$(SWIFT) build --product switchyard
 	./.build/debug/switchyard serve
 
-## Install what the build needs, then run every test: Swift unit/integration tests and the SDK conformance suite.
-test: bootstrap test-swift test-conformance
+## Attach the live console to the gateway `make demo` runs (in another terminal).
+console:
+	$(SWIFT) build --product switchyard-console
+	./.build/debug/switchyard-console
+
+## Install what the build needs, then run every test: Swift unit/integration tests, the SDK
+## conformance suite and the console's end-to-end test in tmux.
+test: bootstrap test-swift test-conformance test-console
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -27,6 +33,10 @@ test-swift:
 test-conformance:
 	$(SWIFT) build --product switchyard
 	bash Tests/Conformance/run.sh
+
+test-console:
+	$(SWIFT) build
+	bash Tests/Console/e2e.sh
 
 ## The overhead benchmark (not a test): see docs/performance.md.
 bench: release

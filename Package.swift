@@ -71,6 +71,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "ConsoleTests",
+            dependencies: ["Console", "Engine"],
+            exclude: ["Golden"]
+        ),
+        .testTarget(
             name: "EngineTests",
             dependencies: ["Engine"],
             exclude: ["Fixtures", "Golden"]

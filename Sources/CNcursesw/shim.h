@@ -28,4 +28,7 @@ static inline int cn_mvadd_wch(int y, int x, wchar_t ch, int attrs, short pair) 
     setcchar(&cc, wc, (attr_t)attrs, pair, NULL);
     return mvadd_wch(y, x, &cc);
 }
+static inline int cn_key_f(int n) { return KEY_F(n); }
+static inline int cn_setlocale_all(void) { return setlocale(LC_ALL, "") != NULL; }
+static inline int cn_locale_is_utf8(void) { const char *set = nl_langinfo(CODESET); return set && (set[0] == 'U' || set[0] == 'u') && (set[1] == 'T' || set[1] == 't') && (set[2] == 'F' || set[2] == 'f'); }
 #endif

@@ -6,11 +6,11 @@ struct TelemetryTests {
     @Test func histogramQuantilesLandInTheRightBucket() {
         var histogram = LatencyHistogram()
         for millis in 1...100 { histogram.record(seconds: Double(millis) / 1000) }
-        // Buckets are 1.5× wide: a quantile is the bound of its bucket, at most 50% above the truth.
+        // Buckets are 1.5× wide; interpolating by rank within one keeps the estimate close.
         let p50 = histogram.quantile(0.5) ?? 0
         let p99 = histogram.quantile(0.99) ?? 0
-        #expect(p50 >= 0.050 && p50 < 0.075)
-        #expect(p99 >= 0.099 && p99 < 0.15)
+        #expect(abs(p50 - 0.050) < 0.005)
+        #expect(p99 >= 0.095 && p99 < 0.13)
         #expect(LatencyHistogram().quantile(0.5) == nil)
     }
 

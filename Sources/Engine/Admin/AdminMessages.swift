@@ -30,6 +30,26 @@ public struct AdminSnapshot: Codable, Sendable, Equatable {
     public var tenants: [AdminTenant]
     /// Nil until caching exists.
     public var cache: AdminCache?
+
+    public init(
+        uptimeSeconds: Double,
+        configVersion: Int,
+        configSource: String,
+        windows: [String: WindowSummary],
+        targets: [AdminTarget],
+        routes: [AdminRoute],
+        tenants: [AdminTenant],
+        cache: AdminCache?
+    ) {
+        self.uptimeSeconds = uptimeSeconds
+        self.configVersion = configVersion
+        self.configSource = configSource
+        self.windows = windows
+        self.targets = targets
+        self.routes = routes
+        self.tenants = tenants
+        self.cache = cache
+    }
 }
 
 /// One provider target: its health and the last minute of its traffic.
@@ -49,6 +69,36 @@ public struct AdminTarget: Codable, Sendable, Equatable {
     public var latencyMs: Percentiles
     public var timeToFirstTokenMs: Percentiles
     public var lastError: String?
+
+    public init(
+        provider: String,
+        model: String,
+        health: String,
+        breaker: String,
+        drained: Bool,
+        restingSeconds: Double?,
+        inFlight: Int,
+        reportedQueue: Int?,
+        requests1m: Int,
+        errorRate1m: Double,
+        latencyMs: Percentiles,
+        timeToFirstTokenMs: Percentiles,
+        lastError: String?
+    ) {
+        self.provider = provider
+        self.model = model
+        self.health = health
+        self.breaker = breaker
+        self.drained = drained
+        self.restingSeconds = restingSeconds
+        self.inFlight = inFlight
+        self.reportedQueue = reportedQueue
+        self.requests1m = requests1m
+        self.errorRate1m = errorRate1m
+        self.latencyMs = latencyMs
+        self.timeToFirstTokenMs = timeToFirstTokenMs
+        self.lastError = lastError
+    }
 }
 
 public struct AdminRoute: Codable, Sendable, Equatable {
@@ -60,6 +110,24 @@ public struct AdminRoute: Codable, Sendable, Equatable {
     /// True when the route was changed through the admin API since the file was last loaded.
     public var editedAtRuntime: Bool
     public var requests1m: Int
+
+    public init(
+        alias: String,
+        strategy: String,
+        targets: [AdminRouteTarget],
+        fallbacks: [String],
+        hedged: Bool,
+        editedAtRuntime: Bool,
+        requests1m: Int
+    ) {
+        self.alias = alias
+        self.strategy = strategy
+        self.targets = targets
+        self.fallbacks = fallbacks
+        self.hedged = hedged
+        self.editedAtRuntime = editedAtRuntime
+        self.requests1m = requests1m
+    }
 }
 
 public struct AdminRouteTarget: Codable, Sendable, Equatable {
@@ -69,6 +137,20 @@ public struct AdminRouteTarget: Codable, Sendable, Equatable {
     public var priority: Int
     /// Share of the route's answered requests over the last minute (0…1).
     public var share1m: Double
+
+    public init(
+        provider: String,
+        model: String,
+        weight: Int,
+        priority: Int,
+        share1m: Double
+    ) {
+        self.provider = provider
+        self.model = model
+        self.weight = weight
+        self.priority = priority
+        self.share1m = share1m
+    }
 }
 
 public struct AdminTenant: Codable, Sendable, Equatable {
@@ -78,6 +160,22 @@ public struct AdminTenant: Codable, Sendable, Equatable {
     public var costTodayUsd: Double
     public var budgetUsed: Double?
     public var limitRejections: Int
+
+    public init(
+        name: String,
+        requestsToday: Int,
+        tokensToday: Int,
+        costTodayUsd: Double,
+        budgetUsed: Double?,
+        limitRejections: Int
+    ) {
+        self.name = name
+        self.requestsToday = requestsToday
+        self.tokensToday = tokensToday
+        self.costTodayUsd = costTodayUsd
+        self.budgetUsed = budgetUsed
+        self.limitRejections = limitRejections
+    }
 }
 
 public struct AdminCache: Codable, Sendable, Equatable {
@@ -86,6 +184,20 @@ public struct AdminCache: Codable, Sendable, Equatable {
     public var hitRate: Double
     public var semanticHitRate: Double
     public var missRate: Double
+
+    public init(
+        entries: Int,
+        bytes: Int,
+        hitRate: Double,
+        semanticHitRate: Double,
+        missRate: Double
+    ) {
+        self.entries = entries
+        self.bytes = bytes
+        self.hitRate = hitRate
+        self.semanticHitRate = semanticHitRate
+        self.missRate = missRate
+    }
 }
 
 /// One entry of `GET /v1/events` (Server-Sent Events, `data:` lines of this JSON).

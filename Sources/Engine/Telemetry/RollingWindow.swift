@@ -29,14 +29,19 @@ public struct LatencyHistogram: Sendable, Equatable {
         self.total = 0
     }
 
-    /// The upper bound of the bucket holding quantile `q`, in seconds; nil when empty.
+    /// Quantile `q` in seconds, interpolated within its bucket by rank; nil when empty.
     public func quantile(_ q: Double) -> Double? {
         guard self.total > 0 else { return nil }
         let rank = max(1, Int((min(max(q, 0), 1) * Double(self.total)).rounded(.up)))
         var seen = 0
-        for (index, count) in self.counts.enumerated() {
-            seen += Int(count)
-            if seen >= rank { return index < Self.bounds.count ? Self.bounds[index] : Self.bounds[Self.bounds.count - 1] * 1.5 }
+        for (index, count) in self.counts.enumerated() where count > 0 {
+            guard seen + Int(count) >= rank else {
+                seen += Int(count)
+                continue
+            }
+            let lower = index == 0 ? 0 : Self.bounds[index - 1]
+            let upper = index < Self.bounds.count ? Self.bounds[index] : Self.bounds[Self.bounds.count - 1] * 1.5
+            return lower + (upper - lower) * Double(rank - seen) / Double(count)
         }
         return nil
     }
@@ -158,6 +163,30 @@ public struct WindowSummary: Codable, Sendable, Equatable {
     public var inputTokens: Int
     public var outputTokens: Int
     public var costPerMinuteUsd: Double
+
+    public init(
+        seconds: Int,
+        requests: Int,
+        requestsPerSecond: Double,
+        errorRate: Double,
+        errors: [String: Int],
+        latencyMs: Percentiles,
+        timeToFirstTokenMs: Percentiles,
+        inputTokens: Int,
+        outputTokens: Int,
+        costPerMinuteUsd: Double
+    ) {
+        self.seconds = seconds
+        self.requests = requests
+        self.requestsPerSecond = requestsPerSecond
+        self.errorRate = errorRate
+        self.errors = errors
+        self.latencyMs = latencyMs
+        self.timeToFirstTokenMs = timeToFirstTokenMs
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+        self.costPerMinuteUsd = costPerMinuteUsd
+    }
 }
 
 public struct Percentiles: Codable, Sendable, Equatable {

@@ -1,0 +1,386 @@
+import Engine
+import Foundation
+
+/// Draws the view state into a canvas: header, the current screen, overlays, footer.
+/// Pure: the same state and size give the same canvas.
+struct Renderer {
+    /// Block sparklines and box lines when the locale is UTF-8, ASCII otherwise.
+    var unicode = true
+    /// Seconds since 1970, for "disconnected for …".
+    var now: Double = 0
+
+    static let sparkBlocks: [Character] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
+    static let sparkASCII: [Character] = ["_", ".", "-", "~", "=", "+", "*", "#"]
+
+    func render(_ state: ViewState, width: Int, height: Int) -> Canvas {
+        var canvas = Canvas(width: width, height: height)
+        guard width >= 20, height >= 6 else {
+            canvas.put(0, 0, "terminal too small", .warn)
+            return canvas
+        }
+        self.header(state, &canvas)
+        let body = (y: 2, height: height - 3)
+        switch state.screen {
+        case .overview: self.overview(state, &canvas, top: body.y, height: body.height)
+        case .providers: self.providers(state, &canvas, top: body.y, height: body.height)
+        case .tenants: self.tenants(state, &canvas, top: body.y, height: body.height)
+        case .routes: self.routes(state, &canvas, top: body.y, height: body.height)
+        case .cache: self.cache(state, &canvas, top: body.y, height: body.height)
+        case .log: self.log(state, &canvas, top: body.y, height: body.height)
+        }
+        switch state.mode {
+        case .help: self.help(state, &canvas)
+        case .editRoute(let form): self.routeForm(form, &canvas)
+        default: break
+        }
+        self.footer(state, &canvas)
+        return canvas
+    }
+
+    // MARK: Frame
+
+    private func header(_ state: ViewState, _ canvas: inout Canvas) {
+        var x = 0
+        if canvas.width >= 96 {
+            canvas.put(0, 0, " Switchyard ", .accent, bold: true)
+            x = 12
+        }
+        for screen in Screen.allCases {
+            let label = " \(screen.rawValue) \(screen.title) "
+            let active = screen == state.screen
+            canvas.put(x, 0, label, active ? .selected : .muted, bold: active)
+            x += label.count + 1
+        }
+        let status: (String, Role) = switch state.connection {
+        case .connecting: ("…", .warn)
+        case .connected: ((self.unicode ? "● " : "* ") + "live", .ok)
+        case .disconnected: ((self.unicode ? "○ " : "o ") + "down", .error)
+        }
+        canvas.put(max(x, canvas.width - status.0.count - 1), 0, status.0, status.1, bold: true)
+        if case .disconnected(let since, let reason) = state.connection {
+            let text = "disconnected for \(Self.duration(self.now - since)), retrying: \(reason)"
+            canvas.put(1, 1, text, .error, bold: true, limit: canvas.width - 2)
+            return
+        }
+        var info = "socket \(state.socketPath)"
+        if let snapshot = state.snapshot {
+            info += "  ·  up \(Self.duration(snapshot.uptimeSeconds))  ·  config v\(snapshot.configVersion) (\(snapshot.configSource))"
+        }
+        canvas.put(1, 1, info, .muted, limit: canvas.width - 2)
+    }
+
+    private func footer(_ state: ViewState, _ canvas: inout Canvas) {
+        let y = canvas.height - 1
+        switch state.mode {
+        case .confirm(_, let question):
+            canvas.put(0, y, " " + question, .warn, bold: true)
+            return
+        case .filter:
+            canvas.put(0, y, " filter: \(state.filter)█", .accent)
+            return
+        case .editRoute:
+            canvas.put(0, y, " ↑↓ select  +/- weight  space on/off  K/J move  s strategy  Enter apply  Esc cancel", .muted)
+            return
+        default:
+            break
+        }
+        if let message = state.message {
+            canvas.put(0, y, " " + message.text, message.isError ? .error : .ok, bold: true)
+            return
+        }
+        var x = 0
+        for (key, hint) in KeyBindings.footer(on: state.screen, readOnly: state.readOnly) {
+            guard x + key.count + hint.count + 2 <= canvas.width else { break }
+            canvas.put(x, y, key, .accent, bold: true)
+            canvas.put(x + key.count, y, " " + hint + "  ", .muted)
+            x += key.count + hint.count + 3
+        }
+        if state.readOnly { canvas.put(canvas.width - 10, y, "read-only", .warn) }
+        if !state.filter.isEmpty, state.screen == .providers || state.screen == .log {
+            let text = "filter: \(state.filter)"
+            canvas.put(max(x, canvas.width - text.count - 12), y, text, .accent)
+        }
+    }
+
+    // MARK: Screens
+
+    private func overview(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
+        let window = state.snapshot?.windows["10s"]
+        let rows: [(String, String, ViewState.Series, Bool)] = [
+            ("requests/s", window.map { Self.number($0.requestsPerSecond) } ?? "-", .requestsPerSecond, false),
+            ("errors", window.map { Self.percent($0.errorRate) } ?? "-", .errorRate, true),
+            ("latency p50", Self.ms(window?.latencyMs.p50) + " ms", .latencyP50, true),
+            ("latency p99", Self.ms(window?.latencyMs.p99) + " ms", .latencyP99, true),
+            ("TTFT p50", Self.ms(window?.timeToFirstTokenMs.p50) + " ms", .firstTokenP50, true),
+            ("cost/min", window.map { Self.money($0.costPerMinuteUsd) } ?? "-", .costPerMinute, false),
+            ("cache hits", state.snapshot?.cache.map { Self.percent($0.hitRate) } ?? "n/a", .cacheHitRate, false),
+        ]
+        let boxHeight = min(rows.count + 2, height)
+        canvas.box(0, top, canvas.width, boxHeight, title: "Last 10 s, history \(ViewState.historyLength) samples", ascii: !self.unicode)
+        let sparkX = 28
+        let sparkWidth = max(0, canvas.width - sparkX - 2)
+        for (index, row) in rows.enumerated() where index < boxHeight - 2 {
+            let y = top + 1 + index
+            canvas.put(2, y, row.0, .muted)
+            canvas.put(15, y, row.1, .text, bold: true, limit: 12)
+            self.sparkline(state.history[row.2] ?? [], &canvas, x: sparkX, y: y, width: sparkWidth, latencyColors: row.3)
+        }
+        let tableTop = top + boxHeight
+        guard height - boxHeight >= 4 else { return }
+        let windows = ["10s", "1m", "15m"]
+        let tableHeight = min(windows.count + 3, height - boxHeight)
+        canvas.box(0, tableTop, canvas.width, tableHeight, title: "Windows", ascii: !self.unicode)
+        let columns = [("window", 8), ("req/s", 8), ("errors", 8), ("p50 ms", 8), ("p95 ms", 8), ("p99 ms", 8), ("ttft p50", 9), ("ttft p99", 9), ("cost/min", 9)]
+        self.row(columns.map(\.0), widths: columns.map(\.1), &canvas, x: 2, y: tableTop + 1, role: .muted)
+        for (index, name) in windows.enumerated() where index < tableHeight - 3 {
+            guard let summary = state.snapshot?.windows[name] else { continue }
+            let cells = [
+                name, Self.number(summary.requestsPerSecond), Self.percent(summary.errorRate), Self.ms(summary.latencyMs.p50),
+                Self.ms(summary.latencyMs.p95), Self.ms(summary.latencyMs.p99), Self.ms(summary.timeToFirstTokenMs.p50),
+                Self.ms(summary.timeToFirstTokenMs.p99), Self.money(summary.costPerMinuteUsd),
+            ]
+            self.row(cells, widths: columns.map(\.1), &canvas, x: 2, y: tableTop + 2 + index, role: summary.errorRate > 0.05 ? .warn : .text)
+        }
+        let errorsY = tableTop + tableHeight
+        if errorsY < top + height, let minute = state.snapshot?.windows["1m"] {
+            let parts = FaultDomain.allCases.map { "\($0.rawValue) \(minute.errors[$0.rawValue] ?? 0)" }.joined(separator: " · ")
+            canvas.put(1, errorsY, "errors by fault domain, last minute: \(parts)", .muted)
+        }
+    }
+
+    private func providers(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
+        let wide = canvas.width >= 120
+        var columns = canvas.width >= 100
+            ? [("TARGET", 24), ("HEALTH", 15), ("BREAKER", 10), ("INFL", 5), ("REQ/1m", 7), ("ERR%", 7), ("P50 ms", 8), ("P99 ms", 8)]
+            : [("TARGET", 20), ("HEALTH", 13), ("BREAKER", 10), ("INFL", 5), ("REQ/1m", 7), ("ERR%", 7), ("P50ms", 6), ("P99ms", 6)]
+        if wide { columns += [("TTFT p50", 9), ("QUEUE", 6)] }
+        let lastErrorX = 2 + columns.map(\.1).reduce(0, +)
+        canvas.box(0, top, canvas.width, height, title: "Providers (targets)" + (state.providerSortByErrors ? ", by error rate" : ""), focused: true, ascii: !self.unicode)
+        self.row(columns.map(\.0) + (canvas.width - lastErrorX > 12 ? ["LAST ERROR"] : []), widths: columns.map(\.1) + [canvas.width - lastErrorX - 2], &canvas, x: 2, y: top + 1, role: .muted)
+        let targets = state.visibleTargets
+        if targets.isEmpty {
+            canvas.put(2, top + 2, state.snapshot == nil ? "waiting for the gateway…" : "no targets match", .muted)
+            return
+        }
+        let visible = height - 3
+        let selected = state.selection[.providers] ?? 0
+        let first = max(0, min(selected - visible + 1, targets.count - visible))
+        for (offset, target) in targets.dropFirst(first).prefix(visible).enumerated() {
+            let y = top + 2 + offset
+            let healthRole: Role = target.health == "healthy" ? .ok : (target.health == "drained" ? .warn : .error)
+            let breakerRole: Role = target.breaker == "closed" ? .ok : (target.breaker == "half_open" ? .warn : .error)
+            var cells = [
+                ("\(target.provider)/\(target.model)", Role.text), (target.health, healthRole), (target.breaker, breakerRole),
+                ("\(target.inFlight)", .text), ("\(target.requests1m)", .text),
+                (Self.percent(target.errorRate1m), target.errorRate1m > 0.05 ? .error : .text),
+                (Self.ms(target.latencyMs.p50), .text), (Self.ms(target.latencyMs.p99), .text),
+            ]
+            if wide { cells += [(Self.ms(target.timeToFirstTokenMs.p50), .text), (target.reportedQueue.map(String.init) ?? "-", .text)] }
+            var x = 2
+            for (index, cell) in cells.enumerated() {
+                canvas.put(x, y, cell.0, cell.1, limit: min(columns[index].1 - 1, canvas.width - 2 - x))
+                x += columns[index].1
+            }
+            if canvas.width - lastErrorX > 12 { canvas.put(lastErrorX, y, target.lastError ?? "", .muted, limit: canvas.width - lastErrorX - 2) }
+            if first + offset == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
+        }
+    }
+
+    private func tenants(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
+        canvas.box(0, top, canvas.width, height, title: "Tenants, by \(state.tenantSort.rawValue)", focused: true, ascii: !self.unicode)
+        let tenants = state.visibleTenants
+        guard !tenants.isEmpty else {
+            canvas.put(2, top + 2, "No tenants: this gateway serves anonymous requests (tenants come with virtual keys).", .muted, limit: canvas.width - 4)
+            return
+        }
+        let columns = [("TENANT", 18), ("REQ today", 10), ("TOKENS", 12), ("COST today", 12), ("REJECTED", 9), ("BUDGET", 22)]
+        self.row(columns.map(\.0), widths: columns.map(\.1), &canvas, x: 2, y: top + 1, role: .muted)
+        let selected = state.selection[.tenants] ?? 0
+        for (index, tenant) in tenants.prefix(height - 3).enumerated() {
+            let y = top + 2 + index
+            self.row([tenant.name, "\(tenant.requestsToday)", "\(tenant.tokensToday)", Self.money(tenant.costTodayUsd), "\(tenant.limitRejections)"], widths: columns.map(\.1), &canvas, x: 2, y: y, role: .text)
+            if let used = tenant.budgetUsed {
+                let role: Role = used >= 1 ? .error : (used >= 0.8 ? .warn : .ok)
+                let barWidth = canvas.width >= 100 ? 20 : 7
+                canvas.put(63, y, Self.bar(used, width: barWidth, unicode: self.unicode) + " " + Self.percent(used), role, limit: canvas.width - 65)
+            } else {
+                canvas.put(63, y, "no budget", .muted)
+            }
+            if index == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
+        }
+    }
+
+    private func routes(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
+        canvas.box(0, top, canvas.width, height, title: "Routes", focused: true, ascii: !self.unicode)
+        guard let routes = state.snapshot?.routes, !routes.isEmpty else {
+            canvas.put(2, top + 1, state.snapshot == nil ? "waiting for the gateway…" : "no routes", .muted)
+            return
+        }
+        var y = top + 1
+        let selected = state.selection[.routes] ?? 0
+        for (index, route) in routes.enumerated() {
+            guard y < top + height - 1 else { break }
+            var title = "\(route.alias)\(route.editedAtRuntime ? " *" : "")  \(route.strategy)  \(route.requests1m) req/1m"
+            if !route.fallbacks.isEmpty { title += "  → \(route.fallbacks.joined(separator: ", "))" }
+            if route.hedged { title += "  hedged" }
+            canvas.put(2, y, title, index == selected ? .selected : .accent, bold: true, limit: canvas.width - 4)
+            if index == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
+            y += 1
+            for target in route.targets {
+                guard y < top + height - 1 else { break }
+                canvas.put(4, y, "\(target.provider)/\(target.model)", .text, limit: 26)
+                canvas.put(31, y, "w\(target.weight) p\(target.priority)", .muted)
+                canvas.put(41, y, Self.bar(target.share1m, width: 20, unicode: self.unicode), .volumeMid)
+                canvas.put(62, y, Self.percent(target.share1m), .text)
+                y += 1
+            }
+        }
+        if routes.contains(where: \.editedAtRuntime), top + height - 2 > y {
+            canvas.put(2, top + height - 2, "* edited at runtime; a reload of the config file replaces the edit", .muted, limit: canvas.width - 4)
+        }
+    }
+
+    private func cache(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
+        canvas.box(0, top, canvas.width, height, title: "Cache", focused: true, ascii: !self.unicode)
+        guard let cache = state.snapshot?.cache else {
+            canvas.put(2, top + 2, "Response caching is not enabled in this gateway: nothing to show.", .muted, limit: canvas.width - 4)
+            return
+        }
+        let rows = [
+            ("entries", "\(cache.entries)"), ("size", ByteSize.format(cache.bytes)), ("hit rate", Self.percent(cache.hitRate)),
+            ("semantic hits", Self.percent(cache.semanticHitRate)), ("miss rate", Self.percent(cache.missRate)),
+        ]
+        for (index, row) in rows.enumerated() where index < height - 3 {
+            canvas.put(2, top + 2 + index, row.0, .muted)
+            canvas.put(18, top + 2 + index, row.1, .text, bold: true)
+        }
+        self.sparkline(state.history[.cacheHitRate] ?? [], &canvas, x: 30, y: top + 4, width: max(0, canvas.width - 32), latencyColors: false)
+    }
+
+    private func log(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
+        var title = "Live log (\(state.events.count) events"
+        if state.missedEvents > 0 { title += ", \(state.missedEvents) missed" }
+        canvas.box(0, top, canvas.width, height, title: title + ")", focused: true, ascii: !self.unicode)
+        let events = state.visibleEvents
+        let visible = height - 2
+        let selected = state.selection[.log] ?? max(0, events.count - 1)
+        // Newest at the bottom; the view follows the end unless a row further up is selected.
+        let end = state.selection[.log] == nil ? events.count : min(events.count, max(selected + 1, visible))
+        let start = max(0, end - visible)
+        for (offset, event) in events[start..<end].enumerated() {
+            let y = top + 1 + offset
+            let role: Role = switch event.status {
+            case .some(let status) where status >= 500: .error
+            case .some(let status) where status >= 400: .warn
+            case .some: .text
+            case .none: event.kind == .breakerOpened || event.kind == .reloadRejected ? .error : .accent
+            }
+            canvas.put(2, y, Self.clock(event.time), .muted)
+            var text = event.kind == .request ? "\(event.status.map(String.init) ?? "-") \(event.route ?? "-")" : event.kind.rawValue
+            if let provider = event.provider { text += " → \(provider)" + (event.model.map { "/\($0)" } ?? "") }
+            if let latency = event.latencyMs { text += "  \(Self.number(latency)) ms" }
+            if event.kind != .request || event.failure != nil { text += "  \(event.message)" }
+            canvas.put(11, y, text, role, limit: canvas.width - 13)
+            if state.selection[.log] != nil && start + offset == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
+        }
+        if events.isEmpty { canvas.put(2, top + 1, state.filter.isEmpty ? "no events yet" : "no events match '\(state.filter)'", .muted) }
+    }
+
+    // MARK: Overlays
+
+    private func help(_ state: ViewState, _ canvas: inout Canvas) {
+        // The six screen keys share one line, so the whole table fits 80×24.
+        var bindings = KeyBindings.table.filter { !(state.readOnly && $0.mutates) }
+        if let first = bindings.firstIndex(where: { if case .show = $0.action { true } else { false } }) {
+            let screens = Screen.allCases.map(\.title).joined(separator: ", ")
+            bindings.removeAll { if case .show = $0.action { true } else { false } }
+            bindings.insert(Binding([], "1…6", .show(.overview), hint: "", help: "screens: \(screens)"), at: first)
+        }
+        let width = min(canvas.width - 4, 76)
+        let height = min(canvas.height - 4, bindings.count + 4)
+        let x = (canvas.width - width) / 2
+        let y = 2
+        self.clear(&canvas, x: x, y: y, width: width, height: height)
+        canvas.box(x, y, width, height, title: "Keys (any key closes)", focused: true, ascii: !self.unicode)
+        for (index, binding) in bindings.prefix(height - 4).enumerated() {
+            canvas.put(x + 2, y + 1 + index, binding.keyLabel, .accent, bold: true)
+            let scope = binding.screens.map { " (" + $0.sorted { $0.rawValue < $1.rawValue }.map(\.title).joined(separator: ", ") + ")" } ?? ""
+            canvas.put(x + 10, y + 1 + index, binding.help + scope, binding.mutates ? .warn : .text, limit: width - 12)
+        }
+        canvas.put(x + 2, y + height - 2, state.readOnly ? "read-only: actions are hidden" : "actions ask for confirmation; the gateway's answer shows below", .muted, limit: width - 4)
+    }
+
+    private func routeForm(_ form: RouteForm, _ canvas: inout Canvas) {
+        let width = min(canvas.width - 4, 70)
+        let height = min(canvas.height - 4, form.rows.count + 6)
+        let x = (canvas.width - width) / 2
+        let y = 3
+        self.clear(&canvas, x: x, y: y, width: width, height: height)
+        canvas.box(x, y, width, height, title: "Edit route \(form.alias)", focused: true, ascii: !self.unicode)
+        canvas.put(x + 2, y + 1, "strategy: \(form.strategy)", .accent, bold: true)
+        for (index, row) in form.rows.enumerated() where index < height - 5 {
+            let line = "\(row.enabled ? "[x]" : "[ ]") \(row.provider)/\(row.model)"
+            canvas.put(x + 2, y + 2 + index, line, row.enabled ? .text : .muted, limit: 40)
+            canvas.put(x + 44, y + 2 + index, "weight \(row.weight)  p\(row.priority)", .text)
+            if index == form.cursor { canvas.highlight(y + 2 + index, from: x + 1, width: width - 2, role: .selected) }
+        }
+        if let problem = form.problem { canvas.put(x + 2, y + height - 2, problem, .error) }
+    }
+
+    private func clear(_ canvas: inout Canvas, x: Int, y: Int, width: Int, height: Int) {
+        for row in y..<min(canvas.height, y + height) { canvas.put(x, row, String(repeating: " ", count: width)) }
+    }
+
+    // MARK: Pieces
+
+    /// Cells in columns, clipped inside the panel's right border.
+    private func row(_ cells: [String], widths: [Int], _ canvas: inout Canvas, x: Int, y: Int, role: Role) {
+        var column = x
+        for (index, cell) in cells.enumerated() where index < widths.count {
+            canvas.put(column, y, cell, role, limit: max(0, min(widths[index] - 1, canvas.width - 2 - column)))
+            column += widths[index]
+        }
+    }
+
+    /// The last `width` values, scaled to their maximum, coloured along the gradient by height.
+    func sparkline(_ values: [Double], _ canvas: inout Canvas, x: Int, y: Int, width: Int, latencyColors: Bool) {
+        guard width > 0 else { return }
+        let recent = Array(values.suffix(width))
+        let top = recent.max() ?? 0
+        let blocks = self.unicode ? Self.sparkBlocks : Self.sparkASCII
+        for (index, value) in recent.enumerated() {
+            let level = top > 0 ? min(blocks.count - 1, Int((value / top) * Double(blocks.count - 1) + 0.5)) : 0
+            let role: Role = switch (latencyColors, level * 3 / blocks.count) {
+            case (true, 0): .latencyStart
+            case (true, 1): .latencyMid
+            case (true, _): .latencyEnd
+            case (false, 0): .volumeStart
+            case (false, 1): .volumeMid
+            case (false, _): .volumeEnd
+            }
+            canvas.put(x + width - recent.count + index, y, String(blocks[level]), role)
+        }
+    }
+
+    static func bar(_ fraction: Double, width: Int, unicode: Bool) -> String {
+        let filled = max(0, min(width, Int((fraction * Double(width)).rounded())))
+        return String(repeating: unicode ? "█" : "#", count: filled) + String(repeating: unicode ? "░" : ".", count: width - filled)
+    }
+
+    static func number(_ value: Double) -> String { value >= 100 ? String(format: "%.0f", value) : String(format: "%.1f", value) }
+    static func percent(_ value: Double) -> String { String(format: "%.1f%%", value * 100) }
+    static func money(_ value: Double) -> String { String(format: "$%.4f", value) }
+    static func ms(_ value: Double?) -> String { value.map { $0 >= 100 ? String(format: "%.0f", $0) : String(format: "%.1f", $0) } ?? "-" }
+
+    static func duration(_ seconds: Double) -> String {
+        let total = max(0, Int(seconds))
+        if total < 60 { return "\(total)s" }
+        if total < 3600 { return "\(total / 60)m\(String(format: "%02d", total % 60))s" }
+        return "\(total / 3600)h\(String(format: "%02d", total % 3600 / 60))m"
+    }
+
+    static func clock(_ time: Double) -> String {
+        let seconds = Int(time) % 86_400
+        return String(format: "%02d:%02d:%02d", seconds / 3600, seconds % 3600 / 60, seconds % 60)
+    }
+}

@@ -1,0 +1,319 @@
+import Engine
+import Foundation
+import Testing
+@testable import Console
+
+/// A fixed gateway state: every panel is rendered from it and compared with `Golden/*.txt`
+/// (`UPDATE_GOLDEN=1 swift test --filter ConsoleTests` rewrites them after a deliberate change).
+enum Sample {
+    static func window(_ seconds: Int, requests: Int, errors: Int) -> WindowSummary {
+        WindowSummary(
+            seconds: seconds, requests: requests, requestsPerSecond: Double(requests) / Double(seconds),
+            errorRate: requests == 0 ? 0 : Double(errors) / Double(requests),
+            errors: ["caller": errors / 2, "policy": 0, "provider": errors - errors / 2, "gateway": 0],
+            latencyMs: Percentiles(p50: 84.2, p95: 131.5, p99: 190.3), timeToFirstTokenMs: Percentiles(p50: 21.7, p95: 40.1, p99: 55.0),
+            inputTokens: requests * 12, outputTokens: requests * 28, costPerMinuteUsd: 0.0125
+        )
+    }
+
+    static let snapshot = AdminSnapshot(
+        uptimeSeconds: 3_725,
+        configVersion: 4,
+        configSource: "/etc/switchyard/gateway.yaml",
+        windows: ["10s": window(10, requests: 124, errors: 3), "1m": window(60, requests: 702, errors: 9), "15m": window(900, requests: 9_914, errors: 80)],
+        targets: [
+            AdminTarget(
+                provider: "openai-east", model: "gpt-4o", health: "healthy", breaker: "closed", drained: false, restingSeconds: nil, inFlight: 4,
+                reportedQueue: nil, requests1m: 410, errorRate1m: 0.002, latencyMs: Percentiles(p50: 80.1, p95: 120, p99: 170.2),
+                timeToFirstTokenMs: Percentiles(p50: 20.5), lastError: nil
+            ),
+            AdminTarget(
+                provider: "openai-west", model: "gpt-4o", health: "breaker_open", breaker: "open", drained: false, restingSeconds: nil, inFlight: 0,
+                reportedQueue: nil, requests1m: 37, errorRate1m: 0.41, latencyMs: Percentiles(p50: 310, p95: 900, p99: 2_400.5),
+                timeToFirstTokenMs: Percentiles(p50: 150), lastError: "Provider 'openai-west' answered with HTTP 503."
+            ),
+            AdminTarget(
+                provider: "local", model: "llama3.2", health: "drained", breaker: "closed", drained: true, restingSeconds: nil, inFlight: 1,
+                reportedQueue: 3, requests1m: 255, errorRate1m: 0, latencyMs: Percentiles(p50: 45, p95: 70, p99: 95.5),
+                timeToFirstTokenMs: Percentiles(p50: 12), lastError: nil
+            ),
+        ],
+        routes: [
+            AdminRoute(
+                alias: "gpt-4o", strategy: "weighted",
+                targets: [
+                    AdminRouteTarget(provider: "openai-east", model: "gpt-4o", weight: 3, priority: 0, share1m: 0.917),
+                    AdminRouteTarget(provider: "openai-west", model: "gpt-4o", weight: 1, priority: 0, share1m: 0.083),
+                ],
+                fallbacks: ["local-small"], hedged: true, editedAtRuntime: true, requests1m: 447
+            ),
+            AdminRoute(
+                alias: "local-small", strategy: "least-busy",
+                targets: [AdminRouteTarget(provider: "local", model: "llama3.2", weight: 1, priority: 0, share1m: 1)],
+                fallbacks: [], hedged: false, editedAtRuntime: false, requests1m: 255
+            ),
+        ],
+        tenants: [
+            AdminTenant(name: "acme", requestsToday: 12_000, tokensToday: 4_500_000, costTodayUsd: 41.5, budgetUsed: 0.83, limitRejections: 12),
+            AdminTenant(name: "globex", requestsToday: 300, tokensToday: 90_000, costTodayUsd: 0.9, budgetUsed: nil, limitRejections: 0),
+        ],
+        cache: nil
+    )
+
+    static var events: [AdminEvent] {
+        var events: [AdminEvent] = []
+        for index in 0..<30 {
+            var event = AdminEvent(kind: .request, message: "ok")
+            event.seq = index + 1
+            event.time = 43_200 + Double(index)
+            event.route = "gpt-4o"
+            event.provider = index % 5 == 0 ? "openai-west" : "openai-east"
+            event.model = "gpt-4o"
+            event.status = index % 10 == 9 ? 503 : 200
+            event.latencyMs = 80 + Double(index)
+            if event.status == 503 {
+                event.failure = "provider"
+                event.message = "Provider 'openai-west' answered with HTTP 503."
+            }
+            events.append(event)
+        }
+        var drained = AdminEvent(kind: .drained, message: "provider local drained: no new requests")
+        drained.seq = 31
+        drained.time = 43_231
+        drained.provider = "local"
+        events.append(drained)
+        return events
+    }
+
+    static func state(screen: Screen, readOnly: Bool = false) -> ViewState {
+        var state = ViewState(readOnly: readOnly, socketPath: "./.switchyard/admin.sock")
+        for step in 0..<60 {
+            var snapshot = Self.snapshot
+            let wave = Double(step % 12)
+            snapshot.windows["10s"]?.requestsPerSecond = 5 + wave
+            snapshot.windows["10s"]?.latencyMs.p50 = 60 + wave * 4
+            snapshot.windows["10s"]?.latencyMs.p99 = 150 + wave * 10
+            state.apply(snapshot: snapshot)
+        }
+        state.apply(events: Self.events)
+        state.screen = screen
+        return state
+    }
+}
+
+struct PanelTests {
+    static let sizes = [(80, 24), (160, 48)]
+
+    @Test(arguments: Screen.allCases)
+    func everyScreenMatchesItsGoldenText(_ screen: Screen) throws {
+        for (width, height) in Self.sizes {
+            let canvas = Renderer(unicode: true, now: 0).render(Sample.state(screen: screen), width: width, height: height)
+            try Golden.check(canvas.text, name: "\(screen)-\(width)x\(height)")
+        }
+    }
+
+    @Test func helpAndConfirmationOverlays() throws {
+        var state = Sample.state(screen: .providers)
+        _ = state.handle(.function(1))
+        try Golden.check(Renderer(now: 0).render(state, width: 80, height: 24).text, name: "help-80x24")
+        _ = state.handle(.char("x"))
+        _ = state.handle(.char("d"))
+        let confirm = Renderer(now: 0).render(state, width: 80, height: 24).text
+        #expect(confirm.contains("Drain openai-east? New requests go elsewhere, in-flight ones finish. [y/N]"))
+    }
+
+    @Test func asciiFallbackWithoutUTF8() {
+        let text = Renderer(unicode: false, now: 0).render(Sample.state(screen: .overview), width: 80, height: 24).text
+        #expect(!text.contains("█") && !text.contains("┌") && !text.contains("▁"))
+        #expect(text.contains("+-") && text.contains("#"))
+    }
+
+    @Test func theDisconnectedStateSaysSoAndKeepsTheLastNumbers() {
+        var state = Sample.state(screen: .overview)
+        state.apply(disconnected: "Couldn't connect to server", at: 100)
+        let text = Renderer(now: 112).render(state, width: 80, height: 24).text
+        #expect(text.contains("○ down"))
+        #expect(text.contains("disconnected for 12s, retrying: Couldn't connect to server"))
+        #expect(text.contains("requests/s"))
+        state.apply(snapshot: Sample.snapshot)
+        #expect(Renderer(now: 113).render(state, width: 80, height: 24).text.contains("● live"))
+    }
+
+    @Test func aTinyTerminalGetsAMessageNotACrash() {
+        for (width, height) in [(0, 0), (10, 3), (19, 30), (80, 5)] {
+            let canvas = Renderer().render(Sample.state(screen: .log), width: width, height: height)
+            #expect(canvas.width == max(0, width))
+        }
+    }
+}
+
+struct ViewStateTests {
+    @Test func numbersTabAndShiftTabSwitchScreens() {
+        var state = ViewState(readOnly: false, socketPath: "s")
+        _ = state.handle(.char("4"))
+        #expect(state.screen == .routes)
+        _ = state.handle(.tab)
+        _ = state.handle(.tab)
+        _ = state.handle(.tab)
+        #expect(state.screen == .overview)
+        _ = state.handle(.backTab)
+        #expect(state.screen == .log)
+        #expect(state.handle(.function(10)) == [.quit])
+    }
+
+    @Test func drainAsksFirstAndOnlyYesSendsIt() {
+        var state = Sample.state(screen: .providers)
+        _ = state.handle(.down)
+        #expect(state.handle(.function(7)).isEmpty)
+        guard case .confirm(let command, _) = state.mode else {
+            Issue.record("no confirmation")
+            return
+        }
+        #expect(command == .post(path: "/v1/providers/openai-west/drain", summary: "drain openai-west"))
+        #expect(state.handle(.char("n")).isEmpty && state.mode == .normal)
+        _ = state.handle(.char("d"))
+        #expect(state.handle(.char("y")) == [command])
+    }
+
+    @Test func readOnlyHidesAndDisablesEveryAction() {
+        var state = Sample.state(screen: .providers, readOnly: true)
+        #expect(state.handle(.char("d")).isEmpty && state.mode == .normal)
+        #expect(state.handle(.function(5)).isEmpty && state.mode == .normal)
+        let footer = KeyBindings.footer(on: .providers, readOnly: true).map(\.hint)
+        #expect(!footer.contains("Drain") && !footer.contains("Reload") && footer.contains("Quit"))
+        _ = state.handle(.char("?"))
+        let help = Renderer(now: 0).render(state, width: 80, height: 24).text
+        #expect(!help.contains("drain the selected provider"))
+    }
+
+    @Test func theKeyTableDrivesDispatchFooterAndHelpAlike() {
+        for binding in KeyBindings.table {
+            for key in binding.keys {
+                let screen = binding.screens?.first ?? .overview
+                #expect(KeyBindings.action(for: key, on: screen, readOnly: false) == binding.action)
+            }
+        }
+        let keys = KeyBindings.table.flatMap(\.keys)
+        #expect(Set(keys).count == keys.count, "a key bound twice")
+    }
+
+    @Test func aRouteEditIsAFormThenAConfirmationThenOnePut() throws {
+        var state = Sample.state(screen: .routes)
+        _ = state.handle(.char("e"))
+        _ = state.handle(.char("+"))
+        _ = state.handle(.down)
+        _ = state.handle(.char(" "))
+        _ = state.handle(.char("s"))
+        _ = state.handle(.enter)
+        guard case .confirm(.put(let path, let body, _), _) = state.mode else {
+            Issue.record("no confirmation of the edit")
+            return
+        }
+        #expect(path == "/v1/routes/gpt-4o")
+        let edit = try AdminJSON.decoder().decode(RouteEdit.self, from: body)
+        #expect(edit == RouteEdit(strategy: "least-busy", targets: [.init(provider: "openai-east", model: "gpt-4o", weight: 4, priority: 0)]))
+        // Disabling every target is refused in the form, before the gateway is asked.
+        var form = RouteForm(Sample.snapshot.routes[1])
+        _ = form.handle(.char(" "))
+        #expect(form.handle(.enter) == .editing && form.problem != nil)
+    }
+
+    @Test func filterAndSortNarrowTheRows() {
+        var state = Sample.state(screen: .log)
+        _ = state.handle(.char("/"))
+        for character in "503" { _ = state.handle(.char(character)) }
+        _ = state.handle(.enter)
+        #expect(state.visibleEvents.count == 3)
+        state.screen = .tenants
+        #expect(state.visibleTenants.map(\.name) == ["acme", "globex"])
+        _ = state.handle(.char("s"))
+        _ = state.handle(.char("s"))
+        _ = state.handle(.char("s"))
+        _ = state.handle(.char("s"))
+        #expect(state.tenantSort == .name)
+    }
+
+    @Test func gapsInTheEventSequenceAreCounted() {
+        var state = ViewState(readOnly: false, socketPath: "s")
+        var first = AdminEvent(kind: .request, message: "ok")
+        first.seq = 10
+        var later = first
+        later.seq = 15
+        state.apply(events: [first, later])
+        #expect(state.missedEvents == 4)
+    }
+
+    @Test func actionResultsAreShownNotSwallowed() {
+        var state = Sample.state(screen: .routes)
+        state.apply(result: "route edit refused (422): targets[0]: unknown provider 'zz'", ok: false)
+        let text = Renderer(now: 0).render(state, width: 100, height: 24).text
+        #expect(text.contains("refused (422): targets[0]: unknown provider 'zz'"))
+    }
+}
+
+struct ThemeTests {
+    @Test func missingKeysFallBackAndUnknownKeysWarn() {
+        let theme = Theme.parse("theme[status_ok]=\"#00FF00\"\ntheme[shiny]=\"#123456\"\ntheme[muted]=\"sparkly\"\nnonsense\n", name: "mine")
+        #expect(theme.style(.ok) == .color(red: 0, green: 255, blue: 0))
+        #expect(theme.style(.error) == Theme.builtIn.style(.error))
+        #expect(theme.warnings.count == 3)
+        #expect(theme.warnings.contains { $0.contains("unknown key 'shiny'") })
+    }
+
+    @Test func everyShippedThemeParsesCleanly() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../themes").standardized
+        for name in ["default", "light", "monochrome", "high-contrast"] {
+            let text = try String(contentsOf: directory.appendingPathComponent("\(name).theme"), encoding: .utf8)
+            let theme = Theme.parse(text, name: name)
+            #expect(theme.warnings.isEmpty, "\(name): \(theme.warnings)")
+            if name == "monochrome" {
+                #expect(Role.allCases.allSatisfy { if case .attributes = theme.style($0) { true } else { false } })
+            }
+        }
+    }
+
+    @Test func coloursStepDownTo256AndTo8() {
+        #expect(Theme.xterm256(red: 255, green: 0, blue: 0) == 196)
+        #expect(Theme.xterm256(red: 0x5F, green: 0xAF, blue: 0xFF) == 75)
+        #expect(Theme.xterm256(red: 0x80, green: 0x80, blue: 0x80) == 244)
+        #expect(Theme.ansi8(red: 0xFF, green: 0x5F, blue: 0x5F) == 1)
+        #expect(Theme.ansi8(red: 0x5F, green: 0xD7, blue: 0x5F) == 2)
+        #expect(Theme.ansi8(red: 0x30, green: 0x30, blue: 0x30) == 0)
+    }
+}
+
+struct CanvasTests {
+    @Test func onlyChangedCellsAreRedrawn() {
+        var before = Canvas(width: 10, height: 2)
+        before.put(0, 0, "hello")
+        var after = before
+        after.put(0, 0, "help ")
+        let changes = after.changes(since: before)
+        #expect(changes.count == 2)
+        #expect(changes.map(\.x) == [3, 4])
+        #expect(after.changes(since: nil).count == 20)
+        #expect(after.changes(since: Canvas(width: 5, height: 2)).count == 20)
+    }
+
+    @Test func writesAreClipped() {
+        var canvas = Canvas(width: 5, height: 1)
+        canvas.put(3, 0, "abcdef")
+        canvas.put(-2, 0, "xyz")
+        canvas.put(0, 5, "nope")
+        #expect(canvas.text == "z  ab")
+    }
+}
+
+enum Golden {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Golden")
+
+    static func check(_ text: String, name: String) throws {
+        let url = self.directory.appendingPathComponent("\(name).txt")
+        if ProcessInfo.processInfo.environment["UPDATE_GOLDEN"] == "1" {
+            try (text + "\n").write(to: url, atomically: true, encoding: .utf8)
+            return
+        }
+        let expected = try String(contentsOf: url, encoding: .utf8)
+        #expect(text + "\n" == expected, "\(name) differs from Golden/\(name).txt (UPDATE_GOLDEN=1 rewrites it)")
+    }
+}
