@@ -110,14 +110,13 @@ struct ConfigLoaderTests {
               r:
                 cache: { ttl: 1h }
                 targets: [{ provider: sim, model: c }]
-            tenants:
-              acme: { limits: { rpm: 5 } }
-            server: { anonymous: false }
+            cache: { memory: 256MiB }
+            state: redis://127.0.0.1:6379
             """
         let found = self.issues(yaml)
         #expect(found.contains { $0.path == "routes.r.cache" })
-        #expect(found.contains { $0.path == "tenants" && $0.message.contains("not available") })
-        #expect(found.contains { $0.path == "server.anonymous" })
+        #expect(found.contains { $0.path == "cache" && $0.message.contains("not available") })
+        #expect(found.contains { $0.path == "state" && $0.message.contains("not available") })
     }
 
     @Test func invalidYAMLIsReportedWithItsLine() {

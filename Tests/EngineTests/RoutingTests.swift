@@ -601,7 +601,7 @@ struct RoutingConfigTests {
             let paths = Set(error.issues.map(\.path))
             #expect(paths.isSuperset(of: [
                 "providers.a.load_poll", "routes.r.strategy", "routes.r.fallbacks[0]", "routes.r.fallbacks[1]",
-                "routes.r.context_fallback", "routes.r.retry.attempts", "rules[0].when.tenant", "rules[0].route",
+                "routes.r.context_fallback", "routes.r.retry.attempts", "rules[0].route",
             ]))
             #expect(error.issues.contains { $0.message.contains("did you mean 'small'") })
         }

@@ -344,3 +344,98 @@ public struct AdminProblem: Error, Codable, Sendable, Equatable, CustomStringCon
 
     public var envelope: Envelope { Envelope(error: .init(code: self.code, message: self.message)) }
 }
+
+/// `POST /v1/keys`: a new virtual key for a tenant.
+public struct KeyRequest: Codable, Sendable, Equatable {
+    public var tenant: String
+    public var name: String?
+    public var rpm: Int?
+    public var rpd: Int?
+    public var tpm: Int?
+    public var concurrency: Int?
+    public var budgetDailyUsd: Double?
+    public var budgetMonthlyUsd: Double?
+    /// Globs over route aliases; empty or nil = every model.
+    public var models: [String]?
+    public var expiresInSeconds: Double?
+
+    public init(tenant: String, name: String? = nil) {
+        self.tenant = tenant
+        self.name = name
+    }
+
+    public var limits: LimitSettings {
+        LimitSettings(
+            requestsPerMinute: self.rpm, requestsPerDay: self.rpd, tokensPerMinute: self.tpm, concurrency: self.concurrency,
+            dailyBudgetUSD: self.budgetDailyUsd, monthlyBudgetUSD: self.budgetMonthlyUsd
+        )
+    }
+
+    /// Every problem at once, or nil.
+    public var problems: String? {
+        var problems: [String] = []
+        if self.tenant.isEmpty || self.tenant.contains(where: { $0.isWhitespace }) { problems.append("'tenant' must be a non-empty name without spaces") }
+        for (name, value) in [("rpm", self.rpm), ("rpd", self.rpd), ("tpm", self.tpm), ("concurrency", self.concurrency)] {
+            if let value, value < 1 { problems.append("'\(name)' must be at least 1") }
+        }
+        for (name, value) in [("budgetDailyUsd", self.budgetDailyUsd), ("budgetMonthlyUsd", self.budgetMonthlyUsd)] {
+            if let value, value < 0 { problems.append("'\(name)' must be 0 or more") }
+        }
+        if let expires = self.expiresInSeconds, expires <= 0 { problems.append("'expiresInSeconds' must be positive") }
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+}
+
+/// A key as listed: never the key itself.
+public struct KeyView: Codable, Sendable, Equatable {
+    public var id: String
+    public var tenant: String
+    public var name: String
+    /// The first 12 characters, to recognise it.
+    public var prefix: String
+    /// "api" (made with `keys create`) or "config" (declared in the file).
+    public var source: String
+    public var createdAt: Double
+    public var expiresAt: Double?
+    public var revokedAt: Double?
+    public var limits: String
+    public var models: String
+
+    public init(id: String, tenant: String, name: String, prefix: String, source: String, createdAt: Double, expiresAt: Double?, revokedAt: Double?, limits: String, models: String) {
+        self.id = id
+        self.tenant = tenant
+        self.name = name
+        self.prefix = prefix
+        self.source = source
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+        self.limits = limits
+        self.models = models
+    }
+}
+
+/// The answer to `POST /v1/keys`: the only time the key is shown.
+public struct CreatedKey: Codable, Sendable, Equatable {
+    public var key: String
+    public var view: KeyView
+
+    public init(key: String, view: KeyView) {
+        self.key = key
+        self.view = view
+    }
+}
+
+extension LimitSettings {
+    /// `rpm 60, tpm 100000, $5/day` for listings.
+    public var summary: String {
+        var parts: [String] = []
+        if let value = self.requestsPerMinute { parts.append("rpm \(value)") }
+        if let value = self.requestsPerDay { parts.append("rpd \(value)") }
+        if let value = self.tokensPerMinute { parts.append("tpm \(value)") }
+        if let value = self.concurrency { parts.append("concurrency \(value)") }
+        if let value = self.dailyBudgetUSD { parts.append("$\(value)/day") }
+        if let value = self.monthlyBudgetUSD { parts.append("$\(value)/month") }
+        return parts.isEmpty ? "unlimited" : parts.joined(separator: ", ")
+    }
+}

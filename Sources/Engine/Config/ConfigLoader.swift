@@ -9,7 +9,6 @@ public enum ConfigLoader {
     /// Keys whose features are not in this build yet. They are rejected, never silently ignored:
     /// an operator who configures a budget must not believe it is enforced.
     static let notYetAvailable: [String: String] = [
-        "tenants": "tenants and limits",
         "cache": "response caching",
         "state": "shared state",
     ]
@@ -70,7 +69,7 @@ private struct Reader {
             self.report(nil, "", "the file is empty")
             return nil
         }
-        let topKeys = ["server", "providers", "routes", "rules", "simulator"] + ConfigLoader.notYetAvailable.keys.sorted()
+        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file"] + ConfigLoader.notYetAvailable.keys.sorted()
         guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
 
         var config = GatewayConfig()
@@ -81,6 +80,9 @@ private struct Reader {
             case "providers": config.providers = self.readProviders(value)
             case "routes": config.routes = self.readRoutes(value)
             case "rules": config.rules = self.readRules(value)
+            case "tenants": config.tenants = self.readTenants(value)
+            case "prices": config.prices = self.readPrices(value)
+            case "prices_file": config.pricesFile = self.string(value, "prices_file")
             default:
                 let feature = ConfigLoader.notYetAvailable[key] ?? key
                 self.report(keyNode, key, "\(feature) are not available in this version of Switchyard; remove this section")
@@ -99,7 +101,7 @@ private struct Reader {
                 self.report(node, "server.admin_listen", "a TCP admin listener needs server.admin_token; without one the admin API stays on its Unix socket")
             }
         }
-        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "admin_socket", "admin_listen", "admin_token"]
+        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "admin_socket", "admin_listen", "admin_token", "budget_status"]
         for (key, _, value) in self.mapping(node, "server", allowed: keys) ?? [] {
             let path = "server.\(key)"
             switch key {
@@ -124,11 +126,10 @@ private struct Reader {
                 }
             case "fetch_image_urls": server.fetchImageURLs = self.bool(value, path) ?? server.fetchImageURLs
             case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
-            case "anonymous":
-                // Without keys (a later version), every request is anonymous: refusing `false` keeps an
-                // operator from believing the gateway checks keys when it does not.
-                if self.bool(value, path) == false {
-                    self.report(value, path, "virtual keys are not available in this version, so requests cannot be refused for lacking one; remove this key or set it to true")
+            case "anonymous": server.anonymous = self.bool(value, path) ?? server.anonymous
+            case "budget_status":
+                if let status = self.int(value, path) {
+                    if status == 429 || status == 402 { server.budgetStatus = status } else { self.report(value, path, "must be 429 or 402") }
                 }
             case "log_level":
                 if let level = self.string(value, path) {
@@ -394,6 +395,97 @@ private struct Reader {
         return policy
     }
 
+    mutating func readTenants(_ node: Node) -> [TenantSettings] {
+        var tenants: [TenantSettings] = []
+        for (name, _, value) in self.mapping(node, "tenants", allowed: nil) ?? [] {
+            let base = "tenants.\(name)"
+            var tenant = TenantSettings(name: name)
+            for (key, _, entry) in self.mapping(value, base, allowed: ["limits", "budget", "models", "keys"]) ?? [] {
+                switch key {
+                case "limits": self.readLimits(entry, "\(base).limits", into: &tenant.limits)
+                case "budget": self.readBudget(entry, "\(base).budget", into: &tenant.limits)
+                case "models": tenant.models = self.stringList(entry, "\(base).models")
+                case "keys":
+                    for (keyName, keyNode, keyValue) in self.mapping(entry, "\(base).keys", allowed: nil) ?? [] {
+                        let path = "\(base).keys.\(keyName)"
+                        var declared: DeclaredKey?
+                        var limits = LimitSettings()
+                        var models: [String] = []
+                        for (field, _, fieldValue) in self.mapping(keyValue, path, allowed: ["key", "limits", "budget", "models"]) ?? [] {
+                            switch field {
+                            case "key":
+                                if let secret = self.string(fieldValue, "\(path).key") {
+                                    if secret.count >= 16 {
+                                        declared = DeclaredKey(name: keyName, secret: Secret(secret))
+                                    } else {
+                                        self.report(fieldValue, "\(path).key", "a key must be at least 16 characters")
+                                    }
+                                }
+                            case "limits": self.readLimits(fieldValue, "\(path).limits", into: &limits)
+                            case "budget": self.readBudget(fieldValue, "\(path).budget", into: &limits)
+                            case "models": models = self.stringList(fieldValue, "\(path).models")
+                            default: continue
+                            }
+                        }
+                        guard var key = declared else {
+                            if !self.issues.contains(where: { $0.path == "\(path).key" }) { self.report(keyNode, path, "'key' is required (usually ${SOME_ENV_VAR})") }
+                            continue
+                        }
+                        key.limits = limits
+                        key.models = models
+                        tenant.keys.append(key)
+                    }
+                default: continue
+                }
+            }
+            tenants.append(tenant)
+        }
+        return tenants
+    }
+
+    mutating func readLimits(_ node: Node, _ base: String, into limits: inout LimitSettings) {
+        for (key, _, value) in self.mapping(node, base, allowed: ["rpm", "rpd", "tpm", "concurrency"]) ?? [] {
+            let number = self.int(value, "\(base).\(key)", atLeast: 1)
+            switch key {
+            case "rpm": limits.requestsPerMinute = number
+            case "rpd": limits.requestsPerDay = number
+            case "tpm": limits.tokensPerMinute = number
+            case "concurrency": limits.concurrency = number
+            default: continue
+            }
+        }
+    }
+
+    mutating func readBudget(_ node: Node, _ base: String, into limits: inout LimitSettings) {
+        for (key, _, value) in self.mapping(node, base, allowed: ["daily_usd", "monthly_usd"]) ?? [] {
+            guard let amount = self.double(value, "\(base).\(key)") else { continue }
+            guard amount >= 0 else {
+                self.report(value, "\(base).\(key)", "must be 0 or more")
+                continue
+            }
+            if key == "daily_usd" { limits.dailyBudgetUSD = amount } else { limits.monthlyBudgetUSD = amount }
+        }
+    }
+
+    /// `prices: { model: { input, cached_input, cache_write, output } }`, USD per million tokens.
+    mutating func readPrices(_ node: Node) -> PriceTable {
+        var table = PriceTable()
+        for (model, _, value) in self.mapping(node, "prices", allowed: nil) ?? [] {
+            let base = "prices.\(model)"
+            var fields: [String: Double] = [:]
+            for (key, _, entry) in self.mapping(value, base, allowed: ["input", "cached_input", "cache_write", "output"]) ?? [] {
+                guard let amount = self.double(entry, "\(base).\(key)") else { continue }
+                if amount < 0 { self.report(entry, "\(base).\(key)", "must be 0 or more") } else { fields[key] = amount }
+            }
+            guard let input = fields["input"], let output = fields["output"] else {
+                self.report(value, base, "'input' and 'output' (USD per million tokens) are required")
+                continue
+            }
+            table[model] = ModelPrice(input: input, cachedInput: fields["cached_input"], cacheWrite: fields["cache_write"], output: output, checked: "config")
+        }
+        return table
+    }
+
     mutating func readRules(_ node: Node) -> [RouteRule] {
         guard case .sequence(let sequence) = node else {
             self.report(node, "rules", "expected a list of rules (- when: {...}, route: name)")
@@ -415,8 +507,8 @@ private struct Reader {
                     let path = "\(base).when.\(key)"
                     switch key {
                     case "model": conditions.model = self.string(value, path)
-                    case "tenant", "key":
-                        self.report(keyNode, path, "tenants and keys are not available in this version, so this rule could never match; remove the condition")
+                    case "tenant": conditions.tenant = self.string(value, path)
+                    case "key": conditions.key = self.string(value, path)
                     case "header":
                         for (name, _, pattern) in self.mapping(value, path, allowed: nil) ?? [] {
                             if let text = self.string(pattern, "\(path).\(name)") { conditions.headers[name.lowercased()] = text }

@@ -10,6 +10,28 @@ public struct GatewayConfig: Sendable, Equatable {
     /// `rules:` in file order; the first that matches a request picks its route.
     public var rules: [RouteRule]
     public var simulator: SimulatorSettings
+    /// `tenants:` in file order, with their limits, budgets, models and declared keys.
+    public var tenants: [TenantSettings] = []
+    /// `prices:` — per-model overrides of the built-in table, USD per million tokens.
+    public var prices = PriceTable()
+    /// `prices_file:` — a LiteLLM-format price file, read by the server at start.
+    public var pricesFile: String?
+    /// The prices read from `prices_file`.
+    public var filePrices = PriceTable()
+
+    /// Built-in prices, under the file's, under the config's own.
+    public var priceTable: PriceTable { PriceTable.builtIn.overlaid(with: self.filePrices).overlaid(with: self.prices) }
+
+    /// The price of a target: its route's own `price`, else the table's for the upstream model, else
+    /// free for local backends (Ollama, vLLM). Nil when unknown.
+    public func price(of target: RouteTarget, in table: PriceTable) -> ModelPrice? {
+        if let price = target.price { return ModelPrice(input: price.input, output: price.output, checked: "route") }
+        if let price = table.price(for: target.model) { return price }
+        switch self.provider(target.provider)?.kind {
+        case .ollama, .vllm: return .free
+        default: return nil
+        }
+    }
 
     public init(
         server: ServerSettings = ServerSettings(),
@@ -27,6 +49,10 @@ public struct GatewayConfig: Sendable, Equatable {
 
     public func provider(_ id: String) -> ProviderSettings? {
         self.providers.first { $0.id == id }
+    }
+
+    public func tenant(_ name: String) -> TenantSettings? {
+        self.tenants.first { $0.name == name }
     }
 
     /// Whether any provider is served by the in-process simulator.
@@ -54,6 +80,11 @@ public struct ServerSettings: Sendable, Equatable {
     public var maxBodyBytes: Int
     public var logLevel: String
     public var fetchImageURLs = false
+    /// Accept requests without a key (as the anonymous tenant). A key that looks like ours
+    /// (`sk-sy-…`) is always checked, anonymous or not.
+    public var anonymous = true
+    /// 429 (default) or 402 for a request refused by a money budget.
+    public var budgetStatus = 429
     public var adminSocket: String?
     public var adminListen: ListenAddress?
     public var adminToken: Secret?
@@ -316,6 +347,37 @@ public struct HealthCheckSettings: Sendable, Equatable {
         self.interval = interval
         self.path = path
         self.timeout = timeout
+    }
+}
+
+/// `tenants.<name>:` — a team that gets keys, limits, budgets and a bill.
+///
+/// - `limits` (`rpm`, `rpd`, `tpm`, `concurrency`)
+/// - `budget` (`daily_usd`, `monthly_usd`)
+/// - `models` (list of globs over route aliases; empty = all)
+/// - `keys` (name → `{key: ${ENV}, limits, budget, models}`): keys declared in the file (GitOps),
+///   besides those made with `switchyard keys create`
+public struct TenantSettings: Sendable, Equatable {
+    public var name: String
+    public var limits = LimitSettings()
+    public var models: [String] = []
+    public var keys: [DeclaredKey] = []
+
+    public init(name: String) {
+        self.name = name
+    }
+}
+
+/// A key declared in the config file; only its hash is kept once loaded.
+public struct DeclaredKey: Sendable, Equatable {
+    public var name: String
+    public var secret: Secret
+    public var limits = LimitSettings()
+    public var models: [String] = []
+
+    public init(name: String, secret: Secret) {
+        self.name = name
+        self.secret = secret
     }
 }
 

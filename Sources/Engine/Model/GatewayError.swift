@@ -32,10 +32,16 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case upstreamCredentials = "upstream_credentials"
         case streamInterrupted = "stream_interrupted"
         case noHealthyTarget = "no_healthy_target"
+        case unauthorized = "invalid_api_key"
+        case modelNotAllowed = "model_not_allowed"
+        case rateLimited = "rate_limited"
+        case budgetExceeded = "budget_exceeded"
         case internalFailure = "internal"
     }
 
     let code: Code
+    /// The status a budget refusal answers with (429, or 402 by `server.budget_status`).
+    var budgetStatus = 429
     /// Human-readable, safe to show to the client: never contains secrets.
     public let message: String
     /// The request field at fault, when there is one (OpenAI's `param`).
@@ -142,6 +148,25 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         )
     }
 
+    /// No valid key (missing, unknown, revoked or expired), where one is required.
+    public static func unauthorized(_ detail: String) -> GatewayError {
+        GatewayError(.unauthorized, detail)
+    }
+
+    public static func modelNotAllowed(_ model: String, holder: String) -> GatewayError {
+        GatewayError(.modelNotAllowed, "The model '\(model)' is not allowed for \(holder).", param: "model")
+    }
+
+    public static func rateLimited(_ message: String, retryAfterSeconds: Int?) -> GatewayError {
+        GatewayError(.rateLimited, message, retryAfterSeconds: retryAfterSeconds)
+    }
+
+    public static func budgetExceeded(_ message: String, status: Int) -> GatewayError {
+        var error = GatewayError(.budgetExceeded, message)
+        error.budgetStatus = status
+        return error
+    }
+
     public static func internalFailure(_ detail: String) -> GatewayError {
         GatewayError(.internalFailure, "The gateway failed internally: \(detail).")
     }
@@ -156,6 +181,10 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
             return .provider
         case .internalFailure, .upstreamCredentials:
             return .gateway
+        case .unauthorized:
+            return .caller
+        case .modelNotAllowed, .rateLimited, .budgetExceeded:
+            return .policy
         }
     }
 
@@ -177,6 +206,10 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
             if status == 429 || (400..<500).contains(status) { return status }
             return status == 503 || status == 529 ? 503 : 502
         case .internalFailure: return 500
+        case .unauthorized: return 401
+        case .modelNotAllowed: return 403
+        case .rateLimited: return 429
+        case .budgetExceeded: return self.budgetStatus
         }
     }
 
@@ -201,8 +234,14 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         switch self.code {
         case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected:
             return "invalid_request_error"
-        case .upstreamStatus where self.upstreamStatus == 429:
+        case .upstreamStatus where self.upstreamStatus == 429, .rateLimited:
             return "rate_limit_error"
+        case .unauthorized:
+            return "invalid_request_error"
+        case .budgetExceeded:
+            return "insufficient_quota"
+        case .modelNotAllowed:
+            return "permission_error"
         case .internalFailure:
             return "server_error"
         default:

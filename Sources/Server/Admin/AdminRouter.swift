@@ -52,7 +52,48 @@ enum AdminRouter {
         let router = Router(context: AdminRequestContext.self)
         router.add(middleware: AdminErrorMiddleware(token: token))
         router.get("/v1/snapshot") { _, _ in
-            try Self.json(control.snapshot())
+            try Self.json(await control.snapshot())
+        }
+        router.get("/v1/tenants") { _, _ in
+            try Self.json(await control.tenants(control.state.routing.config))
+        }
+        router.get("/v1/keys") { _, _ in
+            try Self.json(control.keys())
+        }
+        router.post("/v1/keys") { request, context in
+            let body = try await request.body.collect(upTo: 1 << 16)
+            let keyRequest: KeyRequest
+            do {
+                keyRequest = try AdminJSON.decoder().decode(KeyRequest.self, from: Data(body.readableBytesView))
+            } catch {
+                throw AdminProblem(status: 400, code: "invalid_body", message: "expected {\"tenant\": …, \"name\", \"rpm\", \"tpm\", \"budgetDailyUsd\", \"models\": […], \"expiresInSeconds\"}: \(error)")
+            }
+            let actor = await context.actor()
+            do {
+                let created = try await control.createKey(keyRequest)
+                try? await store?.audit(actor: actor, action: "key_create", target: created.view.id, detail: "tenant \(keyRequest.tenant), \(created.view.limits)", ok: true)
+                return try Self.json(created, status: .created)
+            } catch {
+                try? await store?.audit(actor: actor, action: "key_create", target: keyRequest.tenant, detail: "\(error)", ok: false)
+                throw error
+            }
+        }
+        router.delete("/v1/keys/{id}") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            let actor = await context.actor()
+            do {
+                let ack = try await control.revokeKey(id)
+                try? await store?.audit(actor: actor, action: "key_revoke", target: id, detail: ack.message, ok: true)
+                return try Self.json(ack)
+            } catch {
+                try? await store?.audit(actor: actor, action: "key_revoke", target: id, detail: "\(error)", ok: false)
+                throw error
+            }
+        }
+        router.get("/v1/usage") { request, _ in
+            let since = request.uri.queryParameters["since"].flatMap { Double(String($0)) } ?? 0
+            let tenant = request.uri.queryParameters["tenant"].map(String.init)
+            return try Self.json(try await control.usage(tenant: tenant, since: since))
         }
         router.get("/v1/events") { _, _ in
             let hub = control.state.events

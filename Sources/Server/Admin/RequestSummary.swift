@@ -1,4 +1,5 @@
 import Engine
+import Foundation
 import Synchronization
 
 /// One finished request, as the rolling windows, the metrics and the event stream see it.
@@ -17,6 +18,11 @@ struct RequestSummary: Sendable {
     var timeToFirstToken: Duration?
     var usage: Usage?
     var overhead: Duration?
+    var caller: Caller = .anonymous
+    var ticket: AdmissionTicket?
+    /// What the answer cost (0 for failures and unknown prices).
+    var costUSD = 0.0
+    var attempts = 0
 }
 
 extension GatewayState {
@@ -26,9 +32,11 @@ extension GatewayState {
         var outcome = RequestOutcome(failure: summary.failure, latency: summary.latency, timeToFirstToken: summary.timeToFirstToken)
         outcome.inputTokens = summary.usage?.inputTokens ?? 0
         outcome.outputTokens = summary.usage?.outputTokens ?? 0
+        outcome.costUSD = summary.costUSD
         let second = self.telemetrySecond
         self.telemetry.withLock { $0.record(outcome, route: summary.route, target: summary.target, at: second) }
         self.metrics.record(summary)
+        self.account(summary)
         guard self.events.hasSubscribers else { return }
         var event = AdminEvent(kind: .request, message: summary.message ?? "ok")
         event.requestId = summary.requestID
@@ -39,5 +47,27 @@ extension GatewayState {
         event.latencyMs = summary.latency.seconds * 1000
         event.failure = summary.failure?.rawValue
         self.events.publish(event)
+    }
+}
+
+extension GatewayState {
+    /// Settles the request's reservation to what it really used, and writes its ledger row.
+    private func account(_ summary: RequestSummary) {
+        if let ticket = summary.ticket {
+            let tokens = summary.usage?.totalTokens ?? 0
+            let cost = summary.costUSD
+            let quotas = self.quotas
+            let (day, month) = Calendar.utcDayAndMonth()
+            Task { await quotas.settle(ticket, tokens: tokens, cost: cost, at: .now, day: day, month: month) }
+        }
+        let usage = summary.usage ?? Usage()
+        self.ledger.append(LedgerRow(
+            requestId: summary.requestID, at: Date().timeIntervalSince1970, tenant: summary.caller.tenant, keyId: summary.caller.key?.id,
+            route: summary.route, provider: summary.target?.provider, model: summary.target?.model,
+            outcome: summary.failure?.rawValue ?? "success", status: summary.status,
+            inputTokens: usage.inputTokens, cachedTokens: usage.cachedInputTokens, outputTokens: usage.outputTokens,
+            reasoningTokens: usage.reasoningTokens, costUsd: summary.costUSD, latencyMs: summary.latency.seconds * 1000,
+            ttftMs: summary.timeToFirstToken.map { $0.seconds * 1000 }, cache: "bypass", attempts: summary.attempts
+        ))
     }
 }

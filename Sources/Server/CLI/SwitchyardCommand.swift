@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 import UnixSignals
 
@@ -11,7 +12,7 @@ public struct SwitchyardCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An AI inference gateway: one endpoint in front of many LLM providers.",
-        subcommands: [Serve.self, Simulate.self, ConfigCommand.self, Ctl.self],
+        subcommands: [Serve.self, Simulate.self, ConfigCommand.self, Ctl.self, Keys.self, Tenants.self, UsageReport.self],
         defaultSubcommand: Serve.self
     )
 
@@ -170,11 +171,25 @@ enum ConfigFile {
         var description: String { "cannot read config file \(self.path)" }
     }
 
+    struct BadPriceFile: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "prices_file \(self.path): not a LiteLLM-format JSON object of models" }
+    }
+
+    /// Reads and validates the file; a `prices_file` it names is read too (relative to the file).
     static func load(path: String, environment: [String: String]) throws -> GatewayConfig {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw Unreadable(path: path)
         }
-        return try ConfigLoader.load(yaml: text, source: path, environment: environment)
+        var config = try ConfigLoader.load(yaml: text, source: path, environment: environment)
+        if let pricesFile = config.pricesFile {
+            let resolved = pricesFile.hasPrefix("/") ? pricesFile : ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(pricesFile)
+            guard let json = FileManager.default.contents(atPath: resolved).flatMap({ JSONValue.parse(ByteBuffer(bytes: $0)) }), !json.keys.isEmpty else {
+                throw BadPriceFile(path: resolved)
+            }
+            config.filePrices = PriceTable.liteLLM(json).table
+        }
+        return config
     }
 
     /// Environment and flags win over the file: flags over `SWITCHYARD_*` over `server:`.
@@ -235,6 +250,11 @@ extension SwitchyardCommand {
             case let flush as Ctl.Cache.Flush: try await flush.run()
             case let events as Ctl.Events: try await events.run()
             case let audit as Ctl.Audit: try await audit.run()
+            case let create as Keys.Create: try await create.run()
+            case let list as Keys.List: try await list.run()
+            case let revoke as Keys.Revoke: try await revoke.run()
+            case let tenants as Tenants.List: try await tenants.run()
+            case let usage as UsageReport: try await usage.run()
             default: try command.run()
             }
         } catch {

@@ -17,16 +17,18 @@ struct ChatCompletionsHandler: Sendable {
     let state: GatewayState
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
-        await self.state.respond(to: request, context: context, in: .openAI) { requestID, started in
-            try await self.forward(request, requestID: requestID, started: started, context: context)
+        await self.state.respond(to: request, context: context, in: .openAI) { requestID, started, caller in
+            try await self.forward(request, requestID: requestID, started: started, caller: caller, context: context)
         }
     }
 
-    private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext) async throws -> Response {
+    private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, caller: Caller, context: GatewayRequestContext) async throws -> Response {
         let body = try await self.state.body(of: request)
         let patch = try OpenAIRequestPatch(body: body)
         let routing = self.state.routing
-        let plan = try self.state.plan(routing.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request), in: routing)
+        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request)
+        let plan = try self.state.plan(features, in: routing)
+        let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
         // Decoded only when some target needs a translation, and then once, before any attempt.
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .openAIChat }
             ? OpenAIRequestDecoder.decode(body) : nil
@@ -39,7 +41,9 @@ struct ChatCompletionsHandler: Sendable {
             let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
             return UpstreamRequest(body: upstreamBody, path: "/chat/completions", streaming: patch.isStreaming)
         }
-        let exchange = ExchangeContext(state: self.state, requestID: requestID, outcome: outcome, logger: context.logger, started: started)
+        let exchange = ExchangeContext(
+            state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
+        )
         if outcome.upstream.settings.wire != .openAIChat, let decoded {
             let translation = TranslatedExchange(client: .openAI, includeUsage: decoded.includeUsage)
             return try translation.respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
@@ -56,6 +60,7 @@ struct ChatCompletionsHandler: Sendable {
 
         var headers: HTTPFields = [.contentType: "application/json"]
         headers.setRoutingHeaders(outcome)
+        exchange.setAccountingHeaders(&headers, usage: summary.usage)
         headers.setGatewayHeaders(requestID: requestID, overhead: outcome.overhead(since: started))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
@@ -65,6 +70,7 @@ struct ChatCompletionsHandler: Sendable {
     private func relayStream(_ reply: UpstreamCall.Reply, _ context: ExchangeContext, forwardUsageChunk: Bool, overhead: Duration) -> Response {
         var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         headers.setRoutingHeaders(context.outcome)
+        context.setAccountingHeaders(&headers, usage: nil)
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
         let totalDeadline = context.sent + context.upstream.settings.timeouts.total
         let stream = reply.stream
@@ -118,6 +124,8 @@ struct ChatCompletionsHandler: Sendable {
 /// What one exchange with an upstream needs to log and account for itself.
 struct ExchangeContext: Sendable {
     let state: GatewayState
+    let routing: RoutingSnapshot
+    let admission: Admission
     let requestID: String
     let outcome: AttemptOutcome
     let logger: Logger
@@ -169,6 +177,18 @@ struct ExchangeContext: Sendable {
         self.account(status: status, failure: error, usage: nil, streamed: false)
     }
 
+    /// The answer's cost at the target's price (0 when the price is unknown).
+    func cost(of usage: Usage?) -> Double {
+        guard let usage, let price = self.routing.config.price(of: self.target.target, in: self.routing.prices) else { return 0 }
+        return price.cost(usage)
+    }
+
+    /// Rate-limit headers, and the cost when it is known before the body goes out.
+    func setAccountingHeaders(_ headers: inout HTTPFields, usage: Usage?) {
+        headers.setRateLimitHeaders(self.admission.ticket?.report)
+        if let usage { headers[.cost] = String(format: "%.8f", self.cost(of: usage)) }
+    }
+
     private func account(status: Int, failure: GatewayError?, usage: Usage?, streamed: Bool) {
         self.state.finish(RequestSummary(
             requestID: self.requestID,
@@ -181,7 +201,11 @@ struct ExchangeContext: Sendable {
             latency: ContinuousClock.now - self.started,
             timeToFirstToken: streamed ? self.outcome.replied - self.started : nil,
             usage: usage,
-            overhead: self.outcome.overhead(since: self.started)
+            overhead: self.outcome.overhead(since: self.started),
+            caller: self.admission.caller,
+            ticket: self.admission.ticket,
+            costUSD: failure == nil || usage != nil ? self.cost(of: usage) : 0,
+            attempts: self.outcome.attempts
         ))
     }
 }

@@ -10,19 +10,23 @@ struct EmbeddingsHandler: Sendable {
     let state: GatewayState
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
-        await self.state.respond(to: request, context: context, in: .openAI) { requestID, started in
+        await self.state.respond(to: request, context: context, in: .openAI) { requestID, started, caller in
             let body = try await self.state.body(of: request)
             let patch = try OpenAIRequestPatch(body: body)
             guard !patch.isStreaming else { throw GatewayError.invalidRequest("Embeddings cannot be streamed.", param: "stream") }
             let routing = self.state.routing
-            let plan = try self.state.plan(routing.features(model: patch.clientModel, streaming: false, body: body, of: request), in: routing)
+            let features = routing.features(model: patch.clientModel, streaming: false, body: body, of: request)
+            let plan = try self.state.plan(features, in: routing)
+            let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
             let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
                 try Self.upstreamRequest(body, patch: patch, target: target, upstream: upstream)
             }
             let target = outcome.target
             let upstream = outcome.upstream
             let overhead = outcome.overhead(since: started)
-            var exchange = ExchangeContext(state: self.state, requestID: requestID, outcome: outcome, logger: context.logger, started: started)
+            var exchange = ExchangeContext(
+                state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
+            )
             exchange.operation = "embeddings"
             let reply = outcome.reply
             guard reply.isSuccess, let responseBody = reply.body else {
@@ -38,10 +42,12 @@ struct EmbeddingsHandler: Sendable {
                     : try OllamaEmbeddings.decode(responseBody, model: target.upstreamModel, base64: translated.wantsBase64, provider: target.provider)
                 if upstream.settings.wire == .geminiGenerateContent { headers[.tokenEstimate] = "true" }
                 exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
+                exchange.setAccountingHeaders(&headers, usage: usage)
                 return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
             }
             let usage = try OpenAIEmbeddingsSummary.read(responseBody, provider: target.provider)
             exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
+            exchange.setAccountingHeaders(&headers, usage: usage)
             return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
         }
     }

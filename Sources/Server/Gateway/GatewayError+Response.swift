@@ -47,6 +47,8 @@ extension HTTPField.Name {
     static let droppedFields = HTTPField.Name("x-switchyard-dropped")!
     /// Upstream attempts this request took (retries, failover and hedges included).
     static let attempts = HTTPField.Name("x-switchyard-attempts")!
+    /// The answer's cost in USD at the target's price (non-streamed answers).
+    static let cost = HTTPField.Name("x-switchyard-cost-usd")!
     /// Present when a hedged second attempt was sent.
     static let hedged = HTTPField.Name("x-switchyard-hedged")!
     /// Says that a token count is the gateway's estimate, not the provider's tokenizer.

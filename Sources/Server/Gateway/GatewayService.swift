@@ -87,11 +87,16 @@ public struct GatewayService: Service {
 
             let upstreams = UpstreamPool(providers: self.config.providers, simulatorURL: simulatorURL, eventLoopGroup: group)
             let imageClient = self.config.server.fetchImageURLs ? HTTPClient(eventLoopGroupProvider: .shared(group)) : nil
+            let quotas = InMemoryQuotaStore()
+            try await Self.preloadSpend(from: store, into: quotas)
             let state = GatewayState(
-                config: self.config, configSource: self.source, upstreams: upstreams, images: imageClient.map(ImageFetcher.init), logger: self.logger
+                config: self.config, configSource: self.source, upstreams: upstreams, images: imageClient.map(ImageFetcher.init),
+                store: store, quotas: quotas, logger: self.logger
             )
+            state.keys.load(try await store.keys(), config: self.config)
             let control = GatewayControl(state: state)
             state.restartMonitor()
+            let ledger = Task { await state.ledger.run() }
 
             let listen = self.config.server.listen
             let onStarted = self.onStarted
@@ -159,14 +164,47 @@ public struct GatewayService: Service {
             do {
                 try await tasks.waitForAll()
             } catch {
-                state.stopMonitor()
-                await state.routing.upstreams.shutdown()
-                try? await imageClient?.shutdown()
+                await Self.stop(state, ledger: ledger, imageClient: imageClient)
                 throw error
             }
-            state.stopMonitor()
-            await state.routing.upstreams.shutdown()
-            try? await imageClient?.shutdown()
+            await Self.stop(state, ledger: ledger, imageClient: imageClient)
+        }
+    }
+}
+
+extension GatewayService {
+    /// After the listeners closed (in-flight requests done): every ledger row is written before exit.
+    static func stop(_ state: GatewayState, ledger: Task<Void, Never>, imageClient: HTTPClient?) async {
+        state.stopMonitor()
+        ledger.cancel()
+        await ledger.value
+        await state.ledger.flush()
+        let counts = state.ledger.counts
+        state.logger.info("ledger flushed", metadata: ["gw.rows_written": "\(counts.written)", "gw.rows_overflowed": "\(counts.overflowed)"])
+        await state.routing.upstreams.shutdown()
+        try? await imageClient?.shutdown()
+    }
+
+    /// Today's and this month's spend from the ledger, so budgets hold across restarts.
+    static func preloadSpend(from store: Store, into quotas: InMemoryQuotaStore) async throws {
+        let (day, month) = Calendar.utcDayAndMonth()
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
+        let now = Date()
+        let dayStart = calendar.startOfDay(for: now).timeIntervalSince1970
+        let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: now))?.timeIntervalSince1970 ?? dayStart
+        for row in try await store.spend(since: dayStart, monthStart: monthStart) {
+            if let tenant = row.tenant {
+                // Several keys of a tenant add up.
+                let current = await quotas.usage(of: QuotaSubject(.tenant, tenant))
+                quotas.preload(
+                    QuotaSubject(.tenant, tenant), spentToday: (current?.spentToday ?? 0) + row.day, spentThisMonth: (current?.spentThisMonth ?? 0) + row.month,
+                    requestsToday: (current?.requestsToday ?? 0) + row.requests, tokensToday: (current?.tokensToday ?? 0) + row.tokens, day: day, month: month
+                )
+            }
+            if let key = row.key {
+                quotas.preload(QuotaSubject(.key, key), spentToday: row.day, spentThisMonth: row.month, requestsToday: row.requests, tokensToday: row.tokens, day: day, month: month)
+            }
         }
     }
 }

@@ -13,10 +13,13 @@ final class RoutingSnapshot: Sendable {
     let version: Int
     /// Routes changed through the admin API since the file was last loaded.
     let editedRoutes: Set<String>
+    /// Built-in prices under the price file's under the config's.
+    let prices: PriceTable
 
     init(config: GatewayConfig, upstreams: UpstreamPool, version: Int, editedRoutes: Set<String> = []) {
         self.config = config
         self.routes = RouteTable(config.routes, rules: config.rules)
+        self.prices = config.priceTable
         self.upstreams = upstreams
         self.version = version
         self.editedRoutes = editedRoutes
@@ -44,12 +47,20 @@ final class GatewayState: Sendable {
     let isReady = Atomic<Bool>(false)
     let started = ContinuousClock.now
     let logger: Logger
+    /// The valid virtual keys, in memory.
+    let keys = KeyRing()
+    let quotas: any QuotaStore
+    let store: Store
+    let ledger: LedgerWriter
 
     /// The health checks and load polls of the providers in force.
     private let monitor = Mutex<Task<Void, Never>?>(nil)
 
-    init(config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, logger: Logger) {
+    init(config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, quotas: any QuotaStore, logger: Logger) {
         self.server = config.server
+        self.store = store
+        self.quotas = quotas
+        self.ledger = LedgerWriter(store: store, logger: logger)
         self.configSource = configSource
         self.current = Mutex(RoutingSnapshot(config: config, upstreams: upstreams, version: 1))
         self.health = Mutex(RoutingHealth(config: config))
@@ -75,6 +86,7 @@ final class GatewayState: Sendable {
             return (next, retired)
         }
         self.health.withLock { $0.adopt(config) }
+        self.keys.reloadDeclared(config)
         let keys = Set(config.routes.flatMap { $0.targets.map(\.key) })
         self.telemetry.withLock { $0.keep(routes: Set(config.routes.map(\.alias)), targets: keys) }
         UpstreamPool.retire(retired)
@@ -129,11 +141,11 @@ public struct GatewayControl: Sendable {
     }
 
     /// The admin snapshot.
-    public func snapshot() -> AdminSnapshot {
+    public func snapshot() async -> AdminSnapshot {
         let routing = self.state.routing
         let second = self.state.telemetrySecond
         let telemetry = self.state.telemetry.withLock { $0 }
-        return AdminSnapshot.build(
+        var snapshot = AdminSnapshot.build(
             config: routing.config,
             configVersion: routing.version,
             configSource: self.state.configSource?.path ?? "environment",
@@ -143,6 +155,62 @@ public struct GatewayControl: Sendable {
             now: second,
             editedRoutes: routing.editedRoutes
         )
+        snapshot.tenants = await self.tenants(routing.config)
+        return snapshot
+    }
+
+    /// Every tenant of the config or of a key, with today's use and its budget's share.
+    func tenants(_ config: GatewayConfig) async -> [AdminTenant] {
+        let names = Set(config.tenants.map(\.name) + self.state.keys.all.map(\.tenant)).sorted()
+        var tenants: [AdminTenant] = []
+        for name in names {
+            let usage = await self.state.quotas.usage(of: QuotaSubject(.tenant, name))
+            let limits = config.tenant(name)?.limits ?? LimitSettings()
+            let shares = [
+                limits.dailyBudgetUSD.map { budget in budget > 0 ? (usage?.spentToday ?? 0) / budget : 1 },
+                limits.monthlyBudgetUSD.map { budget in budget > 0 ? (usage?.spentThisMonth ?? 0) / budget : 1 },
+            ].compactMap { $0 }
+            tenants.append(AdminTenant(
+                name: name, requestsToday: usage?.requestsToday ?? 0, tokensToday: usage?.tokensToday ?? 0,
+                costTodayUsd: usage?.spentToday ?? 0, budgetUsed: shares.max(), limitRejections: usage?.rejections ?? 0
+            ))
+        }
+        return tenants
+    }
+
+    /// Makes a key: stored (hash only) and usable at once; the key itself is in the answer only.
+    public func createKey(_ request: KeyRequest) async throws -> CreatedKey {
+        if let problems = request.problems { throw AdminProblem(status: 422, code: "invalid_key_request", message: problems) }
+        let (key, record) = KeyRing.make(
+            tenant: request.tenant, name: request.name ?? "key", limits: request.limits, models: request.models ?? [],
+            expires: request.expiresInSeconds.map { .seconds($0) }, now: Date().timeIntervalSince1970
+        )
+        try await self.state.store.insertKey(record)
+        self.state.keys.add(record)
+        return CreatedKey(key: key, view: record.view)
+    }
+
+    public func keys() -> [KeyView] {
+        self.state.keys.all.map(\.view)
+    }
+
+    /// Revokes by id or prefix; the key stops working at once. Keys declared in the config file are
+    /// removed from the file instead.
+    public func revokeKey(_ idOrPrefix: String) async throws -> AdminAck {
+        if let declared = self.state.keys.all.first(where: { ($0.id == idOrPrefix || $0.prefix == idOrPrefix) && $0.id.hasPrefix("cfg_") }) {
+            throw AdminProblem(status: 409, code: "declared_key", message: "key \(declared.name) of tenant \(declared.tenant) is declared in the config file; remove it there and reload")
+        }
+        let now = Date().timeIntervalSince1970
+        guard let record = try await self.state.store.revokeKey(idOrPrefix, at: now) else {
+            throw AdminProblem(status: 404, code: "unknown_key", message: "no key with id or prefix '\(idOrPrefix)'")
+        }
+        self.state.keys.revoke(record.id, at: now)
+        return AdminAck(message: "key \(record.name) (\(record.prefix)…) of tenant \(record.tenant) revoked")
+    }
+
+    /// Requests, tokens and cost by model and provider since `since` (seconds since 1970).
+    public func usage(tenant: String?, since: Double) async throws -> [UsageLine] {
+        try await self.state.store.usage(tenant: tenant, since: since)
     }
 
     /// Replaces a route's strategy and targets, validated first; in-flight requests keep the old route.

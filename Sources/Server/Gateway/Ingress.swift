@@ -17,24 +17,31 @@ extension GatewayState {
         to request: Request,
         context: GatewayRequestContext,
         in dialect: ClientDialect,
-        _ work: (_ requestID: String, _ started: ContinuousClock.Instant) async throws -> Response
+        _ work: (_ requestID: String, _ started: ContinuousClock.Instant, _ caller: Caller) async throws -> Response
     ) async -> Response {
         let started = ContinuousClock.now
         let requestID = self.identity.make(clientSupplied: request.headers[.requestID])
+        var caller = Caller.anonymous
         do {
-            return try await work(requestID, started)
+            caller = try self.identify(request)
+            return try await work(requestID, started, caller)
         } catch {
-            let gatewayError = error as? GatewayError ?? .internalFailure("\(type(of: error))")
+            let refusal = error as? PolicyRefusal
+            let gatewayError = refusal?.error ?? error as? GatewayError ?? .internalFailure("\(type(of: error))")
             gatewayError.log(requestID: requestID, logger: context.logger)
-            self.finish(RequestSummary(
+            var summary = RequestSummary(
                 requestID: requestID, operation: request.uri.path.hasSuffix("embeddings") ? "embeddings" : "chat",
                 route: nil, target: nil, status: gatewayError.httpStatus, failure: gatewayError.domain,
                 message: gatewayError.message, latency: ContinuousClock.now - started
-            ))
-            switch dialect {
-            case .openAI: return gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
-            case .anthropic: return gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+            )
+            summary.caller = caller
+            self.finish(summary)
+            var response = switch dialect {
+            case .openAI: gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
+            case .anthropic: gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
             }
+            response.headers.setRateLimitHeaders(refusal?.report)
+            return response
         }
     }
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Engine
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -13,17 +14,19 @@ struct MessagesHandler: Sendable {
     let state: GatewayState
 
     func handle(_ request: Request, context: GatewayRequestContext) async -> Response {
-        await self.state.respond(to: request, context: context, in: .anthropic) { requestID, started in
-            try await self.forward(request, requestID: requestID, started: started, context: context)
+        await self.state.respond(to: request, context: context, in: .anthropic) { requestID, started, caller in
+            try await self.forward(request, requestID: requestID, started: started, caller: caller, context: context)
         }
     }
 
-    private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext) async throws -> Response {
+    private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, caller: Caller, context: GatewayRequestContext) async throws -> Response {
         let body = try await self.state.body(of: request)
         // Only the model and `stream` are read first: a same-dialect request must not be decoded.
         let patch = try OpenAIRequestPatch(body: body)
         let routing = self.state.routing
-        let plan = try self.state.plan(routing.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request), in: routing)
+        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request)
+        let plan = try self.state.plan(features, in: routing)
+        let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
             ? AnthropicRequestDecoder.decode(body) : nil
         let images = self.state.images
@@ -35,7 +38,9 @@ struct MessagesHandler: Sendable {
             let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: false)
             return UpstreamRequest(body: upstreamBody, path: "/messages", streaming: patch.isStreaming)
         }
-        let exchange = ExchangeContext(state: self.state, requestID: requestID, outcome: outcome, logger: context.logger, started: started)
+        let exchange = ExchangeContext(
+            state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
+        )
         if outcome.upstream.settings.wire != .anthropicMessages, let decoded {
             return try TranslatedExchange(client: .anthropic).respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
         }
@@ -45,7 +50,7 @@ struct MessagesHandler: Sendable {
     /// `POST /v1/messages/count_tokens`: an estimate (see `TokenEstimate`), validated like a real
     /// request and only for models this gateway routes.
     func countTokens(_ request: Request, context: GatewayRequestContext) async -> Response {
-        await self.state.respond(to: request, context: context, in: .anthropic) { requestID, started in
+        await self.state.respond(to: request, context: context, in: .anthropic) { requestID, started, _ in
             let body = try await self.state.body(of: request)
             let chat = try AnthropicRequestDecoder.decode(body, requireMaxTokens: false).request
             _ = try self.state.routing.routes.route(for: RequestFeatures(model: chat.model, streaming: false))
@@ -66,6 +71,7 @@ struct MessagesHandler: Sendable {
         let overhead = outcome.overhead(since: started)
         var headers: HTTPFields = [.contentType: "application/json"]
         headers.setRoutingHeaders(outcome)
+        exchange.setAccountingHeaders(&headers, usage: nil)
         headers.setGatewayHeaders(requestID: exchange.requestID, overhead: overhead)
         guard reply.isSuccess else {
             let status = Int(reply.response.status.code)
@@ -87,6 +93,7 @@ struct MessagesHandler: Sendable {
         }
         let response = try AnthropicResponseDecoder.decode(responseBody, provider: outcome.target.provider)
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
+        headers[.cost] = String(format: "%.8f", exchange.cost(of: response.usage))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
 

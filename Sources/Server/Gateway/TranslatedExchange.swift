@@ -44,6 +44,7 @@ struct TranslatedExchange {
         let adapter = ProviderAdapters.adapter(for: outcome.upstream.settings.wire)
         var headers: HTTPFields = [:]
         headers.setRoutingHeaders(outcome)
+        exchange.setAccountingHeaders(&headers, usage: nil)
         if !dropped.isEmpty { headers[.droppedFields] = dropped.joined(separator: ",") }
         headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
         let model = target.upstreamModel
@@ -70,6 +71,7 @@ struct TranslatedExchange {
         var response = try adapter.decode(responseBody, provider: target.provider)
         if response.id.isEmpty { response.id = requestID }
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
+        headers[.cost] = String(format: "%.8f", exchange.cost(of: response.usage))
         headers[.contentType] = "application/json"
         let text = self.client == .openAI
             ? OpenAIResponseEncoder.completion(response, model: model, created: created)

@@ -1,8 +1,9 @@
 import Foundation
 import GRDB
 
-/// The gateway's SQLite database (`STATE_DIR/switchyard.sqlite`, WAL mode): the audit log of admin
-/// actions now; tenants, keys and the request ledger join it in later migrations.
+/// The gateway's SQLite database (`STATE_DIR/switchyard.sqlite`, WAL mode): virtual keys (hashes
+/// only), the request ledger and the audit log of admin actions. Never touched on a request's path:
+/// keys are loaded into memory, ledger rows are written in batches by `LedgerWriter`.
 final class Store: Sendable {
     let pool: DatabasePool
 
@@ -40,6 +41,46 @@ final class Store: Sendable {
                 table.column("ok", .boolean).notNull()
             }
         }
+        migrator.registerMigration("v2: keys and ledger") { db in
+            try db.create(table: "api_key") { table in
+                table.primaryKey("id", .text)
+                table.column("tenant", .text).notNull().indexed()
+                table.column("name", .text).notNull()
+                table.column("prefix", .text).notNull().indexed()
+                table.column("hash", .text).notNull().unique()
+                table.column("created_at", .double).notNull()
+                table.column("expires_at", .double)
+                table.column("revoked_at", .double)
+                table.column("rpm", .integer)
+                table.column("rpd", .integer)
+                table.column("tpm", .integer)
+                table.column("concurrency", .integer)
+                table.column("budget_daily_usd", .double)
+                table.column("budget_monthly_usd", .double)
+                table.column("models", .text).notNull().defaults(to: "")
+            }
+            try db.create(table: "ledger") { table in
+                table.autoIncrementedPrimaryKey("id")
+                table.column("request_id", .text).notNull()
+                table.column("at", .double).notNull().indexed()
+                table.column("tenant", .text).indexed()
+                table.column("key_id", .text)
+                table.column("route", .text)
+                table.column("provider", .text)
+                table.column("model", .text)
+                table.column("outcome", .text).notNull()
+                table.column("status", .integer).notNull()
+                table.column("input_tokens", .integer).notNull()
+                table.column("cached_tokens", .integer).notNull()
+                table.column("output_tokens", .integer).notNull()
+                table.column("reasoning_tokens", .integer).notNull()
+                table.column("cost_usd", .double).notNull()
+                table.column("latency_ms", .double).notNull()
+                table.column("ttft_ms", .double)
+                table.column("cache", .text).notNull()
+                table.column("attempts", .integer).notNull()
+            }
+        }
         return migrator
     }
 
@@ -53,4 +94,152 @@ final class Store: Sendable {
             try AuditEntry.order(Column("id").desc).limit(limit).fetchAll(db)
         }
     }
+}
+
+/// A virtual key as stored: never the key itself, only its SHA-256 and a short prefix to recognise it.
+struct KeyRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "api_key"
+    var id: String
+    var tenant: String
+    var name: String
+    var prefix: String
+    var hash: String
+    var createdAt: Double
+    var expiresAt: Double?
+    var revokedAt: Double?
+    var rpm: Int?
+    var rpd: Int?
+    var tpm: Int?
+    var concurrency: Int?
+    var budgetDailyUsd: Double?
+    var budgetMonthlyUsd: Double?
+    /// Comma-separated globs over route aliases; empty = all.
+    var models: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, tenant, name, prefix, hash, rpm, rpd, tpm, concurrency, models
+        case createdAt = "created_at", expiresAt = "expires_at", revokedAt = "revoked_at"
+        case budgetDailyUsd = "budget_daily_usd", budgetMonthlyUsd = "budget_monthly_usd"
+    }
+}
+
+/// One request, accounted for.
+struct LedgerRow: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "ledger"
+    var requestId: String
+    var at: Double
+    var tenant: String?
+    var keyId: String?
+    var route: String?
+    var provider: String?
+    var model: String?
+    /// success, or the fault domain of the failure.
+    var outcome: String
+    var status: Int
+    var inputTokens: Int
+    var cachedTokens: Int
+    var outputTokens: Int
+    var reasoningTokens: Int
+    var costUsd: Double
+    var latencyMs: Double
+    var ttftMs: Double?
+    /// hit | semantic-hit | miss | bypass; bypass until caching exists.
+    var cache: String
+    var attempts: Int
+
+    enum CodingKeys: String, CodingKey {
+        case at, tenant, route, provider, model, outcome, status, cache, attempts
+        case requestId = "request_id", keyId = "key_id", inputTokens = "input_tokens", cachedTokens = "cached_tokens"
+        case outputTokens = "output_tokens", reasoningTokens = "reasoning_tokens", costUsd = "cost_usd"
+        case latencyMs = "latency_ms", ttftMs = "ttft_ms"
+    }
+}
+
+extension Store {
+    func insertKey(_ record: KeyRecord) async throws {
+        try await self.pool.write { db in try record.insert(db) }
+    }
+
+    func keys() async throws -> [KeyRecord] {
+        try await self.pool.read { db in try KeyRecord.order(Column("created_at")).fetchAll(db) }
+    }
+
+    /// - Returns: the revoked key, or nil when no key has that id or prefix.
+    func revokeKey(_ idOrPrefix: String, at time: Double) async throws -> KeyRecord? {
+        try await self.pool.write { db in
+            guard var record = try KeyRecord.filter(Column("id") == idOrPrefix || Column("prefix") == idOrPrefix).fetchOne(db) else { return nil }
+            if record.revokedAt == nil {
+                record.revokedAt = time
+                try record.update(db)
+            }
+            return record
+        }
+    }
+
+    func append(_ rows: [LedgerRow]) async throws {
+        try await self.pool.write { db in
+            for row in rows { try row.insert(db) }
+        }
+    }
+
+    /// Spend per tenant and key since `dayStart` and `monthStart` (seconds since 1970), for the
+    /// budgets to start from after a restart.
+    func spend(since dayStart: Double, monthStart: Double) async throws -> [(tenant: String?, key: String?, day: Double, month: Double, requests: Int, tokens: Int)] {
+        try await self.pool.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT tenant, key_id,
+                      SUM(CASE WHEN at >= ? THEN cost_usd ELSE 0 END) AS day,
+                      SUM(cost_usd) AS month,
+                      SUM(CASE WHEN at >= ? THEN 1 ELSE 0 END) AS requests,
+                      SUM(CASE WHEN at >= ? THEN input_tokens + output_tokens ELSE 0 END) AS tokens
+                    FROM ledger WHERE at >= ? GROUP BY tenant, key_id
+                    """,
+                arguments: [dayStart, dayStart, dayStart, monthStart]
+            )
+            return rows.map { ($0["tenant"], $0["key_id"], $0["day"] ?? 0, $0["month"] ?? 0, $0["requests"] ?? 0, $0["tokens"] ?? 0) }
+        }
+    }
+
+    /// Requests, tokens and cost by model and provider since `since`, for `switchyard usage`.
+    func usage(tenant: String?, since: Double) async throws -> [UsageLine] {
+        try await self.pool.read { db in
+            var sql = """
+                SELECT COALESCE(tenant, '(anonymous)') AS tenant, COALESCE(route, '-') AS route, COALESCE(provider, '-') AS provider,
+                  COALESCE(model, '-') AS model, COUNT(*) AS requests, SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END) AS failed,
+                  SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd
+                FROM ledger WHERE at >= ?
+                """
+            var arguments: StatementArguments = [since]
+            if let tenant {
+                sql += " AND tenant = ?"
+                arguments += [tenant]
+            }
+            sql += " GROUP BY 1, 2, 3, 4 ORDER BY cost_usd DESC, requests DESC"
+            return try Row.fetchAll(db, sql: sql, arguments: arguments).map {
+                UsageLine(
+                    tenant: $0["tenant"], route: $0["route"], provider: $0["provider"], model: $0["model"], requests: $0["requests"],
+                    failed: $0["failed"], inputTokens: $0["input_tokens"], outputTokens: $0["output_tokens"], costUsd: $0["cost_usd"]
+                )
+            }
+        }
+    }
+
+    func ledgerCount() async throws -> Int {
+        try await self.pool.read { db in try LedgerRow.fetchCount(db) }
+    }
+}
+
+/// One line of `switchyard usage`.
+public struct UsageLine: Codable, Sendable, Equatable {
+    public var tenant: String
+    public var route: String
+    public var provider: String
+    public var model: String
+    public var requests: Int
+    public var failed: Int
+    public var inputTokens: Int
+    public var outputTokens: Int
+    public var costUsd: Double
 }

@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Engine
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// A request's standing with its limits: who it is, and the reservation to settle when it ends.
+struct Admission: Sendable {
+    let caller: Caller
+    let ticket: AdmissionTicket?
+}
+
+/// A request refused by a limit or budget, with what the `x-ratelimit-*` headers should say.
+struct PolicyRefusal: Error {
+    let error: GatewayError
+    let report: RateLimitReport?
+}
+
+extension GatewayState {
+    /// `max_tokens` assumed for the reservation when a request sets none: conservative, since the
+    /// reservation is what keeps concurrent requests from overspending.
+    static let assumedMaxTokens = 4_096
+
+    /// The caller of `request`: its key's tenant, or anonymous where the config allows it.
+    /// A key that looks like ours (`sk-sy-…`) is always checked, so a revoked key is never mistaken for
+    /// anonymous use; other tokens (an SDK's placeholder) count as no key.
+    func identify(_ request: Request) throws(GatewayError) -> Caller {
+        let authorization = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 }
+        let token = (authorization ?? request.headers[HTTPField.Name("x-api-key")!])?.trimmingCharacters(in: .whitespaces)
+        guard let token, token.hasPrefix(KeyRing.keyPrefix) else {
+            guard self.server.anonymous else {
+                throw .unauthorized("This gateway requires an API key: send 'Authorization: Bearer sk-sy-…' (or x-api-key).")
+            }
+            return .anonymous
+        }
+        guard let record = self.keys.record(for: token) else {
+            throw .unauthorized("The API key \(token.prefix(12))… is not valid.")
+        }
+        if record.revokedAt != nil { throw .unauthorized("The API key \(record.prefix)… was revoked.") }
+        if let expires = record.expiresAt, expires <= Date().timeIntervalSince1970 {
+            throw .unauthorized("The API key \(record.prefix)… expired.")
+        }
+        return Caller(tenant: record.tenant, key: record)
+    }
+
+    /// Checks the caller's models, then reserves its limits and budgets for `plan`: the estimate of
+    /// prompt tokens plus `max_tokens`, and that many tokens' cost at the dearest target the plan may
+    /// reach. All of the tenant's and the key's limits pass, or none is taken.
+    /// - Throws: `PolicyRefusal` (403 model not allowed, 429 limits, 429 or 402 budgets).
+    func admit(_ caller: Caller, plan: FailoverPlan, routing: RoutingSnapshot, features: RequestFeatures, body: ByteBuffer) async throws -> Admission {
+        guard let tenantName = caller.tenant else { return Admission(caller: caller, ticket: nil) }
+        let tenant = routing.config.tenant(tenantName)
+        let alias = plan.route.alias
+        if let tenant, !tenant.models.isEmpty, !tenant.models.contains(where: { Glob.matches($0, alias) }) {
+            throw PolicyRefusal(error: .modelNotAllowed(alias, holder: "tenant '\(tenantName)'"), report: nil)
+        }
+        if let key = caller.key, !key.modelGlobs.isEmpty, !key.modelGlobs.contains(where: { Glob.matches($0, alias) }) {
+            throw PolicyRefusal(error: .modelNotAllowed(alias, holder: "key '\(key.name)'"), report: nil)
+        }
+        var subjects: [(QuotaSubject, LimitSettings)] = [(QuotaSubject(.tenant, tenantName), tenant?.limits ?? LimitSettings())]
+        if let key = caller.key { subjects.append((QuotaSubject(.key, key.id), key.limits)) }
+
+        var measured = features
+        if measured.promptTokens == 0 { measured.inspect(body: body) }
+        let outputTokens = measured.maxTokens ?? Self.assumedMaxTokens
+        let prices = routing.prices
+        let worstCost = plan.everyCandidate.compactMap { routing.config.price(of: $0.target, in: prices) }
+            .map { $0.worstCase(promptTokens: measured.promptTokens, maxOutputTokens: outputTokens) }.max() ?? 0
+        let request = AdmissionRequest(subjects: subjects, reservedTokens: measured.promptTokens + outputTokens, reservedCost: worstCost)
+        let (day, month) = Calendar.utcDayAndMonth()
+        switch await self.quotas.admit(request, at: .now, day: day, month: month) {
+        case .success(let ticket):
+            return Admission(caller: caller, ticket: ticket)
+        case .failure(let rejection):
+            let retry = rejection.retryAfter.map { max(1, Int($0.seconds.rounded(.up))) }
+            let error: GatewayError = rejection.kind == .budget
+                ? .budgetExceeded(rejection.message, status: self.server.budgetStatus)
+                : .rateLimited(rejection.message, retryAfterSeconds: retry)
+            throw PolicyRefusal(error: error, report: rejection.report)
+        }
+    }
+}
+
+extension HTTPFields {
+    /// `x-ratelimit-limit-requests`, `-remaining-`, `-reset-` and the same for tokens, as OpenAI names them.
+    mutating func setRateLimitHeaders(_ report: RateLimitReport?) {
+        guard let report else { return }
+        for (suffix, decision) in [("requests", report.requests), ("tokens", report.tokens)] {
+            guard let decision, let limit = HTTPField.Name("x-ratelimit-limit-\(suffix)"),
+                let remaining = HTTPField.Name("x-ratelimit-remaining-\(suffix)"), let reset = HTTPField.Name("x-ratelimit-reset-\(suffix)")
+            else { continue }
+            self[limit] = String(decision.limit)
+            self[remaining] = String(decision.remaining)
+            self[reset] = "\(Int(decision.reset.seconds.rounded(.up)))s"
+        }
+    }
+}
+
+extension Calendar {
+    /// The UTC day (`2026-11-25`) and month (`2026-11`) that budgets count in.
+    static func utcDayAndMonth(_ time: time_t = time(nil)) -> (day: String, month: String) {
+        var moment = time
+        var parts = tm()
+        gmtime_r(&moment, &parts)
+        let month = String(format: "%04d-%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1)
+        return (month + String(format: "-%02d", Int(parts.tm_mday)), month)
+    }
+}

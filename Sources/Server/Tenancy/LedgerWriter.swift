@@ -1,0 +1,78 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Writes ledger rows to SQLite in batches, off the request path: a request only appends to a queue.
+///
+/// The queue is soft-bounded: past `softLimit` rows waiting (the disk stalls, say) nothing is dropped;
+/// the overflow is counted and logged once per stall, and the rows stay queued until written. A
+/// batch that fails to write is kept and retried. `close()` writes everything before shutdown.
+final class LedgerWriter: Sendable {
+    static let batchSize = 500
+    static let interval = Duration.milliseconds(200)
+    static let softLimit = 50_000
+
+    private struct Queue {
+        var rows: [LedgerRow] = []
+        var overflowed = 0
+        var warned = false
+    }
+
+    private let store: Store
+    private let logger: Logger
+    private let queue = Mutex(Queue())
+    private let written = Atomic<Int>(0)
+
+    init(store: Store, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    func append(_ row: LedgerRow) {
+        let stalled = self.queue.withLock { queue -> Int? in
+            queue.rows.append(row)
+            guard queue.rows.count > Self.softLimit else { return nil }
+            queue.overflowed += 1
+            if queue.warned { return nil }
+            queue.warned = true
+            return queue.rows.count
+        }
+        if let waiting = stalled {
+            self.logger.error("ledger writer behind: \(waiting) rows waiting; requests continue and no row is dropped")
+        }
+    }
+
+    /// Rows written so far, and rows that arrived while more than `softLimit` were waiting.
+    var counts: (written: Int, overflowed: Int) {
+        (self.written.load(ordering: .relaxed), self.queue.withLock { $0.overflowed })
+    }
+
+    /// Writes batches every `interval` until cancelled.
+    func run() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.interval)
+            await self.flush()
+        }
+    }
+
+    /// Writes everything queued now (in batches). Failed batches go back to the front of the queue.
+    func flush() async {
+        while true {
+            let batch = self.queue.withLock { queue -> [LedgerRow] in
+                let batch = Array(queue.rows.prefix(Self.batchSize))
+                queue.rows.removeFirst(batch.count)
+                if queue.rows.count <= Self.softLimit { queue.warned = false }
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            do {
+                try await self.store.append(batch)
+                self.written.add(batch.count, ordering: .relaxed)
+            } catch {
+                self.queue.withLock { $0.rows.insert(contentsOf: batch, at: 0) }
+                self.logger.error("ledger write failed; the rows stay queued", metadata: ["gw.error": "\(error)", "gw.rows": "\(batch.count)"])
+                return
+            }
+        }
+    }
+}

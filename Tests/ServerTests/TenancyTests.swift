@@ -1,0 +1,174 @@
+import AsyncHTTPClient
+import Engine
+import Foundation
+import NIOCore
+import Testing
+@testable import Server
+
+/// A gateway with tenants in front of one simulator, its state dir kept for a look at the ledger.
+struct TenancyFixture {
+    let simulator: RunningService
+    let gateway: RunningService
+    let control: GatewayControl
+    let stateDir: String
+
+    static func start(anonymous: Bool = false, price: TokenPrice? = nil, configure: (inout GatewayConfig) -> Void = { _ in }) async throws -> TenancyFixture {
+        let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
+        var config = GatewayConfig()
+        config.server.anonymous = anonymous
+        config.server.stateDir = RunningService.temporaryStateDir()
+        config.providers = [ProviderSettings(id: "sim", kind: .simulator, baseURL: "\(simulator.url)/v1")]
+        config.routes = [
+            RouteSettings(alias: "r", targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini", price: price)]),
+            RouteSettings(alias: "other", targets: [RouteTarget(provider: "sim", model: "m", price: price)]),
+        ]
+        configure(&config)
+        let (gateway, control) = try await RunningService.controlledGateway(config)
+        return TenancyFixture(simulator: simulator, gateway: gateway, control: control, stateDir: config.server.stateDir)
+    }
+
+    func key(_ request: KeyRequest) async throws -> String {
+        try await self.control.createKey(request).key
+    }
+
+    func chat(key: String?, model: String = "r", extra: String = #","max_tokens":100"#) async throws -> Exchange {
+        try await TestClient.post(
+            "\(self.gateway.url)/v1/chat/completions", TestClient.chat(model: model, extra: extra),
+            headers: key.map { [("authorization", "Bearer \($0)")] } ?? []
+        )
+    }
+
+    func stop() async {
+        await self.gateway.stop()
+        await self.simulator.stop()
+    }
+}
+
+struct TenancyTests {
+    @Test func keysAreRequiredCheckedAndRevocable() async throws {
+        let fixture = try await TenancyFixture.start()
+        defer { Task { await fixture.stop() } }
+        let missing = try await fixture.chat(key: nil)
+        #expect(missing.status == 401 && (missing.json["error"] as? [String: Any])?["code"] as? String == "invalid_api_key")
+        let anthropic = try await TestClient.post(
+            "\(fixture.gateway.url)/v1/messages", #"{"model":"r","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
+            headers: [("x-api-key", "sk-sy-thisIsNotAKeyOfOurs000000000000000000")]
+        )
+        #expect(anthropic.status == 401 && (anthropic.json["error"] as? [String: Any])?["type"] as? String == "authentication_error")
+
+        var request = KeyRequest(tenant: "acme", name: "ci")
+        request.rpm = 100
+        let key = try await fixture.key(request)
+        #expect(key.hasPrefix("sk-sy-") && key.count == 46)
+        let ok = try await fixture.chat(key: key)
+        #expect(ok.status == 200)
+        #expect(ok.headers.first(name: "x-ratelimit-limit-requests") == "100" && ok.headers.first(name: "x-ratelimit-remaining-requests") == "99")
+        #expect(Double(ok.headers.first(name: "x-switchyard-cost-usd") ?? "") ?? 0 > 0, "gpt-4o-mini has a built-in price")
+        // The store keeps a hash, never the key.
+        let listed = fixture.control.keys()
+        #expect(listed.count == 1 && listed[0].prefix == String(key.prefix(12)))
+
+        let revoked = try await fixture.control.revokeKey(listed[0].prefix)
+        #expect(revoked.message.contains("revoked"))
+        let after = try await fixture.chat(key: key)
+        #expect(after.status == 401 && after.body.contains("was revoked"))
+    }
+
+    @Test func modelsOutsideAKeysListAre403() async throws {
+        let fixture = try await TenancyFixture.start()
+        defer { Task { await fixture.stop() } }
+        var request = KeyRequest(tenant: "acme")
+        request.models = ["r"]
+        let key = try await fixture.key(request)
+        #expect(try await fixture.chat(key: key).status == 200)
+        let refused = try await fixture.chat(key: key, model: "other")
+        #expect(refused.status == 403 && refused.body.contains("not allowed for key"))
+    }
+
+    @Test func anonymousUseStaysPossibleWhereAllowedButOurKeysAreStillChecked() async throws {
+        let fixture = try await TenancyFixture.start(anonymous: true)
+        defer { Task { await fixture.stop() } }
+        #expect(try await fixture.chat(key: nil).status == 200)
+        #expect(try await fixture.chat(key: "unused-locally").status == 200)
+        #expect(try await fixture.chat(key: "sk-sy-forged0000000000000000000000000000000000").status == 401)
+    }
+
+    /// 200 concurrent requests against a $1.00 budget: the reservations keep the settled total within it.
+    @Test func concurrentRequestsNeverOverspendABudget() async throws {
+        let fixture = try await TenancyFixture.start(price: TokenPrice(input: 1_000, output: 1_000)) { config in
+            var tenant = TenantSettings(name: "acme")
+            tenant.limits.dailyBudgetUSD = 1
+            config.tenants = [tenant]
+        }
+        defer { Task { await fixture.stop() } }
+        let key = try await fixture.key(KeyRequest(tenant: "acme"))
+        let results = try await withThrowingTaskGroup(of: (Int, Double).self) { group in
+            for _ in 0..<200 {
+                group.addTask {
+                    let exchange = try await fixture.chat(key: key)
+                    return (exchange.status, Double(exchange.headers.first(name: "x-switchyard-cost-usd") ?? "0") ?? 0)
+                }
+            }
+            var all: [(Int, Double)] = []
+            for try await result in group { all.append(result) }
+            return all
+        }
+        let admitted = results.filter { $0.0 == 200 }
+        let refused = results.filter { $0.0 == 429 }
+        #expect(admitted.count + refused.count == 200)
+        #expect(!admitted.isEmpty && !refused.isEmpty)
+        let charged = admitted.map(\.1).reduce(0, +)
+        #expect(charged <= 1.0 && charged > 0.5, "charged \(charged)")
+        // Settlement runs just after each answer: give it a moment, then the tenant's books agree.
+        try await Task.sleep(for: .milliseconds(200))
+        let acme = try #require(await fixture.control.snapshot().tenants.first { $0.name == "acme" })
+        #expect(acme.costTodayUsd <= 1.0 && abs(acme.costTodayUsd - charged) < 1e-6)
+        #expect(acme.limitRejections == refused.count)
+    }
+
+    /// A 60-requests-a-minute key hammered by 20 clients: GCRA admits the burst and then one a second.
+    @Test func aRequestsPerMinuteLimitHoldsUnderConcurrency() async throws {
+        let fixture = try await TenancyFixture.start()
+        defer { Task { await fixture.stop() } }
+        var request = KeyRequest(tenant: "acme")
+        request.rpm = 60
+        let key = try await fixture.key(request)
+        let started = ContinuousClock.now
+        let statuses = try await withThrowingTaskGroup(of: [Int].self) { group in
+            for _ in 0..<20 {
+                group.addTask {
+                    var seen: [Int] = []
+                    for _ in 0..<15 { seen.append(try await fixture.chat(key: key).status) }
+                    return seen
+                }
+            }
+            var all: [Int] = []
+            for try await seen in group { all += seen }
+            return all
+        }
+        let elapsed = (ContinuousClock.now - started).seconds
+        let admitted = statuses.filter { $0 == 200 }.count
+        #expect(statuses.count == 300 && Set(statuses).isSubset(of: [200, 429]))
+        #expect(admitted >= 60 && Double(admitted) <= 60 + elapsed + 1, "admitted \(admitted) in \(elapsed) s")
+    }
+
+    @Test func everyRequestGetsExactlyOneLedgerRowByShutdown() async throws {
+        let fixture = try await TenancyFixture.start(anonymous: true)
+        let key = try await fixture.key(KeyRequest(tenant: "acme"))
+        var ids: [String] = []
+        for index in 0..<40 {
+            let exchange = index % 4 == 0 ? try await fixture.chat(key: nil, model: "missing") : try await fixture.chat(key: key)
+            ids.append(exchange.headers.first(name: "x-request-id") ?? "")
+        }
+        await fixture.stop()
+        let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
+        let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }
+        #expect(rows.count == 40)
+        #expect(Set(rows.map(\.requestId)) == Set(ids))
+        #expect(rows.filter { $0.status == 404 }.count == 10 && rows.filter { $0.tenant == "acme" && $0.outcome == "success" }.count == 30)
+        #expect(rows.filter { $0.status == 200 }.allSatisfy { $0.costUsd > 0 && $0.outputTokens > 0 && $0.keyId != nil })
+        let integrity = try await store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") }
+        #expect(integrity == "ok")
+        try? FileManager.default.removeItem(atPath: fixture.stateDir)
+    }
+}
