@@ -287,7 +287,7 @@ public enum RouteStrategy: String, Sendable, Equatable, CaseIterable {
     case priority
 }
 
-public struct RouteTarget: Sendable, Equatable {
+public struct RouteTarget: Sendable, Hashable {
     public var provider: String
     /// The model name sent upstream.
     public var model: String
@@ -309,7 +309,7 @@ public struct RouteTarget: Sendable, Equatable {
 }
 
 /// Prices in USD per million tokens.
-public struct TokenPrice: Sendable, Equatable {
+public struct TokenPrice: Sendable, Hashable {
     public var input: Double
     public var output: Double
 

@@ -4,7 +4,8 @@ import Synchronization
 /// one round trip a request) lets several replicas enforce the same limits.
 public protocol QuotaStore: Sendable {
     func admit(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) async -> Result<AdmissionTicket, QuotaRejection>
-    func settle(_ ticket: AdmissionTicket, tokens: Int, cost: Double, at now: ContinuousClock.Instant, day: String, month: String) async
+    /// Never waits: a store that needs I/O to settle queues it, so an answer is never held up by its accounting.
+    func settle(_ ticket: AdmissionTicket, tokens: Int, cost: Double, at now: ContinuousClock.Instant, day: String, month: String)
     func usage(of subject: QuotaSubject) async -> QuotaBook.Usage?
 }
 
@@ -19,7 +20,7 @@ public final class InMemoryQuotaStore: QuotaStore {
         self.book.withLock { $0.admit(request, at: now, day: day, month: month) }
     }
 
-    public func settle(_ ticket: AdmissionTicket, tokens: Int, cost: Double, at now: ContinuousClock.Instant, day: String, month: String) async {
+    public func settle(_ ticket: AdmissionTicket, tokens: Int, cost: Double, at now: ContinuousClock.Instant, day: String, month: String) {
         self.book.withLock { $0.settle(ticket, tokens: tokens, cost: cost, at: now, day: day, month: month) }
     }
 

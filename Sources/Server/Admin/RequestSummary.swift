@@ -54,11 +54,8 @@ extension GatewayState {
     /// Settles the request's reservation to what it really used, and writes its ledger row.
     private func account(_ summary: RequestSummary) {
         if let ticket = summary.ticket {
-            let tokens = summary.usage?.totalTokens ?? 0
-            let cost = summary.costUSD
-            let quotas = self.quotas
-            let (day, month) = Calendar.utcDayAndMonth()
-            Task { await quotas.settle(ticket, tokens: tokens, cost: cost, at: .now, day: day, month: month) }
+            let (day, month) = BudgetCalendar.shared.dayAndMonth()
+            self.quotas.settle(ticket, tokens: summary.usage?.totalTokens ?? 0, cost: summary.costUSD, at: .now, day: day, month: month)
         }
         let usage = summary.usage ?? Usage()
         self.ledger.append(LedgerRow(

@@ -26,7 +26,7 @@ struct ChatCompletionsHandler: Sendable {
         let body = try await self.state.body(of: request)
         let patch = try OpenAIRequestPatch(body: body)
         let routing = self.state.routing
-        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request)
+        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         let plan = try self.state.plan(features, in: routing)
         let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
         // Decoded only when some target needs a translation, and then once, before any attempt.
@@ -179,14 +179,14 @@ struct ExchangeContext: Sendable {
 
     /// The answer's cost at the target's price (0 when the price is unknown).
     func cost(of usage: Usage?) -> Double {
-        guard let usage, let price = self.routing.config.price(of: self.target.target, in: self.routing.prices) else { return 0 }
+        guard let usage, let price = self.routing.price(of: self.target.target) else { return 0 }
         return price.cost(usage)
     }
 
     /// Rate-limit headers, and the cost when it is known before the body goes out.
     func setAccountingHeaders(_ headers: inout HTTPFields, usage: Usage?) {
         headers.setRateLimitHeaders(self.admission.ticket?.report)
-        if let usage { headers[.cost] = String(format: "%.8f", self.cost(of: usage)) }
+        if let usage { headers.setCost(self.cost(of: usage)) }
     }
 
     private func account(status: Int, failure: GatewayError?, usage: Usage?, streamed: Bool) {

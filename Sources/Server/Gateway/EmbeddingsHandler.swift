@@ -15,7 +15,7 @@ struct EmbeddingsHandler: Sendable {
             let patch = try OpenAIRequestPatch(body: body)
             guard !patch.isStreaming else { throw GatewayError.invalidRequest("Embeddings cannot be streamed.", param: "stream") }
             let routing = self.state.routing
-            let features = routing.features(model: patch.clientModel, streaming: false, body: body, of: request)
+            let features = routing.features(model: patch.clientModel, streaming: false, maxTokens: 0, body: body, of: request)
             let plan = try self.state.plan(features, in: routing)
             let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
             let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in

@@ -61,6 +61,13 @@ extension HTTPFields {
         self[.overhead] = String(Swift.max(0, overhead.microseconds))
     }
 
+    /// `x-switchyard-cost-usd` with eight decimals, formatted without `String(format:)` (slow on Linux).
+    mutating func setCost(_ usd: Double) {
+        let units = Int64((Swift.max(0, usd) * 100_000_000).rounded())
+        let fraction = String(units % 100_000_000)
+        self[.cost] = "\(units / 100_000_000)." + String(repeating: "0", count: 8 - fraction.count) + fraction
+    }
+
     /// Which provider answered, after how many attempts, and whether a hedge raced it.
     mutating func setRoutingHeaders(_ outcome: AttemptOutcome) {
         self[.switchyardProvider] = outcome.target.provider

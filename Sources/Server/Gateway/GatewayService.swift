@@ -187,7 +187,7 @@ extension GatewayService {
 
     /// Today's and this month's spend from the ledger, so budgets hold across restarts.
     static func preloadSpend(from store: Store, into quotas: InMemoryQuotaStore) async throws {
-        let (day, month) = Calendar.utcDayAndMonth()
+        let (day, month) = BudgetCalendar.shared.dayAndMonth()
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
         let now = Date()

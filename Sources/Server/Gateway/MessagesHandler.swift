@@ -24,7 +24,7 @@ struct MessagesHandler: Sendable {
         // Only the model and `stream` are read first: a same-dialect request must not be decoded.
         let patch = try OpenAIRequestPatch(body: body)
         let routing = self.state.routing
-        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, body: body, of: request)
+        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         let plan = try self.state.plan(features, in: routing)
         let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
@@ -93,7 +93,7 @@ struct MessagesHandler: Sendable {
         }
         let response = try AnthropicResponseDecoder.decode(responseBody, provider: outcome.target.provider)
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
-        headers[.cost] = String(format: "%.8f", exchange.cost(of: response.usage))
+        headers.setCost(exchange.cost(of: response.usage))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
 

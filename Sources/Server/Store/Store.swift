@@ -176,9 +176,21 @@ extension Store {
         }
     }
 
+    /// One transaction a batch, one cached statement for every row (no per-row record encoding).
     func append(_ rows: [LedgerRow]) async throws {
         try await self.pool.write { db in
-            for row in rows { try row.insert(db) }
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO ledger (request_id, at, tenant, key_id, route, provider, model, outcome, status, input_tokens,
+                  cached_tokens, output_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms, cache, attempts)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for row in rows {
+                try statement.execute(arguments: [
+                    row.requestId, row.at, row.tenant, row.keyId, row.route, row.provider, row.model, row.outcome, row.status,
+                    row.inputTokens, row.cachedTokens, row.outputTokens, row.reasoningTokens, row.costUsd, row.latencyMs,
+                    row.ttftMs, row.cache, row.attempts,
+                ])
+            }
         }
     }
 

@@ -6,6 +6,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// A request's standing with its limits: who it is, and the reservation to settle when it ends.
 struct Admission: Sendable {
@@ -63,14 +64,14 @@ extension GatewayState {
         var subjects: [(QuotaSubject, LimitSettings)] = [(QuotaSubject(.tenant, tenantName), tenant?.limits ?? LimitSettings())]
         if let key = caller.key { subjects.append((QuotaSubject(.key, key.id), key.limits)) }
 
-        var measured = features
-        if measured.promptTokens == 0 { measured.inspect(body: body) }
-        let outputTokens = measured.maxTokens ?? Self.assumedMaxTokens
-        let prices = routing.prices
-        let worstCost = plan.everyCandidate.compactMap { routing.config.price(of: $0.target, in: prices) }
-            .map { $0.worstCase(promptTokens: measured.promptTokens, maxOutputTokens: outputTokens) }.max() ?? 0
-        let request = AdmissionRequest(subjects: subjects, reservedTokens: measured.promptTokens + outputTokens, reservedCost: worstCost)
-        let (day, month) = Calendar.utcDayAndMonth()
+        let outputTokens = features.maxTokens ?? Self.assumedMaxTokens
+        var worstCost = 0.0
+        for candidate in plan.everyCandidate {
+            guard let price = routing.price(of: candidate.target) else { continue }
+            worstCost = max(worstCost, price.worstCase(promptTokens: features.promptTokens, maxOutputTokens: outputTokens))
+        }
+        let request = AdmissionRequest(subjects: subjects, reservedTokens: features.promptTokens + outputTokens, reservedCost: worstCost)
+        let (day, month) = BudgetCalendar.shared.dayAndMonth()
         switch await self.quotas.admit(request, at: .now, day: day, month: month) {
         case .success(let ticket):
             return Admission(caller: caller, ticket: ticket)
@@ -99,9 +100,20 @@ extension HTTPFields {
     }
 }
 
-extension Calendar {
-    /// The UTC day (`2026-11-25`) and month (`2026-11`) that budgets count in.
-    static func utcDayAndMonth(_ time: time_t = time(nil)) -> (day: String, month: String) {
+/// The UTC day (`2026-11-25`) and month (`2026-11`) that budgets count in, formatted once a second
+/// rather than on every request.
+final class BudgetCalendar: Sendable {
+    static let shared = BudgetCalendar()
+    private let cached = Mutex<(second: time_t, day: String, month: String)>((-1, "", ""))
+
+    func dayAndMonth(at time: time_t = time(nil)) -> (day: String, month: String) {
+        if let hit = self.cached.withLock({ $0.second == time ? ($0.day, $0.month) : nil }) { return hit }
+        let fresh = Self.format(time)
+        self.cached.withLock { $0 = (time, fresh.day, fresh.month) }
+        return fresh
+    }
+
+    static func format(_ time: time_t) -> (day: String, month: String) {
         var moment = time
         var parts = tm()
         gmtime_r(&moment, &parts)

@@ -63,8 +63,16 @@ final class KeyRing: Sendable {
 
     var all: [KeyRecord] { self.byPrefix.withLock { $0.values.flatMap { $0 } }.sorted { $0.createdAt < $1.createdAt } }
 
+    /// Lowercase hex of the SHA-256 (written by hand: a formatted string per byte costs more than the hash).
     static func hash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var hex = [UInt8]()
+        hex.reserveCapacity(64)
+        for byte in SHA256.hash(data: Data(token.utf8)) {
+            hex.append(digits[Int(byte >> 4)])
+            hex.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: hex, as: UTF8.self)
     }
 
     /// A new key and its record. The key itself is shown once and never stored.

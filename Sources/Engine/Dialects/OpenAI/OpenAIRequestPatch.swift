@@ -12,6 +12,8 @@ public struct OpenAIRequestPatch: Sendable {
     public let isStreaming: Bool
     /// Whether the client itself asked for the trailing usage chunk; if not, we strip the one we asked for.
     public let clientWantsStreamUsage: Bool
+    /// `max_tokens` (or `max_completion_tokens`), for reserving limits and budgets.
+    public let maxTokens: Int?
 
     private let body: ByteBuffer
     private let modelRange: Range<Int>
@@ -40,6 +42,7 @@ public struct OpenAIRequestPatch: Sendable {
         self.modelRange = found.modelRange
         self.isStreaming = found.isStreaming
         self.streamOptions = found.streamOptions
+        self.maxTokens = found.maxTokens
         if case .present(_, _, let includesUsage) = found.streamOptions {
             self.clientWantsStreamUsage = includesUsage
         } else {
@@ -88,6 +91,7 @@ public struct OpenAIRequestPatch: Sendable {
         var modelRange: Range<Int>
         var isStreaming: Bool
         var streamOptions: StreamOptions
+        var maxTokens: Int?
     }
 
     private static func inspect(_ bytes: UnsafeRawBufferPointer) throws(GatewayError) -> Inspection {
@@ -100,11 +104,14 @@ public struct OpenAIRequestPatch: Sendable {
         var model: JSONScanner.Member?
         var stream: JSONScanner.Member?
         var streamOptions: JSONScanner.Member?
+        var maxTokens: Int?
         for member in members {
             switch member.key {
             case "model": try Self.assign(member, to: &model)
             case "stream": try Self.assign(member, to: &stream)
             case "stream_options": try Self.assign(member, to: &streamOptions)
+            case "max_tokens", "max_completion_tokens":
+                if member.kind == .number { maxTokens = Int(String(decoding: bytes[member.valueRange], as: UTF8.self)) }
             default: continue
             }
         }
@@ -145,7 +152,7 @@ public struct OpenAIRequestPatch: Sendable {
                 throw .invalidRequest("The 'stream_options' parameter must be an object.", param: "stream_options")
             }
         }
-        return Inspection(model: modelName, modelRange: model.valueRange, isStreaming: isStreaming, streamOptions: options)
+        return Inspection(model: modelName, modelRange: model.valueRange, isStreaming: isStreaming, streamOptions: options, maxTokens: maxTokens)
     }
 
     private static func inspectStreamOptions(_ bytes: UnsafeRawBufferPointer, range: Range<Int>) throws(GatewayError) -> StreamOptions {
