@@ -1,7 +1,7 @@
 # Switchyard: the two commands of the README's quick start are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: demo console bootstrap build release test test-swift test-conformance test-console bench clean
+.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability bench clean
 
 ## Install what the build needs, build, and start the gateway on the zero-key default.
 demo: bootstrap
@@ -14,8 +14,8 @@ console:
 	./.build/debug/switchyard-console
 
 ## Install what the build needs, then run every test: Swift unit/integration tests, the SDK
-## conformance suite and the console's end-to-end test in tmux.
-test: bootstrap test-swift test-conformance test-console
+## conformance suite, the console's end-to-end test in tmux and the ledger's durability test.
+test: bootstrap test-swift test-conformance test-console test-durability
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -37,6 +37,10 @@ test-conformance:
 test-console:
 	$(SWIFT) build
 	bash Tests/Console/e2e.sh
+
+test-durability:
+	$(SWIFT) build --product switchyard
+	bash Tests/Durability/ledger.sh
 
 ## The overhead benchmark (not a test): see docs/performance.md.
 bench: release

@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Synchronization
 import Testing
 @testable import Server
@@ -335,4 +336,45 @@ final class HeaderRecorder: Sendable {
     }
 
     var values: [String?] { self.seen.values.withLock { $0 } }
+}
+
+struct AdminTokenTests {
+    @Test func theTCPAdminListenerRequiresItsToken() async throws {
+        let port = try await Self.freePort()
+        var config = GatewayConfig()
+        config.providers = [ProviderSettings(id: "sim", kind: .simulator, baseURL: nil)]
+        config.routes = [RouteSettings(alias: "r", targets: [RouteTarget(provider: "sim", model: "m")])]
+        config.server.adminListen = ListenAddress(host: "127.0.0.1", port: port)
+        config.server.adminToken = Secret("admin-token-0123456789")
+        let gateway = try await RunningService.gateway(config)
+        defer { Task { await gateway.stop() } }
+        let url = "http://127.0.0.1:\(port)/v1/snapshot"
+        var exchange = Exchange(status: 0, headers: [:], body: "")
+        for _ in 0..<50 {
+            if let answer = try? await TestClient.get(url) {
+                exchange = answer
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(exchange.status == 401 && exchange.body.contains("unauthorized"))
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "authorization", value: "Bearer admin-token-0123456789")
+        #expect(try await TestClient.send(request).status == 200)
+        request.headers.replaceOrAdd(name: "authorization", value: "Bearer admin-token-0123456788")
+        #expect(try await TestClient.send(request).status == 401)
+    }
+
+    @Test func aTCPListenerWithoutATokenIsAConfigError() {
+        #expect(throws: ConfigError.self) {
+            try ConfigLoader.load(yaml: "server: { admin_listen: 127.0.0.1:9090 }\n", source: "t.yaml", environment: [:])
+        }
+    }
+
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port ?? 0
+        try await channel.close()
+        return port
+    }
 }

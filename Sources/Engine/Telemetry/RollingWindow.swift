@@ -77,6 +77,16 @@ public struct RollingWindow: Sendable {
         var outputTokens = 0
         var costUSD = 0.0
 
+        mutating func add(_ other: Bucket) {
+            self.requests += other.requests
+            for index in self.failures.indices { self.failures[index] += other.failures[index] }
+            self.latency.add(other.latency)
+            self.firstToken.add(other.firstToken)
+            self.inputTokens += other.inputTokens
+            self.outputTokens += other.outputTokens
+            self.costUSD += other.costUSD
+        }
+
         mutating func reset(to second: Int64) {
             self.second = second
             self.requests = 0
@@ -115,36 +125,23 @@ public struct RollingWindow: Sendable {
     /// The last `seconds` seconds up to `now` (the current, partial second included).
     public func summary(last seconds: Int, now: Int64) -> WindowSummary {
         let covered = min(max(1, seconds), self.span)
-        var requests = 0
-        var failures = [Int](repeating: 0, count: FaultDomain.allCases.count)
-        var latency = LatencyHistogram()
-        var firstToken = LatencyHistogram()
-        var inputTokens = 0
-        var outputTokens = 0
-        var cost = 0.0
+        var total = Bucket()
         for bucket in self.buckets where bucket.second > now - Int64(covered) && bucket.second <= now {
-            requests += bucket.requests
-            for index in failures.indices { failures[index] += bucket.failures[index] }
-            latency.add(bucket.latency)
-            firstToken.add(bucket.firstToken)
-            inputTokens += bucket.inputTokens
-            outputTokens += bucket.outputTokens
-            cost += bucket.costUSD
+            total.add(bucket)
         }
         let perSecond = Double(covered)
-        let errors = Dictionary(uniqueKeysWithValues: zip(FaultDomain.allCases.map(\.rawValue), failures))
-        let failed = failures.reduce(0, +)
+        let failed = total.failures.reduce(0, +)
         return WindowSummary(
             seconds: covered,
-            requests: requests,
-            requestsPerSecond: Double(requests) / perSecond,
-            errorRate: requests == 0 ? 0 : Double(failed) / Double(requests),
-            errors: errors,
-            latencyMs: Percentiles(latency),
-            timeToFirstTokenMs: Percentiles(firstToken),
-            inputTokens: inputTokens,
-            outputTokens: outputTokens,
-            costPerMinuteUsd: cost * 60 / perSecond
+            requests: total.requests,
+            requestsPerSecond: Double(total.requests) / perSecond,
+            errorRate: total.requests == 0 ? 0 : Double(failed) / Double(total.requests),
+            errors: Dictionary(uniqueKeysWithValues: zip(FaultDomain.allCases.map(\.rawValue), total.failures)),
+            latencyMs: Percentiles(total.latency),
+            timeToFirstTokenMs: Percentiles(total.firstToken),
+            inputTokens: total.inputTokens,
+            outputTokens: total.outputTokens,
+            costPerMinuteUsd: total.costUSD * 60 / perSecond
         )
     }
 }

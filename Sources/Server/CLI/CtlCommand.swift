@@ -96,8 +96,12 @@ struct Ctl: AsyncParsableCommand {
         @Argument(help: "The provider id.") var provider: String
 
         func run() async throws {
-            let data = try await self.connection.call(.POST, "/v1/providers/\(Self.escape(self.provider))/drain")
-            try self.connection.show(data, as: AdminAck.self) { "\($0.message)\n" }
+            try await Self.toggle(self.provider, "drain", self.connection)
+        }
+
+        static func toggle(_ provider: String, _ verb: String, _ connection: Connection) async throws {
+            let data = try await connection.call(.POST, "/v1/providers/\(Self.escape(provider))/\(verb)")
+            try connection.show(data, as: AdminAck.self) { "\($0.message)\n" }
         }
 
         static func escape(_ segment: String) -> String {
@@ -111,8 +115,7 @@ struct Ctl: AsyncParsableCommand {
         @Argument(help: "The provider id.") var provider: String
 
         func run() async throws {
-            let data = try await self.connection.call(.POST, "/v1/providers/\(Drain.escape(self.provider))/undrain")
-            try self.connection.show(data, as: AdminAck.self) { "\($0.message)\n" }
+            try await Drain.toggle(self.provider, "undrain", self.connection)
         }
     }
 
@@ -225,21 +228,12 @@ struct Ctl: AsyncParsableCommand {
 
         func run() async throws {
             let data = try await self.connection.call(.GET, "/v1/audit")
-            try self.connection.show(data, as: [AuditRow].self) { rows in
+            try self.connection.show(data, as: [Store.AuditEntry].self) { rows in
                 StatusText.table(
                     ["when", "who", "action", "target", "ok", "detail"],
                     rows.map { [StatusText.time($0.at), $0.actor, $0.action, $0.target ?? "-", $0.ok ? "yes" : "no", String($0.detail.prefix(60))] }
                 )
             }
-        }
-
-        struct AuditRow: Decodable {
-            var at: Double
-            var actor: String
-            var action: String
-            var target: String?
-            var detail: String
-            var ok: Bool
         }
     }
 }
