@@ -9,7 +9,6 @@ public enum ConfigLoader {
     /// Keys whose features are not in this build yet. They are rejected, never silently ignored:
     /// an operator who configures a budget must not believe it is enforced.
     static let notYetAvailable: [String: String] = [
-        "cache": "response caching",
         "state": "shared state",
     ]
 
@@ -69,7 +68,7 @@ private struct Reader {
             self.report(nil, "", "the file is empty")
             return nil
         }
-        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file"] + ConfigLoader.notYetAvailable.keys.sorted()
+        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache"] + ConfigLoader.notYetAvailable.keys.sorted()
         guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
 
         var config = GatewayConfig()
@@ -83,6 +82,13 @@ private struct Reader {
             case "tenants": config.tenants = self.readTenants(value)
             case "prices": config.prices = self.readPrices(value)
             case "prices_file": config.pricesFile = self.string(value, "prices_file")
+            case "cache":
+                for (key, keyNode, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent"]) ?? [] {
+                    if key == "memory" { config.cacheMemory = self.size(entry, "cache.memory") ?? config.cacheMemory }
+                    if key == "persistent", self.bool(entry, "cache.persistent") == true {
+                        self.report(keyNode, "cache.persistent", "a persistent cache tier is not available in this version; the cache lives in memory")
+                    }
+                }
             default:
                 let feature = ConfigLoader.notYetAvailable[key] ?? key
                 self.report(keyNode, key, "\(feature) are not available in this version of Switchyard; remove this section")
@@ -350,6 +356,7 @@ private struct Reader {
                 case "context_fallback": route.contextFallback = self.string(value, path)
                 case "retry": route.retry = self.readRetry(value, path)
                 case "hedge": route.hedge = self.readHedge(value, path)
+                case "cache": route.cache = self.readCache(value, path)
                 default:
                     self.report(keyNode, path, "route \(key) is not available in this version of Switchyard; remove this key")
                 }
@@ -376,6 +383,26 @@ private struct Reader {
             }
         }
         return policy
+    }
+
+    /// `cache: { ttl: 1h, always: false, semantic: { threshold: 0.93 } }`.
+    mutating func readCache(_ node: Node, _ base: String) -> CacheSettings? {
+        var settings = CacheSettings()
+        for (key, _, value) in self.mapping(node, base, allowed: ["ttl", "always", "semantic"]) ?? [] {
+            let path = "\(base).\(key)"
+            switch key {
+            case "ttl": settings.ttl = self.positiveDuration(value, path) ?? settings.ttl
+            case "always": settings.always = self.bool(value, path) ?? false
+            case "semantic":
+                for (field, _, entry) in self.mapping(value, path, allowed: ["threshold"]) ?? [] where field == "threshold" {
+                    if let threshold = self.double(entry, "\(path).threshold") {
+                        if threshold > 0 && threshold <= 1 { settings.semanticThreshold = threshold } else { self.report(entry, "\(path).threshold", "must be above 0 and at most 1") }
+                    }
+                }
+            default: continue
+            }
+        }
+        return settings
     }
 
     /// `hedge: true`, or `hedge: {initial: 1s, min_samples: 20}`.

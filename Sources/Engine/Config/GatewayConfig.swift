@@ -18,6 +18,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var pricesFile: String?
     /// The prices read from `prices_file`.
     public var filePrices = PriceTable()
+    /// `cache: { memory }` — the bytes the response cache may hold.
+    public var cacheMemory = 64 << 20
 
     /// Built-in prices, under the file's, under the config's own.
     public var priceTable: PriceTable { PriceTable.builtIn.overlaid(with: self.filePrices).overlaid(with: self.prices) }
@@ -271,6 +273,8 @@ public struct RouteSettings: Sendable, Equatable {
     public var contextFallback: String?
     public var retry = RetryPolicy()
     public var hedge: HedgePolicy?
+    /// `cache:` — nil = answers are not reused.
+    public var cache: CacheSettings?
 
     public init(alias: String, targets: [RouteTarget], strategy: RouteStrategy = .weighted) {
         self.alias = alias

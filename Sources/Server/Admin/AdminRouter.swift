@@ -156,9 +156,13 @@ enum AdminRouter {
                 try control.reload()
             }
         }
-        router.post("/v1/cache/flush") { _, context in
-            try await Self.act(context, store: store, action: "cache_flush", target: nil) { () throws(AdminProblem) -> AdminAck in
-                throw AdminProblem(status: 501, code: "not_available", message: "response caching is not available in this version, so there is nothing to flush")
+        router.post("/v1/cache/flush") { request, context in
+            let tenant = request.uri.queryParameters["tenant"].map(String.init)
+            let route = request.uri.queryParameters["route"].map(String.init)
+            let scope = [tenant.map { "tenant \($0)" }, route.map { "route \($0)" }].compactMap { $0 }.joined(separator: ", ")
+            return try await Self.act(context, store: store, action: "cache_flush", target: scope.isEmpty ? "all" : scope) { () throws(AdminProblem) -> AdminAck in
+                let removed = control.state.cache.flush(tenant: tenant, route: route)
+                return AdminAck(message: "cache flushed (\(scope.isEmpty ? "all" : scope)): \(removed) entries removed")
             }
         }
         router.get("/v1/audit") { _, _ in

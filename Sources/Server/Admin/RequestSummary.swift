@@ -23,6 +23,10 @@ struct RequestSummary: Sendable {
     /// What the answer cost (0 for failures and unknown prices).
     var costUSD = 0.0
     var attempts = 0
+    /// hit | semantic-hit | miss | bypass
+    var cache = "bypass"
+    /// For a cache hit: what the answer would have cost upstream.
+    var costSavedUSD = 0.0
 }
 
 extension GatewayState {
@@ -55,7 +59,9 @@ extension GatewayState {
     private func account(_ summary: RequestSummary) {
         if let ticket = summary.ticket {
             let (day, month) = BudgetCalendar.shared.dayAndMonth()
-            self.quotas.settle(ticket, tokens: summary.usage?.totalTokens ?? 0, cost: summary.costUSD, at: .now, day: day, month: month)
+            // A cache hit used no provider tokens.
+            let tokens = summary.cache == "hit" || summary.cache == "semantic-hit" ? 0 : summary.usage?.totalTokens ?? 0
+            self.quotas.settle(ticket, tokens: tokens, cost: summary.costUSD, at: .now, day: day, month: month)
         }
         let usage = summary.usage ?? Usage()
         self.ledger.append(LedgerRow(
@@ -64,7 +70,8 @@ extension GatewayState {
             outcome: summary.failure?.rawValue ?? "success", status: summary.status,
             inputTokens: usage.inputTokens, cachedTokens: usage.cachedInputTokens, outputTokens: usage.outputTokens,
             reasoningTokens: usage.reasoningTokens, costUsd: summary.costUSD, latencyMs: summary.latency.seconds * 1000,
-            ttftMs: summary.timeToFirstToken.map { $0.seconds * 1000 }, cache: "bypass", attempts: summary.attempts
+            ttftMs: summary.timeToFirstToken.map { $0.seconds * 1000 }, cache: summary.cache, attempts: summary.attempts,
+            costSavedUsd: summary.costSavedUSD
         ))
     }
 }

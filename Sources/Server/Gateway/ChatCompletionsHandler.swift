@@ -29,6 +29,13 @@ struct ChatCompletionsHandler: Sendable {
         let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         let plan = try self.state.plan(features, in: routing)
         let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
+        let cachePlan = self.state.cache.plan(route: plan.route, body: body, dialect: .openAI, caller: caller, request: request)
+        if let cachePlan, cachePlan.lookup, let (cached, outcome) = self.state.cache.lookup(cachePlan) {
+            return self.state.answerFromCache(
+                cached, outcome: outcome, dialect: .openAI, streaming: patch.isStreaming, includeUsage: patch.clientWantsStreamUsage,
+                route: plan.route.alias, admission: admission, requestID: requestID, started: started, routing: routing
+            )
+        }
         // Decoded only when some target needs a translation, and then once, before any attempt.
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .openAIChat }
             ? OpenAIRequestDecoder.decode(body) : nil
@@ -42,7 +49,8 @@ struct ChatCompletionsHandler: Sendable {
             return UpstreamRequest(body: upstreamBody, path: "/chat/completions", streaming: patch.isStreaming)
         }
         let exchange = ExchangeContext(
-            state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
+            state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger,
+            started: started, cachePlan: cachePlan
         )
         if outcome.upstream.settings.wire != .openAIChat, let decoded {
             let translation = TranslatedExchange(client: .openAI, includeUsage: decoded.includeUsage)
@@ -57,6 +65,9 @@ struct ChatCompletionsHandler: Sendable {
         }
         let summary = try OpenAIResponseSummary.read(responseBody, provider: outcome.target.provider)
         exchange.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
+        if exchange.recordsAnswer, let response = try? ProviderAdapters.adapter(for: .openAIChat).decode(responseBody, provider: outcome.target.provider) {
+            exchange.remember(response)
+        }
 
         var headers: HTTPFields = [.contentType: "application/json"]
         headers.setRoutingHeaders(outcome)
@@ -80,6 +91,7 @@ struct ChatCompletionsHandler: Sendable {
             body: ResponseBody { writer in
                 guard let stream else { return }
                 var relay = OpenAIStreamRelay(provider: context.target.provider, forwardUsageChunk: forwardUsageChunk)
+                var recorder = context.recordsAnswer ? StreamRecorder(ProviderAdapters.adapter(for: .openAIChat).makeStreamDecoder(provider: context.target.provider)) : nil
                 var failure: GatewayError?
                 while failure == nil {
                     let chunk: ByteBuffer?
@@ -93,6 +105,7 @@ struct ChatCompletionsHandler: Sendable {
                     }
                     let step: OpenAIStreamRelay.Step
                     if let chunk {
+                        recorder?.feed(chunk)
                         step = ContinuousClock.now > totalDeadline
                             ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total)))
                             : relay.feed(chunk)
@@ -115,6 +128,7 @@ struct ChatCompletionsHandler: Sendable {
                     failure = .streamInterrupted(provider: context.target.provider, detail: "the provider sent an error event: \(message)")
                 }
                 context.streamEnded(failure: failure, usage: relay.usage, finishReason: relay.finishReason)
+                if failure == nil, let response = recorder?.finish() { context.remember(response) }
                 try await writer.finish(nil)
             }
         )
@@ -131,8 +145,21 @@ struct ExchangeContext: Sendable {
     let logger: Logger
     /// When the request arrived.
     let started: ContinuousClock.Instant
+    /// Where the answer goes in the cache, when the route caches and the request may be cached.
+    var cachePlan: CachePlan?
     /// GenAI operation name: "chat" or "embeddings".
     var operation = "chat"
+
+    var cacheOutcome: CacheOutcome { self.cachePlan.map { $0.lookup ? .miss : .bypass } ?? .bypass }
+
+    /// Whether a complete answer should be kept (decoding it costs only then).
+    var recordsAnswer: Bool { self.cachePlan?.store == true }
+
+    /// Keeps a complete, successful answer for the next identical (or reworded) request.
+    func remember(_ response: ChatResponse) {
+        guard let plan = self.cachePlan, plan.store else { return }
+        self.state.cache.store(CachedAnswer(response: response, provider: self.target.provider, upstreamModel: self.target.upstreamModel), plan: plan)
+    }
 
     var target: PlannedTarget { self.outcome.target }
     var upstream: UpstreamPool.Upstream { self.outcome.upstream }
@@ -186,6 +213,7 @@ struct ExchangeContext: Sendable {
     /// Rate-limit headers, and the cost when it is known before the body goes out.
     func setAccountingHeaders(_ headers: inout HTTPFields, usage: Usage?) {
         headers.setRateLimitHeaders(self.admission.ticket?.report)
+        headers[.cacheStatus] = self.cacheOutcome.rawValue
         if let usage { headers.setCost(self.cost(of: usage)) }
     }
 
@@ -205,7 +233,8 @@ struct ExchangeContext: Sendable {
             caller: self.admission.caller,
             ticket: self.admission.ticket,
             costUSD: failure == nil || usage != nil ? self.cost(of: usage) : 0,
-            attempts: self.outcome.attempts
+            attempts: self.outcome.attempts,
+            cache: self.cacheOutcome.rawValue
         ))
     }
 }

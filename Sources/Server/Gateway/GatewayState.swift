@@ -65,6 +65,7 @@ final class GatewayState: Sendable {
     /// The valid virtual keys, in memory.
     let keys = KeyRing()
     let quotas: any QuotaStore
+    let cache: AnswerCache
     let store: Store
     let ledger: LedgerWriter
 
@@ -76,6 +77,7 @@ final class GatewayState: Sendable {
         self.store = store
         self.quotas = quotas
         self.ledger = LedgerWriter(store: store, logger: logger)
+        self.cache = AnswerCache(capacity: config.cacheMemory)
         self.configSource = configSource
         self.current = Mutex(RoutingSnapshot(config: config, upstreams: upstreams, version: 1))
         self.health = Mutex(RoutingHealth(config: config))
@@ -171,6 +173,7 @@ public struct GatewayControl: Sendable {
             editedRoutes: routing.editedRoutes
         )
         snapshot.tenants = await self.tenants(routing.config)
+        if routing.config.routes.contains(where: { $0.cache != nil }) { snapshot.cache = self.state.cache.stats }
         return snapshot
     }
 

@@ -27,6 +27,13 @@ struct MessagesHandler: Sendable {
         let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         let plan = try self.state.plan(features, in: routing)
         let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
+        let cachePlan = self.state.cache.plan(route: plan.route, body: body, dialect: .anthropic, caller: caller, request: request)
+        if let cachePlan, cachePlan.lookup, let (cached, outcome) = self.state.cache.lookup(cachePlan) {
+            return self.state.answerFromCache(
+                cached, outcome: outcome, dialect: .anthropic, streaming: patch.isStreaming, includeUsage: true,
+                route: plan.route.alias, admission: admission, requestID: requestID, started: started, routing: routing
+            )
+        }
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
             ? AnthropicRequestDecoder.decode(body) : nil
         let images = self.state.images
@@ -39,7 +46,8 @@ struct MessagesHandler: Sendable {
             return UpstreamRequest(body: upstreamBody, path: "/messages", streaming: patch.isStreaming)
         }
         let exchange = ExchangeContext(
-            state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
+            state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger,
+            started: started, cachePlan: cachePlan
         )
         if outcome.upstream.settings.wire != .anthropicMessages, let decoded {
             return try TranslatedExchange(client: .anthropic).respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
@@ -93,6 +101,7 @@ struct MessagesHandler: Sendable {
         }
         let response = try AnthropicResponseDecoder.decode(responseBody, provider: outcome.target.provider)
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
+        exchange.remember(response)
         headers.setCost(exchange.cost(of: response.usage))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
@@ -101,6 +110,7 @@ struct MessagesHandler: Sendable {
         let totalDeadline = context.sent + context.upstream.settings.timeouts.total
         return ResponseBody { writer in
             var decoder = AnthropicStreamDecoder(provider: context.target.provider)
+            var recording = context.recordsAnswer ? StreamRecording() : nil
             var pending = ByteBuffer()
             var failure: GatewayError?
             var upstreamError: GatewayError?
@@ -124,6 +134,7 @@ struct MessagesHandler: Sendable {
                 pending.writeBuffer(&chunk)
                 for event in SSE.takeEvents(from: &pending) where !finished && failure == nil {
                     let decoded = decoder.feed(event)
+                    recording?.record(decoded)
                     if case .failure(let error)? = decoded.last, error.metricLabel != "upstream_status" {
                         // Not valid: the client must not see it. (An upstream `error` event is valid and passes.)
                         failure = error
@@ -142,6 +153,7 @@ struct MessagesHandler: Sendable {
                 try await writer.write(ByteBuffer(string: "event: error\ndata: \(failure.anthropicBody(requestID: nil))\n\n"))
             }
             context.streamEnded(failure: failure ?? upstreamError, usage: decoder.currentUsage, finishReason: nil)
+            if failure == nil && upstreamError == nil, let response = recording?.response { context.remember(response) }
             try await writer.finish(nil)
         }
     }

@@ -71,6 +71,7 @@ struct TranslatedExchange {
         var response = try adapter.decode(responseBody, provider: target.provider)
         if response.id.isEmpty { response.id = requestID }
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
+        exchange.remember(response)
         headers.setCost(exchange.cost(of: response.usage))
         headers[.contentType] = "application/json"
         let text = self.client == .openAI

@@ -81,6 +81,11 @@ final class Store: Sendable {
                 table.column("attempts", .integer).notNull()
             }
         }
+        migrator.registerMigration("v3: cost saved by the cache") { db in
+            try db.alter(table: "ledger") { table in
+                table.add(column: "cost_saved_usd", .double).notNull().defaults(to: 0)
+            }
+        }
         return migrator
     }
 
@@ -143,15 +148,17 @@ struct LedgerRow: Codable, Sendable, Equatable, FetchableRecord, PersistableReco
     var costUsd: Double
     var latencyMs: Double
     var ttftMs: Double?
-    /// hit | semantic-hit | miss | bypass; bypass until caching exists.
+    /// hit | semantic-hit | miss | bypass
     var cache: String
     var attempts: Int
+    /// For cache hits: the upstream cost the cache saved.
+    var costSavedUsd: Double = 0
 
     enum CodingKeys: String, CodingKey {
         case at, tenant, route, provider, model, outcome, status, cache, attempts
         case requestId = "request_id", keyId = "key_id", inputTokens = "input_tokens", cachedTokens = "cached_tokens"
         case outputTokens = "output_tokens", reasoningTokens = "reasoning_tokens", costUsd = "cost_usd"
-        case latencyMs = "latency_ms", ttftMs = "ttft_ms"
+        case latencyMs = "latency_ms", ttftMs = "ttft_ms", costSavedUsd = "cost_saved_usd"
     }
 }
 
@@ -181,14 +188,14 @@ extension Store {
         try await self.pool.write { db in
             let statement = try db.cachedStatement(sql: """
                 INSERT INTO ledger (request_id, at, tenant, key_id, route, provider, model, outcome, status, input_tokens,
-                  cached_tokens, output_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms, cache, attempts)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  cached_tokens, output_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms, cache, attempts, cost_saved_usd)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for row in rows {
                 try statement.execute(arguments: [
                     row.requestId, row.at, row.tenant, row.keyId, row.route, row.provider, row.model, row.outcome, row.status,
                     row.inputTokens, row.cachedTokens, row.outputTokens, row.reasoningTokens, row.costUsd, row.latencyMs,
-                    row.ttftMs, row.cache, row.attempts,
+                    row.ttftMs, row.cache, row.attempts, row.costSavedUsd,
                 ])
             }
         }

@@ -136,6 +136,7 @@ extension UpstreamCall.Reply {
         )
         var headers: HTTPFields = [.contentType: "application/json"]
         headers.setRoutingHeaders(context.outcome)
+        context.setAccountingHeaders(&headers, usage: nil)
         if let retryAfter { headers[.retryAfter] = retryAfter }
         if let retryAfterMillis = self.response.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
@@ -159,6 +160,7 @@ extension UpstreamCall {
             var encoder = makeEncoder()
             var failure: GatewayError?
             var usage: Usage?
+            var recording = context.recordsAnswer ? StreamRecording() : nil
             while !encoder.isFinished {
                 var events: [StreamEvent]
                 do {
@@ -172,6 +174,7 @@ extension UpstreamCall {
                 } catch {
                     events = [.failure(GatewayError.from(error, provider: context.upstream.settings, streaming: true))]
                 }
+                recording?.record(events)
                 for event in events {
                     switch event {
                     case .failure(let error): failure = error
@@ -183,6 +186,7 @@ extension UpstreamCall {
                 if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
             }
             context.streamEnded(failure: failure, usage: usage, finishReason: nil)
+            if failure == nil, let response = recording?.response { context.remember(response) }
             try await writer.finish(nil)
         }
     }

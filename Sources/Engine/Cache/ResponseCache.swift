@@ -1,0 +1,212 @@
+import Foundation
+
+/// `routes.<alias>.cache:` — whether and how a route's answers are reused.
+public struct CacheSettings: Sendable, Equatable {
+    public var ttl: Duration
+    /// Only requests with `temperature: 0` are cached unless `always`, or the request opts in with
+    /// `x-switchyard-cache-ttl`.
+    public var always = false
+    /// Reuse answers to reworded last turns (same conversation before it, same parameters).
+    public var semanticThreshold: Double?
+
+    public init(ttl: Duration = .seconds(3_600)) {
+        self.ttl = ttl
+    }
+}
+
+/// An answer as the cache keeps it: canonical, so it replays in either dialect, streamed or not.
+public struct CachedAnswer: Sendable, Equatable {
+    public var response: ChatResponse
+    /// The route target that produced it, for the cost it saves.
+    public var provider: String
+    public var upstreamModel: String
+
+    public init(response: ChatResponse, provider: String, upstreamModel: String) {
+        self.response = response
+        self.provider = provider
+        self.upstreamModel = upstreamModel
+    }
+
+    /// Roughly what it holds in memory: the LRU's unit.
+    var size: Int {
+        self.response.content.reduce(256) { total, part in
+            switch part {
+            case .text(let text): return total + text.utf8.count
+            case .toolUse(let id, let name, let input): return total + id.utf8.count + name.utf8.count + input.jsonText.utf8.count
+            default: return total + 64
+            }
+        }
+    }
+
+    /// The answer as a canonical stream, to replay to a streaming client.
+    public var events: [StreamEvent] {
+        var events: [StreamEvent] = [.start(id: self.response.id, model: self.response.model)]
+        var toolIndex = 0
+        for part in self.response.content {
+            switch part {
+            case .text(let text): events.append(.textDelta(text))
+            case .toolUse(let id, let name, let input):
+                events.append(.toolCallStart(index: toolIndex, id: id, name: name))
+                events.append(.toolCallArguments(index: toolIndex, fragment: input.jsonText))
+                toolIndex += 1
+            default: continue
+            }
+        }
+        return events + [.stop(self.response.stopReason), .usage(self.response.usage), .end]
+    }
+}
+
+/// Exact-match entries in a least-recently-used list bounded by bytes, each with its own expiry.
+/// A value type over injected time: the server keeps it behind a lock, tests run it on a fake clock.
+public struct ResponseCache: Sendable {
+    public struct Entry: Sendable {
+        public let answer: CachedAnswer
+        /// `tenant:acme`, `anonymous`: who may read it.
+        public let scope: String
+        public let route: String
+        let expires: ContinuousClock.Instant
+        let size: Int
+        fileprivate var lastUse: UInt64
+    }
+
+    public let capacity: Int
+    public private(set) var bytes = 0
+    private var entries: [String: Entry] = [:]
+    private var clock: UInt64 = 0
+
+    public init(capacity: Int) {
+        self.capacity = max(0, capacity)
+    }
+
+    public var count: Int { self.entries.count }
+
+    public mutating func get(_ key: String, at now: ContinuousClock.Instant) -> CachedAnswer? {
+        guard var entry = self.entries[key] else { return nil }
+        guard now < entry.expires else {
+            self.remove(key)
+            return nil
+        }
+        self.clock += 1
+        entry.lastUse = self.clock
+        self.entries[key] = entry
+        return entry.answer
+    }
+
+    public mutating func put(_ key: String, _ answer: CachedAnswer, scope: String, route: String, ttl: Duration, at now: ContinuousClock.Instant) {
+        let size = answer.size + key.utf8.count
+        guard size <= self.capacity, ttl > .zero else { return }
+        self.remove(key)
+        self.clock += 1
+        self.entries[key] = Entry(answer: answer, scope: scope, route: route, expires: now + ttl, size: size, lastUse: self.clock)
+        self.bytes += size
+        // Evicts the least recently used until it fits (a linear pass: evictions are rare next to hits).
+        while self.bytes > self.capacity, let oldest = self.entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
+            self.remove(oldest)
+        }
+    }
+
+    /// Removes entries by scope and/or route (nil = any).
+    /// - Returns: how many were removed.
+    @discardableResult
+    public mutating func flush(scope: String? = nil, route: String? = nil) -> Int {
+        let doomed = self.entries.filter { (scope == nil || $0.value.scope == scope) && (route == nil || $0.value.route == route) }.map(\.key)
+        for key in doomed { self.remove(key) }
+        return doomed.count
+    }
+
+    private mutating func remove(_ key: String) {
+        if let entry = self.entries.removeValue(forKey: key) { self.bytes -= entry.size }
+    }
+}
+
+/// The cache key of a request: the route, the caller's scope, an optional namespace and everything
+/// in the body that can change the answer, serialized canonically (keys sorted, `model`, `stream`
+/// and `stream_options` left out: a streaming and a non-streaming client share an entry).
+public enum CacheKey {
+    /// Members that do not change the answer's content.
+    static let ignored: Set<String> = ["model", "stream", "stream_options", "user", "metadata"]
+
+    public static func exact(body: JSONValue, dialect: String, route: String, scope: String, namespace: String?) -> String {
+        "exact|" + self.digest("\(dialect)|\(route)|\(scope)|\(namespace ?? "")|" + self.canonical(body, dropping: self.ignored))
+    }
+
+    /// The partition of the semantic index: everything but the text of the last user turn, so only
+    /// requests with the same conversation before it and the same parameters can ever match.
+    public static func partition(body: JSONValue, lastUserText: String, dialect: String, route: String, scope: String, namespace: String?) -> String {
+        var trimmed = body
+        if case .object(var members) = body, let index = members.firstIndex(where: { $0.key == "messages" }),
+            case .array(var messages) = members[index].value, let last = messages.indices.last
+        {
+            messages[last] = .string("<last user turn>")
+            members[index].value = .array(messages)
+            trimmed = .object(members)
+        }
+        return "semantic|" + self.digest("\(dialect)|\(route)|\(scope)|\(namespace ?? "")|" + self.canonical(trimmed, dropping: self.ignored))
+    }
+
+    /// Sorted keys at every level, so member order in the client's JSON does not matter.
+    static func canonical(_ value: JSONValue, dropping: Set<String> = []) -> String {
+        switch value {
+        case .object(let members):
+            let inner = members.filter { !dropping.contains($0.key) }.sorted { $0.key < $1.key }
+                .map { JSONWriter.quoted($0.key) + ":" + self.canonical($0.value) }
+            return "{" + inner.joined(separator: ",") + "}"
+        case .array(let items):
+            return "[" + items.map { self.canonical($0) }.joined(separator: ",") + "]"
+        default:
+            return value.jsonText
+        }
+    }
+
+    /// FNV-1a 128 over the text, as two 64-bit halves in hex: a collision needs 2^64 keys.
+    static func digest(_ text: String) -> String {
+        var first: UInt64 = 0xcbf2_9ce4_8422_2325
+        var second: UInt64 = 0x8422_2325_cbf2_9ce4
+        for byte in text.utf8 {
+            first = (first ^ UInt64(byte)) &* 0x100_0000_01b3
+            second = (second ^ UInt64(byte)) &* 0x100_0000_01b3 &+ 0x9E37_79B9
+        }
+        return String(first, radix: 16) + String(second, radix: 16) + ":\(text.utf8.count)"
+    }
+}
+
+/// Builds the canonical answer of a stream from its events; complete only at a clean end.
+public struct StreamRecording: Sendable {
+    private var id = ""
+    private var model = ""
+    private var text = ""
+    private var tools: [Int: (id: String, name: String, arguments: String)] = [:]
+    private var stopReason: StopReason = .endTurn
+    private var usage = Usage()
+    private var failed = false
+    private var ended = false
+
+    public init() {}
+
+    public mutating func record(_ events: [StreamEvent]) {
+        for event in events {
+            switch event {
+            case .start(let id, let model): (self.id, self.model) = (id, model)
+            case .textDelta(let delta): self.text += delta
+            case .toolCallStart(let index, let id, let name): self.tools[index] = (id, name, "")
+            case .toolCallArguments(let index, let fragment): self.tools[index]?.arguments += fragment
+            case .stop(let reason): self.stopReason = reason
+            case .usage(let usage): self.usage = usage
+            case .end: self.ended = true
+            case .failure: self.failed = true
+            }
+        }
+    }
+
+    /// The answer, or nil when the stream failed or never ended properly: those are never cached.
+    public var response: ChatResponse? {
+        guard self.ended, !self.failed else { return nil }
+        var content: [ContentPart] = self.text.isEmpty ? [] : [.text(self.text)]
+        for index in self.tools.keys.sorted() {
+            guard let tool = self.tools[index] else { continue }
+            let input = (try? JSONValue.parse(tool.arguments.isEmpty ? "{}" : tool.arguments)) ?? .object([])
+            content.append(.toolUse(id: tool.id, name: tool.name, input: input))
+        }
+        return ChatResponse(id: self.id, model: self.model, content: content, stopReason: self.stopReason, usage: self.usage)
+    }
+}

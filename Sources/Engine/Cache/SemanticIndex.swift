@@ -1,0 +1,102 @@
+/// Turns texts into unit vectors whose dot product is their similarity.
+public protocol Embedder: Sendable {
+    var dimensions: Int { get }
+    func embed(_ texts: [String]) async throws -> [[Float]]
+}
+
+/// The built-in embedder that needs no model: hashed character trigrams of the lowercased text,
+/// L2-normalized. It knows no synonyms, but it recognises the same question reworded a little
+/// (punctuation, word order, a word changed), which is what a cache of repeated questions sees most.
+public struct NGramEmbedder: Embedder {
+    public let dimensions: Int
+
+    public init(dimensions: Int = 384) {
+        self.dimensions = max(8, dimensions)
+    }
+
+    public func embed(_ texts: [String]) async throws -> [[Float]] {
+        texts.map(self.vector)
+    }
+
+    public func vector(_ text: String) -> [Float] {
+        var vector = [Float](repeating: 0, count: self.dimensions)
+        let scalars = Array(("  " + text.lowercased().filter { !$0.isPunctuation } + "  ").unicodeScalars)
+        guard scalars.count >= 3 else { return vector }
+        for index in 0...(scalars.count - 3) {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+            for scalar in scalars[index..<index + 3] {
+                hash = (hash ^ UInt64(scalar.value)) &* 0x100_0000_01b3
+            }
+            vector[Int(hash % UInt64(self.dimensions))] += (hash >> 63) == 0 ? 1 : -1
+        }
+        let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return norm > 0 ? vector.map { $0 / norm } : vector
+    }
+}
+
+/// Vectors of last user turns, partitioned by everything else of the request (route, scope,
+/// parameters, the conversation before the last turn): a match can only come from a request that is
+/// the same but for the wording of its last question. Flat search within a partition: partitions
+/// stay small, because everything that differs splits them.
+public struct SemanticIndex: Sendable {
+    struct Item: Sendable {
+        let vector: [Float]
+        /// The exact-cache key of the answer.
+        let key: String
+    }
+
+    /// Vectors kept per partition; the oldest go first.
+    public let partitionLimit: Int
+    private var partitions: [String: [Item]] = [:]
+
+    public init(partitionLimit: Int = 10_000) {
+        self.partitionLimit = max(1, partitionLimit)
+    }
+
+    public mutating func insert(_ vector: [Float], key: String, partition: String) {
+        var items = self.partitions[partition, default: []]
+        items.removeAll { $0.key == key }
+        items.append(Item(vector: vector, key: key))
+        if items.count > self.partitionLimit { items.removeFirst(items.count - self.partitionLimit) }
+        self.partitions[partition] = items
+    }
+
+    /// The closest stored turn at or above `threshold`, with its similarity.
+    public func nearest(_ vector: [Float], partition: String, threshold: Double) -> (key: String, similarity: Double)? {
+        guard let items = self.partitions[partition] else { return nil }
+        var best: (key: String, similarity: Double)?
+        for item in items where item.vector.count == vector.count {
+            let similarity = Double(Self.dot(item.vector, vector))
+            if similarity >= threshold && similarity > (best?.similarity ?? -2) { best = (item.key, similarity) }
+        }
+        return best
+    }
+
+    public mutating func removeAll() {
+        self.partitions = [:]
+    }
+
+    public var count: Int { self.partitions.values.reduce(0) { $0 + $1.count } }
+
+    /// Unrolled by four, which the compiler turns into vector instructions.
+    static func dot(_ a: [Float], _ b: [Float]) -> Float {
+        a.withUnsafeBufferPointer { left in
+            b.withUnsafeBufferPointer { right in
+                var sums = SIMD4<Float>()
+                var index = 0
+                let count = left.count
+                while index + 4 <= count {
+                    sums += SIMD4(left[index], left[index + 1], left[index + 2], left[index + 3])
+                        * SIMD4(right[index], right[index + 1], right[index + 2], right[index + 3])
+                    index += 4
+                }
+                var total = sums.sum()
+                while index < count {
+                    total += left[index] * right[index]
+                    index += 1
+                }
+                return total
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Engine
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+
+/// How one request uses the cache: where its answer would be, and whether to look and to keep.
+struct CachePlan: Sendable {
+    let key: String
+    let scope: String
+    let route: String
+    let ttl: Duration
+    /// `Cache-Control: no-cache` skips the lookup (the answer is refreshed).
+    let lookup: Bool
+    /// `Cache-Control: no-store` keeps the answer out.
+    let store: Bool
+    /// For the semantic index: the partition and the last user turn's text.
+    let semantic: (partition: String, text: String, threshold: Double)?
+}
+
+/// What the cache said about a request, for `x-switchyard-cache` and the ledger.
+enum CacheOutcome: String, Sendable {
+    case hit
+    case semanticHit = "semantic-hit"
+    case miss
+    case bypass
+}
+
+/// The gateway's response cache: exact entries in a byte-bounded LRU, and a semantic index of last
+/// user turns that points into it. Scoped by caller, so tenants never share entries.
+final class AnswerCache: Sendable {
+    private let entries: Mutex<ResponseCache>
+    private let semantic = Mutex(SemanticIndex())
+    private let embedder = NGramEmbedder()
+    private let counters = Mutex<[CacheOutcome: Int]>([:])
+
+    init(capacity: Int) {
+        self.entries = Mutex(ResponseCache(capacity: capacity))
+    }
+
+    static let ttlHeader = HTTPField.Name("x-switchyard-cache-ttl")!
+    static let namespaceHeader = HTTPField.Name("x-switchyard-cache-namespace")!
+
+    /// The request's cache plan, or nil when its route does not cache or the request may not be cached
+    /// (a non-zero temperature without an opt-in).
+    func plan(route: RouteSettings, body: ByteBuffer, dialect: ClientDialect, caller: Caller, request: Request) -> CachePlan? {
+        guard let settings = route.cache, let json = JSONValue.parse(body) else { return nil }
+        let requestTTL = request.headers[Self.ttlHeader].flatMap { Double($0) }.map { Duration.seconds($0) }
+        let temperature = json["temperature"]?.double
+        guard settings.always || temperature == 0 || requestTTL != nil else { return nil }
+        let control = (request.headers[.cacheControl] ?? "").lowercased()
+        let scope = caller.tenant.map { "tenant:\($0)" } ?? "anonymous"
+        let namespace = request.headers[Self.namespaceHeader]
+        let dialectName = dialect == .openAI ? "openai" : "anthropic"
+        var semantic: (String, String, Double)?
+        if let threshold = settings.semanticThreshold, let text = Self.lastUserText(json) {
+            semantic = (CacheKey.partition(body: json, lastUserText: text, dialect: dialectName, route: route.alias, scope: scope, namespace: namespace), text, threshold)
+        }
+        return CachePlan(
+            key: CacheKey.exact(body: json, dialect: dialectName, route: route.alias, scope: scope, namespace: namespace),
+            scope: scope, route: route.alias, ttl: requestTTL ?? settings.ttl,
+            lookup: !control.contains("no-cache"), store: !control.contains("no-store"), semantic: semantic
+        )
+    }
+
+    func lookup(_ plan: CachePlan) -> (CachedAnswer, CacheOutcome)? {
+        let now = ContinuousClock.now
+        if let answer = self.entries.withLock({ $0.get(plan.key, at: now) }) {
+            self.count(.hit)
+            return (answer, .hit)
+        }
+        if let semantic = plan.semantic {
+            let vector = self.embedder.vector(semantic.text)
+            if let match = self.semantic.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }),
+                let answer = self.entries.withLock({ $0.get(match.key, at: now) })
+            {
+                self.count(.semanticHit)
+                return (answer, .semanticHit)
+            }
+        }
+        self.count(.miss)
+        return nil
+    }
+
+    func store(_ answer: CachedAnswer, plan: CachePlan) {
+        guard plan.store else { return }
+        let now = ContinuousClock.now
+        self.entries.withLock { $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }
+        if let semantic = plan.semantic {
+            let vector = self.embedder.vector(semantic.text)
+            self.semantic.withLock { $0.insert(vector, key: plan.key, partition: semantic.partition) }
+        }
+    }
+
+    /// - Returns: how many entries went.
+    func flush(tenant: String?, route: String?) -> Int {
+        let removed = self.entries.withLock { $0.flush(scope: tenant.map { "tenant:\($0)" }, route: route) }
+        // Semantic pointers to removed entries simply miss; with no filter, the index goes too.
+        if tenant == nil && route == nil { self.semantic.withLock { $0.removeAll() } }
+        return removed
+    }
+
+    func count(_ outcome: CacheOutcome) {
+        self.counters.withLock { $0[outcome, default: 0] += 1 }
+    }
+
+    var stats: AdminCache {
+        let (entries, bytes) = self.entries.withLock { ($0.count, $0.bytes) }
+        let counts = self.counters.withLock { $0 }
+        let looked = Double(max(1, (counts[.hit] ?? 0) + (counts[.semanticHit] ?? 0) + (counts[.miss] ?? 0)))
+        return AdminCache(
+            entries: entries, bytes: bytes, hitRate: Double(counts[.hit] ?? 0) / looked,
+            semanticHitRate: Double(counts[.semanticHit] ?? 0) / looked, missRate: Double(counts[.miss] ?? 0) / looked
+        )
+    }
+
+    /// The text of the last message when it is the user's (OpenAI or Anthropic shape).
+    static func lastUserText(_ json: JSONValue) -> String? {
+        guard let last = json["messages"]?.array?.last, last["role"]?.string == "user" else { return nil }
+        if let text = last["content"]?.string { return text }
+        let parts = last["content"]?.array?.compactMap { $0["type"]?.string == "text" ? $0["text"]?.string : nil } ?? []
+        return parts.isEmpty ? nil : parts.joined(separator: "\n")
+    }
+}
+
+extension GatewayState {
+    /// Answers from the cache in the client's dialect, streamed if asked: a replay of the canonical
+    /// answer, with no upstream call and no upstream cost.
+    func answerFromCache(
+        _ cached: CachedAnswer, outcome: CacheOutcome, dialect: ClientDialect, streaming: Bool, includeUsage: Bool,
+        route: String, admission: Admission, requestID: String, started: ContinuousClock.Instant, routing: RoutingSnapshot
+    ) -> Response {
+        var response = cached.response
+        response.id = requestID
+        let created = Int(Date().timeIntervalSince1970)
+        var headers: HTTPFields = [:]
+        headers[.cacheStatus] = outcome.rawValue
+        headers[.switchyardProvider] = cached.provider
+        headers.setRateLimitHeaders(admission.ticket?.report)
+        headers.setCost(0)
+        headers.setGatewayHeaders(requestID: requestID, overhead: ContinuousClock.now - started)
+        let body: String
+        if streaming {
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            let events = CachedAnswer(response: response, provider: cached.provider, upstreamModel: cached.upstreamModel).events
+            if dialect == .openAI {
+                var encoder = OpenAIStreamEncoder(model: cached.upstreamModel, created: created, includeUsage: includeUsage, fallbackID: requestID)
+                body = encoder.encode(events)
+            } else {
+                var encoder = AnthropicStreamEncoder(model: cached.upstreamModel, fallbackID: requestID)
+                body = encoder.encode(events)
+            }
+        } else {
+            headers[.contentType] = "application/json"
+            body = dialect == .openAI
+                ? OpenAIResponseEncoder.completion(response, model: cached.upstreamModel, created: created)
+                : AnthropicResponseEncoder.message(response, model: cached.upstreamModel)
+        }
+        let target = RouteTarget(provider: cached.provider, model: cached.upstreamModel)
+        var summary = RequestSummary(
+            requestID: requestID, operation: "chat", route: route, target: target.key, status: 200, failure: nil, message: nil,
+            latency: ContinuousClock.now - started, usage: response.usage
+        )
+        summary.caller = admission.caller
+        summary.ticket = admission.ticket
+        summary.cache = outcome.rawValue
+        summary.costSavedUSD = routing.price(of: target).map { $0.cost(response.usage) } ?? 0
+        self.finish(summary)
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+extension HTTPField.Name {
+    /// hit | semantic-hit | miss | bypass
+    static let cacheStatus = HTTPField.Name("x-switchyard-cache")!
+}
+
+/// Decodes a relayed stream's bytes on the side into a canonical answer, for the cache.
+struct StreamRecorder {
+    private var decoder: any StreamDecoder
+    private var recording = StreamRecording()
+
+    init(_ decoder: any StreamDecoder) {
+        self.decoder = decoder
+    }
+
+    mutating func feed(_ chunk: ByteBuffer) {
+        self.recording.record(self.decoder.feed(chunk))
+    }
+
+    mutating func record(_ events: [StreamEvent]) {
+        self.recording.record(events)
+    }
+
+    /// The complete answer, or nil when the stream did not end cleanly.
+    mutating func finish() -> ChatResponse? {
+        if let response = self.recording.response { return response }
+        self.recording.record(self.decoder.finish())
+        return self.recording.response
+    }
+}

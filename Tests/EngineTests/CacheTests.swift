@@ -1,0 +1,118 @@
+import Engine
+import Foundation
+import Testing
+
+struct CacheKeyTests {
+    static func key(_ body: String, route: String = "r", scope: String = "anonymous") throws -> String {
+        CacheKey.exact(body: try JSONValue.parse(body), dialect: "openai", route: route, scope: scope, namespace: nil)
+    }
+
+    static let base = #"{"model":"r","temperature":0,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}"#
+
+    @Test func everythingThatCanChangeTheAnswerChangesTheKey() throws {
+        let key = try Self.key(Self.base)
+        let variants = [
+            #"{"model":"r","temperature":0.5,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}"#,
+            #"{"model":"r","temperature":0,"messages":[{"role":"system","content":"Be long."},{"role":"user","content":"Hi"}]}"#,
+            #"{"model":"r","temperature":0,"stop":["x"],"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}"#,
+            #"{"model":"r","temperature":0,"seed":7,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}"#,
+            #"{"model":"r","temperature":0,"tools":[{"type":"function","function":{"name":"f"}}],"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}"#,
+        ]
+        for variant in variants { #expect(try Self.key(variant) != key, "\(variant)") }
+        #expect(try Self.key(Self.base, route: "other") != key)
+        #expect(try Self.key(Self.base, scope: "tenant:acme") != key)
+        #expect(CacheKey.exact(body: try JSONValue.parse(Self.base), dialect: "anthropic", route: "r", scope: "anonymous", namespace: nil) != key)
+        #expect(CacheKey.exact(body: try JSONValue.parse(Self.base), dialect: "openai", route: "r", scope: "anonymous", namespace: "ns") != key)
+    }
+
+    @Test func streamingMemberOrderAndTheModelNameDoNotMatter() throws {
+        let key = try Self.key(Self.base)
+        #expect(try Self.key(#"{"stream":true,"stream_options":{"include_usage":true},"messages":[{"content":"Be brief.","role":"system"},{"role":"user","content":"Hi"}],"temperature":0,"model":"alias-b"}"#) == key)
+    }
+
+    @Test func theSemanticPartitionIgnoresOnlyTheLastTurn() throws {
+        func partition(_ body: String) throws -> String {
+            CacheKey.partition(body: try JSONValue.parse(body), lastUserText: "", dialect: "openai", route: "r", scope: "s", namespace: nil)
+        }
+        let first = try partition(#"{"messages":[{"role":"user","content":"What is the capital of France?"}]}"#)
+        #expect(try partition(#"{"messages":[{"role":"user","content":"capital of France, please?"}]}"#) == first)
+        let earlier = #"{"messages":[{"role":"user","content":"A"},{"role":"assistant","content":"B"},{"role":"user","content":"Q"}]}"#
+        let otherEarlier = #"{"messages":[{"role":"user","content":"X"},{"role":"assistant","content":"B"},{"role":"user","content":"Q"}]}"#
+        #expect(try partition(earlier) != partition(otherEarlier))
+    }
+}
+
+struct ResponseCacheTests {
+    static func answer(_ text: String) -> CachedAnswer {
+        CachedAnswer(
+            response: ChatResponse(id: "id", model: "m", content: [.text(text)], stopReason: .endTurn, usage: Usage(inputTokens: 5, outputTokens: 7)),
+            provider: "p", upstreamModel: "m"
+        )
+    }
+
+    @Test func entriesExpireAfterTheirTTL() {
+        var clock = FakeClock()
+        var cache = ResponseCache(capacity: 1 << 20)
+        cache.put("k", Self.answer("hello"), scope: "s", route: "r", ttl: .seconds(10), at: clock.now)
+        #expect(cache.get("k", at: clock.now) == Self.answer("hello"))
+        clock.advance(.seconds(10))
+        #expect(cache.get("k", at: clock.now) == nil)
+        #expect(cache.count == 0 && cache.bytes == 0)
+    }
+
+    @Test func theLeastRecentlyUsedGoWhenTheBytesRunOut() {
+        let now = ContinuousClock.now
+        let big = String(repeating: "x", count: 1_000)
+        var cache = ResponseCache(capacity: 3_000)
+        cache.put("a", Self.answer(big), scope: "s", route: "r", ttl: .seconds(60), at: now)
+        cache.put("b", Self.answer(big), scope: "s", route: "r", ttl: .seconds(60), at: now)
+        _ = cache.get("a", at: now)
+        cache.put("c", Self.answer(big), scope: "s", route: "r", ttl: .seconds(60), at: now)
+        #expect(cache.get("b", at: now) == nil)
+        #expect(cache.get("a", at: now) != nil && cache.get("c", at: now) != nil)
+        #expect(cache.bytes <= 3_000)
+    }
+
+    @Test func flushByScopeAndRoute() {
+        let now = ContinuousClock.now
+        var cache = ResponseCache(capacity: 1 << 20)
+        cache.put("1", Self.answer("a"), scope: "tenant:acme", route: "r", ttl: .seconds(60), at: now)
+        cache.put("2", Self.answer("b"), scope: "tenant:globex", route: "r", ttl: .seconds(60), at: now)
+        cache.put("3", Self.answer("c"), scope: "tenant:acme", route: "other", ttl: .seconds(60), at: now)
+        #expect(cache.flush(scope: "tenant:acme", route: "r") == 1)
+        #expect(cache.flush(route: "other") == 1)
+        #expect(cache.flush() == 1 && cache.count == 0)
+    }
+
+    @Test func aRecordedStreamReplaysAsTheSameAnswer() throws {
+        let response = ChatResponse(
+            id: "id", model: "m",
+            content: [.text("Let me check."), .toolUse(id: "call_1", name: "weather", input: try JSONValue.parse(#"{"city":"Paris"}"#))],
+            stopReason: .toolUse, usage: Usage(inputTokens: 12, outputTokens: 9)
+        )
+        let answer = CachedAnswer(response: response, provider: "p", upstreamModel: "m")
+        var recording = StreamRecording()
+        recording.record(answer.events)
+        #expect(recording.response == response)
+        var cut = StreamRecording()
+        cut.record(Array(answer.events.dropLast()))
+        #expect(cut.response == nil)
+        var failed = StreamRecording()
+        failed.record([.start(id: "i", model: "m"), .textDelta("par"), .failure(.streamInterrupted(provider: "p", detail: "cut")), .end])
+        #expect(failed.response == nil)
+    }
+}
+
+struct SemanticIndexTests {
+    @Test func aRewordedQuestionIsCloseAndAnotherQuestionIsNot() async throws {
+        let embedder = NGramEmbedder()
+        let vectors = try await embedder.embed([
+            "What is the capital of France?", "what's the capital of France", "How do I bake sourdough bread at home?",
+        ])
+        var index = SemanticIndex()
+        index.insert(vectors[0], key: "france", partition: "p")
+        #expect(index.nearest(vectors[1], partition: "p", threshold: 0.8)?.key == "france")
+        #expect(index.nearest(vectors[2], partition: "p", threshold: 0.8) == nil)
+        #expect(index.nearest(vectors[1], partition: "other", threshold: 0.1) == nil)
+    }
+}

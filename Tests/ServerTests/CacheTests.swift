@@ -1,0 +1,160 @@
+import AsyncHTTPClient
+import Engine
+import Foundation
+import NIOCore
+import Testing
+@testable import Server
+
+struct CacheTests {
+    /// Routes over one simulator: `cached` (temperature 0 only), `always` (every request), `semantic`,
+    /// `faulty` (a 500 every time) and `cut` (streams that die half-way), all caching.
+    static func start(configure: (inout GatewayConfig) -> Void = { _ in }) async throws -> TenancyFixture {
+        try await TenancyFixture.start(anonymous: true) { config in
+            func route(_ alias: String, _ model: String, _ change: (inout CacheSettings) -> Void = { _ in }) -> RouteSettings {
+                var route = RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: model)])
+                var settings = CacheSettings(ttl: .seconds(60))
+                change(&settings)
+                route.cache = settings
+                route.retry.attempts = 1
+                return route
+            }
+            config.routes += [
+                route("cached", "gpt-4o-mini"),
+                route("always", "gpt-4o-mini") { $0.always = true },
+                route("semantic", "gpt-4o-mini") {
+                    $0.always = true
+                    $0.semanticThreshold = 0.8
+                },
+                route("faulty", "m:fault=500") { $0.always = true },
+                route("cut", "m:fault=cut") { $0.always = true },
+            ]
+            configure(&config)
+        }
+    }
+
+    static func body(_ route: String, _ question: String = "Hello there", temperature: Double = 0, stream: Bool = false, history: String = "") -> String {
+        #"{"model":"\#(route)","temperature":\#(temperature),"stream":\#(stream),"messages":[\#(history){"role":"user","content":"\#(question)"}]}"#
+    }
+
+    static func post(_ fixture: TenancyFixture, _ body: String, headers: [(String, String)] = []) async throws -> Exchange {
+        try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", body, headers: headers)
+    }
+
+    @Test func aRepeatIsAHitWithTheSameAnswerAndNoUpstreamCost() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        let first = try await Self.post(fixture, Self.body("cached"))
+        #expect(first.status == 200 && first.headers.first(name: "x-switchyard-cache") == "miss")
+        let second = try await Self.post(fixture, Self.body("cached"))
+        #expect(second.headers.first(name: "x-switchyard-cache") == "hit" && second.headers.first(name: "x-switchyard-cost-usd") == "0.00000000")
+        let answer = { (exchange: Exchange) in ((exchange.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String }
+        #expect(answer(first) != nil && answer(first) == answer(second))
+        #expect((second.json["usage"] as? [String: Any])?["completion_tokens"] as? Int == (first.json["usage"] as? [String: Any])?["completion_tokens"] as? Int)
+
+        // A streaming client shares the entry: the answer replays as a stream.
+        let streamed = try await Self.post(fixture, Self.body("cached", stream: true))
+        #expect(streamed.headers.first(name: "x-switchyard-cache") == "hit" && streamed.events.last == "[DONE]")
+        let text = streamed.events.dropLast().compactMap { event -> String? in
+            let json = try? JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any]
+            return ((json?["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String
+        }.joined()
+        #expect(text == answer(first))
+
+        // The ledger: a hit costs nothing and says what it saved.
+        await fixture.stop()
+        let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
+        let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }
+        let hits = rows.filter { $0.cache == "hit" }
+        #expect(hits.count == 2 && hits.allSatisfy { $0.costUsd == 0 && $0.costSavedUsd > 0 })
+        #expect(rows.filter { $0.cache == "miss" }.count == 1)
+    }
+
+    @Test func aStreamedAnswerIsRecordedAndServesANonStreamingClient() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        let streamed = try await Self.post(fixture, Self.body("always", "Stream me", stream: true))
+        #expect(streamed.headers.first(name: "x-switchyard-cache") == "miss" && streamed.events.last == "[DONE]")
+        let plain = try await Self.post(fixture, Self.body("always", "Stream me"))
+        #expect(plain.headers.first(name: "x-switchyard-cache") == "hit")
+        #expect(((plain.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String != nil)
+        // The Anthropic dialect keeps its own entries.
+        let anthropic = try await TestClient.post(
+            "\(fixture.gateway.url)/v1/messages", #"{"model":"always","max_tokens":50,"messages":[{"role":"user","content":"Stream me"}]}"#
+        )
+        #expect(anthropic.status == 200 && anthropic.headers.first(name: "x-switchyard-cache") == "miss")
+        let again = try await TestClient.post(
+            "\(fixture.gateway.url)/v1/messages", #"{"model":"always","max_tokens":50,"stream":true,"messages":[{"role":"user","content":"Stream me"}]}"#
+        )
+        #expect(again.headers.first(name: "x-switchyard-cache") == "hit" && again.body.contains("event: message_stop"))
+    }
+
+    @Test func onlyDeterministicRequestsAreCachedUnlessTheRouteOrTheRequestOptsIn() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        for _ in 0..<2 {
+            #expect(try await Self.post(fixture, Self.body("cached", temperature: 0.7)).headers.first(name: "x-switchyard-cache") == "bypass")
+        }
+        _ = try await Self.post(fixture, Self.body("cached", temperature: 0.7), headers: [("x-switchyard-cache-ttl", "30")])
+        #expect(try await Self.post(fixture, Self.body("cached", temperature: 0.7), headers: [("x-switchyard-cache-ttl", "30")]).headers.first(name: "x-switchyard-cache") == "hit")
+        #expect(try await Self.post(fixture, Self.body("r")).headers.first(name: "x-switchyard-cache") == "bypass", "a route without cache")
+    }
+
+    @Test func cacheControlSkipsTheLookupOrTheStore() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        _ = try await Self.post(fixture, Self.body("always", "one"), headers: [("cache-control", "no-store")])
+        #expect(try await Self.post(fixture, Self.body("always", "one")).headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(try await Self.post(fixture, Self.body("always", "one"), headers: [("cache-control", "no-cache")]).headers.first(name: "x-switchyard-cache") == "bypass")
+        #expect(try await Self.post(fixture, Self.body("always", "one")).headers.first(name: "x-switchyard-cache") == "hit")
+        // A namespace is a separate cache.
+        #expect(try await Self.post(fixture, Self.body("always", "one"), headers: [("x-switchyard-cache-namespace", "eval")]).headers.first(name: "x-switchyard-cache") == "miss")
+    }
+
+    @Test func errorsAndCutStreamsAreNeverStored() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        for _ in 0..<2 {
+            let failed = try await Self.post(fixture, Self.body("faulty"))
+            // The simulator's 500 in OpenAI's envelope passes through as sent; it is never kept.
+            #expect(failed.status == 500 && failed.headers.first(name: "x-switchyard-cache") == "miss")
+        }
+        for _ in 0..<2 {
+            let cut = try await Self.post(fixture, Self.body("cut", stream: true))
+            #expect(cut.headers.first(name: "x-switchyard-cache") == "miss" && cut.events.last?.contains("error") == true)
+        }
+    }
+
+    @Test func tenantsNeverShareEntries() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        let acme = try await fixture.key(KeyRequest(tenant: "acme"))
+        let globex = try await fixture.key(KeyRequest(tenant: "globex"))
+        _ = try await Self.post(fixture, Self.body("always", "secret plans"), headers: [("authorization", "Bearer \(acme)")])
+        #expect(try await Self.post(fixture, Self.body("always", "secret plans"), headers: [("authorization", "Bearer \(acme)")]).headers.first(name: "x-switchyard-cache") == "hit")
+        #expect(try await Self.post(fixture, Self.body("always", "secret plans"), headers: [("authorization", "Bearer \(globex)")]).headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(try await Self.post(fixture, Self.body("always", "secret plans")).headers.first(name: "x-switchyard-cache") == "miss")
+    }
+
+    @Test func aRewordedLastTurnIsASemanticHitButADifferentEarlierTurnIsNot() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        let history = #"{"role":"user","content":"We talk about geography."},{"role":"assistant","content":"Sure."},"#
+        _ = try await Self.post(fixture, Self.body("semantic", "What is the capital of France?", history: history))
+        let reworded = try await Self.post(fixture, Self.body("semantic", "what's the capital of France", history: history))
+        #expect(reworded.headers.first(name: "x-switchyard-cache") == "semantic-hit")
+        let otherHistory = #"{"role":"user","content":"We talk about cooking."},{"role":"assistant","content":"Sure."},"#
+        #expect(try await Self.post(fixture, Self.body("semantic", "what's the capital of France", history: otherHistory)).headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(try await Self.post(fixture, Self.body("semantic", "How do I bake sourdough bread?", history: history)).headers.first(name: "x-switchyard-cache") == "miss")
+    }
+
+    @Test func flushEmptiesTheCache() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        _ = try await Self.post(fixture, Self.body("always", "x"))
+        #expect(try await Self.post(fixture, Self.body("always", "x")).headers.first(name: "x-switchyard-cache") == "hit")
+        #expect(fixture.control.state.cache.flush(tenant: nil, route: "always") == 1)
+        #expect(try await Self.post(fixture, Self.body("always", "x")).headers.first(name: "x-switchyard-cache") == "miss")
+        let stats = try #require(await fixture.control.snapshot().cache)
+        #expect(stats.entries == 1 && stats.hitRate > 0 && stats.missRate > 0)
+    }
+}
