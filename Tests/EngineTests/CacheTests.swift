@@ -116,3 +116,30 @@ struct SemanticIndexTests {
         #expect(index.nearest(vectors[1], partition: "other", threshold: 0.1) == nil)
     }
 }
+
+struct ApproximateIndexTests {
+    /// Past its threshold a partition moves to the HNSW graph: lookups still find the right entry.
+    @Test func theGraphFindsNearNeighbours() {
+        var random = SplitMix(seed: 11)
+        func unit(_ vector: [Float]) -> [Float] {
+            let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return vector.map { $0 / norm }
+        }
+        let vectors = (0..<1_200).map { _ in unit((0..<32).map { _ in Float.random(in: -1...1, using: &random) }) }
+        var index = SemanticIndex(partitionLimit: 10_000, approximateAbove: 300)
+        for (number, vector) in vectors.enumerated() { index.insert(vector, key: "k\(number)", partition: "p") }
+        var found = 0
+        for number in stride(from: 0, to: 1_200, by: 12) {
+            let query = unit(vectors[number].map { $0 + Float.random(in: -0.02...0.02, using: &random) })
+            if index.nearest(query, partition: "p", threshold: 0.9)?.key == "k\(number)" { found += 1 }
+        }
+        #expect(found >= 95, "recall \(found)/100")
+        // Unrelated queries stay below the threshold.
+        let stranger = unit((0..<32).map { _ in Float.random(in: -1...1, using: &random) })
+        #expect(index.nearest(stranger, partition: "p", threshold: 0.9) == nil)
+        // A replaced key is found under its new vector only.
+        index.insert(stranger, key: "k0", partition: "p")
+        #expect(index.nearest(stranger, partition: "p", threshold: 0.9)?.key == "k0")
+        #expect(index.count == 1_200)
+    }
+}

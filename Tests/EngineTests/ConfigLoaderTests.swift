@@ -109,11 +109,9 @@ struct ConfigLoaderTests {
             routes:
               r:
                 targets: [{ provider: sim, model: c }]
-            cache: { memory: 256MiB, persistent: true }
             state: redis://127.0.0.1:6379
             """
         let found = self.issues(yaml)
-        #expect(found.contains { $0.path == "cache.persistent" && $0.message.contains("not available") })
         #expect(found.contains { $0.path == "state" && $0.message.contains("not available") })
     }
 

@@ -12,18 +12,6 @@ struct FakeClock {
     }
 }
 
-/// SplitMix64: a seeded generator, so distributions are tested on the same draws every run.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 struct CircuitBreakerTests {
     let policy = BreakerPolicy(consecutiveFailures: 3, errorRate: 0.5, minimumRequests: 10, window: .seconds(10), openDuration: .seconds(5), maxOpenDuration: .seconds(20), probes: 1)
@@ -197,7 +185,7 @@ struct BalancerTests {
     func shares(_ route: RouteSettings, picks: Int = 10_000, health: RoutingHealth? = nil, request: RequestFeatures? = nil) throws -> [String: Double] {
         let table = RouteTable([route])
         let health = health ?? RoutingHealth(config: Self.config([route]))
-        var random = SeededRandom(state: 42)
+        var random = SplitMix(seed: 42)
         var counts: [String: Int] = [:]
         let now = ContinuousClock.now
         for _ in 0..<picks {
@@ -218,7 +206,7 @@ struct BalancerTests {
         let route = RouteSettings(alias: "r", targets: [RouteTarget(provider: "a", model: "m", weight: 0), RouteTarget(provider: "b", model: "m", weight: 1)])
         let shares = try self.shares(route, picks: 1_000)
         #expect(shares["b"] == 1)
-        var random = SeededRandom(state: 1)
+        var random = SplitMix(seed: 1)
         let plan = try RouteTable([route]).plan(RequestFeatures(model: "r", streaming: false), health: RoutingHealth(config: Self.config([route])), at: .now, using: &random)
         #expect(plan.candidates.map(\.provider) == ["b", "a"])
     }
@@ -232,7 +220,7 @@ struct BalancerTests {
         let shares = try self.shares(route)
         #expect(shares["backup"] == nil)
         #expect(abs((shares["a"] ?? 0) - 0.5) < 0.03)
-        var random = SeededRandom(state: 3)
+        var random = SplitMix(seed: 3)
         let plan = try RouteTable([route]).plan(RequestFeatures(model: "r", streaming: false), health: RoutingHealth(config: Self.config([route])), at: .now, using: &random)
         #expect(plan.candidates.last?.provider == "backup")
     }
@@ -288,7 +276,7 @@ struct BalancerTests {
             RouteTarget(provider: "unknown", model: "m"),
             RouteTarget(provider: "cheap", model: "m", price: TokenPrice(input: 0.15, output: 0.6)),
         ], strategy: .cost)
-        var random = SeededRandom(state: 5)
+        var random = SplitMix(seed: 5)
         let plan = try RouteTable([route]).plan(RequestFeatures(model: "r", streaming: false), health: RoutingHealth(config: Self.config([route])), at: .now, using: &random)
         #expect(plan.candidates.map(\.provider) == ["cheap", "pricey", "unknown"])
         // Input-heavy vs output-heavy: which is cheaper depends on the expected tokens.
@@ -313,7 +301,7 @@ struct FailoverPlanTests {
     ], strategy: .priority)
 
     func plan(_ routes: [RouteSettings], health: RoutingHealth? = nil, at now: ContinuousClock.Instant = .now) throws -> FailoverPlan {
-        var random = SeededRandom(state: 9)
+        var random = SplitMix(seed: 9)
         return try RouteTable(routes).plan(
             RequestFeatures(model: routes[0].alias, streaming: false),
             health: health ?? RoutingHealth(config: BalancerTests.config(routes)), at: now, using: &random

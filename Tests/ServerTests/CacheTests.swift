@@ -158,3 +158,32 @@ struct CacheTests {
         #expect(stats.entries == 1 && stats.hitRate > 0 && stats.missRate > 0)
     }
 }
+
+struct PersistentCacheTests {
+    @Test func thePersistentTierSurvivesARestart() async throws {
+        let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
+        defer { Task { await simulator.stop() } }
+        var config = GatewayConfig()
+        config.server.stateDir = RunningService.temporaryStateDir()
+        config.cachePersistent = true
+        config.providers = [ProviderSettings(id: "sim", kind: .simulator, baseURL: "\(simulator.url)/v1")]
+        var route = RouteSettings(alias: "always", targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])
+        route.cache = CacheSettings(ttl: .seconds(600))
+        route.cache?.always = true
+        config.routes = [route]
+        let body = CacheTests.body("always", "Remember me")
+
+        let first = try await RunningService.gateway(config)
+        let miss = try await TestClient.post("\(first.url)/v1/chat/completions", body)
+        #expect(miss.headers.first(name: "x-switchyard-cache") == "miss")
+        try await Task.sleep(for: .milliseconds(100))
+        await first.stop()
+
+        let second = try await RunningService.gateway(config)
+        defer { Task { await second.stop() } }
+        let hit = try await TestClient.post("\(second.url)/v1/chat/completions", body)
+        #expect(hit.headers.first(name: "x-switchyard-cache") == "hit")
+        let content = { (exchange: Exchange) in ((exchange.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String }
+        #expect(content(hit) != nil && content(hit) == content(miss))
+    }
+}

@@ -210,3 +210,67 @@ public struct StreamRecording: Sendable {
         return ChatResponse(id: self.id, model: self.model, content: content, stopReason: self.stopReason, usage: self.usage)
     }
 }
+
+extension CachedAnswer {
+    /// The answer as JSON, for the persistent tier.
+    public var json: String {
+        var json = JSONWriter()
+        json.openObject()
+        json.field("provider", self.provider)
+        json.field("upstreamModel", self.upstreamModel)
+        json.field("id", self.response.id)
+        json.field("model", self.response.model)
+        json.field("stop", self.response.stopReason.rawValue)
+        json.key("usage")
+        json.openObject()
+        json.field("input", self.response.usage.inputTokens)
+        json.field("cached", self.response.usage.cachedInputTokens)
+        json.field("cacheWrite", self.response.usage.cacheWriteInputTokens)
+        json.field("output", self.response.usage.outputTokens)
+        json.field("reasoning", self.response.usage.reasoningTokens)
+        json.closeObject()
+        json.key("content")
+        json.openArray()
+        for part in self.response.content {
+            switch part {
+            case .text(let text):
+                json.openObject()
+                json.field("text", text)
+                json.closeObject()
+            case .toolUse(let id, let name, let input):
+                json.openObject()
+                json.field("toolId", id)
+                json.field("toolName", name)
+                json.key("input")
+                json.raw(input.jsonText)
+                json.closeObject()
+            default:
+                continue
+            }
+        }
+        json.closeArray()
+        json.closeObject()
+        return json.output
+    }
+
+    /// Reads what `json` wrote; nil for anything else.
+    public init?(json text: String) {
+        guard let json = try? JSONValue.parse(text), let provider = json["provider"]?.string, let upstreamModel = json["upstreamModel"]?.string,
+            let stop = json["stop"]?.string.flatMap(StopReason.init(rawValue:)), let parts = json["content"]?.array
+        else { return nil }
+        let usage = Usage(
+            inputTokens: json["usage"]?["input"]?.int ?? 0, cachedInputTokens: json["usage"]?["cached"]?.int ?? 0,
+            cacheWriteInputTokens: json["usage"]?["cacheWrite"]?.int ?? 0, outputTokens: json["usage"]?["output"]?.int ?? 0,
+            reasoningTokens: json["usage"]?["reasoning"]?.int ?? 0
+        )
+        let content: [ContentPart] = parts.compactMap { part in
+            if let text = part["text"]?.string { return .text(text) }
+            guard let id = part["toolId"]?.string, let name = part["toolName"]?.string else { return nil }
+            return .toolUse(id: id, name: name, input: part["input"] ?? .object([]))
+        }
+        self.init(
+            response: ChatResponse(id: json["id"]?.string ?? "", model: json["model"]?.string ?? "", content: content, stopReason: stop, usage: usage),
+            provider: provider, upstreamModel: upstreamModel
+        )
+    }
+}

@@ -36,8 +36,8 @@ public struct NGramEmbedder: Embedder {
 
 /// Vectors of last user turns, partitioned by everything else of the request (route, scope,
 /// parameters, the conversation before the last turn): a match can only come from a request that is
-/// the same but for the wording of its last question. Flat search within a partition: partitions
-/// stay small, because everything that differs splits them.
+/// the same but for the wording of its last question. Small partitions are scanned whole (SIMD dot
+/// products); past `approximateAbove` vectors a partition moves to an HNSW graph.
 public struct SemanticIndex: Sendable {
     struct Item: Sendable {
         let vector: [Float]
@@ -45,27 +45,64 @@ public struct SemanticIndex: Sendable {
         let key: String
     }
 
-    /// Vectors kept per partition; the oldest go first.
-    public let partitionLimit: Int
-    private var partitions: [String: [Item]] = [:]
-
-    public init(partitionLimit: Int = 10_000) {
-        self.partitionLimit = max(1, partitionLimit)
+    struct Partition: Sendable {
+        /// Keys oldest first, for eviction.
+        var order: [String] = []
+        var members: Set<String> = []
+        /// The vectors while the partition is small.
+        var flat: [Item] = []
+        var graph: HNSW?
     }
 
-    public mutating func insert(_ vector: [Float], key: String, partition: String) {
-        var items = self.partitions[partition, default: []]
-        items.removeAll { $0.key == key }
-        items.append(Item(vector: vector, key: key))
-        if items.count > self.partitionLimit { items.removeFirst(items.count - self.partitionLimit) }
-        self.partitions[partition] = items
+    /// Vectors kept per partition; the oldest go first.
+    public let partitionLimit: Int
+    public let approximateAbove: Int
+    private var partitions: [String: Partition] = [:]
+
+    public init(partitionLimit: Int = 100_000, approximateAbove: Int = 2_000) {
+        self.partitionLimit = max(1, partitionLimit)
+        self.approximateAbove = max(1, approximateAbove)
+    }
+
+    public mutating func insert(_ vector: [Float], key: String, partition name: String) {
+        // Taken out of the dictionary while it changes: a copy left behind would make every insert
+        // copy the whole partition (its graph holds every vector).
+        var partition = self.partitions.removeValue(forKey: name) ?? Partition()
+        if !partition.members.insert(key).inserted {
+            partition.order.removeAll { $0 == key }
+            partition.flat.removeAll { $0.key == key }
+            partition.graph?.remove(key: key)
+        }
+        partition.order.append(key)
+        if partition.graph != nil {
+            partition.graph?.insert(vector, key: key)
+        } else {
+            partition.flat.append(Item(vector: vector, key: key))
+            if partition.flat.count > self.approximateAbove {
+                var graph = HNSW()
+                for item in partition.flat { graph.insert(item.vector, key: item.key) }
+                partition.graph = graph
+                partition.flat = []
+            }
+        }
+        if partition.order.count > self.partitionLimit {
+            let oldest = partition.order.removeFirst()
+            partition.members.remove(oldest)
+            partition.flat.removeAll { $0.key == oldest }
+            partition.graph?.remove(key: oldest)
+        }
+        self.partitions[name] = partition
     }
 
     /// The closest stored turn at or above `threshold`, with its similarity.
-    public func nearest(_ vector: [Float], partition: String, threshold: Double) -> (key: String, similarity: Double)? {
-        guard let items = self.partitions[partition] else { return nil }
+    public func nearest(_ vector: [Float], partition name: String, threshold: Double) -> (key: String, similarity: Double)? {
+        guard let partition = self.partitions[name] else { return nil }
+        if let graph = partition.graph {
+            guard let found = graph.nearest(vector), found.similarity >= threshold else { return nil }
+            return found
+        }
         var best: (key: String, similarity: Double)?
-        for item in items where item.vector.count == vector.count {
+        for item in partition.flat where item.vector.count == vector.count {
             let similarity = Double(Self.dot(item.vector, vector))
             if similarity >= threshold && similarity > (best?.similarity ?? -2) { best = (item.key, similarity) }
         }
@@ -76,7 +113,7 @@ public struct SemanticIndex: Sendable {
         self.partitions = [:]
     }
 
-    public var count: Int { self.partitions.values.reduce(0) { $0 + $1.count } }
+    public var count: Int { self.partitions.values.reduce(0) { $0 + $1.order.count } }
 
     /// Unrolled by four, which the compiler turns into vector instructions.
     static func dot(_ a: [Float], _ b: [Float]) -> Float {

@@ -83,11 +83,9 @@ private struct Reader {
             case "prices": config.prices = self.readPrices(value)
             case "prices_file": config.pricesFile = self.string(value, "prices_file")
             case "cache":
-                for (key, keyNode, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent"]) ?? [] {
+                for (key, _, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent"]) ?? [] {
                     if key == "memory" { config.cacheMemory = self.size(entry, "cache.memory") ?? config.cacheMemory }
-                    if key == "persistent", self.bool(entry, "cache.persistent") == true {
-                        self.report(keyNode, "cache.persistent", "a persistent cache tier is not available in this version; the cache lives in memory")
-                    }
+                    if key == "persistent" { config.cachePersistent = self.bool(entry, "cache.persistent") ?? false }
                 }
             default:
                 let feature = ConfigLoader.notYetAvailable[key] ?? key
@@ -530,7 +528,7 @@ private struct Reader {
             var conditions = RuleConditions()
             if let when = values["when"] {
                 let keys = ["model", "tenant", "key", "header", "prompt_tokens_over", "has_tools", "has_images"]
-                for (key, keyNode, value) in self.mapping(when, "\(base).when", allowed: keys) ?? [] {
+                for (key, _, value) in self.mapping(when, "\(base).when", allowed: keys) ?? [] {
                     let path = "\(base).when.\(key)"
                     switch key {
                     case "model": conditions.model = self.string(value, path)

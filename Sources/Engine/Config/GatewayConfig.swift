@@ -20,6 +20,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var filePrices = PriceTable()
     /// `cache: { memory }` — the bytes the response cache may hold.
     public var cacheMemory = 64 << 20
+    /// `cache: { persistent: true }` — answers also kept in SQLite, loaded back at start.
+    public var cachePersistent = false
 
     /// Built-in prices, under the file's, under the config's own.
     public var priceTable: PriceTable { PriceTable.builtIn.overlaid(with: self.filePrices).overlaid(with: self.prices) }

@@ -34,9 +34,26 @@ final class AnswerCache: Sendable {
     private let semantic = Mutex(SemanticIndex())
     private let embedder = NGramEmbedder()
     private let counters = Mutex<[CacheOutcome: Int]>([:])
+    /// The persistent tier: written behind every store, read back once at start (never on a request).
+    private let store: Store?
 
-    init(capacity: Int) {
+    init(capacity: Int, persistentIn store: Store?) {
         self.entries = Mutex(ResponseCache(capacity: capacity))
+        self.store = store
+    }
+
+    /// Loads the persistent tier's unexpired entries into memory, as many as fit.
+    func warm() async throws -> Int {
+        guard let store = self.store else { return 0 }
+        let wall = Date().timeIntervalSince1970
+        let now = ContinuousClock.now
+        var loaded = 0
+        for row in try await store.cacheEntries(now: wall) {
+            guard let answer = CachedAnswer(json: row.answer) else { continue }
+            self.entries.withLock { $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }
+            loaded += 1
+        }
+        return loaded
     }
 
     static let ttlHeader = HTTPField.Name("x-switchyard-cache-ttl")!
@@ -87,6 +104,11 @@ final class AnswerCache: Sendable {
         guard plan.store else { return }
         let now = ContinuousClock.now
         self.entries.withLock { $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }
+        if let store = self.store {
+            let expires = Date().timeIntervalSince1970 + plan.ttl.seconds
+            let json = answer.json
+            Task { try? await store.putCacheEntry(key: plan.key, scope: plan.scope, route: plan.route, expiresAt: expires, answer: json) }
+        }
         if let semantic = plan.semantic {
             let vector = self.embedder.vector(semantic.text)
             self.semantic.withLock { $0.insert(vector, key: plan.key, partition: semantic.partition) }
@@ -95,7 +117,9 @@ final class AnswerCache: Sendable {
 
     /// - Returns: how many entries went.
     func flush(tenant: String?, route: String?) -> Int {
-        let removed = self.entries.withLock { $0.flush(scope: tenant.map { "tenant:\($0)" }, route: route) }
+        let scope = tenant.map { "tenant:\($0)" }
+        let removed = self.entries.withLock { $0.flush(scope: scope, route: route) }
+        if let store = self.store { Task { try? await store.deleteCacheEntries(scope: scope, route: route) } }
         // Semantic pointers to removed entries simply miss; with no filter, the index goes too.
         if tenant == nil && route == nil { self.semantic.withLock { $0.removeAll() } }
         return removed

@@ -94,6 +94,8 @@ public struct GatewayService: Service {
                 store: store, quotas: quotas, logger: self.logger
             )
             state.keys.load(try await store.keys(), config: self.config)
+            let warmed = try await state.cache.warm()
+            if warmed > 0 { self.logger.info("cache warmed from its persistent tier", metadata: ["gw.entries": "\(warmed)"]) }
             let control = GatewayControl(state: state)
             state.restartMonitor()
             let ledger = Task { await state.ledger.run() }

@@ -77,7 +77,7 @@ final class GatewayState: Sendable {
         self.store = store
         self.quotas = quotas
         self.ledger = LedgerWriter(store: store, logger: logger)
-        self.cache = AnswerCache(capacity: config.cacheMemory)
+        self.cache = AnswerCache(capacity: config.cacheMemory, persistentIn: config.cachePersistent ? store : nil)
         self.configSource = configSource
         self.current = Mutex(RoutingSnapshot(config: config, upstreams: upstreams, version: 1))
         self.health = Mutex(RoutingHealth(config: config))

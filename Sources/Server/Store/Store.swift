@@ -86,6 +86,15 @@ final class Store: Sendable {
                 table.add(column: "cost_saved_usd", .double).notNull().defaults(to: 0)
             }
         }
+        migrator.registerMigration("v4: persistent cache") { db in
+            try db.create(table: "cache_entry") { table in
+                table.primaryKey("key", .text)
+                table.column("scope", .text).notNull()
+                table.column("route", .text).notNull()
+                table.column("expires_at", .double).notNull().indexed()
+                table.column("answer", .text).notNull()
+            }
+        }
         return migrator
     }
 
@@ -242,6 +251,41 @@ extension Store {
                     failed: $0["failed"], inputTokens: $0["input_tokens"], outputTokens: $0["output_tokens"], costUsd: $0["cost_usd"]
                 )
             }
+        }
+    }
+
+    func putCacheEntry(key: String, scope: String, route: String, expiresAt: Double, answer: String) async throws {
+        try await self.pool.write { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO cache_entry (key, scope, route, expires_at, answer) VALUES (?, ?, ?, ?, ?)",
+                arguments: [key, scope, route, expiresAt, answer]
+            )
+        }
+    }
+
+    /// Unexpired entries, newest expiry first; expired ones are deleted on the way.
+    func cacheEntries(now: Double) async throws -> [(key: String, scope: String, route: String, expiresAt: Double, answer: String)] {
+        try await self.pool.write { db in
+            try db.execute(sql: "DELETE FROM cache_entry WHERE expires_at <= ?", arguments: [now])
+            return try Row.fetchAll(db, sql: "SELECT key, scope, route, expires_at, answer FROM cache_entry ORDER BY expires_at DESC").map {
+                ($0["key"], $0["scope"], $0["route"], $0["expires_at"], $0["answer"])
+            }
+        }
+    }
+
+    func deleteCacheEntries(scope: String?, route: String?) async throws {
+        try await self.pool.write { db in
+            var sql = "DELETE FROM cache_entry WHERE 1 = 1"
+            var arguments: StatementArguments = []
+            if let scope {
+                sql += " AND scope = ?"
+                arguments += [scope]
+            }
+            if let route {
+                sql += " AND route = ?"
+                arguments += [route]
+            }
+            try db.execute(sql: sql, arguments: arguments)
         }
     }
 
