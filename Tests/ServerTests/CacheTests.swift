@@ -11,7 +11,7 @@ struct CacheTests {
     static func start(configure: (inout GatewayConfig) -> Void = { _ in }) async throws -> TenancyFixture {
         try await TenancyFixture.start(anonymous: true) { config in
             func route(_ alias: String, _ model: String, _ change: (inout CacheSettings) -> Void = { _ in }) -> RouteSettings {
-                var route = RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: model)])
+                var route = RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: model, price: TokenPrice(input: 0.15, output: 0.6))])
                 var settings = CacheSettings(ttl: .seconds(60))
                 change(&settings)
                 route.cache = settings
@@ -66,6 +66,7 @@ struct CacheTests {
         let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }
         let hits = rows.filter { $0.cache == "hit" }
         #expect(hits.count == 2 && hits.allSatisfy { $0.costUsd == 0 && $0.costSavedUsd > 0 })
+        #expect(rows.filter { $0.cache == "miss" }.allSatisfy { $0.costUsd > 0 })
         #expect(rows.filter { $0.cache == "miss" }.count == 1)
     }
 

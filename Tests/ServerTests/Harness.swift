@@ -141,9 +141,14 @@ struct Exchange {
 }
 
 enum TestClient {
+    /// Room for a few hundred concurrent requests, with waits that survive a loaded CI machine.
     static let client = HTTPClient(
         eventLoopGroupProvider: .singleton,
-        configuration: .init(timeout: .init(connect: .seconds(2), read: .seconds(20)), decompression: .disabled)
+        configuration: .init(
+            timeout: .init(connect: .seconds(10), read: .seconds(20)),
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256),
+            decompression: .disabled
+        )
     )
 
     static func post(_ url: String, _ body: String, headers: [(String, String)] = []) async throws -> Exchange {

@@ -89,21 +89,21 @@ struct FailoverTests {
 
     @Test func aRateLimitedTargetRestsForItsRetryAfter() async throws {
         let fixture = try await RoutingFixture.start { config in
-            config.routes = [RoutingFixture.route([("a", "m:fault=429:retry-after=2"), ("b", "m")])]
+            config.routes = [RoutingFixture.route([("a", "m:fault=429:retry-after=5"), ("b", "m")])]
         }
         defer { Task { await fixture.stop() } }
         let first = try await fixture.chat()
         #expect(first.status == 200 && first.provider == "b" && first.attempts == 2)
         let resting = try #require(fixture.status("a"))
         #expect(resting.unavailable == "resting")
-        #expect((resting.restingSeconds ?? 0) > 1 && (resting.restingSeconds ?? 9) <= 2)
+        #expect((resting.restingSeconds ?? 0) > 3 && (resting.restingSeconds ?? 9) <= 5)
         // While it rests, nobody is sent there: b answers at once.
         for _ in 0..<10 {
             let exchange = try await fixture.chat()
             #expect(exchange.provider == "b" && exchange.attempts == 1)
         }
         #expect(fixture.status("a")?.requests == 1)
-        try await Task.sleep(for: .milliseconds(2_100))
+        try await Task.sleep(for: .milliseconds(5_100))
         _ = try await fixture.chat()
         #expect(fixture.status("a")?.requests == 2, "after the rest, a is tried again")
     }

@@ -26,14 +26,15 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Built-in prices, under the file's, under the config's own.
     public var priceTable: PriceTable { PriceTable.builtIn.overlaid(with: self.filePrices).overlaid(with: self.prices) }
 
-    /// The price of a target: its route's own `price`, else the table's for the upstream model, else
-    /// free for local backends (Ollama, vLLM). Nil when unknown.
+    /// The price of a target: its route's own `price`, else the config's `prices:` for the upstream
+    /// model; local backends (Ollama, vLLM) and the simulator are free unless priced so; else the
+    /// table's (built-in under the price file). Nil when unknown.
     public func price(of target: RouteTarget, in table: PriceTable) -> ModelPrice? {
         if let price = target.price { return ModelPrice(input: price.input, output: price.output, checked: "route") }
-        if let price = table.price(for: target.model) { return price }
+        if let price = self.prices.price(for: target.model) { return price }
         switch self.provider(target.provider)?.kind {
-        case .ollama, .vllm: return .free
-        default: return nil
+        case .ollama, .vllm, .simulator: return .free
+        default: return table.price(for: target.model)
         }
     }
 

@@ -182,7 +182,9 @@ extension GatewayState {
                 ? OpenAIResponseEncoder.completion(response, model: cached.upstreamModel, created: created)
                 : AnthropicResponseEncoder.message(response, model: cached.upstreamModel)
         }
-        let target = RouteTarget(provider: cached.provider, model: cached.upstreamModel)
+        // The route's own target, with its price: what the answer would have cost.
+        let target = routing.routes.routes[route]?.targets.first { $0.provider == cached.provider && $0.model == cached.upstreamModel }
+            ?? RouteTarget(provider: cached.provider, model: cached.upstreamModel)
         var summary = RequestSummary(
             requestID: requestID, operation: "chat", route: route, target: target.key, status: 200, failure: nil, message: nil,
             latency: ContinuousClock.now - started, usage: response.usage

@@ -186,6 +186,7 @@ struct ExchangeContext: Sendable {
             "request completed",
             metadata: [
                 "gw.request_id": "\(self.requestID)",
+                "gw.tenant": "\(self.admission.caller.tenant ?? "-")",
                 "gw.route": "\(self.target.route)",
                 "gw.provider": "\(self.target.provider)",
                 "gw.attempts": "\(self.outcome.attempts)",
