@@ -33,7 +33,7 @@ enum ConsoleApp {
         case .success(let parsed): options = parsed
         case .failure(let problem):
             if problem.exitCode == 0 {
-                print(problem.message.isEmpty ? Self.usage : problem.message)
+                FileHandle.standardOutput.write(Data(((problem.message.isEmpty ? Self.usage : problem.message) + "\n").utf8))
             } else {
                 FileHandle.standardError.write(Data("\(problem.message)\n\n\(Self.usage)\n".utf8))
             }

@@ -18,8 +18,6 @@ public struct LimitSettings: Sendable, Equatable {
         self.dailyBudgetUSD = dailyBudgetUSD
         self.monthlyBudgetUSD = monthlyBudgetUSD
     }
-
-    public var isUnlimited: Bool { self == LimitSettings() }
 }
 
 /// The generic cell rate algorithm: `limit` requests per `period`, spread evenly, with a burst of the

@@ -20,20 +20,12 @@ struct MessagesHandler: Sendable {
     }
 
     private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, caller: Caller, context: GatewayRequestContext) async throws -> Response {
-        let body = try await self.state.body(of: request)
-        // Only the model and `stream` are read first: a same-dialect request must not be decoded.
-        let patch = try OpenAIRequestPatch(body: body)
-        let routing = self.state.routing
-        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
-        let plan = try self.state.plan(features, in: routing)
-        let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
-        let cachePlan = self.state.cache.plan(route: plan.route, body: body, dialect: .anthropic, caller: caller, request: request)
-        if let cachePlan, cachePlan.lookup, let (cached, outcome) = self.state.cache.lookup(cachePlan) {
-            return self.state.answerFromCache(
-                cached, outcome: outcome, dialect: .anthropic, streaming: patch.isStreaming, includeUsage: true,
-                route: plan.route.alias, admission: admission, requestID: requestID, started: started, routing: routing
-            )
+        let intake: ChatIntake
+        switch try await self.state.intake(request, caller: caller, dialect: .anthropic, requestID: requestID, started: started) {
+        case .answered(let response): return response
+        case .forward(let forwarded): intake = forwarded
         }
+        let (body, patch, routing, plan) = (intake.body, intake.patch, intake.routing, intake.plan)
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
             ? AnthropicRequestDecoder.decode(body) : nil
         let images = self.state.images
@@ -46,8 +38,8 @@ struct MessagesHandler: Sendable {
             return UpstreamRequest(body: upstreamBody, path: "/messages", streaming: patch.isStreaming)
         }
         let exchange = ExchangeContext(
-            state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger,
-            started: started, cachePlan: cachePlan
+            state: self.state, routing: routing, admission: intake.admission, requestID: requestID, outcome: outcome, logger: context.logger,
+            started: started, cachePlan: intake.cachePlan
         )
         if outcome.upstream.settings.wire != .anthropicMessages, let decoded {
             return try TranslatedExchange(client: .anthropic).respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)

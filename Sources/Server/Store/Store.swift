@@ -288,10 +288,6 @@ extension Store {
             try db.execute(sql: sql, arguments: arguments)
         }
     }
-
-    func ledgerCount() async throws -> Int {
-        try await self.pool.read { db in try LedgerRow.fetchCount(db) }
-    }
 }
 
 /// One line of `switchyard usage`.
