@@ -1,5 +1,6 @@
-import Engine
+@testable import Engine
 import Foundation
+import NIOCore
 import Testing
 
 struct CacheKeyTests {
@@ -141,5 +142,87 @@ struct ApproximateIndexTests {
         index.insert(stranger, key: "k0", partition: "p")
         #expect(index.nearest(stranger, partition: "p", threshold: 0.9)?.key == "k0")
         #expect(index.count == 1_200)
+    }
+
+    /// A full partition evicts its oldest; in the graph their slots go to the newcomers, so churn
+    /// does not grow it, and an evicted entry is never an answer.
+    @Test func evictedEntriesLeaveTheGraphAndTheirSlotsAreReused() {
+        var random = SplitMix(seed: 23)
+        func unit() -> [Float] {
+            let vector = (0..<32).map { _ in Float.random(in: -1...1, using: &random) }
+            let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return vector.map { $0 / norm }
+        }
+        var graph = HNSW()
+        let first = (0..<500).map { _ in unit() }
+        for (number, vector) in first.enumerated() { graph.insert(vector, key: "old\(number)") }
+        for number in 0..<500 { graph.remove(key: "old\(number)") }
+        let second = (0..<500).map { _ in unit() }
+        for (number, vector) in second.enumerated() { graph.insert(vector, key: "new\(number)") }
+        #expect(graph.count == 500 && graph.slots <= 501)
+        var found = 0
+        for (number, vector) in second.enumerated() where graph.nearest(vector)?.key == "new\(number)" { found += 1 }
+        #expect(found >= 490, "recall \(found)/500")
+        #expect(first.allSatisfy { graph.nearest($0)?.key.hasPrefix("new") == true })
+    }
+}
+
+struct ReplayPacingTests {
+    static let answer = CachedAnswer(
+        response: ChatResponse(
+            id: "r1", model: "m", content: [.text("one two three four five six seven eight")], stopReason: .endTurn,
+            usage: Usage(inputTokens: 3, outputTokens: 8)
+        ),
+        provider: "sim", upstreamModel: "m", timing: AnswerTiming(firstToken: .milliseconds(400), total: .milliseconds(1_100))
+    )
+
+    /// The first token when the original's came, the rest evenly up to its end, the same text.
+    @Test func stepsFollowTheOriginalsTiming() {
+        let steps = Self.answer.pacedEvents()
+        #expect(steps.first?.due == .milliseconds(400) && steps.last?.due == .milliseconds(1_100))
+        // The opening with the first of 8 word pieces, 7 more, the closing.
+        #expect(steps.count == 9)
+        #expect(zip(steps, steps.dropFirst()).allSatisfy { $0.due <= $1.due })
+        var recording = StreamRecording()
+        for step in steps { recording.record(step.events) }
+        #expect(recording.response == Self.answer.response)
+        // At most `maxSteps` text pieces, whole words each.
+        let coarse = Self.answer.pacedEvents(maxSteps: 3)
+        let pieces = coarse.flatMap(\.events).compactMap { event -> String? in
+            if case .textDelta(let text) = event { return text }
+            return nil
+        }
+        #expect(pieces == ["one two three ", "four five six ", "seven eight"])
+    }
+
+    @Test func anAnswerWithoutTimingReplaysAtOnceAndTimingSurvivesThePersistentTier() {
+        var untimed = Self.answer
+        untimed.timing = nil
+        #expect(untimed.pacedEvents().count == 1 && untimed.pacedEvents().first?.due == .zero)
+        #expect(CachedAnswer(json: Self.answer.json) == Self.answer)
+        var whole = Self.answer
+        whole.timing = AnswerTiming(firstToken: nil, total: .milliseconds(900))
+        #expect(CachedAnswer(json: whole.json) == whole)
+        #expect(whole.pacedEvents().first?.due == .zero)
+    }
+}
+
+struct EmbeddingAnswerTests {
+    @Test func vectorsComeBackInInputOrderAtUnitLength() throws {
+        let body = ByteBuffer(string: #"{"data":[{"index":1,"embedding":[0,3,4]},{"index":0,"embedding":[2,0,0]}]}"#)
+        let vectors = try OpenAIEmbeddings.unitVectors(body, count: 2, provider: "p")
+        #expect(vectors == [[1, 0, 0], [0, 0.6, 0.8]])
+        #expect(OpenAIEmbeddings.request(model: "e", texts: ["a \"b\""]).string == #"{"model":"e","input":["a \"b\""]}"#)
+    }
+
+    @Test func aMissingZeroOrRaggedVectorIsMalformed() {
+        for json in [
+            #"{"data":[{"index":0,"embedding":[1,0]}]}"#,
+            #"{"data":[{"index":0,"embedding":[0,0]},{"index":1,"embedding":[1,0]}]}"#,
+            #"{"data":[{"index":0,"embedding":[1,0]},{"index":1,"embedding":[1,0,0]}]}"#,
+            #"{"error":{"message":"x"}}"#,
+        ] {
+            #expect(throws: GatewayError.self) { try OpenAIEmbeddings.unitVectors(ByteBuffer(string: json), count: 2, provider: "p") }
+        }
     }
 }

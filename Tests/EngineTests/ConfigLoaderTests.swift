@@ -257,3 +257,48 @@ struct AnthropicProviderConfigTests {
         }
     }
 }
+
+extension ConfigLoaderTests {
+    @Test func cacheSettingsNameTheirEmbedderAndReplayPace() throws {
+        let yaml = """
+            providers:
+              sim: { kind: simulator }
+              local: { kind: ollama, base_url: http://127.0.0.1:11434 }
+            routes:
+              a:
+                targets: [{ provider: sim, model: m }]
+                cache: { ttl: 10m, replay: realistic, semantic: { threshold: 0.9, embedder: { provider: local, model: nomic-embed-text } } }
+              b:
+                targets: [{ provider: sim, model: m }]
+                cache: { semantic: { threshold: 0.95 } }
+            """
+        let config = try self.load(yaml)
+        let first = try #require(config.routes.first { $0.alias == "a" }?.cache)
+        #expect(first.realisticReplay && first.semanticThreshold == 0.9 && first.embedder == EmbedderSettings(provider: "local", model: "nomic-embed-text"))
+        let second = try #require(config.routes.first { $0.alias == "b" }?.cache)
+        #expect(!second.realisticReplay && second.embedder == nil && second.semanticThreshold == 0.95)
+    }
+
+    @Test func aBadEmbedderOrPaceIsReportedWithItsPath() {
+        let found = self.issues("""
+            providers:
+              sim: { kind: simulator }
+              claude: { kind: anthropic, api_key: x }
+            routes:
+              a:
+                targets: [{ provider: sim, model: m }]
+                cache: { replay: slow, semantic: { threshold: 0.9, embedder: { provider: simm, model: e } } }
+              b:
+                targets: [{ provider: sim, model: m }]
+                cache: { semantic: { embedder: { provider: claude, model: e } } }
+              c:
+                targets: [{ provider: sim, model: m }]
+                cache: { semantic: { threshold: 0.9, embedder: { provider: sim } } }
+            """)
+        #expect(found.contains { $0.path == "routes.a.cache.replay" && $0.message.contains("instant or realistic") })
+        #expect(found.contains { $0.path == "routes.a.cache.semantic.embedder.provider" && $0.message.contains("did you mean 'sim'?") })
+        #expect(found.contains { $0.path == "routes.b.cache.semantic.threshold" && $0.message.contains("required") })
+        #expect(found.contains { $0.path == "routes.b.cache.semantic.embedder.provider" && $0.message.contains("Anthropic") })
+        #expect(found.contains { $0.path == "routes.c.cache.semantic.embedder" && $0.message.contains("provider and model") })
+    }
+}

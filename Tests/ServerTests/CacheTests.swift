@@ -1,7 +1,9 @@
 import AsyncHTTPClient
 import Engine
 import Foundation
+import Hummingbird
 import NIOCore
+import Synchronization
 import Testing
 @testable import Server
 
@@ -148,6 +150,100 @@ struct CacheTests {
         #expect(try await Self.post(fixture, Self.body("semantic", "How do I bake sourdough bread?", history: history)).headers.first(name: "x-switchyard-cache") == "miss")
     }
 
+    /// The route's embedder is a provider's embeddings model (here a loopback server that knows two
+    /// topics): questions that share no words but mean the same are a semantic hit, where the built-in
+    /// n-gram embedder sees nothing alike; a failing embedder costs the lookup, not the request.
+    @Test func aProviderEmbedderFindsParaphrasesTheLocalOneCannot() async throws {
+        let embeddings = try await TopicEmbeddings.start()
+        defer { Task { await embeddings.service.stop() } }
+        let fixture = try await Self.start { config in
+            config.providers.append(ProviderSettings(id: "topics", kind: .openAICompatible, baseURL: "\(embeddings.service.url)/v1"))
+            for (alias, embedder) in [("by-topic", EmbedderSettings(provider: "topics", model: "topic-1")), ("by-ngram", nil), ("broken", EmbedderSettings(provider: "topics", model: "fail"))] {
+                var route = RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])
+                route.cache = CacheSettings(ttl: .seconds(60))
+                route.cache?.always = true
+                route.cache?.semanticThreshold = 0.9
+                route.cache?.embedder = embedder
+                config.routes.append(route)
+            }
+        }
+        defer { Task { await fixture.stop() } }
+        let (asked, reworded) = ("How do I get a refund?", "Can I have my money back")
+        for route in ["by-topic", "by-ngram", "broken"] {
+            #expect(try await Self.post(fixture, Self.body(route, asked)).headers.first(name: "x-switchyard-cache") == "miss")
+        }
+        #expect(try await Self.post(fixture, Self.body("by-topic", reworded)).headers.first(name: "x-switchyard-cache") == "semantic-hit")
+        #expect(try await Self.post(fixture, Self.body("by-topic", "What is the weather today?")).headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(try await Self.post(fixture, Self.body("by-ngram", reworded)).headers.first(name: "x-switchyard-cache") == "miss")
+        let broken = try await Self.post(fixture, Self.body("broken", reworded))
+        #expect(broken.status == 200 && broken.headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(try await Self.post(fixture, Self.body("broken", asked)).headers.first(name: "x-switchyard-cache") == "hit")
+        // One call for each request that missed exactly (its vector then files the answer too), none
+        // for the n-gram route or an exact hit.
+        #expect(embeddings.calls == 5)
+    }
+
+    /// Ollama's and Gemini's own embeddings APIs serve as embedders too (their simulators embed by
+    /// character trigrams, so a little rewording stays close).
+    @Test func ollamaAndGeminiEmbeddersServeTheSemanticCache() async throws {
+        let fixture = try await Self.start { config in
+            let root = config.providers[0].baseURL!.replacingOccurrences(of: "/v1", with: "")
+            config.providers += [
+                ProviderSettings(id: "ollama", kind: .ollama, baseURL: root),
+                ProviderSettings(id: "gemini", kind: .gemini, baseURL: root + "/v1beta"),
+            ]
+            for provider in ["ollama", "gemini"] {
+                var route = RouteSettings(alias: "via-\(provider)", targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])
+                route.cache = CacheSettings(ttl: .seconds(60))
+                route.cache?.always = true
+                route.cache?.semanticThreshold = 0.8
+                route.cache?.embedder = EmbedderSettings(provider: provider, model: "embed")
+                config.routes.append(route)
+            }
+        }
+        defer { Task { await fixture.stop() } }
+        for route in ["via-ollama", "via-gemini"] {
+            #expect(try await Self.post(fixture, Self.body(route, "What is the capital of France?")).headers.first(name: "x-switchyard-cache") == "miss")
+            #expect(try await Self.post(fixture, Self.body(route, "what's the capital of France")).headers.first(name: "x-switchyard-cache") == "semantic-hit")
+        }
+    }
+
+    /// With `replay: realistic` a replayed stream takes about as long as the original did (first
+    /// token after the original's wait, text spread out); without it, it comes at once.
+    @Test func aRealisticReplayKeepsTheOriginalsPace() async throws {
+        let fixture = try await Self.start { config in
+            for (alias, realistic) in [("paced", true), ("instant", false)] {
+                var route = RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini:ttft=800ms:tps=40")])
+                route.cache = CacheSettings(ttl: .seconds(60))
+                route.cache?.always = true
+                route.cache?.realisticReplay = realistic
+                config.routes.append(route)
+            }
+        }
+        defer { Task { await fixture.stop() } }
+        let body = { (route: String) in #"{"model":"\#(route)","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"pace me"}]}"# }
+        let original = try await Self.post(fixture, body("paced"))
+        _ = try await Self.post(fixture, body("instant"))
+        let started = ContinuousClock.now
+        let paced = try await Self.post(fixture, body("paced"))
+        let pacedTime = ContinuousClock.now - started
+        #expect(paced.headers.first(name: "x-switchyard-cache") == "hit")
+        #expect(paced.events.last == "[DONE]")
+        let text = { (exchange: Exchange) in
+            exchange.events.dropLast().compactMap { event -> String? in
+                let json = try? JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any]
+                return ((json?["choices"] as? [[String: Any]])?.first?["delta"] as? [String: Any])?["content"] as? String
+            }.joined()
+        }
+        #expect(!text(paced).isEmpty && text(paced) == text(original))
+        // The original waited 800 ms for its first token and then streamed 20 tokens at 40 a second.
+        #expect(pacedTime >= .milliseconds(800))
+        #expect(paced.events.count > 5)
+        let instantStarted = ContinuousClock.now
+        let instant = try await Self.post(fixture, body("instant"))
+        #expect(instant.headers.first(name: "x-switchyard-cache") == "hit" && ContinuousClock.now - instantStarted < .milliseconds(800))
+    }
+
     @Test func flushEmptiesTheCache() async throws {
         let fixture = try await Self.start()
         defer { Task { await fixture.stop() } }
@@ -186,5 +282,50 @@ struct PersistentCacheTests {
         #expect(hit.headers.first(name: "x-switchyard-cache") == "hit")
         let content = { (exchange: Exchange) in ((exchange.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String }
         #expect(content(hit) != nil && content(hit) == content(miss))
+    }
+}
+
+/// An OpenAI-compatible embeddings server that knows two topics: texts about refunds get one vector,
+/// everything else another; model `fail` answers 500. Counts its calls.
+final class TopicEmbeddings: Sendable {
+    let service: RunningService
+    private let counter: Counter
+
+    private init(service: RunningService, counter: Counter) {
+        self.service = service
+        self.counter = counter
+    }
+
+    var calls: Int { self.counter.value.load(ordering: .relaxed) }
+
+    static func start() async throws -> TopicEmbeddings {
+        let counter = Counter()
+        let router = Router()
+        router.post("/v1/embeddings") { request, _ -> Response in
+            counter.value.add(1, ordering: .relaxed)
+            let json = JSONValue.parse(try await request.body.collect(upTo: 1 << 20))
+            guard json?["model"]?.string != "fail" else {
+                return Response(status: .internalServerError, body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"down","type":"server_error"}}"#)))
+            }
+            let inputs = json?["input"]?.array?.compactMap(\.string) ?? [json?["input"]?.string ?? ""]
+            let items = inputs.enumerated().map { index, text in
+                let lowered = text.lowercased()
+                let vector = lowered.contains("refund") || lowered.contains("money back") ? "[0.6,0.8,0]" : "[0,0.6,0.8]"
+                return #"{"object":"embedding","index":\#(index),"embedding":\#(vector)}"#
+            }
+            let answer = #"{"object":"list","model":"topic-1","data":[\#(items.joined(separator: ","))],"usage":{"prompt_tokens":3,"total_tokens":3}}"#
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
+        }
+        let service = try await RunningService.start { started in
+            Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
+                onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) }, logger: RunningService.logger
+            )
+        }
+        return TopicEmbeddings(service: service, counter: counter)
+    }
+
+    private final class Counter: Sendable {
+        let value = Atomic<Int>(0)
     }
 }

@@ -269,7 +269,8 @@ struct FailoverTests {
     }
 
     @Test func leastBusyPrefersTheBackendThatReportsAnIdleQueue() async throws {
-        // Two vLLM-like backends; the first is kept busy by other clients the gateway does not see.
+        // Two vLLM-like backends; the first is kept busy by other clients the gateway does not see
+        // (for longer than the test can take on a loaded machine).
         let busyRouter = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
         let busy = try await RunningService.simulator(busyRouter)
         let fixture = try await RoutingFixture.start(providers: ["idle"]) { config in
@@ -286,7 +287,7 @@ struct FailoverTests {
             }
         }
         let others = (0..<4).map { _ in
-            Task { try await TestClient.post("\(busy.url)/v1/chat/completions", TestClient.chat(model: "m:ttft=3s", stream: true)) }
+            Task { try await TestClient.post("\(busy.url)/v1/chat/completions", TestClient.chat(model: "m:ttft=30s", stream: true)) }
         }
         for _ in 0..<200 where (fixture.status("busy")?.reportedQueue ?? 0) < 4 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(fixture.status("busy")?.reportedQueue == 4)

@@ -8,10 +8,29 @@ public struct CacheSettings: Sendable, Equatable {
     public var always = false
     /// Reuse answers to reworded last turns (same conversation before it, same parameters).
     public var semanticThreshold: Double?
+    /// Whose vectors the semantic index compares; nil = the built-in `NGramEmbedder`.
+    public var embedder: EmbedderSettings?
+    /// Replayed streams keep the pace of the original answer (its first-token wait, then its
+    /// tokens spread over its generation time) instead of arriving at once.
+    public var realisticReplay = false
 
     public init(ttl: Duration = .seconds(3_600)) {
         self.ttl = ttl
     }
+}
+
+/// `semantic: { embedder: { provider, model } }`: an embeddings model of a configured provider.
+public struct EmbedderSettings: Sendable, Equatable {
+    public var provider: String
+    public var model: String
+
+    public init(provider: String, model: String) {
+        self.provider = provider
+        self.model = model
+    }
+
+    /// Names the vector space, so vectors of different embedders never meet in one partition.
+    public var identity: String { "\(self.provider)/\(self.model)" }
 }
 
 /// An answer as the cache keeps it: canonical, so it replays in either dialect, streamed or not.
@@ -20,11 +39,14 @@ public struct CachedAnswer: Sendable, Equatable {
     /// The route target that produced it, for the cost it saves.
     public var provider: String
     public var upstreamModel: String
+    /// How long the original took, for a replay at its pace.
+    public var timing: AnswerTiming?
 
-    public init(response: ChatResponse, provider: String, upstreamModel: String) {
+    public init(response: ChatResponse, provider: String, upstreamModel: String, timing: AnswerTiming? = nil) {
         self.response = response
         self.provider = provider
         self.upstreamModel = upstreamModel
+        self.timing = timing
     }
 
     /// Roughly what it holds in memory: the LRU's unit.
@@ -53,6 +75,62 @@ public struct CachedAnswer: Sendable, Equatable {
             }
         }
         return events + [.stop(self.response.stopReason), .usage(self.response.usage), .end]
+    }
+
+    /// The stream replayed at the original's pace: the first step when the original's first token
+    /// came, the text cut into about one piece a token (at most `maxSteps`) spread evenly up to when
+    /// it ended, the closing events then. Each step's events with when they are due, counted from the
+    /// start of the replay; one step at once without a timing.
+    public func pacedEvents(maxSteps: Int = 256) -> [(due: Duration, events: [StreamEvent])] {
+        let events = self.events
+        guard let timing = self.timing else { return [(.zero, events)] }
+        var opening: [StreamEvent] = []
+        var middle: [[StreamEvent]] = []
+        var closing: [StreamEvent] = []
+        let pieces = max(1, min(maxSteps, self.response.usage.outputTokens))
+        for event in events {
+            switch event {
+            case .start: opening.append(event)
+            case .textDelta(let text): middle += Self.pieces(of: text, count: pieces).map { [.textDelta($0)] }
+            case .toolCallStart, .toolCallArguments: middle.append([event])
+            default: closing.append(event)
+            }
+        }
+        let first = min(timing.firstToken ?? .zero, timing.total)
+        var steps: [(due: Duration, events: [StreamEvent])] = [(first, opening + (middle.first ?? []))]
+        let rest = middle.dropFirst()
+        for (offset, step) in rest.enumerated() {
+            steps.append((first + (timing.total - first) * (Double(offset + 1) / Double(rest.count)), step))
+        }
+        steps.append((timing.total, closing))
+        return steps
+    }
+
+    /// `text` cut after whitespace into at most `count` pieces of about as many words each.
+    static func pieces(of text: String, count: Int) -> [String] {
+        var words: [Substring] = []
+        var start = text.startIndex
+        for index in text.indices where text[index].isWhitespace {
+            let next = text.index(after: index)
+            words.append(text[start..<next])
+            start = next
+        }
+        if start < text.endIndex { words.append(text[start...]) }
+        guard words.count > count else { return words.map(String.init) }
+        let perPiece = (words.count + count - 1) / count
+        return stride(from: 0, to: words.count, by: perPiece).map { words[$0..<min($0 + perPiece, words.count)].joined() }
+    }
+}
+
+/// How long an answer took to generate: the wait for its first token (known when it was streamed)
+/// and the whole of it.
+public struct AnswerTiming: Sendable, Equatable {
+    public var firstToken: Duration?
+    public var total: Duration
+
+    public init(firstToken: Duration?, total: Duration) {
+        self.firstToken = firstToken
+        self.total = total
     }
 }
 
@@ -249,6 +327,10 @@ extension CachedAnswer {
             }
         }
         json.closeArray()
+        if let timing = self.timing {
+            if let firstToken = timing.firstToken { json.field("firstTokenMs", Int(firstToken.milliseconds)) }
+            json.field("totalMs", Int(timing.total.milliseconds))
+        }
         json.closeObject()
         return json.output
     }
@@ -270,7 +352,8 @@ extension CachedAnswer {
         }
         self.init(
             response: ChatResponse(id: json["id"]?.string ?? "", model: json["model"]?.string ?? "", content: content, stopReason: stop, usage: usage),
-            provider: provider, upstreamModel: upstreamModel
+            provider: provider, upstreamModel: upstreamModel,
+            timing: json["totalMs"]?.int.map { AnswerTiming(firstToken: json["firstTokenMs"]?.int.map { .milliseconds($0) }, total: .milliseconds($0)) }
         )
     }
 }

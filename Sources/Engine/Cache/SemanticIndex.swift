@@ -1,6 +1,5 @@
 /// Turns texts into unit vectors whose dot product is their similarity.
 public protocol Embedder: Sendable {
-    var dimensions: Int { get }
     func embed(_ texts: [String]) async throws -> [[Float]]
 }
 
@@ -59,9 +58,14 @@ public struct SemanticIndex: Sendable {
     public let approximateAbove: Int
     private var partitions: [String: Partition] = [:]
 
-    public init(partitionLimit: Int = 100_000, approximateAbove: Int = 2_000) {
+    public let searchWidth: Int
+    /// Wide enough for recall 0.99 on clustered vectors at 100,000 entries (`docs/performance.md`).
+    public static let defaultSearchWidth = 64
+
+    public init(partitionLimit: Int = 100_000, approximateAbove: Int = 2_000, searchWidth: Int = Self.defaultSearchWidth) {
         self.partitionLimit = max(1, partitionLimit)
         self.approximateAbove = max(1, approximateAbove)
+        self.searchWidth = max(1, searchWidth)
     }
 
     public mutating func insert(_ vector: [Float], key: String, partition name: String) {
@@ -79,7 +83,7 @@ public struct SemanticIndex: Sendable {
         } else {
             partition.flat.append(Item(vector: vector, key: key))
             if partition.flat.count > self.approximateAbove {
-                var graph = HNSW()
+                var graph = HNSW(search: self.searchWidth)
                 for item in partition.flat { graph.insert(item.vector, key: item.key) }
                 partition.graph = graph
                 partition.flat = []
@@ -115,25 +119,29 @@ public struct SemanticIndex: Sendable {
 
     public var count: Int { self.partitions.values.reduce(0) { $0 + $1.order.count } }
 
-    /// Unrolled by four, which the compiler turns into vector instructions.
     static func dot(_ a: [Float], _ b: [Float]) -> Float {
         a.withUnsafeBufferPointer { left in
             b.withUnsafeBufferPointer { right in
-                var sums = SIMD4<Float>()
-                var index = 0
-                let count = left.count
-                while index + 4 <= count {
-                    sums += SIMD4(left[index], left[index + 1], left[index + 2], left[index + 3])
-                        * SIMD4(right[index], right[index + 1], right[index + 2], right[index + 3])
-                    index += 4
-                }
-                var total = sums.sum()
-                while index < count {
-                    total += left[index] * right[index]
-                    index += 1
-                }
-                return total
+                Self.dot(left.baseAddress!, right.baseAddress!, count: min(left.count, right.count))
             }
         }
+    }
+
+    /// Eight lanes at a time (two AVX or four NEON registers' worth), then the rest one by one.
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+        let (left, right) = (UnsafeRawPointer(a), UnsafeRawPointer(b))
+        var sums = SIMD8<Float>()
+        var index = 0
+        while index + 8 <= count {
+            let offset = index * MemoryLayout<Float>.stride
+            sums += left.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self) * right.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+            index += 8
+        }
+        var total = sums.sum()
+        while index < count {
+            total += a[index] * b[index]
+            index += 1
+        }
+        return total
     }
 }

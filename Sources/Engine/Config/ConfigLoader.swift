@@ -383,20 +383,43 @@ private struct Reader {
         return policy
     }
 
-    /// `cache: { ttl: 1h, always: false, semantic: { threshold: 0.93 } }`.
+    /// `cache: { ttl: 1h, always: false, replay: instant, semantic: { threshold: 0.93, embedder: { provider, model } } }`.
     mutating func readCache(_ node: Node, _ base: String) -> CacheSettings? {
         var settings = CacheSettings()
-        for (key, _, value) in self.mapping(node, base, allowed: ["ttl", "always", "semantic"]) ?? [] {
+        for (key, _, value) in self.mapping(node, base, allowed: ["ttl", "always", "replay", "semantic"]) ?? [] {
             let path = "\(base).\(key)"
             switch key {
             case "ttl": settings.ttl = self.positiveDuration(value, path) ?? settings.ttl
             case "always": settings.always = self.bool(value, path) ?? false
+            case "replay":
+                switch self.string(value, path) {
+                case "instant": settings.realisticReplay = false
+                case "realistic": settings.realisticReplay = true
+                case nil: continue
+                case let other?: self.report(value, path, "'\(other)' is not a replay pace; expected instant or realistic")
+                }
             case "semantic":
-                for (field, _, entry) in self.mapping(value, path, allowed: ["threshold"]) ?? [] where field == "threshold" {
-                    if let threshold = self.double(entry, "\(path).threshold") {
-                        if threshold > 0 && threshold <= 1 { settings.semanticThreshold = threshold } else { self.report(entry, "\(path).threshold", "must be above 0 and at most 1") }
+                var threshold: Double?
+                for (field, _, entry) in self.mapping(value, path, allowed: ["threshold", "embedder"]) ?? [] {
+                    switch field {
+                    case "threshold":
+                        guard let number = self.double(entry, "\(path).threshold") else { continue }
+                        if number > 0 && number <= 1 { threshold = number } else { self.report(entry, "\(path).threshold", "must be above 0 and at most 1") }
+                    case "embedder":
+                        var fields: [String: String] = [:]
+                        for (name, _, item) in self.mapping(entry, "\(path).embedder", allowed: ["provider", "model"]) ?? [] {
+                            fields[name] = self.string(item, "\(path).embedder.\(name)")
+                        }
+                        guard let provider = fields["provider"], let model = fields["model"] else {
+                            self.report(entry, "\(path).embedder", "needs both provider and model")
+                            continue
+                        }
+                        settings.embedder = EmbedderSettings(provider: provider, model: model)
+                    default: continue
                     }
                 }
+                if threshold == nil { self.report(value, "\(path).threshold", "is required (the similarity a reworded question needs, e.g. 0.9)") }
+                settings.semanticThreshold = threshold
             default: continue
             }
         }
@@ -602,6 +625,16 @@ private struct Reader {
                 let hint = Suggestion.closest(to: target.provider, in: known).map { "; did you mean '\($0)'?" } ?? ""
                 let targetNode = routeNode.mapping?["targets"]?.sequence?[index]
                 self.report(targetNode ?? routeNode, "routes.\(route.alias).targets[\(index)].provider", "unknown provider '\(target.provider)'\(hint)")
+            }
+            if let embedder = route.cache?.embedder {
+                let node = routeNode.mapping?["cache"]?.mapping?["semantic"]?.mapping?["embedder"] ?? routeNode
+                let path = "routes.\(route.alias).cache.semantic.embedder.provider"
+                if let provider = config.providers.first(where: { $0.id == embedder.provider }) {
+                    if provider.wire == .anthropicMessages { self.report(node, path, "'\(embedder.provider)' is an Anthropic provider, which offers no embeddings") }
+                } else {
+                    let hint = Suggestion.closest(to: embedder.provider, in: known).map { "; did you mean '\($0)'?" } ?? ""
+                    self.report(node, path, "unknown provider '\(embedder.provider)'\(hint)")
+                }
             }
             if !route.targets.isEmpty && route.targets.allSatisfy({ $0.weight == 0 }) && route.strategy == .weighted {
                 self.report(routeNode, "routes.\(route.alias)", "every target has weight 0, so none can be chosen")

@@ -16,7 +16,19 @@ struct CachePlan: Sendable {
     /// `Cache-Control: no-store` keeps the answer out.
     let store: Bool
     /// For the semantic index: the partition and the last user turn's text.
-    let semantic: (partition: String, text: String, threshold: Double)?
+    let semantic: SemanticPlan?
+    /// The last user turn's vector, once embedded (nil when the embedder failed).
+    var vector: [Float]?
+    /// Replayed streams keep the original's pace.
+    let realisticReplay: Bool
+}
+
+struct SemanticPlan: Sendable {
+    let partition: String
+    let text: String
+    let threshold: Double
+    /// Nil = the built-in n-gram embedder.
+    let embedder: EmbedderSettings?
 }
 
 /// What the cache said about a request, for `x-switchyard-cache` and the ledger.
@@ -70,34 +82,42 @@ final class AnswerCache: Sendable {
         let scope = caller.tenant.map { "tenant:\($0)" } ?? "anonymous"
         let namespace = request.headers[Self.namespaceHeader]
         let dialectName = dialect == .openAI ? "openai" : "anthropic"
-        var semantic: (String, String, Double)?
+        var semantic: SemanticPlan?
         if let threshold = settings.semanticThreshold, let text = Self.lastUserText(json) {
-            semantic = (CacheKey.partition(body: json, lastUserText: text, dialect: dialectName, route: route.alias, scope: scope, namespace: namespace), text, threshold)
+            // The embedder names the partition too: vectors of two models are not comparable.
+            let space = settings.embedder?.identity ?? "local"
+            let partition = CacheKey.partition(body: json, lastUserText: text, dialect: dialectName, route: route.alias, scope: scope, namespace: namespace)
+            semantic = SemanticPlan(partition: space + "|" + partition, text: text, threshold: threshold, embedder: settings.embedder)
         }
         return CachePlan(
             key: CacheKey.exact(body: json, dialect: dialectName, route: route.alias, scope: scope, namespace: namespace),
             scope: scope, route: route.alias, ttl: requestTTL ?? settings.ttl,
-            lookup: !control.contains("no-cache"), store: !control.contains("no-store"), semantic: semantic
+            lookup: !control.contains("no-cache"), store: !control.contains("no-store"), semantic: semantic,
+            realisticReplay: settings.realisticReplay
         )
     }
 
-    func lookup(_ plan: CachePlan) -> (CachedAnswer, CacheOutcome)? {
+    /// The answer stored under the request's exact key.
+    func exactMatch(_ plan: CachePlan) -> CachedAnswer? {
         let now = ContinuousClock.now
-        if let answer = self.entries.withLock({ $0.get(plan.key, at: now) }) {
-            self.count(.hit)
-            return (answer, .hit)
-        }
-        if let semantic = plan.semantic {
-            let vector = self.embedder.vector(semantic.text)
-            if let match = self.semantic.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }),
-                let answer = self.entries.withLock({ $0.get(match.key, at: now) })
-            {
-                self.count(.semanticHit)
-                return (answer, .semanticHit)
-            }
-        }
-        self.count(.miss)
-        return nil
+        guard let answer = self.entries.withLock({ $0.get(plan.key, at: now) }) else { return nil }
+        self.count(.hit)
+        return answer
+    }
+
+    /// The answer to the closest reworded last turn, once the plan's vector is known.
+    func semanticMatch(_ plan: CachePlan) -> CachedAnswer? {
+        guard let semantic = plan.semantic, let vector = plan.vector,
+            let match = self.semantic.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }),
+            let answer = self.entries.withLock({ $0.get(match.key, at: ContinuousClock.now) })
+        else { return nil }
+        self.count(.semanticHit)
+        return answer
+    }
+
+    /// The built-in embedder's vector: no I/O, so it runs inline.
+    func localVector(_ text: String) -> [Float] {
+        self.embedder.vector(text)
     }
 
     func store(_ answer: CachedAnswer, plan: CachePlan) {
@@ -109,8 +129,7 @@ final class AnswerCache: Sendable {
             let json = answer.json
             Task { try? await store.putCacheEntry(key: plan.key, scope: plan.scope, route: plan.route, expiresAt: expires, answer: json) }
         }
-        if let semantic = plan.semantic {
-            let vector = self.embedder.vector(semantic.text)
+        if let semantic = plan.semantic, let vector = plan.vector {
             self.semantic.withLock { $0.insert(vector, key: plan.key, partition: semantic.partition) }
         }
     }
@@ -152,11 +171,12 @@ extension GatewayState {
     /// Answers from the cache in the client's dialect, streamed if asked: a replay of the canonical
     /// answer, with no upstream call and no upstream cost.
     func answerFromCache(
-        _ cached: CachedAnswer, outcome: CacheOutcome, dialect: ClientDialect, streaming: Bool, includeUsage: Bool,
+        _ cached: CachedAnswer, outcome: CacheOutcome, dialect: ClientDialect, streaming: Bool, includeUsage: Bool, realisticReplay: Bool,
         route: String, admission: Admission, requestID: String, started: ContinuousClock.Instant, routing: RoutingSnapshot
     ) -> Response {
-        var response = cached.response
-        response.id = requestID
+        var answer = cached
+        answer.response.id = requestID
+        let response = answer.response
         let created = Int(Date().timeIntervalSince1970)
         var headers: HTTPFields = [:]
         headers[.cacheStatus] = outcome.rawValue
@@ -164,23 +184,36 @@ extension GatewayState {
         headers.setRateLimitHeaders(admission.ticket?.report)
         headers.setCost(0)
         headers.setGatewayHeaders(requestID: requestID, overhead: ContinuousClock.now - started)
-        let body: String
+        let body: ResponseBody
         if streaming {
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-cache"
-            let events = CachedAnswer(response: response, provider: cached.provider, upstreamModel: cached.upstreamModel).events
-            if dialect == .openAI {
-                var encoder = OpenAIStreamEncoder(model: cached.upstreamModel, created: created, includeUsage: includeUsage, fallbackID: requestID)
-                body = encoder.encode(events)
+            let model = cached.upstreamModel
+            let encoder = { @Sendable () -> any StreamEncoder in
+                dialect == .openAI
+                    ? OpenAIStreamEncoder(model: model, created: created, includeUsage: includeUsage, fallbackID: requestID)
+                    : AnthropicStreamEncoder(model: model, fallbackID: requestID)
+            }
+            if realisticReplay, answer.timing != nil {
+                let steps = answer.pacedEvents()
+                let replayed = ContinuousClock.now
+                body = ResponseBody { writer in
+                    var paced = encoder()
+                    for step in steps {
+                        try await Task.sleep(until: replayed + step.due, clock: .continuous)
+                        try await writer.write(ByteBuffer(string: paced.encode(step.events)))
+                    }
+                    try await writer.finish(nil)
+                }
             } else {
-                var encoder = AnthropicStreamEncoder(model: cached.upstreamModel, fallbackID: requestID)
-                body = encoder.encode(events)
+                var whole = encoder()
+                body = ResponseBody(byteBuffer: ByteBuffer(string: whole.encode(answer.events)))
             }
         } else {
             headers[.contentType] = "application/json"
-            body = dialect == .openAI
+            body = ResponseBody(byteBuffer: ByteBuffer(string: dialect == .openAI
                 ? OpenAIResponseEncoder.completion(response, model: cached.upstreamModel, created: created)
-                : AnthropicResponseEncoder.message(response, model: cached.upstreamModel)
+                : AnthropicResponseEncoder.message(response, model: cached.upstreamModel)))
         }
         // The route's own target, with its price: what the answer would have cost.
         let target = routing.routes.routes[route]?.targets.first { $0.provider == cached.provider && $0.model == cached.upstreamModel }
@@ -194,7 +227,7 @@ extension GatewayState {
         summary.cache = outcome.rawValue
         summary.costSavedUSD = routing.price(of: target).map { $0.cost(response.usage) } ?? 0
         self.finish(summary)
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        return Response(status: .ok, headers: headers, body: body)
     }
 }
 

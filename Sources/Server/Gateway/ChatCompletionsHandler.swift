@@ -24,7 +24,7 @@ struct ChatCompletionsHandler: Sendable {
 
     private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, caller: Caller, context: GatewayRequestContext) async throws -> Response {
         let intake: ChatIntake
-        switch try await self.state.intake(request, caller: caller, dialect: .openAI, requestID: requestID, started: started) {
+        switch try await self.state.intake(request, caller: caller, dialect: .openAI, requestID: requestID, started: started, logger: context.logger) {
         case .answered(let response): return response
         case .forward(let forwarded): intake = forwarded
         }
@@ -151,7 +151,13 @@ struct ExchangeContext: Sendable {
     /// Keeps a complete, successful answer for the next identical (or reworded) request.
     func remember(_ response: ChatResponse) {
         guard let plan = self.cachePlan, plan.store else { return }
-        self.state.cache.store(CachedAnswer(response: response, provider: self.target.provider, upstreamModel: self.target.upstreamModel), plan: plan)
+        // A relayed stream's first chunk came at its first token; a whole answer's tells only the total.
+        let streamed = self.outcome.reply.stream != nil
+        let timing = AnswerTiming(
+            firstToken: streamed ? self.outcome.replied - self.sent : nil, total: (streamed ? ContinuousClock.now : self.outcome.replied) - self.sent
+        )
+        let answer = CachedAnswer(response: response, provider: self.target.provider, upstreamModel: self.target.upstreamModel, timing: timing)
+        self.state.cache.store(answer, plan: plan)
     }
 
     var target: PlannedTarget { self.outcome.target }

@@ -1,5 +1,6 @@
 import Engine
 import Hummingbird
+import Logging
 import NIOCore
 
 /// A chat request read, routed, admitted and looked up in the cache: what both chat endpoints do
@@ -22,7 +23,7 @@ struct ChatIntake: Sendable {
 
 extension GatewayState {
     func intake(
-        _ request: Request, caller: Caller, dialect: ClientDialect, requestID: String, started: ContinuousClock.Instant
+        _ request: Request, caller: Caller, dialect: ClientDialect, requestID: String, started: ContinuousClock.Instant, logger: Logger
     ) async throws -> ChatIntake.Outcome {
         let body = try await self.body(of: request)
         let patch = try OpenAIRequestPatch(body: body)
@@ -30,14 +31,43 @@ extension GatewayState {
         let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         let plan = try self.plan(features, in: routing)
         let admission = try await self.admit(caller, plan: plan, routing: routing, features: features, body: body)
-        let cachePlan = self.cache.plan(route: plan.route, body: body, dialect: dialect, caller: caller, request: request)
-        if let cachePlan, cachePlan.lookup, let (cached, outcome) = self.cache.lookup(cachePlan) {
-            return .answered(self.answerFromCache(
-                cached, outcome: outcome, dialect: dialect, streaming: patch.isStreaming,
-                includeUsage: dialect == .anthropic || patch.clientWantsStreamUsage,
-                route: plan.route.alias, admission: admission, requestID: requestID, started: started, routing: routing
-            ))
+        var cachePlan = self.cache.plan(route: plan.route, body: body, dialect: dialect, caller: caller, request: request)
+        if var cache = cachePlan {
+            func answer(_ cached: CachedAnswer, _ outcome: CacheOutcome) -> ChatIntake.Outcome {
+                .answered(self.answerFromCache(
+                    cached, outcome: outcome, dialect: dialect, streaming: patch.isStreaming,
+                    includeUsage: dialect == .anthropic || patch.clientWantsStreamUsage, realisticReplay: cache.realisticReplay,
+                    route: plan.route.alias, admission: admission, requestID: requestID, started: started, routing: routing
+                ))
+            }
+            if cache.lookup, let cached = self.cache.exactMatch(cache) { return answer(cached, .hit) }
+            if let semantic = cache.semantic, cache.lookup || cache.store {
+                // Embedded once: the same vector finds a match now and files the answer later.
+                cache.vector = await self.embedding(of: semantic, routing: routing, requestID: requestID, logger: logger)
+                if cache.lookup, let cached = self.cache.semanticMatch(cache) { return answer(cached, .semanticHit) }
+            }
+            if cache.lookup { self.cache.count(.miss) }
+            cachePlan = cache
         }
         return .forward(ChatIntake(body: body, patch: patch, routing: routing, plan: plan, admission: admission, cachePlan: cachePlan))
     }
+
+    /// The last user turn's vector from the route's embedder; nil (the request goes on without the
+    /// semantic cache) when a provider's embedder fails or is too slow.
+    func embedding(of semantic: SemanticPlan, routing: RoutingSnapshot, requestID: String, logger: Logger) async -> [Float]? {
+        guard let settings = semantic.embedder else { return self.cache.localVector(semantic.text) }
+        guard let upstream = routing.upstreams[settings.provider] else { return nil }
+        let embedder = ProviderEmbedder(upstream: upstream, model: settings.model, requestID: requestID, deadline: Self.embeddingDeadline)
+        do {
+            return try await embedder.embed([semantic.text]).first
+        } catch {
+            logger.warning("semantic cache skipped: the embedder failed", metadata: [
+                "embedder": "\(settings.identity)", "error": "\(String(describing: error))",
+            ])
+            return nil
+        }
+    }
+
+    /// How long a cache lookup waits for a provider's embedding before it gives up on it.
+    static let embeddingDeadline: Duration = .seconds(2)
 }

@@ -19,10 +19,9 @@ struct EmbeddingsHandler: Sendable {
             let plan = try self.state.plan(features, in: routing)
             let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
             let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
-                try Self.upstreamRequest(body, patch: patch, target: target, upstream: upstream)
+                try Self.upstreamRequest(patch.upstreamBody(model: target.upstreamModel), model: target.upstreamModel, route: target.route, upstream: upstream)
             }
             let target = outcome.target
-            let upstream = outcome.upstream
             let overhead = outcome.overhead(since: started)
             var exchange = ExchangeContext(
                 state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
@@ -35,41 +34,51 @@ struct EmbeddingsHandler: Sendable {
             var headers: HTTPFields = [.contentType: "application/json"]
             headers.setRoutingHeaders(outcome)
             headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
-            if upstream.settings.wire != .openAIChat {
-                let translated = try Self.translated(body, target: target, upstream: upstream)
-                let (json, usage) = upstream.settings.wire == .geminiGenerateContent
-                    ? try GeminiEmbeddings.decode(responseBody, model: target.upstreamModel, request: translated, provider: target.provider)
-                    : try OllamaEmbeddings.decode(responseBody, model: target.upstreamModel, base64: translated.wantsBase64, provider: target.provider)
-                if upstream.settings.wire == .geminiGenerateContent { headers[.tokenEstimate] = "true" }
-                exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
-                exchange.setAccountingHeaders(&headers, usage: usage)
-                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
-            }
-            let usage = try OpenAIEmbeddingsSummary.read(responseBody, provider: target.provider)
-            exchange.logCompletion(usage: usage, finishReason: nil, streamed: false)
-            exchange.setAccountingHeaders(&headers, usage: usage)
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
+            let answer = try Self.openAIAnswer(responseBody, request: body, model: target.upstreamModel, upstream: outcome.upstream)
+            if answer.estimated { headers[.tokenEstimate] = "true" }
+            exchange.logCompletion(usage: answer.usage, finishReason: nil, streamed: false)
+            exchange.setAccountingHeaders(&headers, usage: answer.usage)
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: answer.body))
         }
     }
 
-    /// The embeddings request for one target: passed through with `model` rewritten to OpenAI-compatible
-    /// upstreams, translated for Ollama's and Gemini's own APIs.
-    private static func upstreamRequest(_ body: ByteBuffer, patch: OpenAIRequestPatch, target: PlannedTarget, upstream: UpstreamPool.Upstream) throws -> UpstreamRequest {
+    /// The embeddings request (`body` in OpenAI's shape, for `model`) as `upstream` takes it: passed
+    /// through to OpenAI-compatible upstreams, translated for Ollama's and Gemini's own APIs.
+    /// - Parameter route: what the client asked for, to name in the error Anthropic gets.
+    static func upstreamRequest(_ body: ByteBuffer, model: String, route: String, upstream: UpstreamPool.Upstream) throws -> UpstreamRequest {
         switch upstream.settings.wire {
         case .openAIChat:
-            return UpstreamRequest(body: patch.upstreamBody(model: target.upstreamModel), path: "/embeddings", streaming: false)
+            return UpstreamRequest(body: body, path: "/embeddings", streaming: false)
         case .ollamaChat, .geminiGenerateContent:
-            let translated = try self.translated(body, target: target, upstream: upstream)
-            let path = upstream.settings.wire == .ollamaChat ? "/api/embed" : GeminiEmbeddings.path(model: target.upstreamModel)
+            let translated = try self.translated(body, model: model, upstream: upstream)
+            let path = upstream.settings.wire == .ollamaChat ? "/api/embed" : GeminiEmbeddings.path(model: model)
             return UpstreamRequest(body: translated.body, path: path, streaming: false)
         case .anthropicMessages:
-            throw GatewayError.invalidRequest("The model '\(target.route)' is served by Anthropic, which offers no embeddings.", param: "model")
+            throw GatewayError.invalidRequest("The model '\(route)' is served by Anthropic, which offers no embeddings.", param: "model")
         }
     }
 
-    private static func translated(_ body: ByteBuffer, target: PlannedTarget, upstream: UpstreamPool.Upstream) throws -> OllamaEmbeddings.Request {
+    /// The upstream's answer in OpenAI's shape, with its usage (`estimated` when the upstream reports
+    /// none and the tokens were counted here).
+    static func openAIAnswer(
+        _ responseBody: ByteBuffer, request body: ByteBuffer, model: String, upstream: UpstreamPool.Upstream
+    ) throws -> (body: ByteBuffer, usage: Usage, estimated: Bool) {
+        let provider = upstream.settings.id
+        switch upstream.settings.wire {
+        case .ollamaChat, .geminiGenerateContent:
+            let translated = try self.translated(body, model: model, upstream: upstream)
+            let (json, usage) = upstream.settings.wire == .geminiGenerateContent
+                ? try GeminiEmbeddings.decode(responseBody, model: model, request: translated, provider: provider)
+                : try OllamaEmbeddings.decode(responseBody, model: model, base64: translated.wantsBase64, provider: provider)
+            return (ByteBuffer(string: json), usage, upstream.settings.wire == .geminiGenerateContent)
+        case .openAIChat, .anthropicMessages:
+            return (responseBody, try OpenAIEmbeddingsSummary.read(responseBody, provider: provider), false)
+        }
+    }
+
+    private static func translated(_ body: ByteBuffer, model: String, upstream: UpstreamPool.Upstream) throws -> OllamaEmbeddings.Request {
         upstream.settings.wire == .ollamaChat
-            ? try OllamaEmbeddings.encode(body, upstreamModel: target.upstreamModel)
-            : try GeminiEmbeddings.encode(body, upstreamModel: target.upstreamModel)
+            ? try OllamaEmbeddings.encode(body, upstreamModel: model)
+            : try GeminiEmbeddings.encode(body, upstreamModel: model)
     }
 }

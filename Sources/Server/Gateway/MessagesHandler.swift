@@ -21,7 +21,7 @@ struct MessagesHandler: Sendable {
 
     private func forward(_ request: Request, requestID: String, started: ContinuousClock.Instant, caller: Caller, context: GatewayRequestContext) async throws -> Response {
         let intake: ChatIntake
-        switch try await self.state.intake(request, caller: caller, dialect: .anthropic, requestID: requestID, started: started) {
+        switch try await self.state.intake(request, caller: caller, dialect: .anthropic, requestID: requestID, started: started, logger: context.logger) {
         case .answered(let response): return response
         case .forward(let forwarded): intake = forwarded
         }

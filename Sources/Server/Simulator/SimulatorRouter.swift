@@ -382,23 +382,11 @@ final class RequestCounter: Sendable {
     }
 }
 
-/// Deterministic embeddings from hashed character trigrams: similar texts get similar vectors,
-/// with no model to load.
+/// Deterministic embeddings: the gateway's own hashed character-trigram embedder, so similar texts
+/// get similar vectors with no model to load.
 enum SimulatedEmbedding {
     static func vector(for text: String, dimensions: Int) -> [Float] {
-        let size = max(1, min(dimensions, 4096))
-        var vector = [Float](repeating: 0, count: size)
-        let scalars = Array(("  " + text.lowercased() + "  ").unicodeScalars)
-        for index in 0..<max(0, scalars.count - 2) {
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for scalar in scalars[index..<index + 3] {
-                hash ^= UInt64(scalar.value)
-                hash = hash &* 0x100_0000_01b3
-            }
-            vector[Int(hash % UInt64(size))] += (hash >> 63) == 0 ? 1 : -1
-        }
-        let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
-        return norm > 0 ? vector.map { $0 / norm } : vector
+        NGramEmbedder(dimensions: min(dimensions, 4096)).vector(text)
     }
 
     static func json(_ vector: [Float]) -> String {

@@ -16,3 +16,39 @@ public enum OpenAIEmbeddingsSummary {
         return try result.get()
     }
 }
+
+/// The gateway's own embeddings calls (the semantic cache's), in OpenAI's shape.
+public enum OpenAIEmbeddings {
+    public static func request(model: String, texts: [String]) -> ByteBuffer {
+        var json = JSONWriter()
+        json.openObject()
+        json.field("model", model)
+        json.key("input")
+        json.openArray()
+        for text in texts { json.value(text) }
+        json.closeArray()
+        json.closeObject()
+        return ByteBuffer(string: json.output)
+    }
+
+    /// The vectors of an embeddings list in input order, scaled to unit length (so a dot product is
+    /// the cosine similarity, whatever the model's own scale).
+    /// - Throws: `upstreamMalformed` unless every item has a non-zero vector of one length.
+    public static func unitVectors(_ body: ByteBuffer, count: Int, provider: String) throws(GatewayError) -> [[Float]] {
+        let items = JSONValue.parse(body)?["data"]?.array ?? []
+        var vectors = [[Float]?](repeating: nil, count: count)
+        for (position, item) in items.enumerated() {
+            let index = item["index"]?.int ?? position
+            guard vectors.indices.contains(index), let numbers = item["embedding"]?.array else { continue }
+            let vector = numbers.map { Float($0.double ?? .nan) }
+            let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            guard norm.isFinite, norm > 0 else { continue }
+            vectors[index] = vector.map { $0 / norm }
+        }
+        let found = vectors.compactMap { $0 }
+        guard found.count == count, Set(found.map(\.count)).count == 1 else {
+            throw .upstreamMalformed(provider: provider, detail: "an embeddings answer without one vector of one length for each of \(count) inputs")
+        }
+        return found
+    }
+}
