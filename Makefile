@@ -1,7 +1,7 @@
 # Switchyard: the two commands of the README's quick start are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability bench clean
+.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability bench bench-semantic-quality clean
 
 ## Install what the build needs, build, and start the gateway on the zero-key default.
 demo: bootstrap
@@ -45,6 +45,10 @@ test-durability:
 ## The overhead benchmark (not a test): see docs/performance.md.
 bench: release
 	bash Benchmarks/run.sh
+
+## The semantic cache's precision and recall with a real embedding model (docs/caching.md).
+bench-semantic-quality: release
+	bash Benchmarks/semantic-quality/run.sh
 
 clean:
 	rm -rf .build

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The response cache: (1) exact-hit latency through the release gateway at 16 connections, against
 # the same route uncached (the harness's nginx mock upstream, wrk); (2) the semantic index's lookup
-# latency and memory at 10,000 and 100,000 vectors of 384 dimensions (flat search).
+# latency, recall and memory at 10,000 and 100,000 vectors of 384 dimensions (HNSW), clustered and random.
 #
 #   Benchmarks/cache.sh
 set -euo pipefail
@@ -32,4 +32,6 @@ for model in uncached cached uncached cached; do
   result="$(cd "$bench" && BENCH_MODEL=$model taskset -c 0 wrk -t1 -c16 -d8s --latency -s post.lua "http://127.0.0.1:$port/v1/chat/completions" 2>&1)"
   echo "$model: $(echo "$result" | awk '/Requests\/sec/ {print $2 " req/s"}'), p50 $(echo "$result" | awk '$1=="50%" {print $2}'), p99 $(echo "$result" | awk '$1=="99%" {print $2}')"
 done
-for entries in 10000 100000; do .build/release/switchyard benchmark semantic-index --entries "$entries"; done
+for entries in 10000 100000; do
+  for distribution in clustered random; do .build/release/switchyard benchmark semantic-index --entries "$entries" --distribution "$distribution"; done
+done

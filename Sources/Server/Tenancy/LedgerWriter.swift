@@ -47,10 +47,12 @@ final class LedgerWriter: Sendable {
         (self.written.load(ordering: .relaxed), self.queue.withLock { $0.overflowed })
     }
 
-    /// Writes batches every `interval` until cancelled.
+    /// Writes batches every `interval` until cancelled. The last rows are the stopper's to flush: a
+    /// write from this cancelled task would only be refused (GRDB honours the cancellation).
     func run() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: Self.interval)
+            guard !Task.isCancelled else { return }
             await self.flush()
         }
     }
