@@ -158,6 +158,7 @@ struct CacheTests {
         defer { Task { await embeddings.service.stop() } }
         let fixture = try await Self.start { config in
             config.providers.append(ProviderSettings(id: "topics", kind: .openAICompatible, baseURL: "\(embeddings.service.url)/v1"))
+            config.prices = PriceTable(["topic-1": ModelPrice(input: 0.02, output: 0, checked: "test")])
             for (alias, embedder) in [("by-topic", EmbedderSettings(provider: "topics", model: "topic-1")), ("by-ngram", nil), ("broken", EmbedderSettings(provider: "topics", model: "fail"))] {
                 var route = RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])
                 route.cache = CacheSettings(ttl: .seconds(60))
@@ -181,6 +182,17 @@ struct CacheTests {
         // One call for each request that missed exactly (its vector then files the answer too), none
         // for the n-gram route or an exact hit.
         #expect(embeddings.calls == 5)
+
+        // Each call has its own ledger row beside its request's, priced at the embedding model's price.
+        await fixture.stop()
+        let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
+        let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }
+        let calls = rows.filter { $0.operation == "cache-embedding" }
+        #expect(rows.filter { $0.operation == "chat" }.count == 8 && calls.count == 5)
+        let answered = calls.filter { $0.outcome == "success" }
+        #expect(answered.count == 3 && answered.allSatisfy { $0.provider == "topics" && $0.inputTokens == 3 && $0.costUsd > 0 })
+        #expect(calls.filter { $0.outcome == "provider" }.count == 2)
+        #expect(Set(calls.map(\.requestId)).isSubset(of: Set(rows.filter { $0.operation == "chat" }.map(\.requestId))))
     }
 
     /// Ollama's and Gemini's own embeddings APIs serve as embedders too (their simulators embed by

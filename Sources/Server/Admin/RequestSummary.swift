@@ -71,7 +71,7 @@ extension GatewayState {
             inputTokens: usage.inputTokens, cachedTokens: usage.cachedInputTokens, outputTokens: usage.outputTokens,
             reasoningTokens: usage.reasoningTokens, costUsd: summary.costUSD, latencyMs: summary.latency.seconds * 1000,
             ttftMs: summary.timeToFirstToken.map { $0.seconds * 1000 }, cache: summary.cache, attempts: summary.attempts,
-            costSavedUsd: summary.costSavedUSD
+            costSavedUsd: summary.costSavedUSD, operation: summary.operation
         ))
     }
 }

@@ -13,6 +13,11 @@ struct ProviderEmbedder: Embedder {
     let deadline: Duration
 
     func embed(_ texts: [String]) async throws -> [[Float]] {
+        try await self.embedWithUsage(texts).vectors
+    }
+
+    /// The vectors and the tokens the provider counted for them (for the ledger).
+    func embedWithUsage(_ texts: [String]) async throws -> (vectors: [[Float]], usage: Usage) {
         let body = OpenAIEmbeddings.request(model: self.model, texts: texts)
         let request = try EmbeddingsHandler.upstreamRequest(body, model: self.model, route: self.model, upstream: self.upstream)
         let sent = ContinuousClock.now
@@ -23,6 +28,6 @@ struct ProviderEmbedder: Embedder {
         let provider = self.upstream.settings.id
         guard reply.isSuccess, let responseBody = reply.body else { throw reply.error(provider: provider) }
         let answer = try EmbeddingsHandler.openAIAnswer(responseBody, request: body, model: self.model, upstream: self.upstream)
-        return try OpenAIEmbeddings.unitVectors(answer.body, count: texts.count, provider: provider)
+        return (try OpenAIEmbeddings.unitVectors(answer.body, count: texts.count, provider: provider), answer.usage)
     }
 }

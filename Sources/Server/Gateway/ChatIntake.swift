@@ -1,4 +1,5 @@
 import Engine
+import Foundation
 import Hummingbird
 import Logging
 import NIOCore
@@ -43,7 +44,7 @@ extension GatewayState {
             if cache.lookup, let cached = self.cache.exactMatch(cache) { return answer(cached, .hit) }
             if let semantic = cache.semantic, cache.lookup || cache.store {
                 // Embedded once: the same vector finds a match now and files the answer later.
-                cache.vector = await self.embedding(of: semantic, routing: routing, requestID: requestID, logger: logger)
+                cache.vector = await self.embedding(of: semantic, route: plan.route.alias, caller: caller, routing: routing, requestID: requestID, logger: logger)
                 if cache.lookup, let cached = self.cache.semanticMatch(cache) { return answer(cached, .semanticHit) }
             }
             if cache.lookup { self.cache.count(.miss) }
@@ -53,14 +54,33 @@ extension GatewayState {
     }
 
     /// The last user turn's vector from the route's embedder; nil (the request goes on without the
-    /// semantic cache) when a provider's embedder fails or is too slow.
-    func embedding(of semantic: SemanticPlan, routing: RoutingSnapshot, requestID: String, logger: Logger) async -> [Float]? {
+    /// semantic cache) when a provider's embedder fails or is too slow. A provider's call gets its
+    /// own ledger row (`operation = cache-embedding`, beside the request's), priced like any other.
+    func embedding(
+        of semantic: SemanticPlan, route: String, caller: Caller, routing: RoutingSnapshot, requestID: String, logger: Logger
+    ) async -> [Float]? {
         guard let settings = semantic.embedder else { return self.cache.localVector(semantic.text) }
         guard let upstream = routing.upstreams[settings.provider] else { return nil }
         let embedder = ProviderEmbedder(upstream: upstream, model: settings.model, requestID: requestID, deadline: Self.embeddingDeadline)
+        let started = ContinuousClock.now
+        var row = LedgerRow(
+            requestId: requestID, at: Date().timeIntervalSince1970, tenant: caller.tenant, keyId: caller.key?.id, route: route,
+            provider: settings.provider, model: settings.model, outcome: "success", status: 200, inputTokens: 0, cachedTokens: 0,
+            outputTokens: 0, reasoningTokens: 0, costUsd: 0, latencyMs: 0, ttftMs: nil, cache: "bypass", attempts: 1, operation: "cache-embedding"
+        )
+        defer {
+            row.latencyMs = (ContinuousClock.now - started).seconds * 1000
+            self.ledger.append(row)
+        }
         do {
-            return try await embedder.embed([semantic.text]).first
+            let (vectors, usage) = try await embedder.embedWithUsage([semantic.text])
+            row.inputTokens = usage.inputTokens
+            row.costUsd = routing.price(of: RouteTarget(provider: settings.provider, model: settings.model)).map { $0.cost(usage) } ?? 0
+            return vectors.first
         } catch {
+            let failure = error as? GatewayError
+            row.outcome = failure?.domain.rawValue ?? FaultDomain.gateway.rawValue
+            row.status = failure?.httpStatus ?? 500
             logger.warning("semantic cache skipped: the embedder failed", metadata: [
                 "embedder": "\(settings.identity)", "error": "\(String(describing: error))",
             ])

@@ -95,6 +95,11 @@ final class Store: Sendable {
                 table.column("answer", .text).notNull()
             }
         }
+        migrator.registerMigration("v5: ledger operation") { db in
+            try db.alter(table: "ledger") { table in
+                table.add(column: "operation", .text).notNull().defaults(to: "chat")
+            }
+        }
         return migrator
     }
 
@@ -162,12 +167,14 @@ struct LedgerRow: Codable, Sendable, Equatable, FetchableRecord, PersistableReco
     var attempts: Int
     /// For cache hits: the upstream cost the cache saved.
     var costSavedUsd: Double = 0
+    /// chat | embeddings | cache-embedding (the semantic cache's own call, beside its request's row).
+    var operation = "chat"
 
     enum CodingKeys: String, CodingKey {
         case at, tenant, route, provider, model, outcome, status, cache, attempts
         case requestId = "request_id", keyId = "key_id", inputTokens = "input_tokens", cachedTokens = "cached_tokens"
         case outputTokens = "output_tokens", reasoningTokens = "reasoning_tokens", costUsd = "cost_usd"
-        case latencyMs = "latency_ms", ttftMs = "ttft_ms", costSavedUsd = "cost_saved_usd"
+        case latencyMs = "latency_ms", ttftMs = "ttft_ms", costSavedUsd = "cost_saved_usd", operation
     }
 }
 
@@ -197,21 +204,22 @@ extension Store {
         try await self.pool.write { db in
             let statement = try db.cachedStatement(sql: """
                 INSERT INTO ledger (request_id, at, tenant, key_id, route, provider, model, outcome, status, input_tokens,
-                  cached_tokens, output_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms, cache, attempts, cost_saved_usd)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  cached_tokens, output_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms, cache, attempts, cost_saved_usd, operation)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
             for row in rows {
                 try statement.execute(arguments: [
                     row.requestId, row.at, row.tenant, row.keyId, row.route, row.provider, row.model, row.outcome, row.status,
                     row.inputTokens, row.cachedTokens, row.outputTokens, row.reasoningTokens, row.costUsd, row.latencyMs,
-                    row.ttftMs, row.cache, row.attempts, row.costSavedUsd,
+                    row.ttftMs, row.cache, row.attempts, row.costSavedUsd, row.operation,
                 ])
             }
         }
     }
 
     /// Spend per tenant and key since `dayStart` and `monthStart` (seconds since 1970), for the
-    /// budgets to start from after a restart.
+    /// budgets to start from after a restart. The semantic cache's embedding calls are not counted,
+    /// as they are not while running.
     func spend(since dayStart: Double, monthStart: Double) async throws -> [(tenant: String?, key: String?, day: Double, month: Double, requests: Int, tokens: Int)] {
         try await self.pool.read { db in
             let rows = try Row.fetchAll(
@@ -222,7 +230,7 @@ extension Store {
                       SUM(cost_usd) AS month,
                       SUM(CASE WHEN at >= ? THEN 1 ELSE 0 END) AS requests,
                       SUM(CASE WHEN at >= ? THEN input_tokens + output_tokens ELSE 0 END) AS tokens
-                    FROM ledger WHERE at >= ? GROUP BY tenant, key_id
+                    FROM ledger WHERE at >= ? AND operation != 'cache-embedding' GROUP BY tenant, key_id
                     """,
                 arguments: [dayStart, dayStart, dayStart, monthStart]
             )
