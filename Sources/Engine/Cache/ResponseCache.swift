@@ -170,26 +170,34 @@ public struct ResponseCache: Sendable {
         return entry.answer
     }
 
-    public mutating func put(_ key: String, _ answer: CachedAnswer, scope: String, route: String, ttl: Duration, at now: ContinuousClock.Instant) {
+    /// - Returns: the keys evicted to make room (what points at them, such as the semantic index,
+    ///   can go too).
+    @discardableResult
+    public mutating func put(
+        _ key: String, _ answer: CachedAnswer, scope: String, route: String, ttl: Duration, at now: ContinuousClock.Instant
+    ) -> [String] {
         let size = answer.size + key.utf8.count
-        guard size <= self.capacity, ttl > .zero else { return }
+        guard size <= self.capacity, ttl > .zero else { return [] }
         self.remove(key)
         self.clock += 1
         self.entries[key] = Entry(answer: answer, scope: scope, route: route, expires: now + ttl, size: size, lastUse: self.clock)
         self.bytes += size
         // Evicts the least recently used until it fits (a linear pass: evictions are rare next to hits).
+        var evicted: [String] = []
         while self.bytes > self.capacity, let oldest = self.entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
             self.remove(oldest)
+            evicted.append(oldest)
         }
+        return evicted
     }
 
     /// Removes entries by scope and/or route (nil = any).
-    /// - Returns: how many were removed.
+    /// - Returns: the removed keys.
     @discardableResult
-    public mutating func flush(scope: String? = nil, route: String? = nil) -> Int {
+    public mutating func flush(scope: String? = nil, route: String? = nil) -> [String] {
         let doomed = self.entries.filter { (scope == nil || $0.value.scope == scope) && (route == nil || $0.value.route == route) }.map(\.key)
         for key in doomed { self.remove(key) }
-        return doomed.count
+        return doomed
     }
 
     private mutating func remove(_ key: String) {

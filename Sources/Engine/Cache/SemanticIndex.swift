@@ -57,6 +57,8 @@ public struct SemanticIndex: Sendable {
     public let partitionLimit: Int
     public let approximateAbove: Int
     private var partitions: [String: Partition] = [:]
+    /// Which partition holds each key, so an entry leaving the exact cache can leave here too.
+    private var homes: [String: String] = [:]
 
     public let searchWidth: Int
     /// Wide enough for recall 0.99 on clustered vectors at 100,000 entries (`docs/performance.md`).
@@ -69,6 +71,8 @@ public struct SemanticIndex: Sendable {
     }
 
     public mutating func insert(_ vector: [Float], key: String, partition name: String) {
+        if let home = self.homes[key], home != name { self.remove(key: key) }
+        self.homes[key] = name
         // Taken out of the dictionary while it changes: a copy left behind would make every insert
         // copy the whole partition (its graph holds every vector).
         var partition = self.partitions.removeValue(forKey: name) ?? Partition()
@@ -94,8 +98,20 @@ public struct SemanticIndex: Sendable {
             partition.members.remove(oldest)
             partition.flat.removeAll { $0.key == oldest }
             partition.graph?.remove(key: oldest)
+            self.homes[oldest] = nil
         }
         self.partitions[name] = partition
+    }
+
+    /// Forgets `key` (its answer left the cache); an emptied partition goes entirely, so the index
+    /// holds no more than the cache does.
+    public mutating func remove(key: String) {
+        guard let name = self.homes.removeValue(forKey: key), var partition = self.partitions.removeValue(forKey: name) else { return }
+        partition.members.remove(key)
+        partition.order.removeAll { $0 == key }
+        partition.flat.removeAll { $0.key == key }
+        partition.graph?.remove(key: key)
+        if !partition.order.isEmpty { self.partitions[name] = partition }
     }
 
     /// The closest stored turn at or above `threshold`, with its similarity.
@@ -115,7 +131,10 @@ public struct SemanticIndex: Sendable {
 
     public mutating func removeAll() {
         self.partitions = [:]
+        self.homes = [:]
     }
+
+    public var partitionCount: Int { self.partitions.count }
 
     public var count: Int { self.partitions.values.reduce(0) { $0 + $1.order.count } }
 

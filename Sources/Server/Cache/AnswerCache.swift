@@ -62,7 +62,8 @@ final class AnswerCache: Sendable {
         var loaded = 0
         for row in try await store.cacheEntries(now: wall) {
             guard let answer = CachedAnswer(json: row.answer) else { continue }
-            self.entries.withLock { $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }
+            // Nothing points at these yet (the semantic index starts empty), so evictions need no follow-up.
+            self.entries.withLock { _ = $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }
             loaded += 1
         }
         return loaded
@@ -105,14 +106,19 @@ final class AnswerCache: Sendable {
         return answer
     }
 
-    /// The answer to the closest reworded last turn, once the plan's vector is known.
+    /// The answer to the closest reworded last turn, once the plan's vector is known. A match whose
+    /// answer has expired is forgotten and the next closest tried (a few times at most).
     func semanticMatch(_ plan: CachePlan) -> CachedAnswer? {
-        guard let semantic = plan.semantic, let vector = plan.vector,
-            let match = self.semantic.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }),
-            let answer = self.entries.withLock({ $0.get(match.key, at: ContinuousClock.now) })
-        else { return nil }
-        self.count(.semanticHit)
-        return answer
+        guard let semantic = plan.semantic, let vector = plan.vector else { return nil }
+        for _ in 0..<3 {
+            guard let match = self.semantic.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }) else { return nil }
+            if let answer = self.entries.withLock({ $0.get(match.key, at: ContinuousClock.now) }) {
+                self.count(.semanticHit)
+                return answer
+            }
+            self.semantic.withLock { $0.remove(key: match.key) }
+        }
+        return nil
     }
 
     /// The built-in embedder's vector: no I/O, so it runs inline.
@@ -123,14 +129,15 @@ final class AnswerCache: Sendable {
     func store(_ answer: CachedAnswer, plan: CachePlan) {
         guard plan.store else { return }
         let now = ContinuousClock.now
-        self.entries.withLock { $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }
+        let evicted = self.entries.withLock { $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }
         if let store = self.store {
             let expires = Date().timeIntervalSince1970 + plan.ttl.seconds
             let json = answer.json
             Task { try? await store.putCacheEntry(key: plan.key, scope: plan.scope, route: plan.route, expiresAt: expires, answer: json) }
         }
-        if let semantic = plan.semantic, let vector = plan.vector {
-            self.semantic.withLock { $0.insert(vector, key: plan.key, partition: semantic.partition) }
+        self.semantic.withLock { index in
+            for key in evicted { index.remove(key: key) }
+            if let semantic = plan.semantic, let vector = plan.vector { index.insert(vector, key: plan.key, partition: semantic.partition) }
         }
     }
 
@@ -139,9 +146,10 @@ final class AnswerCache: Sendable {
         let scope = tenant.map { "tenant:\($0)" }
         let removed = self.entries.withLock { $0.flush(scope: scope, route: route) }
         if let store = self.store { Task { try? await store.deleteCacheEntries(scope: scope, route: route) } }
-        // Semantic pointers to removed entries simply miss; with no filter, the index goes too.
-        if tenant == nil && route == nil { self.semantic.withLock { $0.removeAll() } }
-        return removed
+        self.semantic.withLock { index in
+            if tenant == nil && route == nil { index.removeAll() } else { for key in removed { index.remove(key: key) } }
+        }
+        return removed.count
     }
 
     func count(_ outcome: CacheOutcome) {
