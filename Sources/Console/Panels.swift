@@ -249,6 +249,7 @@ struct Renderer {
         let rows = [
             ("entries", "\(cache.entries)"), ("size", ByteSize.format(cache.bytes)), ("hit rate", Self.percent(cache.hitRate)),
             ("semantic hits", Self.percent(cache.semanticHitRate)), ("miss rate", Self.percent(cache.missRate)),
+            ("vectors", "\(cache.vectors) in \(cache.partitions) partitions"), ("embed failures", "\(cache.embeddingFailures)"),
         ]
         for (index, row) in rows.enumerated() where index < height - 3 {
             canvas.put(2, top + 2 + index, row.0, .muted)

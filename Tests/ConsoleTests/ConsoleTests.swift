@@ -57,7 +57,9 @@ enum Sample {
             AdminTenant(name: "acme", requestsToday: 12_000, tokensToday: 4_500_000, costTodayUsd: 41.5, budgetUsed: 0.83, limitRejections: 12),
             AdminTenant(name: "globex", requestsToday: 300, tokensToday: 90_000, costTodayUsd: 0.9, budgetUsed: nil, limitRejections: 0),
         ],
-        cache: nil
+        cache: AdminCache(
+            entries: 1_204, bytes: 18_874_368, hitRate: 0.31, semanticHitRate: 0.07, missRate: 0.62, vectors: 388, partitions: 41, embeddingFailures: 2
+        )
     )
 
     static var events: [AdminEvent] {

@@ -262,23 +262,8 @@ struct AdminSocketTests {
         #expect(metrics.body.contains(#"gen_ai_token_type="input""#))
         #expect(metrics.body.contains(#"switchyard_breaker_state{provider="a",model="m"} 0"#))
 
-        // promtool (Debian's prometheus package, installed by scripts/bootstrap) lints the exposition.
-        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
-        let path = try #require(promtool, "promtool is missing: run scripts/bootstrap")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = ["check", "metrics"]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        input.fileHandleForWriting.write(Data(metrics.body.utf8))
-        try input.fileHandleForWriting.close()
-        process.waitUntilExit()
-        let report = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(process.terminationStatus == 0, "promtool: \(report)")
+        let lint = try Promtool.check(metrics.body)
+        #expect(lint.ok, "promtool: \(lint.report)")
     }
 
     @Test func traceparentIsPassedOnAndAGarbledOneIsNot() async throws {

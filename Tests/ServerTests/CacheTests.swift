@@ -62,6 +62,12 @@ struct CacheTests {
         }.joined()
         #expect(text == answer(first))
 
+        // Prometheus: what the miss cost and what the two hits saved.
+        let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
+        #expect(metrics.contains(#"switchyard_cost_usd_total{route="cached",provider="sim"}"#))
+        #expect(metrics.contains(#"switchyard_cache_saved_usd_total{route="cached"}"#))
+        #expect(metrics.contains(#"switchyard_cache_lookups_total{route="cached",result="hit"} 2"#))
+
         // The ledger: a hit costs nothing and says what it saved.
         await fixture.stop()
         let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
@@ -182,6 +188,18 @@ struct CacheTests {
         // One call for each request that missed exactly (its vector then files the answer too), none
         // for the n-gram route or an exact hit.
         #expect(embeddings.calls == 5)
+        // The admin snapshot counts the failures, and the vectors of the misses that were filed (one
+        // partition a route: only the last question differs): by topic the refund and the weather,
+        // by n-gram both wordings.
+        let stats = try #require(await fixture.control.snapshot().cache)
+        #expect(stats.embeddingFailures == 2)
+        #expect(stats.vectors == 4 && stats.partitions == 2)
+        let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
+        #expect(metrics.contains(#"switchyard_cache_lookups_total{route="by-topic",result="semantic-hit"} 1"#))
+        #expect(metrics.contains(#"switchyard_cache_lookups_total{route="by-topic",result="miss"} 2"#))
+        #expect(metrics.contains(#"switchyard_cache_embedding_failures_total{route="broken",provider="topics"} 2"#))
+        let lint = try Promtool.check(metrics)
+        #expect(lint.ok, "promtool: \(lint.report)")
 
         // Each call has its own ledger row beside its request's, priced at the embedding model's price.
         await fixture.stop()

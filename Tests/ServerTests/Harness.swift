@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
+import Testing
 @testable import Server
 
 /// A server of ours on a loopback port, run in its own service group and stopped gracefully.
@@ -172,5 +173,26 @@ enum TestClient {
 
     static func chat(model: String, stream: Bool = false, extra: String = "") -> String {
         #"{"model":"\#(model)","messages":[{"role":"user","content":"Hello there"}]\#(stream ? #","stream":true"# : "")\#(extra)}"#
+    }
+}
+
+/// promtool (Debian's prometheus package, installed by scripts/bootstrap) lints a metrics exposition.
+enum Promtool {
+    static func check(_ exposition: String) throws -> (ok: Bool, report: String) {
+        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        let path = try #require(promtool, "promtool is missing: run scripts/bootstrap")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["check", "metrics"]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        input.fileHandleForWriting.write(Data(exposition.utf8))
+        try input.fileHandleForWriting.close()
+        process.waitUntilExit()
+        return (process.terminationStatus == 0, String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
     }
 }

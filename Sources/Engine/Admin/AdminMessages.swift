@@ -184,19 +184,30 @@ public struct AdminCache: Codable, Sendable, Equatable {
     public var hitRate: Double
     public var semanticHitRate: Double
     public var missRate: Double
+    /// The semantic index: vectors of last user turns, and the partitions they fall in.
+    public var vectors: Int
+    public var partitions: Int
+    /// Calls to a provider's embedder that failed or were too slow (the request went on as a miss).
+    public var embeddingFailures: Int
 
     public init(
         entries: Int,
         bytes: Int,
         hitRate: Double,
         semanticHitRate: Double,
-        missRate: Double
+        missRate: Double,
+        vectors: Int = 0,
+        partitions: Int = 0,
+        embeddingFailures: Int = 0
     ) {
         self.entries = entries
         self.bytes = bytes
         self.hitRate = hitRate
         self.semanticHitRate = semanticHitRate
         self.missRate = missRate
+        self.vectors = vectors
+        self.partitions = partitions
+        self.embeddingFailures = embeddingFailures
     }
 }
 

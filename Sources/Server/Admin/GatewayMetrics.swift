@@ -46,12 +46,38 @@ final class GatewayMetrics: Sendable {
                 ).record(Double(tokens))
             }
         }
+        if summary.costUSD > 0 {
+            self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_cost_usd", unitName: "total", helpText: "What answers cost at their targets' prices, in US dollars."),
+                labels: [("route", route), ("provider", provider)]
+            ).increment(by: summary.costUSD)
+        }
+        if summary.cache != CacheOutcome.bypass.rawValue {
+            self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_cache_lookups", unitName: "total", helpText: "Cache lookups by route and result (hit, semantic-hit, miss)."),
+                labels: [("route", route), ("result", summary.cache)]
+            ).increment()
+        }
+        if summary.costSavedUSD > 0 {
+            self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_cache_saved_usd", unitName: "total", helpText: "What cache hits would have cost upstream, in US dollars."),
+                labels: [("route", route)]
+            ).increment(by: summary.costSavedUSD)
+        }
         if let overhead = summary.overhead {
             self.registry.makeValueHistogram(
                 descriptor: MetricNameDescriptor(metricName: "switchyard_overhead", unitName: "seconds", helpText: "Time spent in the gateway itself, upstream waits excluded."),
                 buckets: Self.overheadBuckets
             ).record(overhead.seconds)
         }
+    }
+
+    /// A call to a route's embedder that failed or was too slow (its request went on as a miss).
+    func recordEmbeddingFailure(route: String, embedder: EmbedderSettings) {
+        self.registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: "switchyard_cache_embedding_failures", unitName: "total", helpText: "Semantic-cache embedding calls that failed or timed out."),
+            labels: [("route", route), ("provider", embedder.provider)]
+        ).increment()
     }
 
     /// The text exposition, with the targets' current state set just before.

@@ -46,6 +46,8 @@ final class AnswerCache: Sendable {
     private let semantic = Mutex(SemanticIndex())
     private let embedder = NGramEmbedder()
     private let counters = Mutex<[CacheOutcome: Int]>([:])
+    /// Calls to a provider's embedder that failed or timed out.
+    let embeddingFailures = Atomic<Int>(0)
     /// The persistent tier: written behind every store, read back once at start (never on a request).
     private let store: Store?
 
@@ -160,9 +162,11 @@ final class AnswerCache: Sendable {
         let (entries, bytes) = self.entries.withLock { ($0.count, $0.bytes) }
         let counts = self.counters.withLock { $0 }
         let looked = Double(max(1, (counts[.hit] ?? 0) + (counts[.semanticHit] ?? 0) + (counts[.miss] ?? 0)))
+        let (vectors, partitions) = self.semantic.withLock { ($0.count, $0.partitionCount) }
         return AdminCache(
             entries: entries, bytes: bytes, hitRate: Double(counts[.hit] ?? 0) / looked,
-            semanticHitRate: Double(counts[.semanticHit] ?? 0) / looked, missRate: Double(counts[.miss] ?? 0) / looked
+            semanticHitRate: Double(counts[.semanticHit] ?? 0) / looked, missRate: Double(counts[.miss] ?? 0) / looked,
+            vectors: vectors, partitions: partitions, embeddingFailures: self.embeddingFailures.load(ordering: .relaxed)
         )
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 
 /// A chat request read, routed, admitted and looked up in the cache: what both chat endpoints do
 /// before they talk to an upstream.
@@ -78,6 +79,8 @@ extension GatewayState {
             row.costUsd = routing.price(of: RouteTarget(provider: settings.provider, model: settings.model)).map { $0.cost(usage) } ?? 0
             return vectors.first
         } catch {
+            self.cache.embeddingFailures.add(1, ordering: .relaxed)
+            self.metrics.recordEmbeddingFailure(route: route, embedder: settings)
             let failure = error as? GatewayError
             row.outcome = failure?.domain.rawValue ?? FaultDomain.gateway.rawValue
             row.status = failure?.httpStatus ?? 500
