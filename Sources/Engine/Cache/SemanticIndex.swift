@@ -61,7 +61,7 @@ public struct SemanticIndex: Sendable {
     private var homes: [String: String] = [:]
 
     public let searchWidth: Int
-    /// Wide enough for recall 0.99 on clustered vectors at 100,000 entries (`docs/performance.md`).
+    /// Measured recall 1.0 with it on clustered vectors at 100,000 entries (`docs/performance.md`).
     public static let defaultSearchWidth = 64
 
     public init(partitionLimit: Int = 100_000, approximateAbove: Int = 2_000, searchWidth: Int = Self.defaultSearchWidth) {
