@@ -230,6 +230,12 @@ struct EmbeddingAnswerTests {
         #expect(OpenAIEmbeddings.request(model: "e", texts: ["a \"b\""]).string == #"{"model":"e","input":["a \"b\""]}"#)
     }
 
+    @Test func vectorsSurviveTheirBytes() {
+        let vector: [Float] = [1, -0.5, 0.333, .leastNonzeroMagnitude]
+        #expect(OpenAIEmbeddings.littleEndianBytes([1]) == [0x00, 0x00, 0x80, 0x3F])
+        #expect(OpenAIEmbeddings.vector(fromLittleEndian: OpenAIEmbeddings.littleEndianBytes(vector)) == vector)
+    }
+
     @Test func aMissingZeroOrRaggedVectorIsMalformed() {
         for json in [
             #"{"data":[{"index":0,"embedding":[1,0]}]}"#,

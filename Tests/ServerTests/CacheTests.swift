@@ -297,6 +297,7 @@ struct PersistentCacheTests {
         var route = RouteSettings(alias: "always", targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])
         route.cache = CacheSettings(ttl: .seconds(600))
         route.cache?.always = true
+        route.cache?.semanticThreshold = 0.8
         config.routes = [route]
         let body = CacheTests.body("always", "Remember me")
 
@@ -312,6 +313,9 @@ struct PersistentCacheTests {
         #expect(hit.headers.first(name: "x-switchyard-cache") == "hit")
         let content = { (exchange: Exchange) in ((exchange.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String }
         #expect(content(hit) != nil && content(hit) == content(miss))
+        // The answer's vector came back too: a reworded question is a semantic hit after the restart.
+        let reworded = try await TestClient.post("\(second.url)/v1/chat/completions", CacheTests.body("always", "remember me!"))
+        #expect(reworded.headers.first(name: "x-switchyard-cache") == "semantic-hit" && content(reworded) == content(miss))
     }
 }
 

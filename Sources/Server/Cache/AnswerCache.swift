@@ -56,7 +56,8 @@ final class AnswerCache: Sendable {
         self.store = store
     }
 
-    /// Loads the persistent tier's unexpired entries into memory, as many as fit.
+    /// Loads the persistent tier's unexpired entries into memory, as many as fit, and their vectors
+    /// back into the semantic index.
     func warm() async throws -> Int {
         guard let store = self.store else { return 0 }
         let wall = Date().timeIntervalSince1970
@@ -64,8 +65,11 @@ final class AnswerCache: Sendable {
         var loaded = 0
         for row in try await store.cacheEntries(now: wall) {
             guard let answer = CachedAnswer(json: row.answer) else { continue }
-            // Nothing points at these yet (the semantic index starts empty), so evictions need no follow-up.
-            self.entries.withLock { _ = $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }
+            let evicted = self.entries.withLock { $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }
+            self.semantic.withLock { index in
+                for key in evicted { index.remove(key: key) }
+                if let semantic = row.semantic { index.insert(semantic.vector, key: row.key, partition: semantic.partition) }
+            }
             loaded += 1
         }
         return loaded
@@ -133,9 +137,9 @@ final class AnswerCache: Sendable {
         let now = ContinuousClock.now
         let evicted = self.entries.withLock { $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }
         if let store = self.store {
-            let expires = Date().timeIntervalSince1970 + plan.ttl.seconds
-            let json = answer.json
-            Task { try? await store.putCacheEntry(key: plan.key, scope: plan.scope, route: plan.route, expiresAt: expires, answer: json) }
+            var row = Store.CacheRow(key: plan.key, scope: plan.scope, route: plan.route, expiresAt: Date().timeIntervalSince1970 + plan.ttl.seconds, answer: answer.json)
+            if let semantic = plan.semantic, let vector = plan.vector { row.semantic = (semantic.partition, vector) }
+            Task { [row] in try? await store.putCacheEntry(row) }
         }
         self.semantic.withLock { index in
             for key in evicted { index.remove(key: key) }

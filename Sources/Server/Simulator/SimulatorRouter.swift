@@ -395,10 +395,6 @@ enum SimulatedEmbedding {
 
     /// OpenAI's `encoding_format: base64`: little-endian float32s.
     static func base64(_ vector: [Float]) -> String {
-        var data = Data(capacity: vector.count * 4)
-        for value in vector {
-            withUnsafeBytes(of: value.bitPattern.littleEndian) { data.append(contentsOf: $0) }
-        }
-        return data.base64EncodedString()
+        Data(OpenAIEmbeddings.littleEndianBytes(vector)).base64EncodedString()
     }
 }

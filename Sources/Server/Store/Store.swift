@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import GRDB
 
@@ -98,6 +99,12 @@ final class Store: Sendable {
         migrator.registerMigration("v5: ledger operation") { db in
             try db.alter(table: "ledger") { table in
                 table.add(column: "operation", .text).notNull().defaults(to: "chat")
+            }
+        }
+        migrator.registerMigration("v6: semantic vectors of cached answers") { db in
+            try db.alter(table: "cache_entry") { table in
+                table.add(column: "partition", .text)
+                table.add(column: "vector", .blob)
             }
         }
         return migrator
@@ -262,21 +269,34 @@ extension Store {
         }
     }
 
-    func putCacheEntry(key: String, scope: String, route: String, expiresAt: Double, answer: String) async throws {
+    /// A cached answer for the persistent tier, with its semantic partition and vector when it has them.
+    struct CacheRow: Sendable {
+        let key: String
+        let scope: String
+        let route: String
+        let expiresAt: Double
+        let answer: String
+        var semantic: (partition: String, vector: [Float])?
+    }
+
+    func putCacheEntry(_ row: CacheRow) async throws {
         try await self.pool.write { db in
             try db.execute(
-                sql: "INSERT OR REPLACE INTO cache_entry (key, scope, route, expires_at, answer) VALUES (?, ?, ?, ?, ?)",
-                arguments: [key, scope, route, expiresAt, answer]
+                sql: "INSERT OR REPLACE INTO cache_entry (key, scope, route, expires_at, answer, partition, vector) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [row.key, row.scope, row.route, row.expiresAt, row.answer, row.semantic?.partition, row.semantic.map { Data(OpenAIEmbeddings.littleEndianBytes($0.vector)) }]
             )
         }
     }
 
     /// Unexpired entries, newest expiry first; expired ones are deleted on the way.
-    func cacheEntries(now: Double) async throws -> [(key: String, scope: String, route: String, expiresAt: Double, answer: String)] {
+    func cacheEntries(now: Double) async throws -> [CacheRow] {
         try await self.pool.write { db in
             try db.execute(sql: "DELETE FROM cache_entry WHERE expires_at <= ?", arguments: [now])
-            return try Row.fetchAll(db, sql: "SELECT key, scope, route, expires_at, answer FROM cache_entry ORDER BY expires_at DESC").map {
-                ($0["key"], $0["scope"], $0["route"], $0["expires_at"], $0["answer"])
+            let sql = "SELECT key, scope, route, expires_at, answer, partition, vector FROM cache_entry ORDER BY expires_at DESC"
+            return try Row.fetchAll(db, sql: sql).map { row in
+                var entry = CacheRow(key: row["key"], scope: row["scope"], route: row["route"], expiresAt: row["expires_at"], answer: row["answer"])
+                if let partition: String = row["partition"], let data: Data = row["vector"] { entry.semantic = (partition, OpenAIEmbeddings.vector(fromLittleEndian: [UInt8](data))) }
+                return entry
             }
         }
     }

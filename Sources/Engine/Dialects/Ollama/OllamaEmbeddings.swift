@@ -72,12 +72,7 @@ public enum OllamaEmbeddings {
 
     /// Little-endian float32s, base64-encoded, as OpenAI sends them.
     static func base64(_ values: [Double]) -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(values.count * 4)
-        for value in values {
-            let bits = Float(value).bitPattern.littleEndian
-            bytes += [UInt8(bits & 0xFF), UInt8(bits >> 8 & 0xFF), UInt8(bits >> 16 & 0xFF), UInt8(bits >> 24)]
-        }
+        let bytes = OpenAIEmbeddings.littleEndianBytes(values.map { Float($0) })
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         var output: [UInt8] = []
         var index = 0

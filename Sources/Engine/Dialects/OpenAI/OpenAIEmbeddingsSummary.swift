@@ -31,6 +31,24 @@ public enum OpenAIEmbeddings {
         return ByteBuffer(string: json.output)
     }
 
+    /// Little-endian float32s: the bytes of OpenAI's `encoding_format: base64`, and of a vector at rest.
+    public static func littleEndianBytes(_ vector: [Float]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(vector.count * 4)
+        for value in vector {
+            let bits = value.bitPattern
+            bytes += [UInt8(bits & 0xFF), UInt8(bits >> 8 & 0xFF), UInt8(bits >> 16 & 0xFF), UInt8(bits >> 24)]
+        }
+        return bytes
+    }
+
+    /// What `littleEndianBytes` wrote (a trailing partial value is ignored).
+    public static func vector(fromLittleEndian bytes: [UInt8]) -> [Float] {
+        stride(from: 0, to: bytes.count - bytes.count % 4, by: 4).map { offset in
+            Float(bitPattern: UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24)
+        }
+    }
+
     /// The vectors of an embeddings list in input order, scaled to unit length (so a dot product is
     /// the cosine similarity, whatever the model's own scale).
     /// - Throws: `upstreamMalformed` unless every item has a non-zero vector of one length.
