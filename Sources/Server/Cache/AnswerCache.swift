@@ -43,7 +43,9 @@ enum CacheOutcome: String, Sendable {
 /// user turns that points into it. Scoped by caller, so tenants never share entries.
 final class AnswerCache: Sendable {
     private let entries: Mutex<ResponseCache>
-    private let semantic = Mutex(SemanticIndex())
+    /// The semantic index in shards by partition: a lookup waits only for work on its own shard's
+    /// partitions (an insert into a large partition's graph takes milliseconds).
+    private let shards = (0..<16).map { _ in SemanticShard() }
     private let embedder = NGramEmbedder()
     private let counters = Mutex<[CacheOutcome: Int]>([:])
     /// Calls to a provider's embedder that failed or timed out.
@@ -66,10 +68,7 @@ final class AnswerCache: Sendable {
         for row in try await store.cacheEntries(now: wall) {
             guard let answer = CachedAnswer(json: row.answer) else { continue }
             let evicted = self.entries.withLock { $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }
-            self.semantic.withLock { index in
-                for key in evicted { index.remove(key: key) }
-                if let semantic = row.semantic { index.insert(semantic.vector, key: row.key, partition: semantic.partition) }
-            }
+            self.file(row.key, semantic: row.semantic, evicted: evicted)
             loaded += 1
         }
         return loaded
@@ -116,15 +115,28 @@ final class AnswerCache: Sendable {
     /// answer has expired is forgotten and the next closest tried (a few times at most).
     func semanticMatch(_ plan: CachePlan) -> CachedAnswer? {
         guard let semantic = plan.semantic, let vector = plan.vector else { return nil }
+        let shard = self.shard(semantic.partition)
         for _ in 0..<3 {
-            guard let match = self.semantic.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }) else { return nil }
+            guard let match = shard.index.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }) else { return nil }
             if let answer = self.entries.withLock({ $0.get(match.key, at: ContinuousClock.now) }) {
                 self.count(.semanticHit)
                 return answer
             }
-            self.semantic.withLock { $0.remove(key: match.key) }
+            shard.index.withLock { $0.remove(key: match.key) }
         }
         return nil
+    }
+
+    private func shard(_ partition: String) -> SemanticShard {
+        self.shards[Int(UInt(bitPattern: partition.hashValue) % UInt(self.shards.count))]
+    }
+
+    /// Files an answer's vector, and drops the vectors of the answers its arrival evicted.
+    private func file(_ key: String, semantic: (partition: String, vector: [Float])?, evicted: [String]) {
+        if !evicted.isEmpty {
+            for shard in self.shards { shard.index.withLock { index in for gone in evicted { index.remove(key: gone) } } }
+        }
+        if let semantic { self.shard(semantic.partition).index.withLock { $0.insert(semantic.vector, key: key, partition: semantic.partition) } }
     }
 
     /// The built-in embedder's vector: no I/O, so it runs inline.
@@ -141,10 +153,7 @@ final class AnswerCache: Sendable {
             if let semantic = plan.semantic, let vector = plan.vector { row.semantic = (semantic.partition, vector) }
             Task { [row] in try? await store.putCacheEntry(row) }
         }
-        self.semantic.withLock { index in
-            for key in evicted { index.remove(key: key) }
-            if let semantic = plan.semantic, let vector = plan.vector { index.insert(vector, key: plan.key, partition: semantic.partition) }
-        }
+        self.file(plan.key, semantic: plan.semantic.flatMap { semantic in plan.vector.map { (semantic.partition, $0) } }, evicted: evicted)
     }
 
     /// - Returns: how many entries went.
@@ -152,8 +161,10 @@ final class AnswerCache: Sendable {
         let scope = tenant.map { "tenant:\($0)" }
         let removed = self.entries.withLock { $0.flush(scope: scope, route: route) }
         if let store = self.store { Task { try? await store.deleteCacheEntries(scope: scope, route: route) } }
-        self.semantic.withLock { index in
-            if tenant == nil && route == nil { index.removeAll() } else { for key in removed { index.remove(key: key) } }
+        for shard in self.shards {
+            shard.index.withLock { index in
+                if tenant == nil && route == nil { index.removeAll() } else { for key in removed { index.remove(key: key) } }
+            }
         }
         return removed.count
     }
@@ -166,7 +177,9 @@ final class AnswerCache: Sendable {
         let (entries, bytes) = self.entries.withLock { ($0.count, $0.bytes) }
         let counts = self.counters.withLock { $0 }
         let looked = Double(max(1, (counts[.hit] ?? 0) + (counts[.semanticHit] ?? 0) + (counts[.miss] ?? 0)))
-        let (vectors, partitions) = self.semantic.withLock { ($0.count, $0.partitionCount) }
+        let (vectors, partitions) = self.shards.reduce((0, 0)) { total, shard in
+            shard.index.withLock { (total.0 + $0.count, total.1 + $0.partitionCount) }
+        }
         return AdminCache(
             entries: entries, bytes: bytes, hitRate: Double(counts[.hit] ?? 0) / looked,
             semanticHitRate: Double(counts[.semanticHit] ?? 0) / looked, missRate: Double(counts[.miss] ?? 0) / looked,
@@ -181,6 +194,11 @@ final class AnswerCache: Sendable {
         let parts = last["content"]?.array?.compactMap { $0["type"]?.string == "text" ? $0["text"]?.string : nil } ?? []
         return parts.isEmpty ? nil : parts.joined(separator: "\n")
     }
+}
+
+/// One lock's worth of the semantic index.
+private final class SemanticShard: Sendable {
+    let index = Mutex(SemanticIndex())
 }
 
 extension GatewayState {
