@@ -27,10 +27,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
+        // The semantic index's dot product, with AVX2 where the CPU has it (Swift compiles for the
+        // baseline x86-64 and has no per-function target features).
+        .target(name: "CVectorMath"),
         // Pure logic: dialects, routing, config, errors. No sockets, no SQLite, no curses.
         .target(
             name: "Engine",
             dependencies: [
+                "CVectorMath",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),

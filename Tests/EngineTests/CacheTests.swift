@@ -117,6 +117,18 @@ struct SemanticIndexTests {
         #expect(index.nearest(vectors[1], partition: "other", threshold: 0.1) == nil)
     }
 
+    /// The vectorized dot product (AVX2 where the CPU has it) equals the plain sum at every length,
+    /// tails included.
+    @Test func theDotProductMatchesThePlainSum() {
+        var random = SplitMix(seed: 3)
+        for count in [0, 1, 7, 8, 9, 31, 32, 33, 383, 384, 385, 1_536] {
+            let a = (0..<count).map { _ in Float.random(in: -1...1, using: &random) }
+            let b = (0..<count).map { _ in Float.random(in: -1...1, using: &random) }
+            let plain = zip(a, b).reduce(Double(0)) { $0 + Double($1.0) * Double($1.1) }
+            #expect(abs(Double(SemanticIndex.dot(a, b)) - plain) < 1e-4, "length \(count)")
+        }
+    }
+
     /// An answer leaving the cache takes its vector along; a partition left empty goes too.
     @Test func removedKeysLeaveTheIndexAndEmptyPartitionsGo() async throws {
         let vectors = try await NGramEmbedder().embed(["What is the capital of France?", "what's the capital of France", "Bake bread"])

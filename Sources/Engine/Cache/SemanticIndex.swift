@@ -1,3 +1,4 @@
+import CVectorMath
 /// Turns texts into unit vectors whose dot product is their similarity.
 public protocol Embedder: Sendable {
     func embed(_ texts: [String]) async throws -> [[Float]]
@@ -146,21 +147,7 @@ public struct SemanticIndex: Sendable {
         }
     }
 
-    /// Eight lanes at a time (two AVX or four NEON registers' worth), then the rest one by one.
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
-        let (left, right) = (UnsafeRawPointer(a), UnsafeRawPointer(b))
-        var sums = SIMD8<Float>()
-        var index = 0
-        while index + 8 <= count {
-            let offset = index * MemoryLayout<Float>.stride
-            sums += left.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self) * right.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
-            index += 8
-        }
-        var total = sums.sum()
-        while index < count {
-            total += a[index] * b[index]
-            index += 1
-        }
-        return total
+        switchyard_dot(a, b, count)
     }
 }
