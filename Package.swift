@@ -81,7 +81,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine"],
+            dependencies: ["Engine", "CVectorMath"],
             exclude: ["Fixtures", "Golden"]
         ),
         .testTarget(

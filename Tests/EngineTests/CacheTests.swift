@@ -1,3 +1,4 @@
+import CVectorMath
 @testable import Engine
 import Foundation
 import NIOCore
@@ -69,6 +70,9 @@ struct ResponseCacheTests {
         cache.put("b", Self.answer(big), scope: "s", route: "r", ttl: .seconds(60), at: now)
         _ = cache.get("a", at: now)
         #expect(cache.put("c", Self.answer(big), scope: "s", route: "r", ttl: .seconds(60), at: now) == ["b"])
+        // Refused, not evicted for: an answer bigger than the whole cache, or one with no time to live.
+        #expect(cache.put("huge", Self.answer(String(repeating: "y", count: 4_000)), scope: "s", route: "r", ttl: .seconds(60), at: now) == nil)
+        #expect(cache.put("d", Self.answer("x"), scope: "s", route: "r", ttl: .zero, at: now) == nil)
         #expect(cache.get("b", at: now) == nil)
         #expect(cache.get("a", at: now) != nil && cache.get("c", at: now) != nil)
         #expect(cache.bytes <= 3_000)
@@ -126,6 +130,29 @@ struct SemanticIndexTests {
             let b = (0..<count).map { _ in Float.random(in: -1...1, using: &random) }
             let plain = zip(a, b).reduce(Double(0)) { $0 + Double($1.0) * Double($1.1) }
             #expect(abs(Double(SemanticIndex.dot(a, b)) - plain) < 1e-4, "length \(count)")
+        }
+    }
+
+    /// Vectors at rest are half precision: the conversion rounds as Swift's `Float16` does (the
+    /// vectorized body and the one-by-one tail alike, specials included), and the mixed and half-half
+    /// dot products equal the plain sums of the rounded values.
+    @Test func halfPrecisionRoundsLikeFloat16AndItsDotProductsAgree() {
+        var random = SplitMix(seed: 5)
+        let specials: [Float] = [0, -0.0, 1, -1, 0.333_333, 1e-5, -3e-7, 6.1e-5, 65_504, 70_000, -.infinity, 2049, 2051]
+        for count in [specials.count, 16 + specials.count, 383] {
+            var source = (0..<count).map { _ in Float.random(in: -1...1, using: &random) }
+            source.replaceSubrange((count - specials.count)..<count, with: specials)
+            var halves = [UInt16](repeating: 0, count: count)
+            switchyard_to_half(source, &halves, count)
+            #expect(halves == source.map { Float16($0).bitPattern }, "length \(count)")
+            let finite = source.map { $0.isFinite && abs($0) < 60_000 ? $0 : 0.5 }
+            var finiteHalves = [UInt16](repeating: 0, count: count)
+            switchyard_to_half(finite, &finiteHalves, count)
+            let rounded = finite.map { Double(Float(Float16($0))) }
+            let mixed = zip(finite, rounded).reduce(Double(0)) { $0 + Double($1.0) * $1.1 }
+            let both = rounded.reduce(Double(0)) { $0 + $1 * $1 }
+            #expect(abs(Double(switchyard_dot_half(finite, finiteHalves, count)) - mixed) < 1e-2 * max(1, abs(mixed)))
+            #expect(abs(Double(switchyard_dot_halves(finiteHalves, finiteHalves, count)) - both) < 1e-2 * max(1, abs(both)))
         }
     }
 
@@ -240,6 +267,12 @@ struct EmbeddingAnswerTests {
         let vectors = try OpenAIEmbeddings.unitVectors(body, count: 2, provider: "p")
         #expect(vectors == [[1, 0, 0], [0, 0.6, 0.8]])
         #expect(OpenAIEmbeddings.request(model: "e", texts: ["a \"b\""]).string == #"{"model":"e","input":["a \"b\""]}"#)
+    }
+
+    /// A wordless language still replays in pieces.
+    @Test func textWithoutSpacesIsCutByCharacters() {
+        let pieces = CachedAnswer.pieces(of: "你好世界这是一个测试", count: 5)
+        #expect(pieces == ["你好", "世界", "这是", "一个", "测试"])
     }
 
     @Test func vectorsSurviveTheirBytes() {

@@ -300,5 +300,12 @@ extension ConfigLoaderTests {
         #expect(found.contains { $0.path == "routes.b.cache.semantic.threshold" && $0.message.contains("required") })
         #expect(found.contains { $0.path == "routes.b.cache.semantic.embedder.provider" && $0.message.contains("Anthropic") })
         #expect(found.contains { $0.path == "routes.c.cache.semantic.embedder" && $0.message.contains("provider and model") })
+        // One problem, one report.
+        let once = self.issues("""
+            providers: { sim: { kind: simulator } }
+            routes:
+              a: { targets: [{ provider: sim, model: m }], cache: { semantic: { threshold: 1.5, embedder: nope } } }
+            """)
+        #expect(once.filter { $0.path.hasPrefix("routes.a.cache.semantic") }.count == 2, "\(once)")
     }
 }

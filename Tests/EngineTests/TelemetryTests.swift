@@ -108,4 +108,13 @@ struct AdminMessageTests {
         let data = try AdminJSON.encoder().encode(snapshot)
         #expect(try AdminJSON.decoder().decode(AdminSnapshot.self, from: data) == snapshot)
     }
+
+    /// A console reads an older gateway's cache section (before the semantic index's counters).
+    @Test func anOlderCacheSectionDecodesWithZeros() throws {
+        let cache = AdminCache(entries: 3, bytes: 900, hitRate: 0.5, semanticHitRate: 0.1, missRate: 0.4, vectors: 2, partitions: 1, embeddingFailures: 1)
+        #expect(try AdminJSON.decoder().decode(AdminCache.self, from: AdminJSON.encoder().encode(cache)) == cache)
+        let older = #"{"entries":3,"bytes":900,"hitRate":0.5,"semanticHitRate":0.1,"missRate":0.4}"#
+        let decoded = try AdminJSON.decoder().decode(AdminCache.self, from: Data(older.utf8))
+        #expect(decoded == AdminCache(entries: 3, bytes: 900, hitRate: 0.5, semanticHitRate: 0.1, missRate: 0.4))
+    }
 }

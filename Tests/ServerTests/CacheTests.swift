@@ -266,12 +266,43 @@ struct CacheTests {
             }.joined()
         }
         #expect(!text(paced).isEmpty && text(paced) == text(original))
-        // The original waited 800 ms for its first token and then streamed 20 tokens at 40 a second.
-        #expect(pacedTime >= .milliseconds(800))
+        // The original waited 800 ms for its first token and then streamed 20 tokens at 40 a second:
+        // about 1.3 s in all, which the replay keeps (the first-token wait alone would not do).
+        #expect(pacedTime >= .milliseconds(1_200))
         #expect(paced.events.count > 5)
         let instantStarted = ContinuousClock.now
         let instant = try await Self.post(fixture, body("instant"))
         #expect(instant.headers.first(name: "x-switchyard-cache") == "hit" && ContinuousClock.now - instantStarted < .milliseconds(800))
+    }
+
+    /// A cache TTL header that is not a sane number of seconds is the caller's mistake: 400 in its
+    /// dialect, before anything is reserved (and never a crash: `nan` and `1e30` once were).
+    @Test func aBadCacheTTLHeaderIsA400() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        for value in ["nan", "inf", "1e30", "0", "-5", "soon"] {
+            let reply = try await Self.post(fixture, Self.body("always", "ttl \(value)"), headers: [("x-switchyard-cache-ttl", value)])
+            #expect(reply.status == 400, "\(value)")
+            #expect(((reply.json["error"] as? [String: Any])?["message"] as? String)?.contains("x-switchyard-cache-ttl") == true)
+        }
+        let anthropic = try await TestClient.post(
+            "\(fixture.gateway.url)/v1/messages", #"{"model":"always","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
+            headers: [("x-switchyard-cache-ttl", "nan")]
+        )
+        #expect(anthropic.status == 400 && anthropic.json["type"] as? String == "error")
+        #expect(try await Self.post(fixture, Self.body("always", "still up")).status == 200)
+    }
+
+    /// A last turn with an image is never a semantic match for the same words with another image.
+    @Test func aTurnWithAnImageHasNoSemanticMatch() async throws {
+        let fixture = try await Self.start()
+        defer { Task { await fixture.stop() } }
+        let turn = { (image: String) in
+            #"{"model":"semantic","temperature":0,"messages":[{"role":"user","content":[{"type":"text","text":"What is in this picture?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,\#(image)"}}]}]}"#
+        }
+        #expect(try await Self.post(fixture, turn("iVBORw0KGgoAAAA")).headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(try await Self.post(fixture, turn("iVBORw0KGgoBBBB")).headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(try await Self.post(fixture, turn("iVBORw0KGgoAAAA")).headers.first(name: "x-switchyard-cache") == "hit")
     }
 
     @Test func flushEmptiesTheCache() async throws {

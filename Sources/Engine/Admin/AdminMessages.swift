@@ -209,6 +209,19 @@ public struct AdminCache: Codable, Sendable, Equatable {
         self.partitions = partitions
         self.embeddingFailures = embeddingFailures
     }
+
+    /// The semantic index's fields came later: a console reads a gateway without them as zeros.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.entries = try container.decode(Int.self, forKey: .entries)
+        self.bytes = try container.decode(Int.self, forKey: .bytes)
+        self.hitRate = try container.decode(Double.self, forKey: .hitRate)
+        self.semanticHitRate = try container.decode(Double.self, forKey: .semanticHitRate)
+        self.missRate = try container.decode(Double.self, forKey: .missRate)
+        self.vectors = try container.decodeIfPresent(Int.self, forKey: .vectors) ?? 0
+        self.partitions = try container.decodeIfPresent(Int.self, forKey: .partitions) ?? 0
+        self.embeddingFailures = try container.decodeIfPresent(Int.self, forKey: .embeddingFailures) ?? 0
+    }
 }
 
 /// One entry of `GET /v1/events` (Server-Sent Events, `data:` lines of this JSON).

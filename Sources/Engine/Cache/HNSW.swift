@@ -1,3 +1,4 @@
+import CVectorMath
 import Foundation
 
 /// A hierarchical navigable small-world graph (Malkov & Yashunin) over unit vectors: approximate
@@ -20,8 +21,10 @@ struct HNSW: Sendable {
     let search: Int
     private let levelFactor: Double
     private(set) var dimensions = 0
-    /// Node n's vector is `vectors[n * dimensions ..< (n + 1) * dimensions]`.
-    private var vectors: [Float] = []
+    /// Node n's vector is `vectors[n * dimensions ..< (n + 1) * dimensions]`, in half precision
+    /// (binary16 bits): a search is bound by how many bytes of vectors it reads, and similarities
+    /// stay within about 0.001.
+    private var vectors: [UInt16] = []
     private var keys: [String] = []
     private var nodes: [String: Node] = [:]
     private var removed: [Bool] = []
@@ -64,13 +67,13 @@ struct HNSW: Sendable {
             self.free.removeLast()
             level = self.upper[Int(node)].count
             let start = Int(node) * self.dimensions
-            self.vectors.replaceSubrange(start..<start + self.dimensions, with: vector)
+            self.vectors.replaceSubrange(start..<start + self.dimensions, with: Self.half(vector))
             self.keys[Int(node)] = key
             self.removed[Int(node)] = false
         } else {
             node = Node(self.slots)
             level = min(Int(-log(max(Double.leastNonzeroMagnitude, self.random.unit())) * self.levelFactor), 16)
-            self.vectors.append(contentsOf: vector)
+            self.vectors.append(contentsOf: Self.half(vector))
             self.keys.append(key)
             self.removed.append(false)
             self.levelZero.append(contentsOf: repeatElement(0, count: self.levelZeroStride))
@@ -119,7 +122,6 @@ struct HNSW: Sendable {
             current = self.greedy(vector, from: current, level: layer)
         }
         var visited = VisitedSet(count: self.slots)
-        visited.insert(current.node)
         for candidate in self.searchLayer(vector, from: current, width: self.search, level: 0, visited: &visited)
         where !self.removed[Int(candidate.node)] {
             return (self.keys[Int(candidate.node)], Double(1 - candidate.distance))
@@ -137,15 +139,20 @@ struct HNSW: Sendable {
 
     private func distance(_ vector: UnsafePointer<Float>, _ node: Node) -> Float {
         self.vectors.withUnsafeBufferPointer { stored in
-            1 - SemanticIndex.dot(vector, stored.baseAddress! + Int(node) * self.dimensions, count: self.dimensions)
+            1 - switchyard_dot_half(vector, stored.baseAddress! + Int(node) * self.dimensions, self.dimensions)
         }
     }
 
     private func distance(between first: Node, _ second: Node) -> Float {
         self.vectors.withUnsafeBufferPointer { stored in
-            1 - SemanticIndex.dot(
-                stored.baseAddress! + Int(first) * self.dimensions, stored.baseAddress! + Int(second) * self.dimensions, count: self.dimensions
-            )
+            1 - switchyard_dot_halves(stored.baseAddress! + Int(first) * self.dimensions, stored.baseAddress! + Int(second) * self.dimensions, self.dimensions)
+        }
+    }
+
+    private static func half(_ vector: [Float]) -> [UInt16] {
+        [UInt16](unsafeUninitializedCapacity: vector.count) { buffer, count in
+            vector.withUnsafeBufferPointer { switchyard_to_half($0.baseAddress!, buffer.baseAddress!, vector.count) }
+            count = vector.count
         }
     }
 
@@ -182,6 +189,8 @@ struct HNSW: Sendable {
         vector.withUnsafeBufferPointer { query in
             var frontier = NeighbourHeap(closestFirst: true)
             var results = NeighbourHeap(closestFirst: false)
+            // Seen, so that a neighbour's link back to it does not bring it in twice.
+            visited.insert(start.node)
             frontier.push(start)
             results.push(start)
             while let closest = frontier.pop() {

@@ -106,7 +106,8 @@ public struct CachedAnswer: Sendable, Equatable {
         return steps
     }
 
-    /// `text` cut after whitespace into at most `count` pieces of about as many words each.
+    /// `text` cut after whitespace into at most `count` pieces of about as many words each (by
+    /// characters when it has too little whitespace for that).
     static func pieces(of text: String, count: Int) -> [String] {
         var words: [Substring] = []
         var start = text.startIndex
@@ -116,6 +117,12 @@ public struct CachedAnswer: Sendable, Equatable {
             start = next
         }
         if start < text.endIndex { words.append(text[start...]) }
+        if words.count < count / 2 {
+            // Little whitespace (Chinese, Japanese, one long token): cut by characters instead.
+            let characters = Array(text)
+            let perPiece = max(1, (characters.count + count - 1) / count)
+            return stride(from: 0, to: characters.count, by: perPiece).map { String(characters[$0..<min($0 + perPiece, characters.count)]) }
+        }
         guard words.count > count else { return words.map(String.init) }
         let perPiece = (words.count + count - 1) / count
         return stride(from: 0, to: words.count, by: perPiece).map { words[$0..<min($0 + perPiece, words.count)].joined() }
@@ -171,13 +178,13 @@ public struct ResponseCache: Sendable {
     }
 
     /// - Returns: the keys evicted to make room (what points at them, such as the semantic index,
-    ///   can go too).
+    ///   can go too); nil when the answer was not kept (bigger than the whole cache, or no TTL).
     @discardableResult
     public mutating func put(
         _ key: String, _ answer: CachedAnswer, scope: String, route: String, ttl: Duration, at now: ContinuousClock.Instant
-    ) -> [String] {
+    ) -> [String]? {
         let size = answer.size + key.utf8.count
-        guard size <= self.capacity, ttl > .zero else { return [] }
+        guard size <= self.capacity, ttl > .zero else { return nil }
         self.remove(key)
         self.clock += 1
         self.entries[key] = Entry(answer: answer, scope: scope, route: route, expires: now + ttl, size: size, lastUse: self.clock)

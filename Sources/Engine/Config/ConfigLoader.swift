@@ -400,17 +400,18 @@ private struct Reader {
                 }
             case "semantic":
                 var threshold: Double?
+                var thresholdGiven = false
                 for (field, _, entry) in self.mapping(value, path, allowed: ["threshold", "embedder"]) ?? [] {
                     switch field {
                     case "threshold":
+                        thresholdGiven = true
                         guard let number = self.double(entry, "\(path).threshold") else { continue }
                         if number > 0 && number <= 1 { threshold = number } else { self.report(entry, "\(path).threshold", "must be above 0 and at most 1") }
                     case "embedder":
+                        guard let members = self.mapping(entry, "\(path).embedder", allowed: ["provider", "model"]) else { continue }
                         var fields: [String: String] = [:]
-                        for (name, _, item) in self.mapping(entry, "\(path).embedder", allowed: ["provider", "model"]) ?? [] {
-                            fields[name] = self.string(item, "\(path).embedder.\(name)")
-                        }
-                        guard let provider = fields["provider"], let model = fields["model"] else {
+                        for (name, _, item) in members { fields[name] = self.string(item, "\(path).embedder.\(name)") }
+                        guard let provider = fields["provider"], let model = fields["model"], !provider.isEmpty, !model.isEmpty else {
                             self.report(entry, "\(path).embedder", "needs both provider and model")
                             continue
                         }
@@ -418,7 +419,7 @@ private struct Reader {
                     default: continue
                     }
                 }
-                if threshold == nil { self.report(value, "\(path).threshold", "is required (the similarity a reworded question needs, e.g. 0.9)") }
+                if !thresholdGiven { self.report(value, "\(path).threshold", "is required (the similarity a reworded question needs, e.g. 0.9)") }
                 settings.semanticThreshold = threshold
             default: continue
             }

@@ -67,7 +67,7 @@ final class AnswerCache: Sendable {
         var loaded = 0
         for row in try await store.cacheEntries(now: wall) {
             guard let answer = CachedAnswer(json: row.answer) else { continue }
-            let evicted = self.entries.withLock { $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }
+            guard let evicted = self.entries.withLock({ $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }) else { continue }
             self.file(row.key, semantic: row.semantic, evicted: evicted)
             loaded += 1
         }
@@ -79,9 +79,11 @@ final class AnswerCache: Sendable {
 
     /// The request's cache plan, or nil when its route does not cache or the request may not be cached
     /// (a non-zero temperature without an opt-in).
-    func plan(route: RouteSettings, body: ByteBuffer, dialect: ClientDialect, caller: Caller, request: Request) -> CachePlan? {
+    /// - Throws: `invalidRequest` for an `x-switchyard-cache-ttl` that is not a number of seconds
+    ///   between 1 s and 30 days.
+    func plan(route: RouteSettings, body: ByteBuffer, dialect: ClientDialect, caller: Caller, request: Request) throws -> CachePlan? {
         guard let settings = route.cache, let json = JSONValue.parse(body) else { return nil }
-        let requestTTL = request.headers[Self.ttlHeader].flatMap { Double($0) }.map { Duration.seconds($0) }
+        let requestTTL = try request.headers[Self.ttlHeader].map(Self.ttl)
         let temperature = json["temperature"]?.double
         guard settings.always || temperature == 0 || requestTTL != nil else { return nil }
         let control = (request.headers[.cacheControl] ?? "").lowercased()
@@ -103,10 +105,23 @@ final class AnswerCache: Sendable {
         )
     }
 
+    static let longestTTL: Double = 30 * 86_400
+
+    static func ttl(_ header: String) throws -> Duration {
+        guard let seconds = Double(header.trimmingCharacters(in: .whitespaces)), seconds >= 1, seconds <= Self.longestTTL else {
+            throw GatewayError.invalidRequest("x-switchyard-cache-ttl must be a number of seconds from 1 to \(Int(Self.longestTTL)) (30 days); got '\(header)'.")
+        }
+        return .milliseconds(Int64(seconds * 1000))
+    }
+
     /// The answer stored under the request's exact key.
     func exactMatch(_ plan: CachePlan) -> CachedAnswer? {
         let now = ContinuousClock.now
-        guard let answer = self.entries.withLock({ $0.get(plan.key, at: now) }) else { return nil }
+        guard let answer = self.entries.withLock({ $0.get(plan.key, at: now) }) else {
+            // If it had expired, its vector goes too (it lives in this request's own partition).
+            if let semantic = plan.semantic { self.shard(semantic.partition).index.withLock { $0.remove(key: plan.key) } }
+            return nil
+        }
         self.count(.hit)
         return answer
     }
@@ -147,7 +162,8 @@ final class AnswerCache: Sendable {
     func store(_ answer: CachedAnswer, plan: CachePlan) {
         guard plan.store else { return }
         let now = ContinuousClock.now
-        let evicted = self.entries.withLock { $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }
+        // Refused (bigger than the whole cache): then neither kept on disk nor indexed.
+        guard let evicted = self.entries.withLock({ $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }) else { return }
         if let store = self.store {
             var row = Store.CacheRow(key: plan.key, scope: plan.scope, route: plan.route, expiresAt: Date().timeIntervalSince1970 + plan.ttl.seconds, answer: answer.json)
             if let semantic = plan.semantic, let vector = plan.vector { row.semantic = (semantic.partition, vector) }
@@ -187,12 +203,14 @@ final class AnswerCache: Sendable {
         )
     }
 
-    /// The text of the last message when it is the user's (OpenAI or Anthropic shape).
+    /// The text of the last message when it is the user's and only text (OpenAI or Anthropic shape).
+    /// A turn with an image, a file or a tool result has no semantic lookup: two such turns with the
+    /// same words are not the same question.
     static func lastUserText(_ json: JSONValue) -> String? {
         guard let last = json["messages"]?.array?.last, last["role"]?.string == "user" else { return nil }
         if let text = last["content"]?.string { return text }
-        let parts = last["content"]?.array?.compactMap { $0["type"]?.string == "text" ? $0["text"]?.string : nil } ?? []
-        return parts.isEmpty ? nil : parts.joined(separator: "\n")
+        guard let parts = last["content"]?.array, !parts.isEmpty, parts.allSatisfy({ $0["type"]?.string == "text" }) else { return nil }
+        return parts.compactMap { $0["text"]?.string }.joined(separator: "\n")
     }
 }
 

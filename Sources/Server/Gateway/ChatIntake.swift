@@ -32,8 +32,9 @@ extension GatewayState {
         let routing = self.routing
         let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         let plan = try self.plan(features, in: routing)
+        // Before admission: a bad cache header is refused without holding a reservation.
+        var cachePlan = try self.cache.plan(route: plan.route, body: body, dialect: dialect, caller: caller, request: request)
         let admission = try await self.admit(caller, plan: plan, routing: routing, features: features, body: body)
-        var cachePlan = self.cache.plan(route: plan.route, body: body, dialect: dialect, caller: caller, request: request)
         if var cache = cachePlan {
             func answer(_ cached: CachedAnswer, _ outcome: CacheOutcome) -> ChatIntake.Outcome {
                 .answered(self.answerFromCache(
@@ -78,6 +79,10 @@ extension GatewayState {
             row.inputTokens = usage.inputTokens
             row.costUsd = routing.price(of: RouteTarget(provider: settings.provider, model: settings.model)).map { $0.cost(usage) } ?? 0
             return vectors.first
+        } catch where Task.isCancelled {
+            // The client hung up while we asked: its request ends here, and the embedder is not to blame.
+            (row.outcome, row.status) = (FaultDomain.caller.rawValue, 499)
+            return nil
         } catch {
             self.cache.embeddingFailures.add(1, ordering: .relaxed)
             self.metrics.recordEmbeddingFailure(route: route, embedder: settings)
