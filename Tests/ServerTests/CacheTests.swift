@@ -163,7 +163,9 @@ struct CacheTests {
         let embeddings = try await TopicEmbeddings.start()
         defer { Task { await embeddings.service.stop() } }
         let fixture = try await Self.start { config in
-            config.providers.append(ProviderSettings(id: "topics", kind: .openAICompatible, baseURL: "\(embeddings.service.url)/v1"))
+            var topics = ProviderSettings(id: "topics", kind: .openAICompatible, baseURL: "\(embeddings.service.url)/v1")
+            topics.breaker = BreakerPolicy(consecutiveFailures: 2, openDuration: .seconds(60))
+            config.providers.append(topics)
             config.prices = PriceTable(["topic-1": ModelPrice(input: 0.02, output: 0, checked: "test")])
             for (alias, embedder) in [("by-topic", EmbedderSettings(provider: "topics", model: "topic-1")), ("by-ngram", nil), ("broken", EmbedderSettings(provider: "topics", model: "fail"))] {
                 var route = RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])
@@ -188,6 +190,10 @@ struct CacheTests {
         // One call for each request that missed exactly (its vector then files the answer too), none
         // for the n-gram route or an exact hit.
         #expect(embeddings.calls == 5)
+        // Two failures in a row rest the broken embedder (the provider's breaker policy): the next
+        // miss does not wait for it.
+        #expect(try await Self.post(fixture, Self.body("broken", "Something else entirely")).headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(embeddings.calls == 5)
         // The admin snapshot counts the failures, and the vectors of the misses that were filed (one
         // partition a route: only the last question differs): by topic the refund and the weather,
         // by n-gram both wordings.
@@ -206,7 +212,7 @@ struct CacheTests {
         let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
         let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }
         let calls = rows.filter { $0.operation == "cache-embedding" }
-        #expect(rows.filter { $0.operation == "chat" }.count == 8 && calls.count == 5)
+        #expect(rows.filter { $0.operation == "chat" }.count == 9 && calls.count == 5)
         let answered = calls.filter { $0.outcome == "success" }
         #expect(answered.count == 3 && answered.allSatisfy { $0.provider == "topics" && $0.inputTokens == 3 && $0.costUsd > 0 })
         #expect(calls.filter { $0.outcome == "provider" }.count == 2)

@@ -50,6 +50,9 @@ final class AnswerCache: Sendable {
     private let counters = Mutex<[CacheOutcome: Int]>([:])
     /// Calls to a provider's embedder that failed or timed out.
     let embeddingFailures = Atomic<Int>(0)
+    /// One breaker per embedder (`provider/model`), with its provider's breaker policy: an embedder
+    /// that keeps failing is rested instead of costing every miss its deadline.
+    private let embedderBreakers = Mutex<[String: CircuitBreaker]>([:])
     /// The persistent tier: written behind every store, read back once at start (never on a request).
     private let store: Store?
 
@@ -152,6 +155,33 @@ final class AnswerCache: Sendable {
             for shard in self.shards { shard.index.withLock { index in for gone in evicted { index.remove(key: gone) } } }
         }
         if let semantic { self.shard(semantic.partition).index.withLock { $0.insert(semantic.vector, key: key, partition: semantic.partition) } }
+    }
+
+    /// Whether the embedder may be called now (nil: it is resting after failures).
+    func admitEmbedding(_ embedder: EmbedderSettings, policy: BreakerPolicy, at now: ContinuousClock.Instant) -> CircuitBreaker.Admission? {
+        self.embedderBreakers.withLock { breakers in
+            var breaker = breakers.removeValue(forKey: embedder.identity) ?? CircuitBreaker(policy: policy)
+            defer { breakers[embedder.identity] = breaker }
+            return breaker.admit(at: now)
+        }
+    }
+
+    /// How the admitted call went: true, false, or nil when nobody waited for it (the client left).
+    /// - Returns: whether this failure opened the breaker.
+    @discardableResult
+    func settleEmbedding(_ embedder: EmbedderSettings, _ admission: CircuitBreaker.Admission, succeeded: Bool?, at now: ContinuousClock.Instant) -> Bool {
+        self.embedderBreakers.withLock { breakers in
+            guard var breaker = breakers.removeValue(forKey: embedder.identity) else { return false }
+            defer { breakers[embedder.identity] = breaker }
+            let wasClosed = breaker.state == .closed
+            switch succeeded {
+            case true?: breaker.recordSuccess(admission, at: now)
+            case false?: breaker.recordFailure(admission, at: now)
+            case nil: breaker.release(admission)
+            }
+            if case .open = breaker.state { return wasClosed || admission == .probe }
+            return false
+        }
     }
 
     /// The built-in embedder's vector: no I/O, so it runs inline.

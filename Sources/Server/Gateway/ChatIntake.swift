@@ -62,7 +62,9 @@ extension GatewayState {
         of semantic: SemanticPlan, route: String, caller: Caller, routing: RoutingSnapshot, requestID: String, logger: Logger
     ) async -> [Float]? {
         guard let settings = semantic.embedder else { return self.cache.localVector(semantic.text) }
-        guard let upstream = routing.upstreams[settings.provider] else { return nil }
+        guard let upstream = routing.upstreams[settings.provider],
+            let admission = self.cache.admitEmbedding(settings, policy: upstream.settings.breaker, at: .now)
+        else { return nil }
         let embedder = ProviderEmbedder(upstream: upstream, model: settings.model, requestID: requestID, deadline: Self.embeddingDeadline)
         let started = ContinuousClock.now
         var row = LedgerRow(
@@ -76,14 +78,21 @@ extension GatewayState {
         }
         do {
             let (vectors, usage) = try await embedder.embedWithUsage([semantic.text])
+            self.cache.settleEmbedding(settings, admission, succeeded: true, at: .now)
             row.inputTokens = usage.inputTokens
             row.costUsd = routing.price(of: RouteTarget(provider: settings.provider, model: settings.model)).map { $0.cost(usage) } ?? 0
             return vectors.first
         } catch where Task.isCancelled {
             // The client hung up while we asked: its request ends here, and the embedder is not to blame.
+            self.cache.settleEmbedding(settings, admission, succeeded: nil, at: .now)
             (row.outcome, row.status) = (FaultDomain.caller.rawValue, 499)
             return nil
         } catch {
+            if self.cache.settleEmbedding(settings, admission, succeeded: false, at: .now) {
+                logger.warning("semantic cache: the embedder keeps failing and rests; requests skip the semantic lookup meanwhile", metadata: [
+                    "embedder": "\(settings.identity)",
+                ])
+            }
             self.cache.embeddingFailures.add(1, ordering: .relaxed)
             self.metrics.recordEmbeddingFailure(route: route, embedder: settings)
             let failure = error as? GatewayError
