@@ -20,7 +20,7 @@ struct HNSW: Sendable {
     /// The search width of a lookup: wider finds more, slower.
     let search: Int
     private let levelFactor: Double
-    private(set) var dimensions = 0
+    private var dimensions = 0
     /// Node n's vector is `vectors[n * dimensions ..< (n + 1) * dimensions]`, in half precision
     /// (binary16 bits): a search is bound by how many bytes of vectors it reads, and similarities
     /// stay within about 0.001.

@@ -21,7 +21,16 @@ struct CachePlan: Sendable {
     var vector: [Float]?
     /// Replayed streams keep the original's pace.
     let realisticReplay: Bool
+
+    /// What the semantic index files for the answer: its partition and vector, once embedded.
+    var filedVector: FiledVector? {
+        guard let semantic = self.semantic, let vector = self.vector else { return nil }
+        return (semantic.partition, vector)
+    }
 }
+
+/// A last user turn's vector and the semantic partition it belongs to.
+typealias FiledVector = (partition: String, vector: [Float])
 
 struct SemanticPlan: Sendable {
     let partition: String
@@ -150,7 +159,7 @@ final class AnswerCache: Sendable {
     }
 
     /// Files an answer's vector, and drops the vectors of the answers its arrival evicted.
-    private func file(_ key: String, semantic: (partition: String, vector: [Float])?, evicted: [String]) {
+    private func file(_ key: String, semantic: FiledVector?, evicted: [String]) {
         if !evicted.isEmpty {
             for shard in self.shards { shard.index.withLock { index in for gone in evicted { index.remove(key: gone) } } }
         }
@@ -173,14 +182,14 @@ final class AnswerCache: Sendable {
         self.embedderBreakers.withLock { breakers in
             guard var breaker = breakers.removeValue(forKey: embedder.identity) else { return false }
             defer { breakers[embedder.identity] = breaker }
-            let wasClosed = breaker.state == .closed
+            let before = breaker.state
             switch succeeded {
             case true?: breaker.recordSuccess(admission, at: now)
             case false?: breaker.recordFailure(admission, at: now)
             case nil: breaker.release(admission)
             }
-            if case .open = breaker.state { return wasClosed || admission == .probe }
-            return false
+            guard case .open = breaker.state else { return false }
+            return breaker.state != before
         }
     }
 
@@ -195,11 +204,13 @@ final class AnswerCache: Sendable {
         // Refused (bigger than the whole cache): then neither kept on disk nor indexed.
         guard let evicted = self.entries.withLock({ $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }) else { return }
         if let store = self.store {
-            var row = Store.CacheRow(key: plan.key, scope: plan.scope, route: plan.route, expiresAt: Date().timeIntervalSince1970 + plan.ttl.seconds, answer: answer.json)
-            if let semantic = plan.semantic, let vector = plan.vector { row.semantic = (semantic.partition, vector) }
-            Task { [row] in try? await store.putCacheEntry(row) }
+            let row = Store.CacheRow(
+                key: plan.key, scope: plan.scope, route: plan.route, expiresAt: Date().timeIntervalSince1970 + plan.ttl.seconds,
+                answer: answer.json, semantic: plan.filedVector
+            )
+            Task { try? await store.putCacheEntry(row) }
         }
-        self.file(plan.key, semantic: plan.semantic.flatMap { semantic in plan.vector.map { (semantic.partition, $0) } }, evicted: evicted)
+        self.file(plan.key, semantic: plan.filedVector, evicted: evicted)
     }
 
     /// - Returns: how many entries went.

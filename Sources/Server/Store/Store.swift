@@ -276,7 +276,7 @@ extension Store {
         let route: String
         let expiresAt: Double
         let answer: String
-        var semantic: (partition: String, vector: [Float])?
+        let semantic: FiledVector?
     }
 
     func putCacheEntry(_ row: CacheRow) async throws {
@@ -294,9 +294,9 @@ extension Store {
             try db.execute(sql: "DELETE FROM cache_entry WHERE expires_at <= ?", arguments: [now])
             let sql = "SELECT key, scope, route, expires_at, answer, partition, vector FROM cache_entry ORDER BY expires_at DESC"
             return try Row.fetchAll(db, sql: sql).map { row in
-                var entry = CacheRow(key: row["key"], scope: row["scope"], route: row["route"], expiresAt: row["expires_at"], answer: row["answer"])
-                if let partition: String = row["partition"], let data: Data = row["vector"] { entry.semantic = (partition, OpenAIEmbeddings.vector(fromLittleEndian: [UInt8](data))) }
-                return entry
+                var semantic: FiledVector?
+                if let partition: String = row["partition"], let data: Data = row["vector"] { semantic = (partition, OpenAIEmbeddings.vector(fromLittleEndian: [UInt8](data))) }
+                return CacheRow(key: row["key"], scope: row["scope"], route: row["route"], expiresAt: row["expires_at"], answer: row["answer"], semantic: semantic)
             }
         }
     }
