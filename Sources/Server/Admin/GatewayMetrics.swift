@@ -1,11 +1,27 @@
 import Engine
 import Prometheus
+import Synchronization
 
 /// Prometheus metrics of one gateway (its own registry, so several gateways in one test process do
 /// not mix). Names follow the OpenTelemetry GenAI conventions where they exist; label values come
 /// only from the configuration (route aliases, provider ids) or small fixed sets, never from clients.
 final class GatewayMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
+    /// Requests answered on the fast lane (the rest of the OpenAI chat traffic went through the framework).
+    private let fastLaneRequests: Counter
+    private let overhead: ValueHistogram
+
+    init() {
+        self.overhead = self.registry.makeValueHistogram(
+            descriptor: MetricNameDescriptor(metricName: "switchyard_overhead", unitName: "seconds", helpText: "Time spent in the gateway itself, upstream waits excluded."),
+            buckets: Self.overheadBuckets
+        )
+        self.fastLaneRequests = self.registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "switchyard_fast_lane_requests", unitName: "total", helpText: "Chat completions answered on the event loop's fast lane."
+            )
+        )
+    }
 
     /// Seconds, for request durations and time to first token.
     static let durationBuckets: [Double] = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
@@ -14,62 +30,107 @@ final class GatewayMetrics: Sendable {
     /// The gateway's own time: microseconds to tens of milliseconds.
     static let overheadBuckets: [Double] = [0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05]
 
+    func recordFastLane() {
+        self.fastLaneRequests.increment()
+    }
+
+    /// The series one kind of finished request feeds, made once: the registry's `make…` checks
+    /// names and labels and takes its lock on every call, which cost 5 % of a fast-lane request.
+    private struct RequestSeries: Hashable {
+        let operation: String
+        let route: String
+        let provider: String
+        let failure: FaultDomain?
+        let cache: String
+        /// Which of the optional series this kind of request feeds (a series appears once it has a value).
+        let streamed: Bool
+        let hasUsage: Bool
+        let costly: Bool
+        let saved: Bool
+    }
+
+    private struct SeriesHandles {
+        let requests: Counter
+        let duration: ValueHistogram
+        let timeToFirstToken: ValueHistogram?
+        let inputTokens: ValueHistogram?
+        let outputTokens: ValueHistogram?
+        let cost: Counter?
+        let cacheLookups: Counter?
+        let cacheSaved: Counter?
+    }
+
+    private let series = Mutex<[RequestSeries: SeriesHandles]>([:])
+
+    private func handles(_ key: RequestSeries) -> SeriesHandles {
+        if let known = self.series.withLock({ $0[key] }) { return known }
+        let made = self.makeHandles(key)
+        self.series.withLock { $0[key] = made }
+        return made
+    }
+
+    private func makeHandles(_ key: RequestSeries) -> SeriesHandles {
+        let outcome = key.failure?.rawValue ?? "success"
+        var durationLabels = [("gen_ai_operation_name", key.operation), ("gen_ai_request_model", key.route), ("gen_ai_provider_name", key.provider)]
+        if let failure = key.failure { durationLabels.append(("error_type", failure.rawValue)) }
+        let genAILabels = [("gen_ai_operation_name", key.operation), ("gen_ai_request_model", key.route), ("gen_ai_provider_name", key.provider)]
+        let tokens = { (type: String) in
+            self.registry.makeValueHistogram(
+                descriptor: MetricNameDescriptor(metricName: "gen_ai_client_token_usage", unitName: "", helpText: "Tokens per request, by type (input, output)."),
+                labels: genAILabels + [("gen_ai_token_type", type)],
+                buckets: Self.tokenBuckets
+            )
+        }
+        return SeriesHandles(
+            requests: self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_requests", unitName: "total", helpText: "Requests by route, provider and outcome (success or the fault domain)."),
+                labels: [("route", key.route), ("provider", key.provider), ("outcome", outcome)]
+            ),
+            duration: self.registry.makeValueHistogram(
+                descriptor: MetricNameDescriptor(metricName: "gen_ai_server_request_duration", unitName: "seconds", helpText: "Time from request to the last byte of the answer."),
+                labels: durationLabels,
+                buckets: Self.durationBuckets
+            ),
+            timeToFirstToken: !key.streamed ? nil : self.registry.makeValueHistogram(
+                descriptor: MetricNameDescriptor(metricName: "gen_ai_server_time_to_first_token", unitName: "seconds", helpText: "Time to the first chunk of a streamed answer."),
+                labels: genAILabels,
+                buckets: Self.durationBuckets
+            ),
+            inputTokens: key.hasUsage ? tokens("input") : nil,
+            outputTokens: key.hasUsage ? tokens("output") : nil,
+            cost: !key.costly ? nil : self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_cost_usd", unitName: "total", helpText: "What answers cost at their targets' prices, in US dollars."),
+                labels: [("route", key.route), ("provider", key.provider)]
+            ),
+            cacheLookups: key.cache == CacheOutcome.bypass.rawValue ? nil : self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_cache_lookups", unitName: "total", helpText: "Cache lookups by route and result (hit, semantic-hit, miss)."),
+                labels: [("route", key.route), ("result", key.cache)]
+            ),
+            cacheSaved: !key.saved ? nil : self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(metricName: "switchyard_cache_saved_usd", unitName: "total", helpText: "What cache hits would have cost upstream, in US dollars."),
+                labels: [("route", key.route)]
+            )
+        )
+    }
+
     /// One finished request.
     func record(_ summary: RequestSummary) {
-        let route = summary.route ?? "none"
-        let provider = summary.target?.provider ?? "none"
-        let outcome = summary.failure?.rawValue ?? "success"
-        self.registry.makeCounter(
-            descriptor: MetricNameDescriptor(metricName: "switchyard_requests", unitName: "total", helpText: "Requests by route, provider and outcome (success or the fault domain)."),
-            labels: [("route", route), ("provider", provider), ("outcome", outcome)]
-        ).increment()
-        var durationLabels = [("gen_ai_operation_name", summary.operation), ("gen_ai_request_model", route), ("gen_ai_provider_name", provider)]
-        if let failure = summary.failure { durationLabels.append(("error_type", failure.rawValue)) }
-        self.registry.makeValueHistogram(
-            descriptor: MetricNameDescriptor(metricName: "gen_ai_server_request_duration", unitName: "seconds", helpText: "Time from request to the last byte of the answer."),
-            labels: durationLabels,
-            buckets: Self.durationBuckets
-        ).record(summary.latency.seconds)
-        if let firstToken = summary.timeToFirstToken {
-            self.registry.makeValueHistogram(
-                descriptor: MetricNameDescriptor(metricName: "gen_ai_server_time_to_first_token", unitName: "seconds", helpText: "Time to the first chunk of a streamed answer."),
-                labels: [("gen_ai_operation_name", summary.operation), ("gen_ai_request_model", route), ("gen_ai_provider_name", provider)],
-                buckets: Self.durationBuckets
-            ).record(firstToken.seconds)
-        }
+        let handles = self.handles(RequestSeries(
+            operation: summary.operation, route: summary.route ?? "none", provider: summary.target?.provider ?? "none", failure: summary.failure,
+            cache: summary.cache, streamed: summary.timeToFirstToken != nil, hasUsage: summary.usage != nil, costly: summary.costUSD > 0,
+            saved: summary.costSavedUSD > 0
+        ))
+        handles.requests.increment()
+        handles.duration.record(summary.latency.seconds)
+        if let firstToken = summary.timeToFirstToken { handles.timeToFirstToken?.record(firstToken.seconds) }
         if let usage = summary.usage {
-            for (type, tokens) in [("input", usage.inputTokens), ("output", usage.outputTokens)] {
-                self.registry.makeValueHistogram(
-                    descriptor: MetricNameDescriptor(metricName: "gen_ai_client_token_usage", unitName: "", helpText: "Tokens per request, by type (input, output)."),
-                    labels: [("gen_ai_operation_name", summary.operation), ("gen_ai_request_model", route), ("gen_ai_provider_name", provider), ("gen_ai_token_type", type)],
-                    buckets: Self.tokenBuckets
-                ).record(Double(tokens))
-            }
+            handles.inputTokens?.record(Double(usage.inputTokens))
+            handles.outputTokens?.record(Double(usage.outputTokens))
         }
-        if summary.costUSD > 0 {
-            self.registry.makeCounter(
-                descriptor: MetricNameDescriptor(metricName: "switchyard_cost_usd", unitName: "total", helpText: "What answers cost at their targets' prices, in US dollars."),
-                labels: [("route", route), ("provider", provider)]
-            ).increment(by: summary.costUSD)
-        }
-        if summary.cache != CacheOutcome.bypass.rawValue {
-            self.registry.makeCounter(
-                descriptor: MetricNameDescriptor(metricName: "switchyard_cache_lookups", unitName: "total", helpText: "Cache lookups by route and result (hit, semantic-hit, miss)."),
-                labels: [("route", route), ("result", summary.cache)]
-            ).increment()
-        }
-        if summary.costSavedUSD > 0 {
-            self.registry.makeCounter(
-                descriptor: MetricNameDescriptor(metricName: "switchyard_cache_saved_usd", unitName: "total", helpText: "What cache hits would have cost upstream, in US dollars."),
-                labels: [("route", route)]
-            ).increment(by: summary.costSavedUSD)
-        }
-        if let overhead = summary.overhead {
-            self.registry.makeValueHistogram(
-                descriptor: MetricNameDescriptor(metricName: "switchyard_overhead", unitName: "seconds", helpText: "Time spent in the gateway itself, upstream waits excluded."),
-                buckets: Self.overheadBuckets
-            ).record(overhead.seconds)
-        }
+        handles.cost?.increment(by: summary.costUSD)
+        handles.cacheLookups?.increment()
+        handles.cacheSaved?.increment(by: summary.costSavedUSD)
+        if let overhead = summary.overhead { self.overhead.record(overhead.seconds) }
     }
 
     /// A call to a route's embedder that failed or was too slow (its request went on as a miss).

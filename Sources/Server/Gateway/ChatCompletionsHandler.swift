@@ -56,17 +56,23 @@ struct ChatCompletionsHandler: Sendable {
         guard let responseBody = reply.body else {
             return self.relayStream(reply, exchange, forwardUsageChunk: patch.clientWantsStreamUsage, overhead: outcome.overhead(since: started))
         }
-        let summary = try OpenAIResponseSummary.read(responseBody, provider: outcome.target.provider)
+        return try Self.answer(responseBody, exchange).response
+    }
+
+    /// A whole successful answer from an OpenAI-compatible upstream, passed on as it came: its usage
+    /// read for the ledger and the headers, and kept in the cache when the route caches.
+    static func answer(_ responseBody: ByteBuffer, _ exchange: ExchangeContext) throws -> WholeResponse {
+        let provider = exchange.target.provider
+        let summary = try OpenAIResponseSummary.read(responseBody, provider: provider)
         exchange.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
-        if exchange.recordsAnswer, let response = try? ProviderAdapters.adapter(for: .openAIChat).decode(responseBody, provider: outcome.target.provider) {
+        if exchange.recordsAnswer, let response = try? ProviderAdapters.adapter(for: .openAIChat).decode(responseBody, provider: provider) {
             exchange.remember(response)
         }
-
         var headers: HTTPFields = [.contentType: "application/json"]
-        headers.setRoutingHeaders(outcome)
+        headers.setRoutingHeaders(exchange.outcome)
         exchange.setAccountingHeaders(&headers, usage: summary.usage)
-        headers.setGatewayHeaders(requestID: requestID, overhead: outcome.overhead(since: started))
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
+        headers.setGatewayHeaders(requestID: exchange.requestID, overhead: exchange.outcome.overhead(since: exchange.started))
+        return WholeResponse(status: .ok, headers: headers, body: responseBody)
     }
 
     // MARK: Streams

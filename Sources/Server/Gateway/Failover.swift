@@ -153,16 +153,7 @@ extension GatewayState {
                     outcome = answered
                 }
                 lastFailure = (error, outcome)
-                let step = plan.next(after: failure, on: failedTarget, at: ContinuousClock.now, random: Double.random(in: 0..<1))
-                logger.log(
-                    level: failure == .caller ? .debug : .warning,
-                    "upstream attempt failed",
-                    metadata: [
-                        "gw.request_id": "\(requestID)", "gw.target": "\(failedTarget.key)", "gw.failure": "\(failure.label)",
-                        "gw.attempt": "\(plan.attemptsStarted)", "gw.next": "\(step.logDescription)",
-                    ]
-                )
-                guard case .attempt(let next, let wait) = step else { break }
+                guard case .attempt(let next, let wait) = plan.step(after: failure, on: failedTarget, requestID: requestID, logger: logger) else { break }
                 if wait > .zero { try await Task.sleep(for: wait) }
                 target = next
                 continue
@@ -181,7 +172,7 @@ extension GatewayState {
         let ticket: RoutingHealth.Ticket
     }
 
-    private enum AttemptResult: Sendable {
+    enum AttemptResult: Sendable {
         case won(AttemptOutcome)
         /// With the reply when the upstream answered (the client may get it as it is).
         case failed(PlannedTarget, AttemptFailure, GatewayError, AttemptOutcome?)
@@ -192,40 +183,49 @@ extension GatewayState {
     /// One attempt: send, wait for the head (and a stream's first chunk), judge the answer.
     private func run(_ attempt: Attempt, deadline: ContinuousClock.Instant, requestID: String, logger: Logger) async -> AttemptResult {
         let sent = ContinuousClock.now
-        let provider = attempt.target.provider
         do {
             let reply = try await UpstreamCall.post(
                 attempt.request.body, path: attempt.request.path, model: attempt.target.upstreamModel, to: attempt.upstream,
                 requestID: requestID, streaming: attempt.request.streaming, sent: sent, deadline: deadline,
                 traceparent: attempt.request.traceparent
             )
-            let lease = TargetLease(
-                state: self, ticket: attempt.ticket, route: attempt.target.route, sent: sent,
-                firstByte: reply.stream == nil ? nil : ContinuousClock.now, logger: logger
-            )
-            let outcome = AttemptOutcome(
-                target: attempt.target, upstream: attempt.upstream, reply: reply, lease: lease, sent: sent, replied: ContinuousClock.now, firstSent: sent
-            )
-            guard reply.isSuccess else {
-                let failure = reply.failure(provider: provider)
-                let error = reply.error(provider: provider)
-                lease.failed(failure, detail: error.message)
-                return .failed(attempt.target, failure, error, outcome)
-            }
-            // A stream is judged when it ends; a whole body already has.
-            if reply.stream == nil { lease.succeeded() }
-            return .won(outcome)
+            return self.judge(reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: sent, logger: logger)
         } catch {
             if Task.isCancelled {
                 self.health.withLock { $0.abandoned(attempt.ticket) }
                 return .abandoned
             }
             let gatewayError = GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.request.streaming)
-            let failure = AttemptFailure.classify(gatewayError)
-            let opened = self.health.withLock { $0.failed(attempt.ticket, failure, detail: gatewayError.message, at: ContinuousClock.now) }
-            if opened { self.breakerOpened(attempt.target.key, failure: failure, logger: logger) }
-            return .failed(attempt.target, failure, gatewayError, nil)
+            return self.judge(gatewayError, target: attempt.target, ticket: attempt.ticket, logger: logger)
         }
+    }
+
+    /// An attempt that got an answer: won, or failed with the reply the client may get.
+    func judge(
+        _ reply: UpstreamCall.Reply, target: PlannedTarget, upstream: UpstreamPool.Upstream, ticket: RoutingHealth.Ticket,
+        sent: ContinuousClock.Instant, logger: Logger
+    ) -> AttemptResult {
+        let lease = TargetLease(
+            state: self, ticket: ticket, route: target.route, sent: sent, firstByte: reply.stream == nil ? nil : ContinuousClock.now, logger: logger
+        )
+        let outcome = AttemptOutcome(target: target, upstream: upstream, reply: reply, lease: lease, sent: sent, replied: ContinuousClock.now, firstSent: sent)
+        guard reply.isSuccess else {
+            let failure = reply.failure(provider: target.provider)
+            let error = reply.error(provider: target.provider)
+            lease.failed(failure, detail: error.message)
+            return .failed(target, failure, error, outcome)
+        }
+        // A stream is judged when it ends; a whole body already has.
+        if reply.stream == nil { lease.succeeded() }
+        return .won(outcome)
+    }
+
+    /// An attempt that got no answer (a transport failure or a timeout), counted against its target.
+    func judge(_ error: GatewayError, target: PlannedTarget, ticket: RoutingHealth.Ticket, logger: Logger) -> AttemptResult {
+        let failure = AttemptFailure.classify(error)
+        let opened = self.health.withLock { $0.failed(ticket, failure, detail: error.message, at: ContinuousClock.now) }
+        if opened { self.breakerOpened(target.key, failure: failure, logger: logger) }
+        return .failed(target, failure, error, nil)
     }
 
     private enum RaceEvent: Sendable {
@@ -303,6 +303,22 @@ extension GatewayState {
         var event = AdminEvent(kind: .breakerOpened, message: "circuit breaker of \(target) opened after \(failure.label)", provider: target.provider)
         event.model = target.model
         self.events.publish(event)
+    }
+}
+
+extension FailoverPlan {
+    /// What follows a failed attempt, logged with the failure.
+    mutating func step(after failure: AttemptFailure, on target: PlannedTarget, requestID: String, logger: Logger) -> Step {
+        let step = self.next(after: failure, on: target, at: ContinuousClock.now, random: Double.random(in: 0..<1))
+        logger.log(
+            level: failure == .caller ? .debug : .warning,
+            "upstream attempt failed",
+            metadata: [
+                "gw.request_id": "\(requestID)", "gw.target": "\(target.key)", "gw.failure": "\(failure.label)",
+                "gw.attempt": "\(self.attemptsStarted)", "gw.next": "\(step.logDescription)",
+            ]
+        )
+        return step
     }
 }
 

@@ -6,14 +6,14 @@ import NIOCore
 extension GatewayError {
     /// The error as an OpenAI-dialect HTTP response, with the headers every response carries.
     func openAIResponse(requestID: String, overhead: Duration) -> Response {
+        self.openAIWholeResponse(requestID: requestID, overhead: overhead).response
+    }
+
+    func openAIWholeResponse(requestID: String, overhead: Duration) -> WholeResponse {
         var headers: HTTPFields = [.contentType: "application/json"]
         headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
         if let seconds = self.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
-        return Response(
-            status: HTTPResponse.Status(code: self.httpStatus),
-            headers: headers,
-            body: ResponseBody(byteBuffer: ByteBuffer(string: self.openAIBody()))
-        )
+        return WholeResponse(status: HTTPResponse.Status(code: self.httpStatus), headers: headers, body: ByteBuffer(string: self.openAIBody()))
     }
 
     /// The error as an Anthropic-dialect HTTP response (its envelope, its status conventions).
@@ -33,6 +33,18 @@ extension GatewayError {
     /// official SDKs raise as an exception. No `[DONE]` follows, so no client takes it for a clean end.
     var openAIStreamEvent: ByteBuffer {
         ByteBuffer(string: "data: \(self.openAIBody())\n\n")
+    }
+}
+
+/// A response whose body is known in full: what the fast lane writes to its connection itself, and
+/// what a handler hands to Hummingbird as a `Response`.
+struct WholeResponse {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var body: ByteBuffer
+
+    var response: Response {
+        Response(status: self.status, headers: self.headers, body: ResponseBody(byteBuffer: self.body))
     }
 }
 

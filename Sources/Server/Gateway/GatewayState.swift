@@ -58,6 +58,8 @@ final class GatewayState: Sendable {
     /// Present when `server.fetch_image_urls` is on.
     let images: ImageFetcher?
     let disconnects = ClientDisconnectWatch()
+    /// The fast lane's upstream connections, per event loop.
+    let loopUpstreams: LoopUpstreams
     /// False until the listener is up and again once shutdown begins, so load balancers drain us first.
     let isReady = Atomic<Bool>(false)
     let started = ContinuousClock.now
@@ -81,6 +83,7 @@ final class GatewayState: Sendable {
         self.configSource = configSource
         self.current = Mutex(RoutingSnapshot(config: config, upstreams: upstreams, version: 1))
         self.health = Mutex(RoutingHealth(config: config))
+        self.loopUpstreams = LoopUpstreams(group: upstreams.eventLoopGroup)
         self.images = images
         self.logger = logger
     }

@@ -28,14 +28,10 @@ extension GatewayState {
         } catch {
             let refusal = error as? PolicyRefusal
             let gatewayError = refusal?.error ?? error as? GatewayError ?? .internalFailure("\(type(of: error))")
-            gatewayError.log(requestID: requestID, logger: context.logger)
-            var summary = RequestSummary(
-                requestID: requestID, operation: request.uri.path.hasSuffix("embeddings") ? "embeddings" : "chat",
-                route: nil, target: nil, status: gatewayError.httpStatus, failure: gatewayError.domain,
-                message: gatewayError.message, latency: ContinuousClock.now - started
+            self.finish(
+                failed: gatewayError, requestID: requestID, operation: request.uri.path.hasSuffix("embeddings") ? "embeddings" : "chat",
+                caller: caller, started: started, logger: context.logger
             )
-            summary.caller = caller
-            self.finish(summary)
             var response = switch dialect {
             case .openAI: gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
             case .anthropic: gatewayError.anthropicResponse(requestID: requestID, overhead: ContinuousClock.now - started)
@@ -43,6 +39,17 @@ extension GatewayState {
             response.headers.setRateLimitHeaders(refusal?.report)
             return response
         }
+    }
+
+    /// Logs and accounts a request that failed without an upstream answer to pass on.
+    func finish(failed error: GatewayError, requestID: String, operation: String, caller: Caller, started: ContinuousClock.Instant, logger: Logger) {
+        error.log(requestID: requestID, logger: logger)
+        var summary = RequestSummary(
+            requestID: requestID, operation: operation, route: nil, target: nil, status: error.httpStatus, failure: error.domain,
+            message: error.message, latency: ContinuousClock.now - started
+        )
+        summary.caller = caller
+        self.finish(summary)
     }
 
     /// The whole request body, refused with 413 past `server.max_body`.

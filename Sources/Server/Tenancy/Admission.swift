@@ -29,8 +29,8 @@ extension GatewayState {
     /// A key that looks like ours (`sk-sy-…`) is always checked, so a revoked key is never mistaken for
     /// anonymous use; other tokens (an SDK's placeholder) count as no key.
     func identify(_ request: Request) throws(GatewayError) -> Caller {
-        let authorization = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : $0 }
-        let token = (authorization ?? request.headers[HTTPField.Name("x-api-key")!])?.trimmingCharacters(in: .whitespaces)
+        let authorization = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? $0.dropFirst(7) : Substring($0) }
+        let token = (authorization ?? request.headers[.apiKey].map { Substring($0) }).map { String($0.trimmingSpaces) }
         guard let token, token.hasPrefix(KeyRing.keyPrefix) else {
             guard self.server.anonymous else {
                 throw .unauthorized("This gateway requires an API key: send 'Authorization: Bearer sk-sy-…' (or x-api-key).")
@@ -82,6 +82,20 @@ extension GatewayState {
                 : .rateLimited(rejection.message, retryAfterSeconds: retry)
             throw PolicyRefusal(error: error, report: rejection.report)
         }
+    }
+}
+
+extension HTTPField.Name {
+    /// Anthropic's (and many SDKs') header for the key.
+    static let apiKey = HTTPField.Name("x-api-key")!
+}
+
+extension Substring {
+    /// Without leading and trailing spaces and tabs (Foundation's `trimmingCharacters` costs a bridge to `NSString`).
+    var trimmingSpaces: Substring {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = self.firstIndex(where: { !isSpace($0) }), let last = self.lastIndex(where: { !isSpace($0) }) else { return "" }
+        return self[first...last]
     }
 }
 

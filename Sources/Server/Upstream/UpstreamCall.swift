@@ -121,13 +121,17 @@ extension UpstreamCall.Reply {
     /// An upstream error in the OpenAI envelope passes through as it is, with its status (a 400 about a
     /// parameter is the caller's to fix, and the SDKs parse it); anything else becomes our own 502.
     func openAIErrorResponse(_ context: ExchangeContext, overhead: Duration) -> Response {
+        self.openAIErrorWholeResponse(context, overhead: overhead).response
+    }
+
+    func openAIErrorWholeResponse(_ context: ExchangeContext, overhead: Duration) -> WholeResponse {
         let status = Int(self.response.status.code)
         let retryAfter = self.response.headers.first(name: "retry-after")
         let error = self.error(provider: context.target.provider)
         guard let body = self.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
             error.log(requestID: context.requestID, logger: context.logger)
             context.answeredWithFailure(error, status: error.httpStatus)
-            return error.openAIResponse(requestID: context.requestID, overhead: overhead)
+            return error.openAIWholeResponse(requestID: context.requestID, overhead: overhead)
         }
         context.answeredWithFailure(error, status: status)
         context.logger.warning(
@@ -140,7 +144,7 @@ extension UpstreamCall.Reply {
         if let retryAfter { headers[.retryAfter] = retryAfter }
         if let retryAfterMillis = self.response.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
-        return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
+        return WholeResponse(status: HTTPResponse.Status(code: status), headers: headers, body: body)
     }
 }
 

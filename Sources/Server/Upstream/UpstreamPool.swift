@@ -18,6 +18,8 @@ final class UpstreamPool: Sendable {
         let streamingClient: HTTPClient
         let blockingClient: HTTPClient
         let headers: HTTPHeaders
+        /// Set for a plain-HTTP upstream, which the fast lane reaches without AsyncHTTPClient.
+        let plainEndpoint: PlainHTTPEndpoint?
 
         /// Where `path` (`/chat/completions`, `/messages`, `/embeddings`) of `model` lives. Azure's classic
         /// API names the deployment in the path and the version in the query.
@@ -30,7 +32,7 @@ final class UpstreamPool: Sendable {
 
     private let upstreams: [String: Upstream]
     private let simulatorURL: String?
-    private let eventLoopGroup: any EventLoopGroup
+    let eventLoopGroup: any EventLoopGroup
 
     /// - Parameter simulatorURL: where the in-process simulator listens, for `simulator` providers without a `base_url`.
     init(providers: [ProviderSettings], simulatorURL: String?, eventLoopGroup: any EventLoopGroup, reusing existing: [String: Upstream] = [:]) {
@@ -74,7 +76,8 @@ final class UpstreamPool: Sendable {
                 baseURL: baseURL,
                 streamingClient: Self.client(provider, read: provider.timeouts.idle, eventLoopGroup),
                 blockingClient: Self.client(provider, read: provider.timeouts.firstByte, eventLoopGroup),
-                headers: headers
+                headers: headers,
+                plainEndpoint: PlainHTTPEndpoint(baseURL: baseURL, settings: provider)
             )
         }
         self.upstreams = upstreams
@@ -154,6 +157,12 @@ extension GatewayError {
             default:
                 return .upstreamUnreachable(provider: provider.id, detail: clientError.shortDescription)
             }
+        }
+        if case ChannelError.connectTimeout = error {
+            return .upstreamTimeout(provider: provider.id, phase: "connect", limit: DurationText.format(timeouts.connect))
+        }
+        if error is HTTPParserError {
+            return .upstreamMalformed(provider: provider.id, detail: "the answer is not valid HTTP/1.1")
         }
         if error is NIOConnectionError || error is ChannelError || error is IOError {
             return .upstreamUnreachable(provider: provider.id, detail: "connection failed")

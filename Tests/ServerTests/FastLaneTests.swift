@@ -1,0 +1,175 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Engine
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Server
+
+/// The fast lane: plain chat completions answered on the event loop, everything else by the framework,
+/// in order on each connection, over the loop's own upstream connections.
+@Suite(.serialized)
+struct FastLaneTests {
+    @Test func theFastLaneTakesPlainChatAndLeavesTheRestToTheFramework() async throws {
+        let fixture = try await GatewayFixture.start()
+        let url = "\(fixture.gateway.url)/v1/chat/completions"
+        let plain = try await TestClient.post(url, TestClient.chat(model: "fast"))
+        #expect(plain.status == 200)
+        #expect(plain.headers.first(name: "x-switchyard-attempts") == "1")
+        #expect(plain.headers.first(name: "content-length") == String(plain.body.utf8.count))
+        #expect(try await Self.fastLaneCount(fixture) == 1)
+
+        // A stream, a broken body and an unknown model are the framework's: the same answers as ever.
+        let stream = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
+        #expect(stream.events.last == "[DONE]")
+        let malformed = try await TestClient.post(url, #"{"model":"fast","messages":["#)
+        #expect(malformed.status == 400)
+        let unknown = try await TestClient.post(url, TestClient.chat(model: "nope"))
+        #expect(unknown.status == 404)
+        #expect(((unknown.json["error"] as? [String: Any])?["message"] as? String ?? "").contains("fast"))
+        #expect(try await Self.fastLaneCount(fixture) == 1)
+        await fixture.stop()
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderAcrossBothLanes() async throws {
+        let fixture = try await GatewayFixture.start()
+        let chat = TestClient.chat(model: "fast")
+        let post = { (id: String) in
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: \(id)\r\ncontent-length: \(chat.utf8.count)\r\n\r\n\(chat)"
+        }
+        let connection = try RawConnection(port: fixture.gateway.port)
+        try connection.send(post("first") + "GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n" + post("third") + "GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        let answers = try (0..<4).map { _ in try connection.readResponse() }
+        #expect(answers.map(\.status) == [200, 200, 200, 200])
+        #expect(answers[0].headers["x-request-id"] == "first" && answers[0].body.contains("chat.completion"))
+        #expect(answers[1].body.contains(#""object":"list""#))
+        #expect(answers[2].headers["x-request-id"] == "third" && answers[2].body.contains("chat.completion"))
+        #expect(answers[3].body.contains(#""status":"ok""#))
+        #expect(try await Self.fastLaneCount(fixture) >= 1)
+        await fixture.stop()
+    }
+
+    @Test func pastItsConnectionLimitAnUpstreamIsWaitedFor() async throws {
+        let upstream = try await ScriptedUpstream(.init(answerAfter: .milliseconds(50)))
+        var provider = ProviderSettings(id: "small", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
+        provider.maxConnections = 1
+        let fixture = try await GatewayFixture.start(extraProviders: [provider], extraRoutes: [RouteSettings(alias: "small", targets: [RouteTarget(provider: "small", model: "m")])])
+        let url = "\(fixture.gateway.url)/v1/chat/completions"
+        let replies = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 { group.addTask { try await TestClient.post(url, TestClient.chat(model: "small")).status } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(replies == Array(repeating: 200, count: 8))
+        // Each event loop holds its share of the limit, at least one connection.
+        let loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator()).count
+        #expect(upstream.peakConnections <= loops)
+        #expect(upstream.answers == 8)
+        await fixture.stop()
+        await upstream.stop()
+    }
+
+    @Test func aKeepAliveConnectionTheUpstreamDroppedIsRetriedOnANewOne() async throws {
+        // The upstream closes each connection 300 ms after answering on it and ignores what arrives meanwhile.
+        let upstream = try await ScriptedUpstream(.init(closeAfterAnswer: .milliseconds(300)))
+        let provider = ProviderSettings(id: "brief", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
+        let fixture = try await GatewayFixture.start(extraProviders: [provider], extraRoutes: [RouteSettings(alias: "brief", targets: [RouteTarget(provider: "brief", model: "m")])])
+        let chat = TestClient.chat(model: "brief")
+        let post = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(chat.utf8.count)\r\n\r\n\(chat)"
+        // One client connection, so both requests are served by one event loop and its pool.
+        let connection = try RawConnection(port: fixture.gateway.port)
+        try connection.send(post)
+        #expect(try connection.readResponse().status == 200)
+        try connection.send(post)
+        let second = try connection.readResponse()
+        #expect(second.status == 200)
+        #expect(second.headers["x-switchyard-attempts"] == "1")
+        #expect(upstream.connectionsOpened == 2)
+        #expect(upstream.answers == 2)
+        await fixture.stop()
+        await upstream.stop()
+    }
+
+    static func fastLaneCount(_ fixture: GatewayFixture) async throws -> Int {
+        let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("switchyard_fast_lane_requests_total ") }
+        return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? -1
+    }
+}
+
+/// One blocking HTTP/1.1 connection on loopback, for what a pooled client would hide: pipelining and
+/// the reuse of one connection. Reads give up after 10 s.
+final class RawConnection {
+    struct Response {
+        let status: Int
+        let headers: [String: String]
+        let body: String
+    }
+
+    private let socket: Int32
+    private var buffer: [UInt8] = []
+
+    init(port: Int) throws {
+        self.socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(self.socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(self.socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        try #require(connected == 0, "could not connect to 127.0.0.1:\(port)")
+    }
+
+    deinit {
+        close(self.socket)
+    }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes[sent...].withUnsafeBytes { Glibc.send(self.socket, $0.baseAddress, $0.count, 0) }
+            try #require(count > 0, "send failed")
+            sent += count
+        }
+    }
+
+    /// The next response, which must carry a `content-length`.
+    func readResponse() throws -> Response {
+        let separator: [UInt8] = Array("\r\n\r\n".utf8)
+        var headEnd = self.find(separator)
+        while headEnd == nil {
+            try self.fill()
+            headEnd = self.find(separator)
+        }
+        let head = String(decoding: self.buffer[..<headEnd!], as: UTF8.self).components(separatedBy: "\r\n")
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let length = try #require(headers["content-length"].flatMap { Int($0) }, "no content-length in \(head)")
+        let bodyStart = headEnd! + separator.count
+        while self.buffer.count < bodyStart + length { try self.fill() }
+        let body = String(decoding: self.buffer[bodyStart..<(bodyStart + length)], as: UTF8.self)
+        self.buffer.removeFirst(bodyStart + length)
+        let status = Int(head.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    private func find(_ needle: [UInt8]) -> Int? {
+        guard self.buffer.count >= needle.count else { return nil }
+        return (0...(self.buffer.count - needle.count)).first { self.buffer[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+
+    private func fill() throws {
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        let count = chunk.withUnsafeMutableBytes { recv(self.socket, $0.baseAddress, $0.count, 0) }
+        try #require(count > 0, "the connection closed or timed out")
+        self.buffer += chunk[..<count]
+    }
+}
