@@ -21,15 +21,20 @@ struct FastLaneTests {
         #expect(plain.headers.first(name: "content-length") == String(plain.body.utf8.count))
         #expect(try await Self.fastLaneCount(fixture) == 1)
 
-        // A stream, a broken body and an unknown model are the framework's: the same answers as ever.
         let stream = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
+        #expect(stream.headers.first(name: "content-type") == "text/event-stream")
         #expect(stream.events.last == "[DONE]")
+        #expect(try await Self.fastLaneCount(fixture) == 2)
+
+        // A broken body, an unknown model and an embedding are the framework's: the same answers as ever.
         let malformed = try await TestClient.post(url, #"{"model":"fast","messages":["#)
         #expect(malformed.status == 400)
         let unknown = try await TestClient.post(url, TestClient.chat(model: "nope"))
         #expect(unknown.status == 404)
         #expect(((unknown.json["error"] as? [String: Any])?["message"] as? String ?? "").contains("fast"))
-        #expect(try await Self.fastLaneCount(fixture) == 1)
+        let embedding = try await TestClient.post("\(fixture.gateway.url)/v1/embeddings", #"{"model":"fast","input":"hi"}"#)
+        #expect(embedding.status == 200)
+        #expect(try await Self.fastLaneCount(fixture) == 2)
         await fixture.stop()
     }
 

@@ -77,11 +77,17 @@ struct ChatCompletionsHandler: Sendable {
 
     // MARK: Streams
 
-    private func relayStream(_ reply: UpstreamCall.Reply, _ context: ExchangeContext, forwardUsageChunk: Bool, overhead: Duration) -> Response {
+    /// The head of a relayed stream.
+    static func streamHeaders(_ context: ExchangeContext, overhead: Duration) -> HTTPFields {
         var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         headers.setRoutingHeaders(context.outcome)
         context.setAccountingHeaders(&headers, usage: nil)
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
+        return headers
+    }
+
+    private func relayStream(_ reply: UpstreamCall.Reply, _ context: ExchangeContext, forwardUsageChunk: Bool, overhead: Duration) -> Response {
+        let headers = Self.streamHeaders(context, overhead: overhead)
         let totalDeadline = context.sent + context.upstream.settings.timeouts.total
         let stream = reply.stream
         return Response(
@@ -203,6 +209,13 @@ struct ExchangeContext: Sendable {
             ]
         )
         self.account(status: 200, failure: nil, usage: usage, streamed: streamed)
+    }
+
+    /// The client hung up during a relayed stream: the target is not to blame, and what the stream
+    /// used so far is accounted as the caller's.
+    func clientLeft(usage: Usage?) {
+        self.outcome.lease.abandoned()
+        self.account(status: GatewayError.clientDisconnected.httpStatus, failure: .clientDisconnected, usage: usage, streamed: true)
     }
 
     /// The upstream's failed answer is what the client gets (after every retry).

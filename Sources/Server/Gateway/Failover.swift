@@ -189,7 +189,9 @@ extension GatewayState {
                 requestID: requestID, streaming: attempt.request.streaming, sent: sent, deadline: deadline,
                 traceparent: attempt.request.traceparent
             )
-            return self.judge(reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: sent, logger: logger)
+            return self.judge(
+                reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: sent, streamed: reply.stream != nil, logger: logger
+            )
         } catch {
             if Task.isCancelled {
                 self.health.withLock { $0.abandoned(attempt.ticket) }
@@ -201,12 +203,13 @@ extension GatewayState {
     }
 
     /// An attempt that got an answer: won, or failed with the reply the client may get.
+    /// - Parameter streamed: a successful stream whose first chunk came (it is judged when it ends).
     func judge(
         _ reply: UpstreamCall.Reply, target: PlannedTarget, upstream: UpstreamPool.Upstream, ticket: RoutingHealth.Ticket,
-        sent: ContinuousClock.Instant, logger: Logger
+        sent: ContinuousClock.Instant, streamed: Bool, logger: Logger
     ) -> AttemptResult {
         let lease = TargetLease(
-            state: self, ticket: ticket, route: target.route, sent: sent, firstByte: reply.stream == nil ? nil : ContinuousClock.now, logger: logger
+            state: self, ticket: ticket, route: target.route, sent: sent, firstByte: streamed ? ContinuousClock.now : nil, logger: logger
         )
         let outcome = AttemptOutcome(target: target, upstream: upstream, reply: reply, lease: lease, sent: sent, replied: ContinuousClock.now, firstSent: sent)
         guard reply.isSuccess else {
@@ -216,7 +219,7 @@ extension GatewayState {
             return .failed(target, failure, error, outcome)
         }
         // A stream is judged when it ends; a whole body already has.
-        if reply.stream == nil { lease.succeeded() }
+        if !streamed { lease.succeeded() }
         return .won(outcome)
     }
 

@@ -11,8 +11,8 @@ import Synchronization
 /// The OpenAI fast path served where the request arrives: on the connection's event loop, with the
 /// upstream reached through that loop's own connections, without a task, an async hop or
 /// AsyncHTTPClient. It sits in each connection's pipeline in front of Hummingbird and takes the
-/// requests that need nothing else: a whole (non-streamed) chat completion from an anonymous caller to
-/// a route without a cache or hedging whose targets are all plain-HTTP OpenAI-compatible upstreams.
+/// requests that need nothing else: a chat completion (whole or streamed) from an anonymous caller to a
+/// route without a cache or hedging whose targets are all plain-HTTP OpenAI-compatible upstreams.
 /// Every other request, and every request the fast lane could not take as it is (a bad body, an
 /// unknown model, a refusal), goes on to Hummingbird unchanged, where the same code answers it in full.
 ///
@@ -140,6 +140,11 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .serving(let exchange) = self.phase { exchange.clientWritabilityChanged() }
+        context.fireChannelWritabilityChanged()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // As on the slow path, a client that half-closes has hung up.
         if case .some(.inputClosed) = event as? ChannelEvent, case .serving(let exchange) = self.phase { exchange.clientLeft() }
@@ -152,7 +157,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// One fast-lane request: its attempts along the failover plan, and the answer written to the client.
+/// One fast-lane request: its attempts along the failover plan, and the answer written to the client,
+/// whole or relayed as a stream.
 final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
     private let state: GatewayState
     private unowned let handler: FastLaneHandler
@@ -177,12 +183,27 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
         let sent: ContinuousClock.Instant
         var connection: UpstreamConnection?
         var answer: HTTPResponseHead?
+        var answeredAt: ContinuousClock.Instant?
         var answerBody: ByteBuffer?
         /// A reused connection that failed before answering gets one retry on a new connection.
         var retriedOnNewConnection = false
+
+        /// A successful stream is relayed as it comes; anything else is read whole.
+        var relaysStream: Bool { self.answer.map { (200..<300).contains(Int($0.status.code)) } == true && self.isStreaming }
+        let isStreaming: Bool
+    }
+
+    /// A stream being relayed to the client, after its attempt won.
+    private struct Relay {
+        let exchange: ExchangeContext
+        let connection: UpstreamConnection?
+        var relay: OpenAIStreamRelay
+        let totalDeadline: ContinuousClock.Instant
+        var lastChunk: ContinuousClock.Instant
     }
 
     private var attempt: Attempt?
+    private var relay: Relay?
     private var timer: Scheduled<Void>?
     private var firstSent: ContinuousClock.Instant?
     private var lastFailure: (error: GatewayError, outcome: AttemptOutcome?)?
@@ -193,11 +214,9 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
         let started = ContinuousClock.now
         guard let pool = state.loopUpstreams.pool(on: context.eventLoop) else { return nil }
         let request = Request(head: head, body: RequestBody(buffer: body))
-        guard let caller = try? state.identify(request), caller.tenant == nil,
-            let patch = try? OpenAIRequestPatch(body: body), !patch.isStreaming
-        else { return nil }
+        guard let caller = try? state.identify(request), caller.tenant == nil, let patch = try? OpenAIRequestPatch(body: body) else { return nil }
         let routing = state.routing
-        let features = routing.features(model: patch.clientModel, streaming: false, maxTokens: patch.maxTokens, body: body, of: request)
+        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         guard let plan = try? state.plan(features, in: routing), plan.route.hedge == nil,
             plan.everyCandidate.allSatisfy({ routing.upstreams[$0.provider].map { $0.settings.wire == .openAIChat && $0.plainEndpoint != nil } ?? false })
         else { return nil }
@@ -245,21 +264,28 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
         head.headers.replaceOrAdd(name: "x-request-id", value: self.requestID)
         if let traceparent = self.traceparent { head.headers.replaceOrAdd(name: "traceparent", value: traceparent) }
         head.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
-        self.attempt = Attempt(target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, head: head, body: body, sent: now)
+        self.attempt = Attempt(
+            target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, head: head, body: body, sent: now, isStreaming: self.patch.isStreaming
+        )
 
         // Like AsyncHTTPClient's deadline: the head must come within `first_byte` (or `total`, or what is
         // left of the request's deadline, whichever is shortest), waiting for a connection included.
+        // One timer an attempt: when it fires after the head came, the rest of the answer is given the
+        // rest of `total` (a stream's first chunk, `idle`).
         let timeouts = upstream.settings.timeouts
         let phase = timeouts.total < timeouts.firstByte ? "total" : "first_byte"
         let limit = timeouts.total < timeouts.firstByte ? timeouts.total : timeouts.firstByte
-        // One timer an attempt: when it fires after the head came, it waits for the rest of `total`.
         let headWait = min(limit, max(self.plan.deadline - now, .milliseconds(1)))
         let headTimeout = GatewayError.upstreamTimeout(provider: target.provider, phase: phase, limit: DurationText.format(limit))
         self.arm(after: headWait) {
             guard let attempt = self.attempt else { return }
-            let remaining = attempt.sent + timeouts.total - .now
             guard attempt.answer != nil else { return self.attemptFailed(headTimeout) }
+            if attempt.relaysStream, let answeredAt = attempt.answeredAt {
+                let idle = GatewayError.upstreamTimeout(provider: target.provider, phase: "idle", limit: DurationText.format(timeouts.idle))
+                return self.arm(after: answeredAt + timeouts.idle - .now) { self.attemptFailed(idle) }
+            }
             let totalTimeout = GatewayError.upstreamTimeout(provider: target.provider, phase: "total", limit: DurationText.format(timeouts.total))
+            let remaining = attempt.sent + timeouts.total - .now
             guard remaining > .zero else { return self.attemptFailed(totalTimeout) }
             self.arm(after: remaining) { self.attemptFailed(totalTimeout) }
         }
@@ -276,21 +302,23 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
             self.attempt = attempt
             connection.send(attempt.head, body: attempt.body, to: self)
         case .failure(let error):
-            self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: false))
+            self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
         }
     }
 
     func upstreamHead(_ head: HTTPResponseHead) {
         self.attempt?.answer = head
+        self.attempt?.answeredAt = .now
     }
 
     func upstreamBody(_ part: ByteBuffer) {
+        if self.relay != nil { return self.relayChunk(part) }
         guard var attempt = self.attempt, let answer = attempt.answer else { return }
+        if attempt.relaysStream { return self.streamStarted(attempt, first: part) }
         self.attempt = nil
         var part = part
         let limit = (200..<300).contains(Int(answer.status.code)) ? UpstreamCall.maxBody : UpstreamCall.maxErrorBody
         if (attempt.answerBody?.readableBytes ?? 0) + part.readableBytes > limit {
-            attempt.connection?.abandon()
             self.attempt = attempt
             return self.attemptFailed(.upstreamMalformed(provider: attempt.target.provider, detail: "the answer is larger than \(limit) bytes"))
         }
@@ -302,17 +330,30 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
         self.attempt = attempt
     }
 
+    func upstreamReadComplete() {
+        if self.relay != nil { self.context.flush() }
+    }
+
     func upstreamEnd() {
+        if self.relay != nil { return self.endRelay(failure: nil) }
         guard let attempt = self.attempt, let answer = attempt.answer else { return }
+        if attempt.relaysStream {
+            return self.attemptFailed(.streamInterrupted(provider: attempt.target.provider, detail: "the stream ended before its first event"))
+        }
         self.disarm()
         let response = HTTPClientResponse(version: answer.version, status: answer.status, headers: answer.headers)
         let reply = UpstreamCall.Reply(response: response, body: attempt.answerBody ?? ByteBuffer(), stream: nil)
-        let result = self.state.judge(reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: attempt.sent, logger: self.logger)
+        let result = self.state.judge(
+            reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: attempt.sent, streamed: false, logger: self.logger
+        )
         self.attempt = nil
         self.settle(result)
     }
 
     func upstreamFailed(_ error: any Error, answered: Bool) {
+        if let relay = self.relay {
+            return self.endRelay(failure: GatewayError.from(error, provider: relay.exchange.upstream.settings, streaming: true))
+        }
         guard var attempt = self.attempt else { return }
         if !answered, let connection = attempt.connection, connection.wasUsed, !attempt.retriedOnNewConnection {
             // The upstream closed an idle keep-alive connection as we reused it: nothing reached it.
@@ -322,7 +363,7 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
             self.pool.acquire(attempt.endpoint, fresh: true, for: self)
             return
         }
-        self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: false))
+        self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
     }
 
     /// The attempt ended without an answer (a transport failure, a timeout): it counts against its target.
@@ -371,6 +412,95 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
         self.timer = nil
     }
 
+    // MARK: Streams
+
+    /// A successful stream's first chunk: the attempt has won, and the relay begins.
+    private func streamStarted(_ attempt: Attempt, first: ByteBuffer) {
+        self.attempt = nil
+        guard let answer = attempt.answer else { return }
+        let response = HTTPClientResponse(version: answer.version, status: answer.status, headers: answer.headers)
+        let reply = UpstreamCall.Reply(response: response, body: nil, stream: nil)
+        let result = self.state.judge(
+            reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: attempt.sent, streamed: true, logger: self.logger
+        )
+        guard case .won(var outcome) = result else { return self.settle(result) }
+        outcome.attempts = self.plan.attemptsStarted
+        outcome.firstSent = self.firstSent ?? outcome.sent
+        let exchange = self.exchangeContext(outcome)
+        let timeouts = attempt.upstream.settings.timeouts
+        self.relay = Relay(
+            exchange: exchange, connection: attempt.connection,
+            relay: OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage),
+            totalDeadline: attempt.sent + timeouts.total, lastChunk: .now
+        )
+        let headers = ChatCompletionsHandler.streamHeaders(exchange, overhead: outcome.overhead(since: self.started))
+        self.context.write(self.handler.wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
+        self.watchIdle(timeouts.idle, provider: attempt.target.provider)
+        self.relayChunk(first)
+    }
+
+    /// A stream must never be silent for `idle`: one timer, pushed back by what arrived meanwhile.
+    private func watchIdle(_ idle: Duration, provider: String) {
+        self.arm(after: idle) {
+            guard let relay = self.relay else { return }
+            let quiet = ContinuousClock.now - relay.lastChunk
+            guard quiet < idle else {
+                return self.endRelay(failure: .upstreamTimeout(provider: provider, phase: "idle", limit: DurationText.format(idle)))
+            }
+            self.watchIdle(idle - quiet, provider: provider)
+        }
+    }
+
+    private func relayChunk(_ chunk: ByteBuffer) {
+        guard var relay = self.relay else { return }
+        self.relay = nil
+        let now = ContinuousClock.now
+        relay.lastChunk = now
+        let step: OpenAIStreamRelay.Step = now > relay.totalDeadline
+            ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(
+                provider: relay.exchange.target.provider, phase: "total", limit: DurationText.format(relay.exchange.upstream.settings.timeouts.total)
+            ))
+            : relay.relay.feed(chunk)
+        self.relay = relay
+        switch step {
+        case .forward(let bytes):
+            if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
+            // A client that reads slower than the upstream writes holds the upstream back, not our memory.
+            if !self.context.channel.isWritable { relay.connection?.setReading(false) }
+        case .fail(let bytes, let error):
+            if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
+            self.endRelay(failure: error)
+        }
+    }
+
+    /// The client's socket drained (or filled): the relayed upstream is read again (or held).
+    func clientWritabilityChanged() {
+        self.relay?.connection?.setReading(self.context.channel.isWritable)
+    }
+
+    /// The stream is over: cleanly, with the upstream's own error event, or with ours.
+    private func endRelay(failure: GatewayError?) {
+        guard var relay = self.relay, !self.done else { return }
+        self.relay = nil
+        self.done = true
+        self.disarm()
+        var failure = failure
+        if failure == nil, case .fail(let bytes, let error) = relay.relay.finish() {
+            if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
+            failure = error
+        }
+        if let failure {
+            relay.connection?.abandon()
+            self.context.write(self.handler.wrapOutboundOut(.body(failure.openAIStreamEvent)), promise: nil)
+        } else if let message = relay.relay.upstreamErrorMessage {
+            // The upstream's own error event was forwarded as it came.
+            failure = .streamInterrupted(provider: relay.exchange.target.provider, detail: "the provider sent an error event: \(message)")
+        }
+        relay.exchange.streamEnded(failure: failure, usage: relay.relay.usage, finishReason: relay.relay.finishReason)
+        self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(nil)), promise: nil)
+        self.handler.exchangeEnded(context: self.context)
+    }
+
     // MARK: Answers
 
     private func exchangeContext(_ outcome: AttemptOutcome) -> ExchangeContext {
@@ -412,20 +542,27 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
         self.handler.exchangeEnded(context: self.context)
     }
 
-    /// The client hung up: the attempt in flight (or the wait before the next) is dropped, and the
-    /// request is accounted as the caller's, as on the slow path.
+    /// The client hung up: the attempt in flight, the wait before the next or the stream being relayed
+    /// is dropped, and the request is accounted as the caller's, as on the slow path.
     func clientLeft() {
         guard !self.done else { return }
         self.done = true
         self.disarm()
-        if let attempt = self.attempt {
-            self.attempt = nil
-            attempt.connection?.abandon()
-            self.state.health.withLock { $0.abandoned(attempt.ticket) }
+        if let relay = self.relay {
+            self.relay = nil
+            relay.connection?.abandon()
+            relay.exchange.clientLeft(usage: relay.relay.usage)
+        } else {
+            if let attempt = self.attempt {
+                self.attempt = nil
+                attempt.connection?.abandon()
+                self.state.health.withLock { $0.abandoned(attempt.ticket) }
+            }
+            self.state.finish(
+                failed: .clientDisconnected, requestID: self.requestID, operation: "chat", caller: self.admission.caller, started: self.started,
+                logger: self.logger
+            )
         }
-        self.state.finish(
-            failed: .clientDisconnected, requestID: self.requestID, operation: "chat", caller: self.admission.caller, started: self.started, logger: self.logger
-        )
         self.handler.exchangeEnded(context: self.context)
     }
 }

@@ -45,6 +45,8 @@ final class PlainHTTPEndpoint: Sendable {
 protocol UpstreamExchangeReceiver: AnyObject {
     func upstreamHead(_ head: HTTPResponseHead)
     func upstreamBody(_ part: ByteBuffer)
+    /// The end of one read from the socket: a good moment to flush what was relayed.
+    func upstreamReadComplete()
     func upstreamEnd()
     /// The connection failed or closed before the answer ended; `answered` once a head had come.
     func upstreamFailed(_ error: any Error, answered: Bool)
@@ -216,6 +218,12 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
     }
 
+    /// Holds or resumes reading the answer (a relayed stream whose client reads slowly).
+    func setReading(_ reading: Bool) {
+        guard let channel = self.context?.channel else { return }
+        try? channel.syncOptions?.setOption(.autoRead, value: reading)
+    }
+
     /// Drops the exchange in progress (a timeout, a client that left): the connection cannot be reused.
     func abandon() {
         self.receiver = nil
@@ -241,12 +249,18 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
             self.receiver = nil
             self.wasUsed = true
             if self.keepAlive, context.channel.isActive, receiver != nil {
+                self.setReading(true)
                 self.pool?.release(self)
             } else {
                 context.close(promise: nil)
             }
             receiver?.upstreamEnd()
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.receiver?.upstreamReadComplete()
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
