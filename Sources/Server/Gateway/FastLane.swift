@@ -159,7 +159,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
 /// One fast-lane request: its attempts along the failover plan, and the answer written to the client,
 /// whole or relayed as a stream.
-final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
+final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHolder {
     private let state: GatewayState
     private unowned let handler: FastLaneHandler
     private let context: ChannelHandlerContext
@@ -204,7 +204,9 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
 
     private var attempt: Attempt?
     private var relay: Relay?
-    private var timer: Scheduled<Void>?
+    /// The one deadline in force (a timeout, or the end of a backoff), checked by the loop's sweep.
+    private var deadline: (at: ContinuousClock.Instant, fire: () -> Void)?
+    var sweepSlot: Int?
     private var firstSent: ContinuousClock.Instant?
     private var lastFailure: (error: GatewayError, outcome: AttemptOutcome?)?
     private var done = false
@@ -398,18 +400,21 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
         }
     }
 
-    /// Runs `fired` after `delay`, replacing any earlier timer.
+    /// Runs `fired` after `delay` (give or take the sweep's tick), replacing any earlier deadline.
     private func arm(after delay: Duration, _ fired: @escaping () -> Void) {
-        self.timer?.cancel()
-        self.timer = self.context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(max(delay, .zero))) {
-            self.timer = nil
-            fired()
-        }
+        self.deadline = (.now + delay, fired)
+        self.pool.deadlines.watch(self)
     }
 
     private func disarm() {
-        self.timer?.cancel()
-        self.timer = nil
+        self.deadline = nil
+        self.pool.deadlines.unwatch(self)
+    }
+
+    func sweep(now: ContinuousClock.Instant) {
+        guard let deadline = self.deadline, deadline.at <= now else { return }
+        self.disarm()
+        deadline.fire()
     }
 
     // MARK: Streams
@@ -534,6 +539,7 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter {
     private func write(_ response: WholeResponse) {
         guard !self.done else { return }
         self.done = true
+        self.disarm()
         var headers = response.headers
         headers[.contentLength] = String(response.body.readableBytes)
         self.context.write(self.handler.wrapOutboundOut(.head(HTTPResponse(status: response.status, headerFields: headers))), promise: nil)
