@@ -97,6 +97,19 @@ struct FastLaneTests {
         await upstream.stop()
     }
 
+    @Test(arguments: [false, true])
+    func aGracefulStopLetsTheFastLaneFinishWhatItServes(_ stream: Bool) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["slow": "m:ttft=600ms"])
+        let reply = Task { try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "slow", stream: stream)) }
+        for _ in 0..<100 where fixture.simulatorRouter.activeRequests.current == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(fixture.simulatorRouter.activeRequests.current == 1)
+        await fixture.gateway.stop()
+        let answer = try await reply.value
+        #expect(answer.status == 200)
+        #expect(stream ? answer.events.last == "[DONE]" : answer.body.contains("chat.completion"))
+        await fixture.simulator.stop()
+    }
+
     static func fastLaneCount(_ fixture: GatewayFixture) async throws -> Int {
         let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
         let line = metrics.split(separator: "\n").first { $0.hasPrefix("switchyard_fast_lane_requests_total ") }

@@ -40,6 +40,9 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Parts that arrived while the fast lane was answering.
     private var waiting = CircularBuffer<HTTPRequestPart>()
     private var readHeld = false
+    /// A graceful shutdown asked to close the connection while the fast lane answers: passed on (and
+    /// the connection closed by Hummingbird) once the answer is written.
+    private var quiescePending = false
 
     init(state: GatewayState) {
         self.state = state
@@ -96,6 +99,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         default:
             context.fireChannelRead(self.wrapInboundOut(part))
         }
+        self.passQuiesceWhenFree(context: context)
     }
 
     /// Passes a request's head on to Hummingbird, which now owes a response.
@@ -113,15 +117,32 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The fast lane's answer is written: the connection goes on with what arrived meanwhile.
     fileprivate func exchangeEnded(context: ChannelHandlerContext) {
         self.phase = .idle
-        guard !self.waiting.isEmpty else { return }
-        while !self.isServing, !self.waiting.isEmpty {
-            self.process(self.waiting.removeFirst(), context: context)
+        if !self.waiting.isEmpty {
+            while !self.isServing, !self.waiting.isEmpty {
+                self.process(self.waiting.removeFirst(), context: context)
+            }
+            // Outside a read of the socket: what was passed on reaches Hummingbird at the end of a read.
+            context.fireChannelReadComplete()
+            if self.readHeld, !self.isServing {
+                self.readHeld = false
+                context.read()
+            }
         }
-        // Outside a read of the socket: what was passed on reaches Hummingbird at the end of a read.
-        context.fireChannelReadComplete()
-        if self.readHeld, !self.isServing {
-            self.readHeld = false
-            context.read()
+        self.passQuiesceWhenFree(context: context)
+    }
+
+    /// Hands a held shutdown request on once no request is the fast lane's: Hummingbird closes the
+    /// connection then, or after the answer it owes.
+    private func passQuiesceWhenFree(context: ChannelHandlerContext) {
+        guard self.quiescePending, self.isFree else { return }
+        self.quiescePending = false
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+    }
+
+    private var isFree: Bool {
+        switch self.phase {
+        case .idle, .passing: return true
+        case .collecting, .serving: return false
         }
     }
 
@@ -146,6 +167,10 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, !self.isFree {
+            self.quiescePending = true
+            return
+        }
         // As on the slow path, a client that half-closes has hung up.
         if case .some(.inputClosed) = event as? ChannelEvent, case .serving(let exchange) = self.phase { exchange.clientLeft() }
         context.fireUserInboundEventTriggered(event)
