@@ -27,6 +27,14 @@ struct AttemptOutcome: Sendable {
     var attempts = 1
     var hedged = false
 
+    /// This attempt as the request's answer: how many attempts it took, and when the first went out.
+    func counted(_ attempts: Int, firstSent: ContinuousClock.Instant?) -> AttemptOutcome {
+        var outcome = self
+        outcome.attempts = attempts
+        outcome.firstSent = firstSent ?? self.sent
+        return outcome
+    }
+
     /// Time spent in the gateway, without the upstream waits and the backoffs between attempts.
     func overhead(since started: ContinuousClock.Instant) -> Duration {
         (self.firstSent - started) + (ContinuousClock.now - self.replied)
@@ -139,20 +147,14 @@ extension GatewayState {
             }
 
             switch result {
-            case .won(var outcome):
-                outcome.attempts = plan.attemptsStarted
-                outcome.hedged = hedged
-                outcome.firstSent = firstSent ?? outcome.sent
-                return outcome
+            case .won(let outcome):
+                var counted = outcome.counted(plan.attemptsStarted, firstSent: firstSent)
+                counted.hedged = hedged
+                return counted
             case .abandoned:
                 throw GatewayError.clientDisconnected
-            case .failed(let failedTarget, let failure, let error, var outcome):
-                if var answered = outcome {
-                    answered.attempts = plan.attemptsStarted
-                    answered.firstSent = firstSent ?? answered.sent
-                    outcome = answered
-                }
-                lastFailure = (error, outcome)
+            case .failed(let failedTarget, let failure, let error, let outcome):
+                lastFailure = (error, outcome?.counted(plan.attemptsStarted, firstSent: firstSent))
                 guard case .attempt(let next, let wait) = plan.step(after: failure, on: failedTarget, requestID: requestID, logger: logger) else { break }
                 if wait > .zero { try await Task.sleep(for: wait) }
                 target = next

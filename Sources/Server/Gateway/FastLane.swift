@@ -414,19 +414,12 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
 
     private func settle(_ result: GatewayState.AttemptResult) {
         switch result {
-        case .won(var outcome):
-            outcome.attempts = self.plan.attemptsStarted
-            outcome.firstSent = self.firstSent ?? outcome.sent
-            self.answer(outcome)
+        case .won(let outcome):
+            self.answer(outcome.counted(self.plan.attemptsStarted, firstSent: self.firstSent))
         case .abandoned:
             self.clientLeft()
-        case .failed(let target, let failure, let error, var outcome):
-            if var answered = outcome {
-                answered.attempts = self.plan.attemptsStarted
-                answered.firstSent = self.firstSent ?? answered.sent
-                outcome = answered
-            }
-            self.lastFailure = (error, outcome)
+        case .failed(let target, let failure, let error, let outcome):
+            self.lastFailure = (error, outcome?.counted(self.plan.attemptsStarted, firstSent: self.firstSent))
             guard case .attempt(let next, let wait) = self.plan.step(after: failure, on: target, requestID: self.requestID, logger: self.logger) else {
                 return self.giveUp()
             }
@@ -463,9 +456,8 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         let result = self.state.judge(
             reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: attempt.sent, streamed: true, logger: self.logger
         )
-        guard case .won(var outcome) = result else { return self.settle(result) }
-        outcome.attempts = self.plan.attemptsStarted
-        outcome.firstSent = self.firstSent ?? outcome.sent
+        guard case .won(let won) = result else { return self.settle(result) }
+        let outcome = won.counted(self.plan.attemptsStarted, firstSent: self.firstSent)
         let exchange = self.exchangeContext(outcome)
         let timeouts = attempt.upstream.settings.timeouts
         self.relay = Relay(
