@@ -244,6 +244,7 @@ public struct JSONScanner {
         let contentStart = self.position
         var hasEscapes = false
         while true {
+            self.skipPlainStringBytes()
             guard let byte = self.peek() else { throw self.error("unterminated string") }
             switch byte {
             case UInt8(ascii: "\""):
@@ -275,6 +276,19 @@ public struct JSONScanner {
                 self.position += 1
             }
         }
+    }
+
+    /// Skips what needs no attention inside a string (all but quotes, backslashes and control
+    /// characters): most of a body's bytes, in a loop without the grammar's per-byte checks.
+    private mutating func skipPlainStringBytes() {
+        var position = self.position
+        let count = self.bytes.count
+        while position < count {
+            let byte = self.bytes[position]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            position += 1
+        }
+        self.position = position
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt32? {
