@@ -98,13 +98,22 @@ struct ChatCompletionsHandler: Sendable {
                 var relay = OpenAIStreamRelay(provider: context.target.provider, forwardUsageChunk: forwardUsageChunk)
                 var recorder = context.recordsAnswer ? StreamRecorder(ProviderAdapters.adapter(for: .openAIChat).makeStreamDecoder(provider: context.target.provider)) : nil
                 var failure: GatewayError?
+                /// A client that hangs up mid-stream ends the relay here; what it used so far is still accounted.
+                func send(_ bytes: ByteBuffer) async throws {
+                    do {
+                        try await writer.write(bytes)
+                    } catch {
+                        context.clientLeft(usage: relay.usage)
+                        throw error
+                    }
+                }
                 while failure == nil {
                     let chunk: ByteBuffer?
                     do {
                         chunk = try await stream.next()
                     } catch {
-                        // Upstream trouble is reported in-stream; a failing client write (below) is not caught,
-                        // so the handler ends and the upstream request is cancelled with it.
+                        // Upstream trouble is reported in-stream; a failing client write (below) ends the
+                        // handler, and the upstream request is cancelled with it.
                         failure = GatewayError.from(error, provider: context.upstream.settings, streaming: true)
                         break
                     }
@@ -119,15 +128,15 @@ struct ChatCompletionsHandler: Sendable {
                     }
                     switch step {
                     case .forward(let bytes):
-                        if bytes.readableBytes > 0 { try await writer.write(bytes) }
+                        if bytes.readableBytes > 0 { try await send(bytes) }
                     case .fail(let bytes, let error):
-                        if bytes.readableBytes > 0 { try await writer.write(bytes) }
+                        if bytes.readableBytes > 0 { try await send(bytes) }
                         failure = error
                     }
                     if chunk == nil { break }
                 }
                 if let failure {
-                    try await writer.write(failure.openAIStreamEvent)
+                    try await send(failure.openAIStreamEvent)
                 } else if let message = relay.upstreamErrorMessage {
                     // The upstream's own error event was forwarded as it came.
                     failure = .streamInterrupted(provider: context.target.provider, detail: "the provider sent an error event: \(message)")

@@ -43,6 +43,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A graceful shutdown asked to close the connection while the fast lane answers: passed on (and
     /// the connection closed by Hummingbird) once the answer is written.
     private var quiescePending = false
+    private var heldError: (any Error)?
 
     init(state: GatewayState) {
         self.state = state
@@ -123,10 +124,15 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             // Outside a read of the socket: what was passed on reaches Hummingbird at the end of a read.
             context.fireChannelReadComplete()
-            if self.readHeld, !self.isServing {
-                self.readHeld = false
-                context.read()
-            }
+        }
+        guard !self.isServing else { return }
+        if self.readHeld {
+            self.readHeld = false
+            context.read()
+        }
+        if let error = self.heldError {
+            self.heldError = nil
+            context.fireErrorCaught(error)
         }
         self.passQuiesceWhenFree(context: context)
     }
@@ -147,8 +153,19 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = self.unwrapOutboundIn(data) { self.frameworkResponses -= 1 }
+        // Hummingbird also answers what never reached it as a request (its 400 for a broken head).
+        if case .end = self.unwrapOutboundIn(data) { self.frameworkResponses = max(0, self.frameworkResponses - 1) }
         context.write(data, promise: promise)
+    }
+
+    /// A broken request behind the fast lane's answer: Hummingbird hears of it (and answers it) once
+    /// that answer is written, not in the middle of it.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if self.isServing {
+            self.heldError = error
+        } else {
+            context.fireErrorCaught(error)
+        }
     }
 
     /// Once a pipelined request waits behind the fast lane's answer, nothing more is read: the client's
@@ -172,19 +189,25 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         // As on the slow path, a client that half-closes has hung up.
-        if case .some(.inputClosed) = event as? ChannelEvent, case .serving(let exchange) = self.phase { exchange.clientLeft() }
+        if case .some(.inputClosed) = event as? ChannelEvent { self.clientLeft() }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if case .serving(let exchange) = self.phase { exchange.clientLeft() }
+        self.clientLeft()
         context.fireChannelInactive()
+    }
+
+    /// Requests still waiting are not started for a client that is gone.
+    private func clientLeft() {
+        self.waiting.removeAll()
+        if case .serving(let exchange) = self.phase { exchange.clientLeft() }
     }
 }
 
 /// One fast-lane request: its attempts along the failover plan, and the answer written to the client,
 /// whole or relayed as a stream.
-final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHolder {
+final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private let state: GatewayState
     private unowned let handler: FastLaneHandler
     private let context: ChannelHandlerContext
@@ -199,7 +222,10 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
     private let logger: Logger
 
     /// A class: it changes as the answer arrives, and copying a struct of this size cost 2 % a request.
-    private final class Attempt {
+    /// It waits for its connection itself, so a connection that comes after it gave up (a timeout, a
+    /// failover to another provider) never carries another attempt's request.
+    private final class Attempt: ConnectionWaiter {
+        weak var exchange: FastExchange?
         let target: PlannedTarget
         let upstream: UpstreamPool.Upstream
         let endpoint: PlainHTTPEndpoint
@@ -207,9 +233,15 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         let head: HTTPRequestHead
         let body: ByteBuffer
         let sent: ContinuousClock.Instant
+        /// When the head must have come, and what fails the attempt if it has not.
+        let headDeadline: ContinuousClock.Instant
+        let headTimeout: GatewayError
         var connection: UpstreamConnection?
+        /// When the request went out on its connection.
+        var writtenAt: ContinuousClock.Instant?
         var answer: HTTPResponseHead?
         var answeredAt: ContinuousClock.Instant?
+        var lastRead: ContinuousClock.Instant?
         var answerBody: ByteBuffer?
         /// A reused connection that failed before answering gets one retry on a new connection.
         var retriedOnNewConnection = false
@@ -219,9 +251,10 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         let isStreaming: Bool
 
         init(
-            target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: PlainHTTPEndpoint, ticket: RoutingHealth.Ticket, head: HTTPRequestHead,
-            body: ByteBuffer, sent: ContinuousClock.Instant, isStreaming: Bool
+            exchange: FastExchange, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: PlainHTTPEndpoint, ticket: RoutingHealth.Ticket,
+            head: HTTPRequestHead, body: ByteBuffer, sent: ContinuousClock.Instant, deadline: ContinuousClock.Instant, isStreaming: Bool
         ) {
+            self.exchange = exchange
             self.target = target
             self.upstream = upstream
             self.endpoint = endpoint
@@ -230,6 +263,24 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
             self.body = body
             self.sent = sent
             self.isStreaming = isStreaming
+            // AsyncHTTPClient's deadline for the head: `first_byte` or `total`, whichever is shorter (a
+            // stream's `idle` too: its client's read timeout), within what is left of the request's deadline.
+            let timeouts = upstream.settings.timeouts
+            var (limit, phase) = (timeouts.firstByte, "first_byte")
+            if timeouts.total < limit { (limit, phase) = (timeouts.total, "total") }
+            if isStreaming, timeouts.idle < limit { (limit, phase) = (timeouts.idle, "idle") }
+            self.headDeadline = min(sent + limit, max(deadline, sent + .milliseconds(1)))
+            self.headTimeout = .upstreamTimeout(provider: target.provider, phase: phase, limit: DurationText.format(limit))
+        }
+
+        var wantsConnection: Bool { self.connection == nil && self.exchange?.isCurrent(self) == true }
+
+        func connectionReady(_ result: Result<UpstreamConnection, any Error>) {
+            guard let exchange = self.exchange else {
+                if case .success(let connection) = result { connection.putBack() }
+                return
+            }
+            exchange.connectionReady(result, for: self)
         }
     }
 
@@ -240,6 +291,9 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         var relay: OpenAIStreamRelay
         let totalDeadline: ContinuousClock.Instant
         var lastChunk: ContinuousClock.Instant
+        /// The client reads slower than the upstream writes: the upstream is not read meanwhile, and
+        /// its silence is not its fault.
+        var paused = false
     }
 
     private var attempt: Attempt?
@@ -260,7 +314,12 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         let routing = state.routing
         let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         guard let plan = try? state.plan(features, in: routing), plan.route.hedge == nil,
-            plan.everyCandidate.allSatisfy({ routing.upstreams[$0.provider].map { $0.settings.wire == .openAIChat && $0.plainEndpoint != nil } ?? false })
+            plan.everyCandidate.allSatisfy({ candidate in
+                guard let upstream = routing.upstreams[candidate.provider], upstream.settings.wire == .openAIChat,
+                    let endpoint = upstream.plainEndpoint
+                else { return false }
+                return pool.limit(endpoint) > 0
+            })
         else { return nil }
         do {
             if try state.cache.plan(route: plan.route, body: body, dialect: .openAI, caller: caller, request: request) != nil { return nil }
@@ -306,41 +365,55 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         head.headers.replaceOrAdd(name: "x-request-id", value: self.requestID)
         if let traceparent = self.traceparent { head.headers.replaceOrAdd(name: "traceparent", value: traceparent) }
         head.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
-        self.attempt = Attempt(
-            target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, head: head, body: body, sent: now, isStreaming: self.patch.isStreaming
+        let attempt = Attempt(
+            exchange: self, target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, head: head, body: body, sent: now,
+            deadline: self.plan.deadline, isStreaming: self.patch.isStreaming
         )
-
-        // Like AsyncHTTPClient's deadline: the head must come within `first_byte` (or `total`, or what is
-        // left of the request's deadline, whichever is shortest), waiting for a connection included.
-        // One timer an attempt: when it fires after the head came, the rest of the answer is given the
-        // rest of `total` (a stream's first chunk, `idle`).
-        let timeouts = upstream.settings.timeouts
-        let phase = timeouts.total < timeouts.firstByte ? "total" : "first_byte"
-        let limit = timeouts.total < timeouts.firstByte ? timeouts.total : timeouts.firstByte
-        let headWait = min(limit, max(self.plan.deadline - now, .milliseconds(1)))
-        let headTimeout = GatewayError.upstreamTimeout(provider: target.provider, phase: phase, limit: DurationText.format(limit))
-        self.arm(after: headWait) {
-            guard let attempt = self.attempt else { return }
-            guard attempt.answer != nil else { return self.attemptFailed(headTimeout) }
-            if attempt.relaysStream, let answeredAt = attempt.answeredAt {
-                let idle = GatewayError.upstreamTimeout(provider: target.provider, phase: "idle", limit: DurationText.format(timeouts.idle))
-                return self.arm(after: answeredAt + timeouts.idle - .now) { self.attemptFailed(idle) }
-            }
-            let totalTimeout = GatewayError.upstreamTimeout(provider: target.provider, phase: "total", limit: DurationText.format(timeouts.total))
-            let remaining = attempt.sent + timeouts.total - .now
-            guard remaining > .zero else { return self.attemptFailed(totalTimeout) }
-            self.arm(after: remaining) { self.attemptFailed(totalTimeout) }
-        }
-        self.pool.acquire(endpoint, for: self)
+        self.attempt = attempt
+        self.watch(attempt)
+        self.pool.acquire(endpoint, for: attempt)
     }
 
-    var wantsConnection: Bool { !self.done && self.attempt != nil && self.attempt?.connection == nil }
+    /// The timeouts of an attempt before its answer is relayed, as AsyncHTTPClient's clients apply
+    /// them: the head by its deadline; a whole answer never silent for `first_byte` and complete
+    /// within `total`; a stream's first chunk within `idle` of its head. One deadline at a time: when
+    /// it comes, the attempt fails or the next one is set.
+    private func watch(_ attempt: Attempt) {
+        let timeouts = attempt.upstream.settings.timeouts
+        let provider = attempt.target.provider
+        let next: (at: ContinuousClock.Instant, error: GatewayError)
+        if let answeredAt = attempt.answeredAt {
+            if attempt.relaysStream {
+                next = (answeredAt + timeouts.idle, .upstreamTimeout(provider: provider, phase: "idle", limit: DurationText.format(timeouts.idle)))
+            } else {
+                let silence = (attempt.lastRead ?? answeredAt) + timeouts.firstByte
+                let total = attempt.sent + timeouts.total
+                next = silence < total
+                    ? (silence, .upstreamTimeout(provider: provider, phase: "first_byte", limit: DurationText.format(timeouts.firstByte)))
+                    : (total, .upstreamTimeout(provider: provider, phase: "total", limit: DurationText.format(timeouts.total)))
+            }
+        } else {
+            next = (attempt.headDeadline, attempt.headTimeout)
+        }
+        guard ContinuousClock.now < next.at else { return self.attemptFailed(next.error) }
+        self.arm(at: next.at) {
+            if self.attempt === attempt { self.watch(attempt) }
+        }
+    }
 
-    func connectionReady(_ result: Result<UpstreamConnection, any Error>) {
-        guard let attempt = self.attempt else { return }
+    private func isCurrent(_ attempt: Attempt) -> Bool {
+        !self.done && self.attempt === attempt
+    }
+
+    private func connectionReady(_ result: Result<UpstreamConnection, any Error>, for attempt: Attempt) {
+        guard self.isCurrent(attempt) else {
+            if case .success(let connection) = result { connection.putBack() }
+            return
+        }
         switch result {
         case .success(let connection):
             attempt.connection = connection
+            attempt.writtenAt = .now
             connection.send(attempt.head, body: attempt.body, to: self)
         case .failure(let error):
             self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
@@ -356,6 +429,7 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         if self.relay != nil { return self.relayChunk(part) }
         guard let attempt = self.attempt, let answer = attempt.answer else { return }
         if attempt.relaysStream { return self.streamStarted(attempt, first: part) }
+        attempt.lastRead = .now
         var part = part
         let limit = (200..<300).contains(Int(answer.status.code)) ? UpstreamCall.maxBody : UpstreamCall.maxErrorBody
         if (attempt.answerBody?.readableBytes ?? 0) + part.readableBytes > limit {
@@ -393,11 +467,13 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
             return self.endRelay(failure: GatewayError.from(error, provider: relay.exchange.upstream.settings, streaming: true))
         }
         guard let attempt = self.attempt else { return }
-        if !answered, let connection = attempt.connection, connection.wasUsed, !attempt.retriedOnNewConnection {
+        if !answered, let connection = attempt.connection, connection.wasUsed, !attempt.retriedOnNewConnection,
+            let written = attempt.writtenAt, ContinuousClock.now - written < Self.staleConnectionWindow
+        {
             // The upstream closed an idle keep-alive connection as we reused it: nothing reached it.
             attempt.retriedOnNewConnection = true
             attempt.connection = nil
-            self.pool.acquire(attempt.endpoint, fresh: true, for: self)
+            self.pool.acquire(attempt.endpoint, fresh: true, for: attempt)
             return
         }
         self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
@@ -424,13 +500,18 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
                 return self.giveUp()
             }
             guard wait > .zero else { return self.start(next) }
-            self.arm(after: wait) { self.start(next) }
+            self.arm(at: .now + wait) { self.start(next) }
         }
     }
 
-    /// Runs `fired` after `delay` (give or take the sweep's tick), replacing any earlier deadline.
-    private func arm(after delay: Duration, _ fired: @escaping () -> Void) {
-        self.deadline = (.now + delay, fired)
+    /// A reused connection that fails this soon after the request went out on it, before any answer,
+    /// was closed by the upstream as we reused it (its keep-alive ran out): the request is sent again on
+    /// a new connection. Later failures are the upstream's, and a POST is not sent twice for them.
+    static let staleConnectionWindow: Duration = .milliseconds(250)
+
+    /// Runs `fired` at `instant` (give or take the sweep's tick), replacing any earlier deadline.
+    private func arm(at instant: ContinuousClock.Instant, _ fired: @escaping () -> Void) {
+        self.deadline = (instant, fired)
         self.pool.deadlines.watch(self)
     }
 
@@ -471,15 +552,16 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         self.relayChunk(first)
     }
 
-    /// A stream must never be silent for `idle`: one timer, pushed back by what arrived meanwhile.
+    /// A stream must never be silent for `idle` (while the client keeps up): one deadline, pushed back
+    /// by what arrived meanwhile.
     private func watchIdle(_ idle: Duration, provider: String) {
-        self.arm(after: idle) {
+        guard let relay = self.relay else { return }
+        self.arm(at: (relay.paused ? ContinuousClock.now : relay.lastChunk) + idle) {
             guard let relay = self.relay else { return }
-            let quiet = ContinuousClock.now - relay.lastChunk
-            guard quiet < idle else {
+            if !relay.paused, ContinuousClock.now - relay.lastChunk >= idle {
                 return self.endRelay(failure: .upstreamTimeout(provider: provider, phase: "idle", limit: DurationText.format(idle)))
             }
-            self.watchIdle(idle - quiet, provider: provider)
+            self.watchIdle(idle, provider: provider)
         }
     }
 
@@ -498,7 +580,7 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
         case .forward(let bytes):
             if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
             // A client that reads slower than the upstream writes holds the upstream back, not our memory.
-            if !self.context.channel.isWritable { relay.connection?.setReading(false) }
+            if !self.context.channel.isWritable { self.clientWritabilityChanged() }
         case .fail(let bytes, let error):
             if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
             self.endRelay(failure: error)
@@ -507,7 +589,14 @@ final class FastExchange: UpstreamExchangeReceiver, ConnectionWaiter, DeadlineHo
 
     /// The client's socket drained (or filled): the relayed upstream is read again (or held).
     func clientWritabilityChanged() {
-        self.relay?.connection?.setReading(self.context.channel.isWritable)
+        guard var relay = self.relay else { return }
+        let writable = self.context.channel.isWritable
+        guard relay.paused == writable else { return }
+        relay.paused = !writable
+        // Silence while held was ours: the idle timeout counts from the resumption.
+        if writable { relay.lastChunk = .now }
+        self.relay = relay
+        relay.connection?.setReading(writable)
     }
 
     /// The stream is over: cleanly, with the upstream's own error event, or with ours.

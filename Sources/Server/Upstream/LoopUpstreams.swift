@@ -66,13 +66,15 @@ protocol ConnectionWaiter: AnyObject {
 }
 
 /// Upstream connections of one event loop, by endpoint: taken, used and put back on that loop only,
-/// so a request costs no lock and no task. Each loop opens at most its share of the provider's
-/// `max_connections`; past that, requests wait in line for the next free connection.
+/// so a request costs no lock and no task. The loops share a provider's `max_connections` out
+/// exactly (a loop whose share is nothing leaves that provider to AsyncHTTPClient); past its share,
+/// a loop's requests wait in line for the next free connection.
 final class LoopConnectionPool {
     let loop: any EventLoop
     /// The deadlines of the exchanges this loop's connections carry.
     let deadlines: DeadlineSweep
-    /// Loops in the group: a provider's `max_connections` is shared out among them.
+    /// This loop's place among the group's loops, which share a provider's `max_connections` out.
+    private let index: Int
     private let loops: Int
     private var idle: [ObjectIdentifier: [UpstreamConnection]] = [:]
     private var open: [ObjectIdentifier: Int] = [:]
@@ -81,15 +83,16 @@ final class LoopConnectionPool {
     /// How long an unused connection stays open (upstreams close theirs after a while too).
     static let idleLifetime: Duration = .seconds(60)
 
-    init(loop: any EventLoop, of loops: Int) {
+    init(loop: any EventLoop, index: Int, of loops: Int) {
         self.loop = loop
+        self.index = index
         self.loops = loops
         self.deadlines = DeadlineSweep(loop: loop)
     }
 
-    /// This loop's share of the endpoint's `max_connections` (at least one).
-    private func limit(_ endpoint: PlainHTTPEndpoint) -> Int {
-        (endpoint.maxConnections + self.loops - 1) / self.loops
+    /// This loop's share of the endpoint's `max_connections`: the shares add up to it exactly.
+    func limit(_ endpoint: PlainHTTPEndpoint) -> Int {
+        endpoint.maxConnections / self.loops + (self.index < endpoint.maxConnections % self.loops ? 1 : 0)
     }
 
     /// Hands `waiter` a connection to `endpoint`: an idle one (the most recently used, the least likely
@@ -114,11 +117,17 @@ final class LoopConnectionPool {
 
     private func connect(_ endpoint: PlainHTTPEndpoint, for waiter: any ConnectionWaiter) {
         self.connect(endpoint) { result in
-            if case .success(let connection) = result, !waiter.wantsConnection {
+            switch result {
+            case .success(let connection) where !waiter.wantsConnection:
                 self.release(connection)
-                return
+            case .success:
+                waiter.connectionReady(result)
+            case .failure:
+                waiter.connectionReady(result)
+                // The place is free again: the next in line tries too (and fails over as fast, if it fails).
+                let key = ObjectIdentifier(endpoint)
+                if self.open[key, default: 0] < self.limit(endpoint), let next = self.nextWaiter(key) { self.connect(endpoint, for: next) }
             }
-            waiter.connectionReady(result)
         }
     }
 
@@ -233,8 +242,15 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         try? channel.syncOptions?.setOption(.autoRead, value: reading)
     }
 
+    /// Back to the pool unused (it came for an attempt that had given up meanwhile).
+    func putBack() {
+        if self.receiver == nil, self.context != nil { self.pool?.release(self) }
+    }
+
     /// Drops the exchange in progress (a timeout, a client that left): the connection cannot be reused.
+    /// Nothing happens once the answer has ended: the connection is whole, and may already serve another.
     func abandon() {
+        guard self.receiver != nil else { return }
         self.receiver = nil
         self.close()
     }
@@ -348,8 +364,8 @@ final class LoopUpstreams: Sendable {
     init(group: any EventLoopGroup) {
         var pools: [ObjectIdentifier: NIOLoopBoundBox<LoopConnectionPool>] = [:]
         let loops = Array(group.makeIterator())
-        for loop in loops {
-            pools[ObjectIdentifier(loop)] = .makeBoxSendingValue(LoopConnectionPool(loop: loop, of: loops.count), eventLoop: loop)
+        for (index, loop) in loops.enumerated() {
+            pools[ObjectIdentifier(loop)] = .makeBoxSendingValue(LoopConnectionPool(loop: loop, index: index, of: loops.count), eventLoop: loop)
         }
         self.pools = pools
     }

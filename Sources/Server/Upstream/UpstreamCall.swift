@@ -187,7 +187,13 @@ extension UpstreamCall {
                     }
                 }
                 let text = encoder.encode(events)
-                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
+                do {
+                    if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
+                } catch {
+                    // The client hung up: what the stream used so far is still accounted.
+                    context.clientLeft(usage: usage)
+                    throw error
+                }
             }
             context.streamEnded(failure: failure, usage: usage, finishReason: nil)
             if failure == nil, let response = recording?.response { context.remember(response) }
