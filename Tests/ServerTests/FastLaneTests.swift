@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import AsyncHTTPClient
 import Engine
 import Foundation
 import NIOCore
@@ -116,6 +117,37 @@ struct FastLaneTests {
         #expect(answer.status == 200)
         #expect(stream ? answer.events.last == "[DONE]" : answer.body.contains("chat.completion"))
         await fixture.simulator.stop()
+    }
+
+    @Test func aClientThatHangsUpMidStreamLeavesItsLedgerRowOnEitherLane() async throws {
+        // A slow stream, hung up on after its first bytes: through the fast lane (OpenAI to an
+        // OpenAI-compatible upstream) and through the framework (Anthropic, translated).
+        let fixture = try await TenancyFixture.start(anonymous: true) { config in
+            config.routes.append(RouteSettings(alias: "slow", targets: [RouteTarget(provider: "sim", model: "m:tps=5")]))
+        }
+        let requests = [
+            ("/v1/chat/completions", TestClient.chat(model: "slow", stream: true), "hangup-fast"),
+            ("/v1/messages", #"{"model":"slow","max_tokens":200,"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#, "hangup-framework"),
+        ]
+        for (path, body, id) in requests {
+            var request = HTTPClientRequest(url: "\(fixture.gateway.url)\(path)")
+            request.method = .POST
+            request.headers.add(name: "content-type", value: "application/json")
+            request.headers.add(name: "x-request-id", value: id)
+            request.body = .bytes(ByteBuffer(string: body))
+            let reader = Task {
+                let response = try await TestClient.client.execute(request, timeout: .seconds(10))
+                for try await _ in response.body { break }
+            }
+            _ = await reader.result
+        }
+        await fixture.stop()
+        let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
+        let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }
+        for id in ["hangup-fast", "hangup-framework"] {
+            let row = rows.first { $0.requestId == id }
+            #expect(row?.status == 499 && row?.outcome == FaultDomain.caller.rawValue, "\(id): \(String(describing: row))")
+        }
     }
 
     static func fastLaneCount(_ fixture: GatewayFixture) async throws -> Int {

@@ -484,7 +484,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard let attempt = self.attempt else { return }
         self.attempt = nil
         self.disarm()
-        attempt.connection?.abandon()
+        attempt.connection?.abandon(from: self)
         self.settle(self.state.judge(error, target: attempt.target, ticket: attempt.ticket, logger: self.logger))
     }
 
@@ -556,9 +556,15 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     /// by what arrived meanwhile.
     private func watchIdle(_ idle: Duration, provider: String) {
         guard let relay = self.relay else { return }
-        self.arm(at: (relay.paused ? ContinuousClock.now : relay.lastChunk) + idle) {
+        self.arm(at: min((relay.paused ? ContinuousClock.now : relay.lastChunk) + idle, relay.totalDeadline)) {
             guard let relay = self.relay else { return }
-            if !relay.paused, ContinuousClock.now - relay.lastChunk >= idle {
+            let now = ContinuousClock.now
+            if now >= relay.totalDeadline {
+                // Also for a client that stopped reading: the stream does not hold its upstream forever.
+                let total = relay.exchange.upstream.settings.timeouts.total
+                return self.endRelay(failure: .upstreamTimeout(provider: provider, phase: "total", limit: DurationText.format(total)))
+            }
+            if !relay.paused, now - relay.lastChunk >= idle {
                 return self.endRelay(failure: .upstreamTimeout(provider: provider, phase: "idle", limit: DurationText.format(idle)))
             }
             self.watchIdle(idle, provider: provider)
@@ -611,7 +617,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             failure = error
         }
         if let failure {
-            relay.connection?.abandon()
+            relay.connection?.abandon(from: self)
             self.context.write(self.handler.wrapOutboundOut(.body(failure.openAIStreamEvent)), promise: nil)
         } else if let message = relay.relay.upstreamErrorMessage {
             // The upstream's own error event was forwarded as it came.
@@ -672,12 +678,12 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.disarm()
         if let relay = self.relay {
             self.relay = nil
-            relay.connection?.abandon()
+            relay.connection?.abandon(from: self)
             relay.exchange.clientLeft(usage: relay.relay.usage)
         } else {
             if let attempt = self.attempt {
                 self.attempt = nil
-                attempt.connection?.abandon()
+                attempt.connection?.abandon(from: self)
                 self.state.health.withLock { $0.abandoned(attempt.ticket) }
             }
             self.state.finish(

@@ -107,6 +107,15 @@ struct MessagesHandler: Sendable {
             var failure: GatewayError?
             var upstreamError: GatewayError?
             var finished = false
+            /// A client that hangs up mid-stream ends the relay here; what it used so far is still accounted.
+            func send(_ bytes: ByteBuffer) async throws {
+                do {
+                    try await writer.write(bytes)
+                } catch {
+                    context.clientLeft(usage: decoder.currentUsage)
+                    throw error
+                }
+            }
             while !finished && failure == nil {
                 let chunk: ByteBuffer?
                 do {
@@ -132,7 +141,7 @@ struct MessagesHandler: Sendable {
                         failure = error
                         break
                     }
-                    try await writer.write(event)
+                    try await send(event)
                     if case .failure(let error)? = decoded.last {
                         // The upstream's own `error` event, forwarded as it came.
                         upstreamError = error
@@ -142,7 +151,7 @@ struct MessagesHandler: Sendable {
                 }
             }
             if let failure {
-                try await writer.write(ByteBuffer(string: "event: error\ndata: \(failure.anthropicBody(requestID: nil))\n\n"))
+                try await send(ByteBuffer(string: "event: error\ndata: \(failure.anthropicBody(requestID: nil))\n\n"))
             }
             context.streamEnded(failure: failure ?? upstreamError, usage: decoder.currentUsage, finishReason: nil)
             if failure == nil && upstreamError == nil, let response = recording?.response { context.remember(response) }

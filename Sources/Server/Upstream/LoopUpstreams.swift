@@ -247,10 +247,11 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         if self.receiver == nil, self.context != nil { self.pool?.release(self) }
     }
 
-    /// Drops the exchange in progress (a timeout, a client that left): the connection cannot be reused.
-    /// Nothing happens once the answer has ended: the connection is whole, and may already serve another.
-    func abandon() {
-        guard self.receiver != nil else { return }
+    /// Drops `receiver`'s exchange (a timeout, a client that left): the connection cannot be reused.
+    /// Nothing happens once that answer has ended: the connection is whole, and may already carry
+    /// another exchange.
+    func abandon(from receiver: any UpstreamExchangeReceiver) {
+        guard let current = self.receiver, current === receiver else { return }
         self.receiver = nil
         self.close()
     }
@@ -345,14 +346,19 @@ final class DeadlineSweep {
         }
     }
 
+    /// One tick at a time: a deadline that fires and sets the next one (through `watch`) finds the
+    /// sweep still ticking, and this tick schedules the next.
     private func scheduleTick() {
         self.ticking = true
         self.loop.assumeIsolated().scheduleTask(in: TimeAmount(Self.tick)) {
-            self.ticking = false
             let now = ContinuousClock.now
             // A copy: holders leave the list as their deadlines fire.
             for holder in self.holders { holder.sweep(now: now) }
-            if !self.holders.isEmpty { self.scheduleTick() }
+            if self.holders.isEmpty {
+                self.ticking = false
+            } else {
+                self.scheduleTick()
+            }
         }
     }
 }
