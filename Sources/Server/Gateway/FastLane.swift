@@ -17,7 +17,8 @@ import Synchronization
 /// unknown model, a refusal), goes on to Hummingbird unchanged, where the same code answers it in full.
 ///
 /// Requests on one connection are answered in order: while the fast lane answers one, what follows
-/// waits (and the connection is not read); while Hummingbird answers one, the next goes to Hummingbird too.
+/// waits (and once something waits, the connection is not read further); while Hummingbird answers
+/// one, the next goes to Hummingbird too.
 final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
