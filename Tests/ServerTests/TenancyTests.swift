@@ -45,6 +45,24 @@ struct TenancyFixture {
 }
 
 struct TenancyTests {
+    @Test func aRequestThatFailsWithoutAnAnswerGivesItsReservationBack() async throws {
+        // No upstream listens: every attempt fails before any answer (a 502 after admission).
+        let fixture = try await TenancyFixture.start { config in
+            config.providers.append(ProviderSettings(id: "dead", kind: .openAICompatible, baseURL: "http://127.0.0.1:1/v1"))
+            config.routes.append(RouteSettings(alias: "gone", targets: [RouteTarget(provider: "dead", model: "m")]))
+        }
+        defer { Task { await fixture.stop() } }
+        var request = KeyRequest(tenant: "acme", name: "ci")
+        request.concurrency = 1
+        let key = try await fixture.key(request)
+        for _ in 0..<3 {
+            // With the slot kept by the failed request before it, the next would be refused (429).
+            #expect(try await fixture.chat(key: key, model: "gone").status == 502)
+        }
+        let usage = await fixture.control.tenants(fixture.control.state.routing.config).first { $0.name == "acme" }
+        #expect(usage?.requestsToday == 3)
+    }
+
     @Test func keysAreRequiredCheckedAndRevocable() async throws {
         let fixture = try await TenancyFixture.start(price: TokenPrice(input: 0.15, output: 0.6))
         defer { Task { await fixture.stop() } }

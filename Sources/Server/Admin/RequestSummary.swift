@@ -19,7 +19,8 @@ struct RequestSummary: Sendable {
     var usage: Usage?
     var overhead: Duration?
     var caller: Caller = .anonymous
-    var ticket: AdmissionTicket?
+    /// The request's limits, whose reservation its end settles.
+    var admission: Admission?
     /// What the answer cost (0 for failures and unknown prices).
     var costUSD = 0.0
     var attempts = 0
@@ -57,7 +58,7 @@ extension GatewayState {
 extension GatewayState {
     /// Settles the request's reservation to what it really used, and writes its ledger row.
     private func account(_ summary: RequestSummary) {
-        if let ticket = summary.ticket {
+        if let ticket = summary.admission?.claimTicket() {
             let (day, month) = BudgetCalendar.shared.dayAndMonth()
             // A cache hit used no provider tokens.
             let tokens = summary.cache == "hit" || summary.cache == "semantic-hit" ? 0 : summary.usage?.totalTokens ?? 0

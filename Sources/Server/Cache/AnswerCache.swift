@@ -316,7 +316,7 @@ extension GatewayState {
             latency: ContinuousClock.now - started, usage: response.usage
         )
         summary.caller = admission.caller
-        summary.ticket = admission.ticket
+        summary.admission = admission
         summary.cache = outcome.rawValue
         summary.costSavedUSD = routing.price(of: target).map { $0.cost(response.usage) } ?? 0
         self.finish(summary)

@@ -28,6 +28,14 @@ struct ChatCompletionsHandler: Sendable {
         case .answered(let response): return response
         case .forward(let forwarded): intake = forwarded
         }
+        return try await intake.admission.guarding {
+            try await self.forward(intake, request: request, requestID: requestID, started: started, context: context)
+        }
+    }
+
+    private func forward(
+        _ intake: ChatIntake, request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext
+    ) async throws -> Response {
         let (body, patch, routing, plan) = (intake.body, intake.patch, intake.routing, intake.plan)
         // Decoded only when some target needs a translation, and then once, before any attempt.
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .openAIChat }
@@ -259,7 +267,7 @@ struct ExchangeContext: Sendable {
             usage: usage,
             overhead: self.outcome.overhead(since: self.started),
             caller: self.admission.caller,
-            ticket: self.admission.ticket,
+            admission: self.admission,
             costUSD: failure == nil || usage != nil ? self.cost(of: usage) : 0,
             attempts: self.outcome.attempts,
             cache: self.cacheOutcome.rawValue

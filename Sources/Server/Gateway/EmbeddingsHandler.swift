@@ -18,28 +18,40 @@ struct EmbeddingsHandler: Sendable {
             let features = routing.features(model: patch.clientModel, streaming: false, maxTokens: 0, body: body, of: request)
             let plan = try self.state.plan(features, in: routing)
             let admission = try await self.state.admit(caller, plan: plan, routing: routing, features: features, body: body)
-            let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
-                try Self.upstreamRequest(patch.upstreamBody(model: target.upstreamModel), model: target.upstreamModel, route: target.route, upstream: upstream)
+            return try await admission.guarding {
+                try await self.forward(
+                    patch, body: body, plan: plan, routing: routing, admission: admission, request: request, requestID: requestID, started: started,
+                    context: context
+                )
             }
-            let target = outcome.target
-            let overhead = outcome.overhead(since: started)
-            var exchange = ExchangeContext(
-                state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
-            )
-            exchange.operation = "embeddings"
-            let reply = outcome.reply
-            guard reply.isSuccess, let responseBody = reply.body else {
-                return reply.openAIErrorResponse(exchange, overhead: overhead)
-            }
-            var headers: HTTPFields = [.contentType: "application/json"]
-            headers.setRoutingHeaders(outcome)
-            headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
-            let answer = try Self.openAIAnswer(responseBody, request: body, model: target.upstreamModel, upstream: outcome.upstream)
-            if answer.estimated { headers[.tokenEstimate] = "true" }
-            exchange.logCompletion(usage: answer.usage, finishReason: nil, streamed: false)
-            exchange.setAccountingHeaders(&headers, usage: answer.usage)
-            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: answer.body))
         }
+    }
+
+    private func forward(
+        _ patch: OpenAIRequestPatch, body: ByteBuffer, plan: FailoverPlan, routing: RoutingSnapshot, admission: Admission, request: Request,
+        requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext
+    ) async throws -> Response {
+        let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
+            try Self.upstreamRequest(patch.upstreamBody(model: target.upstreamModel), model: target.upstreamModel, route: target.route, upstream: upstream)
+        }
+        let target = outcome.target
+        let overhead = outcome.overhead(since: started)
+        var exchange = ExchangeContext(
+            state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
+        )
+        exchange.operation = "embeddings"
+        let reply = outcome.reply
+        guard reply.isSuccess, let responseBody = reply.body else {
+            return reply.openAIErrorResponse(exchange, overhead: overhead)
+        }
+        var headers: HTTPFields = [.contentType: "application/json"]
+        headers.setRoutingHeaders(outcome)
+        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
+        let answer = try Self.openAIAnswer(responseBody, request: body, model: target.upstreamModel, upstream: outcome.upstream)
+        if answer.estimated { headers[.tokenEstimate] = "true" }
+        exchange.logCompletion(usage: answer.usage, finishReason: nil, streamed: false)
+        exchange.setAccountingHeaders(&headers, usage: answer.usage)
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: answer.body))
     }
 
     /// The embeddings request (`body` in OpenAI's shape, for `model`) as `upstream` takes it: passed

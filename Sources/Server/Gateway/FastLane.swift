@@ -655,7 +655,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     private func fail(_ error: GatewayError) {
         guard !self.done else { return }
-        self.state.finish(failed: error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, started: self.started, logger: self.logger)
+        self.state.finish(failed: error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission, started: self.started, logger: self.logger)
         self.write(error.openAIWholeResponse(requestID: self.requestID, overhead: ContinuousClock.now - self.started))
     }
 
@@ -688,7 +688,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
                 self.state.health.withLock { $0.abandoned(attempt.ticket) }
             }
             self.state.finish(
-                failed: .clientDisconnected, requestID: self.requestID, operation: "chat", caller: self.admission.caller, started: self.started,
+                failed: .clientDisconnected, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission, started: self.started,
                 logger: self.logger
             )
         }

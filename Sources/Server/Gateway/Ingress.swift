@@ -26,11 +26,13 @@ extension GatewayState {
             caller = try self.identify(request)
             return try await work(requestID, started, caller)
         } catch {
-            let refusal = error as? PolicyRefusal
-            let gatewayError = refusal?.error ?? error as? GatewayError ?? .internalFailure("\(type(of: error))")
+            let admitted = error as? AdmittedFailure
+            let underlying = admitted?.error ?? error
+            let refusal = underlying as? PolicyRefusal
+            let gatewayError = refusal?.error ?? underlying as? GatewayError ?? .internalFailure("\(type(of: underlying))")
             self.finish(
                 failed: gatewayError, requestID: requestID, operation: request.uri.path.hasSuffix("embeddings") ? "embeddings" : "chat",
-                caller: caller, started: started, logger: context.logger
+                caller: caller, admission: admitted?.admission, started: started, logger: context.logger
             )
             var response = switch dialect {
             case .openAI: gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
@@ -42,13 +44,18 @@ extension GatewayState {
     }
 
     /// Logs and accounts a request that failed without an upstream answer to pass on.
-    func finish(failed error: GatewayError, requestID: String, operation: String, caller: Caller, started: ContinuousClock.Instant, logger: Logger) {
+    /// - Parameter admission: when the request was admitted, its reservation is given back.
+    func finish(
+        failed error: GatewayError, requestID: String, operation: String, caller: Caller, admission: Admission? = nil, started: ContinuousClock.Instant,
+        logger: Logger
+    ) {
         error.log(requestID: requestID, logger: logger)
         var summary = RequestSummary(
             requestID: requestID, operation: operation, route: nil, target: nil, status: error.httpStatus, failure: error.domain,
             message: error.message, latency: ContinuousClock.now - started
         )
         summary.caller = caller
+        summary.admission = admission
         self.finish(summary)
     }
 

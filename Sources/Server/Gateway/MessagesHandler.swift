@@ -25,6 +25,14 @@ struct MessagesHandler: Sendable {
         case .answered(let response): return response
         case .forward(let forwarded): intake = forwarded
         }
+        return try await intake.admission.guarding {
+            try await self.forward(intake, request: request, requestID: requestID, started: started, context: context)
+        }
+    }
+
+    private func forward(
+        _ intake: ChatIntake, request: Request, requestID: String, started: ContinuousClock.Instant, context: GatewayRequestContext
+    ) async throws -> Response {
         let (body, patch, routing, plan) = (intake.body, intake.patch, intake.routing, intake.plan)
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
             ? AnthropicRequestDecoder.decode(body) : nil

@@ -12,6 +12,48 @@ import Synchronization
 struct Admission: Sendable {
     let caller: Caller
     let ticket: AdmissionTicket?
+    /// Present with a ticket: whichever path ends the request first (its answer, or a failure after
+    /// admission) settles the reservation, and only that one.
+    let settlement: SettlementClaim?
+
+    init(caller: Caller, ticket: AdmissionTicket?) {
+        self.caller = caller
+        self.ticket = ticket
+        self.settlement = ticket == nil ? nil : SettlementClaim()
+    }
+
+    /// The ticket, for the one caller that gets to settle it.
+    func claimTicket() -> AdmissionTicket? {
+        guard let ticket = self.ticket, self.settlement?.claim() == true else { return nil }
+        return ticket
+    }
+}
+
+final class SettlementClaim: Sendable {
+    private let claimed = Atomic<Bool>(false)
+
+    func claim() -> Bool {
+        !self.claimed.exchange(true, ordering: .acquiringAndReleasing)
+    }
+}
+
+/// A failure after the request was admitted: its reservation must still be given back.
+struct AdmittedFailure: Error {
+    let error: any Error
+    let admission: Admission
+}
+
+extension Admission {
+    /// Runs what follows admission; a failure carries the admission out, so the reservation is settled.
+    func guarding<Value>(_ work: () async throws -> Value) async throws -> Value {
+        do {
+            return try await work()
+        } catch let failure as AdmittedFailure {
+            throw failure
+        } catch {
+            throw AdmittedFailure(error: error, admission: self)
+        }
+    }
 }
 
 /// A request refused by a limit or budget, with what the `x-ratelimit-*` headers should say.
