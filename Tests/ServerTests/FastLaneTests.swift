@@ -119,6 +119,28 @@ struct FastLaneTests {
         await fixture.simulator.stop()
     }
 
+    @Test func aKeyedCallerIsAdmittedAndRefusedOnTheFastLane() async throws {
+        let fixture = try await TenancyFixture.start { config in
+            var tenant = TenantSettings(name: "acme")
+            tenant.limits.requestsPerMinute = 1
+            config.tenants = [tenant]
+        }
+        defer { Task { await fixture.stop() } }
+        let key = try await fixture.key(KeyRequest(tenant: "acme", name: "ci"))
+        let first = try await fixture.chat(key: key)
+        #expect(first.status == 200)
+        #expect(first.headers.first(name: "x-ratelimit-remaining-requests") == "0")
+        let second = try await fixture.chat(key: key)
+        #expect(second.status == 429)
+        #expect((second.json["error"] as? [String: Any])?["code"] as? String == "rate_limited")
+        #expect(second.headers.first(name: "x-ratelimit-limit-requests") == "1")
+        let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
+        #expect(metrics.contains("switchyard_fast_lane_requests_total 2"))
+        // The refusal is counted once (the framework did not admit the request a second time).
+        let tenant = await fixture.control.tenants(fixture.control.state.routing.config).first { $0.name == "acme" }
+        #expect(tenant?.limitRejections == 1 && tenant?.requestsToday == 1)
+    }
+
     @Test func aClientThatHangsUpMidStreamLeavesItsLedgerRowOnEitherLane() async throws {
         // A slow stream, hung up on after its first bytes: through the fast lane (OpenAI to an
         // OpenAI-compatible upstream) and through the framework (Anthropic, translated).

@@ -4,6 +4,9 @@ import Synchronization
 /// one round trip a request) lets several replicas enforce the same limits.
 public protocol QuotaStore: Sendable {
     func admit(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) async -> Result<AdmissionTicket, QuotaRejection>
+    /// The same decision taken on the spot, for a caller that cannot wait (the event loop's fast lane);
+    /// nil from a store that needs I/O to decide, whose requests take the asynchronous path.
+    func admitNow(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) -> Result<AdmissionTicket, QuotaRejection>?
     /// Never waits: a store that needs I/O to settle queues it, so an answer is never held up by its accounting.
     func settle(_ ticket: AdmissionTicket, tokens: Int, cost: Double, at now: ContinuousClock.Instant, day: String, month: String)
     func usage(of subject: QuotaSubject) async -> QuotaBook.Usage?
@@ -17,6 +20,10 @@ public final class InMemoryQuotaStore: QuotaStore {
     public init() {}
 
     public func admit(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) async -> Result<AdmissionTicket, QuotaRejection> {
+        self.book.withLock { $0.admit(request, at: now, day: day, month: month) }
+    }
+
+    public func admitNow(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) -> Result<AdmissionTicket, QuotaRejection>? {
         self.book.withLock { $0.admit(request, at: now, day: day, month: month) }
     }
 

@@ -11,8 +11,9 @@ import Synchronization
 /// The OpenAI fast path served where the request arrives: on the connection's event loop, with the
 /// upstream reached through that loop's own connections, without a task, an async hop or
 /// AsyncHTTPClient. It sits in each connection's pipeline in front of Hummingbird and takes the
-/// requests that need nothing else: a chat completion (whole or streamed) from an anonymous caller to a
-/// route without a cache or hedging whose targets are all plain-HTTP OpenAI-compatible upstreams.
+/// requests that need nothing else: a chat completion (whole or streamed), from a caller whose limits
+/// the quota store can decide on the spot (anonymous, or kept in memory), to a route without a cache or
+/// hedging whose targets are all plain-HTTP OpenAI-compatible upstreams.
 /// Every other request, and every request the fast lane could not take as it is (a bad body, an
 /// unknown model, a refusal), goes on to Hummingbird unchanged, where the same code answers it in full.
 ///
@@ -217,6 +218,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private var plan: FailoverPlan
     private let patch: OpenAIRequestPatch
     private let admission: Admission
+    /// Set when the caller's limits refused the request: the fast lane answers it so (its refusal is
+    /// counted already).
+    private let refusal: PolicyRefusal?
     private let requestID: String
     private let traceparent: String?
     private let started: ContinuousClock.Instant
@@ -311,7 +315,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let started = ContinuousClock.now
         guard let pool = state.loopUpstreams.pool(on: context.eventLoop) else { return nil }
         let request = Request(head: head, body: RequestBody(buffer: body))
-        guard let caller = try? state.identify(request), caller.tenant == nil, let patch = try? OpenAIRequestPatch(body: body) else { return nil }
+        guard let caller = try? state.identify(request), let patch = try? OpenAIRequestPatch(body: body) else { return nil }
         let routing = state.routing
         let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
         guard let plan = try? state.plan(features, in: routing), plan.route.hedge == nil,
@@ -327,6 +331,17 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         } catch {
             return nil
         }
+        // Last: from here on the fast lane answers, so a reservation it takes is always settled by it.
+        do {
+            guard let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) else { return nil }
+            self.admission = admitted
+            self.refusal = nil
+        } catch let refusal as PolicyRefusal {
+            self.admission = Admission(caller: caller, ticket: nil)
+            self.refusal = refusal
+        } catch {
+            return nil
+        }
         self.state = state
         self.handler = handler
         self.context = context
@@ -334,7 +349,6 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.routing = routing
         self.plan = plan
         self.patch = patch
-        self.admission = Admission(caller: caller, ticket: nil)
         self.requestID = state.identity.make(clientSupplied: head.headerFields[.requestID])
         self.traceparent = head.headerFields[.traceparent].flatMap { TraceContext.isValidTraceparent($0) ? $0 : nil }
         self.started = started
@@ -343,7 +357,18 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     func begin() {
         self.state.metrics.recordFastLane()
+        if let refusal = self.refusal { return self.refuse(refusal) }
         self.start(self.plan.first)
+    }
+
+    /// A limit or budget said no: the answer the framework gives, with the rate-limit headers.
+    private func refuse(_ refusal: PolicyRefusal) {
+        self.state.finish(
+            failed: refusal.error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, started: self.started, logger: self.logger
+        )
+        var response = refusal.error.openAIWholeResponse(requestID: self.requestID, overhead: ContinuousClock.now - self.started)
+        response.headers.setRateLimitHeaders(refusal.report)
+        self.write(response)
     }
 
     // MARK: Attempts

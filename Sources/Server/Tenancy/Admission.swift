@@ -94,7 +94,28 @@ extension GatewayState {
     /// reach. All of the tenant's and the key's limits pass, or none is taken.
     /// - Throws: `PolicyRefusal` (403 model not allowed, 429 limits, 429 or 402 budgets).
     func admit(_ caller: Caller, plan: FailoverPlan, routing: RoutingSnapshot, features: RequestFeatures, body: ByteBuffer) async throws -> Admission {
-        guard let tenantName = caller.tenant else { return Admission(caller: caller, ticket: nil) }
+        guard let request = try self.admissionRequest(caller, plan: plan, routing: routing, features: features) else {
+            return Admission(caller: caller, ticket: nil)
+        }
+        let (day, month) = BudgetCalendar.shared.dayAndMonth()
+        return try self.admission(of: caller, await self.quotas.admit(request, at: .now, day: day, month: month))
+    }
+
+    /// `admit` without waiting, for the event loop's fast lane: nil when the quota store cannot decide
+    /// on the spot (the request then takes the asynchronous path, and is admitted there).
+    func admitNow(_ caller: Caller, plan: FailoverPlan, routing: RoutingSnapshot, features: RequestFeatures) throws -> Admission? {
+        guard let request = try self.admissionRequest(caller, plan: plan, routing: routing, features: features) else {
+            return Admission(caller: caller, ticket: nil)
+        }
+        let (day, month) = BudgetCalendar.shared.dayAndMonth()
+        guard let result = self.quotas.admitNow(request, at: .now, day: day, month: month) else { return nil }
+        return try self.admission(of: caller, result)
+    }
+
+    /// What the quota store is asked for a tenant's caller (nil for one without a tenant), once its
+    /// models are checked.
+    private func admissionRequest(_ caller: Caller, plan: FailoverPlan, routing: RoutingSnapshot, features: RequestFeatures) throws -> AdmissionRequest? {
+        guard let tenantName = caller.tenant else { return nil }
         let tenant = routing.config.tenant(tenantName)
         let alias = plan.route.alias
         if let tenant, !tenant.models.isEmpty, !tenant.models.contains(where: { Glob.matches($0, alias) }) {
@@ -112,9 +133,12 @@ extension GatewayState {
             guard let price = routing.price(of: candidate.target) else { continue }
             worstCost = max(worstCost, price.worstCase(promptTokens: features.promptTokens, maxOutputTokens: outputTokens))
         }
-        let request = AdmissionRequest(subjects: subjects, reservedTokens: features.promptTokens + outputTokens, reservedCost: worstCost)
-        let (day, month) = BudgetCalendar.shared.dayAndMonth()
-        switch await self.quotas.admit(request, at: .now, day: day, month: month) {
+        return AdmissionRequest(subjects: subjects, reservedTokens: features.promptTokens + outputTokens, reservedCost: worstCost)
+    }
+
+    /// The store's answer as an admission, or the refusal to answer with.
+    private func admission(of caller: Caller, _ result: Result<AdmissionTicket, QuotaRejection>) throws -> Admission {
+        switch result {
         case .success(let ticket):
             return Admission(caller: caller, ticket: ticket)
         case .failure(let rejection):
