@@ -154,6 +154,15 @@ extension GatewayState {
 extension HTTPField.Name {
     /// Anthropic's (and many SDKs') header for the key.
     static let apiKey = HTTPField.Name("x-api-key")!
+    /// Made once: a name is validated when it is made, and these go on every keyed answer.
+    static let rateLimitRequests = (
+        limit: HTTPField.Name("x-ratelimit-limit-requests")!, remaining: HTTPField.Name("x-ratelimit-remaining-requests")!,
+        reset: HTTPField.Name("x-ratelimit-reset-requests")!
+    )
+    static let rateLimitTokens = (
+        limit: HTTPField.Name("x-ratelimit-limit-tokens")!, remaining: HTTPField.Name("x-ratelimit-remaining-tokens")!,
+        reset: HTTPField.Name("x-ratelimit-reset-tokens")!
+    )
 }
 
 extension Substring {
@@ -169,13 +178,11 @@ extension HTTPFields {
     /// `x-ratelimit-limit-requests`, `-remaining-`, `-reset-` and the same for tokens, as OpenAI names them.
     mutating func setRateLimitHeaders(_ report: RateLimitReport?) {
         guard let report else { return }
-        for (suffix, decision) in [("requests", report.requests), ("tokens", report.tokens)] {
-            guard let decision, let limit = HTTPField.Name("x-ratelimit-limit-\(suffix)"),
-                let remaining = HTTPField.Name("x-ratelimit-remaining-\(suffix)"), let reset = HTTPField.Name("x-ratelimit-reset-\(suffix)")
-            else { continue }
-            self[limit] = String(decision.limit)
-            self[remaining] = String(decision.remaining)
-            self[reset] = "\(Int(decision.reset.seconds.rounded(.up)))s"
+        for (names, decision) in [(HTTPField.Name.rateLimitRequests, report.requests), (HTTPField.Name.rateLimitTokens, report.tokens)] {
+            guard let decision else { continue }
+            self[names.limit] = String(decision.limit)
+            self[names.remaining] = String(decision.remaining)
+            self[names.reset] = "\(Int(decision.reset.seconds.rounded(.up)))s"
         }
     }
 }
