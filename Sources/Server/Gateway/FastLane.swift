@@ -230,7 +230,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     /// It waits for its connection itself, so a connection that comes after it gave up (a timeout, a
     /// failover to another provider) never carries another attempt's request.
     private final class Attempt: ConnectionWaiter {
-        weak var exchange: FastExchange?
+        /// Set while this is the exchange's current attempt, cleared when it ends (which also breaks
+        /// the cycle; a `weak` reference cost a side-table allocation a request).
+        var exchange: FastExchange?
         let target: PlannedTarget
         let upstream: UpstreamPool.Upstream
         let endpoint: PlainHTTPEndpoint
@@ -278,7 +280,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.headTimeout = .upstreamTimeout(provider: target.provider, phase: phase, limit: DurationText.format(limit))
         }
 
-        var wantsConnection: Bool { self.connection == nil && self.exchange?.isCurrent(self) == true }
+        var wantsConnection: Bool { self.connection == nil && self.exchange != nil }
 
         func connectionReady(_ result: Result<UpstreamConnection, any Error>) {
             guard let exchange = self.exchange else {
@@ -301,7 +303,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         var paused = false
     }
 
-    private var attempt: Attempt?
+    private var attempt: Attempt? {
+        didSet { if oldValue !== self.attempt { oldValue?.exchange = nil } }
+    }
     private var relay: Relay?
     /// The one deadline in force (a timeout, or the end of a backoff), checked by the loop's sweep.
     private var deadline: (at: ContinuousClock.Instant, fire: () -> Void)?
