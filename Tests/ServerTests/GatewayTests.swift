@@ -218,7 +218,7 @@ struct GatewayTests {
 @Suite(.serialized)
 struct ClientHangUpTests {
     @Test func aClientThatHangsUpOnANonStreamingRequestCancelsTheUpstreamRequest() async throws {
-        let upstream = try await SilentUpstream()
+        let upstream = try await ScriptedUpstream(.init(answers: false))
         let silent = ProviderSettings(id: "silent", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
         let fixture = try await GatewayFixture.start(extraProviders: [silent], extraRoutes: [RouteSettings(alias: "quiet", targets: [RouteTarget(provider: "silent", model: "m")])])
         let client = Task {

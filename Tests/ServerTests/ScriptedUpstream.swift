@@ -3,11 +3,13 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// An OpenAI-compatible upstream on loopback whose connection behaviour a test chooses: how long it
-/// takes to answer, and whether it closes a connection shortly after answering on it (as an upstream
-/// whose keep-alive timeout is shorter than ours does) without saying so. It counts connections.
+/// An OpenAI-compatible upstream on loopback whose connection behaviour a test chooses: whether and
+/// how soon it answers, and whether it closes a connection shortly after answering on it (as an
+/// upstream whose keep-alive timeout is shorter than ours does) without saying so. It counts connections.
 final class ScriptedUpstream: Sendable {
     struct Behaviour: Sendable {
+        /// False: requests are taken and never answered, so a wait on them ends only by a timeout or a cancellation.
+        var answers = true
         var answerAfter: Duration = .zero
         /// Closes each connection this long after its first answer; requests arriving meanwhile are never answered.
         var closeAfterAnswer: Duration?
@@ -80,7 +82,7 @@ final class ScriptedUpstream: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard case .end = self.unwrapInboundIn(data), !self.closing.load(ordering: .relaxed) else { return }
+            guard case .end = self.unwrapInboundIn(data), self.behaviour.answers, !self.closing.load(ordering: .relaxed) else { return }
             let loop = context.eventLoop.assumeIsolated()
             let answer: () -> Void = {
                 var head = HTTPResponseHead(version: .http1_1, status: .ok)

@@ -256,6 +256,25 @@ public struct UpstreamTimeouts: Sendable, Equatable {
     }
 }
 
+/// One of a provider's four timeouts, named as its config key is.
+public enum TimeoutPhase: String, Sendable {
+    case connect
+    case firstByte = "first_byte"
+    case idle
+    case total
+}
+
+extension UpstreamTimeouts {
+    public subscript(phase: TimeoutPhase) -> Duration {
+        switch phase {
+        case .connect: self.connect
+        case .firstByte: self.firstByte
+        case .idle: self.idle
+        case .total: self.total
+        }
+    }
+}
+
 /// `routes.<alias>:` — a client-visible model name and where it goes.
 ///
 /// - `targets` (list of `{provider, model, weight (1), priority (0), price: {input, output}}`; price in

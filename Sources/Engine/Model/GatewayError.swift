@@ -106,6 +106,11 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         )
     }
 
+    /// `provider`'s `phase` timeout fired.
+    public static func upstreamTimeout(_ provider: ProviderSettings, _ phase: TimeoutPhase) -> GatewayError {
+        .upstreamTimeout(provider: provider.id, phase: phase.rawValue, limit: DurationText.format(provider.timeouts[phase]))
+    }
+
     public static func upstreamStatus(provider: String, status: Int, retryAfterSeconds: Int? = nil) -> GatewayError {
         GatewayError(
             .upstreamStatus,

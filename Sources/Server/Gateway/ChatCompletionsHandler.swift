@@ -96,7 +96,6 @@ struct ChatCompletionsHandler: Sendable {
 
     private func relayStream(_ reply: UpstreamCall.Reply, _ context: ExchangeContext, forwardUsageChunk: Bool, overhead: Duration) -> Response {
         let headers = Self.streamHeaders(context, overhead: overhead)
-        let totalDeadline = context.sent + context.upstream.settings.timeouts.total
         let stream = reply.stream
         return Response(
             status: .ok,
@@ -128,9 +127,7 @@ struct ChatCompletionsHandler: Sendable {
                     let step: OpenAIStreamRelay.Step
                     if let chunk {
                         recorder?.feed(chunk)
-                        step = ContinuousClock.now > totalDeadline
-                            ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total)))
-                            : relay.feed(chunk)
+                        step = context.relayStep(&relay, chunk)
                     } else {
                         step = relay.finish()
                     }
@@ -143,13 +140,8 @@ struct ChatCompletionsHandler: Sendable {
                     }
                     if chunk == nil { break }
                 }
-                if let failure {
-                    try await send(failure.openAIStreamEvent)
-                } else if let message = relay.upstreamErrorMessage {
-                    // The upstream's own error event was forwarded as it came.
-                    failure = .streamInterrupted(provider: context.target.provider, detail: "the provider sent an error event: \(message)")
-                }
-                context.streamEnded(failure: failure, usage: relay.usage, finishReason: relay.finishReason)
+                if let failure { try await send(failure.openAIStreamEvent) }
+                failure = context.openAIStreamEnded(relay, failure: failure)
                 if failure == nil, let response = recorder?.finish() { context.remember(response) }
                 try await writer.finish(nil)
             }
@@ -192,6 +184,25 @@ struct ExchangeContext: Sendable {
     var target: PlannedTarget { self.outcome.target }
     var upstream: UpstreamPool.Upstream { self.outcome.upstream }
     var sent: ContinuousClock.Instant { self.outcome.sent }
+    /// When the whole exchange must be over: `total` from when its attempt went out.
+    var deadline: ContinuousClock.Instant { self.sent + self.upstream.settings.timeouts.total }
+
+    /// The relay's step for an upstream chunk, or the `total` timeout once the exchange ran past its deadline.
+    func relayStep(_ relay: inout OpenAIStreamRelay, _ chunk: ByteBuffer) -> OpenAIStreamRelay.Step {
+        ContinuousClock.now > self.deadline ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(self.upstream.settings, .total)) : relay.feed(chunk)
+    }
+
+    /// A relayed OpenAI stream is over, failed by `failure` (ours) or by the upstream's own error event
+    /// (forwarded as it came); accounted.
+    /// - Returns: the failure it was judged by.
+    @discardableResult
+    func openAIStreamEnded(_ relay: OpenAIStreamRelay, failure: GatewayError?) -> GatewayError? {
+        let failure = failure ?? relay.upstreamErrorMessage.map {
+            GatewayError.streamInterrupted(provider: self.target.provider, detail: "the provider sent an error event: \($0)")
+        }
+        self.streamEnded(failure: failure, usage: relay.usage, finishReason: relay.finishReason)
+        return failure
+    }
 
     /// A relayed stream is over: the target is judged by how it ended (a failure after the first
     /// byte counts against it, though nothing can be retried any more).

@@ -240,9 +240,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let head: HTTPRequestHead
         let body: ByteBuffer
         let sent: ContinuousClock.Instant
-        /// When the head must have come, and what fails the attempt if it has not.
+        /// When the head must have come, and which timeout fails the attempt if it has not.
         let headDeadline: ContinuousClock.Instant
-        let headTimeout: GatewayError
+        let headTimeout: TimeoutPhase
         var connection: UpstreamConnection?
         /// When the request went out on its connection.
         var writtenAt: ContinuousClock.Instant?
@@ -273,11 +273,11 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             // AsyncHTTPClient's deadline for the head: `first_byte` or `total`, whichever is shorter (a
             // stream's `idle` too: its client's read timeout), within what is left of the request's deadline.
             let timeouts = upstream.settings.timeouts
-            var (limit, phase) = (timeouts.firstByte, "first_byte")
-            if timeouts.total < limit { (limit, phase) = (timeouts.total, "total") }
-            if isStreaming, timeouts.idle < limit { (limit, phase) = (timeouts.idle, "idle") }
-            self.headDeadline = min(sent + limit, max(deadline, sent + .milliseconds(1)))
-            self.headTimeout = .upstreamTimeout(provider: target.provider, phase: phase, limit: DurationText.format(limit))
+            var phase = TimeoutPhase.firstByte
+            if timeouts.total < timeouts[phase] { phase = .total }
+            if isStreaming, timeouts.idle < timeouts[phase] { phase = .idle }
+            self.headDeadline = min(sent + timeouts[phase], max(deadline, sent + .milliseconds(1)))
+            self.headTimeout = phase
         }
 
         var wantsConnection: Bool { self.connection == nil && self.exchange != nil }
@@ -296,7 +296,6 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let exchange: ExchangeContext
         let connection: UpstreamConnection?
         var relay: OpenAIStreamRelay
-        let totalDeadline: ContinuousClock.Instant
         var lastChunk: ContinuousClock.Instant
         /// The client reads slower than the upstream writes: the upstream is not read meanwhile, and
         /// its silence is not its fault.
@@ -361,18 +360,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     func begin() {
         self.state.metrics.recordFastLane()
-        if let refusal = self.refusal { return self.refuse(refusal) }
+        // A limit or budget said no: the framework's answer, with the rate-limit headers.
+        if let refusal = self.refusal { return self.fail(refusal.error, rateLimits: refusal.report) }
         self.start(self.plan.first)
-    }
-
-    /// A limit or budget said no: the answer the framework gives, with the rate-limit headers.
-    private func refuse(_ refusal: PolicyRefusal) {
-        self.state.finish(
-            failed: refusal.error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, started: self.started, logger: self.logger
-        )
-        var response = refusal.error.openAIWholeResponse(requestID: self.requestID, overhead: ContinuousClock.now - self.started)
-        response.headers.setRateLimitHeaders(refusal.report)
-        self.write(response)
     }
 
     // MARK: Attempts
@@ -410,22 +400,19 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     /// it comes, the attempt fails or the next one is set.
     private func watch(_ attempt: Attempt) {
         let timeouts = attempt.upstream.settings.timeouts
-        let provider = attempt.target.provider
-        let next: (at: ContinuousClock.Instant, error: GatewayError)
+        let next: (at: ContinuousClock.Instant, phase: TimeoutPhase)
         if let answeredAt = attempt.answeredAt {
             if attempt.relaysStream {
-                next = (answeredAt + timeouts.idle, .upstreamTimeout(provider: provider, phase: "idle", limit: DurationText.format(timeouts.idle)))
+                next = (answeredAt + timeouts.idle, .idle)
             } else {
                 let silence = (attempt.lastRead ?? answeredAt) + timeouts.firstByte
                 let total = attempt.sent + timeouts.total
-                next = silence < total
-                    ? (silence, .upstreamTimeout(provider: provider, phase: "first_byte", limit: DurationText.format(timeouts.firstByte)))
-                    : (total, .upstreamTimeout(provider: provider, phase: "total", limit: DurationText.format(timeouts.total)))
+                next = silence < total ? (silence, .firstByte) : (total, .total)
             }
         } else {
             next = (attempt.headDeadline, attempt.headTimeout)
         }
-        guard ContinuousClock.now < next.at else { return self.attemptFailed(next.error) }
+        guard ContinuousClock.now < next.at else { return self.attemptFailed(.upstreamTimeout(attempt.upstream.settings, next.phase)) }
         self.arm(at: next.at) {
             if self.attempt === attempt { self.watch(attempt) }
         }
@@ -570,47 +557,36 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard case .won(let won) = result else { return self.settle(result) }
         let outcome = won.counted(self.plan.attemptsStarted, firstSent: self.firstSent)
         let exchange = self.exchangeContext(outcome)
-        let timeouts = attempt.upstream.settings.timeouts
         self.relay = Relay(
             exchange: exchange, connection: attempt.connection,
-            relay: OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage),
-            totalDeadline: attempt.sent + timeouts.total, lastChunk: .now
+            relay: OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage), lastChunk: .now
         )
         let headers = ChatCompletionsHandler.streamHeaders(exchange, overhead: outcome.overhead(since: self.started))
         self.context.write(self.handler.wrapOutboundOut(.head(HTTPResponse(status: .ok, headerFields: headers))), promise: nil)
-        self.watchIdle(timeouts.idle, provider: attempt.target.provider)
+        self.watchIdle()
         self.relayChunk(first)
     }
 
     /// A stream must never be silent for `idle` (while the client keeps up): one deadline, pushed back
     /// by what arrived meanwhile.
-    private func watchIdle(_ idle: Duration, provider: String) {
+    private func watchIdle() {
         guard let relay = self.relay else { return }
-        self.arm(at: min((relay.paused ? ContinuousClock.now : relay.lastChunk) + idle, relay.totalDeadline)) {
+        let settings = relay.exchange.upstream.settings
+        self.arm(at: min((relay.paused ? ContinuousClock.now : relay.lastChunk) + settings.timeouts.idle, relay.exchange.deadline)) {
             guard let relay = self.relay else { return }
             let now = ContinuousClock.now
-            if now >= relay.totalDeadline {
-                // Also for a client that stopped reading: the stream does not hold its upstream forever.
-                let total = relay.exchange.upstream.settings.timeouts.total
-                return self.endRelay(failure: .upstreamTimeout(provider: provider, phase: "total", limit: DurationText.format(total)))
-            }
-            if !relay.paused, now - relay.lastChunk >= idle {
-                return self.endRelay(failure: .upstreamTimeout(provider: provider, phase: "idle", limit: DurationText.format(idle)))
-            }
-            self.watchIdle(idle, provider: provider)
+            // Also for a client that stopped reading: the stream does not hold its upstream forever.
+            if now >= relay.exchange.deadline { return self.endRelay(failure: .upstreamTimeout(settings, .total)) }
+            if !relay.paused, now - relay.lastChunk >= settings.timeouts.idle { return self.endRelay(failure: .upstreamTimeout(settings, .idle)) }
+            self.watchIdle()
         }
     }
 
     private func relayChunk(_ chunk: ByteBuffer) {
         guard var relay = self.relay else { return }
         self.relay = nil
-        let now = ContinuousClock.now
-        relay.lastChunk = now
-        let step: OpenAIStreamRelay.Step = now > relay.totalDeadline
-            ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(
-                provider: relay.exchange.target.provider, phase: "total", limit: DurationText.format(relay.exchange.upstream.settings.timeouts.total)
-            ))
-            : relay.relay.feed(chunk)
+        relay.lastChunk = .now
+        let step = relay.exchange.relayStep(&relay.relay, chunk)
         self.relay = relay
         switch step {
         case .forward(let bytes):
@@ -649,11 +625,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         if let failure {
             relay.connection?.abandon(from: self)
             self.context.write(self.handler.wrapOutboundOut(.body(failure.openAIStreamEvent)), promise: nil)
-        } else if let message = relay.relay.upstreamErrorMessage {
-            // The upstream's own error event was forwarded as it came.
-            failure = .streamInterrupted(provider: relay.exchange.target.provider, detail: "the provider sent an error event: \(message)")
         }
-        relay.exchange.streamEnded(failure: failure, usage: relay.relay.usage, finishReason: relay.relay.finishReason)
+        relay.exchange.openAIStreamEnded(relay.relay, failure: failure)
         self.context.writeAndFlush(self.handler.wrapOutboundOut(.end(nil)), promise: nil)
         self.handler.exchangeEnded(context: self.context)
     }
@@ -682,10 +655,15 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.write(outcome.reply.openAIErrorWholeResponse(self.exchangeContext(outcome), overhead: outcome.overhead(since: self.started)))
     }
 
-    private func fail(_ error: GatewayError) {
+    private func fail(_ error: GatewayError, rateLimits: RateLimitReport? = nil) {
         guard !self.done else { return }
-        self.state.finish(failed: error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission, started: self.started, logger: self.logger)
-        self.write(error.openAIWholeResponse(requestID: self.requestID, overhead: ContinuousClock.now - self.started))
+        self.state.finish(
+            failed: error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission, started: self.started,
+            logger: self.logger
+        )
+        var response = error.openAIWholeResponse(requestID: self.requestID, overhead: ContinuousClock.now - self.started)
+        response.headers.setRateLimitHeaders(rateLimits)
+        self.write(response)
     }
 
     private func write(_ response: WholeResponse) {
@@ -717,8 +695,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
                 self.state.health.withLock { $0.abandoned(attempt.ticket) }
             }
             self.state.finish(
-                failed: .clientDisconnected, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission, started: self.started,
-                logger: self.logger
+                failed: .clientDisconnected, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission,
+                started: self.started, logger: self.logger
             )
         }
         self.handler.exchangeEnded(context: self.context)

@@ -107,8 +107,7 @@ struct MessagesHandler: Sendable {
     }
 
     private static func relayAnthropicStream(_ stream: UpstreamStream, _ context: ExchangeContext) -> ResponseBody {
-        let totalDeadline = context.sent + context.upstream.settings.timeouts.total
-        return ResponseBody { writer in
+        ResponseBody { writer in
             var decoder = AnthropicStreamDecoder(provider: context.target.provider)
             var recording = context.recordsAnswer ? StreamRecording() : nil
             var pending = ByteBuffer()
@@ -136,8 +135,8 @@ struct MessagesHandler: Sendable {
                     for case .failure(let error) in decoder.finish() { failure = error }
                     break
                 }
-                if ContinuousClock.now > totalDeadline {
-                    failure = .upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total))
+                if ContinuousClock.now > context.deadline {
+                    failure = .upstreamTimeout(context.upstream.settings, .total)
                     break
                 }
                 pending.writeBuffer(&chunk)

@@ -124,11 +124,17 @@ final class LoopConnectionPool {
                 waiter.connectionReady(result)
             case .failure:
                 waiter.connectionReady(result)
-                // The place is free again: the next in line tries too (and fails over as fast, if it fails).
-                let key = ObjectIdentifier(endpoint)
-                if self.open[key, default: 0] < self.limit(endpoint), let next = self.nextWaiter(key) { self.connect(endpoint, for: next) }
+                // The next in line tries too (and fails over as fast, if it fails).
+                self.connectNextWaiter(endpoint)
             }
         }
+    }
+
+    /// A place came free: the next in line gets a new connection.
+    private func connectNextWaiter(_ endpoint: PlainHTTPEndpoint) {
+        let key = ObjectIdentifier(endpoint)
+        guard self.open[key, default: 0] < self.limit(endpoint), let waiter = self.nextWaiter(key) else { return }
+        self.connect(endpoint, for: waiter)
     }
 
     /// Opens a connection (counted at once, so concurrent opens respect the limit).
@@ -181,7 +187,7 @@ final class LoopConnectionPool {
         let key = ObjectIdentifier(connection.endpoint)
         self.idle[key]?.removeAll { $0 === connection }
         self.open[key, default: 1] -= 1
-        if let waiter = self.nextWaiter(key) { self.connect(connection.endpoint, for: waiter) }
+        self.connectNextWaiter(connection.endpoint)
     }
 
     /// Every 10 s while connections are idle, those unused for `idleLifetime` are closed.

@@ -84,7 +84,7 @@ enum UpstreamCall {
             }
             let body = try await response.body.collect(upTo: isSuccess ? Self.maxBody : Self.maxErrorBody)
             guard ContinuousClock.now < sent + timeouts.total else {
-                throw GatewayError.upstreamTimeout(provider: upstream.settings.id, phase: "total", limit: DurationText.format(timeouts.total))
+                throw GatewayError.upstreamTimeout(upstream.settings, .total)
             }
             return Reply(response: response, body: body, stream: nil)
         } catch {
@@ -158,8 +158,7 @@ extension UpstreamCall {
         decoder makeDecoder: @escaping @Sendable () -> any StreamDecoder,
         encoder makeEncoder: @escaping @Sendable () -> Encoder
     ) -> ResponseBody {
-        let totalDeadline = context.sent + context.upstream.settings.timeouts.total
-        return ResponseBody { writer in
+        ResponseBody { writer in
             var decoder = makeDecoder()
             var encoder = makeEncoder()
             var failure: GatewayError?
@@ -169,8 +168,8 @@ extension UpstreamCall {
                 var events: [StreamEvent]
                 do {
                     if let chunk = try await stream.next() {
-                        events = ContinuousClock.now > totalDeadline
-                            ? [.failure(.upstreamTimeout(provider: context.target.provider, phase: "total", limit: DurationText.format(context.upstream.settings.timeouts.total)))]
+                        events = ContinuousClock.now > context.deadline
+                            ? [.failure(.upstreamTimeout(context.upstream.settings, .total))]
                             : decoder.feed(chunk)
                     } else {
                         events = decoder.finish()

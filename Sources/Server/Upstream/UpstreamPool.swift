@@ -143,15 +143,15 @@ extension GatewayError {
         if let clientError = error as? HTTPClientError {
             switch clientError {
             case .connectTimeout:
-                return .upstreamTimeout(provider: provider.id, phase: "connect", limit: DurationText.format(timeouts.connect))
+                return .upstreamTimeout(provider, .connect)
             case .readTimeout:
                 return streaming
-                    ? .upstreamTimeout(provider: provider.id, phase: "idle", limit: DurationText.format(timeouts.idle))
-                    : .upstreamTimeout(provider: provider.id, phase: "first_byte", limit: DurationText.format(timeouts.firstByte))
+                    ? .upstreamTimeout(provider, .idle)
+                    : .upstreamTimeout(provider, .firstByte)
             case .deadlineExceeded:
                 return timeouts.total < timeouts.firstByte
-                    ? .upstreamTimeout(provider: provider.id, phase: "total", limit: DurationText.format(timeouts.total))
-                    : .upstreamTimeout(provider: provider.id, phase: "first_byte", limit: DurationText.format(timeouts.firstByte))
+                    ? .upstreamTimeout(provider, .total)
+                    : .upstreamTimeout(provider, .firstByte)
             case .remoteConnectionClosed:
                 return .upstreamUnreachable(provider: provider.id, detail: "the connection was closed")
             default:
@@ -159,7 +159,7 @@ extension GatewayError {
             }
         }
         if case ChannelError.connectTimeout = error {
-            return .upstreamTimeout(provider: provider.id, phase: "connect", limit: DurationText.format(timeouts.connect))
+            return .upstreamTimeout(provider, .connect)
         }
         if error is HTTPParserError {
             return .upstreamMalformed(provider: provider.id, detail: "the answer is not valid HTTP/1.1")
