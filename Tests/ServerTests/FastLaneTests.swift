@@ -106,6 +106,21 @@ struct FastLaneTests {
         await upstream.stop()
     }
 
+    @Test func aLastEventWithoutItsBlankLineStillReachesTheClient() async throws {
+        // SSE allows the last event to end with the body, without its blank line.
+        let chunk = #"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#
+        let upstream = try await ScriptedUpstream(.init(events: "data: \(chunk)\n\ndata: [DONE]"))
+        let provider = ProviderSettings(id: "terse", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
+        let fixture = try await GatewayFixture.start(
+            extraProviders: [provider], extraRoutes: [RouteSettings(alias: "terse", targets: [RouteTarget(provider: "terse", model: "m")])]
+        )
+        let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "terse", stream: true))
+        #expect(reply.status == 200)
+        #expect(reply.events.last == "[DONE]")
+        await fixture.stop()
+        await upstream.stop()
+    }
+
     @Test(arguments: [false, true])
     func aGracefulStopLetsTheFastLaneFinishWhatItServes(_ stream: Bool) async throws {
         let fixture = try await GatewayFixture.start(routes: ["slow": "m:ttft=600ms"])

@@ -13,6 +13,8 @@ final class ScriptedUpstream: Sendable {
         var answerAfter: Duration = .zero
         /// Closes each connection this long after its first answer; requests arriving meanwhile are never answered.
         var closeAfterAnswer: Duration?
+        /// Answers with this event stream instead of a whole chat completion.
+        var events: String?
     }
 
     let port: Int
@@ -85,11 +87,12 @@ final class ScriptedUpstream: Sendable {
             guard case .end = self.unwrapInboundIn(data), self.behaviour.answers, !self.closing.load(ordering: .relaxed) else { return }
             let loop = context.eventLoop.assumeIsolated()
             let answer: () -> Void = {
+                let body = self.behaviour.events.map { ByteBuffer(string: $0) } ?? Self.body
                 var head = HTTPResponseHead(version: .http1_1, status: .ok)
-                head.headers.add(name: "content-type", value: "application/json")
-                head.headers.add(name: "content-length", value: String(Self.body.readableBytes))
+                head.headers.add(name: "content-type", value: self.behaviour.events == nil ? "application/json" : "text/event-stream")
+                head.headers.add(name: "content-length", value: String(body.readableBytes))
                 context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-                context.write(self.wrapOutboundOut(.body(.byteBuffer(Self.body))), promise: nil)
+                context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
                 context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
                 self.counts.answered.add(1, ordering: .relaxed)
                 if let delay = self.behaviour.closeAfterAnswer {

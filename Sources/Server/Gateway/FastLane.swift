@@ -590,13 +590,18 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.relay = relay
         switch step {
         case .forward(let bytes):
-            if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
+            self.relayToClient(bytes)
             // A client that reads slower than the upstream writes holds the upstream back, not our memory.
             if !self.context.channel.isWritable { self.clientWritabilityChanged() }
         case .fail(let bytes, let error):
-            if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
+            self.relayToClient(bytes)
             self.endRelay(failure: error)
         }
+    }
+
+    /// Relayed bytes go out with the next flush (once per read from the upstream).
+    private func relayToClient(_ bytes: ByteBuffer) {
+        if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
     }
 
     /// The client's socket drained (or filled): the relayed upstream is read again (or held).
@@ -618,9 +623,15 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.done = true
         self.disarm()
         var failure = failure
-        if failure == nil, case .fail(let bytes, let error) = relay.relay.finish() {
-            if bytes.readableBytes > 0 { self.context.write(self.handler.wrapOutboundOut(.body(bytes)), promise: nil) }
-            failure = error
+        if failure == nil {
+            // What the upstream left without its blank line (its last event, often `[DONE]`) goes out too.
+            switch relay.relay.finish() {
+            case .forward(let bytes):
+                self.relayToClient(bytes)
+            case .fail(let bytes, let error):
+                self.relayToClient(bytes)
+                failure = error
+            }
         }
         if let failure {
             relay.connection?.abandon(from: self)
