@@ -52,4 +52,40 @@ struct JSONScannerTests {
         }
         #expect(value == "café 😀 /")
     }
+
+    private func named(_ text: String, _ names: [StaticString]) throws -> [(name: String, value: String)] {
+        let bytes = Array(text.utf8)
+        return try bytes.withUnsafeBytes { raw in
+            var found: [(name: String, value: String)] = []
+            try JSONScanner.forEachTopLevelMember(of: raw, named: names) { member in
+                found.append((names[member.name].description, String(decoding: raw[member.valueRange], as: UTF8.self)))
+            }
+            return found
+        }
+    }
+
+    @Test func findsMembersByNameInDocumentOrderRepeatsIncluded() throws {
+        let text = #"{"model":"a","messages":[{"model":"inner"}],"us\u0061ge":{"n":1},"model":"b","stream":true}"#
+        let found = try self.named(text, ["stream", "model", "usage"])
+        #expect(found.map(\.name) == ["model", "usage", "model", "stream"])
+        #expect(found.map(\.value) == [#""a""#, #"{"n":1}"#, #""b""#, "true"])
+    }
+
+    @Test func validatesTheWholeDocumentWhileFindingMembersByName() {
+        #expect(throws: JSONScanner.SyntaxError.self) { try self.named(#"{"model":"a","x":[1,}"#, ["model"]) }
+        #expect(throws: JSONScanner.SyntaxError.self) { try self.named(#"{"model":"a"} x"#, ["model"]) }
+    }
+
+    /// Strings are skipped eight bytes at a time: a quote, a backslash or a control character must be
+    /// seen wherever it falls in a word, and multi-byte characters must pass.
+    @Test func skipsStringsWordByWordWithoutMissingWhatEndsThem() throws {
+        for offset in 0..<17 {
+            let pad = String(repeating: "é", count: offset / 2) + String(repeating: "x", count: offset % 2)
+            let text = "{\"a\":\"\(pad)\\\"q\\\\\(pad)\",\"b\":1}"
+            let found = try self.named(text, ["b"])
+            #expect(found.map(\.value) == ["1"], "offset \(offset)")
+            #expect(!self.isValid("{\"a\":\"\(pad)\u{1}\"}"), "control character at offset \(offset)")
+            #expect(!self.isValid("{\"a\":\"\(pad)"), "unterminated at offset \(offset)")
+        }
+    }
 }

@@ -106,6 +106,75 @@ struct FastLaneTests {
         await upstream.stop()
     }
 
+    /// The fast lane frames upstream answers itself: every framing RFC 9112 allows is relayed whole, and
+    /// what is not HTTP is the upstream's fault (502).
+    @Test(arguments: [
+        ("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n\(ScriptedUpstream.answer)", true, 200),
+        ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10;x=y\r\n\(ScriptedUpstream.answer.prefix(16))\r\n"
+            + "\(String(ScriptedUpstream.answer.utf8.count - 16, radix: 16))\r\n\(ScriptedUpstream.answer.dropFirst(16))\r\n0\r\nx-trailer: 1\r\n\r\n", false, 200),
+        ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: \(ScriptedUpstream.answer.utf8.count)\r\n\r\n\(ScriptedUpstream.answer)", false, 200),
+        ("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!", true, 502),
+        ("SSH-2.0-OpenSSH_9.2\r\n\r\n", true, 502),
+    ])
+    func upstreamAnswersAreFramedAsRFC9112Says(_ answer: String, _ closes: Bool, _ status: Int) async throws {
+        let upstream = try await RawUpstream(answer: answer, closeAfterAnswer: closes)
+        let provider = ProviderSettings(id: "raw", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
+        let fixture = try await GatewayFixture.start(extraProviders: [provider], extraRoutes: [RouteSettings(alias: "raw", targets: [RouteTarget(provider: "raw", model: "m")])])
+        for _ in 0..<2 {
+            let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "raw"))
+            #expect(reply.status == status)
+            if status == 200 {
+                #expect(reply.body == ScriptedUpstream.answer)
+                #expect(reply.headers.first(name: "x-switchyard-cost-usd") != nil)
+            } else {
+                #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "upstream_malformed")
+            }
+        }
+        #expect(try await Self.fastLaneCount(fixture) == 2)
+        await fixture.stop()
+        await upstream.stop()
+    }
+
+    /// Bytes the fast lane will not frame make the connection Hummingbird's for good, which answers them
+    /// and everything after them on that connection.
+    @Test func aChunkedRequestBodyHandsTheConnectionToTheFramework() async throws {
+        let fixture = try await GatewayFixture.start()
+        let chat = TestClient.chat(model: "fast")
+        let connection = try RawConnection(port: fixture.gateway.port)
+        let half = chat.utf8.count / 2
+        let first = String(chat.prefix(half)), second = String(chat.dropFirst(half))
+        try connection.send(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+                + "\(String(first.utf8.count, radix: 16))\r\n\(first)\r\n\(String(second.utf8.count, radix: 16))\r\n\(second)\r\n0\r\n\r\n"
+        )
+        let answer = try connection.readResponse()
+        #expect(answer.status == 200 && answer.body.contains("chat.completion"))
+        try connection.send("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: \(chat.utf8.count)\r\n\r\n\(chat)")
+        #expect(try connection.readResponse().status == 200)
+        #expect(try await Self.fastLaneCount(fixture) == 0)
+        await fixture.stop()
+    }
+
+    @Test func aRequestArrivingInPiecesIsCollectedByTheFastLane() async throws {
+        let fixture = try await GatewayFixture.start()
+        let chat = TestClient.chat(model: "fast")
+        let request = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-request-id: pieces\r\ncontent-length: \(chat.utf8.count)\r\n\r\n\(chat)"
+        let connection = try RawConnection(port: fixture.gateway.port)
+        // The blank line split in two, then the body in two: four reads on the gateway's side.
+        let cuts = [request.utf8.count - chat.utf8.count - 2, request.utf8.count - chat.utf8.count / 2]
+        var sent = request.startIndex
+        for cut in cuts + [request.utf8.count] {
+            let end = request.utf8.index(request.startIndex, offsetBy: cut)
+            try connection.send(String(request[sent..<end]))
+            sent = end
+            try await Task.sleep(for: .milliseconds(30))
+        }
+        let answer = try connection.readResponse()
+        #expect(answer.status == 200 && answer.headers["x-request-id"] == "pieces")
+        #expect(try await Self.fastLaneCount(fixture) == 1)
+        await fixture.stop()
+    }
+
     @Test func aLastEventWithoutItsBlankLineStillReachesTheClient() async throws {
         // SSE allows the last event to end with the body, without its blank line.
         let chunk = #"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#

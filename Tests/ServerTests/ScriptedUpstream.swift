@@ -110,3 +110,49 @@ final class ScriptedUpstream: Sendable {
         static let body = ByteBuffer(string: ScriptedUpstream.answer)
     }
 }
+
+/// An upstream on loopback that answers every request with bytes a test writes out by hand, to
+/// exercise how the fast lane frames answers (chunk extensions and trailers, a body that ends with the
+/// connection, garbage), and closes the connection after answering when asked.
+final class RawUpstream: Sendable {
+    let port: Int
+    private let channel: any Channel
+
+    init(answer: String, closeAfterAnswer: Bool) async throws {
+        self.channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Handler(answer: answer, closeAfterAnswer: closeAfterAnswer))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        self.port = self.channel.localAddress?.port ?? 0
+    }
+
+    func stop() async {
+        try? await self.channel.close()
+    }
+
+    private final class Handler: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+
+        let answer: String
+        let closeAfterAnswer: Bool
+
+        init(answer: String, closeAfterAnswer: Bool) {
+            self.answer = answer
+            self.closeAfterAnswer = closeAfterAnswer
+        }
+
+        /// Answers once a request's blank line and `content-length` bytes have come (requests are small
+        /// and come whole in these tests).
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let text = String(buffer: self.unwrapInboundIn(data))
+            guard text.contains("\r\n\r\n") else { return }
+            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: self.answer)), promise: nil)
+            if self.closeAfterAnswer { context.close(promise: nil) }
+        }
+    }
+}

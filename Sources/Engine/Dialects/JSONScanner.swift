@@ -17,6 +17,14 @@ public struct JSONScanner {
         public let kind: ValueKind
     }
 
+    /// A member found by name (`forEachTopLevelMember(of:named:_:)`): which of the names, and its value.
+    public struct NamedMember: Sendable, Equatable {
+        /// The index of its name in the names asked for.
+        public let name: Int
+        public let valueRange: Range<Int>
+        public let kind: ValueKind
+    }
+
     public struct SyntaxError: Error, Sendable, Equatable, CustomStringConvertible {
         public let message: String
         public let offset: Int
@@ -46,6 +54,45 @@ public struct JSONScanner {
         scanner.skipWhitespace()
         guard scanner.atEnd else { throw scanner.error("unexpected data after the JSON object") }
         return members
+    }
+
+    /// Validates the whole document, which must be an object, and hands `body` its top-level members
+    /// called one of `names`, in document order (a repeated member each time it appears). The other
+    /// members' names are compared as bytes and never decoded, and nothing is collected, so nothing is
+    /// allocated.
+    public static func forEachTopLevelMember(
+        of bytes: UnsafeRawBufferPointer, named names: [StaticString], _ body: (NamedMember) -> Void
+    ) throws(SyntaxError) {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        guard scanner.peek() == UInt8(ascii: "{") else {
+            throw scanner.error(scanner.atEnd ? "the body is empty" : "the body must be a JSON object")
+        }
+        try scanner.scanObject(named: names, depth: 0, body)
+        scanner.skipWhitespace()
+        guard scanner.atEnd else { throw scanner.error("unexpected data after the JSON object") }
+    }
+
+    /// Hands `body` the members called one of `names` of the object that starts at `range` in an
+    /// already validated document.
+    public static func forEachMember(
+        ofObjectIn bytes: UnsafeRawBufferPointer, range: Range<Int>, named names: [StaticString], _ body: (NamedMember) -> Void
+    ) throws(SyntaxError) {
+        var scanner = JSONScanner(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]))
+        scanner.position = range.lowerBound
+        try scanner.scanObject(named: names, depth: 0, body)
+    }
+
+    /// The first element of the array that starts at `range` in an already validated document.
+    public static func firstElement(ofArrayIn bytes: UnsafeRawBufferPointer, range: Range<Int>) throws(SyntaxError) -> (range: Range<Int>, kind: ValueKind)? {
+        var scanner = JSONScanner(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]))
+        scanner.position = range.lowerBound
+        try scanner.expect(UInt8(ascii: "["), "'['")
+        scanner.skipWhitespace()
+        guard scanner.peek() != UInt8(ascii: "]") else { return nil }
+        let start = scanner.position
+        let kind = try scanner.scanValue(depth: 0)
+        return (start..<scanner.position, kind)
     }
 
     /// Validates one complete JSON value (any kind), as found in one SSE `data:` line.
@@ -137,33 +184,54 @@ public struct JSONScanner {
     }
 
     private mutating func scanObject(collectMembers: Bool, depth: Int) throws(SyntaxError) -> [Member] {
-        try self.expect(UInt8(ascii: "{"), "'{'")
         var members: [Member] = []
+        try self.scanObject(depth: depth) { (scanner, key, keyStart, valueRange, kind) throws(SyntaxError) in
+            guard collectMembers else { return }
+            members.append(Member(key: try scanner.decodedKey(key), keyStart: keyStart, valueRange: valueRange, kind: kind))
+        }
+        return members
+    }
+
+    private mutating func scanObject(named names: [StaticString], depth: Int, _ body: (NamedMember) -> Void) throws(SyntaxError) {
+        try self.scanObject(depth: depth) { (scanner, key, _, valueRange, kind) throws(SyntaxError) in
+            guard let name = try scanner.index(of: key, in: names) else { return }
+            body(NamedMember(name: name, valueRange: valueRange, kind: kind))
+        }
+    }
+
+    /// A member name's content (between its quotes) and whether it holds escapes.
+    private typealias Key = (content: Range<Int>, hasEscapes: Bool)
+
+    /// Scans an object, handing each member to `onMember`: its name, where the name's opening quote
+    /// is, and its value's range and kind.
+    private mutating func scanObject(
+        depth: Int,
+        onMember: (_ scanner: JSONScanner, _ key: Key, _ keyStart: Int, _ valueRange: Range<Int>, _ kind: ValueKind) throws(SyntaxError) -> Void
+    ) throws(SyntaxError) {
+        try self.expect(UInt8(ascii: "{"), "'{'")
         self.skipWhitespace()
         if self.peek() == UInt8(ascii: "}") {
             self.position += 1
-            return members
+            return
         }
         while true {
             self.skipWhitespace()
             let keyStart = self.position
             guard self.peek() == UInt8(ascii: "\"") else { throw self.error("expected a quoted member name") }
-            let key = try self.scanString(decode: collectMembers)
+            let key = try self.scanStringContent()
             self.skipWhitespace()
             try self.expect(UInt8(ascii: ":"), "':' after a member name")
             self.skipWhitespace()
             let valueStart = self.position
             let kind = try self.scanValue(depth: depth + 1)
-            if collectMembers, let key {
-                members.append(Member(key: key, keyStart: keyStart, valueRange: valueStart..<self.position, kind: kind))
-            }
+            try onMember(self, key, keyStart, valueStart..<self.position, kind)
             self.skipWhitespace()
             switch self.peek() {
             case UInt8(ascii: ","):
                 self.position += 1
             case UInt8(ascii: "}"):
                 self.position += 1
-                return members
+                return
             default:
                 throw self.error("expected ',' or '}' in an object")
             }
@@ -240,6 +308,32 @@ public struct JSONScanner {
 
     /// Scans a string literal; returns its decoded value when `decode` is set.
     private mutating func scanString(decode: Bool) throws(SyntaxError) -> String? {
+        let key = try self.scanStringContent()
+        return decode ? try self.decodedKey(key) : nil
+    }
+
+    /// The decoded text of string content found by `scanStringContent`.
+    private func decodedKey(_ key: Key) throws(SyntaxError) -> String {
+        let raw = UnsafeRawBufferPointer(rebasing: self.bytes[key.content])
+        return key.hasEscapes ? try Self.unescape(raw, baseOffset: key.content.lowerBound) : String(decoding: raw, as: UTF8.self)
+    }
+
+    /// Which of `names` the string content is, compared as bytes (decoded first only when it holds escapes).
+    private func index(of key: Key, in names: [StaticString]) throws(SyntaxError) -> Int? {
+        if key.hasEscapes {
+            let decoded = try self.decodedKey(key)
+            return names.firstIndex { $0.description == decoded }
+        }
+        let start = key.content.lowerBound
+        return names.firstIndex { name in
+            guard name.utf8CodeUnitCount == key.content.count else { return false }
+            for offset in 0..<key.content.count where self.bytes[start + offset] != name.utf8Start[offset] { return false }
+            return true
+        }
+    }
+
+    /// Scans a string literal, validating its escapes and rejecting control characters.
+    private mutating func scanStringContent() throws(SyntaxError) -> Key {
         try self.expect(UInt8(ascii: "\""), "'\"'")
         let contentStart = self.position
         var hasEscapes = false
@@ -250,9 +344,7 @@ public struct JSONScanner {
             case UInt8(ascii: "\""):
                 let contentEnd = self.position
                 self.position += 1
-                guard decode else { return nil }
-                let raw = UnsafeRawBufferPointer(rebasing: self.bytes[contentStart..<contentEnd])
-                return hasEscapes ? try Self.unescape(raw, baseOffset: contentStart) : String(decoding: raw, as: UTF8.self)
+                return (contentStart..<contentEnd, hasEscapes)
             case UInt8(ascii: "\\"):
                 hasEscapes = true
                 self.position += 1
@@ -283,6 +375,20 @@ public struct JSONScanner {
     private mutating func skipPlainStringBytes() {
         var position = self.position
         let count = self.bytes.count
+        // Eight bytes at a time while none of them is a quote, a backslash or below 0x20 (the
+        // classic "has a zero byte" and "has a byte less than n" word tests).
+        if let base = self.bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            while position + 8 <= count {
+                let word = base.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+                let quotes = word ^ 0x2222_2222_2222_2222
+                let backslashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
+                let found = ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes) | ((word &- 0x2020_2020_2020_2020) & ~word)
+                if found & highs != 0 { break }
+                position += 8
+            }
+        }
         while position < count {
             let byte = self.bytes[position]
             if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }

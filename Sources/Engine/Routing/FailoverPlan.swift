@@ -18,7 +18,7 @@ public struct FailoverPlan: Sendable {
     public private(set) var attemptsStarted = 0
     /// Targets this request will not try again (timed out, rate-limited, refused our key…).
     private var excluded = Set<TargetKey>()
-    private var tries: [TargetKey: Int] = [:]
+    private var tries = TryCounts()
     private var cursor = 0
 
     init(route: RouteSettings, candidates: [PlannedTarget], contextCandidates: [PlannedTarget], startedAt: ContinuousClock.Instant) {
@@ -31,7 +31,7 @@ public struct FailoverPlan: Sendable {
     public var policy: RetryPolicy { self.route.retry }
 
     /// Every target this plan may use, the context-window fallback's included.
-    public var everyCandidate: [PlannedTarget] { self.candidates + self.contextCandidates }
+    public var everyCandidate: [PlannedTarget] { self.contextCandidates.isEmpty ? self.candidates : self.candidates + self.contextCandidates }
 
     /// The first target to try.
     public var first: PlannedTarget { self.candidates[0] }
@@ -39,7 +39,7 @@ public struct FailoverPlan: Sendable {
     /// Counts an attempt that really went out (a skipped target does not count).
     public mutating func started(_ target: PlannedTarget) {
         self.attemptsStarted += 1
-        self.tries[target.key, default: 0] += 1
+        self.tries.count(target.key)
     }
 
     /// Whether another attempt fits the budget, for a hedge.
@@ -111,5 +111,26 @@ public struct FailoverPlan: Sendable {
             if !self.excluded.contains(candidate.key) && condition(candidate) { return index }
         }
         return nil
+    }
+}
+
+/// How often each target was tried: the first target tried inline, the others (failovers, retries
+/// elsewhere) in a dictionary, which most requests never make.
+private struct TryCounts: Sendable {
+    private var first: (key: TargetKey, tries: Int)?
+    private var others: [TargetKey: Int] = [:]
+
+    subscript(key: TargetKey) -> Int? {
+        if let first = self.first, first.key == key { return first.tries }
+        return self.others[key]
+    }
+
+    mutating func count(_ key: TargetKey) {
+        if self.first == nil { self.first = (key, 0) }
+        if self.first?.key == key {
+            self.first?.tries += 1
+        } else {
+            self.others[key, default: 0] += 1
+        }
     }
 }

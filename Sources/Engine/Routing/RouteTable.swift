@@ -39,6 +39,14 @@ public final class RouteTable: Sendable {
         using random: inout some RandomNumberGenerator
     ) throws(GatewayError) -> FailoverPlan {
         let route = try self.route(for: request)
+        // The common case, one target and nowhere else to go, without the chain's bookkeeping.
+        if route.targets.count == 1, route.fallbacks.isEmpty, route.contextFallback == nil {
+            let target = route.targets[0]
+            guard health.unavailability(of: target.key, at: now) == nil else {
+                throw .noHealthyTarget(route: route.alias, retryAfterSeconds: self.soonestReturn(route, health: health, now: now))
+            }
+            return FailoverPlan(route: route, candidates: [PlannedTarget(route: route.alias, target: target)], contextCandidates: [], startedAt: now)
+        }
         var seen = Set<TargetKey>()
         var visited = Set<String>()
         let candidates = self.chain(route, request: request, health: health, now: now, seen: &seen, visited: &visited, using: &random)

@@ -106,12 +106,13 @@ public struct RoutingHealth: Sendable {
 
     /// Nil when the target can take a request now.
     public func unavailability(of key: TargetKey, at now: ContinuousClock.Instant) -> Unavailability? {
-        if self.drained.contains(key.provider) { return .drained }
-        if self.failingHealthChecks.contains(key.provider) { return .healthCheckFailing }
-        guard let health = self.targets[key] else { return nil }
-        if let until = health.restingUntil, now < until { return .resting(until: until) }
-        if !health.breaker.isAvailable(at: now) {
-            if case .open(let until) = health.breaker.state { return .breakerOpen(until: until) }
+        if !self.drained.isEmpty, self.drained.contains(key.provider) { return .drained }
+        if !self.failingHealthChecks.isEmpty, self.failingHealthChecks.contains(key.provider) { return .healthCheckFailing }
+        // Read in place: a copy of the target's state would retain (and release) all its windows.
+        guard let index = self.targets.index(forKey: key) else { return nil }
+        if let until = self.targets.values[index].restingUntil, now < until { return .resting(until: until) }
+        if !self.targets.values[index].breaker.isAvailable(at: now) {
+            if case .open(let until) = self.targets.values[index].breaker.state { return .breakerOpen(until: until) }
             return .breakerOpen(until: nil)
         }
         return nil
@@ -120,12 +121,18 @@ public struct RoutingHealth: Sendable {
     /// Admits one attempt at `key`, or nil when it became unavailable since planning.
     public mutating func begin(_ key: TargetKey, at now: ContinuousClock.Instant) -> Ticket? {
         guard self.unavailability(of: key, at: now) == nil else { return nil }
-        var health = self.targets[key] ?? TargetHealth(policy: self.policies[key.provider] ?? BreakerPolicy())
-        guard let admission = health.breaker.admit(at: now) else { return nil }
-        health.inFlight += 1
-        health.requests += 1
-        self.targets[key] = health
-        return Ticket(target: key, admission: admission)
+        self.ensureTarget(key)
+        var admission: CircuitBreaker.Admission?
+        self.update(key) { health in
+            // A refused admission changes nothing (the breaker's half-open step included).
+            var breaker = health.breaker
+            admission = breaker.admit(at: now)
+            guard admission != nil else { return }
+            health.breaker = breaker
+            health.inFlight += 1
+            health.requests += 1
+        }
+        return admission.map { Ticket(target: key, admission: $0) }
     }
 
     /// The attempt's answer completed. `firstToken` is nil for non-streamed answers.
@@ -223,10 +230,15 @@ public struct RoutingHealth: Sendable {
         }.sorted { ($0.target.provider, $0.target.model) < ($1.target.provider, $1.target.model) }
     }
 
+    /// Changes a target's state where it is kept: a copy taken out and put back would share its
+    /// rolling windows' storage with the original, and copy them on every change.
     private mutating func update(_ key: TargetKey, _ change: (inout TargetHealth) -> Void) {
-        var health = self.targets[key] ?? TargetHealth(policy: self.policies[key.provider] ?? BreakerPolicy())
-        change(&health)
-        self.targets[key] = health
+        self.ensureTarget(key)
+        change(&self.targets[key]!)
+    }
+
+    private mutating func ensureTarget(_ key: TargetKey) {
+        if self.targets.index(forKey: key) == nil { self.targets[key] = TargetHealth(policy: self.policies[key.provider] ?? BreakerPolicy()) }
     }
 }
 

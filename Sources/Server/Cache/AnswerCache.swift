@@ -94,13 +94,18 @@ final class AnswerCache: Sendable {
     /// - Throws: `invalidRequest` for an `x-switchyard-cache-ttl` that is not a number of seconds
     ///   between 1 s and 30 days.
     func plan(route: RouteSettings, body: ByteBuffer, dialect: ClientDialect, caller: Caller, request: Request) throws -> CachePlan? {
+        try self.plan(route: route, body: body, dialect: dialect, caller: caller) { request.headers[$0] }
+    }
+
+    /// - Parameter header: the request's field of that name (`Cache-Control` and ours).
+    func plan(route: RouteSettings, body: ByteBuffer, dialect: ClientDialect, caller: Caller, header: (HTTPField.Name) -> String?) throws -> CachePlan? {
         guard let settings = route.cache, let json = JSONValue.parse(body) else { return nil }
-        let requestTTL = try request.headers[Self.ttlHeader].map(Self.ttl)
+        let requestTTL = try header(Self.ttlHeader).map(Self.ttl)
         let temperature = json["temperature"]?.double
         guard settings.always || temperature == 0 || requestTTL != nil else { return nil }
-        let control = (request.headers[.cacheControl] ?? "").lowercased()
+        let control = (header(.cacheControl) ?? "").lowercased()
         let scope = caller.tenant.map { "tenant:\($0)" } ?? "anonymous"
-        let namespace = request.headers[Self.namespaceHeader]
+        let namespace = header(Self.namespaceHeader)
         let dialectName = dialect == .openAI ? "openai" : "anthropic"
         var semantic: SemanticPlan?
         if let threshold = settings.semanticThreshold, let text = Self.lastUserText(json) {

@@ -70,28 +70,40 @@ struct ChatCompletionsHandler: Sendable {
     /// A whole successful answer from an OpenAI-compatible upstream, passed on as it came: its usage
     /// read for the ledger and the headers, and kept in the cache when the route caches.
     static func answer(_ responseBody: ByteBuffer, _ exchange: ExchangeContext) throws -> WholeResponse {
+        var headers = HTTPFields()
+        try Self.answer(responseBody, exchange, fields: &headers)
+        return WholeResponse(status: .ok, headers: headers, body: responseBody)
+    }
+
+    /// The fields of such an answer (its status is 200, its body the upstream's).
+    static func answer<Fields: ResponseFields>(_ responseBody: ByteBuffer, _ exchange: ExchangeContext, fields headers: inout Fields) throws {
         let provider = exchange.target.provider
-        let summary = try OpenAIResponseSummary.read(responseBody, provider: provider)
+        let summary = try OpenAIResponseSummary.read(responseBody, provider: provider, finishReason: exchange.logger.logLevel <= .debug)
         exchange.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
         if exchange.recordsAnswer, let response = try? ProviderAdapters.adapter(for: .openAIChat).decode(responseBody, provider: provider) {
             exchange.remember(response)
         }
-        var headers: HTTPFields = [.contentType: "application/json"]
+        headers.set(.contentType, "application/json")
         headers.setRoutingHeaders(exchange.outcome)
         exchange.setAccountingHeaders(&headers, usage: summary.usage)
         headers.setGatewayHeaders(requestID: exchange.requestID, overhead: exchange.outcome.overhead(since: exchange.started))
-        return WholeResponse(status: .ok, headers: headers, body: responseBody)
     }
 
     // MARK: Streams
 
     /// The head of a relayed stream.
     static func streamHeaders(_ context: ExchangeContext, overhead: Duration) -> HTTPFields {
-        var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+        var headers = HTTPFields()
+        Self.streamHeaders(context, overhead: overhead, fields: &headers)
+        return headers
+    }
+
+    static func streamHeaders<Fields: ResponseFields>(_ context: ExchangeContext, overhead: Duration, fields headers: inout Fields) {
+        headers.set(.contentType, "text/event-stream")
+        headers.set(.cacheControl, "no-cache")
         headers.setRoutingHeaders(context.outcome)
         context.setAccountingHeaders(&headers, usage: nil)
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
-        return headers
     }
 
     private func relayStream(_ reply: UpstreamCall.Reply, _ context: ExchangeContext, forwardUsageChunk: Bool, overhead: Duration) -> Response {
@@ -258,9 +270,9 @@ struct ExchangeContext: Sendable {
     }
 
     /// Rate-limit headers, and the cost when it is known before the body goes out.
-    func setAccountingHeaders(_ headers: inout HTTPFields, usage: Usage?) {
+    func setAccountingHeaders<Fields: ResponseFields>(_ headers: inout Fields, usage: Usage?) {
         headers.setRateLimitHeaders(self.admission.ticket?.report)
-        headers[.cacheStatus] = self.cacheOutcome.rawValue
+        headers.set(.cacheStatus, self.cacheOutcome.rawValue)
         if let usage { headers.setCost(self.cost(of: usage)) }
     }
 

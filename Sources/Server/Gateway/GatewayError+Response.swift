@@ -67,24 +67,38 @@ extension HTTPField.Name {
     static let tokenEstimate = HTTPField.Name("x-switchyard-estimate")!
 }
 
-extension HTTPFields {
+/// Where an answer's fields are set: `HTTPFields` for Hummingbird's answers, `WireResponse.Head` (the
+/// head's bytes, written as the fields come) for the fast lane's. The code that decides an answer's
+/// fields is written once, for both.
+protocol ResponseFields {
+    /// Sets a field that was not set before.
+    mutating func set(_ name: HTTPField.Name, _ value: String)
+}
+
+extension HTTPFields: ResponseFields {
+    mutating func set(_ name: HTTPField.Name, _ value: String) {
+        self[name] = value
+    }
+}
+
+extension ResponseFields {
     mutating func setGatewayHeaders(requestID: String, overhead: Duration) {
-        self[.requestID] = requestID
-        self[.overhead] = String(Swift.max(0, overhead.microseconds))
+        self.set(.requestID, requestID)
+        self.set(.overhead, String(Swift.max(0, overhead.microseconds)))
     }
 
     /// `x-switchyard-cost-usd` with eight decimals, formatted without `String(format:)` (slow on Linux).
     mutating func setCost(_ usd: Double) {
         let units = Int64((Swift.max(0, usd) * 100_000_000).rounded())
         let fraction = String(units % 100_000_000)
-        self[.cost] = "\(units / 100_000_000)." + String(repeating: "0", count: 8 - fraction.count) + fraction
+        self.set(.cost, "\(units / 100_000_000)." + String(repeating: "0", count: 8 - fraction.count) + fraction)
     }
 
     /// Which provider answered, after how many attempts, and whether a hedge raced it.
     mutating func setRoutingHeaders(_ outcome: AttemptOutcome) {
-        self[.switchyardProvider] = outcome.target.provider
-        self[.attempts] = String(outcome.attempts)
-        if outcome.hedged { self[.hedged] = "true" }
+        self.set(.switchyardProvider, outcome.target.provider)
+        self.set(.attempts, String(outcome.attempts))
+        if outcome.hedged { self.set(.hedged, "true") }
     }
 }
 

@@ -133,7 +133,7 @@ public struct GatewayService: Service {
 
             let api = Application(
                 router: GatewayRouter.build(state),
-                server: .http1(configuration: .init(additionalChannelHandlers: [state.disconnects.makeHandler(), FastLaneHandler(state: state)])),
+                server: GatewayChannel.server(state),
                 configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
                 onServerRunning: { [simulatorURL] channel in
                     state.isReady.store(true, ordering: .relaxed)

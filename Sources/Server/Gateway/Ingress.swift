@@ -93,12 +93,19 @@ extension GatewayState {
 extension RoutingSnapshot {
     /// What routing looks at in a request; the body's content only when a rule or strategy needs it.
     func features(model: String, streaming: Bool, maxTokens: Int?, body: ByteBuffer, of request: Request) -> RequestFeatures {
+        self.features(model: model, streaming: streaming, maxTokens: maxTokens, body: body) { request.headers[$0] }
+    }
+
+    /// - Parameter header: the request's field of that name, for rules that match on headers.
+    func features(
+        model: String, streaming: Bool, maxTokens: Int?, body: ByteBuffer, header: @escaping (HTTPField.Name) -> String?
+    ) -> RequestFeatures {
         var features = RequestFeatures(model: model, streaming: streaming)
         // A token per four bytes of body: enough to reserve limits with, and free.
         features.promptTokens = (body.readableBytes + 3) / 4
         features.maxTokens = maxTokens
         guard !self.routes.rules.isEmpty || self.routes.needsContentFeatures else { return features }
-        features.header = { name in HTTPField.Name(name).flatMap { request.headers[$0] } }
+        features.header = { name in HTTPField.Name(name).flatMap(header) }
         if self.routes.needsContentFeatures { features.inspect(body: body) }
         return features
     }

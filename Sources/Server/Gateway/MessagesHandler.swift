@@ -82,7 +82,7 @@ struct MessagesHandler: Sendable {
         exchange.setAccountingHeaders(&headers, usage: nil)
         headers.setGatewayHeaders(requestID: exchange.requestID, overhead: overhead)
         guard reply.isSuccess else {
-            let status = Int(reply.response.status.code)
+            let status = reply.status
             let error = reply.error(provider: outcome.target.provider)
             guard let body = reply.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
                 error.log(requestID: exchange.requestID, logger: exchange.logger)
@@ -90,7 +90,7 @@ struct MessagesHandler: Sendable {
                 return error.anthropicResponse(requestID: exchange.requestID, overhead: overhead)
             }
             exchange.answeredWithFailure(error, status: status)
-            if let retryAfter = reply.response.headers.first(name: "retry-after") { headers[.retryAfter] = retryAfter }
+            if let retryAfter = reply.headers.first(name: "retry-after") { headers[.retryAfter] = retryAfter }
             return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
         }
         guard let responseBody = reply.body else {

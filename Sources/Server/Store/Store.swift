@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The gateway's SQLite database (`STATE_DIR/switchyard.sqlite`, WAL mode): virtual keys (hashes
 /// only), the request ledger and the audit log of admin actions. Never touched on a request's path:
@@ -206,20 +207,104 @@ extension Store {
         }
     }
 
-    /// One transaction a batch, one cached statement for every row (no per-row record encoding).
-    func append(_ rows: [LedgerRow]) async throws {
+    /// One transaction a batch, rows inserted `ledgerRowsPerInsert` at a time by one cached statement,
+    /// their values bound straight to SQLite: GRDB's `StatementArguments` per row (an existential box
+    /// per value) cost as much as SQLite's own insert, and one statement a row ran SQLite's per-statement
+    /// work (cursors on the table and each index) for every row.
+    func append(_ rows: ArraySlice<LedgerRow>) async throws {
         try await self.pool.write { db in
-            let statement = try db.cachedStatement(sql: """
-                INSERT INTO ledger (request_id, at, tenant, key_id, route, provider, model, outcome, status, input_tokens,
-                  cached_tokens, output_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms, cache, attempts, cost_saved_usd, operation)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-            for row in rows {
-                try statement.execute(arguments: [
-                    row.requestId, row.at, row.tenant, row.keyId, row.route, row.provider, row.model, row.outcome, row.status,
-                    row.inputTokens, row.cachedTokens, row.outputTokens, row.reasoningTokens, row.costUsd, row.latencyMs,
-                    row.ttftMs, row.cache, row.attempts, row.costSavedUsd, row.operation,
-                ])
+            let many = try db.cachedStatement(sql: Self.ledgerInsert(rows: Self.ledgerRowsPerInsert))
+            let one = try db.cachedStatement(sql: Self.ledgerInsert(rows: 1))
+            var insert = RowInsert(many.sqliteStatement)
+            var start = rows.startIndex
+            while rows.endIndex - start >= Self.ledgerRowsPerInsert {
+                for row in rows[start..<start + Self.ledgerRowsPerInsert] { insert.bind(row) }
+                try insert.step(db)
+                start += Self.ledgerRowsPerInsert
+            }
+            insert = RowInsert(one.sqliteStatement)
+            for row in rows[start...] {
+                insert.bind(row)
+                try insert.step(db)
+            }
+        }
+    }
+
+    static let ledgerRowsPerInsert = 50
+
+    private static func ledgerInsert(rows: Int) -> String {
+        let values = "(" + Array(repeating: "?", count: 20).joined(separator: ", ") + ")"
+        return """
+            INSERT INTO ledger (request_id, at, tenant, key_id, route, provider, model, outcome, status, input_tokens,
+              cached_tokens, output_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms, cache, attempts, cost_saved_usd, operation)
+            VALUES \(Array(repeating: values, count: rows).joined(separator: ", "))
+            """
+    }
+
+    /// Binds rows' values in order, then runs the statement and readies it for the next rows.
+    private struct RowInsert {
+        let statement: SQLiteStatement
+        var index: Int32 = 1
+        /// SQLite copies the bytes (`SQLITE_TRANSIENT`, a macro Swift does not import).
+        static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+        init(_ statement: SQLiteStatement) {
+            self.statement = statement
+        }
+
+        private mutating func text(_ value: String?) {
+            if var value {
+                value.withUTF8 { bytes in _ = sqlite3_bind_text(self.statement, self.index, bytes.baseAddress, Int32(bytes.count), Self.transient) }
+            } else {
+                sqlite3_bind_null(self.statement, self.index)
+            }
+            self.index += 1
+        }
+
+        private mutating func integer(_ value: Int) {
+            sqlite3_bind_int64(self.statement, self.index, Int64(value))
+            self.index += 1
+        }
+
+        private mutating func double(_ value: Double?) {
+            if let value {
+                sqlite3_bind_double(self.statement, self.index, value)
+            } else {
+                sqlite3_bind_null(self.statement, self.index)
+            }
+            self.index += 1
+        }
+
+        /// Binds the row's 20 values, in the order of `ledgerInsert`'s columns.
+        mutating func bind(_ row: LedgerRow) {
+            self.text(row.requestId)
+            self.double(row.at)
+            self.text(row.tenant)
+            self.text(row.keyId)
+            self.text(row.route)
+            self.text(row.provider)
+            self.text(row.model)
+            self.text(row.outcome)
+            self.integer(row.status)
+            self.integer(row.inputTokens)
+            self.integer(row.cachedTokens)
+            self.integer(row.outputTokens)
+            self.integer(row.reasoningTokens)
+            self.double(row.costUsd)
+            self.double(row.latencyMs)
+            self.double(row.ttftMs)
+            self.text(row.cache)
+            self.integer(row.attempts)
+            self.double(row.costSavedUsd)
+            self.text(row.operation)
+        }
+
+        mutating func step(_ db: Database) throws {
+            let code = sqlite3_step(self.statement)
+            sqlite3_reset(self.statement)
+            self.index = 1
+            guard code == SQLITE_DONE else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
             }
         }
     }

@@ -71,8 +71,13 @@ extension GatewayState {
     /// A key that looks like ours (`sk-sy-…`) is always checked, so a revoked key is never mistaken for
     /// anonymous use; other tokens (an SDK's placeholder) count as no key.
     func identify(_ request: Request) throws(GatewayError) -> Caller {
-        let authorization = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? $0.dropFirst(7) : Substring($0) }
-        let token = (authorization ?? request.headers[.apiKey].map { Substring($0) }).map { String($0.trimmingSpaces) }
+        try self.identify(authorization: request.headers[.authorization], apiKey: request.headers[.apiKey])
+    }
+
+    /// The caller a request's `Authorization` (`Bearer …`) or `x-api-key` field names.
+    func identify(authorization: String?, apiKey: String?) throws(GatewayError) -> Caller {
+        let bearer = authorization.map { $0.hasPrefix("Bearer ") ? $0.dropFirst(7) : Substring($0) }
+        let token = (bearer ?? apiKey.map { Substring($0) }).map { String($0.trimmingSpaces) }
         guard let token, token.hasPrefix(KeyRing.keyPrefix) else {
             guard self.server.anonymous else {
                 throw .unauthorized("This gateway requires an API key: send 'Authorization: Bearer sk-sy-…' (or x-api-key).")
@@ -174,16 +179,19 @@ extension Substring {
     }
 }
 
-extension HTTPFields {
+extension ResponseFields {
     /// `x-ratelimit-limit-requests`, `-remaining-`, `-reset-` and the same for tokens, as OpenAI names them.
     mutating func setRateLimitHeaders(_ report: RateLimitReport?) {
         guard let report else { return }
-        for (names, decision) in [(HTTPField.Name.rateLimitRequests, report.requests), (HTTPField.Name.rateLimitTokens, report.tokens)] {
-            guard let decision else { continue }
-            self[names.limit] = String(decision.limit)
-            self[names.remaining] = String(decision.remaining)
-            self[names.reset] = "\(Int(decision.reset.seconds.rounded(.up)))s"
-        }
+        self.setRateLimitHeaders(HTTPField.Name.rateLimitRequests, report.requests)
+        self.setRateLimitHeaders(HTTPField.Name.rateLimitTokens, report.tokens)
+    }
+
+    private mutating func setRateLimitHeaders(_ names: (limit: HTTPField.Name, remaining: HTTPField.Name, reset: HTTPField.Name), _ decision: LimitDecision?) {
+        guard let decision else { return }
+        self.set(names.limit, String(decision.limit))
+        self.set(names.remaining, String(decision.remaining))
+        self.set(names.reset, "\(Int(decision.reset.seconds.rounded(.up)))s")
     }
 }
 

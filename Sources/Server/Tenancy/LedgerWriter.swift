@@ -8,7 +8,7 @@ import Synchronization
 /// the overflow is counted and logged once per stall, and the rows stay queued until written. A
 /// batch that fails to write is kept and retried. `close()` writes everything before shutdown.
 final class LedgerWriter: Sendable {
-    static let batchSize = 500
+    static let batchSize = 2000
     static let interval = Duration.milliseconds(200)
     static let softLimit = 50_000
 
@@ -57,22 +57,24 @@ final class LedgerWriter: Sendable {
         }
     }
 
-    /// Writes everything queued now (in batches). Failed batches go back to the front of the queue.
+    /// Writes everything queued now, in batches (the queue is taken whole: taking a batch at a time off
+    /// its front moved every row behind it). What fails to write goes back to the front of the queue.
     func flush() async {
-        while true {
-            let batch = self.queue.withLock { queue -> [LedgerRow] in
-                let batch = Array(queue.rows.prefix(Self.batchSize))
-                queue.rows.removeFirst(batch.count)
-                if queue.rows.count <= Self.softLimit { queue.warned = false }
-                return batch
-            }
-            guard !batch.isEmpty else { return }
+        let rows = self.queue.withLock { queue -> [LedgerRow] in
+            queue.warned = false
+            defer { queue.rows = [] }
+            return queue.rows
+        }
+        var start = rows.startIndex
+        while start < rows.endIndex {
+            let batch = rows[start..<min(start + Self.batchSize, rows.endIndex)]
             do {
                 try await self.store.append(batch)
                 self.written.add(batch.count, ordering: .relaxed)
+                start = batch.endIndex
             } catch {
-                self.queue.withLock { $0.rows.insert(contentsOf: batch, at: 0) }
-                self.logger.error("ledger write failed; the rows stay queued", metadata: ["gw.error": "\(error)", "gw.rows": "\(batch.count)"])
+                self.queue.withLock { $0.rows.insert(contentsOf: rows[start...], at: 0) }
+                self.logger.error("ledger write failed; the rows stay queued", metadata: ["gw.error": "\(error)", "gw.rows": "\(rows.count - start)"])
                 return
             }
         }

@@ -14,11 +14,17 @@ final class PlainHTTPEndpoint: Sendable {
     let authority: String
     let maxConnections: Int
     let connectTimeout: Duration
+    /// `POST …/chat/completions`, `Host` and the provider's own fields (auth, configured headers),
+    /// serialized once: a request adds its id, trace context and length.
+    let chatRequestHead: ByteBuffer
+    /// A `traceparent` the provider's config sets, sent when the client sent none.
+    let configuredTraceparent: String?
 
     /// Nil for what the fast lane leaves to AsyncHTTPClient: `https`, credentials or a query in the
     /// URL, Azure's deployment paths, and configured headers that are not valid HTTP (AsyncHTTPClient
     /// refuses those; the fast lane sends headers unchecked, all of them known good).
-    init?(baseURL: String, settings: ProviderSettings) {
+    /// - Parameter headers: the provider's fields as AsyncHTTPClient sends them.
+    init?(baseURL: String, settings: ProviderSettings, headers: HTTPHeaders) {
         guard baseURL.hasPrefix("http://"), settings.apiVersion == nil, !baseURL.contains("?"), !baseURL.contains("@") else { return nil }
         let forbidden: Set<UInt8> = [0x00, 0x0A, 0x0D]
         let headerText = settings.headers.flatMap { [$0.key, $0.value] } + [settings.apiKey?.exposedValue ?? ""]
@@ -44,12 +50,40 @@ final class PlainHTTPEndpoint: Sendable {
         self.authority = authority
         self.maxConnections = settings.maxConnections
         self.connectTimeout = settings.timeouts.connect
+        var head = ByteBuffer(string: "POST \(self.pathPrefix)/chat/completions HTTP/1.1\r\nhost: \(authority)\r\n")
+        // The gateway sets these itself, per request or per connection.
+        let perRequest: Set<String> = ["host", "content-length", "transfer-encoding", "connection", "x-request-id", "traceparent"]
+        for (name, value) in headers where !perRequest.contains(name.lowercased()) {
+            head.writeString("\(name): \(value)\r\n")
+        }
+        self.chatRequestHead = head
+        self.configuredTraceparent = headers.first(name: "traceparent")
+    }
+
+    /// A chat completion request for this endpoint, in one buffer: the serialized head, then the
+    /// client's body as `patch` edits it for `model`.
+    func chatRequest(_ patch: OpenAIRequestPatch, model: String, requestStreamUsage: Bool, requestID: String, traceparent: String?) -> ByteBuffer {
+        let edits = patch.edits(model: model, requestStreamUsage: requestStreamUsage)
+        let length = patch.upstreamBodyLength(edits)
+        var request = ByteBufferAllocator().buffer(capacity: self.chatRequestHead.readableBytes + 192 + length)
+        request.writeImmutableBuffer(self.chatRequestHead)
+        request.writeStaticString("x-request-id: ")
+        request.writeString(requestID)
+        if let traceparent = traceparent ?? self.configuredTraceparent {
+            request.writeStaticString("\r\ntraceparent: ")
+            request.writeString(traceparent)
+        }
+        request.writeStaticString("\r\ncontent-length: ")
+        request.writeString(String(length))
+        request.writeStaticString("\r\n\r\n")
+        patch.writeUpstreamBody(edits, into: &request)
+        return request
     }
 }
 
 /// What an upstream exchange reports, on the connection's event loop.
 protocol UpstreamExchangeReceiver: AnyObject {
-    func upstreamHead(_ head: HTTPResponseHead)
+    func upstreamHead(_ head: ResponseHead)
     func upstreamBody(_ part: ByteBuffer)
     /// The end of one read from the socket: a good moment to flush what was relayed.
     func upstreamReadComplete()
@@ -73,21 +107,63 @@ final class LoopConnectionPool {
     let loop: any EventLoop
     /// The deadlines of the exchanges this loop's connections carry.
     let deadlines: DeadlineSweep
+    /// The `Date` of this loop's fast-lane answers.
+    let date = HTTPDateCache()
     /// This loop's place among the group's loops, which share a provider's `max_connections` out.
     private let index: Int
     private let loops: Int
-    private var idle: [ObjectIdentifier: [UpstreamConnection]] = [:]
-    private var open: [ObjectIdentifier: Int] = [:]
-    private var waiters: [ObjectIdentifier: CircularBuffer<any ConnectionWaiter>] = [:]
+    /// This loop's connections to each endpoint, by the endpoint's identity.
+    private var endpoints: [ObjectIdentifier: EndpointConnections] = [:]
     private var sweeping = false
+    /// Channels whose writes wait for the end of this turn of the loop.
+    private var unflushed: [ChannelHandlerContext] = []
+    /// Made once: a closure made per turn would be an allocation per turn.
+    private var flushUnflushed: (() -> Void)?
     /// How long an unused connection stays open (upstreams close theirs after a while too).
     static let idleLifetime: Duration = .seconds(60)
+
+    /// One endpoint's connections on this loop: a class, so taking and putting back one changes it
+    /// in place (no copy of a dictionary's value).
+    private final class EndpointConnections {
+        var idle: [UpstreamConnection] = []
+        /// Open or being opened.
+        var open = 0
+        var waiters = CircularBuffer<any ConnectionWaiter>()
+
+        /// Nothing open, idle or waiting: the entry can go (an endpoint a reload replaced leaves no trace,
+        /// and its identity, once free, can never name a live entry).
+        var isUnused: Bool { self.open == 0 && self.idle.isEmpty && self.waiters.isEmpty }
+
+        /// The next waiter that still wants a connection.
+        func nextWaiter() -> (any ConnectionWaiter)? {
+            while let waiter = self.waiters.popFirst() {
+                if waiter.wantsConnection { return waiter }
+            }
+            return nil
+        }
+    }
 
     init(loop: any EventLoop, index: Int, of loops: Int) {
         self.loop = loop
         self.index = index
         self.loops = loops
         self.deadlines = DeadlineSweep(loop: loop)
+        self.flushUnflushed = { [unowned self] in
+            let contexts = self.unflushed
+            self.unflushed.removeAll(keepingCapacity: true)
+            for context in contexts { context.flush() }
+        }
+    }
+
+    /// Flushes `context` once the loop has handled every event of this turn, with the other channels
+    /// written meanwhile: the peers (the clients, the upstreams) are then woken by the first of a turn's
+    /// writes and find the rest waiting, where a flush per write wakes a sleeping peer each time (on a
+    /// virtual machine an inter-processor interrupt per write, the largest single cost of a proxied
+    /// request at high load). Within a turn nothing waits on anything slower than the turn itself.
+    func flushAtEndOfTurn(_ context: ChannelHandlerContext) {
+        self.unflushed.append(context)
+        guard self.unflushed.count == 1, let flush = self.flushUnflushed else { return }
+        self.loop.assumeIsolated().execute(flush)
     }
 
     /// This loop's share of the endpoint's `max_connections`: the shares add up to it exactly.
@@ -95,24 +171,25 @@ final class LoopConnectionPool {
         endpoint.maxConnections / self.loops + (self.index < endpoint.maxConnections % self.loops ? 1 : 0)
     }
 
+    private func connections(to endpoint: PlainHTTPEndpoint) -> EndpointConnections {
+        let key = ObjectIdentifier(endpoint)
+        if let known = self.endpoints[key] { return known }
+        let made = EndpointConnections()
+        self.endpoints[key] = made
+        return made
+    }
+
     /// Hands `waiter` a connection to `endpoint`: an idle one (the most recently used, the least likely
     /// to have been closed by the upstream) unless `fresh`, else a new one, else the next one freed.
     func acquire(_ endpoint: PlainHTTPEndpoint, fresh: Bool = false, for waiter: any ConnectionWaiter) {
-        let key = ObjectIdentifier(endpoint)
-        if !fresh, let connection = self.idle[key]?.popLast() {
+        let connections = self.connections(to: endpoint)
+        if !fresh, let connection = connections.idle.popLast() {
             waiter.connectionReady(.success(connection))
-        } else if self.open[key, default: 0] < self.limit(endpoint) {
+        } else if connections.open < self.limit(endpoint) {
             self.connect(endpoint, for: waiter)
         } else {
-            self.waiters[key, default: []].append(waiter)
+            connections.waiters.append(waiter)
         }
-    }
-
-    private func nextWaiter(_ key: ObjectIdentifier) -> (any ConnectionWaiter)? {
-        while let waiter = self.waiters[key]?.popFirst() {
-            if waiter.wantsConnection { return waiter }
-        }
-        return nil
     }
 
     private func connect(_ endpoint: PlainHTTPEndpoint, for waiter: any ConnectionWaiter) {
@@ -126,27 +203,27 @@ final class LoopConnectionPool {
                 waiter.connectionReady(result)
                 // The next in line tries too (and fails over as fast, if it fails).
                 self.connectNextWaiter(endpoint)
+                self.dropIfUnused(endpoint)
             }
         }
     }
 
     /// A place came free: the next in line gets a new connection.
     private func connectNextWaiter(_ endpoint: PlainHTTPEndpoint) {
-        let key = ObjectIdentifier(endpoint)
-        guard self.open[key, default: 0] < self.limit(endpoint), let waiter = self.nextWaiter(key) else { return }
+        let connections = self.connections(to: endpoint)
+        guard connections.open < self.limit(endpoint), let waiter = connections.nextWaiter() else { return }
         self.connect(endpoint, for: waiter)
     }
 
     /// Opens a connection (counted at once, so concurrent opens respect the limit).
     private func connect(_ endpoint: PlainHTTPEndpoint, then: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
-        let key = ObjectIdentifier(endpoint)
-        self.open[key, default: 0] += 1
+        let connections = self.connections(to: endpoint)
+        connections.open += 1
         ClientBootstrap(group: self.loop)
             .connectTimeout(TimeAmount(endpoint.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
                 }
             }
@@ -160,34 +237,40 @@ final class LoopConnectionPool {
                         connection.pool = self
                         then(.success(connection))
                     } catch {
-                        self.open[key, default: 1] -= 1
+                        connections.open -= 1
                         channel.close(promise: nil)
                         then(.failure(error))
                     }
                 case .failure(let error):
-                    self.open[key, default: 1] -= 1
+                    connections.open -= 1
                     then(.failure(error))
                 }
             }
     }
 
     fileprivate func release(_ connection: UpstreamConnection) {
-        let key = ObjectIdentifier(connection.endpoint)
-        if let waiter = self.nextWaiter(key) {
+        let connections = self.connections(to: connection.endpoint)
+        if let waiter = connections.nextWaiter() {
             waiter.connectionReady(.success(connection))
             return
         }
         connection.idleSince = .now
-        self.idle[key, default: []].append(connection)
+        connections.idle.append(connection)
         if !self.sweeping { self.scheduleSweep() }
     }
 
     /// A connection closed: it leaves the pool and frees its place.
     fileprivate func forget(_ connection: UpstreamConnection) {
-        let key = ObjectIdentifier(connection.endpoint)
-        self.idle[key]?.removeAll { $0 === connection }
-        self.open[key, default: 1] -= 1
+        let connections = self.connections(to: connection.endpoint)
+        connections.idle.removeAll { $0 === connection }
+        connections.open -= 1
         self.connectNextWaiter(connection.endpoint)
+        self.dropIfUnused(connection.endpoint)
+    }
+
+    private func dropIfUnused(_ endpoint: PlainHTTPEndpoint) {
+        let key = ObjectIdentifier(endpoint)
+        if self.endpoints[key]?.isUnused == true { self.endpoints[key] = nil }
     }
 
     /// Every 10 s while connections are idle, those unused for `idleLifetime` are closed.
@@ -195,27 +278,41 @@ final class LoopConnectionPool {
         self.sweeping = true
         self.loop.assumeIsolated().scheduleTask(in: .seconds(10)) {
             let cutoff = ContinuousClock.now - Self.idleLifetime
-            for connections in self.idle.values {
-                for connection in connections where connection.idleSince < cutoff { connection.close() }
+            for connections in self.endpoints.values {
+                for connection in connections.idle where connection.idleSince < cutoff { connection.close() }
             }
             self.sweeping = false
-            if self.idle.values.contains(where: { !$0.isEmpty }) { self.scheduleSweep() }
+            if self.endpoints.values.contains(where: { !$0.idle.isEmpty }) { self.scheduleSweep() }
         }
     }
 }
 
-/// One keep-alive HTTP/1.1 connection to an upstream, carrying one exchange at a time.
+/// One keep-alive HTTP/1.1 connection to an upstream, carrying one exchange at a time. It frames the
+/// answers from the bytes itself (`ResponseHead`, `ChunkedBodyDecoder`): the body reaches the exchange
+/// as slices of what was read.
 final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Reading {
+        /// No exchange, or its head has not come whole: `searched` bytes of it hold no blank line.
+        case head(searched: Int)
+        case length(remaining: Int)
+        case chunked(ChunkedBodyDecoder)
+        case untilClose
+    }
 
     let endpoint: PlainHTTPEndpoint
     fileprivate weak var pool: LoopConnectionPool?
     fileprivate var idleSince = ContinuousClock.now
     private var context: ChannelHandlerContext?
     private var receiver: (any UpstreamExchangeReceiver)?
+    private var reading = Reading.head(searched: 0)
+    /// Read but not yet framed.
+    private var unframed: ByteBuffer?
     private var answered = false
     private var keepAlive = true
+    private var readingHeld = false
     /// Whether an earlier exchange used it: such a connection may have been closed by the upstream
     /// meanwhile, which is worth one retry on a new connection.
     private(set) var wasUsed = false
@@ -228,23 +325,24 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         self.context = context
     }
 
-    /// Sends one request; the answer goes to `receiver`, and the connection back to its pool after a
-    /// complete keep-alive answer.
-    func send(_ head: HTTPRequestHead, body: ByteBuffer, to receiver: any UpstreamExchangeReceiver) {
+    /// Sends one request (head and body, serialized); the answer goes to `receiver`, and the
+    /// connection back to its pool after a complete keep-alive answer.
+    func send(_ request: ByteBuffer, to receiver: any UpstreamExchangeReceiver) {
         guard let context = self.context else {
             receiver.upstreamFailed(ChannelError.ioOnClosedChannel, answered: false)
             return
         }
         self.receiver = receiver
         self.answered = false
-        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        self.reading = .head(searched: 0)
+        context.write(self.wrapOutboundOut(request), promise: nil)
+        self.pool?.flushAtEndOfTurn(context)
     }
 
     /// Holds or resumes reading the answer (a relayed stream whose client reads slowly).
     func setReading(_ reading: Bool) {
-        guard let channel = self.context?.channel else { return }
+        guard let channel = self.context?.channel, self.readingHeld == reading else { return }
+        self.readingHeld = !reading
         try? channel.syncOptions?.setOption(.autoRead, value: reading)
     }
 
@@ -267,27 +365,90 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch self.unwrapInboundIn(data) {
-        case .head(let head):
-            // 1xx answers are informational; the real head follows.
-            guard head.status.code >= 200 else { return }
-            self.answered = true
-            self.keepAlive = head.isKeepAlive
-            self.receiver?.upstreamHead(head)
-        case .body(let part):
-            self.receiver?.upstreamBody(part)
-        case .end:
-            let receiver = self.receiver
-            self.receiver = nil
-            self.wasUsed = true
-            if self.keepAlive, context.channel.isActive, receiver != nil {
-                self.setReading(true)
-                self.pool?.release(self)
-            } else {
-                context.close(promise: nil)
-            }
-            receiver?.upstreamEnd()
+        var part = self.unwrapInboundIn(data)
+        guard let receiver = self.receiver else {
+            // Nothing was asked: an idle connection that speaks is not one to reuse.
+            context.close(promise: nil)
+            return
         }
+        if self.unframed != nil {
+            self.unframed!.writeBuffer(&part)
+            part = self.unframed!
+            self.unframed = nil
+        }
+        do throws(UpstreamFramingError) {
+            while true {
+                switch self.reading {
+                case .head(let searched):
+                    guard let (head, length) = try ResponseHead.parse(part, searchedUpTo: searched) else {
+                        self.reading = .head(searched: part.readableBytes)
+                        self.unframed = part
+                        return
+                    }
+                    part.moveReaderIndex(forwardBy: length)
+                    // 1xx answers are informational; the real head follows.
+                    if head.status < 200 {
+                        self.reading = .head(searched: 0)
+                        continue
+                    }
+                    self.answered = true
+                    self.keepAlive = head.keepAlive
+                    switch head.body {
+                    case .none: return self.ended(receiver, leftover: part, context: context, head: head)
+                    case .length(let length): self.reading = .length(remaining: length)
+                    case .chunked: self.reading = .chunked(ChunkedBodyDecoder())
+                    case .untilClose: self.reading = .untilClose
+                    }
+                    receiver.upstreamHead(head)
+                    // The receiver may have dropped the exchange (and closed the connection) at its head.
+                    guard self.receiver === receiver else { return }
+                case .length(let remaining):
+                    let taken = min(remaining, part.readableBytes)
+                    guard taken > 0 else { return }
+                    let slice = part.readSlice(length: taken)!
+                    if taken == remaining { return self.ended(receiver, leftover: part, context: context, last: slice) }
+                    self.reading = .length(remaining: remaining - taken)
+                    receiver.upstreamBody(slice)
+                    return
+                case .chunked(var decoder):
+                    try decoder.decode(&part) { piece in
+                        if self.receiver === receiver { receiver.upstreamBody(piece) }
+                    }
+                    guard self.receiver === receiver else { return }
+                    self.reading = .chunked(decoder)
+                    if decoder.isDone { return self.ended(receiver, leftover: part, context: context) }
+                    if part.readableBytes > 0 { self.unframed = part }
+                    return
+                case .untilClose:
+                    if part.readableBytes > 0 { receiver.upstreamBody(part) }
+                    return
+                }
+            }
+        } catch {
+            self.fail(error)
+            context.close(promise: nil)
+        }
+    }
+
+    /// The answer is complete: the connection goes back to its pool when it can carry another request
+    /// (nothing after the answer, keep-alive), and the receiver hears of the end last, so it may
+    /// start its next request on this very connection.
+    private func ended(
+        _ receiver: any UpstreamExchangeReceiver, leftover: ByteBuffer, context: ChannelHandlerContext, head: ResponseHead? = nil, last: ByteBuffer? = nil
+    ) {
+        if let head { receiver.upstreamHead(head) }
+        if let last, self.receiver === receiver { receiver.upstreamBody(last) }
+        guard self.receiver === receiver else { return }
+        self.receiver = nil
+        self.wasUsed = true
+        self.reading = .head(searched: 0)
+        if self.keepAlive, leftover.readableBytes == 0, context.channel.isActive {
+            self.setReading(true)
+            self.pool?.release(self)
+        } else {
+            context.close(promise: nil)
+        }
+        receiver.upstreamEnd()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -304,6 +465,12 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         self.context = nil
         self.pool?.forget(self)
         self.pool = nil
+        // An answer delimited by the connection's close ends here, whole.
+        if case .untilClose = self.reading, let receiver = self.receiver {
+            self.receiver = nil
+            receiver.upstreamEnd()
+            return
+        }
         self.fail(ChannelError.eof)
     }
 

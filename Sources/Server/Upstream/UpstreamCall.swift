@@ -14,18 +14,20 @@ enum UpstreamCall {
 
     /// What came back: the head, and the whole body unless it is a successful stream to relay.
     struct Reply: Sendable {
-        let response: HTTPClientResponse
+        let status: Int
+        /// The answer's fields (a successful answer's may be left out: only a failure's are read).
+        let headers: HTTPHeaders
         let body: ByteBuffer?
         /// A successful stream, its first chunk already read (so a stream that dies before its first
         /// byte can still fail over).
         let stream: UpstreamStream?
 
-        var isSuccess: Bool { (200..<300).contains(Int(self.response.status.code)) }
+        var isSuccess: Bool { (200..<300).contains(self.status) }
 
         /// The error to answer with, for a failed reply, in canonical terms: the provider's own
         /// message where it gave one, and never its 401/403 (those are about the gateway's key).
         func error(provider: String) -> GatewayError {
-            let status = Int(self.response.status.code)
+            let status = self.status
             if status == 401 || status == 403 { return .upstreamCredentials(provider: provider, status: status) }
             let retryAfter = self.retryAfter.map { Int($0.seconds.rounded(.up)) }
             return UpstreamCall.errorMessage(self.body).map {
@@ -35,7 +37,7 @@ enum UpstreamCall {
 
         /// `retry-after-ms` or `retry-after`, whichever the provider sent.
         var retryAfter: Duration? {
-            RetryAfter.parse(milliseconds: self.response.headers.first(name: "retry-after-ms"), header: self.response.headers.first(name: "retry-after"))
+            RetryAfter.parse(milliseconds: self.headers.first(name: "retry-after-ms"), header: self.headers.first(name: "retry-after"))
         }
 
         /// The failure in the retry matrix's terms.
@@ -80,13 +82,13 @@ enum UpstreamCall {
                 guard try await stream.peek() else {
                     throw GatewayError.streamInterrupted(provider: upstream.settings.id, detail: "the stream ended before its first event")
                 }
-                return Reply(response: response, body: nil, stream: stream)
+                return Reply(status: Int(response.status.code), headers: response.headers, body: nil, stream: stream)
             }
             let body = try await response.body.collect(upTo: isSuccess ? Self.maxBody : Self.maxErrorBody)
             guard ContinuousClock.now < sent + timeouts.total else {
                 throw GatewayError.upstreamTimeout(upstream.settings, .total)
             }
-            return Reply(response: response, body: body, stream: nil)
+            return Reply(status: Int(response.status.code), headers: response.headers, body: body, stream: nil)
         } catch {
             throw GatewayError.from(error, provider: upstream.settings, streaming: streaming)
         }
@@ -125,8 +127,8 @@ extension UpstreamCall.Reply {
     }
 
     func openAIErrorWholeResponse(_ context: ExchangeContext, overhead: Duration) -> WholeResponse {
-        let status = Int(self.response.status.code)
-        let retryAfter = self.response.headers.first(name: "retry-after")
+        let status = self.status
+        let retryAfter = self.headers.first(name: "retry-after")
         let error = self.error(provider: context.target.provider)
         guard let body = self.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
             error.log(requestID: context.requestID, logger: context.logger)
@@ -142,7 +144,7 @@ extension UpstreamCall.Reply {
         headers.setRoutingHeaders(context.outcome)
         context.setAccountingHeaders(&headers, usage: nil)
         if let retryAfter { headers[.retryAfter] = retryAfter }
-        if let retryAfterMillis = self.response.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
+        if let retryAfterMillis = self.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
         return WholeResponse(status: HTTPResponse.Status(code: status), headers: headers, body: body)
     }

@@ -12,7 +12,9 @@ import NIOPosix
 /// kinds of call need different ones: a non-streaming call is silent for the whole generation
 /// (`first_byte`), a stream must never be silent longer than `idle`.
 final class UpstreamPool: Sendable {
-    struct Upstream: Sendable {
+    /// A class: every attempt, outcome and exchange refers to its upstream, and copying a struct of
+    /// this size (the provider's whole settings) retained each of its fields each time.
+    final class Upstream: Sendable {
         let settings: ProviderSettings
         let baseURL: String
         let streamingClient: HTTPClient
@@ -20,6 +22,18 @@ final class UpstreamPool: Sendable {
         let headers: HTTPHeaders
         /// Set for a plain-HTTP upstream, which the fast lane reaches without AsyncHTTPClient.
         let plainEndpoint: PlainHTTPEndpoint?
+
+        init(
+            settings: ProviderSettings, baseURL: String, streamingClient: HTTPClient, blockingClient: HTTPClient, headers: HTTPHeaders,
+            plainEndpoint: PlainHTTPEndpoint?
+        ) {
+            self.settings = settings
+            self.baseURL = baseURL
+            self.streamingClient = streamingClient
+            self.blockingClient = blockingClient
+            self.headers = headers
+            self.plainEndpoint = plainEndpoint
+        }
 
         /// Where `path` (`/chat/completions`, `/messages`, `/embeddings`) of `model` lives. Azure's classic
         /// API names the deployment in the path and the version in the query.
@@ -77,7 +91,7 @@ final class UpstreamPool: Sendable {
                 streamingClient: Self.client(provider, read: provider.timeouts.idle, eventLoopGroup),
                 blockingClient: Self.client(provider, read: provider.timeouts.firstByte, eventLoopGroup),
                 headers: headers,
-                plainEndpoint: PlainHTTPEndpoint(baseURL: baseURL, settings: provider)
+                plainEndpoint: PlainHTTPEndpoint(baseURL: baseURL, settings: provider, headers: headers)
             )
         }
         self.upstreams = upstreams
@@ -160,6 +174,9 @@ extension GatewayError {
         }
         if case ChannelError.connectTimeout = error {
             return .upstreamTimeout(provider, .connect)
+        }
+        if let framing = error as? UpstreamFramingError {
+            return .upstreamMalformed(provider: provider.id, detail: "the answer is not valid HTTP/1.1: \(framing.description)")
         }
         if error is HTTPParserError {
             return .upstreamMalformed(provider: provider.id, detail: "the answer is not valid HTTP/1.1")

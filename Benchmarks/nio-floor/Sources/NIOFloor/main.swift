@@ -6,11 +6,13 @@ import NIOPosix
 // content-type, content-length and an x-request-id. No routing, no parsing of bodies, no accounting,
 // no timeouts: what is left is SwiftNIO's HTTP/1.1 codecs, its event loop and the kernel.
 //
-//   swift run -c release NIOFloor LISTEN_PORT UPSTREAM_PORT
+//   swift run -c release NIOFloor LISTEN_PORT UPSTREAM_PORT [raw]
+// With `raw`, the codecs are left out too (RawProxy.swift).
 
 let arguments = CommandLine.arguments
 let listenPort = arguments.count > 1 ? Int(arguments[1]) ?? 18099 : 18099
 let upstream = try SocketAddress(ipAddress: "127.0.0.1", port: arguments.count > 2 ? Int(arguments[2]) ?? 18080 : 18080)
+let raw = arguments.count > 3 && arguments[3] == "raw"
 
 /// Idle upstream connections of the one event loop.
 final class IdleConnections {
@@ -96,14 +98,19 @@ final class ProxyHandler: ChannelInboundHandler {
 
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 let idle = IdleConnections()
+let rawIdle = RawIdleConnections()
 let server = try ServerBootstrap(group: group)
     .serverChannelOption(.backlog, value: 1024)
     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
     .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
-            try channel.pipeline.syncOperations.addHandler(ProxyHandler(idle: idle))
+            if raw {
+                try channel.pipeline.syncOperations.addHandler(RawProxyHandler(idle: rawIdle, upstream: upstream))
+            } else {
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+                try channel.pipeline.syncOperations.addHandler(ProxyHandler(idle: idle))
+            }
         }
     }
     .bind(host: "127.0.0.1", port: listenPort)

@@ -53,35 +53,62 @@ public struct OpenAIRequestPatch: Sendable {
     /// The body to send upstream: `model` replaced, and usage requested for streams.
     /// - Parameter requestStreamUsage: false for upstreams known to reject `stream_options`.
     public func upstreamBody(model: String, requestStreamUsage: Bool = true) -> ByteBuffer {
-        var edits: [(range: Range<Int>, replacement: String)] = [(self.modelRange, JSONWriter.quoted(model))]
-        if self.isStreaming && requestStreamUsage {
-            switch self.streamOptions {
-            case .absent:
-                // Insert right after the opening brace, so we never need to care about a trailing comma.
-                let brace = self.body.withUnsafeReadableBytes { bytes in bytes.firstIndex(of: UInt8(ascii: "{")) ?? 0 }
-                edits.append((brace + 1..<brace + 1, "\"stream_options\":{\"include_usage\":true},"))
-            case .present(let range, let others, let includesUsage) where !includesUsage:
-                var rebuilt = "{\"include_usage\":true"
-                for member in others {
-                    rebuilt += ","
-                    rebuilt += self.body.getString(at: self.body.readerIndex + member.lowerBound, length: member.count) ?? ""
-                }
-                rebuilt += "}"
-                edits.append((range, rebuilt))
-            case .present:
-                break
-            }
-        }
-        edits.sort { $0.range.lowerBound < $1.range.lowerBound }
-        var output = ByteBufferAllocator().buffer(capacity: self.body.readableBytes + 64)
-        var cursor = 0
-        for edit in edits {
-            output.writeBytes(self.body.readableBytesView.dropFirst(cursor).prefix(edit.range.lowerBound - cursor))
-            output.writeString(edit.replacement)
-            cursor = edit.range.upperBound
-        }
-        output.writeBytes(self.body.readableBytesView.dropFirst(cursor))
+        let edits = self.edits(model: model, requestStreamUsage: requestStreamUsage)
+        var output = ByteBufferAllocator().buffer(capacity: self.upstreamBodyLength(edits))
+        self.writeUpstreamBody(edits, into: &output)
         return output
+    }
+
+    /// One replacement of the client's bytes: `range` becomes `replacement`.
+    public struct Edit: Sendable {
+        let range: Range<Int>
+        let replacement: String
+    }
+
+    /// At most two edits, in the order of the bytes they replace: the model, and for a stream the usage
+    /// request (`stream_options`). Computed once per attempt, then sized and written without a copy.
+    public func edits(model: String, requestStreamUsage: Bool = true) -> (Edit, Edit?) {
+        let modelEdit = Edit(range: self.modelRange, replacement: JSONWriter.quoted(model))
+        guard self.isStreaming && requestStreamUsage else { return (modelEdit, nil) }
+        let usageEdit: Edit
+        switch self.streamOptions {
+        case .absent:
+            // Insert right after the opening brace, so we never need to care about a trailing comma.
+            let brace = self.body.withUnsafeReadableBytes { bytes in bytes.firstIndex(of: UInt8(ascii: "{")) ?? 0 }
+            usageEdit = Edit(range: brace + 1..<brace + 1, replacement: "\"stream_options\":{\"include_usage\":true},")
+        case .present(let range, let others, let includesUsage) where !includesUsage:
+            var rebuilt = "{\"include_usage\":true"
+            for member in others {
+                rebuilt += ","
+                rebuilt += self.body.getString(at: self.body.readerIndex + member.lowerBound, length: member.count) ?? ""
+            }
+            rebuilt += "}"
+            usageEdit = Edit(range: range, replacement: rebuilt)
+        case .present:
+            return (modelEdit, nil)
+        }
+        return usageEdit.range.lowerBound < modelEdit.range.lowerBound ? (usageEdit, modelEdit) : (modelEdit, usageEdit)
+    }
+
+    /// The length of the body `edits` make.
+    public func upstreamBodyLength(_ edits: (Edit, Edit?)) -> Int {
+        var length = self.body.readableBytes - edits.0.range.count + edits.0.replacement.utf8.count
+        if let second = edits.1 { length += second.replacement.utf8.count - second.range.count }
+        return length
+    }
+
+    /// Writes the body `edits` make at the end of `output`.
+    public func writeUpstreamBody(_ edits: (Edit, Edit?), into output: inout ByteBuffer) {
+        var cursor = self.body.readerIndex
+        func apply(_ edit: Edit) {
+            let start = self.body.readerIndex + edit.range.lowerBound
+            output.writeImmutableBuffer(self.body.getSlice(at: cursor, length: start - cursor)!)
+            output.writeString(edit.replacement)
+            cursor = self.body.readerIndex + edit.range.upperBound
+        }
+        apply(edits.0)
+        if let second = edits.1 { apply(second) }
+        output.writeImmutableBuffer(self.body.getSlice(at: cursor, length: self.body.writerIndex - cursor)!)
     }
 
     // MARK: Inspection
@@ -95,25 +122,28 @@ public struct OpenAIRequestPatch: Sendable {
     }
 
     private static func inspect(_ bytes: UnsafeRawBufferPointer) throws(GatewayError) -> Inspection {
-        let members: [JSONScanner.Member]
+        var model: JSONScanner.NamedMember?
+        var stream: JSONScanner.NamedMember?
+        var streamOptions: JSONScanner.NamedMember?
+        var repeated: JSONScanner.NamedMember?
+        var maxTokens: Int?
         do {
-            members = try JSONScanner.topLevelMembers(of: bytes)
+            try JSONScanner.forEachTopLevelMember(of: bytes, named: Self.names) { member in
+                switch member.name {
+                case 0: Self.assign(member, to: &model, repeated: &repeated)
+                case 1: Self.assign(member, to: &stream, repeated: &repeated)
+                case 2: Self.assign(member, to: &streamOptions, repeated: &repeated)
+                default: if member.kind == .number { maxTokens = JSONScanner.integer(in: bytes, member) }
+                }
+            }
         } catch {
             throw .malformedRequest(error.description)
         }
-        var model: JSONScanner.Member?
-        var stream: JSONScanner.Member?
-        var streamOptions: JSONScanner.Member?
-        var maxTokens: Int?
-        for member in members {
-            switch member.key {
-            case "model": try Self.assign(member, to: &model)
-            case "stream": try Self.assign(member, to: &stream)
-            case "stream_options": try Self.assign(member, to: &streamOptions)
-            case "max_tokens", "max_completion_tokens":
-                if member.kind == .number { maxTokens = Int(String(decoding: bytes[member.valueRange], as: UTF8.self)) }
-            default: continue
-            }
+        if let repeated {
+            // Parsers disagree on which duplicate wins, so the model we route on could differ from the
+            // one the upstream bills for.
+            let name = Self.names[repeated.name].description
+            throw .invalidRequest("The '\(name)' parameter appears more than once.", param: name)
         }
         guard let model else {
             throw .invalidRequest("You must provide a model parameter.", param: "model")
@@ -180,12 +210,15 @@ public struct OpenAIRequestPatch: Sendable {
         return .present(range: range, otherMembers: others, includesUsage: includesUsage)
     }
 
-    /// Rejects a second occurrence: parsers disagree on which duplicate wins, so the model we route on
-    /// could differ from the one the upstream bills for.
-    private static func assign(_ member: JSONScanner.Member, to slot: inout JSONScanner.Member?) throws(GatewayError) {
-        guard slot == nil else {
-            throw .invalidRequest("The '\(member.key)' parameter appears more than once.", param: member.key)
+    /// The top-level members the fast path reads: the first three may appear once only.
+    private static let names: [StaticString] = ["model", "stream", "stream_options", "max_tokens", "max_completion_tokens"]
+
+    /// Keeps the first occurrence; a second one is noted, to be refused.
+    private static func assign(_ member: JSONScanner.NamedMember, to slot: inout JSONScanner.NamedMember?, repeated: inout JSONScanner.NamedMember?) {
+        if slot == nil {
+            slot = member
+        } else if repeated == nil {
+            repeated = member
         }
-        slot = member
     }
 }

@@ -1,0 +1,539 @@
+import AsyncHTTPClient
+import Engine
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// One fast-lane request: its attempts along the failover plan, and the answer written to the client,
+/// whole or relayed as a stream.
+final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
+    private let state: GatewayState
+    private unowned let handler: FastLaneHandler
+    private let context: ChannelHandlerContext
+    private let pool: LoopConnectionPool
+    private let routing: RoutingSnapshot
+    private var plan: FailoverPlan
+    private let patch: OpenAIRequestPatch
+    private let admission: Admission
+    /// Set when the caller's limits refused the request: the fast lane answers it so (its refusal is
+    /// counted already).
+    private let refusal: PolicyRefusal?
+    private let requestID: String
+    private let traceparent: String?
+    private let started: ContinuousClock.Instant
+    private let logger: Logger
+
+    /// A class: it changes as the answer arrives, and copying a struct of this size cost 2 % a request.
+    /// It waits for its connection itself, so a connection that comes after it gave up (a timeout, a
+    /// failover to another provider) never carries another attempt's request.
+    private final class Attempt: ConnectionWaiter {
+        /// Set while this is the exchange's current attempt, cleared when it ends (which also breaks
+        /// the cycle; a `weak` reference cost a side-table allocation a request).
+        var exchange: FastExchange?
+        let target: PlannedTarget
+        let upstream: UpstreamPool.Upstream
+        let endpoint: PlainHTTPEndpoint
+        let ticket: RoutingHealth.Ticket
+        /// Head and body, as they go out.
+        let request: ByteBuffer
+        let sent: ContinuousClock.Instant
+        /// When the head must have come, and which timeout fails the attempt if it has not.
+        let headDeadline: ContinuousClock.Instant
+        let headTimeout: TimeoutPhase
+        var connection: UpstreamConnection?
+        /// When the request went out on its connection.
+        var writtenAt: ContinuousClock.Instant?
+        var answer: ResponseHead?
+        var answeredAt: ContinuousClock.Instant?
+        var lastRead: ContinuousClock.Instant?
+        var answerBody: ByteBuffer?
+        /// A reused connection that failed before answering gets one retry on a new connection.
+        var retriedOnNewConnection = false
+
+        /// A successful stream is relayed as it comes; anything else is read whole.
+        var relaysStream: Bool { self.answer.map { (200..<300).contains($0.status) } == true && self.isStreaming }
+        let isStreaming: Bool
+
+        init(
+            exchange: FastExchange, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: PlainHTTPEndpoint, ticket: RoutingHealth.Ticket,
+            request: ByteBuffer, sent: ContinuousClock.Instant, deadline: ContinuousClock.Instant, isStreaming: Bool
+        ) {
+            self.exchange = exchange
+            self.target = target
+            self.upstream = upstream
+            self.endpoint = endpoint
+            self.ticket = ticket
+            self.request = request
+            self.sent = sent
+            self.isStreaming = isStreaming
+            // AsyncHTTPClient's deadline for the head: `first_byte` or `total`, whichever is shorter (a
+            // stream's `idle` too: its client's read timeout), within what is left of the request's deadline.
+            let timeouts = upstream.settings.timeouts
+            var phase = TimeoutPhase.firstByte
+            if timeouts.total < timeouts[phase] { phase = .total }
+            if isStreaming, timeouts.idle < timeouts[phase] { phase = .idle }
+            self.headDeadline = min(sent + timeouts[phase], max(deadline, sent + .milliseconds(1)))
+            self.headTimeout = phase
+        }
+
+        var wantsConnection: Bool { self.connection == nil && self.exchange != nil }
+
+        func connectionReady(_ result: Result<UpstreamConnection, any Error>) {
+            guard let exchange = self.exchange else {
+                if case .success(let connection) = result { connection.putBack() }
+                return
+            }
+            exchange.connectionReady(result, for: self)
+        }
+    }
+
+    /// A stream being relayed to the client, after its attempt won.
+    private struct Relay {
+        let exchange: ExchangeContext
+        let connection: UpstreamConnection?
+        var relay: OpenAIStreamRelay
+        var lastChunk: ContinuousClock.Instant
+        /// The client reads slower than the upstream writes: the upstream is not read meanwhile, and
+        /// its silence is not its fault.
+        var paused = false
+    }
+
+    private var attempt: Attempt? {
+        didSet { if oldValue !== self.attempt { oldValue?.exchange = nil } }
+    }
+    private var relay: Relay?
+    /// The one deadline in force (a timeout, or the end of a backoff), checked by the loop's sweep.
+    private var deadline: (at: ContinuousClock.Instant, action: DeadlineAction)?
+    var sweepSlot: Int?
+    private var firstSent: ContinuousClock.Instant?
+    private var lastFailure: (error: GatewayError, outcome: AttemptOutcome?)?
+    private var done = false
+
+    /// Nil when the request is not one for the fast lane, or would be refused: Hummingbird takes it.
+    init?(head: RequestHead, body: ByteBuffer, state: GatewayState, handler: FastLaneHandler, context: ChannelHandlerContext) {
+        let started = ContinuousClock.now
+        guard let pool = state.loopUpstreams.pool(on: context.eventLoop) else { return nil }
+        let header = { (name: HTTPField.Name) in head.field(name.canonicalName) }
+        guard let caller = try? state.identify(authorization: header(.authorization), apiKey: header(.apiKey)),
+            let patch = try? OpenAIRequestPatch(body: body)
+        else { return nil }
+        let routing = state.routing
+        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, header: header)
+        guard let plan = try? state.plan(features, in: routing), plan.route.hedge == nil,
+            plan.everyCandidate.allSatisfy({ candidate in
+                guard let upstream = routing.upstreams[candidate.provider], upstream.settings.wire == .openAIChat,
+                    let endpoint = upstream.plainEndpoint
+                else { return false }
+                return pool.limit(endpoint) > 0
+            })
+        else { return nil }
+        do {
+            if try state.cache.plan(route: plan.route, body: body, dialect: .openAI, caller: caller, header: header) != nil { return nil }
+        } catch {
+            return nil
+        }
+        // Last: from here on the fast lane answers, so a reservation it takes is always settled by it.
+        do {
+            guard let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) else { return nil }
+            self.admission = admitted
+            self.refusal = nil
+        } catch let refusal as PolicyRefusal {
+            self.admission = Admission(caller: caller, ticket: nil)
+            self.refusal = refusal
+        } catch {
+            return nil
+        }
+        self.state = state
+        self.handler = handler
+        self.context = context
+        self.pool = pool
+        self.routing = routing
+        self.plan = plan
+        self.patch = patch
+        self.requestID = state.identity.make(clientSupplied: header(.requestID))
+        self.traceparent = header(.traceparent).flatMap { TraceContext.isValidTraceparent($0) ? $0 : nil }
+        self.started = started
+        self.logger = state.logger
+    }
+
+    func begin() {
+        self.state.metrics.recordFastLane()
+        // A limit or budget said no: the framework's answer, with the rate-limit headers.
+        if let refusal = self.refusal { return self.fail(refusal.error, rateLimits: refusal.report) }
+        self.start(self.plan.first)
+    }
+
+    // MARK: Attempts
+
+    private func start(_ target: PlannedTarget) {
+        guard let upstream = self.routing.upstreams[target.provider], let endpoint = upstream.plainEndpoint else {
+            return self.fail(.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client"))
+        }
+        let now = ContinuousClock.now
+        guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else {
+            // It went down since planning (a breaker opened, an operator drained it): move on.
+            guard let next = self.plan.skip(target) else { return self.giveUp() }
+            return self.start(next)
+        }
+        self.plan.started(target)
+        if self.firstSent == nil { self.firstSent = now }
+        let request = endpoint.chatRequest(
+            self.patch, model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions, requestID: self.requestID,
+            traceparent: self.traceparent
+        )
+        let attempt = Attempt(
+            exchange: self, target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, request: request, sent: now,
+            deadline: self.plan.deadline, isStreaming: self.patch.isStreaming
+        )
+        self.attempt = attempt
+        self.watch(attempt)
+        self.pool.acquire(endpoint, for: attempt)
+    }
+
+    /// The timeouts of an attempt before its answer is relayed, as AsyncHTTPClient's clients apply
+    /// them: the head by its deadline; a whole answer never silent for `first_byte` and complete
+    /// within `total`; a stream's first chunk within `idle` of its head. One deadline at a time: when
+    /// it comes, the attempt fails or the next one is set.
+    private func watch(_ attempt: Attempt) {
+        let timeouts = attempt.upstream.settings.timeouts
+        let next: (at: ContinuousClock.Instant, phase: TimeoutPhase)
+        if let answeredAt = attempt.answeredAt {
+            if attempt.relaysStream {
+                next = (answeredAt + timeouts.idle, .idle)
+            } else {
+                let silence = (attempt.lastRead ?? answeredAt) + timeouts.firstByte
+                let total = attempt.sent + timeouts.total
+                next = silence < total ? (silence, .firstByte) : (total, .total)
+            }
+        } else {
+            next = (attempt.headDeadline, attempt.headTimeout)
+        }
+        guard ContinuousClock.now < next.at else { return self.attemptFailed(.upstreamTimeout(attempt.upstream.settings, next.phase)) }
+        self.arm(at: next.at, .watch(attempt))
+    }
+
+    private func isCurrent(_ attempt: Attempt) -> Bool {
+        !self.done && self.attempt === attempt
+    }
+
+    private func connectionReady(_ result: Result<UpstreamConnection, any Error>, for attempt: Attempt) {
+        guard self.isCurrent(attempt) else {
+            if case .success(let connection) = result { connection.putBack() }
+            return
+        }
+        switch result {
+        case .success(let connection):
+            attempt.connection = connection
+            attempt.writtenAt = .now
+            connection.send(attempt.request, to: self)
+        case .failure(let error):
+            self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
+        }
+    }
+
+    func upstreamHead(_ head: ResponseHead) {
+        self.attempt?.answer = head
+        self.attempt?.answeredAt = .now
+    }
+
+    func upstreamBody(_ part: ByteBuffer) {
+        if self.relay != nil { return self.relayChunk(part) }
+        guard let attempt = self.attempt, let answer = attempt.answer else { return }
+        if attempt.relaysStream { return self.streamStarted(attempt, first: part) }
+        attempt.lastRead = .now
+        var part = part
+        let limit = (200..<300).contains(answer.status) ? UpstreamCall.maxBody : UpstreamCall.maxErrorBody
+        if (attempt.answerBody?.readableBytes ?? 0) + part.readableBytes > limit {
+            return self.attemptFailed(.upstreamMalformed(provider: attempt.target.provider, detail: "the answer is larger than \(limit) bytes"))
+        }
+        if attempt.answerBody == nil {
+            attempt.answerBody = part
+        } else {
+            attempt.answerBody?.writeBuffer(&part)
+        }
+    }
+
+    func upstreamReadComplete() {
+        if self.relay != nil { self.pool.flushAtEndOfTurn(self.context) }
+    }
+
+    func upstreamEnd() {
+        if self.relay != nil { return self.endRelay(failure: nil) }
+        guard let attempt = self.attempt, let answer = attempt.answer else { return }
+        if attempt.relaysStream {
+            return self.attemptFailed(.streamInterrupted(provider: attempt.target.provider, detail: "the stream ended before its first event"))
+        }
+        self.disarm()
+        let reply = UpstreamCall.Reply(status: answer.status, headers: answer.failureHeaders, body: attempt.answerBody ?? ByteBuffer(), stream: nil)
+        let result = self.state.judge(
+            reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: attempt.sent, streamed: false, logger: self.logger
+        )
+        self.attempt = nil
+        self.settle(result)
+    }
+
+    func upstreamFailed(_ error: any Error, answered: Bool) {
+        if let relay = self.relay {
+            return self.endRelay(failure: GatewayError.from(error, provider: relay.exchange.upstream.settings, streaming: true))
+        }
+        guard let attempt = self.attempt else { return }
+        if !answered, let connection = attempt.connection, connection.wasUsed, !attempt.retriedOnNewConnection,
+            let written = attempt.writtenAt, ContinuousClock.now - written < Self.staleConnectionWindow
+        {
+            // The upstream closed an idle keep-alive connection as we reused it: nothing reached it.
+            attempt.retriedOnNewConnection = true
+            attempt.connection = nil
+            self.pool.acquire(attempt.endpoint, fresh: true, for: attempt)
+            return
+        }
+        self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
+    }
+
+    /// The attempt ended without an answer (a transport failure, a timeout): it counts against its target.
+    private func attemptFailed(_ error: GatewayError) {
+        guard let attempt = self.attempt else { return }
+        self.attempt = nil
+        self.disarm()
+        attempt.connection?.abandon(from: self)
+        self.settle(self.state.judge(error, target: attempt.target, ticket: attempt.ticket, logger: self.logger))
+    }
+
+    private func settle(_ result: GatewayState.AttemptResult) {
+        switch result {
+        case .won(let outcome):
+            self.answer(outcome.counted(self.plan.attemptsStarted, firstSent: self.firstSent))
+        case .abandoned:
+            self.clientLeft()
+        case .failed(let target, let failure, let error, let outcome):
+            self.lastFailure = (error, outcome?.counted(self.plan.attemptsStarted, firstSent: self.firstSent))
+            guard case .attempt(let next, let wait) = self.plan.step(after: failure, on: target, requestID: self.requestID, logger: self.logger) else {
+                return self.giveUp()
+            }
+            guard wait > .zero else { return self.start(next) }
+            self.arm(at: .now + wait, .start(next))
+        }
+    }
+
+    /// A reused connection that fails this soon after the request went out on it, before any answer,
+    /// was closed by the upstream as we reused it (its keep-alive ran out): the request is sent again on
+    /// a new connection. Later failures are the upstream's, and a POST is not sent twice for them.
+    static let staleConnectionWindow: Duration = .milliseconds(250)
+
+    /// What a deadline does when it comes (a value, not a closure: a closure would be an allocation
+    /// per deadline set).
+    private enum DeadlineAction {
+        /// Check the attempt's timeouts again.
+        case watch(Attempt)
+        /// A backoff ended: the next attempt starts.
+        case start(PlannedTarget)
+        /// Check the relayed stream's idle and total timeouts.
+        case watchRelay
+    }
+
+    /// Does `action` at `instant` (give or take the sweep's tick), replacing any earlier deadline.
+    private func arm(at instant: ContinuousClock.Instant, _ action: DeadlineAction) {
+        self.deadline = (instant, action)
+        self.pool.deadlines.watch(self)
+    }
+
+    private func disarm() {
+        self.deadline = nil
+        self.pool.deadlines.unwatch(self)
+    }
+
+    func sweep(now: ContinuousClock.Instant) {
+        guard let deadline = self.deadline, deadline.at <= now else { return }
+        self.disarm()
+        switch deadline.action {
+        case .watch(let attempt):
+            if self.attempt === attempt { self.watch(attempt) }
+        case .start(let next):
+            self.start(next)
+        case .watchRelay:
+            self.relayDeadlineCame()
+        }
+    }
+
+    // MARK: Streams
+
+    /// A successful stream's first chunk: the attempt has won, and the relay begins.
+    private func streamStarted(_ attempt: Attempt, first: ByteBuffer) {
+        self.attempt = nil
+        guard let answer = attempt.answer else { return }
+        let reply = UpstreamCall.Reply(status: answer.status, headers: answer.failureHeaders, body: nil, stream: nil)
+        let result = self.state.judge(
+            reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: attempt.sent, streamed: true, logger: self.logger
+        )
+        guard case .won(let won) = result else { return self.settle(result) }
+        let outcome = won.counted(self.plan.attemptsStarted, firstSent: self.firstSent)
+        let exchange = self.exchangeContext(outcome)
+        self.relay = Relay(
+            exchange: exchange, connection: attempt.connection,
+            relay: OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage), lastChunk: .now
+        )
+        var head = WireResponse.Head(.ok, allocator: self.context.channel.allocator)
+        ChatCompletionsHandler.streamHeaders(exchange, overhead: outcome.overhead(since: self.started), fields: &head)
+        self.context.write(self.handler.wrapOutboundOut(.byteBuffer(head.finish(contentLength: nil, date: self.pool.date.now))), promise: nil)
+        self.watchIdle()
+        self.relayChunk(first)
+    }
+
+    /// A stream must never be silent for `idle` (while the client keeps up): one deadline, pushed back
+    /// by what arrived meanwhile.
+    private func watchIdle() {
+        guard let relay = self.relay else { return }
+        let settings = relay.exchange.upstream.settings
+        self.arm(at: min((relay.paused ? ContinuousClock.now : relay.lastChunk) + settings.timeouts.idle, relay.exchange.deadline), .watchRelay)
+    }
+
+    private func relayDeadlineCame() {
+        guard let relay = self.relay else { return }
+        let settings = relay.exchange.upstream.settings
+        let now = ContinuousClock.now
+        // Also for a client that stopped reading: the stream does not hold its upstream forever.
+        if now >= relay.exchange.deadline { return self.endRelay(failure: .upstreamTimeout(settings, .total)) }
+        if !relay.paused, now - relay.lastChunk >= settings.timeouts.idle { return self.endRelay(failure: .upstreamTimeout(settings, .idle)) }
+        self.watchIdle()
+    }
+
+    private func relayChunk(_ chunk: ByteBuffer) {
+        guard var relay = self.relay else { return }
+        self.relay = nil
+        relay.lastChunk = .now
+        let step = relay.exchange.relayStep(&relay.relay, chunk)
+        self.relay = relay
+        switch step {
+        case .forward(let bytes):
+            self.relayToClient(bytes)
+            // A client that reads slower than the upstream writes holds the upstream back, not our memory.
+            if !self.context.channel.isWritable { self.clientWritabilityChanged() }
+        case .fail(let bytes, let error):
+            self.relayToClient(bytes)
+            self.endRelay(failure: error)
+        }
+    }
+
+    /// Relayed bytes go out with the next flush (once per read from the upstream).
+    private func relayToClient(_ bytes: ByteBuffer) {
+        guard bytes.readableBytes > 0 else { return }
+        self.context.write(self.handler.wrapOutboundOut(.byteBuffer(WireResponse.chunk(bytes, allocator: self.context.channel.allocator))), promise: nil)
+    }
+
+    /// The client's socket drained (or filled): the relayed upstream is read again (or held).
+    func clientWritabilityChanged() {
+        guard var relay = self.relay else { return }
+        let writable = self.context.channel.isWritable
+        guard relay.paused == writable else { return }
+        relay.paused = !writable
+        // Silence while held was ours: the idle timeout counts from the resumption.
+        if writable { relay.lastChunk = .now }
+        self.relay = relay
+        relay.connection?.setReading(writable)
+    }
+
+    /// The stream is over: cleanly, with the upstream's own error event, or with ours.
+    private func endRelay(failure: GatewayError?) {
+        guard var relay = self.relay, !self.done else { return }
+        self.relay = nil
+        self.done = true
+        self.disarm()
+        var failure = failure
+        if failure == nil {
+            // What the upstream left without its blank line (its last event, often `[DONE]`) goes out too.
+            switch relay.relay.finish() {
+            case .forward(let bytes):
+                self.relayToClient(bytes)
+            case .fail(let bytes, let error):
+                self.relayToClient(bytes)
+                failure = error
+            }
+        }
+        if let failure {
+            relay.connection?.abandon(from: self)
+            self.relayToClient(failure.openAIStreamEvent)
+        }
+        relay.exchange.openAIStreamEnded(relay.relay, failure: failure)
+        self.context.write(self.handler.wrapOutboundOut(.byteBuffer(WireResponse.lastChunk)), promise: nil)
+        self.pool.flushAtEndOfTurn(self.context)
+        self.handler.exchangeEnded(context: self.context)
+    }
+
+    // MARK: Answers
+
+    private func exchangeContext(_ outcome: AttemptOutcome) -> ExchangeContext {
+        ExchangeContext(
+            state: self.state, routing: self.routing, admission: self.admission, requestID: self.requestID, outcome: outcome, logger: self.logger,
+            started: self.started
+        )
+    }
+
+    /// The upstream's successful answer, its head written straight into the bytes that go out.
+    private func answer(_ outcome: AttemptOutcome) {
+        let body = outcome.reply.body ?? ByteBuffer()
+        var head = WireResponse.Head(.ok, capacity: 512 + body.readableBytes, allocator: self.context.channel.allocator)
+        do {
+            try ChatCompletionsHandler.answer(body, self.exchangeContext(outcome), fields: &head)
+        } catch {
+            return self.fail(error as? GatewayError ?? .internalFailure("\(type(of: error))"))
+        }
+        self.send(head.finish(contentLength: body.readableBytes, date: self.pool.date.now, body: body))
+    }
+
+    /// Every attempt failed: the last answer the upstream gave (its error), or our own error.
+    private func giveUp() {
+        guard let lastFailure = self.lastFailure else { return self.fail(.noHealthyTarget(route: self.plan.route.alias)) }
+        guard let outcome = lastFailure.outcome else { return self.fail(lastFailure.error) }
+        self.write(outcome.reply.openAIErrorWholeResponse(self.exchangeContext(outcome), overhead: outcome.overhead(since: self.started)))
+    }
+
+    private func fail(_ error: GatewayError, rateLimits: RateLimitReport? = nil) {
+        guard !self.done else { return }
+        self.state.finish(
+            failed: error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission, started: self.started,
+            logger: self.logger
+        )
+        var response = error.openAIWholeResponse(requestID: self.requestID, overhead: ContinuousClock.now - self.started)
+        response.headers.setRateLimitHeaders(rateLimits)
+        self.write(response)
+    }
+
+    private func write(_ response: WholeResponse) {
+        self.send(WireResponse.whole(response.status, response.headers, body: response.body, date: self.pool.date.now, allocator: self.context.channel.allocator))
+    }
+
+    /// The whole answer, written: the exchange is over.
+    private func send(_ bytes: ByteBuffer) {
+        guard !self.done else { return }
+        self.done = true
+        self.disarm()
+        self.context.write(self.handler.wrapOutboundOut(.byteBuffer(bytes)), promise: nil)
+        self.pool.flushAtEndOfTurn(self.context)
+        self.handler.exchangeEnded(context: self.context)
+    }
+
+    /// The client hung up: the attempt in flight, the wait before the next or the stream being relayed
+    /// is dropped, and the request is accounted as the caller's, as on the slow path.
+    func clientLeft() {
+        guard !self.done else { return }
+        self.done = true
+        self.disarm()
+        if let relay = self.relay {
+            self.relay = nil
+            relay.connection?.abandon(from: self)
+            relay.exchange.clientLeft(usage: relay.relay.usage)
+        } else {
+            if let attempt = self.attempt {
+                self.attempt = nil
+                attempt.connection?.abandon(from: self)
+                self.state.health.withLock { $0.abandoned(attempt.ticket) }
+            }
+            self.state.finish(
+                failed: .clientDisconnected, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission,
+                started: self.started, logger: self.logger
+            )
+        }
+        self.handler.exchangeEnded(context: self.context)
+    }
+}
