@@ -30,6 +30,8 @@ let package = Package(
         // The semantic index's dot product, with AVX2 where the CPU has it (Swift compiles for the
         // baseline x86-64 and has no per-function target features).
         .target(name: "CVectorMath"),
+        // SQLite's process-wide settings that need C (`sqlite3_config` is variadic).
+        .target(name: "CSQLiteSetup", dependencies: [.product(name: "GRDBSQLite", package: "GRDB.swift")]),
         // Pure logic: dialects, routing, config, errors. No sockets, no SQLite, no curses.
         .target(
             name: "Engine",
@@ -46,6 +48,7 @@ let package = Package(
             name: "Server",
             dependencies: [
                 "Engine",
+                "CSQLiteSetup",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -53,12 +53,12 @@ struct JSONScannerTests {
         #expect(value == "café 😀 /")
     }
 
-    private func named(_ text: String, _ names: [StaticString]) throws -> [(name: String, value: String)] {
+    private func named(_ text: String, _ names: [JSONScanner.MemberName]) throws -> [(name: String, value: String)] {
         let bytes = Array(text.utf8)
         return try bytes.withUnsafeBytes { raw in
             var found: [(name: String, value: String)] = []
             try JSONScanner.forEachTopLevelMember(of: raw, named: names) { member in
-                found.append((names[member.name].description, String(decoding: raw[member.valueRange], as: UTF8.self)))
+                found.append((names[member.name].name.description, String(decoding: raw[member.valueRange], as: UTF8.self)))
             }
             return found
         }
@@ -69,6 +69,14 @@ struct JSONScannerTests {
         let found = try self.named(text, ["stream", "model", "usage"])
         #expect(found.map(\.name) == ["model", "usage", "model", "stream"])
         #expect(found.map(\.value) == [#""a""#, #"{"n":1}"#, #""b""#, "true"])
+    }
+
+    @Test func findsNamesInsideTheObjectsOfNamesFoundInTheSamePass() throws {
+        let text = #"{"usage":{"n":1,"d":{"n":2}},"other":{"n":3,"d":{"n":4}},"d":{"n":5}}"#
+        let names: [JSONScanner.MemberName] = ["usage", .init("n", inside: 0), .init("d", inside: 0), .init("n", inside: 2)]
+        let found = try self.named(text, names)
+        // Inner members come before the member holding them; nothing outside `usage` is found.
+        #expect(found.map(\.value) == ["1", "2", #"{"n":2}"#, #"{"n":1,"d":{"n":2}}"#])
     }
 
     @Test func validatesTheWholeDocumentWhileFindingMembersByName() {

@@ -183,6 +183,13 @@ struct WireFramingTests {
         #expect(WireResponse.chunk(ByteBuffer(), allocator: ByteBufferAllocator()).readableBytes == 0)
     }
 
+    @Test(arguments: [(0.0, "0.00000000"), (0.0000438, "0.00004380"), (12.5, "12.50000000"), (0.000000004, "0.00000000"), (-1.0, "0.00000000"), (1234.987654321, "1234.98765432")])
+    func formatsCostsWithEightDecimals(_ usd: Double, _ text: String) {
+        var fields = HTTPFields()
+        fields.setCost(usd)
+        #expect(fields[.cost] == text)
+    }
+
     @Test func formatsTheDateAsIMFFixdate() {
         #expect(HTTPDateCache.format(1_796_283_970) == "Thu, 03 Dec 2026 07:46:10 GMT")
         #expect(HTTPDateCache.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")

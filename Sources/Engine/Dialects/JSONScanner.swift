@@ -17,6 +17,23 @@ public struct JSONScanner {
         public let kind: ValueKind
     }
 
+    /// A member to find by name: in the object scanned (`inside` nil), or in the object that is the
+    /// value of the member `names[inside]` (found the same way), so usage inside an answer is read in
+    /// the pass that validates the answer.
+    public struct MemberName: Sendable, ExpressibleByStringLiteral {
+        public let name: StaticString
+        public let inside: Int?
+
+        public init(_ name: StaticString, inside: Int? = nil) {
+            self.name = name
+            self.inside = inside
+        }
+
+        public init(stringLiteral name: StaticString) {
+            self.init(name)
+        }
+    }
+
     /// A member found by name (`forEachTopLevelMember(of:named:_:)`): which of the names, and its value.
     public struct NamedMember: Sendable, Equatable {
         /// The index of its name in the names asked for.
@@ -61,14 +78,14 @@ public struct JSONScanner {
     /// members' names are compared as bytes and never decoded, and nothing is collected, so nothing is
     /// allocated.
     public static func forEachTopLevelMember(
-        of bytes: UnsafeRawBufferPointer, named names: [StaticString], _ body: (NamedMember) -> Void
+        of bytes: UnsafeRawBufferPointer, named names: [MemberName], _ body: (NamedMember) -> Void
     ) throws(SyntaxError) {
         var scanner = JSONScanner(bytes)
         scanner.skipWhitespace()
         guard scanner.peek() == UInt8(ascii: "{") else {
             throw scanner.error(scanner.atEnd ? "the body is empty" : "the body must be a JSON object")
         }
-        try scanner.scanObject(named: names, depth: 0, body)
+        try scanner.scanObject(named: names, inside: nil, depth: 0, body)
         scanner.skipWhitespace()
         guard scanner.atEnd else { throw scanner.error("unexpected data after the JSON object") }
     }
@@ -76,11 +93,11 @@ public struct JSONScanner {
     /// Hands `body` the members called one of `names` of the object that starts at `range` in an
     /// already validated document.
     public static func forEachMember(
-        ofObjectIn bytes: UnsafeRawBufferPointer, range: Range<Int>, named names: [StaticString], _ body: (NamedMember) -> Void
+        ofObjectIn bytes: UnsafeRawBufferPointer, range: Range<Int>, named names: [MemberName], _ body: (NamedMember) -> Void
     ) throws(SyntaxError) {
         var scanner = JSONScanner(UnsafeRawBufferPointer(rebasing: bytes[..<range.upperBound]))
         scanner.position = range.lowerBound
-        try scanner.scanObject(named: names, depth: 0, body)
+        try scanner.scanObject(named: names, inside: nil, depth: 0, body)
     }
 
     /// The first element of the array that starts at `range` in an already validated document.
@@ -148,7 +165,8 @@ public struct JSONScanner {
         }
     }
 
-    private mutating func expect(_ byte: UInt8, _ what: String) throws(SyntaxError) {
+    /// `what` is a `StaticString`: a `String` argument would be retained and released on every call.
+    private mutating func expect(_ byte: UInt8, _ what: StaticString) throws(SyntaxError) {
         guard self.peek() == byte else { throw self.error("expected \(what)") }
         self.position += 1
     }
@@ -158,7 +176,7 @@ public struct JSONScanner {
         guard let byte = self.peek() else { throw self.error("unexpected end of input") }
         switch byte {
         case UInt8(ascii: "{"):
-            _ = try self.scanObject(collectMembers: false, depth: depth)
+            try self.skipObject(depth: depth)
             return .object
         case UInt8(ascii: "["):
             try self.scanArray(depth: depth)
@@ -192,49 +210,87 @@ public struct JSONScanner {
         return members
     }
 
-    private mutating func scanObject(named names: [StaticString], depth: Int, _ body: (NamedMember) -> Void) throws(SyntaxError) {
-        try self.scanObject(depth: depth) { (scanner, key, _, valueRange, kind) throws(SyntaxError) in
-            guard let name = try scanner.index(of: key, in: names) else { return }
-            body(NamedMember(name: name, valueRange: valueRange, kind: kind))
-        }
+    /// A nested object nobody asked about: validated, its members handed nowhere.
+    private mutating func skipObject(depth: Int) throws(SyntaxError) {
+        try self.scanObject(depth: depth) { _, _, _, _, _ in }
+    }
+
+    /// Scans an object, handing `body` its members called one of the `names` that are `inside` it; an
+    /// object value with names of its own to find is scanned the same way, else it is only validated.
+    private mutating func scanObject(named names: [MemberName], inside: Int?, depth: Int, _ body: (NamedMember) -> Void) throws(SyntaxError) {
+        guard try self.openObject() else { return }
+        repeat {
+            let (key, _) = try self.memberName()
+            let valueStart = self.position
+            let name = try self.index(of: key, in: names, inside: inside)
+            let kind: ValueKind
+            if let name, self.peek() == UInt8(ascii: "{"), names.contains(where: { $0.inside == name }) {
+                guard depth + 1 < Self.maxDepth else { throw self.error("nesting deeper than \(Self.maxDepth) levels") }
+                try self.scanObject(named: names, inside: name, depth: depth + 1, body)
+                kind = .object
+            } else {
+                kind = try self.scanValue(depth: depth + 1)
+            }
+            if let name { body(NamedMember(name: name, valueRange: valueStart..<self.position, kind: kind)) }
+        } while try self.nextMember()
     }
 
     /// A member name's content (between its quotes) and whether it holds escapes.
     private typealias Key = (content: Range<Int>, hasEscapes: Bool)
 
     /// Scans an object, handing each member to `onMember`: its name, where the name's opening quote
-    /// is, and its value's range and kind.
+    /// is, and its value's range and kind. Inlined into each caller, so `onMember` is too (a call
+    /// through a closure per member cost a third of scanning an answer).
+    @inline(__always)
     private mutating func scanObject(
         depth: Int,
         onMember: (_ scanner: JSONScanner, _ key: Key, _ keyStart: Int, _ valueRange: Range<Int>, _ kind: ValueKind) throws(SyntaxError) -> Void
     ) throws(SyntaxError) {
-        try self.expect(UInt8(ascii: "{"), "'{'")
-        self.skipWhitespace()
-        if self.peek() == UInt8(ascii: "}") {
-            self.position += 1
-            return
-        }
-        while true {
-            self.skipWhitespace()
-            let keyStart = self.position
-            guard self.peek() == UInt8(ascii: "\"") else { throw self.error("expected a quoted member name") }
-            let key = try self.scanStringContent()
-            self.skipWhitespace()
-            try self.expect(UInt8(ascii: ":"), "':' after a member name")
-            self.skipWhitespace()
+        guard try self.openObject() else { return }
+        repeat {
+            let (key, keyStart) = try self.memberName()
             let valueStart = self.position
             let kind = try self.scanValue(depth: depth + 1)
             try onMember(self, key, keyStart, valueStart..<self.position, kind)
-            self.skipWhitespace()
-            switch self.peek() {
-            case UInt8(ascii: ","):
-                self.position += 1
-            case UInt8(ascii: "}"):
-                self.position += 1
-                return
-            default:
-                throw self.error("expected ',' or '}' in an object")
-            }
+        } while try self.nextMember()
+    }
+
+    /// Consumes an object's `{`; false for an empty object (its `}` consumed too).
+    @inline(__always)
+    private mutating func openObject() throws(SyntaxError) -> Bool {
+        try self.expect(UInt8(ascii: "{"), "'{'")
+        self.skipWhitespace()
+        guard self.peek() == UInt8(ascii: "}") else { return true }
+        self.position += 1
+        return false
+    }
+
+    /// A member's name, where its opening quote is, and the colon after it (the value is next).
+    @inline(__always)
+    private mutating func memberName() throws(SyntaxError) -> (Key, Int) {
+        self.skipWhitespace()
+        let keyStart = self.position
+        guard self.peek() == UInt8(ascii: "\"") else { throw self.error("expected a quoted member name") }
+        let key = try self.scanStringContent()
+        self.skipWhitespace()
+        try self.expect(UInt8(ascii: ":"), "':' after a member name")
+        self.skipWhitespace()
+        return (key, keyStart)
+    }
+
+    /// After a member's value: true past a `,` (another member follows), false past the closing `}`.
+    @inline(__always)
+    private mutating func nextMember() throws(SyntaxError) -> Bool {
+        self.skipWhitespace()
+        switch self.peek() {
+        case UInt8(ascii: ","):
+            self.position += 1
+            return true
+        case UInt8(ascii: "}"):
+            self.position += 1
+            return false
+        default:
+            throw self.error("expected ',' or '}' in an object")
         }
     }
 
@@ -318,15 +374,17 @@ public struct JSONScanner {
         return key.hasEscapes ? try Self.unescape(raw, baseOffset: key.content.lowerBound) : String(decoding: raw, as: UTF8.self)
     }
 
-    /// Which of `names` the string content is, compared as bytes (decoded first only when it holds escapes).
-    private func index(of key: Key, in names: [StaticString]) throws(SyntaxError) -> Int? {
+    /// Which of `names` (those `inside` the object scanned) the string content is, compared as bytes
+    /// (decoded first only when it holds escapes).
+    private func index(of key: Key, in names: [MemberName], inside: Int?) throws(SyntaxError) -> Int? {
         if key.hasEscapes {
             let decoded = try self.decodedKey(key)
-            return names.firstIndex { $0.description == decoded }
+            return names.firstIndex { $0.inside == inside && $0.name.description == decoded }
         }
         let start = key.content.lowerBound
-        return names.firstIndex { name in
-            guard name.utf8CodeUnitCount == key.content.count else { return false }
+        return names.firstIndex { member in
+            let name = member.name
+            guard member.inside == inside, name.utf8CodeUnitCount == key.content.count else { return false }
             for offset in 0..<key.content.count where self.bytes[start + offset] != name.utf8Start[offset] { return false }
             return true
         }

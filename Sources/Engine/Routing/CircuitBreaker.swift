@@ -183,8 +183,19 @@ struct RollingOutcomes: Sendable, Equatable {
         self.buckets = [Bucket](repeating: Bucket(), count: Self.bucketCount)
     }
 
+    /// In whole nanoseconds: dividing one `Duration` by another is 128-bit arithmetic, on every request.
     private func indexFromOrigin(_ now: ContinuousClock.Instant) -> Int {
         guard let origin = self.origin, now > origin else { return 0 }
-        return Int((now - origin) / self.bucketSpan)
+        return Int((now - origin).nanoseconds / max(1, self.bucketSpan.nanoseconds))
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds (saturating past about 292 years).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = self.components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow else { return seconds < 0 ? .min : .max }
+        return scaled.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
     }
 }

@@ -29,6 +29,12 @@ public struct TargetHealth: Sendable, Equatable {
         self.breaker = CircuitBreaker(policy: policy)
     }
 
+    /// Resting, or its breaker open or half-open: it may refuse requests.
+    var isTroubled: Bool {
+        guard self.restingUntil == nil, case .closed = self.breaker.state else { return true }
+        return false
+    }
+
     /// The load the balancers compare: our own in-flight requests plus what the backend says it queues.
     public var load: Int { self.inFlight + (self.reportedLoad?.queued ?? 0) }
 }
@@ -69,6 +75,9 @@ public struct RoutingHealth: Sendable {
     }
 
     public private(set) var targets: [TargetKey: TargetHealth] = [:]
+    /// The targets resting or whose breaker is not closed: the only ones that can be unavailable for
+    /// their own sake. Usually empty, so a healthy target is admitted without reading its state.
+    private var troubled: Set<TargetKey> = []
     public private(set) var drained: Set<String> = []
     public private(set) var failingHealthChecks: Set<String> = []
     /// Time to first token per route alias, for the hedging delay.
@@ -97,6 +106,7 @@ public struct RoutingHealth: Sendable {
             }
         }
         self.targets = targets
+        self.troubled = Set(targets.filter { $0.value.isTroubled }.keys)
         self.policies = policies
         self.drained = self.drained.filter { policies[$0] != nil }
         self.failingHealthChecks = self.failingHealthChecks.filter { policies[$0] != nil }
@@ -108,8 +118,7 @@ public struct RoutingHealth: Sendable {
     public func unavailability(of key: TargetKey, at now: ContinuousClock.Instant) -> Unavailability? {
         if !self.drained.isEmpty, self.drained.contains(key.provider) { return .drained }
         if !self.failingHealthChecks.isEmpty, self.failingHealthChecks.contains(key.provider) { return .healthCheckFailing }
-        // Read in place: a copy of the target's state would retain (and release) all its windows.
-        guard let index = self.targets.index(forKey: key) else { return nil }
+        guard !self.troubled.isEmpty, self.troubled.contains(key), let index = self.targets.index(forKey: key) else { return nil }
         if let until = self.targets.values[index].restingUntil, now < until { return .resting(until: until) }
         if !self.targets.values[index].breaker.isAvailable(at: now) {
             if case .open(let until) = self.targets.values[index].breaker.state { return .breakerOpen(until: until) }
@@ -121,14 +130,13 @@ public struct RoutingHealth: Sendable {
     /// Admits one attempt at `key`, or nil when it became unavailable since planning.
     public mutating func begin(_ key: TargetKey, at now: ContinuousClock.Instant) -> Ticket? {
         guard self.unavailability(of: key, at: now) == nil else { return nil }
-        self.ensureTarget(key)
         var admission: CircuitBreaker.Admission?
         self.update(key) { health in
-            // A refused admission changes nothing (the breaker's half-open step included).
-            var breaker = health.breaker
-            admission = breaker.admit(at: now)
+            // A rest that is over is forgotten, so the target is no longer read on every request.
+            if let until = health.restingUntil, now >= until { health.restingUntil = nil }
+            // Only an admission changes the breaker (its half-open step), so it is asked in place.
+            admission = health.breaker.admit(at: now)
             guard admission != nil else { return }
-            health.breaker = breaker
             health.inFlight += 1
             health.requests += 1
         }
@@ -233,12 +241,24 @@ public struct RoutingHealth: Sendable {
     /// Changes a target's state where it is kept: a copy taken out and put back would share its
     /// rolling windows' storage with the original, and copy them on every change.
     private mutating func update(_ key: TargetKey, _ change: (inout TargetHealth) -> Void) {
-        self.ensureTarget(key)
-        change(&self.targets[key]!)
+        let index = self.ensureTarget(key)
+        func apply(_ health: inout TargetHealth) -> Bool {
+            change(&health)
+            return health.isTroubled
+        }
+        let wasTroubled = !self.troubled.isEmpty && self.troubled.contains(key)
+        // Through the values' index: `targets[key]!` as an `inout` copied the whole state out and back.
+        let isTroubled = apply(&self.targets.values[index])
+        if isTroubled != wasTroubled {
+            if isTroubled { self.troubled.insert(key) } else { self.troubled.remove(key) }
+        }
     }
 
-    private mutating func ensureTarget(_ key: TargetKey) {
-        if self.targets.index(forKey: key) == nil { self.targets[key] = TargetHealth(policy: self.policies[key.provider] ?? BreakerPolicy()) }
+    /// The target's place in `targets`, made for a target not seen before.
+    private mutating func ensureTarget(_ key: TargetKey) -> Dictionary<TargetKey, TargetHealth>.Index {
+        if let index = self.targets.index(forKey: key) { return index }
+        self.targets[key] = TargetHealth(policy: self.policies[key.provider] ?? BreakerPolicy())
+        return self.targets.index(forKey: key)!
     }
 }
 

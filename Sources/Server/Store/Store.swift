@@ -1,3 +1,4 @@
+import CSQLiteSetup
 import Engine
 import Foundation
 import GRDB
@@ -24,11 +25,17 @@ final class Store: Sendable {
     }
 
     init(path: String) throws {
+        _ = Self.sqliteSetUp
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         self.pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(self.pool)
     }
+
+    /// Process-wide SQLite settings, made once before the first database opens.
+    private static let sqliteSetUp: Void = {
+        _ = switchyard_sqlite_disable_memstatus()
+    }()
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()

@@ -76,14 +76,19 @@ extension GatewayState {
 
     /// The caller a request's `Authorization` (`Bearer …`) or `x-api-key` field names.
     func identify(authorization: String?, apiKey: String?) throws(GatewayError) -> Caller {
-        let bearer = authorization.map { $0.hasPrefix("Bearer ") ? $0.dropFirst(7) : Substring($0) }
-        let token = (bearer ?? apiKey.map { Substring($0) }).map { String($0.trimmingSpaces) }
-        guard let token, token.hasPrefix(KeyRing.keyPrefix) else {
+        var credential = Substring(authorization ?? apiKey ?? "")
+        if authorization != nil, credential.utf8.starts(with: "Bearer ".utf8) {
+            credential = credential[credential.utf8.index(credential.startIndex, offsetBy: 7)...]
+        }
+        credential = credential.trimmingSpaces
+        // Only a virtual key is looked up (and copied out): any other credential is anonymous.
+        guard credential.utf8.starts(with: KeyRing.keyPrefix.utf8) else {
             guard self.server.anonymous else {
                 throw .unauthorized("This gateway requires an API key: send 'Authorization: Bearer sk-sy-…' (or x-api-key).")
             }
             return .anonymous
         }
+        let token = String(credential)
         guard let record = self.keys.record(for: token) else {
             throw .unauthorized("The API key \(token.prefix(12))… is not valid.")
         }
@@ -171,10 +176,11 @@ extension HTTPField.Name {
 }
 
 extension Substring {
-    /// Without leading and trailing spaces and tabs (Foundation's `trimmingCharacters` costs a bridge to `NSString`).
+    /// Without leading and trailing spaces and tabs (Foundation's `trimmingCharacters` costs a bridge to
+    /// `NSString`, and walking `Character`s breaks graphemes; these are ASCII bytes).
     var trimmingSpaces: Substring {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let first = self.firstIndex(where: { !isSpace($0) }), let last = self.lastIndex(where: { !isSpace($0) }) else { return "" }
+        let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 }
+        guard let first = self.utf8.firstIndex(where: { !isSpace($0) }), let last = self.utf8.lastIndex(where: { !isSpace($0) }) else { return "" }
         return self[first...last]
     }
 }

@@ -74,17 +74,20 @@ struct ResponseHead {
         while let line = lines.next() {
             guard let (name, value) = HTTPToken.field(in: raw, line: line) else { throw UpstreamFramingError(description: "a malformed header line") }
             fields.append((name, value))
-            if HTTPToken.equalsIgnoringCase(raw, name, "content-length") {
+            switch name.count {
+            case 14 where HTTPToken.equalsIgnoringCase(raw, name, "content-length"):
                 guard let length = HTTPToken.decimal(raw, value), contentLength == nil || contentLength == length else {
                     throw UpstreamFramingError(description: "an invalid Content-Length")
                 }
                 contentLength = length
-            } else if HTTPToken.equalsIgnoringCase(raw, name, "transfer-encoding") {
+            case 17 where HTTPToken.equalsIgnoringCase(raw, name, "transfer-encoding"):
                 // Only a final `chunked` frames the body; any other coding runs until the connection closes.
                 chunked = HTTPToken.lastListItem(raw, value, is: "chunked")
-            } else if HTTPToken.equalsIgnoringCase(raw, name, "connection") {
+            case 10 where HTTPToken.equalsIgnoringCase(raw, name, "connection"):
                 connectionClose = connectionClose || HTTPToken.listContains(raw, value, "close")
                 connectionKeepAlive = connectionKeepAlive || HTTPToken.listContains(raw, value, "keep-alive")
+            default:
+                break
             }
         }
         guard lines.isComplete else { throw UpstreamFramingError(description: "a header line not ended by CRLF") }

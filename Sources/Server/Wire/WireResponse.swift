@@ -24,16 +24,26 @@ enum WireResponse {
         /// Values are the gateway's own; a control character in one (never expected) becomes a space,
         /// as `HTTPFields` makes it, so a field can never end the head early.
         mutating func set(_ name: HTTPField.Name, _ value: String) {
-            self.buffer.writeString(name.rawName)
-            self.buffer.writeStaticString(": ")
-            let start = self.buffer.writerIndex - self.buffer.readerIndex
-            let count = self.buffer.writeString(value)
-            self.buffer.withUnsafeMutableReadableBytes { bytes in
-                for index in start..<start + count where (bytes[index] < 0x20 && bytes[index] != 0x09) || bytes[index] == 0x7F {
-                    bytes[index] = 0x20
+            var name = name.rawName
+            var value = value
+            // One write of the whole line: four writes cost four capacity checks and copies.
+            name.withUTF8 { name in
+                value.withUTF8 { value in
+                    self.buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: name.count + value.count + 4) { out in
+                        out.copyMemory(from: UnsafeRawBufferPointer(name))
+                        out[name.count] = UInt8(ascii: ":")
+                        out[name.count + 1] = UInt8(ascii: " ")
+                        var position = name.count + 2
+                        for byte in value {
+                            out[position] = (byte < 0x20 && byte != 0x09) || byte == 0x7F ? 0x20 : byte
+                            position += 1
+                        }
+                        out[position] = 0x0D
+                        out[position + 1] = 0x0A
+                        return position + 2
+                    }
                 }
             }
-            self.buffer.writeStaticString("\r\n")
         }
 
         /// The head, for a body of `contentLength` bytes or, when nil, a chunked one; `body` follows it

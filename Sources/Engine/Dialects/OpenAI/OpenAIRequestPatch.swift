@@ -142,7 +142,7 @@ public struct OpenAIRequestPatch: Sendable {
         if let repeated {
             // Parsers disagree on which duplicate wins, so the model we route on could differ from the
             // one the upstream bills for.
-            let name = Self.names[repeated.name].description
+            let name = Self.names[repeated.name].name.description
             throw .invalidRequest("The '\(name)' parameter appears more than once.", param: name)
         }
         guard let model else {
@@ -211,7 +211,7 @@ public struct OpenAIRequestPatch: Sendable {
     }
 
     /// The top-level members the fast path reads: the first three may appear once only.
-    private static let names: [StaticString] = ["model", "stream", "stream_options", "max_tokens", "max_completion_tokens"]
+    private static let names: [JSONScanner.MemberName] = ["model", "stream", "stream_options", "max_tokens", "max_completion_tokens"]
 
     /// Keeps the first occurrence; a second one is noted, to be refused.
     private static func assign(_ member: JSONScanner.NamedMember, to slot: inout JSONScanner.NamedMember?, repeated: inout JSONScanner.NamedMember?) {

@@ -11,28 +11,40 @@ public struct OpenAIResponseSummary: Sendable, Equatable {
     /// - Throws: `upstreamMalformed` when the body is not a JSON object, or carries an `error` instead of choices.
     public static func read(_ body: ByteBuffer, provider: String, finishReason: Bool = true) throws(GatewayError) -> OpenAIResponseSummary {
         let result: Result<OpenAIResponseSummary, GatewayError> = body.withUnsafeReadableBytes { bytes in
-            var found: (usage: Range<Int>?, choices: Range<Int>?)
+            // Usage is read in the pass that validates the answer; its members come before the
+            // `usage` member itself, which commits them (so the last `usage` wins, as a decoder's would).
+            var reading = Usage()
+            var usage: Usage?
+            var choices: Range<Int>?
             do {
                 try JSONScanner.forEachTopLevelMember(of: bytes, named: Self.names) { member in
-                    if member.name == 0, member.kind == .object { found.usage = member.valueRange }
-                    if member.name == 1, member.kind == .array { found.choices = member.valueRange }
+                    switch member.name {
+                    case 0:
+                        if member.kind == .object { usage = reading }
+                        reading = Usage()
+                    case 1:
+                        if member.kind == .array { choices = member.valueRange }
+                    default:
+                        OpenAIUsage.take(member, from: 2, in: bytes, into: &reading)
+                    }
                 }
             } catch {
                 return .failure(.upstreamMalformed(provider: provider, detail: "invalid JSON (\(error))"))
             }
-            guard let choices = found.choices else {
+            guard let choices else {
                 return .failure(.upstreamMalformed(provider: provider, detail: "a 200 response without 'choices'"))
             }
             var summary = OpenAIResponseSummary()
-            summary.usage = found.usage.flatMap { try? OpenAIUsage.parse(bytes, range: $0) }
+            summary.usage = usage
             if finishReason { summary.finishReason = Self.firstFinishReason(bytes, choices) }
             return .success(summary)
         }
         return try result.get()
     }
 
-    private static let names: [StaticString] = ["usage", "choices"]
-    private static let finishReasonName: [StaticString] = ["finish_reason"]
+    /// `usage` and `choices` at the top, then usage's own members inside `usage`.
+    private static let names: [JSONScanner.MemberName] = ["usage", "choices"] + OpenAIUsage.names(inside: 0, from: 2)
+    private static let finishReasonName: [JSONScanner.MemberName] = ["finish_reason"]
 
     private static func firstFinishReason(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String? {
         guard let first = try? JSONScanner.firstElement(ofArrayIn: bytes, range: range), first.kind == .object else { return nil }
