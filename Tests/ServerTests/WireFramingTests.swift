@@ -31,6 +31,14 @@ struct WireFramingTests {
         #expect(head.field("x-request-id") == nil)
     }
 
+    @Test func findsAKeyInAFieldWithoutCopyingIt() throws {
+        let head = try self.head("POST / HTTP/1.1\r\nAuthorization: Bearer sk-sy-abc\r\nX-Api-Key: other\r\n\r\n")
+        #expect(head.field("authorization", contains: "sk-sy-"))
+        #expect(!head.field("x-api-key", contains: "sk-sy-"))
+        #expect(!head.field("x-missing", contains: "sk-sy-"))
+        #expect(!head.field("authorization", contains: "sk-sy-abcd"))
+    }
+
     @Test func notesWhatTheFrameworkMustAnswer() throws {
         #expect(try self.head("POST /x HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n").closes)
         #expect(try self.head("POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expects)

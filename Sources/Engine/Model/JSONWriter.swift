@@ -108,6 +108,8 @@ public struct JSONWriter: Sendable {
     }
 
     public static func quoted(_ text: String) -> String {
+        // Most names need no escaping: then quoting is one concatenation, not a scalar at a time.
+        if !text.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) { return "\"" + text + "\"" }
         var output = ""
         self.appendQuoted(text, to: &output)
         return output

@@ -116,7 +116,10 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let started = ContinuousClock.now
         guard let pool = state.loopUpstreams.pool(on: context.eventLoop) else { return nil }
         let header = { (name: HTTPField.Name) in head.field(name.canonicalName) }
-        guard let caller = try? state.identify(authorization: header(.authorization), apiKey: header(.apiKey)),
+        // A credential that cannot be a virtual key identifies no one, decided on the bytes: only a
+        // possible key is copied out and looked up.
+        let mayHoldKey = head.field("authorization", contains: KeyRing.keyPrefix) || head.field("x-api-key", contains: KeyRing.keyPrefix)
+        guard let caller = try? state.identify(authorization: mayHoldKey ? header(.authorization) : nil, apiKey: mayHoldKey ? header(.apiKey) : nil),
             let patch = try? OpenAIRequestPatch(body: body)
         else { return nil }
         let routing = state.routing

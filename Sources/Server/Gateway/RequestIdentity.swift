@@ -6,15 +6,19 @@ final class RequestIdentity: Sendable {
     private let prefix: String
     private let counter = Atomic<UInt64>(0)
 
+    /// `req_`, five random base-36 characters, then the counter in base 36: an id stays within the 15
+    /// bytes a `String` holds without an allocation for the first 2 billion requests of a process.
     init() {
         var generator = SystemRandomNumberGenerator()
-        self.prefix = "req_" + String(generator.next() as UInt32, radix: 36)
+        let span: UInt64 = 60_466_176  // 36^5
+        // A leading 1 keeps the five characters' zeros; it is dropped.
+        self.prefix = "req_" + String(generator.next(upperBound: span) + span, radix: 36).dropFirst()
     }
 
     func make(clientSupplied: String?) -> String {
         if let supplied = clientSupplied, Self.isAcceptable(supplied) { return supplied }
         let value = self.counter.add(1, ordering: .relaxed).newValue
-        return self.prefix + "_" + String(value, radix: 36)
+        return self.prefix + String(value, radix: 36)
     }
 
     /// Up to 128 printable ASCII characters: anything else could break log lines or header parsing.

@@ -102,6 +102,27 @@ struct RequestHead {
         self.bytes.withUnsafeReadableBytes { HTTPToken.equals($0, self.target, path) }
     }
 
+    /// Whether the first value of the field `name` (given in lower case) holds `needle`, looked at in
+    /// place.
+    func field(_ name: String, contains needle: String) -> Bool {
+        var name = name
+        var needle = needle
+        return name.withUTF8 { wanted in
+            needle.withUTF8 { needle in
+                self.bytes.withUnsafeReadableBytes { bytes in
+                    guard needle.count > 0,
+                        let field = self.fields.first(where: { $0.name.count == wanted.count && HTTPToken.equalsIgnoringCase(bytes, $0.name, wanted) }),
+                        field.value.count >= needle.count
+                    else { return false }
+                    let value = UnsafeRawBufferPointer(rebasing: bytes[field.value])
+                    return (0...(value.count - needle.count)).contains { start in
+                        memcmp(value.baseAddress! + start, needle.baseAddress!, needle.count) == 0
+                    }
+                }
+            }
+        }
+    }
+
     /// The first value of the field `name` (given in lower case), as sent.
     func field(_ name: String) -> String? {
         var name = name

@@ -14,6 +14,10 @@ enum WireResponse {
 
         init(_ status: HTTPResponse.Status, capacity: Int = 512, allocator: ByteBufferAllocator) {
             self.buffer = allocator.buffer(capacity: capacity)
+            guard status != .ok else {
+                self.buffer.writeStaticString("HTTP/1.1 200 OK\r\n")
+                return
+            }
             self.buffer.writeStaticString("HTTP/1.1 ")
             self.buffer.writeString(String(status.code))
             self.buffer.writeStaticString(" ")
