@@ -185,7 +185,8 @@ struct WireFramingTests {
         let whole = String(buffer: head.finish(contentLength: 2, date: "Thu, 03 Dec 2026 07:46:10 GMT", body: ByteBuffer(string: "{}")))
         #expect(whole == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-request-id: a  b\r\nContent-Length: 2\r\nDate: Thu, 03 Dec 2026 07:46:10 GMT\r\n\r\n{}")
 
-        let stream = String(buffer: WireResponse.Head(.ok, allocator: ByteBufferAllocator()).finish(contentLength: nil, date: "D"))
+        var streamHead = WireResponse.Head(.ok, allocator: ByteBufferAllocator())
+        let stream = String(buffer: streamHead.finish(contentLength: nil, date: "D"))
         #expect(stream == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nDate: D\r\n\r\n")
         #expect(String(buffer: WireResponse.chunk(ByteBuffer(string: String(repeating: "x", count: 26)), allocator: ByteBufferAllocator())).hasPrefix("1a\r\nxxx"))
         #expect(WireResponse.chunk(ByteBuffer(), allocator: ByteBufferAllocator()).readableBytes == 0)

@@ -87,27 +87,26 @@ extension ResponseFields {
         self.set(.overhead, String(Swift.max(0, overhead.microseconds)))
     }
 
-    /// `x-switchyard-cost-usd` with eight decimals, its digits written straight into the string's
-    /// storage (`String(format:)` is slow on Linux, and interpolating the parts built four strings).
+    /// `x-switchyard-cost-usd` with eight decimals, its digits written into a stack buffer
+    /// (`String(format:)` is slow on Linux, and interpolating the parts built four strings); the text
+    /// of a cost under $100,000 fits a small string, with no allocation.
     mutating func setCost(_ usd: Double) {
         var units = UInt64((Swift.max(0, usd) * 100_000_000).rounded())
-        let text = String(unsafeUninitializedCapacity: 32) { buffer in
+        let text = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
             // Digits from the last: eight decimals, the point, then the whole dollars (at least one).
-            var end = buffer.count
+            var start = buffer.count
             var written = 0
             while written < 10 || units > 0 {
-                end -= 1
+                start -= 1
                 if written == 8 {
-                    buffer[end] = UInt8(ascii: ".")
+                    buffer[start] = UInt8(ascii: ".")
                 } else {
-                    buffer[end] = UInt8(ascii: "0") + UInt8(units % 10)
+                    buffer[start] = UInt8(ascii: "0") + UInt8(units % 10)
                     units /= 10
                 }
                 written += 1
             }
-            let count = buffer.count - end
-            for index in 0..<count { buffer[index] = buffer[end + index] }
-            return count
+            return String(decoding: UnsafeBufferPointer(rebasing: buffer[start...]), as: UTF8.self)
         }
         self.set(.cost, text)
     }

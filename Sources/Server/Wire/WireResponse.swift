@@ -52,7 +52,9 @@ enum WireResponse {
 
         /// The head, for a body of `contentLength` bytes or, when nil, a chunked one; `body` follows it
         /// in the same buffer.
-        consuming func finish(contentLength: Int?, date: String, body: ByteBuffer? = nil) -> ByteBuffer {
+        /// (Mutating, not consuming: a consumed copy shared the buffer with the original, so the first
+        /// write here copied it whole.)
+        mutating func finish(contentLength: Int?, date: String, body: ByteBuffer? = nil) -> ByteBuffer {
             if let contentLength {
                 self.buffer.writeStaticString("Content-Length: ")
                 self.buffer.writeString(String(contentLength))
