@@ -2,7 +2,7 @@
 # The ledger under a real process's death. Two runs of the real binary with the simulator:
 #  1. load, then SIGTERM: every request that completed has exactly one ledger row;
 #  2. load, then kill -9: the database opens cleanly (PRAGMA integrity_check = ok) and every request
-#     that completed more than one flush interval (200 ms) before the kill has its row; the script
+#     that completed more than one flush interval (25 ms) and a batch's write before the kill has its row; the script
 #     reports the measured loss window (how long before the kill the oldest missing request ended);
 #     more than a second fails.
 # Loopback only, bounded loops; needs python3 (its sqlite3 module reads the database).
@@ -76,7 +76,7 @@ if mode == "kill":
     if missing:
         window = killed_at - min(t for _, t in missing)
         print(f"kill: loss window {window * 1000:.0f} ms (rows of requests that ended within it before the kill)")
-        # One flush interval (200 ms) plus a batch's write time; a loaded CI machine gets slack.
+        # One flush interval (25 ms) plus a batch's write time; a loaded CI machine gets slack.
         if window > 1.0: sys.exit(1)
     else:
         print("kill: no row lost")
