@@ -90,6 +90,11 @@ public struct JSONWriter: Sendable {
     /// Appends `text` as a JSON string literal, escaping what RFC 8259 requires.
     public static func appendQuoted(_ text: String, to output: inout String) {
         output.append("\"")
+        defer { output.append("\"") }
+        // Most text needs no escaping: then it is appended whole, not a scalar at a time.
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) else {
+            return output.append(text)
+        }
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": output.append("\\\"")
@@ -104,12 +109,9 @@ public struct JSONWriter: Sendable {
                 output.unicodeScalars.append(scalar)
             }
         }
-        output.append("\"")
     }
 
     public static func quoted(_ text: String) -> String {
-        // Most names need no escaping: then quoting is one concatenation, not a scalar at a time.
-        if !text.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) { return "\"" + text + "\"" }
         var output = ""
         self.appendQuoted(text, to: &output)
         return output

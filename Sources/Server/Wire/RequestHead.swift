@@ -105,19 +105,12 @@ struct RequestHead {
     /// Whether the first value of the field `name` (given in lower case) holds `needle`, looked at in
     /// place.
     func field(_ name: String, contains needle: String) -> Bool {
-        var name = name
         var needle = needle
-        return name.withUTF8 { wanted in
-            needle.withUTF8 { needle in
-                self.bytes.withUnsafeReadableBytes { bytes in
-                    guard needle.count > 0,
-                        let field = self.fields.first(where: { $0.name.count == wanted.count && HTTPToken.equalsIgnoringCase(bytes, $0.name, wanted) }),
-                        field.value.count >= needle.count
-                    else { return false }
-                    let value = UnsafeRawBufferPointer(rebasing: bytes[field.value])
-                    return (0...(value.count - needle.count)).contains { start in
-                        memcmp(value.baseAddress! + start, needle.baseAddress!, needle.count) == 0
-                    }
+        return needle.withUTF8 { needle in
+            self.withValue(of: name) { value in
+                guard let value, needle.count > 0, value.count >= needle.count else { return false }
+                return (0...(value.count - needle.count)).contains { start in
+                    memcmp(value.baseAddress! + start, needle.baseAddress!, needle.count) == 0
                 }
             }
         }
@@ -125,15 +118,17 @@ struct RequestHead {
 
     /// The first value of the field `name` (given in lower case), as sent.
     func field(_ name: String) -> String? {
+        self.withValue(of: name) { value in value.map { String(decoding: $0, as: UTF8.self) } }
+    }
+
+    /// `body` of the bytes of the first value of the field `name` (given in lower case), nil when the
+    /// head has no such field.
+    private func withValue<Result>(of name: String, _ body: (UnsafeRawBufferPointer?) -> Result) -> Result {
         var name = name
         return name.withUTF8 { wanted in
             self.bytes.withUnsafeReadableBytes { bytes in
-                for field in self.fields where field.name.count == wanted.count {
-                    if HTTPToken.equalsIgnoringCase(bytes, field.name, wanted) {
-                        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.value]), as: UTF8.self)
-                    }
-                }
-                return nil
+                let field = self.fields.first { $0.name.count == wanted.count && HTTPToken.equalsIgnoringCase(bytes, $0.name, wanted) }
+                return body(field.map { UnsafeRawBufferPointer(rebasing: bytes[$0.value]) })
             }
         }
     }
