@@ -350,15 +350,20 @@ extension CachedAnswer {
         return json.output
     }
 
+    /// A stored duration in milliseconds, bounded: a replay waits that long.
+    private static func storedDuration(_ value: JSONValue?) -> Duration? {
+        value?.double.flatMap { UntrustedNumber.duration(seconds: $0 / 1_000) }
+    }
+
     /// Reads what `json` wrote; nil for anything else.
     public init?(json text: String) {
         guard let json = try? JSONValue.parse(text), let provider = json["provider"]?.string, let upstreamModel = json["upstreamModel"]?.string,
             let stop = json["stop"]?.string.flatMap(StopReason.init(rawValue:)), let parts = json["content"]?.array
         else { return nil }
         let usage = Usage(
-            inputTokens: json["usage"]?["input"]?.int ?? 0, cachedInputTokens: json["usage"]?["cached"]?.int ?? 0,
-            cacheWriteInputTokens: json["usage"]?["cacheWrite"]?.int ?? 0, outputTokens: json["usage"]?["output"]?.int ?? 0,
-            reasoningTokens: json["usage"]?["reasoning"]?.int ?? 0
+            inputTokens: json["usage"]?["input"]?.tokenCount ?? 0, cachedInputTokens: json["usage"]?["cached"]?.tokenCount ?? 0,
+            cacheWriteInputTokens: json["usage"]?["cacheWrite"]?.tokenCount ?? 0, outputTokens: json["usage"]?["output"]?.tokenCount ?? 0,
+            reasoningTokens: json["usage"]?["reasoning"]?.tokenCount ?? 0
         )
         let content: [ContentPart] = parts.compactMap { part in
             if let text = part["text"]?.string { return .text(text) }
@@ -368,7 +373,7 @@ extension CachedAnswer {
         self.init(
             response: ChatResponse(id: json["id"]?.string ?? "", model: json["model"]?.string ?? "", content: content, stopReason: stop, usage: usage),
             provider: provider, upstreamModel: upstreamModel,
-            timing: json["totalMs"]?.int.map { AnswerTiming(firstToken: json["firstTokenMs"]?.int.map { .milliseconds($0) }, total: .milliseconds($0)) }
+            timing: Self.storedDuration(json["totalMs"]).map { AnswerTiming(firstToken: Self.storedDuration(json["firstTokenMs"]), total: $0) }
         )
     }
 }

@@ -423,18 +423,45 @@ public struct JSONScanner {
             case 0x00..<0x20:
                 throw self.error("control character in string")
             default:
-                self.position += 1
+                // A byte of 0x80 or more: the start of a multi-byte character, whose bytes must be
+                // well-formed UTF-8 (or a client could smuggle bytes that other parsers read differently).
+                guard let length = Self.utf8SequenceLength(self.bytes, at: self.position) else {
+                    throw self.error("invalid UTF-8 in string")
+                }
+                self.position += length
             }
         }
     }
 
-    /// Skips what needs no attention inside a string (all but quotes, backslashes and control
-    /// characters): most of a body's bytes, in a loop without the grammar's per-byte checks.
+    /// The length of the well-formed UTF-8 sequence at `position` (Unicode's table 3-7: no overlong
+    /// forms, no surrogates, nothing past U+10FFFF), or nil when it is not one.
+    private static func utf8SequenceLength(_ bytes: UnsafeRawBufferPointer, at position: Int) -> Int? {
+        let lead = bytes[position]
+        let length: Int
+        var second: ClosedRange<UInt8> = 0x80...0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: (length, second) = (3, 0xA0...0xBF)
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: (length, second) = (3, 0x80...0x9F)
+        case 0xF0: (length, second) = (4, 0x90...0xBF)
+        case 0xF1...0xF3: length = 4
+        case 0xF4: (length, second) = (4, 0x80...0x8F)
+        default: return nil
+        }
+        guard position + length <= bytes.count, second.contains(bytes[position + 1]) else { return nil }
+        for offset in 2..<length where !(0x80...0xBF).contains(bytes[position + offset]) { return nil }
+        return length
+    }
+
+    /// Skips what needs no attention inside a string (all but quotes, backslashes, control
+    /// characters and non-ASCII bytes, which are checked as UTF-8): most of a body's bytes, in a loop
+    /// without the grammar's per-byte checks.
     private mutating func skipPlainStringBytes() {
         var position = self.position
         let count = self.bytes.count
-        // Eight bytes at a time while none of them is a quote, a backslash or below 0x20 (the
-        // classic "has a zero byte" and "has a byte less than n" word tests).
+        // Eight bytes at a time while none of them is a quote, a backslash, below 0x20 or above 0x7F
+        // (the classic "has a zero byte" and "has a byte less than n" word tests, and the high bits).
         if let base = self.bytes.baseAddress {
             let ones: UInt64 = 0x0101_0101_0101_0101
             let highs: UInt64 = 0x8080_8080_8080_8080
@@ -443,13 +470,13 @@ public struct JSONScanner {
                 let quotes = word ^ 0x2222_2222_2222_2222
                 let backslashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
                 let found = ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes) | ((word &- 0x2020_2020_2020_2020) & ~word)
-                if found & highs != 0 { break }
+                if (found | word) & highs != 0 { break }
                 position += 8
             }
         }
         while position < count {
             let byte = self.bytes[position]
-            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 { break }
             position += 1
         }
         self.position = position

@@ -138,7 +138,7 @@ public struct QuotaBook: Sendable {
             state.reservedCost = max(0, state.reservedCost - ticket.reservedCost)
             state.spentToday += actualCost
             state.spentThisMonth += actualCost
-            state.tokensToday += actualTokens
+            state.tokensToday = state.tokensToday.addingSaturating(actualTokens)
             self.subjects[subject] = state
         }
     }

@@ -81,9 +81,9 @@ public struct TokenBucket: Sendable, Equatable {
         let untilFull = Duration.seconds(max(0, Double(self.capacity) - self.available) / rate)
         guard Double(tokens) <= self.available else {
             let wait = tokens > self.capacity ? self.period : Duration.seconds((Double(tokens) - self.available) / rate)
-            return LimitDecision(allowed: false, limit: self.capacity, remaining: max(0, Int(self.available)), reset: untilFull, retryAfter: wait)
+            return LimitDecision(allowed: false, limit: self.capacity, remaining: UntrustedNumber.count(self.available), reset: untilFull, retryAfter: wait)
         }
-        return LimitDecision(allowed: true, limit: self.capacity, remaining: max(0, Int(self.available) - tokens), reset: untilFull, retryAfter: nil)
+        return LimitDecision(allowed: true, limit: self.capacity, remaining: UntrustedNumber.count(self.available - Double(tokens)), reset: untilFull, retryAfter: nil)
     }
 
     public mutating func take(_ tokens: Int, at now: ContinuousClock.Instant) {

@@ -114,6 +114,25 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
+    /// A whole number (`12`, `1e3`, `12.0`), saturated at `Int.min`/`Int.max` when it says more; nil
+    /// for fractions and anything but a number.
+    public var wholeNumber: Int? {
+        guard case .number(let text) = self else { return nil }
+        if let exact = Int(text) { return exact }
+        guard let value = Double(text), value == value.rounded(.towardZero) else { return nil }
+        // 2^63 is exactly representable; anything at or past it saturates.
+        guard abs(value) < 9_223_372_036_854_775_808.0 else { return value < 0 ? Int.min : Int.max }
+        return Int(value)
+    }
+
+    /// A token count from an upstream or a stored answer, held to `0...UntrustedNumber.tokenCeiling`
+    /// however large its text; nil for anything but a number.
+    public var tokenCount: Int? {
+        guard case .number(let text) = self else { return nil }
+        if let exact = Int(text) { return UntrustedNumber.tokens(exact) }
+        return Double(text).map { UntrustedNumber.count($0, ceiling: UntrustedNumber.tokenCeiling) }
+    }
+
     public var double: Double? {
         if case .number(let text) = self { return Double(text) }
         return nil

@@ -25,7 +25,7 @@ public struct BackendLoad: Sendable, Equatable {
             total += value
             found = true
         }
-        return found ? BackendLoad(queued: Int(total.rounded())) : nil
+        return found ? BackendLoad(queued: UntrustedNumber.count(total.rounded(), ceiling: UntrustedNumber.queueCeiling)) : nil
     }
 
     /// Ollama's `GET /api/ps`: `{"models":[{"name":"llama3.2:latest","model":"llama3.2:latest",…}]}`.

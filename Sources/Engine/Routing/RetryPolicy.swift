@@ -128,19 +128,21 @@ public enum AttemptFailure: Sendable, Equatable {
     }
 }
 
-/// `retry-after-ms` (milliseconds, OpenAI) wins over `retry-after` (seconds or an HTTP date).
+/// `retry-after-ms` (milliseconds, OpenAI) wins over `retry-after` (seconds or an HTTP date); either
+/// is held to `UntrustedNumber.longestRetryAfter`.
 public enum RetryAfter {
     public static func parse(milliseconds: String?, header: String?, now: Date = Date()) -> Duration? {
-        if let text = milliseconds?.trimmingCharacters(in: .whitespaces), let value = Double(text), value >= 0 {
-            return .milliseconds(Int64(value.rounded(.up)))
+        if let text = milliseconds?.trimmingCharacters(in: .whitespaces), let value = Double(text),
+            let rest = UntrustedNumber.duration(seconds: value / 1_000) {
+            return rest
         }
         guard let text = header?.trimmingCharacters(in: .whitespaces), !text.isEmpty else { return nil }
-        if let seconds = Double(text) { return seconds >= 0 ? .milliseconds(Int64((seconds * 1000).rounded(.up))) : nil }
+        if let seconds = Double(text) { return UntrustedNumber.duration(seconds: seconds) }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: text) else { return nil }
-        return .milliseconds(Int64(max(0, date.timeIntervalSince(now)) * 1000))
+        return UntrustedNumber.duration(seconds: max(0, date.timeIntervalSince(now)))
     }
 }

@@ -63,20 +63,14 @@ public struct RequestFeatures {
 
     /// Fills the content features from a chat body in either dialect without decoding it: the prompt
     /// estimate from its size, `tools` from the top-level member, images from their type markers.
+    /// (`maxTokens` comes from `OpenAIRequestPatch`, which bounds it.)
     public mutating func inspect(body: ByteBuffer) {
         self.promptTokens = (body.readableBytes + 3) / 4
         body.withUnsafeReadableBytes { bytes in
             guard let members = try? JSONScanner.topLevelMembers(of: bytes) else { return }
-            for member in members {
-                switch member.key {
-                case "tools":
-                    self.hasTools = member.kind == .array
-                        && ((try? JSONScanner.elements(ofArrayIn: bytes, range: member.valueRange).isEmpty) == false)
-                case "max_tokens", "max_completion_tokens":
-                    self.maxTokens = Int(String(decoding: bytes[member.valueRange], as: UTF8.self))
-                default:
-                    continue
-                }
+            for member in members where member.key == "tools" {
+                self.hasTools = member.kind == .array
+                    && ((try? JSONScanner.elements(ofArrayIn: bytes, range: member.valueRange).isEmpty) == false)
             }
             self.hasImages = Self.contains(bytes, #""image_url""#) || Self.contains(bytes, #""type":"image""#)
                 || Self.contains(bytes, #""type": "image""#)

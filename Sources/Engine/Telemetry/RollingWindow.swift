@@ -82,8 +82,8 @@ public struct RollingWindow: Sendable {
             for index in self.failures.indices { self.failures[index] += other.failures[index] }
             self.latency.add(other.latency)
             self.firstToken.add(other.firstToken)
-            self.inputTokens += other.inputTokens
-            self.outputTokens += other.outputTokens
+            self.inputTokens = self.inputTokens.addingSaturating(other.inputTokens)
+            self.outputTokens = self.outputTokens.addingSaturating(other.outputTokens)
             self.costUSD += other.costUSD
         }
 
@@ -117,8 +117,9 @@ public struct RollingWindow: Sendable {
         }
         self.buckets[slot].latency.record(seconds: outcome.latency.seconds)
         if let firstToken = outcome.timeToFirstToken { self.buckets[slot].firstToken.record(seconds: firstToken.seconds) }
-        self.buckets[slot].inputTokens += outcome.inputTokens
-        self.buckets[slot].outputTokens += outcome.outputTokens
+        // Token counts are bounded where they are read (`UntrustedNumber`); the sums saturate all the same.
+        self.buckets[slot].inputTokens = self.buckets[slot].inputTokens.addingSaturating(outcome.inputTokens)
+        self.buckets[slot].outputTokens = self.buckets[slot].outputTokens.addingSaturating(outcome.outputTokens)
         self.buckets[slot].costUSD += outcome.costUSD
     }
 

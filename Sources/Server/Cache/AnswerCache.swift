@@ -78,8 +78,11 @@ final class AnswerCache: Sendable {
         let now = ContinuousClock.now
         var loaded = 0
         for row in try await store.cacheEntries(now: wall) {
-            guard let answer = CachedAnswer(json: row.answer) else { continue }
-            guard let evicted = self.entries.withLock({ $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: .seconds(row.expiresAt - wall), at: now) }) else { continue }
+            // A stored row's expiry is an untrusted number too (1e300 would trap `Duration.seconds`).
+            guard let answer = CachedAnswer(json: row.answer),
+                let ttl = UntrustedNumber.duration(seconds: row.expiresAt - wall, atMost: .seconds(Self.longestTTL))
+            else { continue }
+            guard let evicted = self.entries.withLock({ $0.put(row.key, answer, scope: row.scope, route: row.route, ttl: ttl, at: now) }) else { continue }
             self.file(row.key, semantic: row.semantic, evicted: evicted)
             loaded += 1
         }

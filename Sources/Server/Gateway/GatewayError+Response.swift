@@ -89,9 +89,11 @@ extension ResponseFields {
 
     /// `x-switchyard-cost-usd` with eight decimals, its digits written into a stack buffer
     /// (`String(format:)` is slow on Linux, and interpolating the parts built four strings); the text
-    /// of a cost under $100,000 fits a small string, with no allocation.
+    /// of a cost under $100,000 fits a small string, with no allocation. A cost past $10^10 (a price
+    /// table's mistake, as token counts are bounded) is written as that ceiling rather than trapping.
     mutating func setCost(_ usd: Double) {
-        var units = UInt64((Swift.max(0, usd) * 100_000_000).rounded())
+        let dollars = usd > 0 ? Swift.min(usd, 10_000_000_000) : 0
+        var units = UInt64((dollars * 100_000_000).rounded())
         let text = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
             // Digits from the last: eight decimals, the point, then the whole dollars (at least one).
             var start = buffer.count

@@ -90,7 +90,7 @@ struct MessagesHandler: Sendable {
                 return error.anthropicResponse(requestID: exchange.requestID, overhead: overhead)
             }
             exchange.answeredWithFailure(error, status: status)
-            if let retryAfter = reply.headers.first(name: "retry-after") { headers[.retryAfter] = retryAfter }
+            reply.passRetryAfter(into: &headers)
             return Response(status: HTTPResponse.Status(code: status), headers: headers, body: ResponseBody(byteBuffer: body))
         }
         guard let responseBody = reply.body else {

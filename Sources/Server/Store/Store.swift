@@ -26,10 +26,20 @@ final class Store: Sendable {
 
     init(path: String) throws {
         _ = Self.sqliteSetUp
+        Self.restrictToOwner(path)
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         self.pool = try DatabasePool(path: path, configuration: configuration)
         try Self.migrator.migrate(self.pool)
+    }
+
+    /// Keys' hashes, tenants and the ledger are the owner's alone, whatever the state dir's mode: the
+    /// database is created (or narrowed) to 0600 before SQLite opens it, and SQLite gives its `-wal`
+    /// and `-shm` files the database's own mode.
+    private static func restrictToOwner(_ path: String) {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if descriptor >= 0 { close(descriptor) }
+        for file in [path, path + "-wal", path + "-shm"] { _ = chmod(file, 0o600) }
     }
 
     /// Process-wide SQLite settings, made once before the first database opens.
@@ -318,22 +328,28 @@ extension Store {
 
     /// Spend per tenant and key since `dayStart` and `monthStart` (seconds since 1970), for the
     /// budgets to start from after a restart. The semantic cache's embedding calls are not counted,
-    /// as they are not while running.
+    /// as they are not while running. Stored rows are untrusted numbers too: sums are `TOTAL`s
+    /// (floating point, which cannot overflow as SQLite's integer `SUM` does, refusing the start-up)
+    /// and are bounded on the way out.
     func spend(since dayStart: Double, monthStart: Double) async throws -> [(tenant: String?, key: String?, day: Double, month: Double, requests: Int, tokens: Int)] {
         try await self.pool.read { db in
             let rows = try Row.fetchAll(
                 db,
                 sql: """
                     SELECT tenant, key_id,
-                      SUM(CASE WHEN at >= ? THEN cost_usd ELSE 0 END) AS day,
-                      SUM(cost_usd) AS month,
-                      SUM(CASE WHEN at >= ? THEN 1 ELSE 0 END) AS requests,
-                      SUM(CASE WHEN at >= ? THEN input_tokens + output_tokens ELSE 0 END) AS tokens
+                      TOTAL(CASE WHEN at >= ? THEN cost_usd ELSE 0 END) AS day,
+                      TOTAL(cost_usd) AS month,
+                      TOTAL(CASE WHEN at >= ? THEN 1 ELSE 0 END) AS requests,
+                      TOTAL(CASE WHEN at >= ? THEN input_tokens ELSE 0 END) + TOTAL(CASE WHEN at >= ? THEN output_tokens ELSE 0 END) AS tokens
                     FROM ledger WHERE at >= ? AND operation != 'cache-embedding' GROUP BY tenant, key_id
                     """,
-                arguments: [dayStart, dayStart, dayStart, monthStart]
+                arguments: [dayStart, dayStart, dayStart, dayStart, monthStart]
             )
-            return rows.map { ($0["tenant"], $0["key_id"], $0["day"] ?? 0, $0["month"] ?? 0, $0["requests"] ?? 0, $0["tokens"] ?? 0) }
+            return try rows.map {
+                (try $0.decode(forColumn: "tenant"), try $0.decode(forColumn: "key_id"), Self.finite(try $0.decode(forColumn: "day")),
+                 Self.finite(try $0.decode(forColumn: "month")), UntrustedNumber.count(Self.finite(try $0.decode(forColumn: "requests"))),
+                 UntrustedNumber.count(Self.finite(try $0.decode(forColumn: "tokens"))))
+            }
         }
     }
 
@@ -343,7 +359,7 @@ extension Store {
             var sql = """
                 SELECT COALESCE(tenant, '(anonymous)') AS tenant, COALESCE(route, '-') AS route, COALESCE(provider, '-') AS provider,
                   COALESCE(model, '-') AS model, COUNT(*) AS requests, SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END) AS failed,
-                  SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd
+                  TOTAL(input_tokens) AS input_tokens, TOTAL(output_tokens) AS output_tokens, TOTAL(cost_usd) AS cost_usd
                 FROM ledger WHERE at >= ?
                 """
             var arguments: StatementArguments = [since]
@@ -354,11 +370,20 @@ extension Store {
             sql += " GROUP BY 1, 2, 3, 4 ORDER BY cost_usd DESC, requests DESC"
             return try Row.fetchAll(db, sql: sql, arguments: arguments).map {
                 UsageLine(
-                    tenant: $0["tenant"], route: $0["route"], provider: $0["provider"], model: $0["model"], requests: $0["requests"],
-                    failed: $0["failed"], inputTokens: $0["input_tokens"], outputTokens: $0["output_tokens"], costUsd: $0["cost_usd"]
+                    tenant: try $0.decode(forColumn: "tenant"), route: try $0.decode(forColumn: "route"), provider: try $0.decode(forColumn: "provider"),
+                    model: try $0.decode(forColumn: "model"), requests: try $0.decode(forColumn: "requests"), failed: try $0.decode(forColumn: "failed"),
+                    inputTokens: UntrustedNumber.count(Self.finite(try $0.decode(forColumn: "input_tokens"))),
+                    outputTokens: UntrustedNumber.count(Self.finite(try $0.decode(forColumn: "output_tokens"))),
+                    costUsd: Self.finite(try $0.decode(forColumn: "cost_usd"))
                 )
             }
         }
+    }
+
+    /// A stored real as a finite number: NULL, NaN and infinities read as zero.
+    private static func finite(_ value: Double?) -> Double {
+        guard let value, value.isFinite else { return 0 }
+        return value
     }
 
     /// A cached answer for the persistent tier, with its semantic partition and vector when it has them.
@@ -385,10 +410,21 @@ extension Store {
         try await self.pool.write { db in
             try db.execute(sql: "DELETE FROM cache_entry WHERE expires_at <= ?", arguments: [now])
             let sql = "SELECT key, scope, route, expires_at, answer, partition, vector FROM cache_entry ORDER BY expires_at DESC"
-            return try Row.fetchAll(db, sql: sql).map { row in
-                var semantic: FiledVector?
-                if let partition: String = row["partition"], let data: Data = row["vector"] { semantic = (partition, OpenAIEmbeddings.vector(fromLittleEndian: [UInt8](data))) }
-                return CacheRow(key: row["key"], scope: row["scope"], route: row["route"], expiresAt: row["expires_at"], answer: row["answer"], semantic: semantic)
+            // A row that does not decode is skipped (cached answers are disposable), never a trap:
+            // GRDB's subscripts stop the process on a value of the wrong type.
+            return try Row.fetchAll(db, sql: sql).compactMap { row in
+                do {
+                    var semantic: FiledVector?
+                    if let partition: String = try row.decode(forColumn: "partition"), let data: Data = try row.decode(forColumn: "vector") {
+                        semantic = (partition, OpenAIEmbeddings.vector(fromLittleEndian: [UInt8](data)))
+                    }
+                    return CacheRow(
+                        key: try row.decode(forColumn: "key"), scope: try row.decode(forColumn: "scope"), route: try row.decode(forColumn: "route"),
+                        expiresAt: try row.decode(forColumn: "expires_at"), answer: try row.decode(forColumn: "answer"), semantic: semantic
+                    )
+                } catch {
+                    return nil
+                }
             }
         }
     }

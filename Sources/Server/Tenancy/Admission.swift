@@ -152,7 +152,7 @@ extension GatewayState {
         case .success(let ticket):
             return Admission(caller: caller, ticket: ticket)
         case .failure(let rejection):
-            let retry = rejection.retryAfter.map { max(1, Int($0.seconds.rounded(.up))) }
+            let retry = rejection.retryAfter.map { UntrustedNumber.wholeSeconds($0, atLeast: 1) }
             let error: GatewayError = rejection.kind == .budget
                 ? .budgetExceeded(rejection.message, status: self.server.budgetStatus)
                 : .rateLimited(rejection.message, retryAfterSeconds: retry)
@@ -197,7 +197,7 @@ extension ResponseFields {
         guard let decision else { return }
         self.set(names.limit, String(decision.limit))
         self.set(names.remaining, String(decision.remaining))
-        self.set(names.reset, "\(Int(decision.reset.seconds.rounded(.up)))s")
+        self.set(names.reset, "\(UntrustedNumber.wholeSeconds(decision.reset))s")
     }
 }
 

@@ -77,12 +77,16 @@ final class KeyRing: Sendable {
 
     /// A new key and its record. The key itself is shown once and never stored.
     static func make(tenant: String, name: String, limits: LimitSettings, models: [String], expires: Duration?, now: Double) -> (key: String, record: KeyRecord) {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
         var generator = SystemRandomNumberGenerator()
-        let secret = String((0..<40).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
-        let key = Self.keyPrefix + secret
+        func random(_ count: Int, from alphabet: String) -> String {
+            let characters = Array(alphabet)
+            return String((0..<count).map { _ in characters[Int.random(in: 0..<characters.count, using: &generator)] })
+        }
+        let key = Self.keyPrefix + random(40, from: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
         let record = KeyRecord(
-            id: "key_" + String(secret.suffix(10)).lowercased() + String(Int(now) % 100_000),
+            // Drawn apart from the secret: the id is shown in listings, the audit log and the ledger,
+            // which must reveal no more of the key than its public prefix.
+            id: "key_" + random(16, from: "abcdefghijklmnopqrstuvwxyz0123456789"),
             tenant: tenant, name: name, prefix: String(key.prefix(12)), hash: Self.hash(key), createdAt: now,
             expiresAt: expires.map { now + $0.seconds }, revokedAt: nil,
             rpm: limits.requestsPerMinute, rpd: limits.requestsPerDay, tpm: limits.tokensPerMinute, concurrency: limits.concurrency,

@@ -29,7 +29,7 @@ enum UpstreamCall {
         func error(provider: String) -> GatewayError {
             let status = self.status
             if status == 401 || status == 403 { return .upstreamCredentials(provider: provider, status: status) }
-            let retryAfter = self.retryAfter.map { Int($0.seconds.rounded(.up)) }
+            let retryAfter = self.retryAfter.map { UntrustedNumber.wholeSeconds($0) }
             return UpstreamCall.errorMessage(self.body).map {
                 GatewayError.upstreamReported(provider: provider, status: status, message: $0, retryAfterSeconds: retryAfter)
             } ?? .upstreamStatus(provider: provider, status: status, retryAfterSeconds: retryAfter)
@@ -38,6 +38,14 @@ enum UpstreamCall {
         /// `retry-after-ms` or `retry-after`, whichever the provider sent.
         var retryAfter: Duration? {
             RetryAfter.parse(milliseconds: self.headers.first(name: "retry-after-ms"), header: self.headers.first(name: "retry-after"))
+        }
+
+        /// The upstream's `retry-after` (and `retry-after-ms`, if it sent one) passed on as read, within
+        /// `UntrustedNumber.longestRetryAfter`: a client's SDK sleeps on what it is told.
+        func passRetryAfter(into headers: inout HTTPFields) {
+            guard let rest = self.retryAfter else { return }
+            headers[.retryAfter] = String(UntrustedNumber.wholeSeconds(rest))
+            if self.headers.first(name: "retry-after-ms") != nil { headers[.retryAfterMillis] = String(rest.milliseconds) }
         }
 
         /// The failure in the retry matrix's terms.
@@ -128,7 +136,6 @@ extension UpstreamCall.Reply {
 
     func openAIErrorWholeResponse(_ context: ExchangeContext, overhead: Duration) -> WholeResponse {
         let status = self.status
-        let retryAfter = self.headers.first(name: "retry-after")
         let error = self.error(provider: context.target.provider)
         guard let body = self.body, UpstreamCall.isErrorEnvelope(body), status != 401, status != 403 else {
             error.log(requestID: context.requestID, logger: context.logger)
@@ -143,8 +150,7 @@ extension UpstreamCall.Reply {
         var headers: HTTPFields = [.contentType: "application/json"]
         headers.setRoutingHeaders(context.outcome)
         context.setAccountingHeaders(&headers, usage: nil)
-        if let retryAfter { headers[.retryAfter] = retryAfter }
-        if let retryAfterMillis = self.headers.first(name: "retry-after-ms") { headers[.retryAfterMillis] = retryAfterMillis }
+        self.passRetryAfter(into: &headers)
         headers.setGatewayHeaders(requestID: context.requestID, overhead: overhead)
         return WholeResponse(status: HTTPResponse.Status(code: status), headers: headers, body: body)
     }

@@ -26,12 +26,11 @@ public enum AnthropicRequestDecoder {
         guard let model = json["model"]?.string, !model.isEmpty else {
             throw .invalidRequest("model: Field required", param: "model")
         }
-        let maxTokens = json["max_tokens"]?.int
-        if requireMaxTokens && maxTokens == nil {
+        var maxTokens: Int?
+        if let limit = json["max_tokens"], !limit.isNull {
+            maxTokens = try UntrustedNumber.outputTokenLimit(limit.wholeNumber, name: "max_tokens")
+        } else if requireMaxTokens {
             throw .invalidRequest("max_tokens: Field required", param: "max_tokens")
-        }
-        if let maxTokens, maxTokens < 1 {
-            throw .invalidRequest("max_tokens: must be at least 1", param: "max_tokens")
         }
         guard let rawMessages = json["messages"]?.array, !rawMessages.isEmpty else {
             throw .invalidRequest("messages: at least one message is required", param: "messages")

@@ -16,9 +16,9 @@ public enum AnthropicResponseDecoder {
     /// Anthropic's `input_tokens` excludes the cache reads and writes; canonical input is the whole prompt.
     static func usage(_ json: JSONValue?, into usage: inout Usage) {
         guard let json else { return }
-        let input = json["input_tokens"]?.int
-        let cacheRead = json["cache_read_input_tokens"]?.int
-        let cacheWrite = json["cache_creation_input_tokens"]?.int
+        let input = json["input_tokens"]?.tokenCount
+        let cacheRead = json["cache_read_input_tokens"]?.tokenCount
+        let cacheWrite = json["cache_creation_input_tokens"]?.tokenCount
         if input != nil || cacheRead != nil || cacheWrite != nil {
             let read = cacheRead ?? usage.cachedInputTokens
             let write = cacheWrite ?? usage.cacheWriteInputTokens
@@ -27,7 +27,7 @@ public enum AnthropicResponseDecoder {
             usage.cachedInputTokens = read
             usage.cacheWriteInputTokens = write
         }
-        if let output = json["output_tokens"]?.int { usage.outputTokens = output }
+        if let output = json["output_tokens"]?.tokenCount { usage.outputTokens = output }
     }
 
     /// Decodes a complete `message` body.

@@ -153,11 +153,11 @@ public enum GeminiGenerateContent {
     /// billed as such, so they count in canonical output (as in OpenAI's `completion_tokens`).
     static func usage(_ json: JSONValue?) -> Usage? {
         guard let json else { return nil }
-        let thoughts = json["thoughtsTokenCount"]?.int ?? 0
+        let thoughts = json["thoughtsTokenCount"]?.tokenCount ?? 0
         return Usage(
-            inputTokens: json["promptTokenCount"]?.int ?? 0,
-            cachedInputTokens: json["cachedContentTokenCount"]?.int ?? 0,
-            outputTokens: (json["candidatesTokenCount"]?.int ?? 0) + thoughts,
+            inputTokens: json["promptTokenCount"]?.tokenCount ?? 0,
+            cachedInputTokens: json["cachedContentTokenCount"]?.tokenCount ?? 0,
+            outputTokens: (json["candidatesTokenCount"]?.tokenCount ?? 0) + thoughts,
             reasoningTokens: thoughts
         )
     }

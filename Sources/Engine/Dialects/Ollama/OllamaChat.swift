@@ -129,7 +129,7 @@ public enum OllamaChat {
 
     /// `prompt_eval_count` is missing when the whole prompt came from Ollama's cache.
     static func usage(_ json: JSONValue) -> Usage {
-        Usage(inputTokens: json["prompt_eval_count"]?.int ?? 0, outputTokens: json["eval_count"]?.int ?? 0)
+        Usage(inputTokens: json["prompt_eval_count"]?.tokenCount ?? 0, outputTokens: json["eval_count"]?.tokenCount ?? 0)
     }
 
     /// A call with a stable id: Ollama's own when it sends one, else derived from its position and content.

@@ -37,7 +37,7 @@ public enum OllamaEmbeddings {
         guard let vectors = parsed?["embeddings"]?.array else {
             throw .upstreamMalformed(provider: provider, detail: "a 200 response without 'embeddings'")
         }
-        return self.openAIList(vectors, model: model, base64: base64, tokens: parsed?["prompt_eval_count"]?.int ?? 0)
+        return self.openAIList(vectors, model: model, base64: base64, tokens: parsed?["prompt_eval_count"]?.tokenCount ?? 0)
     }
 
     /// OpenAI's embeddings list from vectors given as JSON arrays of numbers.

@@ -80,9 +80,9 @@ public enum OpenAIRequestDecoder {
             }
         }
         request.parallelToolCalls = json["parallel_tool_calls"]?.bool
-        if let tokens = json["max_completion_tokens"] ?? json["max_tokens"], !tokens.isNull {
-            guard let value = tokens.int, value >= 1 else { throw .invalidRequest("'max_tokens' must be a positive integer.", param: "max_tokens") }
-            request.maxTokens = value
+        for name in ["max_completion_tokens", "max_tokens"] {
+            guard request.maxTokens == nil, let tokens = json[name], !tokens.isNull else { continue }
+            request.maxTokens = try UntrustedNumber.outputTokenLimit(tokens.wholeNumber, name: name)
         }
         request.temperature = try self.number(json["temperature"], "temperature", 0...2)
         request.topP = try self.number(json["top_p"], "top_p", 0...1)

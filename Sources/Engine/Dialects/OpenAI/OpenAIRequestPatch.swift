@@ -12,7 +12,8 @@ public struct OpenAIRequestPatch: Sendable {
     public let isStreaming: Bool
     /// Whether the client itself asked for the trailing usage chunk; if not, we strip the one we asked for.
     public let clientWantsStreamUsage: Bool
-    /// `max_tokens` (or `max_completion_tokens`), for reserving limits and budgets.
+    /// The larger of `max_tokens` and `max_completion_tokens` (an upstream may honour either), for
+    /// reserving limits and budgets; within `1...UntrustedNumber.tokenCeiling`.
     public let maxTokens: Int?
 
     private let body: ByteBuffer
@@ -126,14 +127,16 @@ public struct OpenAIRequestPatch: Sendable {
         var stream: JSONScanner.NamedMember?
         var streamOptions: JSONScanner.NamedMember?
         var repeated: JSONScanner.NamedMember?
-        var maxTokens: Int?
+        var maxTokens: JSONScanner.NamedMember?
+        var maxCompletionTokens: JSONScanner.NamedMember?
         do {
             try JSONScanner.forEachTopLevelMember(of: bytes, named: Self.names) { member in
                 switch member.name {
                 case 0: Self.assign(member, to: &model, repeated: &repeated)
                 case 1: Self.assign(member, to: &stream, repeated: &repeated)
                 case 2: Self.assign(member, to: &streamOptions, repeated: &repeated)
-                default: if member.kind == .number { maxTokens = JSONScanner.integer(in: bytes, member) }
+                case 3: Self.assign(member, to: &maxTokens, repeated: &repeated)
+                default: Self.assign(member, to: &maxCompletionTokens, repeated: &repeated)
                 }
             }
         } catch {
@@ -182,7 +185,17 @@ public struct OpenAIRequestPatch: Sendable {
                 throw .invalidRequest("The 'stream_options' parameter must be an object.", param: "stream_options")
             }
         }
-        return Inspection(model: modelName, modelRange: model.valueRange, isStreaming: isStreaming, streamOptions: options, maxTokens: maxTokens)
+        let outputLimit = [try Self.tokenLimit(maxTokens, in: bytes), try Self.tokenLimit(maxCompletionTokens, in: bytes)].compactMap { $0 }.max()
+        return Inspection(model: modelName, modelRange: model.valueRange, isStreaming: isStreaming, streamOptions: options, maxTokens: outputLimit)
+    }
+
+    /// A `max_tokens`-like member as a number of tokens: null is none, and the rest must pass
+    /// `UntrustedNumber.outputTokenLimit`.
+    private static func tokenLimit(_ member: JSONScanner.NamedMember?, in bytes: UnsafeRawBufferPointer) throws(GatewayError) -> Int? {
+        guard let member, member.kind != .null else { return nil }
+        let value: JSONValue? = member.kind == .number
+            ? .number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[member.valueRange]), as: UTF8.self)) : nil
+        return try UntrustedNumber.outputTokenLimit(value?.wholeNumber, name: Self.names[member.name].name.description)
     }
 
     private static func inspectStreamOptions(_ bytes: UnsafeRawBufferPointer, range: Range<Int>) throws(GatewayError) -> StreamOptions {
@@ -210,7 +223,7 @@ public struct OpenAIRequestPatch: Sendable {
         return .present(range: range, otherMembers: others, includesUsage: includesUsage)
     }
 
-    /// The top-level members the fast path reads: the first three may appear once only.
+    /// The top-level members the fast path reads, each of which may appear once only.
     private static let names: [JSONScanner.MemberName] = ["model", "stream", "stream_options", "max_tokens", "max_completion_tokens"]
 
     /// Keeps the first occurrence; a second one is noted, to be refused.

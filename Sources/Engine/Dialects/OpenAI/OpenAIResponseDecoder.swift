@@ -56,11 +56,11 @@ public enum OpenAIResponseDecoder {
 
     static func usage(_ json: JSONValue) -> Usage {
         Usage(
-            inputTokens: json["prompt_tokens"]?.int ?? 0,
-            cachedInputTokens: json["prompt_tokens_details"]?["cached_tokens"]?.int ?? 0,
-            cacheWriteInputTokens: json["prompt_tokens_details"]?["cache_write_tokens"]?.int ?? 0,
-            outputTokens: json["completion_tokens"]?.int ?? 0,
-            reasoningTokens: json["completion_tokens_details"]?["reasoning_tokens"]?.int ?? 0
+            inputTokens: json["prompt_tokens"]?.tokenCount ?? 0,
+            cachedInputTokens: json["prompt_tokens_details"]?["cached_tokens"]?.tokenCount ?? 0,
+            cacheWriteInputTokens: json["prompt_tokens_details"]?["cache_write_tokens"]?.tokenCount ?? 0,
+            outputTokens: json["completion_tokens"]?.tokenCount ?? 0,
+            reasoningTokens: json["completion_tokens_details"]?["reasoning_tokens"]?.tokenCount ?? 0
         )
     }
 }

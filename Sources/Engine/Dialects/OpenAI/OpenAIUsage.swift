@@ -16,7 +16,8 @@ enum OpenAIUsage {
 
     /// Takes one member found with `names(inside:from:)` into `usage`.
     static func take(_ member: JSONScanner.NamedMember, from first: Int, in bytes: UnsafeRawBufferPointer, into usage: inout Usage) {
-        let count = JSONScanner.integer(in: bytes, member) ?? 0
+        // An upstream's count is clamped, never trusted: 2^63 tokens would trap the first sum.
+        let count = UntrustedNumber.tokens(JSONScanner.integer(in: bytes, member) ?? 0)
         switch member.name - first {
         case 0: usage.inputTokens = count
         case 1: usage.outputTokens = count
@@ -41,7 +42,8 @@ enum OpenAIUsage {
 
 extension JSONScanner {
 
-    /// The value of a number member as a non-negative integer, or nil when it is not one.
+    /// The value of a number member as an integer, saturated at `Int.min`/`Int.max` when its digits
+    /// say more; nil when it is not a whole number (a fraction or an exponent).
     static func integer(in bytes: UnsafeRawBufferPointer, _ member: Member) -> Int? {
         Self.integer(in: bytes, member.valueRange, kind: member.kind)
     }
@@ -51,15 +53,23 @@ extension JSONScanner {
     }
 
     private static func integer(in bytes: UnsafeRawBufferPointer, _ range: Range<Int>, kind: ValueKind) -> Int? {
-        guard kind == .number else { return nil }
+        guard kind == .number, !range.isEmpty else { return nil }
+        let negative = bytes[range.lowerBound] == UInt8(ascii: "-")
+        let digits = negative ? range.dropFirst() : range[...]
+        guard !digits.isEmpty else { return nil }
+        // Accumulated as a negative number, whose range holds Int.min too; every step is checked.
         var value = 0
-        for index in range {
+        var saturated = false
+        for index in digits {
             let byte = bytes[index]
             guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
-            let (product, overflow) = value.multipliedReportingOverflow(by: 10)
-            guard !overflow else { return nil }
-            value = product + Int(byte - UInt8(ascii: "0"))
+            guard !saturated else { continue }
+            let (product, overflowed) = value.multipliedReportingOverflow(by: 10)
+            let (next, underflowed) = product.subtractingReportingOverflow(Int(byte - UInt8(ascii: "0")))
+            if overflowed || underflowed { saturated = true } else { value = next }
         }
+        if saturated { return negative ? Int.min : Int.max }
+        guard negative else { return value == Int.min ? Int.max : -value }
         return value
     }
 }
