@@ -4,6 +4,7 @@
 #
 #   Benchmarks/soak/run.sh                          # release build, 10 minutes
 #   CONFIGURATION=debug DURATION=20 Benchmarks/soak/run.sh   # the short run `make test-soak` does
+#   BINARY=path/to/switchyard Benchmarks/soak/run.sh         # a binary built elsewhere
 #
 # The simulated providers run as their own process (`switchyard simulate`), so the gateway's own
 # memory is what is measured. All traffic stays on 127.0.0.1; every wait is bounded.
@@ -11,8 +12,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 configuration="${CONFIGURATION:-release}"
-swift build -c "$configuration" --product switchyard
-binary="$root/.build/$configuration/switchyard"
+binary="${BINARY:-}"   # a switchyard binary built elsewhere; otherwise built here
+if [ -z "$binary" ]; then
+  swift build -c "$configuration" --product switchyard
+  binary="$root/.build/$configuration/switchyard"
+fi
 export SOAK_PORT="${SOAK_PORT:-18183}" SOAK_SIM_PORT="${SOAK_SIM_PORT:-18190}"
 export SOAK_STATE_DIR="$(mktemp -d)"
 results="$root/Benchmarks/results"

@@ -176,6 +176,11 @@ struct ConfigValueTests {
         #expect(DurationText.parse("2h") == .seconds(7200))
         #expect(DurationText.parse("10") == nil)
         #expect(DurationText.parse("5 parsecs") == nil)
+        // Sizes that would trap a conversion are refused, not trapped on.
+        #expect(DurationText.parse("99999999999999999999h") == nil)
+        #expect(DurationText.parse("1e300s") == nil)
+        #expect(ByteSize.parse("99999999999GiB") == nil)
+        #expect(ByteSize.parse("nanMiB") == nil)
         #expect(DurationText.format(.seconds(90)) == "1.5s" || DurationText.format(.seconds(90)) == "90s")
         #expect(DurationText.format(.milliseconds(250)) == "250ms")
     }

@@ -45,6 +45,8 @@ public enum DurationText {
             case "h": millis = value * 3_600_000
             default: return nil
             }
+            // Past a thousand years a duration is a typo; `Int64(_:)` would trap on 1e20h.
+            guard millis < 3e13 else { return nil }
             total += .milliseconds(Int64(millis.rounded()))
         }
         return total
