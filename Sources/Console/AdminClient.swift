@@ -89,11 +89,14 @@ struct AdminClient: Sendable {
         }
     }
 
-    /// Collects a response body; for the event stream, also cuts it into SSE events as they come.
+    /// Collects a response body; for the event stream, also cuts it into SSE events as they come
+    /// (each byte searched once, an event over the cap ending the stream).
     final class Sink: @unchecked Sendable {
         var data = Data()
         var onEvent: ((AdminEvent) -> Void)?
         var shouldStop: () -> Bool = { false }
+        private var events = EventBoundaryScanner(.blankLine, provider: "switchyard")
+        private var brokenStream = false
 
         static let write: curl_write_callback = { pointer, size, count, context in
             guard let pointer, let context else { return 0 }
@@ -102,17 +105,25 @@ struct AdminClient: Sendable {
             sink.data.append(UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: length)
             if let onEvent = sink.onEvent { sink.takeEvents(onEvent) }
             // Returning less than given makes libcurl stop: how the follower ends on quit.
-            return sink.shouldStop() ? 0 : length
+            return sink.shouldStop() || sink.brokenStream ? 0 : length
         }
 
         private func takeEvents(_ onEvent: (AdminEvent) -> Void) {
-            let separator = Data("\n\n".utf8)
-            while let range = self.data.range(of: separator) {
-                let block = self.data[self.data.startIndex..<range.lowerBound]
-                self.data.removeSubrange(self.data.startIndex..<range.upperBound)
-                guard block.starts(with: Data("data: ".utf8)) else { continue }
-                if let event = try? AdminJSON.decoder().decode(AdminEvent.self, from: Data(block.dropFirst(6))) { onEvent(event) }
+            var consumed = 0
+            self.data.withUnsafeBytes { bytes in
+                do throws(GatewayError) {
+                    while let end = try self.events.nextBoundary(in: bytes, eventStart: consumed) {
+                        let event = UnsafeRawBufferPointer(rebasing: bytes[consumed..<end.contentEnd])
+                        if let payload = SSE.data(of: event), let event = try? AdminJSON.decoder().decode(AdminEvent.self, from: Data(payload.utf8)) {
+                            onEvent(event)
+                        }
+                        consumed = end.next
+                    }
+                } catch {
+                    self.brokenStream = true
+                }
             }
+            self.data.removeFirst(consumed)
         }
     }
 }

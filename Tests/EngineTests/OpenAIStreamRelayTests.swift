@@ -98,17 +98,51 @@ struct OpenAIStreamRelayTests {
         #expect(result.output == stream + "\n\n")
     }
 
-    @Test func refusesAnEventThatNeverEnds() {
+    @Test func refusesAnEventThatNeverEndsPastTheCapAfterForwardingTheOnesBefore() {
         var relay = OpenAIStreamRelay(provider: "p", forwardUsageChunk: true)
+        let first = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+        var forwarded = ""
+        var failure: GatewayError?
+        if case .forward(let bytes) = relay.feed(ByteBuffer(string: first)) { forwarded += bytes.string }
         let piece = ByteBuffer(repeating: UInt8(ascii: "a"), count: 1 << 20)
-        var failed = false
-        for _ in 0..<6 {
-            if case .fail(_, let error) = relay.feed(piece) {
-                failed = error.metricLabel == "upstream_malformed"
-                break
+        for _ in 0..<9 where failure == nil {
+            switch relay.feed(piece) {
+            case .forward(let bytes): forwarded += bytes.string
+            case .fail(let bytes, let error):
+                forwarded += bytes.string
+                failure = error
             }
         }
-        #expect(failed)
+        #expect(forwarded == first)
+        #expect(failure?.metricLabel == "upstream_malformed")
+        #expect(failure?.httpStatus == 502)
+        #expect(failure?.message.contains("longer than \(8 << 20) bytes") == true)
+    }
+
+    /// The regression: a large event arriving in small pieces was searched again from its start on
+    /// every read (and its buffer copied whole). Counted, not timed.
+    @Test func aBigEventFedAByteAtATimeIsSearchedOnce() {
+        var relay = OpenAIStreamRelay(provider: "p", forwardUsageChunk: true)
+        let event = "data: {\"choices\":[{\"delta\":{\"content\":\"" + String(repeating: "x", count: 200_000) + "\"}}]}\n\n"
+        var forwarded = ""
+        for byte in event.utf8 {
+            guard case .forward(let bytes) = relay.feed(ByteBuffer(bytes: [byte])) else {
+                Issue.record("a valid event failed")
+                return
+            }
+            forwarded += bytes.string
+        }
+        #expect(forwarded == event)
+        #expect(relay.bytesExamined <= event.utf8.count)
+    }
+
+    @Test func aSmallerCapIsHonoured() {
+        var relay = OpenAIStreamRelay(provider: "p", forwardUsageChunk: true, maxEventBytes: 64)
+        guard case .fail(_, let error) = relay.feed(ByteBuffer(string: "data: " + String(repeating: "x", count: 100))) else {
+            Issue.record("an event over the cap was taken")
+            return
+        }
+        #expect(error.metricLabel == "upstream_malformed")
     }
 }
 

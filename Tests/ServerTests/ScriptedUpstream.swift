@@ -26,6 +26,7 @@ final class ScriptedUpstream: Sendable {
         let peak = Atomic<Int>(0)
         let opened = Atomic<Int>(0)
         let answered = Atomic<Int>(0)
+        let received = Atomic<Int>(0)
     }
 
     init(_ behaviour: Behaviour) async throws {
@@ -47,6 +48,8 @@ final class ScriptedUpstream: Sendable {
     var peakConnections: Int { self.counts.peak.load(ordering: .relaxed) }
     var connectionsOpened: Int { self.counts.opened.load(ordering: .relaxed) }
     var answers: Int { self.counts.answered.load(ordering: .relaxed) }
+    /// Requests read whole, answered or not.
+    var requests: Int { self.counts.received.load(ordering: .relaxed) }
 
     func stop() async {
         try? await self.channel.close()
@@ -84,7 +87,9 @@ final class ScriptedUpstream: Sendable {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard case .end = self.unwrapInboundIn(data), self.behaviour.answers, !self.closing.load(ordering: .relaxed) else { return }
+            guard case .end = self.unwrapInboundIn(data) else { return }
+            self.counts.received.add(1, ordering: .relaxed)
+            guard self.behaviour.answers, !self.closing.load(ordering: .relaxed) else { return }
             let loop = context.eventLoop.assumeIsolated()
             let answer: () -> Void = {
                 let body = self.behaviour.events.map { ByteBuffer(string: $0) } ?? Self.body

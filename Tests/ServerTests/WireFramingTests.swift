@@ -171,7 +171,7 @@ struct WireFramingTests {
         #expect(decoded.rest == "NEXT")
     }
 
-    @Test(arguments: ["x\r\n", "5\r\nhelloXX", "\r\n", "1234567890123456\r\n", ";ext\r\n"])
+    @Test(arguments: ["x\r\n", "5\r\nhelloXX", "\r\n", "1234567890123456\r\n", ";ext\r\n", "1;" + String(repeating: "x", count: 5000) + "\r\n"])
     func refusesBrokenChunks(_ body: String) {
         #expect(throws: UpstreamFramingError.self) { try self.dechunk(body, piecesOf: 100) }
     }

@@ -39,7 +39,9 @@ public struct RetryPolicy: Sendable, Equatable {
 
 /// Why one upstream attempt failed, in the terms the retry matrix decides on (docs/routing.md).
 public enum AttemptFailure: Sendable, Equatable {
-    /// The connection could not be made: nothing reached the provider, so any target may be tried.
+    /// The connection failed without an answer (refused, reset, or closed after the request went
+    /// out): another target is tried at once, this one not again, so a request it may have acted on
+    /// is never sent to it twice.
     case connect
     /// A timeout fired before the first byte.
     case timeout

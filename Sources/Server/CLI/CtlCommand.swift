@@ -203,14 +203,11 @@ struct Ctl: AsyncParsableCommand {
         }
 
         private func follow(_ body: HTTPClientResponse.Body) async throws {
-            var pending = ""
+            var events = StreamEventFramer(.blankLine, provider: "switchyard")
             for try await chunk in body {
-                pending += String(buffer: chunk)
-                while let end = pending.range(of: "\n\n") {
-                    let block = String(pending[..<end.lowerBound])
-                    pending = String(pending[end.upperBound...])
-                    guard block.hasPrefix("data: ") else { continue }
-                    let payload = String(block.dropFirst(6))
+                let framed = events.feed(chunk)
+                for event in framed.events {
+                    guard let payload = event.content.withUnsafeReadableBytes(SSE.data) else { continue }
                     // Written unbuffered: line by line, also into a pipe.
                     if self.connection.json {
                         FileHandle.standardOutput.write(Data((payload + "\n").utf8))
@@ -218,6 +215,7 @@ struct Ctl: AsyncParsableCommand {
                         FileHandle.standardOutput.write(Data((StatusText.line(event) + "\n").utf8))
                     }
                 }
+                if let failure = framed.failure { throw failure }
             }
         }
     }

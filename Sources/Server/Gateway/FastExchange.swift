@@ -43,13 +43,11 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let headDeadline: ContinuousClock.Instant
         let headTimeout: TimeoutPhase
         var connection: UpstreamConnection?
-        /// When the request went out on its connection.
-        var writtenAt: ContinuousClock.Instant?
         var answer: ResponseHead?
         var answeredAt: ContinuousClock.Instant?
         var lastRead: ContinuousClock.Instant?
         var answerBody: ByteBuffer?
-        /// A reused connection that failed before answering gets one retry on a new connection.
+        /// A reused connection found closed before the request was written whole gets one retry on a new connection.
         var retriedOnNewConnection = false
 
         /// A successful stream is relayed as it comes; anything else is read whole.
@@ -229,7 +227,6 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         switch result {
         case .success(let connection):
             attempt.connection = connection
-            attempt.writtenAt = .now
             connection.send(attempt.request, to: self)
         case .failure(let error):
             self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
@@ -277,15 +274,15 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.settle(result)
     }
 
-    func upstreamFailed(_ error: any Error, answered: Bool) {
+    func upstreamFailed(_ error: any Error, progress: UpstreamExchangeProgress) {
         if let relay = self.relay {
             return self.endRelay(failure: GatewayError.from(error, provider: relay.exchange.upstream.settings, streaming: true))
         }
         guard let attempt = self.attempt else { return }
-        if !answered, let connection = attempt.connection, connection.wasUsed, !attempt.retriedOnNewConnection,
-            let written = attempt.writtenAt, ContinuousClock.now - written < Self.staleConnectionWindow
-        {
-            // The upstream closed an idle keep-alive connection as we reused it: nothing reached it.
+        if progress == .unsent, let connection = attempt.connection, connection.wasUsed, !attempt.retriedOnNewConnection {
+            // The upstream closed an idle keep-alive connection as we reused it, before it had the
+            // whole request: it cannot have acted on it. Once it may have, the failure is the attempt's,
+            // and the retry matrix decides (a closed connection is never retried on the same target).
             attempt.retriedOnNewConnection = true
             attempt.connection = nil
             self.pool.acquire(attempt.endpoint, fresh: true, for: attempt)
@@ -318,11 +315,6 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.arm(at: .now + wait, .start(next))
         }
     }
-
-    /// A reused connection that fails this soon after the request went out on it, before any answer,
-    /// was closed by the upstream as we reused it (its keep-alive ran out): the request is sent again on
-    /// a new connection. Later failures are the upstream's, and a POST is not sent twice for them.
-    static let staleConnectionWindow: Duration = .milliseconds(250)
 
     /// What a deadline does when it comes (a value, not a closure: a closure would be an allocation
     /// per deadline set).

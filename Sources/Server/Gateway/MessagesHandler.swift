@@ -110,7 +110,7 @@ struct MessagesHandler: Sendable {
         ResponseBody { writer in
             var decoder = AnthropicStreamDecoder(provider: context.target.provider)
             var recording = context.recordsAnswer ? StreamRecording() : nil
-            var pending = ByteBuffer()
+            var events = StreamEventFramer(.blankLine, provider: context.target.provider)
             var failure: GatewayError?
             var upstreamError: GatewayError?
             var finished = false
@@ -131,7 +131,7 @@ struct MessagesHandler: Sendable {
                     failure = GatewayError.from(error, provider: context.upstream.settings, streaming: true)
                     break
                 }
-                guard var chunk else {
+                guard let chunk else {
                     for case .failure(let error) in decoder.finish() { failure = error }
                     break
                 }
@@ -139,8 +139,8 @@ struct MessagesHandler: Sendable {
                     failure = .upstreamTimeout(context.upstream.settings, .total)
                     break
                 }
-                pending.writeBuffer(&chunk)
-                for event in SSE.takeEvents(from: &pending) where !finished && failure == nil {
+                let framed = events.feed(chunk)
+                for event in framed.events.map(\.bytes) where !finished && failure == nil {
                     let decoded = decoder.feed(event)
                     recording?.record(decoded)
                     if case .failure(let error)? = decoded.last, error.metricLabel != "upstream_status" {
@@ -156,6 +156,8 @@ struct MessagesHandler: Sendable {
                     }
                     if decoded.contains(.end) { finished = true }
                 }
+                // An event over the cap: the events before it went out, and the stream ends here.
+                if !finished, failure == nil, let tooLarge = framed.failure { failure = tooLarge }
             }
             if let failure {
                 try await send(ByteBuffer(string: "event: error\ndata: \(failure.anthropicBody(requestID: nil))\n\n"))

@@ -88,8 +88,20 @@ protocol UpstreamExchangeReceiver: AnyObject {
     /// The end of one read from the socket: a good moment to flush what was relayed.
     func upstreamReadComplete()
     func upstreamEnd()
-    /// The connection failed or closed before the answer ended; `answered` once a head had come.
-    func upstreamFailed(_ error: any Error, answered: Bool)
+    /// The connection failed or closed before the answer ended, the exchange having got as far as `progress`.
+    func upstreamFailed(_ error: any Error, progress: UpstreamExchangeProgress)
+}
+
+/// How far an exchange got before its connection failed: what decides whether its request may be
+/// sent again (a POST must not be repeated once the upstream may have acted on it).
+enum UpstreamExchangeProgress {
+    /// The request was not written whole (the connection was found closed before or while writing
+    /// it): the upstream cannot have acted on it.
+    case unsent
+    /// The request was written, and no answer came: the upstream may have acted on it.
+    case sent
+    /// An answer's head came.
+    case answered
 }
 
 /// Someone waiting for an upstream connection.
@@ -311,10 +323,14 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// Read but not yet framed.
     private var unframed: ByteBuffer?
     private var answered = false
+    /// Whether the current request has been written whole to the socket.
+    private var requestWritten = false
+    /// Counts the requests sent, so a write finishing late is not taken for a later request's.
+    private var requestsSent = 0
     private var keepAlive = true
     private var readingHeld = false
     /// Whether an earlier exchange used it: such a connection may have been closed by the upstream
-    /// meanwhile, which is worth one retry on a new connection.
+    /// meanwhile, which is worth one retry on a new connection when the request was not written whole.
     private(set) var wasUsed = false
 
     init(endpoint: PlainHTTPEndpoint) {
@@ -329,13 +345,22 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// connection back to its pool after a complete keep-alive answer.
     func send(_ request: ByteBuffer, to receiver: any UpstreamExchangeReceiver) {
         guard let context = self.context else {
-            receiver.upstreamFailed(ChannelError.ioOnClosedChannel, answered: false)
+            receiver.upstreamFailed(ChannelError.ioOnClosedChannel, progress: .unsent)
             return
         }
         self.receiver = receiver
         self.answered = false
+        self.requestWritten = false
+        self.requestsSent &+= 1
+        let number = self.requestsSent
         self.reading = .head(searched: 0)
-        context.write(self.wrapOutboundOut(request), promise: nil)
+        // A closed connection fails the write before it reports its end (NIO fails pending writes
+        // first), so a failure with the request unwritten is one the upstream never saw.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenSuccess {
+            if self.requestsSent == number { self.requestWritten = true }
+        }
+        context.write(self.wrapOutboundOut(request), promise: written)
         self.pool?.flushAtEndOfTurn(context)
     }
 
@@ -382,7 +407,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
                 case .head(let searched):
                     guard let (head, length) = try ResponseHead.parse(part, searchedUpTo: searched) else {
                         self.reading = .head(searched: part.readableBytes)
-                        self.unframed = part
+                        self.unframed = part.slice()
                         return
                     }
                     part.moveReaderIndex(forwardBy: length)
@@ -417,7 +442,8 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
                     guard self.receiver === receiver else { return }
                     self.reading = .chunked(decoder)
                     if decoder.isDone { return self.ended(receiver, leftover: part, context: context) }
-                    if part.readableBytes > 0 { self.unframed = part }
+                    // Only the unread bytes are kept: what was handed on is not held (nor copied) again.
+                    if part.readableBytes > 0 { self.unframed = part.slice() }
                     return
                 case .untilClose:
                     if part.readableBytes > 0 { receiver.upstreamBody(part) }
@@ -477,7 +503,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     private func fail(_ error: any Error) {
         guard let receiver = self.receiver else { return }
         self.receiver = nil
-        receiver.upstreamFailed(error, answered: self.answered)
+        receiver.upstreamFailed(error, progress: self.answered ? .answered : self.requestWritten ? .sent : .unsent)
     }
 }
 

@@ -155,6 +155,9 @@ struct ChunkedBodyDecoder {
     /// A chunk-size or trailer line longer than this is refused.
     static let maxLineLength = 4096
     private var state = State.size
+    /// Bytes of the line being read already searched for its CRLF: a line arriving in pieces is
+    /// searched once, not again from its start on every read.
+    private var lineSearched = 0
 
     var isDone: Bool {
         if case .done = self.state { return true }
@@ -167,7 +170,7 @@ struct ChunkedBodyDecoder {
         while buffer.readableBytes > 0 {
             switch self.state {
             case .size:
-                guard let line = try Self.line(in: &buffer) else { return }
+                guard let line = try self.line(in: &buffer) else { return }
                 let size = try line.withUnsafeReadableBytes { bytes throws(UpstreamFramingError) in try Self.chunkSize(bytes) }
                 self.state = size == 0 ? .trailers : .data(remaining: size)
             case .data(let remaining):
@@ -179,7 +182,7 @@ struct ChunkedBodyDecoder {
                 guard buffer.readInteger(as: UInt16.self) == 0x0D0A else { throw UpstreamFramingError(description: "chunk data not followed by CRLF") }
                 self.state = .size
             case .trailers:
-                guard let line = try Self.line(in: &buffer) else { return }
+                guard let line = try self.line(in: &buffer) else { return }
                 if line.readableBytes == 0 {
                     self.state = .done
                     return
@@ -191,16 +194,22 @@ struct ChunkedBodyDecoder {
     }
 
     /// The next CRLF-ended line (without its CRLF), consumed; nil until it has arrived whole.
-    private static func line(in buffer: inout ByteBuffer) throws(UpstreamFramingError) -> ByteBuffer? {
+    private mutating func line(in buffer: inout ByteBuffer) throws(UpstreamFramingError) -> ByteBuffer? {
+        // A CR that ended what was searched may have its LF now: the search resumes at that CR.
+        let from = max(0, self.lineSearched - 1)
         let found: Int? = buffer.withUnsafeReadableBytes { bytes in
-            guard bytes.count >= 2 else { return nil }
-            for index in 0..<bytes.count - 1 where bytes[index] == 0x0D && bytes[index + 1] == 0x0A { return index }
+            guard bytes.count >= 2, from < bytes.count - 1 else { return nil }
+            for index in from..<bytes.count - 1 where bytes[index] == 0x0D && bytes[index + 1] == 0x0A { return index }
             return nil
         }
-        guard let found else {
-            if buffer.readableBytes > Self.maxLineLength { throw UpstreamFramingError(description: "a chunk line longer than \(Self.maxLineLength) bytes") }
+        guard let found, found <= Self.maxLineLength else {
+            if found != nil || buffer.readableBytes > Self.maxLineLength {
+                throw UpstreamFramingError(description: "a chunk line longer than \(Self.maxLineLength) bytes")
+            }
+            self.lineSearched = buffer.readableBytes
             return nil
         }
+        self.lineSearched = 0
         let line = buffer.readSlice(length: found)
         buffer.moveReaderIndex(forwardBy: 2)
         return line

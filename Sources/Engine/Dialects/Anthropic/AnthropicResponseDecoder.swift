@@ -67,13 +67,14 @@ public enum AnthropicResponseDecoder {
 /// `message_delta`, whose counts are cumulative; a stream without `message_stop` was cut.
 public struct AnthropicStreamDecoder: StreamDecoder {
     private let provider: String
-    private var framer = SSEFramer()
+    private var framer: SSEFramer
     private var toolIndexByBlock: [Int: Int] = [:]
     private var usage = Usage()
     private var finished = false
 
     public init(provider: String) {
         self.provider = provider
+        self.framer = SSEFramer(provider: provider)
     }
 
     /// The usage known so far.
@@ -81,7 +82,13 @@ public struct AnthropicStreamDecoder: StreamDecoder {
 
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
         guard !self.finished else { return [] }
-        return self.framer.feed(chunk).flatMap { self.finished ? [] : self.decode($0) }
+        let framed = self.framer.feed(chunk)
+        var events = framed.payloads.flatMap { self.finished ? [] : self.decode($0) }
+        if let failure = framed.failure, !self.finished {
+            self.finished = true
+            events.append(.failure(failure))
+        }
+        return events
     }
 
     public mutating func finish() -> [StreamEvent] {

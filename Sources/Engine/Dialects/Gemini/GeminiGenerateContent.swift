@@ -203,7 +203,7 @@ public enum GeminiGenerateContent {
 /// Gemini's SSE stream (each event a whole `GenerateContentResponse`) into canonical events.
 public struct GeminiStreamDecoder: StreamDecoder {
     private let provider: String
-    private var framer = SSEFramer()
+    private var framer: SSEFramer
     private var started = false
     private var calls = 0
     private var finishReason: String?
@@ -212,11 +212,18 @@ public struct GeminiStreamDecoder: StreamDecoder {
 
     public init(provider: String) {
         self.provider = provider
+        self.framer = SSEFramer(provider: provider)
     }
 
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
         guard !self.finished else { return [] }
-        return self.framer.feed(chunk).flatMap { self.finished ? [] : self.decode($0) }
+        let framed = self.framer.feed(chunk)
+        var events = framed.payloads.flatMap { self.finished ? [] : self.decode($0) }
+        if let failure = framed.failure, !self.finished {
+            self.finished = true
+            events.append(.failure(failure))
+        }
+        return events
     }
 
     /// Gemini sends no end marker: a stream is complete when its last event carried a `finishReason`.

@@ -151,43 +151,41 @@ public enum OllamaChat {
 /// and the counts; an `{"error": …}` line is a failure after the 200.
 public struct OllamaStreamDecoder: StreamDecoder {
     private let provider: String
-    private var pending: [UInt8] = []
+    private var lines: StreamEventFramer
     private var started = false
     private var toolCalls = 0
     private var finished = false
 
     public init(provider: String) {
         self.provider = provider
+        self.lines = StreamEventFramer(.lineFeed, provider: provider)
     }
 
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
         guard !self.finished else { return [] }
-        self.pending.append(contentsOf: chunk.readableBytesView)
+        let framed = self.lines.feed(chunk)
         var events: [StreamEvent] = []
-        while !self.finished, let newline = self.pending.firstIndex(of: 0x0A) {
-            let line = Array(self.pending[..<newline])
-            self.pending.removeFirst(newline + 1)
-            events += self.decode(line)
+        for line in framed.events where !self.finished {
+            events += line.content.withUnsafeReadableBytes { self.decode($0) }
+        }
+        if let failure = framed.failure, !self.finished {
+            self.finished = true
+            events.append(.failure(failure))
         }
         return events
     }
 
     public mutating func finish() -> [StreamEvent] {
         guard !self.finished else { return [] }
-        var events: [StreamEvent] = []
-        if !self.pending.isEmpty {
-            let line = self.pending
-            self.pending = []
-            events = self.decode(line)
-        }
+        let events = self.lines.finish().map { last in last.withUnsafeReadableBytes { self.decode($0) } } ?? []
         guard !self.finished else { return events }
         self.finished = true
         return events + [.failure(.streamInterrupted(provider: self.provider, detail: "the upstream closed the stream before its done line"))]
     }
 
-    private mutating func decode(_ line: [UInt8]) -> [StreamEvent] {
+    private mutating func decode(_ line: UnsafeRawBufferPointer) -> [StreamEvent] {
         guard line.contains(where: { $0 != 0x20 && $0 != 0x0D && $0 != 0x09 }) else { return [] }
-        guard let json = line.withUnsafeBytes({ try? JSONValue.parse($0) }) else {
+        guard let json = try? JSONValue.parse(line) else {
             self.finished = true
             return [.failure(.upstreamMalformed(provider: self.provider, detail: "invalid JSON in a stream line"))]
         }

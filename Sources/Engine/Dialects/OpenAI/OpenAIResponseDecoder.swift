@@ -68,21 +68,27 @@ public enum OpenAIResponseDecoder {
 /// An OpenAI SSE stream into canonical events. One per request; fed bytes as they arrive.
 public struct OpenAIStreamDecoder: StreamDecoder {
     private let provider: String
-    private var framer = SSEFramer()
+    private var framer: SSEFramer
     private var started = false
     private var openedTools = Set<Int>()
     private var finished = false
 
     public init(provider: String) {
         self.provider = provider
+        self.framer = SSEFramer(provider: provider)
     }
 
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
         guard !self.finished else { return [] }
+        let framed = self.framer.feed(chunk)
         var events: [StreamEvent] = []
-        for data in self.framer.feed(chunk) {
+        for data in framed.payloads {
             events += self.decode(data)
-            if self.finished { break }
+            if self.finished { return events }
+        }
+        if let failure = framed.failure {
+            self.finished = true
+            events.append(.failure(failure))
         }
         return events
     }
@@ -145,63 +151,37 @@ public struct OpenAIStreamDecoder: StreamDecoder {
     }
 }
 
-/// Server-sent events framing shared by the relays.
-public enum SSE {
-    /// Takes the complete events (each with its blank-line terminator) off the front of `buffer`,
-    /// leaving a partial last event in it.
-    public static func takeEvents(from buffer: inout ByteBuffer) -> [ByteBuffer] {
-        var ends: [Int] = []
-        buffer.withUnsafeReadableBytes { bytes in
-            var cursor = 0
-            while let end = OpenAIStreamRelay.endOfEvent(in: bytes, from: cursor) {
-                ends.append(end.next)
-                cursor = end.next
-            }
-        }
-        var events: [ByteBuffer] = []
-        var previous = 0
-        for end in ends {
-            if let event = buffer.readSlice(length: end - previous) { events.append(event) }
-            previous = end
-        }
-        return events
-    }
-}
-
-/// Splits an SSE byte stream into the `data` of each event (multi-line data joined with "\n").
+/// Splits an SSE byte stream into the `data` of each event (multi-line data joined with "\n"), an
+/// event over the cap ending the stream (`StreamEventFramer`).
 struct SSEFramer {
-    private var pending: [UInt8] = []
+    private var events: StreamEventFramer
 
-    mutating func feed(_ chunk: ByteBuffer) -> [String] {
-        self.pending.append(contentsOf: chunk.readableBytesView)
-        var payloads: [String] = []
-        var consumed = 0
-        self.pending.withUnsafeBytes { bytes in
-            while let end = OpenAIStreamRelay.endOfEvent(in: bytes, from: consumed) {
-                if let data = Self.data(of: UnsafeRawBufferPointer(rebasing: bytes[consumed..<end.contentEnd])) { payloads.append(data) }
-                consumed = end.next
-            }
-        }
-        self.pending.removeFirst(consumed)
-        return payloads
+    init(provider: String) {
+        self.events = StreamEventFramer(.blankLine, provider: provider)
+    }
+
+    /// The payloads of the events `chunk` completes, and the failure that ends the stream after them.
+    mutating func feed(_ chunk: ByteBuffer) -> (payloads: [String], failure: GatewayError?) {
+        let framed = self.events.feed(chunk)
+        return (framed.events.compactMap { $0.content.withUnsafeReadableBytes(SSE.data) }, framed.failure)
     }
 
     /// A last event that lacked its blank line.
     mutating func finish() -> [String] {
-        guard !self.pending.isEmpty else { return [] }
-        defer { self.pending = [] }
-        return self.pending.withUnsafeBytes { Self.data(of: $0) }.map { [$0] } ?? []
+        self.events.finish().flatMap { $0.withUnsafeReadableBytes(SSE.data) }.map { [$0] } ?? []
     }
 
-    private static func data(of event: UnsafeRawBufferPointer) -> String? {
+}
+
+/// Server-sent events.
+public enum SSE {
+    /// The `data` of one event (its lines without the empty line that ended it), multi-line data
+    /// joined with "\n"; nil when it has none.
+    public static func data(of event: UnsafeRawBufferPointer) -> String? {
         var lines: [String] = []
-        for line in String(decoding: event, as: UTF8.self).split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            var text = Substring(line)
-            if text.hasSuffix("\r") { text = text.dropLast() }
-            guard text.hasPrefix("data:") else { continue }
-            text = text.dropFirst(5)
-            if text.hasPrefix(" ") { text = text.dropFirst() }
-            lines.append(String(text))
+        for line in SSELines(event) {
+            guard let value = SSELines.dataValue(of: line, in: event) else { continue }
+            lines.append(String(decoding: UnsafeRawBufferPointer(rebasing: event[value]), as: UTF8.self))
         }
         return lines.isEmpty ? nil : lines.joined(separator: "\n")
     }

@@ -25,53 +25,53 @@ public struct OpenAIStreamRelay {
 
     private let provider: String
     private let forwardUsageChunk: Bool
+    /// The unfinished event, alone in its buffer.
     private var pending: ByteBuffer?
+    private var events: EventBoundaryScanner
     private var failed = false
 
-    /// Refuses events that would grow beyond this without a blank line: a stream that never frames
-    /// an event must not grow our memory without bound.
-    static let maxEventBytes = 4 << 20
-
-    public init(provider: String, forwardUsageChunk: Bool) {
+    public init(provider: String, forwardUsageChunk: Bool, maxEventBytes: Int = EventBoundaryScanner.defaultMaxEventBytes) {
         self.provider = provider
         self.forwardUsageChunk = forwardUsageChunk
+        self.events = EventBoundaryScanner(.blankLine, provider: provider, maxEventBytes: maxEventBytes)
     }
+
+    /// Bytes looked at for event ends so far: each once, however the stream is split.
+    var bytesExamined: Int { self.events.bytesExamined }
 
     public mutating func feed(_ chunk: ByteBuffer) -> Step {
         guard !self.failed else { return .forward(ByteBuffer()) }
-        var buffer: ByteBuffer
-        if var pending = self.pending {
-            var chunk = chunk
-            pending.writeBuffer(&chunk)
-            buffer = pending
-            self.pending = nil
-        } else {
-            buffer = chunk
-        }
+        let buffer = StreamEventFramer.appending(chunk, to: &self.pending)
 
         var output: ByteBuffer?
         var forwardStart = 0
         var cursor = 0
         let readable = buffer.readableBytes
+        var events = self.events
         let result: GatewayError? = buffer.withUnsafeReadableBytes { bytes -> GatewayError? in
-            while let eventEnd = Self.endOfEvent(in: bytes, from: cursor) {
-                let event = cursor..<eventEnd.contentEnd
-                switch self.inspect(event: UnsafeRawBufferPointer(rebasing: bytes[event])) {
-                case .keep:
-                    break
-                case .drop:
-                    // Flush what came before this event, then skip it.
-                    var kept = output ?? ByteBufferAllocator().buffer(capacity: readable)
-                    kept.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[forwardStart..<cursor]))
-                    output = kept
-                    forwardStart = eventEnd.next
-                case .fail(let error):
-                    return error
+            do throws(GatewayError) {
+                while let eventEnd = try events.nextBoundary(in: bytes, eventStart: cursor) {
+                    let event = cursor..<eventEnd.contentEnd
+                    switch self.inspect(event: UnsafeRawBufferPointer(rebasing: bytes[event])) {
+                    case .keep:
+                        break
+                    case .drop:
+                        // Flush what came before this event, then skip it.
+                        var kept = output ?? ByteBufferAllocator().buffer(capacity: readable)
+                        kept.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[forwardStart..<cursor]))
+                        output = kept
+                        forwardStart = eventEnd.next
+                    case .fail(let error):
+                        return error
+                    }
+                    cursor = eventEnd.next
                 }
-                cursor = eventEnd.next
+            } catch {
+                return error
             }
             return nil
         }
+        self.events = events
 
         var forward: ByteBuffer
         if var out = output {
@@ -85,12 +85,7 @@ public struct OpenAIStreamRelay {
             return .fail(forward: forward, error: result)
         }
         if cursor < readable {
-            let rest = buffer.getSlice(at: buffer.readerIndex + cursor, length: readable - cursor)
-            if readable - cursor > Self.maxEventBytes {
-                self.failed = true
-                return .fail(forward: forward, error: .upstreamMalformed(provider: self.provider, detail: "an SSE event exceeded 4 MiB"))
-            }
-            self.pending = rest
+            self.pending = buffer.getSlice(at: buffer.readerIndex + cursor, length: readable - cursor)
         }
         if forward.readableBytes == 0 { forward = ByteBuffer() }
         return .forward(forward)
@@ -102,10 +97,8 @@ public struct OpenAIStreamRelay {
     public mutating func finish() -> Step {
         guard !self.failed else { return .forward(ByteBuffer()) }
         var forward = ByteBuffer()
-        if var rest = self.pending, rest.readableBytes > 0 {
-            self.pending = nil
-            rest.writeString("\n\n")
-            switch self.feed(rest) {
+        if self.pending != nil {
+            switch self.feed(ByteBuffer(string: "\n\n")) {
             case .forward(let bytes): forward = bytes
             case .fail(let bytes, let error): return .fail(forward: bytes, error: error)
             }
@@ -129,25 +122,16 @@ public struct OpenAIStreamRelay {
         // Nearly every event has one data line, inspected in place; several are joined with "\n" (SSE).
         var single: Range<Int>?
         var joined: [UInt8]?
-        var lineStart = 0
-        while lineStart < event.count {
-            var lineEnd = lineStart
-            while lineEnd < event.count && event[lineEnd] != 0x0A { lineEnd += 1 }
-            var contentEnd = lineEnd
-            if contentEnd > lineStart && event[contentEnd - 1] == 0x0D { contentEnd -= 1 }
-            if contentEnd - lineStart >= 5 && UnsafeRawBufferPointer(rebasing: event[lineStart..<lineStart + 5]).elementsEqual("data:".utf8) {
-                var valueStart = lineStart + 5
-                if valueStart < contentEnd && event[valueStart] == 0x20 { valueStart += 1 }
-                if let first = single {
-                    var bytes = joined ?? Array(event[first])
-                    bytes.append(0x0A)
-                    bytes.append(contentsOf: event[valueStart..<contentEnd])
-                    joined = bytes
-                } else {
-                    single = valueStart..<contentEnd
-                }
+        for line in SSELines(event) {
+            guard let value = SSELines.dataValue(of: line, in: event) else { continue }
+            if let first = single {
+                var bytes = joined ?? Array(event[first])
+                bytes.append(0x0A)
+                bytes.append(contentsOf: event[value])
+                joined = bytes
+            } else {
+                single = value
             }
-            lineStart = lineEnd + 1
         }
         if let joined { return joined.withUnsafeBytes { self.inspect(data: $0) } }
         guard let single else { return .keep }
@@ -223,20 +207,5 @@ public struct OpenAIStreamRelay {
             }
         }
         return false
-    }
-
-    /// Finds the blank line that ends the event starting at `start`.
-    /// - Returns: where the event's content ends and where the next event begins.
-    static func endOfEvent(in bytes: UnsafeRawBufferPointer, from start: Int) -> (contentEnd: Int, next: Int)? {
-        var index = start
-        while index < bytes.count {
-            if bytes[index] == 0x0A {
-                // "\n\n" or "\n\r\n" ends the event.
-                if index + 1 < bytes.count && bytes[index + 1] == 0x0A { return (index, index + 2) }
-                if index + 2 < bytes.count && bytes[index + 1] == 0x0D && bytes[index + 2] == 0x0A { return (index, index + 3) }
-            }
-            index += 1
-        }
-        return nil
     }
 }
