@@ -313,4 +313,25 @@ extension ConfigLoaderTests {
             """)
         #expect(once.filter { $0.path.hasPrefix("routes.a.cache.semantic") }.count == 2, "\(once)")
     }
+
+    @Test func imageLimitsHaveSaneDefaultsAndAreRead() throws {
+        let defaults = try self.load("server: { fetch_image_urls: true }\n").server.imageLimits
+        #expect(defaults.perImage == 5 << 20 && defaults.perRequest == 20 << 20 && defaults.count == 16 && defaults.timeout == .seconds(10))
+        let read = try self.load("server:\n  image_limits: { per_image: 1MiB, per_request: 3MiB, count: 4, timeout: 2s }\n").server.imageLimits
+        #expect(read.perImage == 1 << 20 && read.perRequest == 3 << 20 && read.count == 4 && read.timeout == .seconds(2))
+    }
+
+    @Test func badImageLimitsAreReportedWithTheirPaths() {
+        let found = self.issues("""
+            server:
+              image_limits: { per_image: 0, count: 0, timeout: 0s, bytes: 1 }
+            """)
+        #expect(found.contains { $0.path == "server.image_limits.per_image" && $0.message.contains("more than zero") }, "\(found)")
+        #expect(found.contains { $0.path == "server.image_limits.count" && $0.message.contains("at least 1") }, "\(found)")
+        #expect(found.contains { $0.path == "server.image_limits.timeout" && $0.message.contains("longer than zero") }, "\(found)")
+        #expect(found.contains { $0.path == "server.image_limits.bytes" && $0.message.contains("unknown key") }, "\(found)")
+        let crossed = self.issues("server:\n  image_limits: { per_image: 8MiB, per_request: 4MiB, count: 100000 }\n")
+        #expect(crossed.contains { $0.path == "server.image_limits.per_request" && $0.message.contains("at least per_image (8 MiB)") }, "\(crossed)")
+        #expect(crossed.contains { $0.path == "server.image_limits.count" && $0.message.contains("at most 256") }, "\(crossed)")
+    }
 }

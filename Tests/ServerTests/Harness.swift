@@ -34,12 +34,13 @@ struct RunningService: Sendable {
     }
 
     /// Starts the gateway with `config` on an ephemeral port.
-    static func gateway(_ config: GatewayConfig) async throws -> RunningService {
-        try await self.controlledGateway(config).0
+    /// - Parameter imagePolicy: where image URLs may lead; tests serving images widen it to loopback.
+    static func gateway(_ config: GatewayConfig, imagePolicy: AddressPolicy = .publicOnly) async throws -> RunningService {
+        try await self.controlledGateway(config, imagePolicy: imagePolicy).0
     }
 
     /// Starts the gateway, with its control handle (drain, target states).
-    static func controlledGateway(_ config: GatewayConfig) async throws -> (RunningService, GatewayControl) {
+    static func controlledGateway(_ config: GatewayConfig, imagePolicy: AddressPolicy = .publicOnly) async throws -> (RunningService, GatewayControl) {
         var config = config
         config.server.listen = ListenAddress(host: "127.0.0.1", port: 0)
         // Each gateway its own state dir: its admin socket and database.
@@ -47,11 +48,13 @@ struct RunningService: Sendable {
         let finalConfig = config
         let (controls, continuation) = AsyncStream<GatewayControl>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let service = try await self.start { started in
-            GatewayService(config: finalConfig, logger: Self.logger) {
+            var gateway = GatewayService(config: finalConfig, logger: Self.logger) {
                 continuation.yield($0.control)
                 continuation.finish()
                 await started($0.port)
             }
+            gateway.imageAddressPolicy = imagePolicy
+            return gateway
         }
         var iterator = controls.makeAsyncIterator()
         guard let control = await iterator.next() else { throw CancellationError() }
@@ -99,6 +102,7 @@ struct GatewayFixture {
         extraProviders: [ProviderSettings] = [],
         extraRoutes: [RouteSettings] = [],
         wire: WireFormat = .openAIChat,
+        imagePolicy: AddressPolicy = .publicOnly,
         configure: (inout GatewayConfig) -> Void = { _ in }
     ) async throws -> GatewayFixture {
         let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
@@ -113,7 +117,7 @@ struct GatewayFixture {
             RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: model)])
         } + extraRoutes
         configure(&config)
-        let gateway = try await RunningService.gateway(config)
+        let gateway = try await RunningService.gateway(config, imagePolicy: imagePolicy)
         return GatewayFixture(simulatorRouter: router, simulator: simulator, gateway: gateway)
     }
 

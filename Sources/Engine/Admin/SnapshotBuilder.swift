@@ -99,6 +99,7 @@ public enum ConfigDiff {
         if old.server.maxBodyBytes != new.server.maxBodyBytes { needsRestart.append("server.max_body") }
         if old.server.logLevel != new.server.logLevel { needsRestart.append("server.log_level") }
         if old.server.fetchImageURLs != new.server.fetchImageURLs { needsRestart.append("server.fetch_image_urls") }
+        if old.server.imageLimits != new.server.imageLimits { needsRestart.append("server.image_limits") }
         if old.simulator != new.simulator { needsRestart.append("simulator") }
         return (changes, needsRestart)
     }

@@ -105,7 +105,7 @@ private struct Reader {
                 self.report(node, "server.admin_listen", "a TCP admin listener needs server.admin_token; without one the admin API stays on its Unix socket")
             }
         }
-        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "admin_socket", "admin_listen", "admin_token", "budget_status"]
+        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "image_limits", "admin_socket", "admin_listen", "admin_token", "budget_status"]
         for (key, _, value) in self.mapping(node, "server", allowed: keys) ?? [] {
             let path = "server.\(key)"
             switch key {
@@ -129,6 +129,7 @@ private struct Reader {
                     }
                 }
             case "fetch_image_urls": server.fetchImageURLs = self.bool(value, path) ?? server.fetchImageURLs
+            case "image_limits": server.imageLimits = self.readImageLimits(value, path)
             case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
             case "anonymous": server.anonymous = self.bool(value, path) ?? server.anonymous
             case "budget_status":
@@ -147,6 +148,32 @@ private struct Reader {
             }
         }
         return server
+    }
+
+    mutating func readImageLimits(_ node: Node, _ base: String) -> ImageFetchLimits {
+        var limits = ImageFetchLimits()
+        var perRequestNode: Node?
+        for (key, _, value) in self.mapping(node, base, allowed: ["per_image", "per_request", "count", "timeout"]) ?? [] {
+            let path = "\(base).\(key)"
+            switch key {
+            case "per_image", "per_request":
+                guard let size = self.size(value, path) else { continue }
+                guard size > 0 else {
+                    self.report(value, path, "must be more than zero")
+                    continue
+                }
+                if key == "per_image" { limits.perImage = size } else { (limits.perRequest, perRequestNode) = (size, value) }
+            case "count":
+                guard let count = self.int(value, path, atLeast: 1) else { continue }
+                if count <= ImageFetchLimits.maxCount { limits.count = count } else { self.report(value, path, "must be at most \(ImageFetchLimits.maxCount)") }
+            case "timeout": limits.timeout = self.positiveDuration(value, path) ?? limits.timeout
+            default: continue
+            }
+        }
+        if limits.perRequest < limits.perImage {
+            self.report(perRequestNode ?? node, "\(base).per_request", "must be at least per_image (\(ByteSize.format(limits.perImage))): a request may always carry one whole image")
+        }
+        return limits
     }
 
     mutating func readSimulator(_ node: Node) -> SimulatorSettings {

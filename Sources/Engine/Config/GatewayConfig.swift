@@ -76,15 +76,19 @@ public struct GatewayConfig: Sendable, Equatable {
 /// - `admin_socket` (path, default `STATE_DIR/admin.sock`): the admin API's Unix socket (mode 0600)
 /// - `admin_listen` (host:port) and `admin_token` (secret): an optional TCP admin listener, which
 ///   exists only with a token and then requires it (`Authorization: Bearer …`)
-/// - `fetch_image_urls` (bool, default false): let the gateway download image URLs (http/https, up to
-///   5 MiB, `image/*` only) for upstreams that take inline images only (Ollama, Gemini). Off by
-///   default: a gateway that fetches what clients name can be pointed at internal addresses.
+/// - `fetch_image_urls` (bool, default false): let the gateway download image URLs (http/https,
+///   `image/*` answers with status 200 only, no redirects followed) for upstreams that take inline
+///   images only (Ollama, Gemini). Off by default: a gateway that fetches what clients name can be
+///   pointed at internal addresses, so it refuses any host that resolves to a non-public address.
+/// - `image_limits` (`per_image` 5MiB, `per_request` 20MiB, `count` 16, `timeout` 10s): what one
+///   request may make the gateway fetch, see `ImageFetchLimits`
 public struct ServerSettings: Sendable, Equatable {
     public var listen: ListenAddress
     public var stateDir: String
     public var maxBodyBytes: Int
     public var logLevel: String
     public var fetchImageURLs = false
+    public var imageLimits = ImageFetchLimits()
     /// Accept requests without a key (as the anonymous tenant). A key that looks like ours
     /// (`sk-sy-…`) is always checked, anonymous or not.
     public var anonymous = true
@@ -110,6 +114,25 @@ public struct ServerSettings: Sendable, Equatable {
     }
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+}
+
+/// `server.image_limits:` — bounds on the images `fetch_image_urls` downloads for one request, so a
+/// small request cannot make the gateway hold (or wait for) much more than it sent.
+///
+/// - `per_image` (size, default 5MiB, Anthropic's own per-image limit): a larger image is refused
+/// - `per_request` (size, default 20MiB, at least `per_image`): all of one request's images together
+/// - `count` (int, default 16, 1…256): image URLs one request may name; more are refused before any is fetched
+/// - `timeout` (duration, default 10s): for one image, from resolving its host to its last byte
+public struct ImageFetchLimits: Sendable, Equatable {
+    public var perImage = 5 << 20
+    public var perRequest = 20 << 20
+    public var count = 16
+    public var timeout: Duration = .seconds(10)
+
+    /// The most `count` may be: more images than this is no longer one chat turn.
+    public static let maxCount = 256
+
+    public init() {}
 }
 
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {

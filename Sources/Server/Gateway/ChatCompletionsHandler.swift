@@ -40,7 +40,7 @@ struct ChatCompletionsHandler: Sendable {
         // Decoded only when some target needs a translation, and then once, before any attempt.
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .openAIChat }
             ? OpenAIRequestDecoder.decode(body) : nil
-        let images = self.state.images
+        let images = self.state.imageInlining(for: decoded?.request, logger: context.logger)
         let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
             guard upstream.settings.wire == .openAIChat else {
                 guard let decoded else { throw GatewayError.internalFailure("no decoded request for a translated target") }

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import AsyncHTTPClient
 import Engine
 import Foundation
 import Hummingbird
@@ -48,6 +47,8 @@ public struct GatewayService: Service {
     let source: ConfigSource?
     let logger: Logger
     let onStarted: @Sendable (Started) async -> Void
+    /// Where image URLs may lead: public addresses only. Not a config key: only tests widen it (to loopback).
+    var imageAddressPolicy = AddressPolicy.publicOnly
 
     public init(config: GatewayConfig, source: ConfigSource? = nil, logger: Logger, onStarted: @escaping @Sendable (Started) async -> Void = { _ in }) {
         self.config = config
@@ -86,11 +87,12 @@ public struct GatewayService: Service {
             }
 
             let upstreams = UpstreamPool(providers: self.config.providers, simulatorURL: simulatorURL, eventLoopGroup: group)
-            let imageClient = self.config.server.fetchImageURLs ? HTTPClient(eventLoopGroupProvider: .shared(group)) : nil
+            let images = self.config.server.fetchImageURLs
+                ? ImageFetcher(limits: self.config.server.imageLimits, policy: self.imageAddressPolicy, eventLoopGroup: group) : nil
             let quotas = InMemoryQuotaStore()
             try await Self.preloadSpend(from: store, into: quotas)
             let state = GatewayState(
-                config: self.config, configSource: self.source, upstreams: upstreams, images: imageClient.map(ImageFetcher.init),
+                config: self.config, configSource: self.source, upstreams: upstreams, images: images,
                 store: store, quotas: quotas, logger: self.logger
             )
             state.keys.load(try await store.keys(), config: self.config)
@@ -166,17 +168,17 @@ public struct GatewayService: Service {
             do {
                 try await tasks.waitForAll()
             } catch {
-                await Self.stop(state, ledger: ledger, imageClient: imageClient)
+                await Self.stop(state, ledger: ledger)
                 throw error
             }
-            await Self.stop(state, ledger: ledger, imageClient: imageClient)
+            await Self.stop(state, ledger: ledger)
         }
     }
 }
 
 extension GatewayService {
     /// After the listeners closed (in-flight requests done): every ledger row is written before exit.
-    static func stop(_ state: GatewayState, ledger: Task<Void, Never>, imageClient: HTTPClient?) async {
+    static func stop(_ state: GatewayState, ledger: Task<Void, Never>) async {
         state.stopMonitor()
         ledger.cancel()
         await ledger.value
@@ -184,7 +186,6 @@ extension GatewayService {
         let counts = state.ledger.counts
         state.logger.info("ledger flushed", metadata: ["gw.rows_written": "\(counts.written)", "gw.rows_overflowed": "\(counts.overflowed)"])
         await state.routing.upstreams.shutdown()
-        try? await imageClient?.shutdown()
     }
 
     /// Today's and this month's spend from the ledger, so budgets hold across restarts.

@@ -130,6 +130,12 @@ final class GatewayState: Sendable {
             running = nil
         }
     }
+
+    /// One request's image fetching, shared by its attempts; nil when image URLs are not fetched.
+    func imageInlining(for request: ChatRequest?, logger: Logger) -> ImageInlining? {
+        guard let images = self.images, let request else { return nil }
+        return ImageInlining(fetcher: images, request: request, logger: logger)
+    }
 }
 
 /// The operations an operator (the admin socket, `ctl`, tests) performs on a running gateway.

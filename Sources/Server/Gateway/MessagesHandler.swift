@@ -36,7 +36,7 @@ struct MessagesHandler: Sendable {
         let (body, patch, routing, plan) = (intake.body, intake.patch, intake.routing, intake.plan)
         let decoded = try plan.everyCandidate.contains { routing.upstreams[$0.provider]?.settings.wire != .anthropicMessages }
             ? AnthropicRequestDecoder.decode(body) : nil
-        let images = self.state.images
+        let images = self.state.imageInlining(for: decoded?.request, logger: context.logger)
         let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
             guard upstream.settings.wire == .anthropicMessages else {
                 guard let decoded else { throw GatewayError.internalFailure("no decoded request for a translated target") }

@@ -15,11 +15,11 @@ struct TranslatedExchange {
     var includeUsage = false
 
     /// The upstream request for one target, image URLs inlined when the upstream takes no URLs.
-    static func prepare(_ request: ChatRequest, target: PlannedTarget, upstream: UpstreamPool.Upstream, images: ImageFetcher?) async throws -> UpstreamRequest {
+    static func prepare(_ request: ChatRequest, target: PlannedTarget, upstream: UpstreamPool.Upstream, images: ImageInlining?) async throws -> UpstreamRequest {
         let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
         var inlined = request
         if let images, ImageFetcher.isNeeded(for: upstream.settings.wire) {
-            inlined = try await images.inline(request)
+            inlined = try await images.inlined()
         }
         let body = try adapter.encode(inlined, upstreamModel: target.upstreamModel, settings: upstream.settings)
         return UpstreamRequest(body: body, path: adapter.path(model: target.upstreamModel, streaming: request.stream), streaming: request.stream)
