@@ -314,6 +314,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler, Dead
 
     fileprivate func frameworkRequestEnded() {
         self.frameworkReading = false
+        // Answered before its body was read (a refusal): the keep-alive pause begins now.
+        if self.frameworkResponses == 0 { self.receivedAtLastAnswer = self.received }
     }
 
     /// The connection ends after the answer Hummingbird owes (the client asked, or its framing broke):
