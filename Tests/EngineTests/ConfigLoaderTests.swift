@@ -284,6 +284,36 @@ extension ConfigLoaderTests {
         #expect(!second.realisticReplay && second.embedder == nil && second.semanticThreshold == 0.95)
     }
 
+    @Test func clientLimitsHaveDefaultsAndAreRead() throws {
+        let defaults = try self.load("providers: { sim: { kind: simulator } }").server.client
+        #expect(defaults.headerTimeout == .seconds(10) && defaults.bodyGrace == .seconds(10) && defaults.idleTimeout == .seconds(60))
+        #expect(defaults.bodyMinRate == 1024 && defaults.maxConnections == nil)
+        #expect(ClientLimits.automaticMaxConnections(openFileLimit: 1_048_576) == 10_000)
+        #expect(ClientLimits.automaticMaxConnections(openFileLimit: 1024) == 512)
+        #expect(ClientLimits.automaticMaxConnections(openFileLimit: 0) == 1)
+        let client = try self.load("""
+            server: { header_timeout: 2s, body_min_rate: 4KiB, body_grace: 500ms, idle_timeout: 1m, max_connections: 300 }
+            providers: { sim: { kind: simulator } }
+            """).server.client
+        #expect(client.headerTimeout == .seconds(2) && client.bodyMinRate == 4096 && client.bodyGrace == .milliseconds(500))
+        #expect(client.idleTimeout == .seconds(60) && client.maxConnections == 300)
+    }
+
+    @Test func badClientLimitsAreReportedWithTheirPath() {
+        let found = self.issues("""
+            server: { header_timeout: 0s, body_min_rate: 0, body_grace: soon, idle_timeout: -1s, max_connections: 0 }
+            providers: { sim: { kind: simulator } }
+            """)
+        #expect(found.contains { $0.path == "server.header_timeout" && $0.message.contains("longer than zero") })
+        #expect(found.contains { $0.path == "server.body_min_rate" && $0.message.contains("at least 1 byte a second") })
+        #expect(found.contains { $0.path == "server.body_grace" && $0.message.contains("not a duration") })
+        #expect(found.contains { $0.path == "server.idle_timeout" })
+        #expect(found.contains { $0.path == "server.max_connections" && $0.message.contains("at least 1") })
+        #expect(self.issues("server: { max_connections: 2000000 }\nproviders: { sim: { kind: simulator } }").contains {
+            $0.path == "server.max_connections" && $0.message.contains("at most 1000000")
+        })
+    }
+
     @Test func aBadEmbedderOrPaceIsReportedWithItsPath() {
         let found = self.issues("""
             providers:

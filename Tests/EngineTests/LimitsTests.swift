@@ -212,3 +212,59 @@ struct TenantConfigTests {
         #expect(config.price(of: RouteTarget(provider: "sim", model: "m"), in: config.priceTable)?.input == 1)
     }
 }
+
+/// A client connection's timeouts, tick by tick, without a network.
+struct ClientPacingTests {
+    private let start = ContinuousClock.now
+    private var limits: ClientLimits {
+        var limits = ClientLimits()
+        limits.headerTimeout = .seconds(10)
+        limits.bodyGrace = .seconds(10)
+        limits.bodyMinRate = 1000
+        limits.idleTimeout = .seconds(60)
+        return limits
+    }
+
+    private func at(_ seconds: Double) -> ContinuousClock.Instant {
+        self.start + .milliseconds(Int(seconds * 1000))
+    }
+
+    @Test func aConnectionThatSendsNothingRunsOutOfHeaderTime() {
+        var pacing = ClientPacing(acceptedAt: self.start)
+        #expect(pacing.check(.head, requests: 0, bodyReceived: 0, now: self.at(9.9), limits: self.limits) == nil)
+        #expect(pacing.check(.head, requests: 0, bodyReceived: 0, now: self.at(9.95), limits: self.limits) == nil)
+        #expect(pacing.check(.head, requests: 0, bodyReceived: 0, now: self.at(10), limits: self.limits) == .header)
+    }
+
+    @Test func aBodyMustKeepUpWithTheMinimumRateAfterTheGrace() {
+        var pacing = ClientPacing(acceptedAt: self.start)
+        #expect(pacing.check(.body, requests: 1, bodyReceived: 0, now: self.at(1), limits: self.limits) == nil)
+        // Nothing within the grace, then 1000 bytes a second on average since the head.
+        #expect(pacing.check(.body, requests: 1, bodyReceived: 0, now: self.at(10.5), limits: self.limits) == nil)
+        #expect(pacing.check(.body, requests: 1, bodyReceived: 2000, now: self.at(13), limits: self.limits) == nil)
+        #expect(pacing.check(.body, requests: 1, bodyReceived: 2000, now: self.at(13.5), limits: self.limits) == .body)
+        // Bytes that came with the head count: a body sent whole is never too slow.
+        var whole = ClientPacing(acceptedAt: self.start)
+        _ = whole.check(.body, requests: 1, bodyReceived: 5000, now: self.at(1), limits: self.limits)
+        #expect(whole.check(.body, requests: 1, bodyReceived: 5000, now: self.at(15.9), limits: self.limits) == nil)
+    }
+
+    @Test func anUpstreamAtWorkIsNeverTheClientsTimeout() {
+        var pacing = ClientPacing(acceptedAt: self.start)
+        _ = pacing.check(.answering, requests: 1, bodyReceived: 0, now: self.at(1), limits: self.limits)
+        #expect(pacing.check(.answering, requests: 1, bodyReceived: 0, now: self.at(3600), limits: self.limits) == nil)
+        // The idle time starts when the answer ended, not when the request came.
+        #expect(pacing.check(.idle, requests: 1, bodyReceived: 0, now: self.at(3601), limits: self.limits) == nil)
+        #expect(pacing.check(.idle, requests: 1, bodyReceived: 0, now: self.at(3660), limits: self.limits) == nil)
+        #expect(pacing.check(.idle, requests: 1, bodyReceived: 0, now: self.at(3661), limits: self.limits) == .idle)
+    }
+
+    @Test func aNewRequestStartsItsStageAfresh() {
+        var pacing = ClientPacing(acceptedAt: self.start)
+        _ = pacing.check(.idle, requests: 1, bodyReceived: 0, now: self.at(1), limits: self.limits)
+        // Requests came and went between two ticks: the keep-alive connection is busy, not idle.
+        #expect(pacing.check(.idle, requests: 3, bodyReceived: 0, now: self.at(60), limits: self.limits) == nil)
+        #expect(pacing.check(.idle, requests: 3, bodyReceived: 0, now: self.at(119), limits: self.limits) == nil)
+        #expect(pacing.check(.idle, requests: 3, bodyReceived: 0, now: self.at(120), limits: self.limits) == .idle)
+    }
+}

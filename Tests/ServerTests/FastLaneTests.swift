@@ -296,13 +296,39 @@ final class RawConnection {
         close(self.socket)
     }
 
+    /// Closes the connection from this side (the descriptor stays until deinit).
+    func hangUp() {
+        shutdown(self.socket, Int32(SHUT_RDWR))
+    }
+
     func send(_ text: String) throws {
+        try #require(self.trySend(text), "send failed")
+    }
+
+    /// Whether all of `text` went out (false once the gateway closed the connection; no SIGPIPE).
+    func trySend(_ text: String) -> Bool {
         let bytes = Array(text.utf8)
         var sent = 0
         while sent < bytes.count {
-            let count = bytes[sent...].withUnsafeBytes { Glibc.send(self.socket, $0.baseAddress, $0.count, 0) }
-            try #require(count > 0, "send failed")
+            let count = bytes[sent...].withUnsafeBytes { Glibc.send(self.socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard count > 0 else { return false }
             sent += count
+        }
+        return true
+    }
+
+    /// Everything the gateway sends until it closes the connection (an end of file or a reset), or nil
+    /// when it is still open after the 10 s read timeout.
+    func readToClose() -> String? {
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(self.socket, $0.baseAddress, $0.count, 0) }
+            if count > 0 {
+                self.buffer += chunk[..<count]
+                continue
+            }
+            if count == 0 || errno == ECONNRESET { return String(decoding: self.buffer, as: UTF8.self) }
+            return nil
         }
     }
 

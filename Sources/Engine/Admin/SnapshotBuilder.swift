@@ -100,6 +100,7 @@ public enum ConfigDiff {
         if old.server.logLevel != new.server.logLevel { needsRestart.append("server.log_level") }
         if old.server.fetchImageURLs != new.server.fetchImageURLs { needsRestart.append("server.fetch_image_urls") }
         if old.server.imageLimits != new.server.imageLimits { needsRestart.append("server.image_limits") }
+        if old.server.client != new.server.client { needsRestart.append("server client limits (header_timeout, body_min_rate, body_grace, idle_timeout, max_connections)") }
         if old.simulator != new.simulator { needsRestart.append("simulator") }
         return (changes, needsRestart)
     }

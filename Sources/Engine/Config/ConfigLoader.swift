@@ -105,7 +105,10 @@ private struct Reader {
                 self.report(node, "server.admin_listen", "a TCP admin listener needs server.admin_token; without one the admin API stays on its Unix socket")
             }
         }
-        let keys = ["listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "image_limits", "admin_socket", "admin_listen", "admin_token", "budget_status"]
+        let keys = [
+            "listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "image_limits", "admin_socket", "admin_listen", "admin_token", "budget_status",
+            "header_timeout", "body_min_rate", "body_grace", "idle_timeout", "max_connections",
+        ]
         for (key, _, value) in self.mapping(node, "server", allowed: keys) ?? [] {
             let path = "server.\(key)"
             switch key {
@@ -132,6 +135,21 @@ private struct Reader {
             case "image_limits": server.imageLimits = self.readImageLimits(value, path)
             case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
             case "anonymous": server.anonymous = self.bool(value, path) ?? server.anonymous
+            case "header_timeout": server.client.headerTimeout = self.positiveDuration(value, path) ?? server.client.headerTimeout
+            case "body_grace": server.client.bodyGrace = self.positiveDuration(value, path) ?? server.client.bodyGrace
+            case "idle_timeout": server.client.idleTimeout = self.positiveDuration(value, path) ?? server.client.idleTimeout
+            case "body_min_rate":
+                if let rate = self.size(value, path) {
+                    if rate > 0 { server.client.bodyMinRate = rate } else { self.report(value, path, "must be at least 1 byte a second (e.g. 1KiB)") }
+                }
+            case "max_connections":
+                if let cap = self.int(value, path, atLeast: 1) {
+                    if cap <= ClientLimits.maxConnectionsLimit {
+                        server.client.maxConnections = cap
+                    } else {
+                        self.report(value, path, "must be at most \(ClientLimits.maxConnectionsLimit)")
+                    }
+                }
             case "budget_status":
                 if let status = self.int(value, path) {
                     if status == 429 || status == 402 { server.budgetStatus = status } else { self.report(value, path, "must be 429 or 402") }

@@ -82,6 +82,8 @@ public struct GatewayConfig: Sendable, Equatable {
 ///   pointed at internal addresses, so it refuses any host that resolves to a non-public address.
 /// - `image_limits` (`per_image` 5MiB, `per_request` 20MiB, `count` 16, `timeout` 10s): what one
 ///   request may make the gateway fetch, see `ImageFetchLimits`
+/// - `header_timeout`, `body_min_rate`, `body_grace`, `idle_timeout`, `max_connections`: how long
+///   and how slowly a client may send, and how many may be connected (see `ClientLimits`).
 public struct ServerSettings: Sendable, Equatable {
     public var listen: ListenAddress
     public var stateDir: String
@@ -97,6 +99,8 @@ public struct ServerSettings: Sendable, Equatable {
     public var adminSocket: String?
     public var adminListen: ListenAddress?
     public var adminToken: Secret?
+    /// Timeouts for clients sending requests, and the public listener's connection cap.
+    public var client = ClientLimits()
 
     /// Where the admin socket is.
     public var adminSocketPath: String { self.adminSocket ?? (self.stateDir as NSString).appendingPathComponent("admin.sock") }
@@ -133,6 +137,44 @@ public struct ImageFetchLimits: Sendable, Equatable {
     public static let maxCount = 256
 
     public init() {}
+}
+
+/// What a client connection to the public API may take of the gateway: time to send a request, and
+/// a place among the listener's connections. The timeouts cover only the client sending (a request
+/// head, a request body) and the pause between its requests; while the gateway owes an answer (an
+/// upstream at work, a long stream relayed) no client timeout runs: the provider's `timeouts` do.
+///
+/// - `header_timeout` (duration, default 10s): the whole request head must arrive within it, counted
+///   from the connection's accept or from the first byte after a keep-alive pause. Past it: 408, closed.
+/// - `body_min_rate` (size per second, default "1KiB") and `body_grace` (duration, default 10s): after
+///   the grace, a request body must have arrived at this average rate since its head. Below it: 408
+///   (when no answer has begun), closed. Slow legitimate uploads pass; a body trickled in to hold a
+///   connection and its buffer does not.
+/// - `idle_timeout` (duration, default 60s): a keep-alive connection with nothing owed and nothing
+///   sent is closed after this long.
+/// - `max_connections` (number, default the smaller of 10000 and half the process's open-file limit):
+///   client connections open at once on the public listener. One more is answered 503
+///   (`too_many_connections`, `Connection: close`) and closed, and counted in
+///   `switchyard_client_connections_refused_total`.
+public struct ClientLimits: Sendable, Equatable {
+    public var headerTimeout: Duration = .seconds(10)
+    public var bodyMinRate = 1024
+    public var bodyGrace: Duration = .seconds(10)
+    public var idleTimeout: Duration = .seconds(60)
+    /// Nil: `automaticMaxConnections` of the process's open-file limit.
+    public var maxConnections: Int?
+
+    public init() {}
+
+    /// Above any sane cap: a value past it is a typo.
+    public static let maxConnectionsLimit = 1_000_000
+    static let defaultMaxConnections = 10_000
+
+    /// The cap when none is configured: 10000, or half the open-file limit when that is smaller (each
+    /// client may need an upstream connection too, and the store and listeners need their own).
+    public static func automaticMaxConnections(openFileLimit: Int) -> Int {
+        min(Self.defaultMaxConnections, max(1, openFileLimit / 2))
+    }
 }
 
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {

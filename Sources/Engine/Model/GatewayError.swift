@@ -25,6 +25,8 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case routeNotFound = "route_not_found"
         case methodNotAllowed = "method_not_allowed"
         case clientDisconnected = "client_disconnected"
+        case requestTimeout = "request_timeout"
+        case tooManyConnections = "too_many_connections"
         case upstreamUnreachable = "upstream_unreachable"
         case upstreamTimeout = "upstream_timeout"
         case upstreamStatus = "upstream_status"
@@ -94,6 +96,17 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
 
     /// The client hung up before the answer was ready; nobody reads this error, but logs and metrics do.
     public static let clientDisconnected = GatewayError(.clientDisconnected, "The client closed the connection before the response was ready.")
+
+    /// The client took longer than `server.header_timeout` to send a request head, or sent its body
+    /// slower than `server.body_min_rate`.
+    public static func requestTimeout(_ what: String) -> GatewayError {
+        GatewayError(.requestTimeout, "The request was not received in time: \(what). The connection is closed.")
+    }
+
+    /// The public listener holds `server.max_connections` client connections already.
+    public static let tooManyConnections = GatewayError(
+        .tooManyConnections, "The gateway has too many open connections; try again shortly (server.max_connections).", retryAfterSeconds: 1
+    )
 
     public static func upstreamUnreachable(provider: String, detail: String) -> GatewayError {
         GatewayError(.upstreamUnreachable, "Provider '\(provider)' could not be reached: \(detail).")
@@ -180,7 +193,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var domain: FaultDomain {
         switch self.code {
-        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected:
+        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected, .requestTimeout:
             return .caller
         case .upstreamUnreachable, .upstreamTimeout, .upstreamStatus, .upstreamMalformed, .streamInterrupted, .noHealthyTarget:
             return .provider
@@ -188,7 +201,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
             return .gateway
         case .unauthorized:
             return .caller
-        case .modelNotAllowed, .rateLimited, .budgetExceeded:
+        case .modelNotAllowed, .rateLimited, .budgetExceeded, .tooManyConnections:
             return .policy
         }
     }
@@ -197,6 +210,8 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         switch self.code {
         case .malformedRequest, .invalidRequest: return 400
         case .bodyTooLarge: return 413
+        case .requestTimeout: return 408
+        case .tooManyConnections: return 503
         case .unknownModel, .routeNotFound: return 404
         case .methodNotAllowed: return 405
         // nginx's "client closed request": never sent, since nobody is there to read it.
@@ -237,7 +252,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
     /// OpenAI's error `type` vocabulary, which the official SDKs map to exception classes by status.
     var openAIType: String {
         switch self.code {
-        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected:
+        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected, .requestTimeout:
             return "invalid_request_error"
         case .upstreamStatus where self.upstreamStatus == 429, .rateLimited:
             return "rate_limit_error"
@@ -247,7 +262,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
             return "insufficient_quota"
         case .modelNotAllowed:
             return "permission_error"
-        case .internalFailure:
+        case .internalFailure, .tooManyConnections:
             return "server_error"
         default:
             return "upstream_error"

@@ -10,11 +10,34 @@ final class GatewayMetrics: Sendable {
     /// Requests answered on the fast lane (the rest of the OpenAI chat traffic went through the framework).
     private let fastLaneRequests: Counter
     private let overhead: ValueHistogram
+    /// Client connections closed for a limit of `server` (by phase), and refused past `max_connections`.
+    private let clientTimeouts: [ClientTimeout: Counter]
+    private let refusedConnections: Counter
+    private let openConnections: Gauge
 
     init() {
         self.overhead = self.registry.makeValueHistogram(
             descriptor: MetricNameDescriptor(metricName: "switchyard_overhead", unitName: "seconds", helpText: "Time spent in the gateway itself, upstream waits excluded."),
             buckets: Self.overheadBuckets
+        )
+        var clientTimeouts: [ClientTimeout: Counter] = [:]
+        for timeout in ClientTimeout.allCases {
+            clientTimeouts[timeout] = self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    metricName: "switchyard_client_timeouts", unitName: "total",
+                    helpText: "Client connections closed for sending too slowly (header, body) or staying idle between requests (idle)."
+                ),
+                labels: [("phase", timeout.rawValue)]
+            )
+        }
+        self.clientTimeouts = clientTimeouts
+        self.refusedConnections = self.registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "switchyard_client_connections_refused", unitName: "total", helpText: "Client connections answered 503 past server.max_connections."
+            )
+        )
+        self.openConnections = self.registry.makeGauge(
+            descriptor: MetricNameDescriptor(metricName: "switchyard_client_connections", unitName: "", helpText: "Client connections open on the public listener.")
         )
         self.fastLaneRequests = self.registry.makeCounter(
             descriptor: MetricNameDescriptor(
@@ -32,6 +55,14 @@ final class GatewayMetrics: Sendable {
 
     func recordFastLane() {
         self.fastLaneRequests.increment()
+    }
+
+    func recordClientTimeout(_ timeout: ClientTimeout) {
+        self.clientTimeouts[timeout]?.increment()
+    }
+
+    func recordRefusedConnection() {
+        self.refusedConnections.increment()
     }
 
     /// The series one kind of finished request feeds, made once: the registry's `make…` checks
@@ -157,7 +188,8 @@ final class GatewayMetrics: Sendable {
     }
 
     /// The text exposition, with the targets' current state set just before.
-    func exposition(targets: [TargetStatus]) -> [UInt8] {
+    func exposition(targets: [TargetStatus], clientConnections: Int) -> [UInt8] {
+        self.openConnections.set(to: Double(clientConnections))
         for status in targets {
             let labels = [("provider", status.target.provider), ("model", status.target.model)]
             let breaker: Double = switch status.breaker {

@@ -4,20 +4,50 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
+import Synchronization
 
-/// The public API's connections: Hummingbird's HTTP/1.1 channel with the fast lane in front of it.
+/// The public API's connections: Hummingbird's HTTP/1.1 channel with the fast lane in front of it,
+/// at most `server.max_connections` of them at once.
 struct GatewayChannel: ServerChildChannel {
     let http1: HTTP1Channel
     let state: GatewayState
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
+        let state = self.state
+        guard state.clientConnections.add(1, ordering: .relaxed).newValue <= state.maxClientConnections else {
+            state.clientConnections.subtract(1, ordering: .relaxed)
+            return Self.refuse(channel, state: state)
+        }
+        channel.closeFuture.whenComplete { _ in state.clientConnections.subtract(1, ordering: .relaxed) }
         do {
-            try channel.pipeline.syncOperations.addHandler(FastLaneHandler(state: self.state))
+            try channel.pipeline.syncOperations.addHandler(FastLaneHandler(state: state))
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return self.http1.setup(channel: channel, logger: logger)
+        return self.http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            // Where requests still carry their HTTP version and `Connection` field, before they become `HTTPRequest`s.
+            let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(FrameworkWatch(), position: .after(decoder))
+            return value
+        }
+    }
+
+    /// A connection past the cap: answered 503 and closed, without an HTTP pipeline (Hummingbird's
+    /// loop finds no request on it and ends when it closes).
+    private static func refuse(_ channel: any Channel, state: GatewayState) -> EventLoopFuture<HTTP1Channel.Value> {
+        state.metrics.recordRefusedConnection()
+        state.logger.debug("client connection refused", metadata: ["gw.open": "\(state.clientConnections.load(ordering: .relaxed))", "gw.max_connections": "\(state.maxClientConnections)"])
+        let error = GatewayError.tooManyConnections
+        var answer = error.openAIWholeResponse(requestID: state.identity.make(clientSupplied: nil), overhead: .zero)
+        answer.headers[.connection] = "close"
+        let date = state.loopUpstreams.pool(on: channel.eventLoop)?.date.now ?? HTTPDateCache().now
+        let bytes = WireResponse.whole(answer.status, answer.headers, body: answer.body, date: date, allocator: channel.allocator)
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ConnectionRefusal(answer: bytes))
+            return try HTTP1Channel.Value(wrappingChannelSynchronously: channel)
+        }
     }
 
     func handle(value: HTTP1Channel.Value, logger: Logger) async {
@@ -30,7 +60,7 @@ struct GatewayChannel: ServerChildChannel {
             GatewayChannel(
                 http1: HTTP1Channel(
                     responder: responder,
-                    configuration: .init(additionalChannelHandlers: [state.disconnects.makeHandler(), FrameworkResponseWatch()])
+                    configuration: .init(additionalChannelHandlers: [state.disconnects.makeHandler()])
                 ),
                 state: state
             )
@@ -54,7 +84,11 @@ struct GatewayChannel: ServerChildChannel {
 /// Requests on one connection are answered in order: while the fast lane answers one, what follows
 /// waits (and once something waits, the connection is not read further); while Hummingbird owes
 /// answers, the next requests go to Hummingbird too.
-final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
+///
+/// It also holds the client to `server`'s limits on both lanes (`ClientPacing`, on the loop's client
+/// sweep: no timer per request), and once an answer ends the connection (`FrameworkWatch` says so),
+/// nothing the client sent after that request is framed, passed on or served.
+final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler, DeadlineHolder {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = IOData
@@ -88,8 +122,47 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var quiescePending = false
     private var heldError: (any Error)?
 
+    // The client's pace: what `ClientPacing` looks at on each tick.
+    private var pacing = ClientPacing(acceptedAt: .now)
+    /// Bytes received and requests begun on the connection, and bytes of the current request's body.
+    private var received = 0
+    private var requests = 0
+    private var bodyReceived = 0
+    /// `received` when an answer of Hummingbird's last ended: bytes past it, on a connection Hummingbird
+    /// frames, begin the next head.
+    private var receivedAtLastAnswer = 0
+    /// Hummingbird decoded a request head whose end has not come yet.
+    private var frameworkReading = false
+    /// Hummingbird's response has begun (its head went out) and not ended.
+    private var frameworkWriting = false
+    /// The answer being written ends the connection: nothing after its request is framed, passed on or served.
+    private var closing = false
+    /// A client limit ran out: the connection is saying its last words.
+    private var timedOut = false
+    private var context: ChannelHandlerContext?
+    private var pool: LoopConnectionPool?
+    var sweepSlot: Int?
+
+    private let limits: ClientLimits
+
     init(state: GatewayState) {
         self.state = state
+        self.limits = state.server.client
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.pool = self.state.loopUpstreams.pool(on: context.eventLoop)
+        self.pool?.clientDeadlines.watch(self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.stopPacing()
+    }
+
+    private func stopPacing() {
+        self.pool?.clientDeadlines.unwatch(self)
+        self.context = nil
     }
 
     private var isServing: Bool {
@@ -99,6 +172,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = self.unwrapInboundIn(data)
+        self.received &+= bytes.readableBytes
+        guard !self.closing else { return }
         if case .handedOver = self.phase { return self.passOn(bytes, context: context) }
         if self.buffered == nil {
             self.buffered = bytes
@@ -130,7 +205,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard !self.advancing else { return }
         self.advancing = true
         defer { self.advancing = false }
-        while var buffer = self.buffered, buffer.readableBytes > 0 {
+        while !self.closing, var buffer = self.buffered, buffer.readableBytes > 0 {
             switch self.phase {
             case .serving:
                 return
@@ -151,6 +226,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 } else {
                     body.writeBuffer(&slice)
                 }
+                self.bodyReceived = body.readableBytes
                 if body.readableBytes == head.contentLength {
                     self.dispatch(head, body: body, context: context)
                 } else {
@@ -164,6 +240,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 case .unframeable:
                     self.phase = .handedOver
                 case .head(let head):
+                    self.requests &+= 1
+                    self.bodyReceived = 0
                     buffer.moveReaderIndex(forwardBy: head.bytes.readableBytes)
                     self.buffered = buffer
                     self.phase = .idle(searched: 0)
@@ -212,6 +290,39 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// for a broken head).
     fileprivate func frameworkResponseEnded() {
         self.frameworkResponses = max(0, self.frameworkResponses - 1)
+        self.frameworkWriting = false
+        self.receivedAtLastAnswer = self.received
+    }
+
+    fileprivate func frameworkResponseBegan() {
+        self.frameworkWriting = true
+    }
+
+    /// Hummingbird's decoder framed a request head. On a connection handed over for good, only it
+    /// sees where requests begin, so its answers owed are counted here.
+    fileprivate func frameworkRequestBegan() {
+        self.frameworkReading = true
+        self.bodyReceived = 0
+        guard case .handedOver = self.phase else { return }
+        self.requests &+= 1
+        self.frameworkResponses += 1
+    }
+
+    fileprivate func frameworkBodyReceived(_ count: Int) {
+        self.bodyReceived &+= count
+    }
+
+    fileprivate func frameworkRequestEnded() {
+        self.frameworkReading = false
+        // Answered before its body was read (a refusal): the keep-alive pause begins now.
+        if self.frameworkResponses == 0 { self.receivedAtLastAnswer = self.received }
+    }
+
+    /// The connection ends after the answer Hummingbird owes (the client asked, or its framing broke):
+    /// what arrived after that request is dropped, and so is what comes.
+    fileprivate func frameworkWillClose() {
+        self.closing = true
+        self.buffered = nil
     }
 
     /// The fast lane's answer is written: the connection goes on with what arrived meanwhile.
@@ -282,11 +393,16 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         // As on the slow path, a client that half-closes has hung up.
-        if case .some(.inputClosed) = event as? ChannelEvent { self.clientLeft() }
+        if case .some(.inputClosed) = event as? ChannelEvent {
+            self.clientLeft()
+            // The client read the last words of a connection the gateway ends.
+            if self.timedOut { context.close(promise: nil) }
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.stopPacing()
         self.clientLeft()
         context.fireChannelInactive()
     }
@@ -298,13 +414,97 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Tells the connection's fast lane when Hummingbird has finished a response, so the lane knows when
-/// it may answer again without overtaking it. It sits after Hummingbird's HTTP/1.1 codec.
-final class FrameworkResponseWatch: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+// MARK: Client limits
+
+extension FastLaneHandler {
+    /// What the client is doing, for its timeouts: only its sending and its keep-alive pauses are timed,
+    /// never the gateway's own work (an upstream, a stream relayed), which the providers' timeouts bound.
+    private var clientStage: ClientStage {
+        switch self.phase {
+        case .serving:
+            return .answering
+        case .collecting:
+            return .body
+        case .passing:
+            // Behind answers owed for earlier requests, the body may wait on Hummingbird's reading.
+            return self.frameworkResponses <= 1 ? .body : .answering
+        case .idle:
+            if self.frameworkResponses > 0 { return .answering }
+            return self.requests == 0 || (self.buffered?.readableBytes ?? 0) > 0 ? .head : .idle
+        case .handedOver:
+            if self.frameworkReading { return self.frameworkResponses <= 1 ? .body : .answering }
+            if self.frameworkResponses > 0 { return .answering }
+            return self.requests == 0 || self.received != self.receivedAtLastAnswer ? .head : .idle
+        }
+    }
+
+    func sweep(now: ContinuousClock.Instant) {
+        guard let context = self.context,
+            let timeout = self.pacing.check(self.clientStage, requests: self.requests, bodyReceived: self.bodyReceived, now: now, limits: self.limits)
+        else { return }
+        self.stopPacing()
+        self.timedOut = true
+        self.state.metrics.recordClientTimeout(timeout)
+        self.state.logger.debug("client connection timed out", metadata: ["gw.phase": "\(timeout.rawValue)", "gw.remote": "\(context.channel.remoteAddress?.description ?? "?")"])
+        self.frameworkWillClose()
+        // A request the client is slow to send is answered (unless an answer has begun: Hummingbird
+        // may answer before a body is read); an idle connection is just closed.
+        if timeout != .idle, !self.isServing, !self.frameworkWriting {
+            let limits = self.limits
+            let what = timeout == .header
+                ? "the request head took longer than server.header_timeout (\(DurationText.format(limits.headerTimeout)))"
+                : "the request body arrived slower than server.body_min_rate (\(ByteSize.format(limits.bodyMinRate)) a second)"
+            var answer = GatewayError.requestTimeout(what).openAIWholeResponse(requestID: self.state.identity.make(clientSupplied: nil), overhead: .zero)
+            answer.headers[.connection] = "close"
+            let date = self.pool?.date.now ?? HTTPDateCache().now
+            let bytes = WireResponse.whole(answer.status, answer.headers, body: answer.body, date: date, allocator: context.channel.allocator)
+            LastWords.say(bytes, context: context)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// An answer that ends a connection the gateway ends (a timeout, a refusal): the output is closed once
+/// it is written, and the connection once the client closes its side or after `linger`. Meanwhile
+/// what the client sends is dropped (its reads go nowhere): a close with unread bytes resets the
+/// connection, and a reset can discard the answer before the client reads it.
+enum LastWords {
+    static let linger: TimeAmount = .seconds(2)
+
+    static func say(_ answer: ByteBuffer, context: ChannelHandlerContext) {
+        context.writeAndFlush(NIOAny(IOData.byteBuffer(answer))).assumeIsolated().whenComplete { _ in context.close(mode: .output, promise: nil) }
+        context.eventLoop.assumeIsolated().scheduleTask(in: Self.linger) { context.close(promise: nil) }
+    }
+}
+
+/// Hummingbird's side of a connection, seen where its HTTP/1.1 decoder and encoder work (requests
+/// still carry their version and `Connection` field): it tells the fast lane where Hummingbird's
+/// requests begin and end and when its responses begin and end, so the lane knows when it may answer
+/// again without overtaking one, and what the client is doing.
+///
+/// It also decides, for both lanes' sake, when an answer ends the connection: for a request the client
+/// does not keep alive (HTTP/1.0 without `keep-alive`, `Connection: close`), for an HTTP/1.0 answer of
+/// unknown length (its end is the close), and once the client's framing broke (Hummingbird's decoder
+/// failed: nothing after it can be trusted). Such an answer says `Connection: close`, nothing the client
+/// sent after it is served, and the connection closes once the answer is written.
+final class FrameworkWatch: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private struct Pending {
+        let keepAlive: Bool
+        let version: HTTPVersion
+    }
 
     private var lane: FastLaneHandler?
+    /// Requests decoded whose response has not begun, in order.
+    private var pending = CircularBuffer<Pending>()
+    private var framingBroke = false
+    /// The response being written closes the connection when it ends.
+    private var closeAfterResponse = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.lane = try? context.pipeline.syncOperations.handler(type: FastLaneHandler.self)
@@ -314,8 +514,100 @@ final class FrameworkResponseWatch: ChannelOutboundHandler, RemovableChannelHand
         self.lane = nil
     }
 
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(var head):
+            let keepAlive = head.isKeepAlive
+            self.pending.append(Pending(keepAlive: keepAlive, version: head.version))
+            self.lane?.frameworkRequestBegan()
+            // Hummingbird ends its loop after a request that says `close`, and only one that says exactly that.
+            if !keepAlive { head.headers.replaceOrAdd(name: "connection", value: "close") }
+            context.fireChannelRead(self.wrapInboundOut(.head(head)))
+        case .body(let bytes):
+            self.lane?.frameworkBodyReceived(bytes.readableBytes)
+            context.fireChannelRead(data)
+        case .end:
+            self.lane?.frameworkRequestEnded()
+            if self.pending.last?.keepAlive == false { self.lane?.frameworkWillClose() }
+            context.fireChannelRead(data)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            self.framingBroke = true
+            self.lane?.frameworkWillClose()
+        }
+        context.fireErrorCaught(error)
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = self.unwrapOutboundIn(data) { self.lane?.frameworkResponseEnded() }
-        context.write(data, promise: promise)
+        switch self.unwrapOutboundIn(data) {
+        case .head(var head) where head.status.code >= 200:
+            // No request decoded: Hummingbird's 400 for a head its decoder refused.
+            let request = self.pending.popFirst()
+            var closes = self.framingBroke || !(request?.keepAlive ?? false) || !head.isKeepAlive
+            if let request, request.version.major == 1, request.version.minor == 0 {
+                // An HTTP/1.0 client reads no chunks: an answer of unknown length ends with the connection.
+                head.version = .http1_0
+                if !head.headers.contains(name: "content-length") { closes = true }
+                if !closes { head.headers.replaceOrAdd(name: "connection", value: "keep-alive") }
+            }
+            if closes {
+                head.headers.replaceOrAdd(name: "connection", value: "close")
+                self.closeAfterResponse = true
+                self.lane?.frameworkWillClose()
+            }
+            self.lane?.frameworkResponseBegan()
+            context.write(self.wrapOutboundOut(.head(head)), promise: promise)
+        case .end where self.closeAfterResponse:
+            let written = promise ?? context.eventLoop.makePromise()
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(data, promise: written)
+            self.lane?.frameworkResponseEnded()
+        case .end:
+            context.write(data, promise: promise)
+            self.lane?.frameworkResponseEnded()
+        default:
+            context.write(data, promise: promise)
+        }
+    }
+}
+
+/// A connection past `server.max_connections`: answered at once (`LastWords`), then closed; nothing it
+/// sends goes further.
+final class ConnectionRefusal: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let answer: ByteBuffer
+    private var answered = false
+
+    init(answer: ByteBuffer) {
+        self.answer = answer
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { self.refuse(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.refuse(context: context)
+        context.fireChannelActive()
+    }
+
+    private func refuse(context: ChannelHandlerContext) {
+        guard !self.answered else { return }
+        self.answered = true
+        LastWords.say(self.answer, context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .some(.inputClosed) = event as? ChannelEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 }

@@ -37,7 +37,7 @@ enum GatewayRouter {
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: state.metrics.exposition(targets: targets)))
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: state.metrics.exposition(targets: targets, clientConnections: state.clientConnections.load(ordering: .relaxed))))
             )
         }
         router.get("/healthz") { _, _ in

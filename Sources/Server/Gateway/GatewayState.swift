@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Engine
 import Foundation
 import Logging
@@ -62,6 +65,9 @@ final class GatewayState: Sendable {
     let loopUpstreams: LoopUpstreams
     /// False until the listener is up and again once shutdown begins, so load balancers drain us first.
     let isReady = Atomic<Bool>(false)
+    /// Client connections open on the public listener, and how many it takes (`server.max_connections`).
+    let clientConnections = Atomic<Int>(0)
+    let maxClientConnections: Int
     let started = ContinuousClock.now
     let logger: Logger
     /// The valid virtual keys, in memory.
@@ -76,6 +82,7 @@ final class GatewayState: Sendable {
 
     init(config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, quotas: any QuotaStore, logger: Logger) {
         self.server = config.server
+        self.maxClientConnections = config.server.client.maxConnections ?? ClientLimits.automaticMaxConnections(openFileLimit: Self.openFileLimit)
         self.store = store
         self.quotas = quotas
         self.ledger = LedgerWriter(store: store, logger: logger)
@@ -290,5 +297,15 @@ extension AdminEvent {
         self.init(kind: kind, message: message)
         self.route = route
         self.provider = provider
+    }
+}
+
+extension GatewayState {
+    /// The process's soft limit on open files (`ulimit -n`).
+    static var openFileLimit: Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        // Unlimited (`RLIM_INFINITY`, all ones) clamps to `Int.max`.
+        return Int(clamping: limit.rlim_cur)
     }
 }

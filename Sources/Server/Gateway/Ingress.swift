@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// The client dialect an endpoint speaks, which decides how its errors look.
 enum ClientDialect {
@@ -59,12 +60,15 @@ extension GatewayState {
         self.finish(summary)
     }
 
-    /// The whole request body, refused with 413 past `server.max_body`.
+    /// The whole request body, refused with 413 past `server.max_body`, and with 400 when its framing
+    /// is broken (a bad chunk): the caller's mistake, which ends the connection (`FrameworkWatch`).
     func body(of request: Request) async throws -> ByteBuffer {
         do {
             return try await request.body.collect(upTo: self.server.maxBodyBytes)
         } catch is NIOTooManyBytesError {
             throw GatewayError.bodyTooLarge(limit: self.server.maxBodyBytes)
+        } catch is HTTPParserError {
+            throw GatewayError.invalidRequest("The request body is not valid HTTP/1.1 framing (a malformed chunk or length); the connection is closed.")
         }
     }
 

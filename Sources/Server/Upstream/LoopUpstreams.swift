@@ -119,6 +119,9 @@ final class LoopConnectionPool {
     let loop: any EventLoop
     /// The deadlines of the exchanges this loop's connections carry.
     let deadlines: DeadlineSweep
+    /// The client connections served on this loop, each watched for its `server` client limits for as
+    /// long as it is open: limits of seconds, so a coarser tick.
+    let clientDeadlines: DeadlineSweep
     /// The `Date` of this loop's fast-lane answers.
     let date = HTTPDateCache()
     /// This loop's place among the group's loops, which share a provider's `max_connections` out.
@@ -160,6 +163,7 @@ final class LoopConnectionPool {
         self.index = index
         self.loops = loops
         self.deadlines = DeadlineSweep(loop: loop)
+        self.clientDeadlines = DeadlineSweep(loop: loop, tick: .milliseconds(100))
         self.flushUnflushed = { [unowned self] in
             let contexts = self.unflushed
             self.unflushed.removeAll(keepingCapacity: true)
@@ -515,17 +519,18 @@ protocol DeadlineHolder: AnyObject {
     func sweep(now: ContinuousClock.Instant)
 }
 
-/// The deadlines of one loop's fast-lane exchanges, checked by one timer every `tick` while any are
-/// watched, rather than a scheduled task each: scheduling and cancelling NIO tasks cost 13 % of a
-/// fast-lane request's CPU. Deadlines fire up to one tick late.
+/// The deadlines of one loop's fast-lane exchanges (or client connections), checked by one timer
+/// every `tick` while any are watched, rather than a scheduled task each: scheduling and cancelling
+/// NIO tasks cost 13 % of a fast-lane request's CPU. Deadlines fire up to one tick late.
 final class DeadlineSweep {
-    static let tick: Duration = .milliseconds(20)
+    private let tick: Duration
     private let loop: any EventLoop
     private var holders: [any DeadlineHolder] = []
     private var ticking = false
 
-    init(loop: any EventLoop) {
+    init(loop: any EventLoop, tick: Duration = .milliseconds(20)) {
         self.loop = loop
+        self.tick = tick
     }
 
     func watch(_ holder: any DeadlineHolder) {
@@ -549,7 +554,7 @@ final class DeadlineSweep {
     /// sweep still ticking, and this tick schedules the next.
     private func scheduleTick() {
         self.ticking = true
-        self.loop.assumeIsolated().scheduleTask(in: TimeAmount(Self.tick)) {
+        self.loop.assumeIsolated().scheduleTask(in: TimeAmount(self.tick)) {
             let now = ContinuousClock.now
             // A copy: holders leave the list as their deadlines fire.
             for holder in self.holders { holder.sweep(now: now) }
