@@ -65,12 +65,12 @@ public enum AnthropicResponseDecoder {
 /// Tool calls are numbered in order of appearance (block indexes also count text and thinking
 /// blocks, so they cannot serve as tool indexes); usage is taken from `message_start` and updated by
 /// `message_delta`, whose counts are cumulative; a stream without `message_stop` was cut.
-public struct AnthropicStreamDecoder: StreamDecoder {
+public struct AnthropicStreamDecoder: FramedStreamDecoder {
     private let provider: String
     private var framer: SSEFramer
     private var toolIndexByBlock: [Int: Int] = [:]
     private var usage = Usage()
-    private var finished = false
+    var finished = false
 
     public init(provider: String) {
         self.provider = provider
@@ -83,12 +83,7 @@ public struct AnthropicStreamDecoder: StreamDecoder {
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
         guard !self.finished else { return [] }
         let framed = self.framer.feed(chunk)
-        var events = framed.payloads.flatMap { self.finished ? [] : self.decode($0) }
-        if let failure = framed.failure, !self.finished {
-            self.finished = true
-            events.append(.failure(failure))
-        }
-        return events
+        return self.events(of: framed.payloads, failure: framed.failure)
     }
 
     public mutating func finish() -> [StreamEvent] {
@@ -99,7 +94,7 @@ public struct AnthropicStreamDecoder: StreamDecoder {
         return events + [.failure(.streamInterrupted(provider: self.provider, detail: "the upstream closed the stream before message_stop"))]
     }
 
-    private mutating func decode(_ data: String) -> [StreamEvent] {
+    mutating func decode(_ data: String) -> [StreamEvent] {
         guard let json = try? JSONValue.parse(data) else {
             self.finished = true
             return [.failure(.upstreamMalformed(provider: self.provider, detail: "invalid JSON in a stream event"))]

@@ -201,14 +201,14 @@ public enum GeminiGenerateContent {
 }
 
 /// Gemini's SSE stream (each event a whole `GenerateContentResponse`) into canonical events.
-public struct GeminiStreamDecoder: StreamDecoder {
+public struct GeminiStreamDecoder: FramedStreamDecoder {
     private let provider: String
     private var framer: SSEFramer
     private var started = false
     private var calls = 0
     private var finishReason: String?
     private var usage: Usage?
-    private var finished = false
+    var finished = false
 
     public init(provider: String) {
         self.provider = provider
@@ -218,12 +218,7 @@ public struct GeminiStreamDecoder: StreamDecoder {
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
         guard !self.finished else { return [] }
         let framed = self.framer.feed(chunk)
-        var events = framed.payloads.flatMap { self.finished ? [] : self.decode($0) }
-        if let failure = framed.failure, !self.finished {
-            self.finished = true
-            events.append(.failure(failure))
-        }
-        return events
+        return self.events(of: framed.payloads, failure: framed.failure)
     }
 
     /// Gemini sends no end marker: a stream is complete when its last event carried a `finishReason`.
@@ -241,7 +236,7 @@ public struct GeminiStreamDecoder: StreamDecoder {
         return events
     }
 
-    private mutating func decode(_ data: String) -> [StreamEvent] {
+    mutating func decode(_ data: String) -> [StreamEvent] {
         guard let json = try? JSONValue.parse(data) else {
             self.finished = true
             return [.failure(.upstreamMalformed(provider: self.provider, detail: "invalid JSON in a stream event"))]

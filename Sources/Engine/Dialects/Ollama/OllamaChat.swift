@@ -149,12 +149,12 @@ public enum OllamaChat {
 
 /// Ollama's NDJSON stream into canonical events: one JSON object a line, the last with `done: true`
 /// and the counts; an `{"error": …}` line is a failure after the 200.
-public struct OllamaStreamDecoder: StreamDecoder {
+public struct OllamaStreamDecoder: FramedStreamDecoder {
     private let provider: String
     private var lines: StreamEventFramer
     private var started = false
     private var toolCalls = 0
-    private var finished = false
+    var finished = false
 
     public init(provider: String) {
         self.provider = provider
@@ -164,26 +164,22 @@ public struct OllamaStreamDecoder: StreamDecoder {
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
         guard !self.finished else { return [] }
         let framed = self.lines.feed(chunk)
-        var events: [StreamEvent] = []
-        for line in framed.events where !self.finished {
-            events += line.content.withUnsafeReadableBytes { self.decode($0) }
-        }
-        if let failure = framed.failure, !self.finished {
-            self.finished = true
-            events.append(.failure(failure))
-        }
-        return events
+        return self.events(of: framed.events.map(\.content), failure: framed.failure)
     }
 
     public mutating func finish() -> [StreamEvent] {
         guard !self.finished else { return [] }
-        let events = self.lines.finish().map { last in last.withUnsafeReadableBytes { self.decode($0) } } ?? []
+        let events = self.lines.finish().map { self.decode($0) } ?? []
         guard !self.finished else { return events }
         self.finished = true
         return events + [.failure(.streamInterrupted(provider: self.provider, detail: "the upstream closed the stream before its done line"))]
     }
 
-    private mutating func decode(_ line: UnsafeRawBufferPointer) -> [StreamEvent] {
+    mutating func decode(_ line: ByteBuffer) -> [StreamEvent] {
+        line.withUnsafeReadableBytes { self.decode(line: $0) }
+    }
+
+    private mutating func decode(line: UnsafeRawBufferPointer) -> [StreamEvent] {
         guard line.contains(where: { $0 != 0x20 && $0 != 0x0D && $0 != 0x09 }) else { return [] }
         guard let json = try? JSONValue.parse(line) else {
             self.finished = true

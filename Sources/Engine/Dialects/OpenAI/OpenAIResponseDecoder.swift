@@ -66,12 +66,12 @@ public enum OpenAIResponseDecoder {
 }
 
 /// An OpenAI SSE stream into canonical events. One per request; fed bytes as they arrive.
-public struct OpenAIStreamDecoder: StreamDecoder {
+public struct OpenAIStreamDecoder: FramedStreamDecoder {
     private let provider: String
     private var framer: SSEFramer
     private var started = false
     private var openedTools = Set<Int>()
-    private var finished = false
+    var finished = false
 
     public init(provider: String) {
         self.provider = provider
@@ -81,16 +81,7 @@ public struct OpenAIStreamDecoder: StreamDecoder {
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
         guard !self.finished else { return [] }
         let framed = self.framer.feed(chunk)
-        var events: [StreamEvent] = []
-        for data in framed.payloads {
-            events += self.decode(data)
-            if self.finished { return events }
-        }
-        if let failure = framed.failure {
-            self.finished = true
-            events.append(.failure(failure))
-        }
-        return events
+        return self.events(of: framed.payloads, failure: framed.failure)
     }
 
     /// The upstream body ended: a stream without `[DONE]` was cut.
@@ -105,7 +96,7 @@ public struct OpenAIStreamDecoder: StreamDecoder {
         return events + [.failure(.streamInterrupted(provider: self.provider, detail: "the upstream closed the stream before [DONE]"))]
     }
 
-    private mutating func decode(_ data: String) -> [StreamEvent] {
+    mutating func decode(_ data: String) -> [StreamEvent] {
         if data.trimmingWhitespace() == "[DONE]" {
             self.finished = true
             return [.end]
