@@ -309,14 +309,7 @@ final class HeaderRecorder: Sendable {
             seen.values.withLock { $0.append(request.headers[field]) }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
         }
-        let service = try await RunningService.start { started in
-            Application(
-                router: router,
-                configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-                onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) },
-                logger: RunningService.logger
-            )
-        }
+        let service = try await RunningService.serving(router)
         return HeaderRecorder(service: service, seen: seen)
     }
 

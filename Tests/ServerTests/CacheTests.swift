@@ -387,12 +387,7 @@ final class TopicEmbeddings: Sendable {
             let answer = #"{"object":"list","model":"topic-1","data":[\#(items.joined(separator: ","))],"usage":{"prompt_tokens":3,"total_tokens":3}}"#
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: answer)))
         }
-        let service = try await RunningService.start { started in
-            Application(
-                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-                onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) }, logger: RunningService.logger
-            )
-        }
+        let service = try await RunningService.serving(router)
         return TopicEmbeddings(service: service, counter: counter)
     }
 

@@ -23,9 +23,14 @@ struct RunningService: Sendable {
 
     /// Starts the simulator on an ephemeral port.
     static func simulator(_ router: SimulatorRouter) async throws -> RunningService {
+        try await self.serving(router.build())
+    }
+
+    /// Starts `router` on an ephemeral loopback port: a test's own upstream or image server.
+    static func serving(_ router: Router<BasicRequestContext>) async throws -> RunningService {
         try await self.start { started in
             Application(
-                router: router.build(),
+                router: router,
                 configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
                 onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) },
                 logger: Self.logger

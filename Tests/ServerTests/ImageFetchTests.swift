@@ -55,14 +55,7 @@ struct ImageServer {
             try await Task.sleep(for: .seconds(3))
             return Response(status: .ok, headers: [.contentType: "image/png"], body: ResponseBody(byteBuffer: ByteBuffer(repeating: 0x89, count: 10)))
         }
-        let service = try await RunningService.start { started in
-            Application(
-                router: router,
-                configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
-                onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) },
-                logger: RunningService.logger
-            )
-        }
+        let service = try await RunningService.serving(router)
         return ImageServer(service: service, counts: counts)
     }
 
