@@ -39,7 +39,7 @@ public enum UntrustedNumber {
     /// `0...ceiling`; NaN counts as zero.
     public static func count(_ value: Double, ceiling: Int = Int.max) -> Int {
         guard value > 0 else { return 0 }
-        // Every Int up to 2^53 is exact as a Double; beyond the ceiling's own Double there is no Int to convert to.
+        // `Double(Int.max)` is 2^63: every value below the ceiling's Double converts without trapping.
         guard value < Double(ceiling) else { return ceiling }
         return Int(value)
     }
