@@ -1,7 +1,7 @@
 # Switchyard: the two commands of the README's quick start are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability bench bench-semantic-quality clean
+.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability test-fuzz bench bench-semantic-quality clean
 
 ## Install what the build needs, build, and start the gateway on the zero-key default.
 demo: bootstrap
@@ -14,8 +14,9 @@ console:
 	./.build/debug/switchyard-console
 
 ## Install what the build needs, then run every test: Swift unit/integration tests, the SDK
-## conformance suite, the console's end-to-end test in tmux and the ledger's durability test.
-test: bootstrap test-swift test-conformance test-console test-durability
+## conformance suite, the console's end-to-end test in tmux, the ledger's durability test and a
+## bounded fuzzing run.
+test: bootstrap test-swift test-conformance test-console test-durability test-fuzz
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -41,6 +42,10 @@ test-console:
 test-durability:
 	$(SWIFT) build --product switchyard
 	bash Tests/Durability/ledger.sh
+
+## Every fuzz target for 3 s (a minute or so in all) from the committed corpora: docs/security.md.
+test-fuzz:
+	bash Fuzz/run.sh 3
 
 ## The overhead benchmark (not a test): see docs/performance.md.
 bench: release

@@ -58,7 +58,9 @@ extension JSONScanner {
             guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
             let (product, overflow) = value.multipliedReportingOverflow(by: 10)
             guard !overflow else { return nil }
-            value = product + Int(byte - UInt8(ascii: "0"))
+            let (sum, sumOverflow) = product.addingReportingOverflow(Int(byte - UInt8(ascii: "0")))
+            guard !sumOverflow else { return nil }
+            value = sum
         }
         return value
     }
