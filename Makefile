@@ -43,9 +43,10 @@ test-durability:
 	$(SWIFT) build --product switchyard
 	bash Tests/Durability/ledger.sh
 
-## Every fuzz target for 3 s (a minute or so in all) from the committed corpora: docs/security.md.
+## Every fuzz target for 3 s (a minute or so in all) from the committed corpora, in a debug build
+## (quicker to build, bounds-checked): docs/security.md.
 test-fuzz:
-	bash Fuzz/run.sh 3
+	FUZZ_CONFIGURATION=debug bash Fuzz/run.sh 3
 
 ## The overhead benchmark (not a test): see docs/performance.md.
 bench: release
