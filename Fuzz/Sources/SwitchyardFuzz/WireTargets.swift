@@ -107,7 +107,6 @@ enum WireTargets {
                             break pieceLoop
                         }
                         require(length >= 4 && length <= ResponseHead.maxLength, "a head of \(length) bytes")
-                        require((100...999).contains(head.status) || head.status < 100, "status \(head.status)")
                         _ = head.failureHeaders
                         _ = head.headers["retry-after"]
                         outcomes.append(.head(status: head.status, body: head.body, keepAlive: head.keepAlive))
