@@ -1,7 +1,7 @@
 # Switchyard: the two commands of the README's quick start are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability test-soak bench bench-semantic-quality clean
+.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability test-soak test-fuzz bench bench-semantic-quality clean
 
 ## Install what the build needs, build, and start the gateway on the zero-key default.
 demo: bootstrap
@@ -14,9 +14,10 @@ console:
 	./.build/debug/switchyard-console
 
 ## Install what the build needs, then run every test: Swift unit/integration tests, the SDK
-## conformance suite, the console's end-to-end test in tmux, the ledger's durability test and a short
-## soak (mixed load, faults and hang-ups; the gateway must answer everything and stay up).
-test: bootstrap test-swift test-conformance test-console test-durability test-soak
+## conformance suite, the console's end-to-end test in tmux, the ledger's durability test, a short
+## soak (mixed load, faults and hang-ups; the gateway must answer everything and stay up) and a
+## bounded fuzzing run.
+test: bootstrap test-swift test-conformance test-console test-durability test-soak test-fuzz
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -45,6 +46,11 @@ test-durability:
 
 test-soak:
 	CONFIGURATION=debug DURATION=20 WORKERS=16 bash Benchmarks/soak/run.sh
+
+## Every fuzz target for 3 s (a minute or so in all) from the committed corpora, in a debug build
+## (quicker to build, bounds-checked): docs/security.md.
+test-fuzz:
+	FUZZ_CONFIGURATION=debug bash Fuzz/run.sh 3
 
 ## The overhead benchmark (not a test): see docs/performance.md.
 bench: release

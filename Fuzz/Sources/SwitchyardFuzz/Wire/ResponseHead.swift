@@ -1,0 +1,1 @@
+../../../../Sources/Server/Wire/ResponseHead.swift
