@@ -49,7 +49,11 @@ enum JSONTargets {
             require((try? JSONScanner.decodeString(in: bytes, range: range)) != nil, "a validated string does not decode")
         case .number:
             let member = JSONScanner.NamedMember(name: 0, valueRange: range, kind: kind)
-            if let integer = JSONScanner.integer(in: bytes, member) { require(integer >= 0, "a negative integer \(integer)") }
+            // Whole numbers read exactly, or saturated when their digits say more than an Int holds.
+            if let integer = JSONScanner.integer(in: bytes, member) {
+                let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+                require(integer == Int(text) ?? (text.hasPrefix("-") ? Int.min : Int.max), "integer \(integer) misreads \(text)")
+            }
         case .object:
             guard let inner = try? JSONScanner.members(ofObjectIn: bytes, range: range) else {
                 require(false, "a validated object does not scan")
