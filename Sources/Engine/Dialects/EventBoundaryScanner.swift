@@ -40,6 +40,8 @@ public struct EventBoundaryScanner: Sendable {
     private var atLineStart = true
     /// The last byte searched was a CR: an LF right after it belongs to the same line ending.
     private var afterCR = false
+    /// The last call stopped before a CR that may end the event: it is searched again with the byte after it.
+    private var heldCR = false
     /// Bytes looked at over the scanner's life: linear in the stream's length.
     public private(set) var bytesExamined = 0
 
@@ -58,7 +60,8 @@ public struct EventBoundaryScanner: Sendable {
         let found = self.separator == .lineFeed ? Self.lineFeed(in: bytes, from: from) : self.blankLine(in: bytes, from: from)
         self.bytesExamined += (found?.next ?? bytes.count) - from
         guard let found else {
-            self.searched = bytes.count - eventStart
+            self.searched = bytes.count - eventStart - (self.heldCR ? 1 : 0)
+            self.heldCR = false
             if self.searched > self.maxEventBytes { throw self.tooLarge }
             return nil
         }
@@ -95,11 +98,14 @@ public struct EventBoundaryScanner: Sendable {
                 }
             } else if byte == 0x0D {
                 if atLineStart {
-                    // An empty line ended by CR, or by CRLF when its LF has arrived too; an LF that has
-                    // not is skipped as the end of this line when it comes.
-                    let crlf = index < bytes.count && bytes[index] == 0x0A
-                    afterCR = !crlf
-                    return Boundary(contentEnd: index - 1, next: crlf ? index + 1 : index)
+                    // An empty line, ended by CR or CRLF. A CR that is the last byte so far waits for the
+                    // next one: the event must end in the same place however its bytes were split.
+                    guard index < bytes.count else {
+                        self.heldCR = true
+                        return nil
+                    }
+                    afterCR = false
+                    return Boundary(contentEnd: index - 1, next: bytes[index] == 0x0A ? index + 1 : index)
                 }
                 atLineStart = true
                 afterCR = true
