@@ -2,9 +2,12 @@ import AsyncHTTPClient
 import Engine
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import ServiceLifecycle
 import Testing
 @testable import Server
@@ -32,6 +35,25 @@ struct RunningService: Sendable {
             Application(
                 router: router,
                 configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: nil),
+                onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) },
+                logger: Self.logger
+            )
+        }
+    }
+
+    /// Starts `router` behind TLS on an ephemeral loopback port, with the test CA's certificate for
+    /// 127.0.0.1 and localhost (`Fixtures/tls`): a stand-in for a hosted vendor's HTTPS endpoint.
+    static func servingTLS(_ router: Router<BasicRequestContext>, host: String = "127.0.0.1") async throws -> RunningService {
+        let tls = try TLSConfiguration.makeServerConfiguration(
+            certificateChain: NIOSSLCertificate.fromPEMFile(TestTLS.path("cert.pem")).map { .certificate($0) },
+            privateKey: .privateKey(NIOSSLPrivateKey(file: TestTLS.path("key.pem"), format: .pem))
+        )
+        let server = try HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls)
+        return try await self.start { started in
+            Application(
+                router: router,
+                server: server,
+                configuration: .init(address: .hostname(host, port: 0), serverName: nil),
                 onServerRunning: { channel in await started(channel.localAddress?.port ?? 0) },
                 logger: Self.logger
             )
@@ -91,11 +113,36 @@ struct RunningService: Sendable {
     }
 }
 
+/// The test CA and the certificate it signed for 127.0.0.1 and localhost (valid until 2125).
+enum TestTLS {
+    static func path(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/tls/\(name)").path
+    }
+
+    static var caFile: String { self.path("ca.pem") }
+}
+
+/// The two ways the gateway serves a chat completion: every behaviour test that can reach both runs
+/// on both (`server.fast_lane` picks), and checks it ran where it meant to (`GatewayFixture.expectServed`).
+enum Lane: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case fast
+    case framework
+
+    var testDescription: String { self.rawValue }
+}
+
+/// Where a simulator answers: over plain HTTP, or behind TLS as every hosted vendor is.
+enum UpstreamTransport: Sendable {
+    case plain
+    case tls
+}
+
 /// One gateway in front of one standalone simulator, configured per test.
 struct GatewayFixture {
     let simulatorRouter: SimulatorRouter
     let simulator: RunningService
     let gateway: RunningService
+    let lane: Lane
 
     /// - Parameters:
     ///   - routes: alias → upstream model (simulator options may ride on the name, e.g. `m:fault=429`).
@@ -108,22 +155,58 @@ struct GatewayFixture {
         extraRoutes: [RouteSettings] = [],
         wire: WireFormat = .openAIChat,
         imagePolicy: AddressPolicy = .publicOnly,
+        lane: Lane = .fast,
+        upstream: UpstreamTransport = .plain,
         configure: (inout GatewayConfig) -> Void = { _ in }
     ) async throws -> GatewayFixture {
         let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
-        let simulator = try await RunningService.simulator(router)
+        let simulator = upstream == .tls ? try await RunningService.servingTLS(router.build()) : try await RunningService.simulator(router)
         var config = GatewayConfig()
         config.server.maxBodyBytes = maxBody
-        let base = wire == .ollamaChat ? simulator.url : wire == .geminiGenerateContent ? "\(simulator.url)/v1beta" : "\(simulator.url)/v1"
-        config.providers = [
-            ProviderSettings(id: "sim", kind: .simulator, baseURL: base, timeouts: timeouts, wire: wire)
-        ] + extraProviders
+        config.server.fastLane = lane == .fast
+        let root = upstream == .tls ? "https://127.0.0.1:\(simulator.port)" : simulator.url
+        let base = wire == .ollamaChat ? root : wire == .geminiGenerateContent ? "\(root)/v1beta" : "\(root)/v1"
+        var provider = ProviderSettings(id: "sim", kind: .simulator, baseURL: base, timeouts: timeouts, wire: wire)
+        if upstream == .tls { provider.tls.caFile = TestTLS.caFile }
+        config.providers = [provider] + extraProviders
         config.routes = routes.sorted { $0.key < $1.key }.map { alias, model in
             RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: model)])
         } + extraRoutes
         configure(&config)
         let gateway = try await RunningService.gateway(config, imagePolicy: imagePolicy)
-        return GatewayFixture(simulatorRouter: router, simulator: simulator, gateway: gateway)
+        return GatewayFixture(simulatorRouter: router, simulator: simulator, gateway: gateway, lane: lane)
+    }
+
+    /// The gateway's counters of fast-lane requests, and of requests it left to the framework by reason.
+    func laneCounts() async throws -> (fast: Int, skipped: [String: Int]) {
+        try await Self.laneCounts(of: self.gateway)
+    }
+
+    static func laneCounts(of gateway: RunningService) async throws -> (fast: Int, skipped: [String: Int]) {
+        let metrics = try await TestClient.get("\(gateway.url)/metrics").body
+        var fast = 0
+        var skipped: [String: Int] = [:]
+        for line in metrics.split(separator: "\n") {
+            guard let value = line.split(separator: " ").last.flatMap({ Int($0) }) else { continue }
+            if line.hasPrefix("switchyard_fast_lane_requests_total ") { fast = value }
+            if line.hasPrefix("switchyard_fast_lane_skipped_total{reason=\""), let reason = line.split(separator: "\"").dropFirst().first {
+                skipped[String(reason)] = value
+            }
+        }
+        return (fast, skipped)
+    }
+
+    /// Checks that the fixture's `chats` chat completions ran on its lane: the fast lane counted each
+    /// one, or none, every one then skipped as `disabled`.
+    func expectServed(chats: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let counts = try await self.laneCounts()
+        switch self.lane {
+        case .fast:
+            #expect(counts.fast == chats, "fast-lane requests (skipped: \(counts.skipped))", sourceLocation: sourceLocation)
+        case .framework:
+            #expect(counts.fast == 0, "fast-lane requests", sourceLocation: sourceLocation)
+            #expect((counts.skipped["disabled"] ?? 0) >= chats, "skipped as disabled: \(counts.skipped)", sourceLocation: sourceLocation)
+        }
     }
 
     func stop() async {

@@ -107,7 +107,7 @@ private struct Reader {
         }
         let keys = [
             "listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "image_limits", "admin_socket", "admin_listen", "admin_token", "budget_status",
-            "header_timeout", "body_min_rate", "body_grace", "idle_timeout", "max_connections",
+            "header_timeout", "body_min_rate", "body_grace", "idle_timeout", "max_connections", "fast_lane",
         ]
         for (key, _, value) in self.mapping(node, "server", allowed: keys) ?? [] {
             let path = "server.\(key)"
@@ -135,6 +135,7 @@ private struct Reader {
             case "image_limits": server.imageLimits = self.readImageLimits(value, path)
             case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
             case "anonymous": server.anonymous = self.bool(value, path) ?? server.anonymous
+            case "fast_lane": server.fastLane = self.bool(value, path) ?? server.fastLane
             case "header_timeout": server.client.headerTimeout = self.positiveDuration(value, path) ?? server.client.headerTimeout
             case "body_grace": server.client.bodyGrace = self.positiveDuration(value, path) ?? server.client.bodyGrace
             case "idle_timeout": server.client.idleTimeout = self.positiveDuration(value, path) ?? server.client.idleTimeout
@@ -223,7 +224,7 @@ private struct Reader {
         let base = "providers.\(id)"
         let keys = [
             "kind", "preset", "dialect", "base_url", "api_key", "headers", "timeouts", "max_connections", "default_max_tokens", "api_version",
-            "breaker", "health_check", "load_poll",
+            "breaker", "health_check", "load_poll", "tls",
         ]
         guard let entries = self.mapping(node, base, allowed: keys) else { return nil }
         let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
@@ -306,6 +307,12 @@ private struct Reader {
         if let checkNode = values["health_check"] {
             provider.healthCheck = self.readHealthCheck(checkNode, "\(base).health_check")
         }
+        if let tlsNode = values["tls"] {
+            provider.tls = self.readTLS(tlsNode, "\(base).tls")
+            if provider.baseURL?.hasPrefix("https://") != true {
+                self.report(tlsNode, "\(base).tls", "tls settings need an https:// base_url")
+            }
+        }
         if let pollNode = values["load_poll"], let interval = self.positiveDuration(pollNode, "\(base).load_poll") {
             if [.vllm, .ollama, .simulator].contains(kind) {
                 provider.loadPoll = interval
@@ -314,6 +321,21 @@ private struct Reader {
             }
         }
         return provider
+    }
+
+    mutating func readTLS(_ node: Node, _ base: String) -> UpstreamTLS {
+        var tls = UpstreamTLS()
+        for (key, _, value) in self.mapping(node, base, allowed: ["ca_file"]) ?? [] {
+            let path = "\(base).\(key)"
+            switch key {
+            case "ca_file":
+                if let file = self.string(value, path) {
+                    if file.isEmpty { self.report(value, path, "must name a PEM file") } else { tls.caFile = file }
+                }
+            default: break
+            }
+        }
+        return tls
     }
 
     mutating func readBreaker(_ node: Node, _ base: String) -> BreakerPolicy {

@@ -101,6 +101,10 @@ public struct ServerSettings: Sendable, Equatable {
     public var adminToken: Secret?
     /// Timeouts for clients sending requests, and the public listener's connection cap.
     public var client = ClientLimits()
+    /// `server.fast_lane` (default true): whether requests the fast lane can serve take it. False sends
+    /// every request through the framework lane: an operator's kill switch, and how the tests run
+    /// each behaviour on both lanes.
+    public var fastLane = true
 
     /// Where the admin socket is.
     public var adminSocketPath: String { self.adminSocket ?? (self.stateDir as NSString).appendingPathComponent("admin.sock") }
@@ -236,6 +240,8 @@ public struct ProviderSettings: Sendable, Equatable {
     public var healthCheck: HealthCheckSettings?
     /// How often to read the backend's own load report; nil = never.
     public var loadPoll: Duration?
+    /// `tls:` — how an `https` upstream's certificate is checked.
+    public var tls = UpstreamTLS()
 
     public init(
         id: String,
@@ -283,6 +289,20 @@ public struct ProviderSettings: Sendable, Equatable {
             }
         default: return .bearer
         }
+    }
+}
+
+/// `providers.<id>.tls:` — an `https` upstream's certificate is always verified, against the system
+/// trust store (Debian's `ca-certificates`) and the host name or address of `base_url`.
+///
+/// - `ca_file` (path to PEM): certificates trusted for this provider besides the system's, for a
+///   private CA (a self-hosted vLLM behind TLS, a company's TLS-inspecting egress). Read when the
+///   config is applied: a file that is missing or holds no certificate refuses the config.
+public struct UpstreamTLS: Sendable, Equatable {
+    public var caFile: String?
+
+    public init(caFile: String? = nil) {
+        self.caFile = caFile
     }
 }
 

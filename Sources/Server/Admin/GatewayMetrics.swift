@@ -9,6 +9,8 @@ final class GatewayMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     /// Requests answered on the fast lane (the rest of the OpenAI chat traffic went through the framework).
     private let fastLaneRequests: Counter
+    /// Requests the fast lane left to the framework lane, by reason.
+    private let fastLaneSkips: [FastLaneSkip: Counter]
     private let overhead: ValueHistogram
     /// Client connections closed for a limit of `server` (by phase), and refused past `max_connections`.
     private let clientTimeouts: [ClientTimeout: Counter]
@@ -44,6 +46,17 @@ final class GatewayMetrics: Sendable {
                 metricName: "switchyard_fast_lane_requests", unitName: "total", helpText: "Chat completions answered on the event loop's fast lane."
             )
         )
+        var skips: [FastLaneSkip: Counter] = [:]
+        for reason in FastLaneSkip.allCases {
+            skips[reason] = self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    metricName: "switchyard_fast_lane_skipped", unitName: "total",
+                    helpText: "Requests the fast lane left to the framework lane (Hummingbird and AsyncHTTPClient), by reason."
+                ),
+                labels: [("reason", reason.rawValue)]
+            )
+        }
+        self.fastLaneSkips = skips
     }
 
     /// Seconds, for request durations and time to first token.
@@ -55,6 +68,10 @@ final class GatewayMetrics: Sendable {
 
     func recordFastLane() {
         self.fastLaneRequests.increment()
+    }
+
+    func recordFastLaneSkip(_ reason: FastLaneSkip) {
+        self.fastLaneSkips[reason]?.increment()
     }
 
     func recordClientTimeout(_ timeout: ClientTimeout) {

@@ -34,7 +34,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         var exchange: FastExchange?
         let target: PlannedTarget
         let upstream: UpstreamPool.Upstream
-        let endpoint: PlainHTTPEndpoint
+        let endpoint: UpstreamEndpoint
         let ticket: RoutingHealth.Ticket
         /// Head and body, as they go out.
         let request: ByteBuffer
@@ -55,7 +55,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let isStreaming: Bool
 
         init(
-            exchange: FastExchange, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: PlainHTTPEndpoint, ticket: RoutingHealth.Ticket,
+            exchange: FastExchange, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: UpstreamEndpoint, ticket: RoutingHealth.Ticket,
             request: ByteBuffer, sent: ContinuousClock.Instant, deadline: ContinuousClock.Instant, isStreaming: Bool
         ) {
             self.exchange = exchange
@@ -109,42 +109,41 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private var lastFailure: (error: GatewayError, outcome: AttemptOutcome?)?
     private var done = false
 
-    /// Nil when the request is not one for the fast lane, or would be refused: Hummingbird takes it.
-    init?(head: RequestHead, body: ByteBuffer, state: GatewayState, handler: FastLaneHandler, context: ChannelHandlerContext) {
+    /// The second half of the lane decision, once the body is here (the first is
+    /// `FastLaneHandler.skipReason`): throws why the framework lane takes the request instead.
+    init(head: RequestHead, body: ByteBuffer, state: GatewayState, handler: FastLaneHandler, context: ChannelHandlerContext) throws(FastLaneSkip) {
         let started = ContinuousClock.now
-        guard let pool = state.loopUpstreams.pool(on: context.eventLoop) else { return nil }
+        guard let pool = state.loopUpstreams.pool(on: context.eventLoop) else { throw .noConnectionShare }
         let header = { (name: HTTPField.Name) in head.field(name.canonicalName) }
         // A credential that cannot be a virtual key identifies no one, decided on the bytes: only a
         // possible key is copied out and looked up.
         let mayHoldKey = head.field("authorization", contains: KeyRing.keyPrefix) || head.field("x-api-key", contains: KeyRing.keyPrefix)
-        guard let caller = try? state.identify(authorization: mayHoldKey ? header(.authorization) : nil, apiKey: mayHoldKey ? header(.apiKey) : nil),
-            let patch = try? OpenAIRequestPatch(body: body)
-        else { return nil }
+        guard let caller = try? state.identify(authorization: mayHoldKey ? header(.authorization) : nil, apiKey: mayHoldKey ? header(.apiKey) : nil) else {
+            throw .callerRefused
+        }
+        guard let patch = try? OpenAIRequestPatch(body: body) else { throw .invalidBody }
         let routing = state.routing
         let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, header: header)
-        guard let plan = try? state.plan(features, in: routing), plan.route.hedge == nil,
-            plan.everyCandidate.allSatisfy({ candidate in
-                guard let upstream = routing.upstreams[candidate.provider], upstream.settings.wire == .openAIChat,
-                    let endpoint = upstream.plainEndpoint
-                else { return false }
-                return pool.limit(endpoint) > 0
-            })
-        else { return nil }
-        do {
-            if try state.cache.plan(route: plan.route, body: body, dialect: .openAI, caller: caller, header: header) != nil { return nil }
-        } catch {
-            return nil
+        guard let plan = try? state.plan(features, in: routing) else { throw .unroutable }
+        guard plan.route.hedge == nil else { throw .hedged }
+        for candidate in plan.everyCandidate {
+            guard let upstream = routing.upstreams[candidate.provider] else { throw .unroutable }
+            guard upstream.settings.wire == .openAIChat else { throw .translated }
+            let endpoint = try upstream.fastLane.get()
+            guard pool.limit(endpoint) > 0 else { throw .noConnectionShare }
         }
+        // A request the cache takes part in (or whose cache plan fails, which the framework lane answers).
+        guard case .some(.none) = try? state.cache.plan(route: plan.route, body: body, dialect: .openAI, caller: caller, header: header) else { throw .cached }
         // Last: from here on the fast lane answers, so a reservation it takes is always settled by it.
         do {
-            guard let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) else { return nil }
+            guard let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) else { throw FastLaneSkip.limitsElsewhere }
             self.admission = admitted
             self.refusal = nil
         } catch let refusal as PolicyRefusal {
             self.admission = Admission(caller: caller, ticket: nil)
             self.refusal = refusal
         } catch {
-            return nil
+            throw .limitsElsewhere
         }
         self.state = state
         self.handler = handler
@@ -169,7 +168,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     // MARK: Attempts
 
     private func start(_ target: PlannedTarget) {
-        guard let upstream = self.routing.upstreams[target.provider], let endpoint = upstream.plainEndpoint else {
+        guard let upstream = self.routing.upstreams[target.provider], case .success(let endpoint) = upstream.fastLane else {
             return self.fail(.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client"))
         }
         let now = ContinuousClock.now

@@ -238,6 +238,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler, Dead
                     self.phase = .idle(searched: buffer.readableBytes)
                     return
                 case .unframeable:
+                    self.state.metrics.recordFastLaneSkip(.unusualFraming)
                     self.phase = .handedOver
                 case .head(let head):
                     self.requests &+= 1
@@ -245,14 +246,13 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler, Dead
                     buffer.moveReaderIndex(forwardBy: head.bytes.readableBytes)
                     self.buffered = buffer
                     self.phase = .idle(searched: 0)
-                    if self.frameworkResponses == 0, self.isCandidate(head) {
-                        if head.contentLength == 0 {
-                            self.dispatch(head, body: context.channel.allocator.buffer(capacity: 0), context: context)
-                        } else {
-                            self.phase = .collecting(head, body: context.channel.allocator.buffer(capacity: 0))
-                        }
-                    } else {
+                    if let skip = self.skipReason(head) {
+                        self.state.metrics.recordFastLaneSkip(skip)
                         self.handOver(head, context: context)
+                    } else if head.contentLength == 0 {
+                        self.dispatch(head, body: context.channel.allocator.buffer(capacity: 0), context: context)
+                    } else {
+                        self.phase = .collecting(head, body: context.channel.allocator.buffer(capacity: 0))
                     }
                 }
             }
@@ -260,19 +260,28 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler, Dead
         self.buffered = nil
     }
 
-    /// Only `POST /v1/chat/completions` with a body within `server.max_body`, on a connection the
-    /// client keeps open, can be fast; Hummingbird answers the rest (its 413 for a body too large).
-    private func isCandidate(_ head: RequestHead) -> Bool {
-        head.isPost && !head.closes && !head.expects && head.contentLength <= self.state.server.maxBodyBytes
-            && head.targets("/v1/chat/completions")
+    /// The first half of the lane decision, on the head: only `POST /v1/chat/completions` with a body
+    /// within `server.max_body`, on a connection the client keeps open and with no framework answer
+    /// owed, can be fast; Hummingbird answers the rest (its 413 for a body too large). The second
+    /// half, on the body, is `FastExchange.init`.
+    private func skipReason(_ head: RequestHead) -> FastLaneSkip? {
+        if !self.state.server.fastLane { return .disabled }
+        if !head.isPost || !head.targets("/v1/chat/completions") { return .otherEndpoint }
+        if head.closes { return .connectionCloses }
+        if head.expects { return .expectsContinue }
+        if head.contentLength > self.state.server.maxBodyBytes { return .bodyTooLarge }
+        if self.frameworkResponses > 0 { return .behindFrameworkAnswer }
+        return nil
     }
 
     /// A candidate's whole body is here: the fast lane answers it, or passes it on as it came.
     private func dispatch(_ head: RequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
-        if let exchange = FastExchange(head: head, body: body, state: self.state, handler: self, context: context) {
+        do throws(FastLaneSkip) {
+            let exchange = try FastExchange(head: head, body: body, state: self.state, handler: self, context: context)
             self.phase = .serving(exchange)
             exchange.begin()
-        } else {
+        } catch {
+            self.state.metrics.recordFastLaneSkip(error)
             self.handOver(head, context: context)
             self.phase = .idle(searched: 0)
             if body.readableBytes > 0 { self.passOn(body, context: context) }

@@ -49,6 +49,9 @@ public struct GatewayService: Service {
     let onStarted: @Sendable (Started) async -> Void
     /// Where image URLs may lead: public addresses only. Not a config key: only tests widen it (to loopback).
     var imageAddressPolicy = AddressPolicy.publicOnly
+    /// The egress proxy upstreams are reached through; nil: the one the environment names
+    /// (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
+    var egressProxy: EgressProxy?
 
     public init(config: GatewayConfig, source: ConfigSource? = nil, logger: Logger, onStarted: @escaping @Sendable (Started) async -> Void = { _ in }) {
         self.config = config
@@ -86,7 +89,10 @@ public struct GatewayService: Service {
                 simulatorURL = "http://127.0.0.1:\(port)"
             }
 
-            let upstreams = UpstreamPool(providers: self.config.providers, simulatorURL: simulatorURL, eventLoopGroup: group)
+            let proxy = try self.egressProxy ?? EgressProxy(environment: ProcessInfo.processInfo.environment)
+            if let https = proxy.https { self.logger.info("upstreams over https go through an egress proxy", metadata: ["gw.proxy": "\(https)"]) }
+            if let http = proxy.http { self.logger.info("plain-http upstreams go through an egress proxy", metadata: ["gw.proxy": "\(http)"]) }
+            let upstreams = try UpstreamPool(providers: self.config.providers, simulatorURL: simulatorURL, proxy: proxy, eventLoopGroup: group)
             let images = self.config.server.fetchImageURLs
                 ? ImageFetcher(limits: self.config.server.imageLimits, policy: self.imageAddressPolicy, eventLoopGroup: group) : nil
             let quotas = InMemoryQuotaStore()

@@ -104,10 +104,11 @@ final class GatewayState: Sendable {
     /// Installs `config` as the routing configuration: upstream clients of unchanged providers are
     /// kept, changed or removed ones retire once their requests can have finished.
     /// - Returns: the new snapshot.
+    /// - Throws: a provider's TLS material that cannot be read: nothing changes.
     @discardableResult
-    func install(_ config: GatewayConfig, editedRoutes: Set<String>) -> RoutingSnapshot {
-        let (snapshot, retired) = self.current.withLock { current in
-            let (upstreams, retired) = current.upstreams.rebuilt(for: config.providers)
+    func install(_ config: GatewayConfig, editedRoutes: Set<String>) throws(ConfigError) -> RoutingSnapshot {
+        let (snapshot, retired) = try self.current.withLock { current throws(ConfigError) in
+            let (upstreams, retired) = try current.upstreams.rebuilt(for: config.providers)
             let next = RoutingSnapshot(config: config, upstreams: upstreams, version: current.version + 1, editedRoutes: editedRoutes)
             current = next
             return (next, retired)
@@ -255,7 +256,12 @@ public struct GatewayControl: Sendable {
         }
         var config = routing.config
         config.routes[index] = try edit.applied(to: config.routes[index], providers: config.providers.map(\.id))
-        let snapshot = self.state.install(config, editedRoutes: routing.editedRoutes.union([alias]))
+        let snapshot: RoutingSnapshot
+        do {
+            snapshot = try self.state.install(config, editedRoutes: routing.editedRoutes.union([alias]))
+        } catch {
+            throw AdminProblem(status: 422, code: "invalid_config", message: error.description)
+        }
         let message = "route \(alias) updated: \(ConfigDiff.changedParts(routing.config.routes[index], config.routes[index]).joined(separator: ", "))"
         self.state.events.publish(AdminEvent(kind: .routeUpdated, message: message, route: alias))
         self.state.logger.notice("route edited", metadata: ["gw.route": "\(alias)", "gw.config_version": "\(snapshot.version)"])
@@ -269,19 +275,20 @@ public struct GatewayControl: Sendable {
             throw AdminProblem(status: 409, code: "no_config_file", message: "this gateway runs on its environment defaults; there is no file to reload (start it with --config)")
         }
         let config: GatewayConfig
+        let before = self.state.routing
+        let snapshot: RoutingSnapshot
         do {
             config = try source.load()
+            var applied = config
+            applied.server = self.state.server
+            snapshot = try self.state.install(applied, editedRoutes: [])
         } catch {
             let detail = (error as? ConfigError)?.description ?? "\(error)"
             self.state.events.publish(AdminEvent(kind: .reloadRejected, message: "reload rejected, nothing changed: \(detail)"))
             self.state.logger.error("config reload rejected; the running config is unchanged", metadata: ["gw.detail": "\(detail)"])
             throw AdminProblem(status: 422, code: "invalid_config", message: detail)
         }
-        let before = self.state.routing
-        var applied = config
-        applied.server = self.state.server
         let (changes, needsRestart) = ConfigDiff.between(before.config, config)
-        let snapshot = self.state.install(applied, editedRoutes: [])
         let report = ReloadReport(
             configVersion: snapshot.version, changes: changes, needsRestart: needsRestart, discardedEdits: before.editedRoutes.sorted()
         )

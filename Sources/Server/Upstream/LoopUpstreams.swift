@@ -2,84 +2,7 @@ import Engine
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-
-/// A plain-HTTP upstream's address, parsed once per provider configuration. A changed configuration
-/// makes a new endpoint, so a connection opened for the old one is never used for the new one.
-final class PlainHTTPEndpoint: Sendable {
-    let host: String
-    let port: Int
-    /// The base URL's path (`/v1`), which every request path is appended to.
-    let pathPrefix: String
-    /// The `Host` header.
-    let authority: String
-    let maxConnections: Int
-    let connectTimeout: Duration
-    /// `POST …/chat/completions`, `Host` and the provider's own fields (auth, configured headers),
-    /// serialized once: a request adds its id, trace context and length.
-    let chatRequestHead: ByteBuffer
-    /// A `traceparent` the provider's config sets, sent when the client sent none.
-    let configuredTraceparent: String?
-
-    /// Nil for what the fast lane leaves to AsyncHTTPClient: `https`, credentials or a query in the
-    /// URL, Azure's deployment paths, and configured headers that are not valid HTTP (AsyncHTTPClient
-    /// refuses those; the fast lane sends headers unchecked, all of them known good).
-    /// - Parameter headers: the provider's fields as AsyncHTTPClient sends them.
-    init?(baseURL: String, settings: ProviderSettings, headers: HTTPHeaders) {
-        guard baseURL.hasPrefix("http://"), settings.apiVersion == nil, !baseURL.contains("?"), !baseURL.contains("@") else { return nil }
-        let forbidden: Set<UInt8> = [0x00, 0x0A, 0x0D]
-        let headerText = settings.headers.flatMap { [$0.key, $0.value] } + [settings.apiKey?.exposedValue ?? ""]
-        guard headerText.allSatisfy({ !$0.utf8.contains(where: forbidden.contains) }),
-            settings.headers.keys.allSatisfy({ name in !name.isEmpty && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") } })
-        else { return nil }
-        let rest = baseURL.dropFirst("http://".count)
-        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let authority = String(rest[..<slash])
-        guard !authority.isEmpty else { return nil }
-        var host = Substring(authority)
-        var port = 80
-        // The port follows the last colon, unless that colon is inside an IPv6 literal (`[::1]`).
-        if let colon = authority.lastIndex(of: ":"), !authority[colon...].contains("]") {
-            guard let parsed = Int(authority[authority.index(after: colon)...]), (1...65_535).contains(parsed) else { return nil }
-            port = parsed
-            host = authority[..<colon]
-        }
-        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        self.host = String(host)
-        self.port = port
-        self.pathPrefix = String(rest[slash...])
-        self.authority = authority
-        self.maxConnections = settings.maxConnections
-        self.connectTimeout = settings.timeouts.connect
-        var head = ByteBuffer(string: "POST \(self.pathPrefix)/chat/completions HTTP/1.1\r\nhost: \(authority)\r\n")
-        // The gateway sets these itself, per request or per connection.
-        let perRequest: Set<String> = ["host", "content-length", "transfer-encoding", "connection", "x-request-id", "traceparent"]
-        for (name, value) in headers where !perRequest.contains(name.lowercased()) {
-            head.writeString("\(name): \(value)\r\n")
-        }
-        self.chatRequestHead = head
-        self.configuredTraceparent = headers.first(name: "traceparent")
-    }
-
-    /// A chat completion request for this endpoint, in one buffer: the serialized head, then the
-    /// client's body as `patch` edits it for `model`.
-    func chatRequest(_ patch: OpenAIRequestPatch, model: String, requestStreamUsage: Bool, requestID: String, traceparent: String?) -> ByteBuffer {
-        let edits = patch.edits(model: model, requestStreamUsage: requestStreamUsage)
-        let length = patch.upstreamBodyLength(edits)
-        var request = ByteBufferAllocator().buffer(capacity: self.chatRequestHead.readableBytes + 192 + length)
-        request.writeImmutableBuffer(self.chatRequestHead)
-        request.writeStaticString("x-request-id: ")
-        request.writeString(requestID)
-        if let traceparent = traceparent ?? self.configuredTraceparent {
-            request.writeStaticString("\r\ntraceparent: ")
-            request.writeString(traceparent)
-        }
-        request.writeStaticString("\r\ncontent-length: ")
-        request.writeString(String(length))
-        request.writeStaticString("\r\n\r\n")
-        patch.writeUpstreamBody(edits, into: &request)
-        return request
-    }
-}
+import NIOSSL
 
 /// What an upstream exchange reports, on the connection's event loop.
 protocol UpstreamExchangeReceiver: AnyObject {
@@ -113,7 +36,7 @@ protocol ConnectionWaiter: AnyObject {
 
 /// Upstream connections of one event loop, by endpoint: taken, used and put back on that loop only,
 /// so a request costs no lock and no task. The loops share a provider's `max_connections` out
-/// exactly (a loop whose share is nothing leaves that provider to AsyncHTTPClient); past its share,
+/// exactly (a loop whose share is nothing leaves that provider to the framework lane); past its share,
 /// a loop's requests wait in line for the next free connection.
 final class LoopConnectionPool {
     let loop: any EventLoop
@@ -183,11 +106,11 @@ final class LoopConnectionPool {
     }
 
     /// This loop's share of the endpoint's `max_connections`: the shares add up to it exactly.
-    func limit(_ endpoint: PlainHTTPEndpoint) -> Int {
+    func limit(_ endpoint: UpstreamEndpoint) -> Int {
         endpoint.maxConnections / self.loops + (self.index < endpoint.maxConnections % self.loops ? 1 : 0)
     }
 
-    private func connections(to endpoint: PlainHTTPEndpoint) -> EndpointConnections {
+    private func connections(to endpoint: UpstreamEndpoint) -> EndpointConnections {
         let key = ObjectIdentifier(endpoint)
         if let known = self.endpoints[key] { return known }
         let made = EndpointConnections()
@@ -197,7 +120,7 @@ final class LoopConnectionPool {
 
     /// Hands `waiter` a connection to `endpoint`: an idle one (the most recently used, the least likely
     /// to have been closed by the upstream) unless `fresh`, else a new one, else the next one freed.
-    func acquire(_ endpoint: PlainHTTPEndpoint, fresh: Bool = false, for waiter: any ConnectionWaiter) {
+    func acquire(_ endpoint: UpstreamEndpoint, fresh: Bool = false, for waiter: any ConnectionWaiter) {
         let connections = self.connections(to: endpoint)
         if !fresh, let connection = connections.idle.popLast() {
             waiter.connectionReady(.success(connection))
@@ -208,7 +131,7 @@ final class LoopConnectionPool {
         }
     }
 
-    private func connect(_ endpoint: PlainHTTPEndpoint, for waiter: any ConnectionWaiter) {
+    private func connect(_ endpoint: UpstreamEndpoint, for waiter: any ConnectionWaiter) {
         self.connect(endpoint) { result in
             switch result {
             case .success(let connection) where !waiter.wantsConnection:
@@ -225,14 +148,14 @@ final class LoopConnectionPool {
     }
 
     /// A place came free: the next in line gets a new connection.
-    private func connectNextWaiter(_ endpoint: PlainHTTPEndpoint) {
+    private func connectNextWaiter(_ endpoint: UpstreamEndpoint) {
         let connections = self.connections(to: endpoint)
         guard connections.open < self.limit(endpoint), let waiter = connections.nextWaiter() else { return }
         self.connect(endpoint, for: waiter)
     }
 
     /// Opens a connection (counted at once, so concurrent opens respect the limit).
-    private func connect(_ endpoint: PlainHTTPEndpoint, then: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
+    private func connect(_ endpoint: UpstreamEndpoint, then: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
         let connections = self.connections(to: endpoint)
         connections.open += 1
         ClientBootstrap(group: self.loop)
@@ -240,6 +163,9 @@ final class LoopConnectionPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls = endpoint.tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: endpoint.serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
                 }
             }
@@ -284,7 +210,7 @@ final class LoopConnectionPool {
         self.dropIfUnused(connection.endpoint)
     }
 
-    private func dropIfUnused(_ endpoint: PlainHTTPEndpoint) {
+    private func dropIfUnused(_ endpoint: UpstreamEndpoint) {
         let key = ObjectIdentifier(endpoint)
         if self.endpoints[key]?.isUnused == true { self.endpoints[key] = nil }
     }
@@ -318,7 +244,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
         case untilClose
     }
 
-    let endpoint: PlainHTTPEndpoint
+    let endpoint: UpstreamEndpoint
     fileprivate weak var pool: LoopConnectionPool?
     fileprivate var idleSince = ContinuousClock.now
     private var context: ChannelHandlerContext?
@@ -337,7 +263,7 @@ final class UpstreamConnection: ChannelInboundHandler, RemovableChannelHandler {
     /// meanwhile, which is worth one retry on a new connection when the request was not written whole.
     private(set) var wasUsed = false
 
-    init(endpoint: PlainHTTPEndpoint) {
+    init(endpoint: UpstreamEndpoint) {
         self.endpoint = endpoint
     }
 

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// One HTTP client per provider: its own connection pool, so a slow provider cannot starve the others,
 /// and timeouts from its config.
@@ -20,19 +21,19 @@ final class UpstreamPool: Sendable {
         let streamingClient: HTTPClient
         let blockingClient: HTTPClient
         let headers: HTTPHeaders
-        /// Set for a plain-HTTP upstream, which the fast lane reaches without AsyncHTTPClient.
-        let plainEndpoint: PlainHTTPEndpoint?
+        /// How the fast lane reaches it, or why it leaves it to AsyncHTTPClient.
+        let fastLane: Result<UpstreamEndpoint, FastLaneSkip>
 
         init(
             settings: ProviderSettings, baseURL: String, streamingClient: HTTPClient, blockingClient: HTTPClient, headers: HTTPHeaders,
-            plainEndpoint: PlainHTTPEndpoint?
+            fastLane: Result<UpstreamEndpoint, FastLaneSkip>
         ) {
             self.settings = settings
             self.baseURL = baseURL
             self.streamingClient = streamingClient
             self.blockingClient = blockingClient
             self.headers = headers
-            self.plainEndpoint = plainEndpoint
+            self.fastLane = fastLane
         }
 
         /// Where `path` (`/chat/completions`, `/messages`, `/embeddings`) of `model` lives. Azure's classic
@@ -46,11 +47,19 @@ final class UpstreamPool: Sendable {
 
     private let upstreams: [String: Upstream]
     private let simulatorURL: String?
+    private let proxy: EgressProxy
     let eventLoopGroup: any EventLoopGroup
 
-    /// - Parameter simulatorURL: where the in-process simulator listens, for `simulator` providers without a `base_url`.
-    init(providers: [ProviderSettings], simulatorURL: String?, eventLoopGroup: any EventLoopGroup, reusing existing: [String: Upstream] = [:]) {
+    /// - Parameters:
+    ///   - simulatorURL: where the in-process simulator listens, for `simulator` providers without a `base_url`.
+    ///   - proxy: the egress proxy the environment names.
+    /// - Throws: a provider's `tls.ca_file` that cannot be read or holds no certificate: nothing of
+    ///   the configuration applies.
+    init(
+        providers: [ProviderSettings], simulatorURL: String?, proxy: EgressProxy, eventLoopGroup: any EventLoopGroup, reusing existing: [String: Upstream] = [:]
+    ) throws(ConfigError) {
         self.simulatorURL = simulatorURL
+        self.proxy = proxy
         self.eventLoopGroup = eventLoopGroup
         var upstreams: [String: Upstream] = [:]
         for provider in providers {
@@ -85,13 +94,17 @@ final class UpstreamPool: Sendable {
             for (name, value) in provider.headers.sorted(by: { $0.key < $1.key }) {
                 headers.replaceOrAdd(name: name, value: value)
             }
+            let tls = try Self.tls(provider, baseURL: baseURL)
+            let route = Self.route(to: baseURL, proxy: proxy)
             upstreams[provider.id] = Upstream(
                 settings: provider,
                 baseURL: baseURL,
-                streamingClient: Self.client(provider, read: provider.timeouts.idle, eventLoopGroup),
-                blockingClient: Self.client(provider, read: provider.timeouts.firstByte, eventLoopGroup),
+                streamingClient: Self.client(provider, read: provider.timeouts.idle, tls: tls?.configuration, proxy: route, eventLoopGroup),
+                blockingClient: Self.client(provider, read: provider.timeouts.firstByte, tls: tls?.configuration, proxy: route, eventLoopGroup),
                 headers: headers,
-                plainEndpoint: PlainHTTPEndpoint(baseURL: baseURL, settings: provider, headers: headers)
+                fastLane: Result { () throws(FastLaneSkip) in
+                    try UpstreamEndpoint(baseURL: baseURL, settings: provider, headers: headers, tls: tls?.context, proxy: proxy)
+                }
             )
         }
         self.upstreams = upstreams
@@ -103,8 +116,8 @@ final class UpstreamPool: Sendable {
 
     /// A pool for `providers` that keeps the clients of providers whose settings did not change.
     /// - Returns: the pool, and the upstreams it no longer uses.
-    func rebuilt(for providers: [ProviderSettings]) -> (UpstreamPool, retired: [Upstream]) {
-        let pool = UpstreamPool(providers: providers, simulatorURL: self.simulatorURL, eventLoopGroup: self.eventLoopGroup, reusing: self.upstreams)
+    func rebuilt(for providers: [ProviderSettings]) throws(ConfigError) -> (UpstreamPool, retired: [Upstream]) {
+        let pool = try UpstreamPool(providers: providers, simulatorURL: self.simulatorURL, proxy: self.proxy, eventLoopGroup: self.eventLoopGroup, reusing: self.upstreams)
         let retired = self.upstreams.filter { id, upstream in
             guard let kept = pool.upstreams[id] else { return true }
             return kept.streamingClient !== upstream.streamingClient
@@ -131,10 +144,48 @@ final class UpstreamPool: Sendable {
         }
     }
 
-    private static func client(_ provider: ProviderSettings, read: Duration, _ group: any EventLoopGroup) -> HTTPClient {
+    /// An `https` provider's TLS: the system trust store plus its `tls.ca_file`, as AsyncHTTPClient
+    /// takes it and as the fast lane's connections use it (one context, made once).
+    private static func tls(_ provider: ProviderSettings, baseURL: String) throws(ConfigError) -> (configuration: TLSConfiguration, context: NIOSSLContext)? {
+        guard baseURL.hasPrefix("https://") else { return nil }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        func refuse(_ path: String, _ message: String) -> ConfigError {
+            ConfigError(source: "providers", issues: [ConfigIssue(line: nil, column: nil, path: "providers.\(provider.id).\(path)", message: message)])
+        }
+        if let file = provider.tls.caFile {
+            let certificates: [NIOSSLCertificate]
+            do {
+                certificates = try NIOSSLCertificate.fromPEMFile(file)
+            } catch {
+                throw refuse("tls.ca_file", "'\(file)' cannot be read as PEM certificates (\(error))")
+            }
+            guard !certificates.isEmpty else { throw refuse("tls.ca_file", "'\(file)' holds no certificate") }
+            configuration.additionalTrustRoots = [.certificates(certificates)]
+        }
+        do {
+            return (configuration, try NIOSSLContext(configuration: configuration))
+        } catch {
+            throw refuse("tls", "the TLS client cannot be set up: \(error)")
+        }
+    }
+
+    /// The proxy AsyncHTTPClient goes through to reach `baseURL`, if the environment names one for it.
+    private static func route(to baseURL: String, proxy: EgressProxy) -> HTTPClient.Configuration.Proxy? {
+        guard let url = URL(string: baseURL), let host = url.host,
+            let server = proxy.server(forHost: host, https: url.scheme == "https")
+        else { return nil }
+        let authorization = server.credentials.map { HTTPClient.Authorization.basic(username: $0.user, password: $0.password) }
+        return .server(host: server.host, port: server.port, authorization: authorization)
+    }
+
+    private static func client(
+        _ provider: ProviderSettings, read: Duration, tls: TLSConfiguration?, proxy: HTTPClient.Configuration.Proxy?, _ group: any EventLoopGroup
+    ) -> HTTPClient {
         var configuration = HTTPClient.Configuration(
+            tlsConfiguration: tls,
             timeout: .init(connect: .milliseconds(provider.timeouts.connect.milliseconds), read: .milliseconds(read.milliseconds)),
             connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: provider.maxConnections),
+            proxy: proxy,
             decompression: .disabled
         )
         // A gateway must not follow redirects on a POST it was asked to proxy.
@@ -177,6 +228,9 @@ extension GatewayError {
         }
         if let framing = error as? UpstreamFramingError {
             return .upstreamMalformed(provider: provider.id, detail: "the answer is not valid HTTP/1.1: \(framing.description)")
+        }
+        if let tls = error as? NIOSSLError {
+            return .upstreamUnreachable(provider: provider.id, detail: "TLS failed: \(tls)")
         }
         if error is HTTPParserError {
             return .upstreamMalformed(provider: provider.id, detail: "the answer is not valid HTTP/1.1")

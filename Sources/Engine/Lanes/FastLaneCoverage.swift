@@ -1,0 +1,86 @@
+/// What the fast lane does with each configuration setting that can shape a request: the list a
+/// test holds against the settings' own fields, so a setting added without deciding what the fast
+/// lane does with it fails the build's tests instead of being silently skipped on one lane.
+public enum FastLaneCoverage {
+    public enum Treatment: Sendable, Equatable {
+        /// Applied on the fast lane by the same code as on the framework lane.
+        case shared
+        /// Requests it concerns take the framework lane, for this reason.
+        case skips(FastLaneSkip)
+        /// Not part of serving a request (start-up, the admin API, the simulator, pricing at load).
+        case notOnRequestPath
+    }
+
+    /// `providers.<id>` (`ProviderSettings`).
+    public static let provider: [String: Treatment] = [
+        "id": .shared,
+        "kind": .shared,
+        "baseURL": .shared,
+        "apiKey": .shared,
+        "headers": .shared,
+        "timeouts": .shared,
+        "maxConnections": .shared,
+        "acceptsStreamOptions": .shared,
+        "wire": .skips(.translated),
+        "defaultMaxTokens": .shared,
+        "apiVersion": .skips(.azureDeployment),
+        "breaker": .shared,
+        "healthCheck": .shared,
+        "loadPoll": .shared,
+        "tls": .shared,
+    ]
+
+    /// `routes.<alias>` (`RouteSettings`).
+    public static let route: [String: Treatment] = [
+        "alias": .shared,
+        "targets": .shared,
+        "strategy": .shared,
+        "fallbacks": .shared,
+        "contextFallback": .shared,
+        "retry": .shared,
+        "hedge": .skips(.hedged),
+        "cache": .skips(.cached),
+    ]
+
+    /// A route's target (`RouteTarget`).
+    public static let target: [String: Treatment] = [
+        "provider": .shared,
+        "model": .shared,
+        "weight": .shared,
+        "priority": .shared,
+        "price": .shared,
+    ]
+
+    /// `server` (`ServerSettings`).
+    public static let server: [String: Treatment] = [
+        "listen": .notOnRequestPath,
+        "stateDir": .notOnRequestPath,
+        "maxBodyBytes": .skips(.bodyTooLarge),
+        "logLevel": .notOnRequestPath,
+        // Images are inlined only for translated requests.
+        "fetchImageURLs": .skips(.translated),
+        "imageLimits": .skips(.translated),
+        "anonymous": .shared,
+        "budgetStatus": .shared,
+        "adminSocket": .notOnRequestPath,
+        "adminListen": .notOnRequestPath,
+        "adminToken": .notOnRequestPath,
+        "client": .shared,
+        "fastLane": .skips(.disabled),
+    ]
+
+    /// The top level (`GatewayConfig`).
+    public static let config: [String: Treatment] = [
+        "server": .shared,
+        "providers": .shared,
+        "routes": .shared,
+        "rules": .shared,
+        "simulator": .notOnRequestPath,
+        "tenants": .shared,
+        "prices": .shared,
+        "pricesFile": .notOnRequestPath,
+        "filePrices": .shared,
+        "cacheMemory": .skips(.cached),
+        "cachePersistent": .skips(.cached),
+    ]
+}

@@ -1,0 +1,111 @@
+import Engine
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Server
+
+/// HTTPS upstreams, what every hosted vendor is: reached on both lanes, their certificates verified
+/// against the system store and a provider's `tls.ca_file`, and never trusted otherwise.
+@Suite(.serialized)
+struct UpstreamTLSTests {
+    @Test(arguments: Lane.allCases)
+    func anHTTPSUpstreamServesWholeAndStreamedAnswers(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(lane: lane, upstream: .tls)
+        defer { Task { await fixture.stop() } }
+        let url = "\(fixture.gateway.url)/v1/chat/completions"
+        let whole = try await TestClient.post(url, TestClient.chat(model: "fast"))
+        #expect(whole.status == 200, "\(whole.body)")
+        #expect(((whole.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] is String)
+        #expect(((whole.json["usage"] as? [String: Any])?["total_tokens"] as? Int ?? 0) > 0)
+
+        let stream = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
+        #expect(stream.status == 200)
+        #expect(stream.events.last == "[DONE]")
+        #expect(stream.events.count > 2)
+
+        // Kept-alive connections carry the next requests (no handshake each).
+        for _ in 0..<5 {
+            #expect(try await TestClient.post(url, TestClient.chat(model: "fast")).status == 200)
+        }
+        try await fixture.expectServed(chats: 7)
+    }
+
+    @Test(arguments: Lane.allCases)
+    func aCertificateNotSignedByATrustedCAIsRefused(lane: Lane) async throws {
+        // The same TLS upstream without the test CA: the system store does not know it.
+        let fixture = try await GatewayFixture.start(lane: lane, upstream: .tls) { config in
+            config.providers[0].tls.caFile = nil
+        }
+        defer { Task { await fixture.stop() } }
+        let answer = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast"))
+        #expect(answer.status == 502, "\(answer.body)")
+        let error = answer.json["error"] as? [String: Any]
+        #expect((error?["message"] as? String)?.contains("sim") == true, "\(answer.body)")
+        try await fixture.expectServed(chats: 1)
+    }
+
+    @Test(arguments: Lane.allCases)
+    func theUpstreamsNameOrAddressIsCheckedAgainstTheCertificate(lane: Lane) async throws {
+        // `localhost` is in the certificate and goes out as the server name. The same certificate
+        // served on 127.0.0.2, an address it does not list, is refused.
+        let elsewhere = try await RunningService.servingTLS(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)).build(), host: "127.0.0.2")
+        let fixture = try await GatewayFixture.start(lane: lane, upstream: .tls) { config in
+            let port = URL(string: config.providers[0].baseURL!)!.port!
+            config.providers[0].baseURL = "https://localhost:\(port)/v1"
+            var other = config.providers[0]
+            other.id = "unlisted"
+            other.baseURL = "https://127.0.0.2:\(elsewhere.port)/v1"
+            config.providers.append(other)
+            config.routes.append(RouteSettings(alias: "unlisted", targets: [RouteTarget(provider: "unlisted", model: "m")]))
+        }
+        defer {
+            Task {
+                await fixture.stop()
+                await elsewhere.stop()
+            }
+        }
+        let named = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast"))
+        #expect(named.status == 200, "\(named.body)")
+        let unlisted = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "unlisted"))
+        #expect(unlisted.status == 502, "\(unlisted.body)")
+        try await fixture.expectServed(chats: 2)
+    }
+
+    @Test func aCAFileThatCannotBeReadRefusesTheConfig() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://127.0.0.1:9/v1")
+        for (file, message) in [("/nonexistent/ca.pem", "cannot be read"), (TestTLS.path("../../Harness.swift"), "cannot be read"), (TestTLS.path("key.pem"), "")] {
+            provider.tls.caFile = file
+            #expect {
+                _ = try UpstreamPool(providers: [provider], simulatorURL: nil, proxy: .none, eventLoopGroup: group)
+            } throws: { error in
+                let issue = (error as? ConfigError)?.issues.first
+                return issue?.path == "providers.vendor.tls.ca_file" && (message.isEmpty || issue?.message.contains(message) == true)
+            }
+        }
+        provider.tls.caFile = TestTLS.caFile
+        let pool = try UpstreamPool(providers: [provider], simulatorURL: nil, proxy: .none, eventLoopGroup: group)
+        guard case .success(let endpoint) = pool["vendor"]?.fastLane else {
+            Issue.record("an https upstream is the fast lane's")
+            return
+        }
+        #expect(endpoint.tls != nil && endpoint.port == 9 && endpoint.serverName == nil)
+        await pool.shutdown()
+    }
+
+    @Test func anUpstreamBehindTheEgressProxyIsTheFrameworkLanes() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let proxy = try EgressProxy(environment: ["HTTPS_PROXY": "http://127.0.0.2:3128", "NO_PROXY": "internal.example"])
+        let providers = [
+            ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://api.vendor.example/v1"),
+            ProviderSettings(id: "inside", kind: .openAICompatible, baseURL: "https://llm.internal.example/v1"),
+            ProviderSettings(id: "local", kind: .vllm, baseURL: "http://127.0.0.1:8000/v1"),
+        ]
+        let pool = try UpstreamPool(providers: providers, simulatorURL: nil, proxy: proxy, eventLoopGroup: group)
+        #expect(throws: FastLaneSkip.egressProxy) { try pool["vendor"]?.fastLane.get() }
+        #expect(throws: Never.self) { try pool["inside"]?.fastLane.get() }
+        #expect(throws: Never.self) { try pool["local"]?.fastLane.get() }
+        await pool.shutdown()
+    }
+}
