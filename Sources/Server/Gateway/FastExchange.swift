@@ -14,7 +14,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private let context: ChannelHandlerContext
     private let pool: LoopConnectionPool
     private let routing: RoutingSnapshot
-    private var plan: FailoverPlan
+    /// The request's lifecycle: this exchange carries out its actions and reports back.
+    private var loop: AttemptLoop<FailedAttempt>
     private let patch: OpenAIRequestPatch
     private let admission: Admission
     /// Set when the caller's limits refused the request: the fast lane answers it so (its refusal is
@@ -32,6 +33,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         /// Set while this is the exchange's current attempt, cleared when it ends (which also breaks
         /// the cycle; a `weak` reference cost a side-table allocation a request).
         var exchange: FastExchange?
+        let id: AttemptLoop<FailedAttempt>.AttemptID
         let target: PlannedTarget
         let upstream: UpstreamPool.Upstream
         let endpoint: UpstreamEndpoint
@@ -39,26 +41,22 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         /// Head and body, as they go out.
         let request: ByteBuffer
         let sent: ContinuousClock.Instant
-        /// When the head must have come, and which timeout fails the attempt if it has not.
-        let headDeadline: ContinuousClock.Instant
-        let headTimeout: TimeoutPhase
+        let isStreaming: Bool
         var connection: UpstreamConnection?
         var answer: ResponseHead?
-        var answeredAt: ContinuousClock.Instant?
-        var lastRead: ContinuousClock.Instant?
         var answerBody: ByteBuffer?
         /// A reused connection found closed before the request was written whole gets one retry on a new connection.
         var retriedOnNewConnection = false
 
         /// A successful stream is relayed as it comes; anything else is read whole.
         var relaysStream: Bool { self.answer.map { (200..<300).contains($0.status) } == true && self.isStreaming }
-        let isStreaming: Bool
 
         init(
-            exchange: FastExchange, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: UpstreamEndpoint, ticket: RoutingHealth.Ticket,
-            request: ByteBuffer, sent: ContinuousClock.Instant, deadline: ContinuousClock.Instant, isStreaming: Bool
+            exchange: FastExchange, id: AttemptLoop<FailedAttempt>.AttemptID, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: UpstreamEndpoint,
+            ticket: RoutingHealth.Ticket, request: ByteBuffer, sent: ContinuousClock.Instant, isStreaming: Bool
         ) {
             self.exchange = exchange
+            self.id = id
             self.target = target
             self.upstream = upstream
             self.endpoint = endpoint
@@ -66,14 +64,6 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.request = request
             self.sent = sent
             self.isStreaming = isStreaming
-            // AsyncHTTPClient's deadline for the head: `first_byte` or `total`, whichever is shorter (a
-            // stream's `idle` too: its client's read timeout), within what is left of the request's deadline.
-            let timeouts = upstream.settings.timeouts
-            var phase = TimeoutPhase.firstByte
-            if timeouts.total < timeouts[phase] { phase = .total }
-            if isStreaming, timeouts.idle < timeouts[phase] { phase = .idle }
-            self.headDeadline = min(sent + timeouts[phase], max(deadline, sent + .milliseconds(1)))
-            self.headTimeout = phase
         }
 
         var wantsConnection: Bool { self.connection == nil && self.exchange != nil }
@@ -92,21 +82,16 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let exchange: ExchangeContext
         let connection: UpstreamConnection?
         var relay: OpenAIStreamRelay
-        var lastChunk: ContinuousClock.Instant
-        /// The client reads slower than the upstream writes: the upstream is not read meanwhile, and
-        /// its silence is not its fault.
-        var paused = false
+        var timer: RelayTimer
     }
 
     private var attempt: Attempt? {
         didSet { if oldValue !== self.attempt { oldValue?.exchange = nil } }
     }
     private var relay: Relay?
-    /// The one deadline in force (a timeout, or the end of a backoff), checked by the loop's sweep.
-    private var deadline: (at: ContinuousClock.Instant, action: DeadlineAction)?
+    /// The one deadline in force (the lifecycle's next, or the relayed stream's), checked by the loop's sweep.
+    private var deadline: ContinuousClock.Instant?
     var sweepSlot: Int?
-    private var firstSent: ContinuousClock.Instant?
-    private var lastFailure: (error: GatewayError, outcome: AttemptOutcome?)?
     private var done = false
 
     /// The second half of the lane decision, once the body is here (the first is
@@ -150,7 +135,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.context = context
         self.pool = pool
         self.routing = routing
-        self.plan = plan
+        self.loop = AttemptLoop(plan: plan, streaming: patch.isStreaming)
         self.patch = patch
         self.requestID = state.identity.make(clientSupplied: header(.requestID))
         self.traceparent = header(.traceparent).flatMap { TraceContext.isValidTraceparent($0) ? $0 : nil }
@@ -162,57 +147,60 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.state.metrics.recordFastLane()
         // A limit or budget said no: the framework's answer, with the rate-limit headers.
         if let refusal = self.refusal { return self.fail(refusal.error, rateLimits: refusal.report) }
-        self.start(self.plan.first)
+        self.perform(self.loop.start())
     }
 
     // MARK: Attempts
 
-    private func start(_ target: PlannedTarget) {
+    /// Carries out the lifecycle's actions until it waits for an event.
+    private func perform(_ first: AttemptLoop<FailedAttempt>.Action) {
+        var action = first
+        while !self.done {
+            switch action {
+            case .wait:
+                if let next = self.loop.nextDeadline { self.arm(at: next) } else { self.disarm() }
+                return
+            case .send(let target):
+                action = self.send(to: target)
+            case .timedOut(let id, let phase):
+                guard let attempt = self.attempt, attempt.id == id else { return }
+                action = self.attemptFailed(.upstreamTimeout(attempt.upstream.settings, phase))
+            case .deliver(let id, _):
+                // The fast lane never hedges: the winner is the attempt in hand.
+                guard let attempt = self.attempt, attempt.id == id, let won = self.won else { return }
+                self.won = nil
+                self.attempt = nil
+                return attempt.relaysStream ? self.startRelay(attempt, won) : self.answer(won)
+            case .giveUp(let failure):
+                return self.giveUp(failure)
+            }
+        }
+    }
+
+    /// Takes a ticket for `target` and sends to it over this loop's connections.
+    private func send(to target: PlannedTarget) -> AttemptLoop<FailedAttempt>.Action {
         guard let upstream = self.routing.upstreams[target.provider], case .success(let endpoint) = upstream.fastLane else {
-            return self.fail(.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client"))
+            self.fail(.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client"))
+            return .wait
         }
         let now = ContinuousClock.now
-        guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else {
-            // It went down since planning (a breaker opened, an operator drained it): move on.
-            guard let next = self.plan.skip(target) else { return self.giveUp() }
-            return self.start(next)
-        }
-        self.plan.started(target)
-        if self.firstSent == nil { self.firstSent = now }
+        guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else { return self.loop.ticketRefused(target) }
+        let id = self.loop.sent(target, timeouts: upstream.settings.timeouts, at: now)
         let request = endpoint.chatRequest(
             self.patch, model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions, requestID: self.requestID,
             traceparent: self.traceparent
         )
         let attempt = Attempt(
-            exchange: self, target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, request: request, sent: now,
-            deadline: self.plan.deadline, isStreaming: self.patch.isStreaming
+            exchange: self, id: id, target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, request: request, sent: now,
+            isStreaming: self.patch.isStreaming
         )
         self.attempt = attempt
-        self.watch(attempt)
         self.pool.acquire(endpoint, for: attempt)
+        return .wait
     }
 
-    /// The timeouts of an attempt before its answer is relayed, as AsyncHTTPClient's clients apply
-    /// them: the head by its deadline; a whole answer never silent for `first_byte` and complete
-    /// within `total`; a stream's first chunk within `idle` of its head. One deadline at a time: when
-    /// it comes, the attempt fails or the next one is set.
-    private func watch(_ attempt: Attempt) {
-        let timeouts = attempt.upstream.settings.timeouts
-        let next: (at: ContinuousClock.Instant, phase: TimeoutPhase)
-        if let answeredAt = attempt.answeredAt {
-            if attempt.relaysStream {
-                next = (answeredAt + timeouts.idle, .idle)
-            } else {
-                let silence = (attempt.lastRead ?? answeredAt) + timeouts.firstByte
-                let total = attempt.sent + timeouts.total
-                next = silence < total ? (silence, .firstByte) : (total, .total)
-            }
-        } else {
-            next = (attempt.headDeadline, attempt.headTimeout)
-        }
-        guard ContinuousClock.now < next.at else { return self.attemptFailed(.upstreamTimeout(attempt.upstream.settings, next.phase)) }
-        self.arm(at: next.at, .watch(attempt))
-    }
+    /// The attempt judged a winner, until the lifecycle says to deliver it.
+    private var won: AttemptOutcome?
 
     private func isCurrent(_ attempt: Attempt) -> Bool {
         !self.done && self.attempt === attempt
@@ -228,24 +216,25 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             attempt.connection = connection
             connection.send(attempt.request, to: self)
         case .failure(let error):
-            self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
+            self.perform(self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming)))
         }
     }
 
     func upstreamHead(_ head: ResponseHead) {
-        self.attempt?.answer = head
-        self.attempt?.answeredAt = .now
+        guard let attempt = self.attempt else { return }
+        attempt.answer = head
+        self.loop.answered(attempt.id, status: head.status, at: .now)
     }
 
     func upstreamBody(_ part: ByteBuffer) {
         if self.relay != nil { return self.relayChunk(part) }
         guard let attempt = self.attempt, let answer = attempt.answer else { return }
         if attempt.relaysStream { return self.streamStarted(attempt, first: part) }
-        attempt.lastRead = .now
+        self.loop.read(attempt.id, at: .now)
         var part = part
         let limit = (200..<300).contains(answer.status) ? UpstreamCall.maxBody : UpstreamCall.maxErrorBody
         if (attempt.answerBody?.readableBytes ?? 0) + part.readableBytes > limit {
-            return self.attemptFailed(.upstreamMalformed(provider: attempt.target.provider, detail: "the answer is larger than \(limit) bytes"))
+            return self.perform(self.attemptFailed(.upstreamMalformed(provider: attempt.target.provider, detail: "the answer is larger than \(limit) bytes")))
         }
         if attempt.answerBody == nil {
             attempt.answerBody = part
@@ -262,15 +251,13 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         if self.relay != nil { return self.endRelay(failure: nil) }
         guard let attempt = self.attempt, let answer = attempt.answer else { return }
         if attempt.relaysStream {
-            return self.attemptFailed(.streamInterrupted(provider: attempt.target.provider, detail: "the stream ended before its first event"))
+            return self.perform(self.attemptFailed(.streamInterrupted(provider: attempt.target.provider, detail: "the stream ended before its first event")))
         }
-        self.disarm()
         let reply = UpstreamCall.Reply(status: answer.status, headers: answer.failureHeaders, body: attempt.answerBody ?? ByteBuffer(), stream: nil)
         let result = self.state.judge(
             reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: attempt.sent, streamed: false, logger: self.logger
         )
-        self.attempt = nil
-        self.settle(result)
+        self.perform(self.settle(attempt, result))
     }
 
     func upstreamFailed(_ error: any Error, progress: UpstreamExchangeProgress) {
@@ -287,48 +274,35 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.pool.acquire(attempt.endpoint, fresh: true, for: attempt)
             return
         }
-        self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming))
+        self.perform(self.attemptFailed(GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.isStreaming)))
     }
 
     /// The attempt ended without an answer (a transport failure, a timeout): it counts against its target.
-    private func attemptFailed(_ error: GatewayError) {
-        guard let attempt = self.attempt else { return }
-        self.attempt = nil
-        self.disarm()
+    private func attemptFailed(_ error: GatewayError) -> AttemptLoop<FailedAttempt>.Action {
+        guard let attempt = self.attempt else { return .wait }
         attempt.connection?.abandon(from: self)
-        self.settle(self.state.judge(error, target: attempt.target, ticket: attempt.ticket, logger: self.logger))
+        return self.settle(attempt, self.state.judge(error, target: attempt.target, ticket: attempt.ticket, logger: self.logger))
     }
 
-    private func settle(_ result: GatewayState.AttemptResult) {
+    /// Reports a judged attempt to the lifecycle.
+    private func settle(_ attempt: Attempt, _ result: GatewayState.AttemptResult) -> AttemptLoop<FailedAttempt>.Action {
         switch result {
         case .won(let outcome):
-            self.answer(outcome.counted(self.plan.attemptsStarted, firstSent: self.firstSent))
+            self.won = outcome.counted(self.loop.attemptsStarted, firstSent: self.loop.firstSent)
+            return self.loop.succeeded(attempt.id)
         case .abandoned:
             self.clientLeft()
+            return .wait
         case .failed(let target, let failure, let error, let outcome):
-            self.lastFailure = (error, outcome?.counted(self.plan.attemptsStarted, firstSent: self.firstSent))
-            guard case .attempt(let next, let wait) = self.plan.step(after: failure, on: target, requestID: self.requestID, logger: self.logger) else {
-                return self.giveUp()
-            }
-            guard wait > .zero else { return self.start(next) }
-            self.arm(at: .now + wait, .start(next))
+            self.attempt = nil
+            let record = FailedAttempt(error: error, outcome: outcome?.counted(self.loop.attemptsStarted, firstSent: self.loop.firstSent))
+            return self.loop.failed(attempt.id, failure, on: target, record: record, requestID: self.requestID, logger: self.logger)
         }
     }
 
-    /// What a deadline does when it comes (a value, not a closure: a closure would be an allocation
-    /// per deadline set).
-    private enum DeadlineAction {
-        /// Check the attempt's timeouts again.
-        case watch(Attempt)
-        /// A backoff ended: the next attempt starts.
-        case start(PlannedTarget)
-        /// Check the relayed stream's idle and total timeouts.
-        case watchRelay
-    }
-
-    /// Does `action` at `instant` (give or take the sweep's tick), replacing any earlier deadline.
-    private func arm(at instant: ContinuousClock.Instant, _ action: DeadlineAction) {
-        self.deadline = (instant, action)
+    /// Checks again at `instant` (give or take the sweep's tick), replacing any earlier deadline.
+    private func arm(at instant: ContinuousClock.Instant) {
+        self.deadline = instant
         self.pool.deadlines.watch(self)
     }
 
@@ -338,64 +312,51 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     }
 
     func sweep(now: ContinuousClock.Instant) {
-        guard let deadline = self.deadline, deadline.at <= now else { return }
+        guard let deadline = self.deadline, deadline <= now else { return }
         self.disarm()
-        switch deadline.action {
-        case .watch(let attempt):
-            if self.attempt === attempt { self.watch(attempt) }
-        case .start(let next):
-            self.start(next)
-        case .watchRelay:
-            self.relayDeadlineCame()
-        }
+        if self.relay != nil { return self.relayDeadlineCame(now) }
+        self.perform(self.loop.tick(at: now))
     }
 
     // MARK: Streams
 
-    /// A successful stream's first chunk: the attempt has won, and the relay begins.
+    /// A successful stream's first chunk: the attempt is judged, and when it wins the relay begins
+    /// with that chunk.
     private func streamStarted(_ attempt: Attempt, first: ByteBuffer) {
-        self.attempt = nil
         guard let answer = attempt.answer else { return }
         let reply = UpstreamCall.Reply(status: answer.status, headers: answer.failureHeaders, body: nil, stream: nil)
         let result = self.state.judge(
             reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: attempt.sent, streamed: true, logger: self.logger
         )
-        guard case .won(let won) = result else { return self.settle(result) }
-        let outcome = won.counted(self.plan.attemptsStarted, firstSent: self.firstSent)
+        self.perform(self.settle(attempt, result))
+        if self.relay != nil { self.relayChunk(first) }
+    }
+
+    /// The stream's head goes out, and its chunks follow as they come.
+    private func startRelay(_ attempt: Attempt, _ outcome: AttemptOutcome) {
         let exchange = self.exchangeContext(outcome)
+        let now = ContinuousClock.now
         self.relay = Relay(
             exchange: exchange, connection: attempt.connection,
-            relay: OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage), lastChunk: .now
+            relay: OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage),
+            timer: RelayTimer(idle: attempt.upstream.settings.timeouts.idle, deadline: exchange.deadline, at: now)
         )
         var head = WireResponse.Head(.ok, allocator: self.context.channel.allocator)
         ChatCompletionsHandler.streamHeaders(exchange, overhead: outcome.overhead(since: self.started), fields: &head)
         self.context.write(self.handler.wrapOutboundOut(.byteBuffer(head.finish(contentLength: nil, date: self.pool.date.now))), promise: nil)
-        self.watchIdle()
-        self.relayChunk(first)
+        self.arm(at: self.relay!.timer.nextCheck(at: now))
     }
 
-    /// A stream must never be silent for `idle` (while the client keeps up): one deadline, pushed back
-    /// by what arrived meanwhile.
-    private func watchIdle() {
+    private func relayDeadlineCame(_ now: ContinuousClock.Instant) {
         guard let relay = self.relay else { return }
-        let settings = relay.exchange.upstream.settings
-        self.arm(at: min((relay.paused ? ContinuousClock.now : relay.lastChunk) + settings.timeouts.idle, relay.exchange.deadline), .watchRelay)
-    }
-
-    private func relayDeadlineCame() {
-        guard let relay = self.relay else { return }
-        let settings = relay.exchange.upstream.settings
-        let now = ContinuousClock.now
-        // Also for a client that stopped reading: the stream does not hold its upstream forever.
-        if now >= relay.exchange.deadline { return self.endRelay(failure: .upstreamTimeout(settings, .total)) }
-        if !relay.paused, now - relay.lastChunk >= settings.timeouts.idle { return self.endRelay(failure: .upstreamTimeout(settings, .idle)) }
-        self.watchIdle()
+        if let phase = relay.timer.expired(at: now) { return self.endRelay(failure: .upstreamTimeout(relay.exchange.upstream.settings, phase)) }
+        self.arm(at: relay.timer.nextCheck(at: now))
     }
 
     private func relayChunk(_ chunk: ByteBuffer) {
         guard var relay = self.relay else { return }
         self.relay = nil
-        relay.lastChunk = .now
+        relay.timer.chunk(at: .now)
         let step = relay.exchange.relayStep(&relay.relay, chunk)
         self.relay = relay
         switch step {
@@ -419,10 +380,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     func clientWritabilityChanged() {
         guard var relay = self.relay else { return }
         let writable = self.context.channel.isWritable
-        guard relay.paused == writable else { return }
-        relay.paused = !writable
-        // Silence while held was ours: the idle timeout counts from the resumption.
-        if writable { relay.lastChunk = .now }
+        guard relay.timer.paused == writable else { return }
+        relay.timer.clientReading(writable, at: .now)
         self.relay = relay
         relay.connection?.setReading(writable)
     }
@@ -476,8 +435,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     }
 
     /// Every attempt failed: the last answer the upstream gave (its error), or our own error.
-    private func giveUp() {
-        guard let lastFailure = self.lastFailure else { return self.fail(.noHealthyTarget(route: self.plan.route.alias)) }
+    private func giveUp(_ lastFailure: FailedAttempt?) {
+        guard let lastFailure else { return self.fail(.noHealthyTarget(route: self.loop.plan.route.alias)) }
         guard let outcome = lastFailure.outcome else { return self.fail(lastFailure.error) }
         self.write(outcome.reply.openAIErrorWholeResponse(self.exchangeContext(outcome), overhead: outcome.overhead(since: self.started)))
     }
@@ -513,6 +472,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard !self.done else { return }
         self.done = true
         self.disarm()
+        _ = self.loop.clientLeft()
         if let relay = self.relay {
             self.relay = nil
             relay.connection?.abandon(from: self)
