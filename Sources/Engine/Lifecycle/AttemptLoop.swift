@@ -30,7 +30,6 @@ public struct AttemptLoop<Failure: Sendable>: Sendable {
     }
 
     public private(set) var plan: FailoverPlan
-    private let streaming: Bool
     /// When the route hedges: how long the first attempt may go without an answer before a second
     /// starts elsewhere. Cleared once used.
     private var hedgeDelay: Duration?
@@ -44,9 +43,8 @@ public struct AttemptLoop<Failure: Sendable>: Sendable {
     public private(set) var isOver = false
 
     /// - Parameter hedgeDelay: for a hedging route, its delay (the route's p95 time to first token).
-    public init(plan: FailoverPlan, streaming: Bool, hedgeDelay: Duration? = nil) {
+    public init(plan: FailoverPlan, hedgeDelay: Duration? = nil) {
         self.plan = plan
-        self.streaming = streaming
         self.hedgeDelay = plan.route.hedge == nil ? nil : hedgeDelay
     }
 
@@ -65,15 +63,15 @@ public struct AttemptLoop<Failure: Sendable>: Sendable {
         return self.inFlight.isEmpty ? self.end() : .wait
     }
 
-    /// The attempt to `target` went out at `now`.
-    public mutating func sent(_ target: PlannedTarget, timeouts: UpstreamTimeouts, at now: ContinuousClock.Instant) -> AttemptID {
+    /// The attempt to `target` went out at `now`, timed by its provider's `timeouts`.
+    public mutating func sent(_ target: PlannedTarget, timeouts: UpstreamTimeouts, streaming: Bool, at now: ContinuousClock.Instant) -> AttemptID {
         self.plan.started(target)
         if self.firstSent == nil {
             self.firstSent = now
             if let delay = self.hedgeDelay { self.hedgeAt = now + delay }
         }
         self.nextID += 1
-        self.inFlight.append(InFlight(id: self.nextID, target: target, timer: AttemptTimer(timeouts: timeouts, sent: now, requestDeadline: self.plan.deadline, streaming: self.streaming)))
+        self.inFlight.append(InFlight(id: self.nextID, target: target, timer: AttemptTimer(timeouts: timeouts, sent: now, requestDeadline: self.plan.deadline, streaming: streaming)))
         return self.nextID
     }
 

@@ -21,10 +21,8 @@ struct ProviderEmbedder: Embedder {
         let body = OpenAIEmbeddings.request(model: self.model, texts: texts)
         let request = try EmbeddingsHandler.upstreamRequest(body, model: self.model, route: self.model, upstream: self.upstream)
         let sent = ContinuousClock.now
-        let reply = try await UpstreamCall.post(
-            request.body, path: request.path, model: self.model, to: self.upstream, requestID: self.requestID,
-            streaming: false, sent: sent, deadline: sent + self.deadline
-        )
+        let timer = AttemptTimer(timeouts: self.upstream.settings.timeouts, sent: sent, requestDeadline: sent + self.deadline, streaming: false)
+        let reply = try await UpstreamCall.post(request.body, path: request.path, model: self.model, to: self.upstream, requestID: self.requestID, timer: timer)
         let provider = self.upstream.settings.id
         guard reply.isSuccess, let responseBody = reply.body else { throw reply.error(provider: provider) }
         let answer = try EmbeddingsHandler.openAIAnswer(responseBody, request: body, model: self.model, upstream: self.upstream)

@@ -102,8 +102,9 @@ extension GatewayState {
         }
     }
 
-    /// Executes `plan` before the first byte reaches the client: attempts, retries with backoff,
-    /// failover along the plan, the context-window fallback, and a hedge when the route asks.
+    /// Executes `plan` before the first byte reaches the client: the framework lane's driver of the
+    /// request's lifecycle (`AttemptLoop`), each attempt a task of its own, so a timed-out attempt or
+    /// a hedge's loser is cancelled alone.
     ///
     /// - Parameter build: the request body for one target (it may throw a caller error, which ends it).
     /// - Returns: the winning attempt, or the failed reply the client should see.
@@ -115,91 +116,191 @@ extension GatewayState {
         logger: Logger,
         build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
     ) async throws -> AttemptOutcome {
-        var plan = plan
-        var target = plan.first
-        var lastFailure: (error: GatewayError, outcome: AttemptOutcome?)?
-        var hedge = plan.route.hedge
-        var hedged = false
-        var firstSent: ContinuousClock.Instant?
-        while true {
-            // The client left (during a backoff, say): nobody is waiting for more attempts.
-            if Task.isCancelled { throw GatewayError.clientDisconnected }
-            guard let upstream = upstreams[target.provider] else {
-                throw GatewayError.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client")
-            }
-            let request = try await build(target, upstream)
-            let now = ContinuousClock.now
-            guard let ticket = self.health.withLock({ $0.begin(target.key, at: now) }) else {
-                // It went down since planning (a breaker opened, an operator drained it): move on.
-                guard let next = plan.skip(target) else { break }
-                target = next
-                continue
-            }
-            plan.started(target)
-            if firstSent == nil { firstSent = now }
-            let attempt = Attempt(target: target, upstream: upstream, request: request, ticket: ticket)
-            let result: AttemptResult
-            if let policy = hedge {
-                hedge = nil
-                (result, hedged) = await self.race(attempt, plan: &plan, upstreams: upstreams, policy: policy, requestID: requestID, logger: logger, build: build)
-            } else {
-                result = await self.run(attempt, deadline: plan.deadline, requestID: requestID, logger: logger)
-            }
-
-            switch result {
-            case .won(let outcome):
-                var counted = outcome.counted(plan.attemptsStarted, firstSent: firstSent)
-                counted.hedged = hedged
-                return counted
-            case .abandoned:
-                throw GatewayError.clientDisconnected
-            case .failed(let failedTarget, let failure, let error, let outcome):
-                lastFailure = (error, outcome?.counted(plan.attemptsStarted, firstSent: firstSent))
-                guard case .attempt(let next, let wait) = plan.step(after: failure, on: failedTarget, requestID: requestID, logger: logger) else { break }
-                if wait > .zero { try await Task.sleep(for: wait) }
-                target = next
-                continue
-            }
-            break
+        let hedgeDelay = plan.route.hedge.map { policy in
+            self.health.withLock { $0.firstTokenQuantile(route: plan.route.alias, 0.95, minimumSamples: policy.minimumSamples) } ?? policy.initialDelay
         }
-        guard let lastFailure else { throw GatewayError.noHealthyTarget(route: plan.route.alias) }
-        if let outcome = lastFailure.outcome { return outcome }
-        throw lastFailure.error
+        var loop = AttemptLoop<FailedAttempt>(plan: plan, hedgeDelay: hedgeDelay)
+        let (events, reports) = AsyncStream<AttemptEvent>.makeStream()
+        var pending = events.makeAsyncIterator()
+        var attempts: [AttemptLoop<FailedAttempt>.AttemptID: RunningAttempt] = [:]
+        var winners: [AttemptLoop<FailedAttempt>.AttemptID: AttemptOutcome] = [:]
+        var alarm: (at: ContinuousClock.Instant, task: Task<Void, Never>)?
+        defer {
+            alarm?.task.cancel()
+            // Whatever still runs lost (a hedge) or nobody waits for it (the client left, a throw).
+            for attempt in attempts.values where attempt.claim() {
+                attempt.task?.cancel()
+                self.health.withLock { $0.abandoned(attempt.ticket) }
+            }
+            reports.finish()
+        }
+        var action = loop.start()
+        return try await withTaskCancellationHandler {
+            while true {
+                switch action {
+                case .send(let target):
+                    // The client left (during a backoff, say): nobody is waiting for more attempts.
+                    if Task.isCancelled { throw GatewayError.clientDisconnected }
+                    guard let upstream = upstreams[target.provider] else {
+                        throw GatewayError.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client")
+                    }
+                    let request = try await build(target, upstream)
+                    let now = ContinuousClock.now
+                    guard let ticket = self.health.withLock({ $0.begin(target.key, at: now) }) else {
+                        action = loop.ticketRefused(target)
+                        continue
+                    }
+                    let id = loop.sent(target, timeouts: upstream.settings.timeouts, streaming: request.streaming, at: now)
+                    guard let timer = loop.timer(id) else { throw GatewayError.internalFailure("an attempt without its timer") }
+                    let attempt = RunningAttempt(target: target, upstream: upstream, ticket: ticket)
+                    attempts[id] = attempt
+                    attempt.task = Task {
+                        let result = await self.run(attempt, request: request, timer: timer, requestID: requestID, logger: logger) { progress in
+                            reports.yield(.progress(id, progress, at: .now))
+                        }
+                        reports.yield(.finished(id, result))
+                    }
+                    action = .wait
+                case .wait:
+                    if let next = loop.nextDeadline, next != alarm?.at {
+                        alarm?.task.cancel()
+                        // An attempt whose timeout lost the race to its own answer is about to report: no busy loop meanwhile.
+                        let at = max(next, .now + .milliseconds(5))
+                        alarm = (next, Task {
+                            try? await Task.sleep(until: at)
+                            if !Task.isCancelled { reports.yield(.alarm) }
+                        })
+                    }
+                    guard let event = await pending.next() else { throw GatewayError.clientDisconnected }
+                    switch event {
+                    case .progress(let id, .answered(let status), let at):
+                        loop.answered(id, status: status, at: at)
+                    case .progress(let id, .read, let at):
+                        loop.read(id, at: at)
+                    case .alarm:
+                        alarm = nil
+                        action = loop.tick(at: .now)
+                    case .clientLeft:
+                        _ = loop.clientLeft()
+                        throw GatewayError.clientDisconnected
+                    case .finished(let id, let result):
+                        guard attempts.removeValue(forKey: id) != nil else { continue }
+                        action = self.report(result, of: id, to: &loop, winners: &winners, requestID: requestID, logger: logger)
+                    }
+                case .timedOut(let id, let phase):
+                    guard let attempt = attempts[id] else {
+                        action = .wait
+                        continue
+                    }
+                    // Judged here, once: the attempt's own task, cancelled, judges nothing.
+                    guard attempt.claim() else {
+                        action = .wait
+                        continue
+                    }
+                    attempts[id] = nil
+                    attempt.task?.cancel()
+                    let result = self.judge(.upstreamTimeout(attempt.upstream.settings, phase), target: attempt.target, ticket: attempt.ticket, logger: logger)
+                    action = self.report(result, of: id, to: &loop, winners: &winners, requestID: requestID, logger: logger)
+                case .deliver(let id, let losers):
+                    for loser in losers {
+                        guard let attempt = attempts.removeValue(forKey: loser), attempt.claim() else { continue }
+                        attempt.task?.cancel()
+                        self.health.withLock { $0.abandoned(attempt.ticket) }
+                    }
+                    guard var outcome = winners[id] else {
+                        throw GatewayError.internalFailure("a winning attempt without its answer")
+                    }
+                    outcome = outcome.counted(loop.attemptsStarted, firstSent: loop.firstSent)
+                    outcome.hedged = loop.hedged
+                    return outcome
+                case .giveUp(let failure):
+                    guard let failure else { throw GatewayError.noHealthyTarget(route: plan.route.alias) }
+                    if let outcome = failure.outcome { return outcome }
+                    throw failure.error
+                }
+            }
+        } onCancel: {
+            reports.yield(.clientLeft)
+        }
     }
 
-    private struct Attempt: Sendable {
+    /// What the framework lane's driver hears of: its attempts, its alarm, its client.
+    private enum AttemptEvent: Sendable {
+        case progress(AttemptLoop<FailedAttempt>.AttemptID, UpstreamCall.Progress, at: ContinuousClock.Instant)
+        case finished(AttemptLoop<FailedAttempt>.AttemptID, AttemptResult)
+        case alarm
+        case clientLeft
+    }
+
+    /// A judged attempt, reported to the lifecycle.
+    private func report(
+        _ result: AttemptResult, of id: AttemptLoop<FailedAttempt>.AttemptID, to loop: inout AttemptLoop<FailedAttempt>,
+        winners: inout [AttemptLoop<FailedAttempt>.AttemptID: AttemptOutcome], requestID: String, logger: Logger
+    ) -> AttemptLoop<FailedAttempt>.Action {
+        switch result {
+        case .won(let outcome):
+            winners[id] = outcome
+            return loop.succeeded(id)
+        case .abandoned:
+            return .wait
+        case .failed(let target, let failure, let error, let outcome):
+            let record = FailedAttempt(error: error, outcome: outcome?.counted(loop.attemptsStarted, firstSent: loop.firstSent))
+            return loop.failed(id, failure, on: target, record: record, requestID: requestID, logger: logger)
+        }
+    }
+
+    /// An attempt of the framework lane in flight: its task, and who judges it (its task when it gets
+    /// an answer or fails, the driver when it times out, is dropped or loses a hedge), exactly once.
+    private final class RunningAttempt: Sendable {
         let target: PlannedTarget
         let upstream: UpstreamPool.Upstream
-        let request: UpstreamRequest
         let ticket: RoutingHealth.Ticket
+        private let claimed = Atomic<Bool>(false)
+        private let taskHandle = Mutex<Task<Void, Never>?>(nil)
+
+        init(target: PlannedTarget, upstream: UpstreamPool.Upstream, ticket: RoutingHealth.Ticket) {
+            self.target = target
+            self.upstream = upstream
+            self.ticket = ticket
+        }
+
+        var task: Task<Void, Never>? {
+            get { self.taskHandle.withLock { $0 } }
+            set { self.taskHandle.withLock { $0 = newValue } }
+        }
+
+        /// True for the first caller only: the one that judges the attempt.
+        func claim() -> Bool {
+            !self.claimed.exchange(true, ordering: .acquiringAndReleasing)
+        }
     }
 
     enum AttemptResult: Sendable {
         case won(AttemptOutcome)
         /// With the reply when the upstream answered (the client may get it as it is).
         case failed(PlannedTarget, AttemptFailure, GatewayError, AttemptOutcome?)
-        /// Cancelled: the client left, or a hedge won the race.
+        /// Judged elsewhere: the attempt timed out, was dropped, or the client left.
         case abandoned
     }
 
-    /// One attempt: send, wait for the head (and a stream's first chunk), judge the answer.
-    private func run(_ attempt: Attempt, deadline: ContinuousClock.Instant, requestID: String, logger: Logger) async -> AttemptResult {
-        let sent = ContinuousClock.now
+    /// One attempt: send, wait for the head (and a stream's first chunk), judge the answer, unless
+    /// the driver judged it first.
+    private func run(
+        _ attempt: RunningAttempt, request: UpstreamRequest, timer: AttemptTimer, requestID: String, logger: Logger,
+        progress: @escaping @Sendable (UpstreamCall.Progress) -> Void
+    ) async -> AttemptResult {
         do {
             let reply = try await UpstreamCall.post(
-                attempt.request.body, path: attempt.request.path, model: attempt.target.upstreamModel, to: attempt.upstream,
-                requestID: requestID, streaming: attempt.request.streaming, sent: sent, deadline: deadline,
-                traceparent: attempt.request.traceparent
+                request.body, path: request.path, model: attempt.target.upstreamModel, to: attempt.upstream,
+                requestID: requestID, timer: timer, traceparent: request.traceparent, progress: progress
             )
+            guard attempt.claim() else { return .abandoned }
             return self.judge(
-                reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: sent, streamed: reply.stream != nil, logger: logger
+                reply, target: attempt.target, upstream: attempt.upstream, ticket: attempt.ticket, sent: timer.sent, streamed: reply.stream != nil, logger: logger
             )
         } catch {
-            if Task.isCancelled {
-                self.health.withLock { $0.abandoned(attempt.ticket) }
-                return .abandoned
-            }
-            let gatewayError = GatewayError.from(error, provider: attempt.upstream.settings, streaming: attempt.request.streaming)
+            guard attempt.claim() else { return .abandoned }
+            let gatewayError = GatewayError.from(error, provider: attempt.upstream.settings, streaming: request.streaming)
             return self.judge(gatewayError, target: attempt.target, ticket: attempt.ticket, logger: logger)
         }
     }
@@ -231,74 +332,6 @@ extension GatewayState {
         let opened = self.health.withLock { $0.failed(ticket, failure, detail: error.message, at: ContinuousClock.now) }
         if opened { self.breakerOpened(target.key, failure: failure, logger: logger) }
         return .failed(target, failure, error, nil)
-    }
-
-    private enum RaceEvent: Sendable {
-        case finished(AttemptResult)
-        case hedgeDue
-    }
-
-    /// Runs `primary`; if it has produced nothing after the route's p95 time to first token, a second
-    /// attempt starts on another target, and whichever answers first wins (the other is cancelled).
-    /// - Returns: the result, and whether a hedge was sent.
-    private func race(
-        _ primary: Attempt,
-        plan: inout FailoverPlan,
-        upstreams: UpstreamPool,
-        policy: HedgePolicy,
-        requestID: String,
-        logger: Logger,
-        build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
-    ) async -> (AttemptResult, Bool) {
-        let delay = self.health.withLock { $0.firstTokenQuantile(route: plan.route.alias, 0.95, minimumSamples: policy.minimumSamples) } ?? policy.initialDelay
-        let deadline = plan.deadline
-        return await withTaskGroup(of: RaceEvent.self, returning: (AttemptResult, Bool).self) { group in
-            group.addTask { .finished(await self.run(primary, deadline: deadline, requestID: requestID, logger: logger)) }
-            group.addTask {
-                try? await Task.sleep(for: delay)
-                return .hedgeDue
-            }
-            var running = 1
-            var hedged = false
-            var lastFailure: AttemptResult?
-            while let event = await group.next() {
-                switch event {
-                case .hedgeDue:
-                    guard running > 0, !hedged, let second = await self.startHedge(besides: primary.target, plan: &plan, upstreams: upstreams, build: build) else { continue }
-                    hedged = true
-                    running += 1
-                    logger.debug("hedging", metadata: ["gw.request_id": "\(requestID)", "gw.target": "\(second.target.key)", "gw.after_ms": "\(delay.milliseconds)"])
-                    group.addTask { .finished(await self.run(second, deadline: deadline, requestID: requestID, logger: logger)) }
-                case .finished(let result):
-                    running -= 1
-                    if case .won = result {
-                        group.cancelAll()
-                        return (result, hedged)
-                    }
-                    if case .failed = result { lastFailure = result }
-                    if running == 0 {
-                        group.cancelAll()
-                        return (lastFailure ?? result, hedged)
-                    }
-                }
-            }
-            return (lastFailure ?? .abandoned, hedged)
-        }
-    }
-
-    private func startHedge(
-        besides primary: PlannedTarget,
-        plan: inout FailoverPlan,
-        upstreams: UpstreamPool,
-        build: (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
-    ) async -> Attempt? {
-        let now = ContinuousClock.now
-        guard let target = plan.hedgeTarget(besides: [primary.key], at: now), let upstream = upstreams[target.provider],
-            let request = try? await build(target, upstream),
-            let ticket = self.health.withLock({ $0.begin(target.key, at: now) })
-        else { return nil }
-        plan.started(target)
-        return Attempt(target: target, upstream: upstream, request: request, ticket: ticket)
     }
 }
 
@@ -336,30 +369,5 @@ extension AttemptLoop {
             ]
         )
         return action
-    }
-}
-
-extension FailoverPlan {
-    /// What follows a failed attempt, logged with the failure.
-    mutating func step(after failure: AttemptFailure, on target: PlannedTarget, requestID: String, logger: Logger) -> Step {
-        let step = self.next(after: failure, on: target, at: ContinuousClock.now, random: Double.random(in: 0..<1))
-        logger.log(
-            level: failure == .caller ? .debug : .warning,
-            "upstream attempt failed",
-            metadata: [
-                "gw.request_id": "\(requestID)", "gw.target": "\(target.key)", "gw.failure": "\(failure.label)",
-                "gw.attempt": "\(self.attemptsStarted)", "gw.next": "\(step.logDescription)",
-            ]
-        )
-        return step
-    }
-}
-
-extension FailoverPlan.Step {
-    var logDescription: String {
-        switch self {
-        case .attempt(let target, let wait): return "\(target.key) after \(wait.milliseconds) ms"
-        case .giveUp: return "give up"
-        }
     }
 }

@@ -135,7 +135,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.context = context
         self.pool = pool
         self.routing = routing
-        self.loop = AttemptLoop(plan: plan, streaming: patch.isStreaming)
+        self.loop = AttemptLoop(plan: plan)
         self.patch = patch
         self.requestID = state.identity.make(clientSupplied: header(.requestID))
         self.traceparent = header(.traceparent).flatMap { TraceContext.isValidTraceparent($0) ? $0 : nil }
@@ -185,7 +185,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         }
         let now = ContinuousClock.now
         guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else { return self.loop.ticketRefused(target) }
-        let id = self.loop.sent(target, timeouts: upstream.settings.timeouts, at: now)
+        let id = self.loop.sent(target, timeouts: upstream.settings.timeouts, streaming: self.patch.isStreaming, at: now)
         let request = endpoint.chatRequest(
             self.patch, model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions, requestID: self.requestID,
             traceparent: self.traceparent

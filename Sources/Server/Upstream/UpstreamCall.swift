@@ -54,10 +54,18 @@ enum UpstreamCall {
         }
     }
 
+    /// How far an attempt's answer got, as it comes: what its lifecycle times it by.
+    enum Progress: Sendable {
+        case answered(status: Int)
+        case read
+    }
+
     /// Sends `body` and waits for the head, then for a successful stream its first chunk, and for
-    /// anything else the whole body; a client hang-up (which cancels this task) cancels the wait.
+    /// anything else the whole body, within the attempt's timeouts (`timer`, the lifecycle's rule);
+    /// a client hang-up (which cancels this task) cancels the wait.
     /// - Parameters:
-    ///   - deadline: the request's own deadline, which may cut the head wait shorter.
+    ///   - timer: the attempt's timeouts, from its send.
+    ///   - progress: told of the head and of each part of a whole answer.
     ///   - traceparent: the client's W3C trace context, passed on.
     /// - Throws: `GatewayError` naming the timeout or transport failure.
     static func post(
@@ -66,10 +74,9 @@ enum UpstreamCall {
         model: String,
         to upstream: UpstreamPool.Upstream,
         requestID: String,
-        streaming: Bool,
-        sent: ContinuousClock.Instant,
-        deadline: ContinuousClock.Instant? = nil,
-        traceparent: String? = nil
+        timer: AttemptTimer,
+        traceparent: String? = nil,
+        progress: (@Sendable (Progress) -> Void)? = nil
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: upstream.url(path, model: model))
         request.method = .POST
@@ -78,25 +85,36 @@ enum UpstreamCall {
         if let traceparent { request.headers.replaceOrAdd(name: "traceparent", value: traceparent) }
         request.body = .bytes(body)
 
-        let timeouts = upstream.settings.timeouts
+        var timer = timer
+        let streaming = timer.streaming
+        // The clients' read timeouts are the silence rules (`first_byte` for whole answers, `idle` for streams).
         let client = streaming ? upstream.streamingClient : upstream.blockingClient
         do {
-            var headWait = timeouts.firstByte < timeouts.total ? timeouts.firstByte : timeouts.total
-            if let deadline { headWait = min(headWait, max(deadline - sent, .milliseconds(1))) }
+            let headWait = max(timer.deadline.at - ContinuousClock.now, .milliseconds(1))
             let response = try await client.execute(request, timeout: .milliseconds(headWait.milliseconds))
-            let isSuccess = (200..<300).contains(Int(response.status.code))
-            if streaming && isSuccess {
+            let status = Int(response.status.code)
+            timer.answered(status: status, at: .now)
+            progress?(.answered(status: status))
+            let isSuccess = (200..<300).contains(status)
+            if timer.relaysStream {
                 let stream = UpstreamStream(response.body.makeAsyncIterator())
                 guard try await stream.peek() else {
                     throw GatewayError.streamInterrupted(provider: upstream.settings.id, detail: "the stream ended before its first event")
                 }
-                return Reply(status: Int(response.status.code), headers: response.headers, body: nil, stream: stream)
+                return Reply(status: status, headers: response.headers, body: nil, stream: stream)
             }
-            let body = try await response.body.collect(upTo: isSuccess ? Self.maxBody : Self.maxErrorBody)
-            guard ContinuousClock.now < sent + timeouts.total else {
-                throw GatewayError.upstreamTimeout(upstream.settings, .total)
+            let limit = isSuccess ? Self.maxBody : Self.maxErrorBody
+            var whole = ByteBuffer()
+            for try await var part in response.body {
+                guard whole.readableBytes + part.readableBytes <= limit else {
+                    throw GatewayError.upstreamMalformed(provider: upstream.settings.id, detail: "the answer is larger than \(limit) bytes")
+                }
+                whole.writeBuffer(&part)
+                timer.read(at: .now)
+                progress?(.read)
+                if let phase = timer.expired(at: .now) { throw GatewayError.upstreamTimeout(upstream.settings, phase) }
             }
-            return Reply(status: Int(response.status.code), headers: response.headers, body: body, stream: nil)
+            return Reply(status: status, headers: response.headers, body: whole, stream: nil)
         } catch {
             throw GatewayError.from(error, provider: upstream.settings, streaming: streaming)
         }
