@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
@@ -23,18 +24,70 @@ struct ChatIntake: Sendable {
     }
 }
 
+/// What both lanes make of a chat request's body before admission: its patch, the routing in force,
+/// the features routing looks at, the plan, and the cache's part. One function for both lanes, so a
+/// step added to one is on the other.
+struct ChatPlan {
+    let patch: OpenAIRequestPatch
+    let routing: RoutingSnapshot
+    let features: RequestFeatures
+    let plan: FailoverPlan
+    let cachePlan: CachePlan?
+
+    /// The step that refused the request, and the error its caller gets.
+    enum Refusal: Error {
+        case invalidBody(any Error)
+        case unroutable(GatewayError)
+        case cache(any Error)
+
+        var error: any Error {
+            switch self {
+            case .invalidBody(let error), .cache(let error): error
+            case .unroutable(let error): error
+            }
+        }
+    }
+}
+
 extension GatewayState {
+    /// - Parameter header: the request's field of that name (routing rules, cache control).
+    func planChat(body: ByteBuffer, caller: Caller, dialect: ClientDialect, header: @escaping (HTTPField.Name) -> String?) throws(ChatPlan.Refusal) -> ChatPlan {
+        let patch: OpenAIRequestPatch
+        do {
+            patch = try OpenAIRequestPatch(body: body)
+        } catch {
+            throw .invalidBody(error)
+        }
+        let routing = self.routing
+        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, header: header)
+        let plan: FailoverPlan
+        do {
+            plan = try self.plan(features, in: routing)
+        } catch {
+            throw .unroutable(error)
+        }
+        // Before admission: a bad cache header is refused without holding a reservation.
+        do {
+            let cachePlan = try self.cache.plan(route: plan.route, body: body, dialect: dialect, caller: caller, header: header)
+            return ChatPlan(patch: patch, routing: routing, features: features, plan: plan, cachePlan: cachePlan)
+        } catch {
+            throw .cache(error)
+        }
+    }
+
     func intake(
         _ request: Request, caller: Caller, dialect: ClientDialect, requestID: String, started: ContinuousClock.Instant, logger: Logger
     ) async throws -> ChatIntake.Outcome {
         let body = try await self.body(of: request)
-        let patch = try OpenAIRequestPatch(body: body)
-        let routing = self.routing
-        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, of: request)
-        let plan = try self.plan(features, in: routing)
-        // Before admission: a bad cache header is refused without holding a reservation.
-        var cachePlan = try self.cache.plan(route: plan.route, body: body, dialect: dialect, caller: caller, request: request)
-        let admission = try await self.admit(caller, plan: plan, routing: routing, features: features, body: body)
+        let planned: ChatPlan
+        do {
+            planned = try self.planChat(body: body, caller: caller, dialect: dialect) { request.headers[$0] }
+        } catch {
+            throw error.error
+        }
+        let (patch, routing, plan) = (planned.patch, planned.routing, planned.plan)
+        var cachePlan = planned.cachePlan
+        let admission = try await self.admit(caller, plan: plan, routing: routing, features: planned.features, body: body)
         if var cache = cachePlan {
             func answer(_ cached: CachedAnswer, _ outcome: CacheOutcome) -> ChatIntake.Outcome {
                 .answered(self.answerFromCache(

@@ -106,10 +106,17 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard let caller = try? state.identify(authorization: mayHoldKey ? header(.authorization) : nil, apiKey: mayHoldKey ? header(.apiKey) : nil) else {
             throw .callerRefused
         }
-        guard let patch = try? OpenAIRequestPatch(body: body) else { throw .invalidBody }
-        let routing = state.routing
-        let features = routing.features(model: patch.clientModel, streaming: patch.isStreaming, maxTokens: patch.maxTokens, body: body, header: header)
-        guard let plan = try? state.plan(features, in: routing) else { throw .unroutable }
+        let planned: ChatPlan
+        do {
+            planned = try state.planChat(body: body, caller: caller, dialect: .openAI, header: header)
+        } catch {
+            switch error {
+            case .invalidBody: throw .invalidBody
+            case .unroutable: throw .unroutable
+            case .cache: throw .cached
+            }
+        }
+        let (patch, routing, features, plan) = (planned.patch, planned.routing, planned.features, planned.plan)
         guard plan.route.hedge == nil else { throw .hedged }
         for candidate in plan.everyCandidate {
             guard let upstream = routing.upstreams[candidate.provider] else { throw .unroutable }
@@ -117,8 +124,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             let endpoint = try upstream.fastLane.get()
             guard pool.limit(endpoint) > 0 else { throw .noConnectionShare }
         }
-        // A request the cache takes part in (or whose cache plan fails, which the framework lane answers).
-        guard case .some(.none) = try? state.cache.plan(route: plan.route, body: body, dialect: .openAI, caller: caller, header: header) else { throw .cached }
+        guard planned.cachePlan == nil else { throw .cached }
         // Last: from here on the fast lane answers, so a reservation it takes is always settled by it.
         do {
             guard let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) else { throw FastLaneSkip.limitsElsewhere }
