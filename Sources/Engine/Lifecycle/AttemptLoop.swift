@@ -1,12 +1,11 @@
 /// One request's attempts, from the first send until an answer wins or the trying ends: which target
 /// next (`FailoverPlan`), a target found down at its turn skipped, the backoff between tries, the hedge
-/// a slow first attempt gets, every attempt's timeouts (`AttemptTimer`), and the last failure kept for
-/// the client. A value-type state machine over instants, tested without sockets: events in, actions
-/// out. Each lane only carries its actions out (takes tickets, sends, cancels) and reports back.
-///
-/// `Failure` is the lane's record of a failed attempt (its error, the reply to pass on), kept for
-/// `giveUp`.
-public struct AttemptLoop<Failure: Sendable>: Sendable {
+/// a slow first attempt gets, and every attempt's timeouts (`AttemptTimer`). A value-type state
+/// machine over instants, tested without sockets: events in, actions out. Each lane only carries its
+/// actions out (takes tickets, sends, cancels), reports back, and keeps the last failure to answer
+/// with when the loop gives up. (Not generic over that record: unspecialized generic code across the
+/// module boundary costs the fast lane on every call.)
+public struct AttemptLoop: Sendable {
     public typealias AttemptID = Int
 
     public enum Action: Sendable {
@@ -19,8 +18,8 @@ public struct AttemptLoop<Failure: Sendable>: Sendable {
         case timedOut(AttemptID, TimeoutPhase)
         /// The attempt won: answer with it, after dropping these others (a hedge's loser).
         case deliver(AttemptID, cancelling: [AttemptID])
-        /// No attempt is left to make: answer with the last failure (nil: no target could be tried).
-        case giveUp(Failure?)
+        /// No attempt is left to make: answer with the last failure (none: no target could be tried).
+        case giveUp
     }
 
     private struct InFlight: Sendable {
@@ -39,7 +38,6 @@ public struct AttemptLoop<Failure: Sendable>: Sendable {
     private var backoff: (until: ContinuousClock.Instant, target: PlannedTarget)?
     private var nextID = 0
     public private(set) var firstSent: ContinuousClock.Instant?
-    public private(set) var lastFailure: Failure?
     public private(set) var isOver = false
 
     /// - Parameter hedgeDelay: for a hedging route, its delay (the route's p95 time to first token).
@@ -95,20 +93,19 @@ public struct AttemptLoop<Failure: Sendable>: Sendable {
     /// The attempt has an answer the client gets (a success; a stream's first chunk).
     public mutating func succeeded(_ id: AttemptID) -> Action {
         guard self.index(of: id) != nil, !self.isOver else { return .wait }
-        let others = self.inFlight.map(\.id).filter { $0 != id }
-        self.inFlight = []
+        var others: [AttemptID] = []
+        for attempt in self.inFlight where attempt.id != id { others.append(attempt.id) }
+        self.inFlight.removeAll(keepingCapacity: true)
         self.isOver = true
         return .deliver(id, cancelling: others)
     }
 
-    /// The attempt failed (`failure` says how, for the choice of what follows; `record` is what the
-    /// client gets if nothing better comes).
+    /// The attempt failed (`failure` says how, for the choice of what follows).
     /// - Parameter random: in 0..<1, for the backoff's jitter.
-    public mutating func failed(_ id: AttemptID, _ failure: AttemptFailure, record: Failure, at now: ContinuousClock.Instant, random: Double) -> Action {
+    public mutating func failed(_ id: AttemptID, _ failure: AttemptFailure, at now: ContinuousClock.Instant, random: Double) -> Action {
         guard let index = self.index(of: id), !self.isOver else { return .wait }
         let attempt = self.inFlight.remove(at: index)
-        self.lastFailure = record
-        // A hedge still racing may yet win; the failure is only the last one kept.
+        // A hedge still racing may yet win.
         guard self.inFlight.isEmpty else { return .wait }
         self.hedgeAt = nil
         switch self.plan.next(after: failure, on: attempt.target, at: now, random: random) {
@@ -135,7 +132,11 @@ public struct AttemptLoop<Failure: Sendable>: Sendable {
     /// When `tick` has something to do next: a timeout, the end of a backoff, a hedge due.
     public var nextDeadline: ContinuousClock.Instant? {
         guard !self.isOver else { return nil }
-        var next = self.inFlight.map(\.timer.deadline.at).min()
+        var next: ContinuousClock.Instant?
+        for attempt in self.inFlight {
+            let at = attempt.timer.deadline.at
+            next = min(next ?? at, at)
+        }
         if let backoff = self.backoff { next = min(next ?? backoff.until, backoff.until) }
         if let hedgeAt = self.hedgeAt { next = min(next ?? hedgeAt, hedgeAt) }
         return next
@@ -171,6 +172,6 @@ public struct AttemptLoop<Failure: Sendable>: Sendable {
         self.isOver = true
         self.backoff = nil
         self.hedgeAt = nil
-        return .giveUp(self.lastFailure)
+        return .giveUp
     }
 }

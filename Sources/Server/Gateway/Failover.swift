@@ -119,11 +119,12 @@ extension GatewayState {
         let hedgeDelay = plan.route.hedge.map { policy in
             self.health.withLock { $0.firstTokenQuantile(route: plan.route.alias, 0.95, minimumSamples: policy.minimumSamples) } ?? policy.initialDelay
         }
-        var loop = AttemptLoop<FailedAttempt>(plan: plan, hedgeDelay: hedgeDelay)
+        var loop = AttemptLoop(plan: plan, hedgeDelay: hedgeDelay)
         let (events, reports) = AsyncStream<AttemptEvent>.makeStream()
         var pending = events.makeAsyncIterator()
-        var attempts: [AttemptLoop<FailedAttempt>.AttemptID: RunningAttempt] = [:]
-        var winners: [AttemptLoop<FailedAttempt>.AttemptID: AttemptOutcome] = [:]
+        var attempts: [AttemptLoop.AttemptID: RunningAttempt] = [:]
+        var winners: [AttemptLoop.AttemptID: AttemptOutcome] = [:]
+        var lastFailure: FailedAttempt?
         var alarm: (at: ContinuousClock.Instant, task: Task<Void, Never>)?
         defer {
             alarm?.task.cancel()
@@ -185,7 +186,7 @@ extension GatewayState {
                         throw GatewayError.clientDisconnected
                     case .finished(let id, let result):
                         guard attempts.removeValue(forKey: id) != nil else { continue }
-                        action = self.report(result, of: id, to: &loop, winners: &winners, requestID: requestID, logger: logger)
+                        action = self.report(result, of: id, to: &loop, winners: &winners, lastFailure: &lastFailure, requestID: requestID, logger: logger)
                     }
                 case .timedOut(let id, let phase):
                     guard let attempt = attempts[id] else {
@@ -200,7 +201,7 @@ extension GatewayState {
                     attempts[id] = nil
                     attempt.task?.cancel()
                     let result = self.judge(.upstreamTimeout(attempt.upstream.settings, phase), target: attempt.target, ticket: attempt.ticket, logger: logger)
-                    action = self.report(result, of: id, to: &loop, winners: &winners, requestID: requestID, logger: logger)
+                    action = self.report(result, of: id, to: &loop, winners: &winners, lastFailure: &lastFailure, requestID: requestID, logger: logger)
                 case .deliver(let id, let losers):
                     for loser in losers {
                         guard let attempt = attempts.removeValue(forKey: loser), attempt.claim() else { continue }
@@ -213,8 +214,8 @@ extension GatewayState {
                     outcome = outcome.counted(loop.attemptsStarted, firstSent: loop.firstSent)
                     outcome.hedged = loop.hedged
                     return outcome
-                case .giveUp(let failure):
-                    guard let failure else { throw GatewayError.noHealthyTarget(route: plan.route.alias) }
+                case .giveUp:
+                    guard let failure = lastFailure else { throw GatewayError.noHealthyTarget(route: plan.route.alias) }
                     if let outcome = failure.outcome { return outcome }
                     throw failure.error
                 }
@@ -226,17 +227,17 @@ extension GatewayState {
 
     /// What the framework lane's driver hears of: its attempts, its alarm, its client.
     private enum AttemptEvent: Sendable {
-        case progress(AttemptLoop<FailedAttempt>.AttemptID, UpstreamCall.Progress, at: ContinuousClock.Instant)
-        case finished(AttemptLoop<FailedAttempt>.AttemptID, AttemptResult)
+        case progress(AttemptLoop.AttemptID, UpstreamCall.Progress, at: ContinuousClock.Instant)
+        case finished(AttemptLoop.AttemptID, AttemptResult)
         case alarm
         case clientLeft
     }
 
     /// A judged attempt, reported to the lifecycle.
     private func report(
-        _ result: AttemptResult, of id: AttemptLoop<FailedAttempt>.AttemptID, to loop: inout AttemptLoop<FailedAttempt>,
-        winners: inout [AttemptLoop<FailedAttempt>.AttemptID: AttemptOutcome], requestID: String, logger: Logger
-    ) -> AttemptLoop<FailedAttempt>.Action {
+        _ result: AttemptResult, of id: AttemptLoop.AttemptID, to loop: inout AttemptLoop,
+        winners: inout [AttemptLoop.AttemptID: AttemptOutcome], lastFailure: inout FailedAttempt?, requestID: String, logger: Logger
+    ) -> AttemptLoop.Action {
         switch result {
         case .won(let outcome):
             winners[id] = outcome
@@ -244,8 +245,8 @@ extension GatewayState {
         case .abandoned:
             return .wait
         case .failed(let target, let failure, let error, let outcome):
-            let record = FailedAttempt(error: error, outcome: outcome?.counted(loop.attemptsStarted, firstSent: loop.firstSent))
-            return loop.failed(id, failure, on: target, record: record, requestID: requestID, logger: logger)
+            lastFailure = FailedAttempt(error: error, outcome: outcome?.counted(loop.attemptsStarted, firstSent: loop.firstSent))
+            return loop.failed(id, failure, on: target, requestID: requestID, logger: logger)
         }
     }
 
@@ -352,8 +353,8 @@ struct FailedAttempt: Sendable {
 
 extension AttemptLoop {
     /// Reports a failed attempt at this instant, logged with the failure and what follows.
-    mutating func failed(_ id: AttemptID, _ failure: AttemptFailure, on target: PlannedTarget, record: Failure, requestID: String, logger: Logger) -> Action {
-        let action = self.failed(id, failure, record: record, at: .now, random: Double.random(in: 0..<1))
+    mutating func failed(_ id: AttemptID, _ failure: AttemptFailure, on target: PlannedTarget, requestID: String, logger: Logger) -> Action {
+        let action = self.failed(id, failure, at: .now, random: Double.random(in: 0..<1))
         let next: String
         switch action {
         case .send(let target): next = "\(target.key) now"

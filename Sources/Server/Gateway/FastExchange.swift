@@ -15,7 +15,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private let pool: LoopConnectionPool
     private let routing: RoutingSnapshot
     /// The request's lifecycle: this exchange carries out its actions and reports back.
-    private var loop: AttemptLoop<FailedAttempt>
+    private var loop: AttemptLoop
+    /// What the client gets if the loop gives up.
+    private var lastFailure: FailedAttempt?
     private let patch: OpenAIRequestPatch
     private let admission: Admission
     /// Set when the caller's limits refused the request: the fast lane answers it so (its refusal is
@@ -33,7 +35,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         /// Set while this is the exchange's current attempt, cleared when it ends (which also breaks
         /// the cycle; a `weak` reference cost a side-table allocation a request).
         var exchange: FastExchange?
-        let id: AttemptLoop<FailedAttempt>.AttemptID
+        let id: AttemptLoop.AttemptID
         let target: PlannedTarget
         let upstream: UpstreamPool.Upstream
         let endpoint: UpstreamEndpoint
@@ -52,7 +54,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         var relaysStream: Bool { self.answer.map { (200..<300).contains($0.status) } == true && self.isStreaming }
 
         init(
-            exchange: FastExchange, id: AttemptLoop<FailedAttempt>.AttemptID, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: UpstreamEndpoint,
+            exchange: FastExchange, id: AttemptLoop.AttemptID, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: UpstreamEndpoint,
             ticket: RoutingHealth.Ticket, request: ByteBuffer, sent: ContinuousClock.Instant, isStreaming: Bool
         ) {
             self.exchange = exchange
@@ -159,7 +161,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     // MARK: Attempts
 
     /// Carries out the lifecycle's actions until it waits for an event.
-    private func perform(_ first: AttemptLoop<FailedAttempt>.Action) {
+    private func perform(_ first: AttemptLoop.Action) {
         var action = first
         while !self.done {
             switch action {
@@ -177,14 +179,14 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
                 self.won = nil
                 self.attempt = nil
                 return attempt.relaysStream ? self.startRelay(attempt, won) : self.answer(won)
-            case .giveUp(let failure):
-                return self.giveUp(failure)
+            case .giveUp:
+                return self.giveUp(self.lastFailure)
             }
         }
     }
 
     /// Takes a ticket for `target` and sends to it over this loop's connections.
-    private func send(to target: PlannedTarget) -> AttemptLoop<FailedAttempt>.Action {
+    private func send(to target: PlannedTarget) -> AttemptLoop.Action {
         guard let upstream = self.routing.upstreams[target.provider], case .success(let endpoint) = upstream.fastLane else {
             self.fail(.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client"))
             return .wait
@@ -284,14 +286,14 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     }
 
     /// The attempt ended without an answer (a transport failure, a timeout): it counts against its target.
-    private func attemptFailed(_ error: GatewayError) -> AttemptLoop<FailedAttempt>.Action {
+    private func attemptFailed(_ error: GatewayError) -> AttemptLoop.Action {
         guard let attempt = self.attempt else { return .wait }
         attempt.connection?.abandon(from: self)
         return self.settle(attempt, self.state.judge(error, target: attempt.target, ticket: attempt.ticket, logger: self.logger))
     }
 
     /// Reports a judged attempt to the lifecycle.
-    private func settle(_ attempt: Attempt, _ result: GatewayState.AttemptResult) -> AttemptLoop<FailedAttempt>.Action {
+    private func settle(_ attempt: Attempt, _ result: GatewayState.AttemptResult) -> AttemptLoop.Action {
         switch result {
         case .won(let outcome):
             self.won = outcome.counted(self.loop.attemptsStarted, firstSent: self.loop.firstSent)
@@ -301,8 +303,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             return .wait
         case .failed(let target, let failure, let error, let outcome):
             self.attempt = nil
-            let record = FailedAttempt(error: error, outcome: outcome?.counted(self.loop.attemptsStarted, firstSent: self.loop.firstSent))
-            return self.loop.failed(attempt.id, failure, on: target, record: record, requestID: self.requestID, logger: self.logger)
+            self.lastFailure = FailedAttempt(error: error, outcome: outcome?.counted(self.loop.attemptsStarted, firstSent: self.loop.firstSent))
+            return self.loop.failed(attempt.id, failure, on: target, requestID: self.requestID, logger: self.logger)
         }
     }
 
