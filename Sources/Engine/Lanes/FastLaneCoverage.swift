@@ -21,7 +21,7 @@ public enum FastLaneCoverage {
         "timeouts": .shared,
         "maxConnections": .shared,
         "acceptsStreamOptions": .shared,
-        "wire": .skips(.translated),
+        "wire": .skips(.upstreamDialect),
         "defaultMaxTokens": .shared,
         "apiVersion": .skips(.azureDeployment),
         "breaker": .shared,
@@ -57,9 +57,9 @@ public enum FastLaneCoverage {
         "stateDir": .notOnRequestPath,
         "maxBodyBytes": .skips(.bodyTooLarge),
         "logLevel": .notOnRequestPath,
-        // Images are inlined only for translated requests.
-        "fetchImageURLs": .skips(.translated),
-        "imageLimits": .skips(.translated),
+        // Images are inlined only for Gemini and Ollama upstreams.
+        "fetchImageURLs": .skips(.upstreamDialect),
+        "imageLimits": .skips(.upstreamDialect),
         "anonymous": .shared,
         "budgetStatus": .shared,
         "adminSocket": .notOnRequestPath,

@@ -5,7 +5,7 @@
 public enum FastLaneSkip: String, Sendable, CaseIterable, Error {
     /// `server.fast_lane: false`.
     case disabled
-    /// Not `POST /v1/chat/completions` (messages, embeddings, models, health, metrics…).
+    /// Neither `POST /v1/chat/completions` nor `POST /v1/messages` (embeddings, models, health, metrics…).
     case otherEndpoint = "other_endpoint"
     /// The client ends the connection after this request (HTTP/1.0, `Connection: close`): the
     /// framework lane's `FrameworkWatch` owns how such a connection ends.
@@ -26,8 +26,9 @@ public enum FastLaneSkip: String, Sendable, CaseIterable, Error {
     case unroutable
     /// The route hedges (a second attempt races the first).
     case hedged
-    /// A target speaks another dialect than OpenAI chat (Anthropic, Gemini, Ollama): translated.
-    case translated
+    /// A target speaks another dialect than the OpenAI chat the fast lane sends (Anthropic, Gemini,
+    /// Ollama): the framework lane translates for it.
+    case upstreamDialect = "upstream_dialect"
     /// A target is Azure's classic API (the deployment in the path, the version in the query).
     case azureDeployment = "azure_deployment"
     /// A target is reached through `HTTPS_PROXY` / `HTTP_PROXY`.

@@ -216,6 +216,12 @@ struct ExchangeContext: Sendable {
         return failure
     }
 
+    /// A translated stream is over: accounted, and its answer kept when it ended well.
+    func translatedStreamEnded(_ relay: TranslatedStreamRelay) {
+        self.streamEnded(failure: relay.failure, usage: relay.usage, finishReason: nil)
+        if let response = relay.recordedAnswer { self.remember(response) }
+    }
+
     /// A relayed stream is over: the target is judged by how it ended (a failure after the first
     /// byte counts against it, though nothing can be retried any more).
     func streamEnded(failure: GatewayError?, usage: Usage?, finishReason: String?) {

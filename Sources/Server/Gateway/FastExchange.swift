@@ -7,7 +7,8 @@ import NIOHTTP1
 import Synchronization
 
 /// One fast-lane request: its attempts along the failover plan, and the answer written to the client,
-/// whole or relayed as a stream.
+/// whole or relayed as a stream. An OpenAI client's request goes out patched; an Anthropic client's
+/// is translated for the OpenAI-compatible upstream, and its answer back, streams included.
 final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private let state: GatewayState
     private unowned let handler: FastLaneHandler
@@ -19,6 +20,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     /// What the client gets if the loop gives up.
     private var lastFailure: FailedAttempt?
     private let patch: OpenAIRequestPatch
+    /// Set for an Anthropic client: its request in canonical form, and how its answer is translated.
+    private let translation: Translation?
     private let admission: Admission
     /// Set when the caller's limits refused the request: the fast lane answers it so (its refusal is
     /// counted already).
@@ -79,12 +82,33 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         }
     }
 
+    /// An Anthropic client's request to OpenAI-compatible upstreams.
+    private struct Translation {
+        let request: ChatRequest
+        /// Fields of the request no OpenAI field carries, named in `x-switchyard-dropped`.
+        let dropped: [String]
+        let exchange: TranslatedExchange
+    }
+
     /// A stream being relayed to the client, after its attempt won.
     private struct Relay {
+        enum Kind {
+            /// OpenAI in and out: relayed byte for byte in whole events.
+            case passed(OpenAIStreamRelay)
+            case translated(TranslatedStreamRelay)
+        }
+
         let exchange: ExchangeContext
         let connection: UpstreamConnection?
-        var relay: OpenAIStreamRelay
+        var kind: Kind
         var timer: RelayTimer
+
+        var usage: Usage? {
+            switch self.kind {
+            case .passed(let relay): relay.usage
+            case .translated(let relay): relay.usage
+            }
+        }
     }
 
     private var attempt: Attempt? {
@@ -98,7 +122,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     /// The second half of the lane decision, once the body is here (the first is
     /// `FastLaneHandler.skipReason`): throws why the framework lane takes the request instead.
-    init(head: RequestHead, body: ByteBuffer, state: GatewayState, handler: FastLaneHandler, context: ChannelHandlerContext) throws(FastLaneSkip) {
+    init(
+        head: RequestHead, body: ByteBuffer, client: ClientDialect, state: GatewayState, handler: FastLaneHandler, context: ChannelHandlerContext
+    ) throws(FastLaneSkip) {
         let started = ContinuousClock.now
         guard let pool = state.loopUpstreams.pool(on: context.eventLoop) else { throw .noConnectionShare }
         let header = { (name: HTTPField.Name) in head.field(name.canonicalName) }
@@ -110,7 +136,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         }
         let planned: ChatPlan
         do {
-            planned = try state.planChat(body: body, caller: caller, dialect: .openAI, header: header)
+            planned = try state.planChat(body: body, caller: caller, dialect: client, header: header)
         } catch {
             switch error {
             case .invalidBody: throw .invalidBody
@@ -122,11 +148,17 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard plan.route.hedge == nil else { throw .hedged }
         for candidate in plan.everyCandidate {
             guard let upstream = routing.upstreams[candidate.provider] else { throw .unroutable }
-            guard upstream.settings.wire == .openAIChat else { throw .translated }
+            guard upstream.settings.wire == .openAIChat else { throw .upstreamDialect }
             let endpoint = try upstream.fastLane.get()
             guard pool.limit(endpoint) > 0 else { throw .noConnectionShare }
         }
         guard planned.cachePlan == nil else { throw .cached }
+        if client == .anthropic {
+            guard let decoded = try? AnthropicRequestDecoder.decode(body) else { throw .invalidBody }
+            self.translation = Translation(request: decoded.request, dropped: decoded.dropped, exchange: TranslatedExchange(client: .anthropic))
+        } else {
+            self.translation = nil
+        }
         // Last: from here on the fast lane answers, so a reservation it takes is always settled by it.
         do {
             guard let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) else { throw FastLaneSkip.limitsElsewhere }
@@ -194,10 +226,22 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let now = ContinuousClock.now
         guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else { return self.loop.ticketRefused(target) }
         let id = self.loop.sent(target, timeouts: upstream.settings.timeouts, streaming: self.patch.isStreaming, at: now)
-        let request = endpoint.chatRequest(
-            self.patch, model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions, requestID: self.requestID,
-            traceparent: self.traceparent
-        )
+        let request: ByteBuffer
+        if let translation = self.translation {
+            do {
+                let body = try ProviderAdapters.adapter(for: .openAIChat).encode(translation.request, upstreamModel: target.upstreamModel, settings: upstream.settings)
+                request = endpoint.chatRequest(body: body, requestID: self.requestID, traceparent: self.traceparent)
+            } catch {
+                self.state.health.withLock { $0.abandoned(ticket) }
+                self.fail(error)
+                return .wait
+            }
+        } else {
+            request = endpoint.chatRequest(
+                self.patch, model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions, requestID: self.requestID,
+                traceparent: self.traceparent
+            )
+        }
         let attempt = Attempt(
             exchange: self, id: id, target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, request: request, sent: now,
             isStreaming: self.patch.isStreaming
@@ -344,13 +388,19 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private func startRelay(_ attempt: Attempt, _ outcome: AttemptOutcome) {
         let exchange = self.exchangeContext(outcome)
         let now = ContinuousClock.now
+        let kind: Relay.Kind = self.translation.map { .translated($0.exchange.streamRelay(exchange)) }
+            ?? .passed(OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage))
         self.relay = Relay(
-            exchange: exchange, connection: attempt.connection,
-            relay: OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage),
+            exchange: exchange, connection: attempt.connection, kind: kind,
             timer: RelayTimer(idle: attempt.upstream.settings.timeouts.idle, deadline: exchange.deadline, at: now)
         )
         var head = WireResponse.Head(.ok, allocator: self.context.channel.allocator)
-        ChatCompletionsHandler.streamHeaders(exchange, overhead: outcome.overhead(since: self.started), fields: &head)
+        let overhead = outcome.overhead(since: self.started)
+        if let translation = self.translation {
+            translation.exchange.streamHeaders(exchange, dropped: translation.dropped, overhead: overhead, fields: &head)
+        } else {
+            ChatCompletionsHandler.streamHeaders(exchange, overhead: overhead, fields: &head)
+        }
         self.context.write(self.handler.wrapOutboundOut(.byteBuffer(head.finish(contentLength: nil, date: self.pool.date.now))), promise: nil)
         self.arm(at: self.relay!.timer.nextCheck(at: now))
     }
@@ -365,7 +415,12 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard var relay = self.relay else { return }
         self.relay = nil
         relay.timer.chunk(at: .now)
-        let step = relay.exchange.relayStep(&relay.relay, chunk)
+        guard case .passed(var passed) = relay.kind else {
+            self.relay = relay
+            return self.translateChunk(chunk)
+        }
+        let step = relay.exchange.relayStep(&passed, chunk)
+        relay.kind = .passed(passed)
         self.relay = relay
         switch step {
         case .forward(let bytes):
@@ -376,6 +431,21 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.relayToClient(bytes)
             self.endRelay(failure: error)
         }
+    }
+
+    /// A chunk of a translated stream: the client's events for it (its end waits for the upstream's,
+    /// so the connection goes back whole), or our `total` timeout once past the deadline.
+    private func translateChunk(_ chunk: ByteBuffer) {
+        guard var relay = self.relay, case .translated(var translated) = relay.kind else { return }
+        if ContinuousClock.now > relay.exchange.deadline {
+            return self.endRelay(failure: .upstreamTimeout(relay.exchange.upstream.settings, .total))
+        }
+        let text = translated.feed(chunk)
+        relay.kind = .translated(translated)
+        self.relay = relay
+        self.relayToClient(ByteBuffer(string: text))
+        if translated.failure != nil { return self.endRelay(failure: nil) }
+        if !self.context.channel.isWritable { self.clientWritabilityChanged() }
     }
 
     /// Relayed bytes go out with the next flush (once per read from the upstream).
@@ -396,26 +466,37 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     /// The stream is over: cleanly, with the upstream's own error event, or with ours.
     private func endRelay(failure: GatewayError?) {
-        guard var relay = self.relay, !self.done else { return }
+        guard let relay = self.relay, !self.done else { return }
         self.relay = nil
         self.done = true
         self.disarm()
-        var failure = failure
-        if failure == nil {
-            // What the upstream left without its blank line (its last event, often `[DONE]`) goes out too.
-            switch relay.relay.finish() {
-            case .forward(let bytes):
-                self.relayToClient(bytes)
-            case .fail(let bytes, let error):
-                self.relayToClient(bytes)
-                failure = error
+        switch relay.kind {
+        case .passed(var passed):
+            var failure = failure
+            if failure == nil {
+                // What the upstream left without its blank line (its last event, often `[DONE]`) goes out too.
+                switch passed.finish() {
+                case .forward(let bytes):
+                    self.relayToClient(bytes)
+                case .fail(let bytes, let error):
+                    self.relayToClient(bytes)
+                    failure = error
+                }
             }
+            if let failure {
+                relay.connection?.abandon(from: self)
+                self.relayToClient(failure.openAIStreamEvent)
+            }
+            relay.exchange.openAIStreamEnded(passed, failure: failure)
+        case .translated(var translated):
+            // Ours (a timeout, a broken connection) ends the client's stream with its error event; a
+            // clean end lets the decoder say whether the upstream's stream was whole.
+            if !translated.isFinished {
+                self.relayToClient(ByteBuffer(string: failure.map { translated.fail($0) } ?? translated.finish()))
+            }
+            if translated.failure != nil { relay.connection?.abandon(from: self) }
+            relay.exchange.translatedStreamEnded(translated)
         }
-        if let failure {
-            relay.connection?.abandon(from: self)
-            self.relayToClient(failure.openAIStreamEvent)
-        }
-        relay.exchange.openAIStreamEnded(relay.relay, failure: failure)
         self.context.write(self.handler.wrapOutboundOut(.byteBuffer(WireResponse.lastChunk)), promise: nil)
         self.pool.flushAtEndOfTurn(self.context)
         self.handler.exchangeEnded(context: self.context)
@@ -432,10 +513,16 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     /// The upstream's successful answer, its head written straight into the bytes that go out.
     private func answer(_ outcome: AttemptOutcome) {
-        let body = outcome.reply.body ?? ByteBuffer()
+        var body = outcome.reply.body ?? ByteBuffer()
         var head = WireResponse.Head(.ok, capacity: 512 + body.readableBytes, allocator: self.context.channel.allocator)
         do {
-            try ChatCompletionsHandler.answer(body, self.exchangeContext(outcome), fields: &head)
+            if let translation = self.translation {
+                body = try translation.exchange.answer(
+                    body, self.exchangeContext(outcome), dropped: translation.dropped, overhead: outcome.overhead(since: self.started), fields: &head
+                )
+            } else {
+                try ChatCompletionsHandler.answer(body, self.exchangeContext(outcome), fields: &head)
+            }
         } catch {
             return self.fail(error as? GatewayError ?? .internalFailure("\(type(of: error))"))
         }
@@ -446,7 +533,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private func giveUp(_ lastFailure: FailedAttempt?) {
         guard let lastFailure else { return self.fail(.noHealthyTarget(route: self.loop.plan.route.alias)) }
         guard let outcome = lastFailure.outcome else { return self.fail(lastFailure.error) }
-        self.write(outcome.reply.openAIErrorWholeResponse(self.exchangeContext(outcome), overhead: outcome.overhead(since: self.started)))
+        let exchange = self.exchangeContext(outcome)
+        let overhead = outcome.overhead(since: self.started)
+        self.write(self.translation?.exchange.failure(exchange, overhead: overhead) ?? outcome.reply.openAIErrorWholeResponse(exchange, overhead: overhead))
     }
 
     private func fail(_ error: GatewayError, rateLimits: RateLimitReport? = nil) {
@@ -455,7 +544,10 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             failed: error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission, started: self.started,
             logger: self.logger
         )
-        var response = error.openAIWholeResponse(requestID: self.requestID, overhead: ContinuousClock.now - self.started)
+        let overhead = ContinuousClock.now - self.started
+        var response = self.translation == nil
+            ? error.openAIWholeResponse(requestID: self.requestID, overhead: overhead)
+            : error.anthropicWholeResponse(requestID: self.requestID, overhead: overhead)
         response.headers.setRateLimitHeaders(rateLimits)
         self.write(response)
     }
@@ -484,7 +576,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         if let relay = self.relay {
             self.relay = nil
             relay.connection?.abandon(from: self)
-            relay.exchange.clientLeft(usage: relay.relay.usage)
+            relay.exchange.clientLeft(usage: relay.usage)
         } else {
             if let attempt = self.attempt {
                 self.attempt = nil

@@ -260,13 +260,14 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler, Dead
         self.buffered = nil
     }
 
-    /// The first half of the lane decision, on the head: only `POST /v1/chat/completions` with a body
+    /// The first half of the lane decision, on the head: only `POST /v1/chat/completions` (or
+    /// `/v1/messages`, translated for OpenAI-compatible upstreams) with a body
     /// within `server.max_body`, on a connection the client keeps open and with no framework answer
     /// owed, can be fast; Hummingbird answers the rest (its 413 for a body too large). The second
     /// half, on the body, is `FastExchange.init`.
     private func skipReason(_ head: RequestHead) -> FastLaneSkip? {
         if !self.state.server.fastLane { return .disabled }
-        if !head.isPost || !head.targets("/v1/chat/completions") { return .otherEndpoint }
+        if !head.isPost || !(head.targets("/v1/chat/completions") || head.targets("/v1/messages")) { return .otherEndpoint }
         if head.closes { return .connectionCloses }
         if head.expects { return .expectsContinue }
         if head.contentLength > self.state.server.maxBodyBytes { return .bodyTooLarge }
@@ -277,7 +278,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler, Dead
     /// A candidate's whole body is here: the fast lane answers it, or passes it on as it came.
     private func dispatch(_ head: RequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
         do throws(FastLaneSkip) {
-            let exchange = try FastExchange(head: head, body: body, state: self.state, handler: self, context: context)
+            let client: ClientDialect = head.targets("/v1/messages") ? .anthropic : .openAI
+            let exchange = try FastExchange(head: head, body: body, client: client, state: self.state, handler: self, context: context)
             self.phase = .serving(exchange)
             exchange.begin()
         } catch {

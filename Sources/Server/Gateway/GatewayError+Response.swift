@@ -18,15 +18,15 @@ extension GatewayError {
 
     /// The error as an Anthropic-dialect HTTP response (its envelope, its status conventions).
     func anthropicResponse(requestID: String, overhead: Duration) -> Response {
+        self.anthropicWholeResponse(requestID: requestID, overhead: overhead).response
+    }
+
+    func anthropicWholeResponse(requestID: String, overhead: Duration) -> WholeResponse {
         var headers: HTTPFields = [.contentType: "application/json"]
         headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
         headers[.anthropicRequestID] = requestID
         if let seconds = self.retryAfterSeconds { headers[.retryAfter] = String(seconds) }
-        return Response(
-            status: HTTPResponse.Status(code: self.httpStatus),
-            headers: headers,
-            body: ResponseBody(byteBuffer: ByteBuffer(string: self.anthropicBody(requestID: requestID)))
-        )
+        return WholeResponse(status: HTTPResponse.Status(code: self.httpStatus), headers: headers, body: ByteBuffer(string: self.anthropicBody(requestID: requestID)))
     }
 
     /// The error as the last event of an OpenAI stream: a `data:` line with an `error` object, which the

@@ -29,54 +29,77 @@ struct TranslatedExchange {
     func respond(_ exchange: ExchangeContext, request: ChatRequest, dropped: [String], started: ContinuousClock.Instant) throws -> Response {
         let outcome = exchange.outcome
         let target = outcome.target
-        let requestID = exchange.requestID
-        let overhead = outcome.overhead(since: started)
         let reply = outcome.reply
-        guard reply.isSuccess else {
-            let error = reply.error(provider: target.provider)
-            error.log(requestID: requestID, logger: exchange.logger)
-            exchange.answeredWithFailure(error, status: error.httpStatus)
-            return self.client == .openAI
-                ? error.openAIResponse(requestID: requestID, overhead: overhead)
-                : error.anthropicResponse(requestID: requestID, overhead: overhead)
-        }
-
-        let adapter = ProviderAdapters.adapter(for: outcome.upstream.settings.wire)
+        guard reply.isSuccess else { return self.failure(exchange, overhead: outcome.overhead(since: started)).response }
         var headers: HTTPFields = [:]
-        headers.setRoutingHeaders(outcome)
-        exchange.setAccountingHeaders(&headers, usage: nil)
-        if !dropped.isEmpty { headers[.droppedFields] = dropped.joined(separator: ",") }
-        headers.setGatewayHeaders(requestID: requestID, overhead: overhead)
-        let model = target.upstreamModel
-        let created = Int(Date().timeIntervalSince1970)
         guard let responseBody = reply.body else {
-            headers[.contentType] = "text/event-stream"
-            headers[.cacheControl] = "no-cache"
+            self.streamHeaders(exchange, dropped: dropped, overhead: outcome.overhead(since: started), fields: &headers)
             guard let stream = reply.stream else { throw GatewayError.internalFailure("a successful reply with neither body nor stream") }
-            let decoder: @Sendable () -> any StreamDecoder = { adapter.makeStreamDecoder(provider: target.provider) }
-            let body: ResponseBody
-            switch self.client {
-            case .openAI:
-                let includeUsage = self.includeUsage
-                body = UpstreamCall.translatedStream(stream, exchange, decoder: decoder) {
-                    OpenAIStreamEncoder(model: model, created: created, includeUsage: includeUsage, fallbackID: requestID)
-                }
-            case .anthropic:
-                body = UpstreamCall.translatedStream(stream, exchange, decoder: decoder) {
-                    AnthropicStreamEncoder(model: model, fallbackID: requestID)
-                }
-            }
-            return Response(status: .ok, headers: headers, body: body)
+            let translation = self
+            return Response(status: .ok, headers: headers, body: UpstreamCall.translatedStream(stream, exchange) { translation.streamRelay(exchange) })
         }
-        var response = try adapter.decode(responseBody, provider: target.provider)
-        if response.id.isEmpty { response.id = requestID }
+        let text = try self.answer(responseBody, exchange, dropped: dropped, overhead: outcome.overhead(since: started), fields: &headers)
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: text))
+    }
+
+    /// The upstream's failed reply in the client's envelope, with the upstream's status; accounted.
+    func failure(_ exchange: ExchangeContext, overhead: Duration) -> WholeResponse {
+        let error = exchange.outcome.reply.error(provider: exchange.target.provider)
+        error.log(requestID: exchange.requestID, logger: exchange.logger)
+        exchange.answeredWithFailure(error, status: error.httpStatus)
+        return self.client == .openAI
+            ? error.openAIWholeResponse(requestID: exchange.requestID, overhead: overhead)
+            : error.anthropicWholeResponse(requestID: exchange.requestID, overhead: overhead)
+    }
+
+    /// A successful whole answer in the client's dialect, its fields into `headers`; accounted, and
+    /// kept when the route caches.
+    func answer<Fields: ResponseFields>(
+        _ responseBody: ByteBuffer, _ exchange: ExchangeContext, dropped: [String], overhead: Duration, fields headers: inout Fields
+    ) throws -> ByteBuffer {
+        let outcome = exchange.outcome
+        let target = outcome.target
+        var response = try ProviderAdapters.adapter(for: outcome.upstream.settings.wire).decode(responseBody, provider: target.provider)
+        if response.id.isEmpty { response.id = exchange.requestID }
         exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
         exchange.remember(response)
-        headers.setCost(exchange.cost(of: response.usage))
-        headers[.contentType] = "application/json"
-        let text = self.client == .openAI
-            ? OpenAIResponseEncoder.completion(response, model: model, created: created)
-            : AnthropicResponseEncoder.message(response, model: model)
-        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        headers.set(.contentType, "application/json")
+        headers.setRoutingHeaders(outcome)
+        exchange.setAccountingHeaders(&headers, usage: response.usage)
+        if !dropped.isEmpty { headers.set(.droppedFields, dropped.joined(separator: ",")) }
+        headers.setGatewayHeaders(requestID: exchange.requestID, overhead: overhead)
+        let model = target.upstreamModel
+        return ByteBuffer(string: self.client == .openAI
+            ? OpenAIResponseEncoder.completion(response, model: model, created: Int(Date().timeIntervalSince1970))
+            : AnthropicResponseEncoder.message(response, model: model))
+    }
+
+    /// The head fields of a translated stream.
+    func streamHeaders<Fields: ResponseFields>(_ exchange: ExchangeContext, dropped: [String], overhead: Duration, fields headers: inout Fields) {
+        headers.set(.contentType, "text/event-stream")
+        headers.set(.cacheControl, "no-cache")
+        headers.setRoutingHeaders(exchange.outcome)
+        exchange.setAccountingHeaders(&headers, usage: nil)
+        if !dropped.isEmpty { headers.set(.droppedFields, dropped.joined(separator: ",")) }
+        headers.setGatewayHeaders(requestID: exchange.requestID, overhead: overhead)
+    }
+
+    /// The relay of a translated stream from `exchange`'s upstream to this client.
+    func streamRelay(_ exchange: ExchangeContext) -> TranslatedStreamRelay {
+        let target = exchange.target
+        return TranslatedStreamRelay(
+            decoder: ProviderAdapters.adapter(for: exchange.upstream.settings.wire).makeStreamDecoder(provider: target.provider),
+            encoder: Self.streamEncoder(for: self.client, model: target.upstreamModel, includeUsage: self.includeUsage, requestID: exchange.requestID),
+            records: exchange.recordsAnswer
+        )
+    }
+
+    private static func streamEncoder(for client: ClientDialect, model: String, includeUsage: Bool, requestID: String) -> any StreamEncoder {
+        switch client {
+        case .openAI:
+            OpenAIStreamEncoder(model: model, created: Int(Date().timeIntervalSince1970), includeUsage: includeUsage, fallbackID: requestID)
+        case .anthropic:
+            AnthropicStreamEncoder(model: model, fallbackID: requestID)
+        }
     }
 }

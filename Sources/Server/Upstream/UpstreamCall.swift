@@ -177,51 +177,34 @@ extension UpstreamCall.Reply {
 extension UpstreamCall {
     /// Relays a successful upstream stream in another dialect: upstream bytes → canonical events →
     /// client text, failures included (the encoder ends the stream with the dialect's error event).
-    /// The decoder and encoder are made inside the body writer: they are per-request state, not shared.
-    static func translatedStream<Encoder: StreamEncoder>(
+    /// The relay is made inside the body writer: it is per-request state, not shared.
+    static func translatedStream(
         _ stream: UpstreamStream,
         _ context: ExchangeContext,
-        decoder makeDecoder: @escaping @Sendable () -> any StreamDecoder,
-        encoder makeEncoder: @escaping @Sendable () -> Encoder
+        relay makeRelay: @escaping @Sendable () -> TranslatedStreamRelay
     ) -> ResponseBody {
         ResponseBody { writer in
-            var decoder = makeDecoder()
-            var encoder = makeEncoder()
-            var failure: GatewayError?
-            var usage: Usage?
-            var recording = context.recordsAnswer ? StreamRecording() : nil
-            while !encoder.isFinished {
-                var events: [StreamEvent]
+            var relay = makeRelay()
+            while !relay.isFinished {
+                let text: String
                 do {
                     if let chunk = try await stream.next() {
-                        events = ContinuousClock.now > context.deadline
-                            ? [.failure(.upstreamTimeout(context.upstream.settings, .total))]
-                            : decoder.feed(chunk)
+                        text = ContinuousClock.now > context.deadline ? relay.fail(.upstreamTimeout(context.upstream.settings, .total)) : relay.feed(chunk)
                     } else {
-                        events = decoder.finish()
+                        text = relay.finish()
                     }
                 } catch {
-                    events = [.failure(GatewayError.from(error, provider: context.upstream.settings, streaming: true))]
+                    text = relay.fail(GatewayError.from(error, provider: context.upstream.settings, streaming: true))
                 }
-                recording?.record(events)
-                for event in events {
-                    switch event {
-                    case .failure(let error): failure = error
-                    case .usage(let reported): usage = reported
-                    default: continue
-                    }
-                }
-                let text = encoder.encode(events)
                 do {
                     if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
                 } catch {
                     // The client hung up: what the stream used so far is still accounted.
-                    context.clientLeft(usage: usage)
+                    context.clientLeft(usage: relay.usage)
                     throw error
                 }
             }
-            context.streamEnded(failure: failure, usage: usage, finishReason: nil)
-            if failure == nil, let response = recording?.response { context.remember(response) }
+            context.translatedStreamEnded(relay)
             try await writer.finish(nil)
         }
     }

@@ -85,7 +85,21 @@ final class UpstreamEndpoint: Sendable {
     func chatRequest(_ patch: OpenAIRequestPatch, model: String, requestStreamUsage: Bool, requestID: String, traceparent: String?) -> ByteBuffer {
         let edits = patch.edits(model: model, requestStreamUsage: requestStreamUsage)
         let length = patch.upstreamBodyLength(edits)
-        var request = ByteBufferAllocator().buffer(capacity: self.chatRequestHead.readableBytes + 192 + length)
+        var request = self.chatRequestHead(bodyLength: length, requestID: requestID, traceparent: traceparent)
+        patch.writeUpstreamBody(edits, into: &request)
+        return request
+    }
+
+    /// A chat completion request with a body of its own (a translated request's).
+    func chatRequest(body: ByteBuffer, requestID: String, traceparent: String?) -> ByteBuffer {
+        var request = self.chatRequestHead(bodyLength: body.readableBytes, requestID: requestID, traceparent: traceparent)
+        request.writeImmutableBuffer(body)
+        return request
+    }
+
+    /// The serialized head with the request's own fields, room left for the body.
+    private func chatRequestHead(bodyLength: Int, requestID: String, traceparent: String?) -> ByteBuffer {
+        var request = ByteBufferAllocator().buffer(capacity: self.chatRequestHead.readableBytes + 192 + bodyLength)
         request.writeImmutableBuffer(self.chatRequestHead)
         request.writeStaticString("x-request-id: ")
         request.writeString(requestID)
@@ -94,9 +108,8 @@ final class UpstreamEndpoint: Sendable {
             request.writeString(traceparent)
         }
         request.writeStaticString("\r\ncontent-length: ")
-        request.writeString(String(length))
+        request.writeString(String(bodyLength))
         request.writeStaticString("\r\n\r\n")
-        patch.writeUpstreamBody(edits, into: &request)
         return request
     }
 }
