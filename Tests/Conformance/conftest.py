@@ -1,13 +1,16 @@
 """Starts the real `switchyard` binary on a loopback port for the SDK conformance tests.
 
 The gateway runs with a config whose providers are the built-in simulator (no keys, no network),
-and routes that provoke each failure the SDKs must handle.
+and routes that provoke each failure the SDKs must handle. Every test runs twice: with the fast lane
+on (`server.fast_lane: true`, test id `fast`) and off (`false`, id `framework`), one gateway per lane.
 """
 import os
 import re
 import subprocess
 import tempfile
 import time
+import urllib.request
+from dataclasses import dataclass
 
 import pytest
 
@@ -15,6 +18,7 @@ CONFIG = """
 server:
   listen: 127.0.0.1:0
   state_dir: {state}
+  fast_lane: {fast_lane}
 providers:
   sim:
     kind: simulator
@@ -68,13 +72,34 @@ simulator: {{ ttft: 0ms, tokens_per_second: 0 }}
 """
 
 
-@pytest.fixture(scope="session")
-def gateway_url():
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    lane: str
+
+    def metrics(self):
+        """The gateway's fast-lane counters: requests it served, and requests it left by reason."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        served, skipped = 0, {}
+        for line in text.splitlines():
+            if line.startswith("switchyard_fast_lane_requests_total "):
+                served = int(float(line.split()[-1]))
+            match = re.match(r'switchyard_fast_lane_skipped_total\{reason="([a-z_]+)"\} (\S+)$', line)
+            if match:
+                skipped[match.group(1)] = int(float(match.group(2)))
+        return served, skipped
+
+
+@pytest.fixture(scope="session", params=["fast", "framework"])
+def gateway(request):
+    """The real binary on one lane: every test that uses it runs once per lane."""
+    lane = request.param
     binary = os.environ.get("SWITCHYARD_BIN", os.path.join(os.path.dirname(__file__), "../../.build/debug/switchyard"))
     with tempfile.TemporaryDirectory() as state:
         config_path = os.path.join(state, "switchyard.yaml")
         with open(config_path, "w") as handle:
-            handle.write(CONFIG.format(state=state))
+            handle.write(CONFIG.format(state=state, fast_lane="true" if lane == "fast" else "false"))
         environment = {key: value for key, value in os.environ.items() if not key.endswith("_API_KEY")}
         process = subprocess.Popen(
             [binary, "serve", "--config", config_path],
@@ -95,7 +120,7 @@ def gateway_url():
             process.kill()
             pytest.fail("the gateway did not start:\n" + "".join(lines))
         try:
-            yield url
+            yield Gateway(url=url, lane=lane)
         finally:
             process.terminate()
             try:
@@ -103,3 +128,8 @@ def gateway_url():
             except subprocess.TimeoutExpired:
                 process.kill()
                 pytest.fail("the gateway did not stop within 10 s of SIGTERM")
+
+
+@pytest.fixture()
+def gateway_url(gateway):
+    return gateway.url

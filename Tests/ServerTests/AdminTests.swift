@@ -11,28 +11,29 @@ import Testing
 @testable import Server
 
 /// A gateway with its own state dir and config file, driven over its real admin socket.
-struct AdminFixture {
+struct AdminFixture: LaneFixture {
     let directory: String
     let configPath: String
     let router: SimulatorRouter
     let simulator: RunningService
     let gateway: RunningService
     let socket: String
+    let lane: Lane
 
-    static func start(routesYAML: String? = nil) async throws -> AdminFixture {
+    static func start(routesYAML: String? = nil, lane: Lane = .fast) async throws -> AdminFixture {
         let directory = NSTemporaryDirectory() + "switchyard-admin-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
         let simulator = try await RunningService.simulator(router)
         let configPath = directory + "/gateway.yaml"
-        try Self.yaml(simulator: simulator.url, state: directory + "/state", routes: routesYAML ?? Self.defaultRoutes)
+        try Self.yaml(simulator: simulator.url, state: directory + "/state", routes: routesYAML ?? Self.defaultRoutes, lane: lane)
             .write(toFile: configPath, atomically: true, encoding: .utf8)
         let source = ConfigSource(path: configPath) { $0.server.listen = ListenAddress(host: "127.0.0.1", port: 0) }
         let config = try source.load()
         let gateway = try await RunningService.gateway(config, source: source)
         return AdminFixture(
             directory: directory, configPath: configPath, router: router, simulator: simulator, gateway: gateway,
-            socket: config.server.adminSocketPath
+            socket: config.server.adminSocketPath, lane: lane
         )
     }
 
@@ -44,9 +45,9 @@ struct AdminFixture {
               - { provider: b, model: m, weight: 1 }
         """
 
-    static func yaml(simulator: String, state: String, routes: String) -> String {
+    static func yaml(simulator: String, state: String, routes: String, lane: Lane = .fast) -> String {
         """
-        server: { state_dir: \(state) }
+        server: { state_dir: \(state), fast_lane: \(lane == .fast) }
         providers:
           a: { kind: simulator, base_url: "\(simulator)/v1" }
           b: { kind: simulator, base_url: "\(simulator)/v1" }
@@ -116,8 +117,9 @@ struct AdminSocketTests {
         #expect(!FileManager.default.fileExists(atPath: stale))
     }
 
-    @Test func theSnapshotMovesAsTrafficFlows() async throws {
-        let fixture = try await AdminFixture.start()
+    @Test(arguments: Lane.allCases)
+    func theSnapshotMovesAsTrafficFlows(lane: Lane) async throws {
+        let fixture = try await AdminFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         let before = try await fixture.snapshot()
         #expect(before.windows["1m"]?.requests == 0)
@@ -132,10 +134,12 @@ struct AdminSocketTests {
         #expect(after.targets.map(\.requests1m).reduce(0, +) == 10)
         let route = try #require(after.routes.first)
         #expect(abs(route.targets.map(\.share1m).reduce(0, +) - 1) < 0.001 && route.requests1m == 10)
+        try await fixture.expectServed(chats: 10, left: 1, because: .invalidBody)
     }
 
-    @Test func drainOverTheSocketStopsNewTrafficAndIsAudited() async throws {
-        let fixture = try await AdminFixture.start()
+    @Test(arguments: Lane.allCases)
+    func drainOverTheSocketStopsNewTrafficAndIsAudited(lane: Lane) async throws {
+        let fixture = try await AdminFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         let drained = try await fixture.admin(.POST, "/v1/providers/a/drain")
         #expect(drained.status == 200)
@@ -152,10 +156,12 @@ struct AdminSocketTests {
         #expect(entries.map { $0["action"] as? String } == ["undrain", "drain", "drain"])
         #expect(entries.allSatisfy { ($0["actor"] as? String)?.hasPrefix("uid:") == true })
         #expect(entries.map { $0["ok"] as? Bool } == [true, false, true])
+        try await fixture.expectServed(chats: 60)
     }
 
-    @Test func aRouteEditChangesTheDistributionAndABadOneChangesNothing() async throws {
-        let fixture = try await AdminFixture.start()
+    @Test(arguments: Lane.allCases)
+    func aRouteEditChangesTheDistributionAndABadOneChangesNothing(lane: Lane) async throws {
+        let fixture = try await AdminFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         let edit = #"{"strategy":"priority","targets":[{"provider":"b","model":"m"},{"provider":"a","model":"m"}]}"#
         let edited = try await fixture.admin(.PUT, "/v1/routes/r", body: edit)
@@ -170,10 +176,12 @@ struct AdminSocketTests {
         #expect(try await fixture.snapshot().configVersion == 2)
         #expect(try await fixture.admin(.PUT, "/v1/routes/nope", body: edit).status == 404)
         #expect(try await fixture.admin(.PUT, "/v1/routes/r", body: "{not json").status == 400)
+        try await fixture.expectServed(chats: 20)
     }
 
-    @Test func reloadValidatesTheWholeFileAndSwapsOnlyAGoodOne() async throws {
-        let fixture = try await AdminFixture.start()
+    @Test(arguments: Lane.allCases)
+    func reloadValidatesTheWholeFileAndSwapsOnlyAGoodOne(lane: Lane) async throws {
+        let fixture = try await AdminFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         _ = try await fixture.admin(.PUT, "/v1/routes/r", body: #"{"targets":[{"provider":"a","model":"m"}]}"#)
 
@@ -183,7 +191,7 @@ struct AdminSocketTests {
               r:
                 targets:
                   - { provider: b, model: m, weight: heavy }
-            """)
+            """, lane: fixture.lane)
         try broken.write(toFile: fixture.configPath, atomically: true, encoding: .utf8)
         let rejected = try await fixture.admin(.POST, "/v1/config/reload")
         #expect(rejected.status == 422)
@@ -196,7 +204,7 @@ struct AdminSocketTests {
                 targets: [{ provider: b, model: m }]
               extra:
                 targets: [{ provider: a, model: m }]
-            """)
+            """, lane: fixture.lane)
         try good.write(toFile: fixture.configPath, atomically: true, encoding: .utf8)
         let reloaded = try await fixture.admin(.POST, "/v1/config/reload")
         #expect(reloaded.status == 200)
@@ -206,6 +214,7 @@ struct AdminSocketTests {
         #expect(try await fixture.chat(10) == ["b": 10])
         let models = try await TestClient.get("\(fixture.gateway.url)/v1/models")
         #expect(models.body.contains(#""id":"extra""#))
+        try await fixture.expectServed(chats: 20)
     }
 
     @Test func flushAnswersWithWhatItRemoved() async throws {
@@ -215,8 +224,9 @@ struct AdminSocketTests {
         #expect(flush.status == 200 && flush.body.contains("0 entries removed") && flush.body.contains("route r"))
     }
 
-    @Test func eventsStreamRequestsAndStateChanges() async throws {
-        let fixture = try await AdminFixture.start()
+    @Test(arguments: Lane.allCases)
+    func eventsStreamRequestsAndStateChanges(lane: Lane) async throws {
+        let fixture = try await AdminFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         let encoded = fixture.socket.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? fixture.socket
         let response = try await TestClient.client.execute(HTTPClientRequest(url: "http+unix://\(encoded)/v1/events"), timeout: .seconds(5))
@@ -245,10 +255,12 @@ struct AdminSocketTests {
         #expect(events.map(\.kind) == [.request, .drained, .request])
         #expect(events.map(\.seq) == [events[0].seq, events[0].seq + 1, events[0].seq + 2])
         #expect(events[0].status == 200 && events[0].route == "r" && events[2].status == 404 && events[2].failure == "caller")
+        try await fixture.expectServed(chats: 1, left: 1, because: .unroutable)
     }
 
-    @Test func metricsPassPromtool() async throws {
-        let fixture = try await AdminFixture.start()
+    @Test(arguments: Lane.allCases)
+    func metricsPassPromtool(lane: Lane) async throws {
+        let fixture = try await AdminFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         _ = try await fixture.chat(5)
         _ = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "r", stream: true))
@@ -264,9 +276,11 @@ struct AdminSocketTests {
 
         let lint = try Promtool.check(metrics.body)
         #expect(lint.ok, "promtool: \(lint.report)")
+        try await fixture.expectServed(chats: 6, left: 1, because: .invalidBody)
     }
 
-    @Test func traceparentIsPassedOnAndAGarbledOneIsNot() async throws {
+    @Test(arguments: Lane.allCases)
+    func traceparentIsPassedOnAndAGarbledOneIsNot(lane: Lane) async throws {
         #expect(TraceContext.isValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
         #expect(!TraceContext.isValidTraceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"))
         #expect(!TraceContext.isValidTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"))
@@ -274,6 +288,7 @@ struct AdminSocketTests {
         let upstream = try await HeaderRecorder.start(recording: "traceparent")
         defer { Task { await upstream.service.stop() } }
         var config = GatewayConfig()
+        config.server.fastLane = lane == .fast
         config.providers = [ProviderSettings(id: "up", kind: .openAICompatible, baseURL: "\(upstream.service.url)/v1")]
         config.routes = [RouteSettings(alias: "r", targets: [RouteTarget(provider: "up", model: "m")])]
         let gateway = try await RunningService.gateway(config)
@@ -282,6 +297,7 @@ struct AdminSocketTests {
         _ = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "r"), headers: [("traceparent", traceparent)])
         _ = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "r"), headers: [("traceparent", "garbage")])
         #expect(upstream.values == [traceparent, nil])
+        try await GatewayOnLane(gateway: gateway, lane: lane).expectServed(chats: 2)
     }
 }
 

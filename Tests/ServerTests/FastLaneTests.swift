@@ -19,12 +19,12 @@ struct FastLaneTests {
         #expect(plain.status == 200)
         #expect(plain.headers.first(name: "x-switchyard-attempts") == "1")
         #expect(plain.headers.first(name: "content-length") == String(plain.body.utf8.count))
-        #expect(try await Self.fastLaneCount(fixture) == 1)
+        #expect(try await fixture.laneCounts().fast == 1)
 
         let stream = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
         #expect(stream.headers.first(name: "content-type") == "text/event-stream")
         #expect(stream.events.last == "[DONE]")
-        #expect(try await Self.fastLaneCount(fixture) == 2)
+        #expect(try await fixture.laneCounts().fast == 2)
 
         // A broken body, an unknown model and an embedding are the framework's: the same answers as ever.
         let malformed = try await TestClient.post(url, #"{"model":"fast","messages":["#)
@@ -35,12 +35,13 @@ struct FastLaneTests {
         #expect(message?.contains("fast") == true)
         let embedding = try await TestClient.post("\(fixture.gateway.url)/v1/embeddings", #"{"model":"fast","input":"hi"}"#)
         #expect(embedding.status == 200)
-        #expect(try await Self.fastLaneCount(fixture) == 2)
+        #expect(try await fixture.laneCounts().fast == 2)
         await fixture.stop()
     }
 
-    @Test func pipelinedRequestsAreAnsweredInOrderAcrossBothLanes() async throws {
-        let fixture = try await GatewayFixture.start()
+    @Test(arguments: Lane.allCases)
+    func pipelinedRequestsAreAnsweredInOrderAcrossBothLanes(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(lane: lane)
         let chat = TestClient.chat(model: "fast")
         let post = { (id: String) in
             "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: \(id)\r\ncontent-length: \(chat.utf8.count)\r\n\r\n\(chat)"
@@ -53,7 +54,6 @@ struct FastLaneTests {
         #expect(answers[1].body.contains(#""object":"list""#))
         #expect(answers[2].headers["x-request-id"] == "third" && answers[2].body.contains("chat.completion"))
         #expect(answers[3].body.contains(#""status":"ok""#))
-        #expect(try await Self.fastLaneCount(fixture) >= 1)
 
         // Two fast requests back to back (the second waits behind the first), then one more later:
         // the connection is still read.
@@ -62,14 +62,19 @@ struct FastLaneTests {
         #expect(try connection.readResponse().headers["x-request-id"] == "sixth")
         try connection.send(post("seventh"))
         #expect(try connection.readResponse().headers["x-request-id"] == "seventh")
+        // Five chat completions: the third may wait behind the framework's answer to the second.
+        try await fixture.expectServed(chats: 5, someLeftBecause: .behindFrameworkAnswer)
         await fixture.stop()
     }
 
-    @Test func pastItsConnectionLimitAnUpstreamIsWaitedFor() async throws {
+    @Test(arguments: Lane.allCases)
+    func pastItsConnectionLimitAnUpstreamIsWaitedFor(lane: Lane) async throws {
         let upstream = try await ScriptedUpstream(.init(answerAfter: .milliseconds(50)))
         var provider = ProviderSettings(id: "small", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
         provider.maxConnections = 1
-        let fixture = try await GatewayFixture.start(extraProviders: [provider], extraRoutes: [RouteSettings(alias: "small", targets: [RouteTarget(provider: "small", model: "m")])])
+        let fixture = try await GatewayFixture.start(
+            extraProviders: [provider], extraRoutes: [RouteSettings(alias: "small", targets: [RouteTarget(provider: "small", model: "m")])], lane: lane
+        )
         let url = "\(fixture.gateway.url)/v1/chat/completions"
         let replies = try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<8 { group.addTask { try await TestClient.post(url, TestClient.chat(model: "small")).status } }
@@ -80,6 +85,7 @@ struct FastLaneTests {
         // the provider to AsyncHTTPClient, whose pool holds to the limit too.
         #expect(upstream.peakConnections <= 2)
         #expect(upstream.answers == 8)
+        try await fixture.expectServed(chats: 8, someLeftBecause: .noConnectionShare)
         await fixture.stop()
         await upstream.stop()
     }
@@ -87,12 +93,14 @@ struct FastLaneTests {
     /// The regression: a POST the upstream read on a reused connection and then dropped without
     /// answering was sent again (it may have acted on it). It fails over under the retry matrix
     /// instead, which never sends it to the same target twice; this route has no other.
-    @Test(arguments: ["/v1/chat/completions", "/v1/messages"])
-    func aRequestTheUpstreamReadAndDroppedIsNotSentAgain(_ path: String) async throws {
+    @Test(arguments: Lane.allCases, ["/v1/chat/completions", "/v1/messages"])
+    func aRequestTheUpstreamReadAndDroppedIsNotSentAgain(lane: Lane, _ path: String) async throws {
         // The upstream closes each connection 100 ms after answering on it and ignores what arrives meanwhile.
         let upstream = try await ScriptedUpstream(.init(closeAfterAnswer: .milliseconds(100)))
         let provider = ProviderSettings(id: "brief", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
-        let fixture = try await GatewayFixture.start(extraProviders: [provider], extraRoutes: [RouteSettings(alias: "brief", targets: [RouteTarget(provider: "brief", model: "m")])])
+        let fixture = try await GatewayFixture.start(
+            extraProviders: [provider], extraRoutes: [RouteSettings(alias: "brief", targets: [RouteTarget(provider: "brief", model: "m")])], lane: lane
+        )
         let body = path == "/v1/messages" ? #"{"model":"brief","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"# : TestClient.chat(model: "brief")
         let post = "POST \(path) HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
         // One client connection, so both requests are served by one event loop and its pool.
@@ -105,24 +113,28 @@ struct FastLaneTests {
         #expect(second.body.contains("could not be reached") || second.body.contains("upstream_unreachable"), "\(second.body)")
         #expect(upstream.requests == 2, "the dropped request was sent \(upstream.requests - 1) times")
         #expect(upstream.answers == 1)
+        try await fixture.expectServed(chats: path == "/v1/chat/completions" ? 2 : 0)
         await fixture.stop()
         await upstream.stop()
     }
 
     /// The fast lane frames upstream answers itself: every framing RFC 9112 allows is relayed whole, and
     /// what is not HTTP is the upstream's fault (502).
-    @Test(arguments: [
+    @Test(arguments: Lane.allCases, [
         ("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n\(ScriptedUpstream.answer)", true, 200),
         ("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n10;x=y\r\n\(ScriptedUpstream.answer.prefix(16))\r\n"
             + "\(String(ScriptedUpstream.answer.utf8.count - 16, radix: 16))\r\n\(ScriptedUpstream.answer.dropFirst(16))\r\n0\r\nx-trailer: 1\r\n\r\n", false, 200),
         ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: \(ScriptedUpstream.answer.utf8.count)\r\n\r\n\(ScriptedUpstream.answer)", false, 200),
         ("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!", true, 502),
         ("SSH-2.0-OpenSSH_9.2\r\n\r\n", true, 502),
-    ])
-    func upstreamAnswersAreFramedAsRFC9112Says(_ answer: String, _ closes: Bool, _ status: Int) async throws {
+    ] as [(answer: String, closes: Bool, status: Int)])
+    func upstreamAnswersAreFramedAsRFC9112Says(lane: Lane, _ framed: (answer: String, closes: Bool, status: Int)) async throws {
+        let (answer, closes, status) = framed
         let upstream = try await RawUpstream(answer: answer, closeAfterAnswer: closes)
         let provider = ProviderSettings(id: "raw", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
-        let fixture = try await GatewayFixture.start(extraProviders: [provider], extraRoutes: [RouteSettings(alias: "raw", targets: [RouteTarget(provider: "raw", model: "m")])])
+        let fixture = try await GatewayFixture.start(
+            extraProviders: [provider], extraRoutes: [RouteSettings(alias: "raw", targets: [RouteTarget(provider: "raw", model: "m")])], lane: lane
+        )
         for _ in 0..<2 {
             let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "raw"))
             #expect(reply.status == status)
@@ -133,7 +145,7 @@ struct FastLaneTests {
                 #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "upstream_malformed")
             }
         }
-        #expect(try await Self.fastLaneCount(fixture) == 2)
+        try await fixture.expectServed(chats: 2)
         await fixture.stop()
         await upstream.stop()
     }
@@ -154,12 +166,13 @@ struct FastLaneTests {
         #expect(answer.status == 200 && answer.body.contains("chat.completion"))
         try connection.send("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: \(chat.utf8.count)\r\n\r\n\(chat)")
         #expect(try connection.readResponse().status == 200)
-        #expect(try await Self.fastLaneCount(fixture) == 0)
+        #expect(try await fixture.laneCounts().fast == 0)
         await fixture.stop()
     }
 
-    @Test func aRequestArrivingInPiecesIsCollectedByTheFastLane() async throws {
-        let fixture = try await GatewayFixture.start()
+    @Test(arguments: Lane.allCases)
+    func aRequestArrivingInPiecesIsCollected(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(lane: lane)
         let chat = TestClient.chat(model: "fast")
         let request = "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-request-id: pieces\r\ncontent-length: \(chat.utf8.count)\r\n\r\n\(chat)"
         let connection = try RawConnection(port: fixture.gateway.port)
@@ -174,31 +187,34 @@ struct FastLaneTests {
         }
         let answer = try connection.readResponse()
         #expect(answer.status == 200 && answer.headers["x-request-id"] == "pieces")
-        #expect(try await Self.fastLaneCount(fixture) == 1)
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
-    @Test func aLastEventWithoutItsBlankLineStillReachesTheClient() async throws {
+    @Test(arguments: Lane.allCases)
+    func aLastEventWithoutItsBlankLineStillReachesTheClient(lane: Lane) async throws {
         // SSE allows the last event to end with the body, without its blank line.
         let chunk = #"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}"#
         let upstream = try await ScriptedUpstream(.init(events: "data: \(chunk)\n\ndata: [DONE]"))
         let provider = ProviderSettings(id: "terse", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
         let fixture = try await GatewayFixture.start(
-            extraProviders: [provider], extraRoutes: [RouteSettings(alias: "terse", targets: [RouteTarget(provider: "terse", model: "m")])]
+            extraProviders: [provider], extraRoutes: [RouteSettings(alias: "terse", targets: [RouteTarget(provider: "terse", model: "m")])], lane: lane
         )
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "terse", stream: true))
         #expect(reply.status == 200)
         #expect(reply.events.last == "[DONE]")
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
         await upstream.stop()
     }
 
-    @Test(arguments: [false, true])
-    func aGracefulStopLetsTheFastLaneFinishWhatItServes(_ stream: Bool) async throws {
-        let fixture = try await GatewayFixture.start(routes: ["slow": "m:ttft=600ms"])
+    @Test(arguments: Lane.allCases, [false, true])
+    func aGracefulStopLetsTheLaneFinishWhatItServes(lane: Lane, _ stream: Bool) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["slow": "m:ttft=600ms"], lane: lane)
         let reply = Task { try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "slow", stream: stream)) }
         for _ in 0..<100 where fixture.simulatorRouter.activeRequests.current == 0 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(fixture.simulatorRouter.activeRequests.current == 1)
+        try await fixture.expectServed(chats: 1)
         await fixture.gateway.stop()
         let answer = try await reply.value
         #expect(answer.status == 200)
@@ -206,8 +222,9 @@ struct FastLaneTests {
         await fixture.simulator.stop()
     }
 
-    @Test func aKeyedCallerIsAdmittedAndRefusedOnTheFastLane() async throws {
-        let fixture = try await TenancyFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func aKeyedCallerIsAdmittedAndRefused(lane: Lane) async throws {
+        let fixture = try await TenancyFixture.start(lane: lane) { config in
             var tenant = TenantSettings(name: "acme")
             tenant.limits.requestsPerMinute = 1
             config.tenants = [tenant]
@@ -221,22 +238,22 @@ struct FastLaneTests {
         #expect(second.status == 429)
         #expect((second.json["error"] as? [String: Any])?["code"] as? String == "rate_limited")
         #expect(second.headers.first(name: "x-ratelimit-limit-requests") == "1")
-        let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
-        #expect(metrics.contains("switchyard_fast_lane_requests_total 2"))
+        try await fixture.expectServed(chats: 2)
         // The refusal is counted once (the framework did not admit the request a second time).
         let tenant = await fixture.control.tenants(fixture.control.state.routing.config).first { $0.name == "acme" }
         #expect(tenant?.limitRejections == 1 && tenant?.requestsToday == 1)
     }
 
-    @Test func aClientThatHangsUpMidStreamLeavesItsLedgerRowOnEitherLane() async throws {
-        // A slow stream, hung up on after its first bytes: through the fast lane (OpenAI to an
-        // OpenAI-compatible upstream) and through the framework (Anthropic, translated).
-        let fixture = try await TenancyFixture.start(anonymous: true) { config in
+    @Test(arguments: Lane.allCases)
+    func aClientThatHangsUpMidStreamLeavesItsLedgerRow(lane: Lane) async throws {
+        // A slow stream, hung up on after its first bytes: OpenAI to an OpenAI-compatible upstream (the
+        // lane's), and Anthropic, translated (always the framework's).
+        let fixture = try await TenancyFixture.start(anonymous: true, lane: lane) { config in
             config.routes.append(RouteSettings(alias: "slow", targets: [RouteTarget(provider: "sim", model: "m:tps=5")]))
         }
         let requests = [
-            ("/v1/chat/completions", TestClient.chat(model: "slow", stream: true), "hangup-fast"),
-            ("/v1/messages", #"{"model":"slow","max_tokens":200,"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#, "hangup-framework"),
+            ("/v1/chat/completions", TestClient.chat(model: "slow", stream: true), "hangup-chat"),
+            ("/v1/messages", #"{"model":"slow","max_tokens":200,"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#, "hangup-messages"),
         ]
         for (path, body, id) in requests {
             var request = HTTPClientRequest(url: "\(fixture.gateway.url)\(path)")
@@ -250,19 +267,14 @@ struct FastLaneTests {
             }
             _ = await reader.result
         }
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
         let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
         let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }
-        for id in ["hangup-fast", "hangup-framework"] {
+        for id in ["hangup-chat", "hangup-messages"] {
             let row = rows.first { $0.requestId == id }
             #expect(row?.status == 499 && row?.outcome == FaultDomain.caller.rawValue, "\(id): \(String(describing: row))")
         }
-    }
-
-    static func fastLaneCount(_ fixture: GatewayFixture) async throws -> Int {
-        let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
-        let line = metrics.split(separator: "\n").first { $0.hasPrefix("switchyard_fast_lane_requests_total ") }
-        return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? -1
     }
 }
 

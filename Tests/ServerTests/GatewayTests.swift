@@ -8,8 +8,9 @@ import Testing
 /// The gateway started on a loopback port in front of the simulator, driven over real HTTP.
 @Suite(.serialized)
 struct GatewayTests {
-    @Test func nonStreamingChatRewritesTheAliasAndCarriesUsageAndHeaders() async throws {
-        let fixture = try await GatewayFixture.start()
+    @Test(arguments: Lane.allCases)
+    func nonStreamingChatRewritesTheAliasAndCarriesUsageAndHeaders(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(lane: lane)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast"))
         #expect(reply.status == 200)
         #expect(reply.json["model"] as? String == "gpt-4o-mini-2024-07-18")
@@ -19,11 +20,13 @@ struct GatewayTests {
         #expect(reply.headers.first(name: "x-request-id")?.hasPrefix("req_") == true)
         #expect(Int(reply.headers.first(name: "x-switchyard-overhead-us") ?? "") != nil)
         #expect(reply.headers.first(name: "x-switchyard-provider") == "sim")
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
-    @Test func streamingChatEndsWithDoneAndStripsTheUsageChunkUnlessAsked() async throws {
-        let fixture = try await GatewayFixture.start()
+    @Test(arguments: Lane.allCases)
+    func streamingChatEndsWithDoneAndStripsTheUsageChunkUnlessAsked(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(lane: lane)
         let url = "\(fixture.gateway.url)/v1/chat/completions"
         let plain = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
         #expect(plain.status == 200)
@@ -45,13 +48,16 @@ struct GatewayTests {
             return delta?["content"] as? String
         }.joined()
         #expect(streamed == message?["content"] as? String)
+        try await fixture.expectServed(chats: 3)
         await fixture.stop()
     }
 
-    @Test func aClientRequestIDIsKept() async throws {
-        let fixture = try await GatewayFixture.start()
+    @Test(arguments: Lane.allCases)
+    func aClientRequestIDIsKept(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(lane: lane)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast"), headers: [("x-request-id", "trace-abc-123")])
         #expect(reply.headers.first(name: "x-request-id") == "trace-abc-123")
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
@@ -69,108 +75,133 @@ struct GatewayTests {
 
     // MARK: Bad input
 
-    @Test func malformedJSONIsA400InTheOpenAIShape() async throws {
-        let fixture = try await GatewayFixture.start()
+    @Test(arguments: Lane.allCases)
+    func malformedJSONIsA400InTheOpenAIShape(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(lane: lane)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", #"{"model":"fast","messages":["#)
         #expect(reply.status == 400)
         let error = try #require(reply.json["error"] as? [String: Any])
         #expect(error["type"] as? String == "invalid_request_error")
         #expect(error["code"] as? String == "malformed_request")
         #expect(reply.headers.first(name: "x-request-id") != nil)
+        try await fixture.expectServed(chats: 0, left: 1, because: .invalidBody)
         await fixture.stop()
     }
 
-    @Test func aBodyOverTheLimitIsA413() async throws {
-        let fixture = try await GatewayFixture.start(maxBody: 1024)
+    @Test(arguments: Lane.allCases)
+    func aBodyOverTheLimitIsA413(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(maxBody: 1024, lane: lane)
         let padding = String(repeating: "x", count: 4096)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast", extra: #","pad":"\#(padding)""#))
         #expect(reply.status == 413)
         #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "body_too_large")
+        try await fixture.expectServed(chats: 0, left: 1, because: .bodyTooLarge)
         await fixture.stop()
     }
 
-    @Test func anUnknownModelIsA404ListingTheAliases() async throws {
-        let fixture = try await GatewayFixture.start(routes: ["fast": "m", "smart": "n"])
+    @Test(arguments: Lane.allCases)
+    func anUnknownModelIsA404ListingTheAliases(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["fast": "m", "smart": "n"], lane: lane)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt-7"))
         #expect(reply.status == 404)
         let message = (reply.json["error"] as? [String: Any])?["message"] as? String ?? ""
         #expect(message.contains("'gpt-7'") && message.contains("fast, smart"))
+        try await fixture.expectServed(chats: 0, left: 1, because: .unroutable)
         await fixture.stop()
     }
 
-    @Test func anUnreachableUpstreamIsA502() async throws {
+    @Test(arguments: Lane.allCases)
+    func anUnreachableUpstreamIsA502(lane: Lane) async throws {
         let dead = ProviderSettings(id: "dead", kind: .openAICompatible, baseURL: "http://127.0.0.1:1/v1")
-        let fixture = try await GatewayFixture.start(extraProviders: [dead], extraRoutes: [RouteSettings(alias: "gone", targets: [RouteTarget(provider: "dead", model: "m")])])
+        let fixture = try await GatewayFixture.start(
+            extraProviders: [dead], extraRoutes: [RouteSettings(alias: "gone", targets: [RouteTarget(provider: "dead", model: "m")])], lane: lane
+        )
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "gone"))
         #expect(reply.status == 502)
         #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "upstream_unreachable")
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
     // MARK: Timeouts
 
-    @Test func theFirstByteTimeoutIsA504() async throws {
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases)
+    func theFirstByteTimeoutIsA504(lane: Lane, upstream: UpstreamTransport) async throws {
         let timeouts = UpstreamTimeouts(connect: .seconds(1), firstByte: .milliseconds(300), idle: .seconds(5), total: .seconds(10))
-        let fixture = try await GatewayFixture.start(routes: ["stalls": "m:fault=stall:stall=1500ms"], timeouts: timeouts)
+        let fixture = try await GatewayFixture.start(routes: ["stalls": "m:fault=stall:stall=1500ms"], timeouts: timeouts, lane: lane, upstream: upstream)
         let started = ContinuousClock.now
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "stalls"))
         #expect(reply.status == 504)
         let message = (reply.json["error"] as? [String: Any])?["message"] as? String ?? ""
         #expect(message.contains("first_byte"))
         #expect(ContinuousClock.now - started < .seconds(1.4))
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
-    @Test func theIdleTimeoutEndsAStalledStreamWithAnErrorEvent() async throws {
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases)
+    func theIdleTimeoutEndsAStalledStreamWithAnErrorEvent(lane: Lane, upstream: UpstreamTransport) async throws {
         let timeouts = UpstreamTimeouts(connect: .seconds(1), firstByte: .seconds(5), idle: .milliseconds(300), total: .seconds(10))
-        let fixture = try await GatewayFixture.start(routes: ["stalls": "m:fault=stall:stall=1500ms"], timeouts: timeouts)
+        let fixture = try await GatewayFixture.start(routes: ["stalls": "m:fault=stall:stall=1500ms"], timeouts: timeouts, lane: lane, upstream: upstream)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "stalls", stream: true))
         #expect(reply.status == 200)
         #expect(!reply.events.contains("[DONE]"))
         let last = try #require(reply.events.last)
         #expect(last.contains("\"error\"") && last.contains("upstream_timeout") && last.contains("idle"))
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
-    @Test func theTotalTimeoutEndsASlowStream() async throws {
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases)
+    func theTotalTimeoutEndsASlowStream(lane: Lane, upstream: UpstreamTransport) async throws {
         let timeouts = UpstreamTimeouts(connect: .seconds(1), firstByte: .seconds(5), idle: .seconds(5), total: .milliseconds(400))
-        let fixture = try await GatewayFixture.start(routes: ["slow": "m:tps=10"], timeouts: timeouts)
+        let fixture = try await GatewayFixture.start(routes: ["slow": "m:tps=10"], timeouts: timeouts, lane: lane, upstream: upstream)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "slow", stream: true))
         let last = try #require(reply.events.last)
         #expect(last.contains("upstream_timeout") && last.contains("total"))
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
     // MARK: Upstream failures
 
-    @Test func anUpstreamRateLimitPassesThroughWithRetryAfter() async throws {
-        let fixture = try await GatewayFixture.start(routes: ["limited": "m:fault=429"])
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases)
+    func anUpstreamRateLimitPassesThroughWithRetryAfter(lane: Lane, upstream: UpstreamTransport) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["limited": "m:fault=429"], lane: lane, upstream: upstream)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "limited"))
         #expect(reply.status == 429)
         #expect(reply.headers.first(name: "retry-after") == "1")
         #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "rate_limit_exceeded")
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
-    @Test func anUpstreamServerErrorKeepsItsStatusAndBody() async throws {
-        let fixture = try await GatewayFixture.start(routes: ["broken": "m:fault=500"])
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases)
+    func anUpstreamServerErrorKeepsItsStatusAndBody(lane: Lane, upstream: UpstreamTransport) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["broken": "m:fault=500"], lane: lane, upstream: upstream)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "broken"))
         #expect(reply.status == 500)
         #expect((reply.json["error"] as? [String: Any])?["type"] as? String == "server_error")
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
-    @Test func aMalformedUpstreamBodyIsA502() async throws {
-        let fixture = try await GatewayFixture.start(routes: ["garbage": "m:fault=malformed"])
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases)
+    func aMalformedUpstreamBodyIsA502(lane: Lane, upstream: UpstreamTransport) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["garbage": "m:fault=malformed"], lane: lane, upstream: upstream)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "garbage"))
         #expect(reply.status == 502)
         #expect((reply.json["error"] as? [String: Any])?["code"] as? String == "upstream_malformed")
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
-    @Test(arguments: [("m:fault=cut", "upstream"), ("m:fault=malformed", "upstream_malformed")])
-    func aBrokenStreamEndsWithAnErrorEventNeverWithDone(_ model: String, _ expected: String) async throws {
-        let fixture = try await GatewayFixture.start(routes: ["bad": model])
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases.flatMap { upstream in
+        [("m:fault=cut", "upstream", upstream), ("m:fault=malformed", "upstream_malformed", upstream)]
+    })
+    func aBrokenStreamEndsWithAnErrorEventNeverWithDone(lane: Lane, _ broken: (model: String, expected: String, upstream: UpstreamTransport)) async throws {
+        let (model, expected, upstream) = broken
+        let fixture = try await GatewayFixture.start(routes: ["bad": model], lane: lane, upstream: upstream)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "bad", stream: true))
         #expect(reply.status == 200)
         #expect(!reply.events.contains("[DONE]"))
@@ -180,22 +211,26 @@ struct GatewayTests {
         for event in reply.events.dropLast() {
             #expect((try? JSONSerialization.jsonObject(with: Data(event.utf8))) != nil)
         }
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
-    @Test func anUpstreamErrorEventIsForwarded() async throws {
-        let fixture = try await GatewayFixture.start(routes: ["flaky": "m:fault=stream-error"])
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases)
+    func anUpstreamErrorEventIsForwarded(lane: Lane, upstream: UpstreamTransport) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["flaky": "m:fault=stream-error"], lane: lane, upstream: upstream)
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "flaky", stream: true))
         let last = try #require(reply.events.last)
         #expect(last.contains("Overloaded (simulated)"))
         #expect(!reply.events.contains("[DONE]"))
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 
     // MARK: Cancellation
 
-    @Test func aClientThatDisconnectsCancelsTheUpstreamStream() async throws {
-        let fixture = try await GatewayFixture.start(routes: ["slow": "m:tps=4"])
+    @Test(arguments: Lane.allCases, UpstreamTransport.allCases)
+    func aClientThatDisconnectsCancelsTheUpstreamStream(lane: Lane, upstream: UpstreamTransport) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["slow": "m:tps=4"], lane: lane, upstream: upstream)
         let gauge = fixture.simulatorRouter.activeStreams
         let reader = Task {
             var request = HTTPClientRequest(url: "\(fixture.gateway.url)/v1/chat/completions")
@@ -211,16 +246,20 @@ struct GatewayTests {
         // The whole stream would take about 5 s at 4 tokens/s; cancellation must reach the simulator long before.
         for _ in 0..<100 where gauge.current > 0 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(gauge.current == 0)
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
     }
 }
 
 @Suite(.serialized)
 struct ClientHangUpTests {
-    @Test func aClientThatHangsUpOnANonStreamingRequestCancelsTheUpstreamRequest() async throws {
+    @Test(arguments: Lane.allCases)
+    func aClientThatHangsUpOnANonStreamingRequestCancelsTheUpstreamRequest(lane: Lane) async throws {
         let upstream = try await ScriptedUpstream(.init(answers: false))
         let silent = ProviderSettings(id: "silent", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
-        let fixture = try await GatewayFixture.start(extraProviders: [silent], extraRoutes: [RouteSettings(alias: "quiet", targets: [RouteTarget(provider: "silent", model: "m")])])
+        let fixture = try await GatewayFixture.start(
+            extraProviders: [silent], extraRoutes: [RouteSettings(alias: "quiet", targets: [RouteTarget(provider: "silent", model: "m")])], lane: lane
+        )
         let client = Task {
             try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "quiet"))
         }
@@ -230,6 +269,7 @@ struct ClientHangUpTests {
         // The first-byte timeout is 60 s; only the hang-up can end the upstream request this soon.
         for _ in 0..<100 where upstream.openConnections > 0 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(upstream.openConnections == 0)
+        try await fixture.expectServed(chats: 1)
         await fixture.stop()
         await upstream.stop()
     }
@@ -273,12 +313,13 @@ struct OtherEndpointTests {
 
 /// A gateway whose route `gpt` goes to an Azure provider (classic API) served by the simulator.
 enum AzureSetup {
-    static func start(apiKey: Secret?, deployment: String) async throws -> (simulator: RunningService, gateway: RunningService) {
+    static func start(apiKey: Secret?, deployment: String, lane: Lane = .fast) async throws -> (simulator: RunningService, gateway: RunningService) {
         // The base URL is the simulator's, known only once it runs: start it first, then point Azure at it.
         let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
         var azure = ProviderSettings(id: "azure", kind: .azureOpenAI, baseURL: "\(simulator.url)/openai", apiKey: apiKey)
         azure.apiVersion = "2024-10-21"
         var config = GatewayConfig()
+        config.server.fastLane = lane == .fast
         config.providers = [azure]
         config.routes = [RouteSettings(alias: "gpt", targets: [RouteTarget(provider: "azure", model: deployment)])]
         return (simulator, try await RunningService.gateway(config))
@@ -287,13 +328,16 @@ enum AzureSetup {
 
 @Suite(.serialized)
 struct AzureTests {
-    @Test func azureClassicURLsCarryTheDeploymentAndVersionAndTheKeyInItsHeader() async throws {
-        let (simulator, gateway) = try await AzureSetup.start(apiKey: Secret("azure-key-123"), deployment: "my-deployment")
+    /// Azure's classic API is the framework's on either setting of the switch, which must not change the answer.
+    @Test(arguments: Lane.allCases)
+    func azureClassicURLsCarryTheDeploymentAndVersionAndTheKeyInItsHeader(lane: Lane) async throws {
+        let (simulator, gateway) = try await AzureSetup.start(apiKey: Secret("azure-key-123"), deployment: "my-deployment", lane: lane)
         let reply = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt"))
         #expect(reply.status == 200)
         #expect(reply.json["model"] as? String == "my-deployment")
         let stream = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "gpt", stream: true))
         #expect(stream.events.last == "[DONE]")
+        try await GatewayOnLane(gateway: gateway, lane: lane).expectServed(chats: 0, left: 2, because: .azureDeployment)
         await gateway.stop()
         await simulator.stop()
     }
@@ -305,10 +349,11 @@ struct ImageURLTests {
         #"{"model":"local","messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},{"type":"image_url","image_url":{"url":"\#(imageURL)"}}]}]}"#
     }
 
-    @Test(arguments: [WireFormat.ollamaChat, .geminiGenerateContent])
-    func imageURLsAreFetchedForInlineOnlyUpstreamsWhenAllowed(_ wire: WireFormat) async throws {
+    /// Translated (the framework's on either setting of the switch, which must not change the answer).
+    @Test(arguments: Lane.allCases, [WireFormat.ollamaChat, .geminiGenerateContent])
+    func imageURLsAreFetchedForInlineOnlyUpstreamsWhenAllowed(lane: Lane, _ wire: WireFormat) async throws {
         // The simulator listens on loopback, which only tests may allow.
-        let fixture = try await GatewayFixture.start(routes: ["local": "m"], wire: wire, imagePolicy: AddressPolicy(allowsLoopback: true)) {
+        let fixture = try await GatewayFixture.start(routes: ["local": "m"], wire: wire, imagePolicy: AddressPolicy(allowsLoopback: true), lane: lane) {
             $0.server.fetchImageURLs = true
         }
         let reply = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", Self.ask(imageURL: "\(fixture.simulator.url)/images/pixel.png"))
@@ -318,6 +363,7 @@ struct ImageURLTests {
         let notImage = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", Self.ask(imageURL: "\(fixture.simulator.url)/healthz"))
         #expect(notImage.status == 400)
         #expect((notImage.json["error"] as? [String: Any])?["message"] as? String == "Could not fetch image 1.")
+        try await fixture.expectServed(chats: 0, left: 2, because: .translated)
         await fixture.stop()
     }
 

@@ -123,7 +123,7 @@ enum TestTLS {
 }
 
 /// The two ways the gateway serves a chat completion: every behaviour test that can reach both runs
-/// on both (`server.fast_lane` picks), and checks it ran where it meant to (`GatewayFixture.expectServed`).
+/// on both (`server.fast_lane` picks), and checks it ran where it meant to (`LaneFixture.expectServed`).
 enum Lane: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case fast
     case framework
@@ -132,13 +132,74 @@ enum Lane: String, CaseIterable, Sendable, CustomTestStringConvertible {
 }
 
 /// Where a simulator answers: over plain HTTP, or behind TLS as every hosted vendor is.
-enum UpstreamTransport: Sendable {
+enum UpstreamTransport: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case plain
     case tls
+
+    var testDescription: String { self.rawValue }
+}
+
+/// A gateway a test started on one lane: what its lane counters say, and checks that a test's chat
+/// completions ran where it meant them to.
+protocol LaneFixture {
+    var gateway: RunningService { get }
+    var lane: Lane { get }
+}
+
+extension LaneFixture {
+    /// The gateway's counters of fast-lane requests, and of requests it left to the framework by reason.
+    func laneCounts() async throws -> (fast: Int, skipped: [String: Int]) {
+        let metrics = try await TestClient.get("\(self.gateway.url)/metrics").body
+        var fast = 0
+        var skipped: [String: Int] = [:]
+        for line in metrics.split(separator: "\n") {
+            guard let value = line.split(separator: " ").last.flatMap({ Int($0) }) else { continue }
+            if line.hasPrefix("switchyard_fast_lane_requests_total ") { fast = value }
+            if line.hasPrefix("switchyard_fast_lane_skipped_total{reason=\""), let reason = line.split(separator: "\"").dropFirst().first {
+                skipped[String(reason)] = value
+            }
+        }
+        return (fast, skipped)
+    }
+
+    /// Checks that the fixture's `chats` chat completions ran on its lane: the fast lane counted each
+    /// one, or none, every request then skipped as `disabled` (for no other reason). With `left`, that
+    /// many more chat completions are ones the fast lane leaves to the framework `because` of a reason
+    /// of its own (a body it refuses, a translated target…): on the fast lane they are counted under
+    /// that reason, on the framework lane as `disabled` like the rest.
+    func expectServed(chats: Int, left: Int = 0, because reason: FastLaneSkip? = nil, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let counts = try await self.laneCounts()
+        switch self.lane {
+        case .fast:
+            #expect(counts.fast == chats, "fast-lane requests (skipped: \(counts.skipped))", sourceLocation: sourceLocation)
+            if let reason {
+                #expect(counts.skipped[reason.rawValue, default: 0] == left, "skipped as \(reason.rawValue): \(counts.skipped)", sourceLocation: sourceLocation)
+            }
+        case .framework:
+            #expect(counts.fast == 0, "fast-lane requests", sourceLocation: sourceLocation)
+            #expect((counts.skipped["disabled"] ?? 0) >= chats + left, "skipped as disabled: \(counts.skipped)", sourceLocation: sourceLocation)
+            let otherReasons = counts.skipped.filter { $0.key != FastLaneSkip.disabled.rawValue && $0.value > 0 }
+            #expect(otherReasons.isEmpty, "with the switch off, every request is skipped as disabled: \(otherReasons)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// As `expectServed(chats:)`, for chat completions the fast lane may leave to the framework
+    /// `because` of where they came (which event loop, behind what on their connection): on the fast
+    /// lane each one is counted as served or as left for that reason, none for another.
+    func expectServed(chats: Int, someLeftBecause reason: FastLaneSkip, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let left = self.lane == .fast ? try await self.laneCounts().skipped[reason.rawValue, default: 0] : 0
+        try await self.expectServed(chats: chats - left, left: left, because: reason, sourceLocation: sourceLocation)
+    }
+}
+
+/// A gateway a test started itself, on `lane`.
+struct GatewayOnLane: LaneFixture {
+    let gateway: RunningService
+    let lane: Lane
 }
 
 /// One gateway in front of one standalone simulator, configured per test.
-struct GatewayFixture {
+struct GatewayFixture: LaneFixture {
     let simulatorRouter: SimulatorRouter
     let simulator: RunningService
     let gateway: RunningService
@@ -175,38 +236,6 @@ struct GatewayFixture {
         configure(&config)
         let gateway = try await RunningService.gateway(config, imagePolicy: imagePolicy)
         return GatewayFixture(simulatorRouter: router, simulator: simulator, gateway: gateway, lane: lane)
-    }
-
-    /// The gateway's counters of fast-lane requests, and of requests it left to the framework by reason.
-    func laneCounts() async throws -> (fast: Int, skipped: [String: Int]) {
-        try await Self.laneCounts(of: self.gateway)
-    }
-
-    static func laneCounts(of gateway: RunningService) async throws -> (fast: Int, skipped: [String: Int]) {
-        let metrics = try await TestClient.get("\(gateway.url)/metrics").body
-        var fast = 0
-        var skipped: [String: Int] = [:]
-        for line in metrics.split(separator: "\n") {
-            guard let value = line.split(separator: " ").last.flatMap({ Int($0) }) else { continue }
-            if line.hasPrefix("switchyard_fast_lane_requests_total ") { fast = value }
-            if line.hasPrefix("switchyard_fast_lane_skipped_total{reason=\""), let reason = line.split(separator: "\"").dropFirst().first {
-                skipped[String(reason)] = value
-            }
-        }
-        return (fast, skipped)
-    }
-
-    /// Checks that the fixture's `chats` chat completions ran on its lane: the fast lane counted each
-    /// one, or none, every one then skipped as `disabled`.
-    func expectServed(chats: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        let counts = try await self.laneCounts()
-        switch self.lane {
-        case .fast:
-            #expect(counts.fast == chats, "fast-lane requests (skipped: \(counts.skipped))", sourceLocation: sourceLocation)
-        case .framework:
-            #expect(counts.fast == 0, "fast-lane requests", sourceLocation: sourceLocation)
-            #expect((counts.skipped["disabled"] ?? 0) >= chats, "skipped as disabled: \(counts.skipped)", sourceLocation: sourceLocation)
-        }
     }
 
     func stop() async {

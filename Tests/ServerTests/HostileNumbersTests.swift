@@ -62,24 +62,26 @@ struct HostileNumbersTests {
             + "data: [DONE]\n\n"
     }
 
-    /// A gateway whose route `raw` leads to an upstream answering `answer` on every connection, priced
-    /// (gpt-4o-mini is in the built-in table), so the count is multiplied by a price too.
-    private func withRawUpstream(_ answer: String, _ body: (GatewayFixture) async throws -> Void) async throws {
+    /// A gateway on `lane` whose route `raw` leads to an upstream answering `answer` on every
+    /// connection, priced (gpt-4o-mini is in the built-in table), so the count is multiplied by a price
+    /// too. `body` sends one chat completion (and Anthropic messages, always the framework's).
+    private func withRawUpstream(_ answer: String, lane: Lane, _ body: (GatewayFixture) async throws -> Void) async throws {
         let upstream = try await RawUpstream(answer: answer, closeAfterAnswer: true)
         let provider = ProviderSettings(id: "raw", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
         let fixture = try await GatewayFixture.start(
-            extraProviders: [provider], extraRoutes: [RouteSettings(alias: "raw", targets: [RouteTarget(provider: "raw", model: "gpt-4o-mini")])]
+            extraProviders: [provider], extraRoutes: [RouteSettings(alias: "raw", targets: [RouteTarget(provider: "raw", model: "gpt-4o-mini")])], lane: lane
         )
         try await body(fixture)
         #expect(try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "fast")).status == 200)
+        try await fixture.expectServed(chats: 2)
         await fixture.stop()
         await upstream.stop()
     }
 
-    @Test(arguments: ["9223372036854775808", "9223372036854775807", "100000000000000000", "1e300"])
-    func anUpstreamsHugeUsageIsClampedOnBothLanes(value: String) async throws {
-        try await self.withRawUpstream(Self.answer(Self.completion(usage: value))) { fixture in
-            // The fast lane (an OpenAI client), then the framework's lane (an Anthropic client, translated).
+    @Test(arguments: Lane.allCases, ["9223372036854775808", "9223372036854775807", "100000000000000000", "1e300"])
+    func anUpstreamsHugeUsageIsClampedOnBothLanes(lane: Lane, value: String) async throws {
+        try await self.withRawUpstream(Self.answer(Self.completion(usage: value)), lane: lane) { fixture in
+            // An OpenAI client on the lane, then an Anthropic client (translated, the framework's).
             let fast = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "raw"))
             #expect(fast.status == 200)
             #expect(Double(fast.headers.first(name: "x-switchyard-cost-usd") ?? "") != nil)
@@ -93,9 +95,9 @@ struct HostileNumbersTests {
         }
     }
 
-    @Test(arguments: ["9223372036854775807", "100000000000000000"])
-    func aStreamChunksHugeUsageIsClampedOnBothLanes(value: String) async throws {
-        try await self.withRawUpstream(Self.answer(Self.stream(usage: value), headers: "content-type: text/event-stream\r\n")) { fixture in
+    @Test(arguments: Lane.allCases, ["9223372036854775807", "100000000000000000"])
+    func aStreamChunksHugeUsageIsClampedOnBothLanes(lane: Lane, value: String) async throws {
+        try await self.withRawUpstream(Self.answer(Self.stream(usage: value), headers: "content-type: text/event-stream\r\n"), lane: lane) { fixture in
             let fast = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "raw", stream: true))
             #expect(fast.status == 200)
             #expect(fast.events.last == "[DONE]")
@@ -108,10 +110,10 @@ struct HostileNumbersTests {
         }
     }
 
-    @Test(arguments: ["retry-after-ms: 1e300\r\n", "retry-after: 1e20\r\n", "retry-after-ms: inf\r\nretry-after: 99999999999999999999999\r\n"])
-    func anUpstreamsHugeRetryAfterRestsTheTargetAnHourAtMost(headers: String) async throws {
+    @Test(arguments: Lane.allCases, ["retry-after-ms: 1e300\r\n", "retry-after: 1e20\r\n", "retry-after-ms: inf\r\nretry-after: 99999999999999999999999\r\n"])
+    func anUpstreamsHugeRetryAfterRestsTheTargetAnHourAtMost(lane: Lane, headers: String) async throws {
         let error = #"{"error":{"message":"slow down","type":"rate_limit_error"}}"#
-        try await self.withRawUpstream(Self.answer(error, status: "429 Too Many Requests", headers: "content-type: application/json\r\n" + headers)) { fixture in
+        try await self.withRawUpstream(Self.answer(error, status: "429 Too Many Requests", headers: "content-type: application/json\r\n" + headers), lane: lane) { fixture in
             let fast = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "raw"))
             #expect([429, 503].contains(fast.status), "\(fast.status) \(fast.body)")
             if let retry = fast.headers.first(name: "retry-after") { #expect((Int(retry) ?? .max) <= 3_600) }

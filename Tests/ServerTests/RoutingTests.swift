@@ -7,24 +7,27 @@ import Testing
 
 /// Several simulated providers (all served by one simulator on loopback, told apart by their ids)
 /// behind one gateway whose routes a test writes.
-struct RoutingFixture {
+struct RoutingFixture: LaneFixture {
     let router: SimulatorRouter
     let simulator: RunningService
     let gateway: RunningService
     let control: GatewayControl
+    let lane: Lane
 
     static func start(
         providers: [String] = ["a", "b", "c"],
         timeouts: UpstreamTimeouts = UpstreamTimeouts(),
+        lane: Lane = .fast,
         configure: (inout GatewayConfig) -> Void
     ) async throws -> RoutingFixture {
         let router = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
         let simulator = try await RunningService.simulator(router)
         var config = GatewayConfig()
+        config.server.fastLane = lane == .fast
         config.providers = providers.map { ProviderSettings(id: $0, kind: .simulator, baseURL: "\(simulator.url)/v1", timeouts: timeouts) }
         configure(&config)
         let (gateway, control) = try await RunningService.controlledGateway(config)
-        return RoutingFixture(router: router, simulator: simulator, gateway: gateway, control: control)
+        return RoutingFixture(router: router, simulator: simulator, gateway: gateway, control: control, lane: lane)
     }
 
     static func route(_ alias: String, _ targets: [(String, String)], strategy: RouteStrategy = .priority) -> RouteSettings {
@@ -57,8 +60,9 @@ extension Exchange {
 }
 
 struct FailoverTests {
-    @Test func aTargetFailing30PercentCostsClientsNothing() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func aTargetFailing30PercentCostsClientsNothing(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             var route = RoutingFixture.route([("a", "m:fault=503:fault-rate=0.3"), ("b", "m"), ("c", "m")], strategy: .weighted)
             route.retry = RetryPolicy(attempts: 3, backoff: .milliseconds(5), maxBackoff: .milliseconds(20))
             config.routes = [route]
@@ -85,10 +89,12 @@ struct FailoverTests {
         let a = try #require(fixture.status("a"))
         #expect(a.failures > 5, "the fault should have hit some of a's \(a.requests) requests")
         #expect(results.contains { $0.1 > 1 }, "some requests should have needed a second attempt")
+        try await fixture.expectServed(chats: 240)
     }
 
-    @Test func aRateLimitedTargetRestsForItsRetryAfter() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func aRateLimitedTargetRestsForItsRetryAfter(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             config.routes = [RoutingFixture.route([("a", "m:fault=429:retry-after=5"), ("b", "m")])]
         }
         defer { Task { await fixture.stop() } }
@@ -106,10 +112,12 @@ struct FailoverTests {
         try await Task.sleep(for: .milliseconds(5_100))
         _ = try await fixture.chat()
         #expect(fixture.status("a")?.requests == 2, "after the rest, a is tried again")
+        try await fixture.expectServed(chats: 12)
     }
 
-    @Test func aStalledProviderTimesOutAndFailsOverWithinTheDeadline() async throws {
-        let fixture = try await RoutingFixture.start(timeouts: UpstreamTimeouts(firstByte: .milliseconds(300), idle: .milliseconds(300))) { config in
+    @Test(arguments: Lane.allCases)
+    func aStalledProviderTimesOutAndFailsOverWithinTheDeadline(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(timeouts: UpstreamTimeouts(firstByte: .milliseconds(300), idle: .milliseconds(300)), lane: lane) { config in
             var route = RoutingFixture.route([("a", "m:fault=stall:stall=10s"), ("b", "m")])
             route.retry.deadline = .seconds(5)
             var streamed = RoutingFixture.route("s", [("a", "m:ttft=10s"), ("b", "m")])
@@ -128,10 +136,12 @@ struct FailoverTests {
         #expect(stream.status == 200 && stream.provider == "b", "\(stream.status) from \(stream.provider ?? "-"): \(stream.body)")
         #expect(stream.events.last == "[DONE]")
         #expect(fixture.status("a")?.lastError?.contains("timeout") == true)
+        try await fixture.expectServed(chats: 2)
     }
 
-    @Test func aCutAfterTheFirstByteEndsTheStreamWithAnErrorAndIsNotRetried() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func aCutAfterTheFirstByteEndsTheStreamWithAnErrorAndIsNotRetried(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             config.routes = [RoutingFixture.route([("a", "m:fault=cut"), ("b", "m")])]
         }
         defer { Task { await fixture.stop() } }
@@ -142,10 +152,12 @@ struct FailoverTests {
         #expect(fixture.status("b")?.requests == 0)
         // It counts against a: the stream failed.
         #expect(fixture.status("a")?.failures == 1)
+        try await fixture.expectServed(chats: 1)
     }
 
-    @Test func drainSendsNothingNewWhileInFlightRequestsFinish() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func drainSendsNothingNewWhileInFlightRequestsFinish(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             config.routes = [RoutingFixture.route([("a", "m:tps=40"), ("b", "m")])]
         }
         defer { Task { await fixture.stop() } }
@@ -167,6 +179,7 @@ struct FailoverTests {
         #expect(!fixture.control.drain("nope"))
         fixture.control.undrain("a")
         #expect(try await fixture.chat().provider == "a")
+        try await fixture.expectServed(chats: 14)
     }
 
     @Test func aHedgedRouteBeatsASlowTarget() async throws {
@@ -187,8 +200,9 @@ struct FailoverTests {
         #expect(a.failures == 0 && a.inFlight == 0 && a.breaker == "closed")
     }
 
-    @Test func aFailingTargetOpensItsBreakerAndIsSkipped() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func aFailingTargetOpensItsBreakerAndIsSkipped(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             var route = RoutingFixture.route([("a", "m:fault=500"), ("b", "m")])
             route.retry.backoff = .milliseconds(1)
             config.routes = [route]
@@ -203,10 +217,12 @@ struct FailoverTests {
         let skipped = try await fixture.chat()
         #expect(skipped.provider == "b" && skipped.attempts == 1)
         #expect(fixture.status("a")?.requests == 3)
+        try await fixture.expectServed(chats: 4)
     }
 
-    @Test func outOfQuotaIsNotRetriedThereAndContextOverflowGoesToTheLargerRoute() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func outOfQuotaIsNotRetriedThereAndContextOverflowGoesToTheLargerRoute(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             var small = RoutingFixture.route("small", [("a", "m:fault=context")])
             small.contextFallback = "large"
             config.routes = [
@@ -224,10 +240,12 @@ struct FailoverTests {
 
         let long = try await fixture.chat("small")
         #expect(long.status == 200 && long.provider == "c" && long.json["model"] as? String == "m-long")
+        try await fixture.expectServed(chats: 2)
     }
 
-    @Test func everyTargetDownIsA503WithRetryAfterInTheCallersDialect() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func everyTargetDownIsA503WithRetryAfterInTheCallersDialect(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             config.routes = [RoutingFixture.route([("a", "m")])]
         }
         defer { Task { await fixture.stop() } }
@@ -240,10 +258,13 @@ struct FailoverTests {
         )
         #expect(anthropic.status == 503)
         #expect((anthropic.json["error"] as? [String: Any])?["type"] as? String == "overloaded_error")
+        // With no target to plan, the fast lane leaves the request to the framework, which answers the 503.
+        try await fixture.expectServed(chats: 0, left: 1, because: .unroutable)
     }
 
-    @Test func rulesPickTheRouteByHeaderAndModelPattern() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func rulesPickTheRouteByHeaderAndModelPattern(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             config.routes = [RoutingFixture.route("r", [("a", "m")]), RoutingFixture.route("local", [("c", "small")])]
             var byHeader = RuleConditions()
             byHeader.headers = ["x-team": "data-*"]
@@ -256,10 +277,12 @@ struct FailoverTests {
         #expect(try await fixture.chat(headers: [("x-team", "data-science")]).provider == "c")
         let classified = try await fixture.chat("classify-tickets")
         #expect(classified.status == 200 && classified.provider == "c" && classified.json["model"] as? String == "small")
+        try await fixture.expectServed(chats: 3)
     }
 
-    @Test func aFailingHealthCheckTakesTheProviderOutOfRotation() async throws {
-        let fixture = try await RoutingFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func aFailingHealthCheckTakesTheProviderOutOfRotation(lane: Lane) async throws {
+        let fixture = try await RoutingFixture.start(lane: lane) { config in
             config.routes = [RoutingFixture.route([("a", "m"), ("b", "m")])]
             config.providers[0].healthCheck = HealthCheckSettings(interval: .milliseconds(50), path: "/no-such-path")
             config.providers[1].healthCheck = HealthCheckSettings(interval: .milliseconds(50))
@@ -270,14 +293,16 @@ struct FailoverTests {
         #expect(fixture.status("b")?.unavailable == nil)
         let exchange = try await fixture.chat()
         #expect(exchange.provider == "b" && exchange.attempts == 1)
+        try await fixture.expectServed(chats: 1)
     }
 
-    @Test func leastBusyPrefersTheBackendThatReportsAnIdleQueue() async throws {
+    @Test(arguments: Lane.allCases)
+    func leastBusyPrefersTheBackendThatReportsAnIdleQueue(lane: Lane) async throws {
         // Two vLLM-like backends; the first is kept busy by other clients the gateway does not see
         // (for longer than the test can take on a loaded machine).
         let busyRouter = SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0))
         let busy = try await RunningService.simulator(busyRouter)
-        let fixture = try await RoutingFixture.start(providers: ["idle"]) { config in
+        let fixture = try await RoutingFixture.start(providers: ["idle"], lane: lane) { config in
             var busyProvider = ProviderSettings(id: "busy", kind: .simulator, baseURL: "\(busy.url)/v1")
             busyProvider.loadPoll = .milliseconds(50)
             config.providers[0].loadPoll = .milliseconds(50)
@@ -299,5 +324,6 @@ struct FailoverTests {
             #expect(try await fixture.chat().provider == "idle")
         }
         for task in others { task.cancel() }
+        try await fixture.expectServed(chats: 20)
     }
 }

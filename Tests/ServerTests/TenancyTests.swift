@@ -6,16 +6,20 @@ import Testing
 @testable import Server
 
 /// A gateway with tenants in front of one simulator, its state dir kept for a look at the ledger.
-struct TenancyFixture {
+struct TenancyFixture: LaneFixture {
     let simulator: RunningService
     let gateway: RunningService
     let control: GatewayControl
     let stateDir: String
+    let lane: Lane
 
-    static func start(anonymous: Bool = false, price: TokenPrice? = nil, configure: (inout GatewayConfig) -> Void = { _ in }) async throws -> TenancyFixture {
+    static func start(
+        anonymous: Bool = false, price: TokenPrice? = nil, lane: Lane = .fast, configure: (inout GatewayConfig) -> Void = { _ in }
+    ) async throws -> TenancyFixture {
         let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
         var config = GatewayConfig()
         config.server.anonymous = anonymous
+        config.server.fastLane = lane == .fast
         config.server.stateDir = RunningService.temporaryStateDir()
         config.providers = [ProviderSettings(id: "sim", kind: .simulator, baseURL: "\(simulator.url)/v1")]
         config.routes = [
@@ -24,7 +28,7 @@ struct TenancyFixture {
         ]
         configure(&config)
         let (gateway, control) = try await RunningService.controlledGateway(config)
-        return TenancyFixture(simulator: simulator, gateway: gateway, control: control, stateDir: config.server.stateDir)
+        return TenancyFixture(simulator: simulator, gateway: gateway, control: control, stateDir: config.server.stateDir, lane: lane)
     }
 
     func key(_ request: KeyRequest) async throws -> String {
@@ -45,9 +49,10 @@ struct TenancyFixture {
 }
 
 struct TenancyTests {
-    @Test func aRequestThatFailsWithoutAnAnswerGivesItsReservationBack() async throws {
+    @Test(arguments: Lane.allCases)
+    func aRequestThatFailsWithoutAnAnswerGivesItsReservationBack(lane: Lane) async throws {
         // No upstream listens: every attempt fails before any answer (a 502 after admission).
-        let fixture = try await TenancyFixture.start { config in
+        let fixture = try await TenancyFixture.start(lane: lane) { config in
             config.providers.append(ProviderSettings(id: "dead", kind: .openAICompatible, baseURL: "http://127.0.0.1:1/v1"))
             config.routes.append(RouteSettings(alias: "gone", targets: [RouteTarget(provider: "dead", model: "m")]))
         }
@@ -61,10 +66,12 @@ struct TenancyTests {
         }
         let usage = await fixture.control.tenants(fixture.control.state.routing.config).first { $0.name == "acme" }
         #expect(usage?.requestsToday == 3)
+        try await fixture.expectServed(chats: 3)
     }
 
-    @Test func keysAreRequiredCheckedAndRevocable() async throws {
-        let fixture = try await TenancyFixture.start(price: TokenPrice(input: 0.15, output: 0.6))
+    @Test(arguments: Lane.allCases)
+    func keysAreRequiredCheckedAndRevocable(lane: Lane) async throws {
+        let fixture = try await TenancyFixture.start(price: TokenPrice(input: 0.15, output: 0.6), lane: lane)
         defer { Task { await fixture.stop() } }
         let missing = try await fixture.chat(key: nil)
         #expect(missing.status == 401 && (missing.json["error"] as? [String: Any])?["code"] as? String == "invalid_api_key")
@@ -90,10 +97,13 @@ struct TenancyTests {
         #expect(revoked.message.contains("revoked"))
         let after = try await fixture.chat(key: key)
         #expect(after.status == 401 && after.body.contains("was revoked"))
+        // A refused credential is the framework's to answer: the key that works is the fast lane's.
+        try await fixture.expectServed(chats: 1, left: 2, because: .callerRefused)
     }
 
-    @Test func modelsOutsideAKeysListAre403() async throws {
-        let fixture = try await TenancyFixture.start()
+    @Test(arguments: Lane.allCases)
+    func modelsOutsideAKeysListAre403(lane: Lane) async throws {
+        let fixture = try await TenancyFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         var request = KeyRequest(tenant: "acme")
         request.models = ["r"]
@@ -101,19 +111,23 @@ struct TenancyTests {
         #expect(try await fixture.chat(key: key).status == 200)
         let refused = try await fixture.chat(key: key, model: "other")
         #expect(refused.status == 403 && refused.body.contains("not allowed for key"))
+        try await fixture.expectServed(chats: 2)
     }
 
-    @Test func anonymousUseStaysPossibleWhereAllowedButOurKeysAreStillChecked() async throws {
-        let fixture = try await TenancyFixture.start(anonymous: true)
+    @Test(arguments: Lane.allCases)
+    func anonymousUseStaysPossibleWhereAllowedButOurKeysAreStillChecked(lane: Lane) async throws {
+        let fixture = try await TenancyFixture.start(anonymous: true, lane: lane)
         defer { Task { await fixture.stop() } }
         #expect(try await fixture.chat(key: nil).status == 200)
         #expect(try await fixture.chat(key: "unused-locally").status == 200)
         #expect(try await fixture.chat(key: "sk-sy-forged0000000000000000000000000000000000").status == 401)
+        try await fixture.expectServed(chats: 2, left: 1, because: .callerRefused)
     }
 
     /// 200 concurrent requests against a $1.00 budget: the reservations keep the settled total within it.
-    @Test func concurrentRequestsNeverOverspendABudget() async throws {
-        let fixture = try await TenancyFixture.start(price: TokenPrice(input: 1_000, output: 1_000)) { config in
+    @Test(arguments: Lane.allCases)
+    func concurrentRequestsNeverOverspendABudget(lane: Lane) async throws {
+        let fixture = try await TenancyFixture.start(price: TokenPrice(input: 1_000, output: 1_000), lane: lane) { config in
             var tenant = TenantSettings(name: "acme")
             tenant.limits.dailyBudgetUSD = 1
             config.tenants = [tenant]
@@ -139,7 +153,9 @@ struct TenancyTests {
         #expect(charged <= 1.0, "charged \(charged)")
         // Then one at a time until the budget refuses: it is used up to less than one worst case
         // (about $0.13 here) short of the limit, never past it.
+        var oneAtATime = 0
         for _ in 0..<100 {
+            oneAtATime += 1
             let exchange = try await fixture.chat(key: key)
             guard exchange.status == 200 else {
                 #expect(exchange.status == 429 && exchange.body.contains("Daily budget of $1.0"))
@@ -153,11 +169,13 @@ struct TenancyTests {
         let acme = try #require(await fixture.control.snapshot().tenants.first { $0.name == "acme" })
         #expect(acme.costTodayUsd <= 1.0 && abs(acme.costTodayUsd - charged) < 1e-6)
         #expect(acme.limitRejections == refused.count + 1)
+        try await fixture.expectServed(chats: 200 + oneAtATime)
     }
 
     /// A 60-requests-a-minute key hammered by 20 clients: GCRA admits the burst and then one a second.
-    @Test func aRequestsPerMinuteLimitHoldsUnderConcurrency() async throws {
-        let fixture = try await TenancyFixture.start()
+    @Test(arguments: Lane.allCases)
+    func aRequestsPerMinuteLimitHoldsUnderConcurrency(lane: Lane) async throws {
+        let fixture = try await TenancyFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         var request = KeyRequest(tenant: "acme")
         request.rpm = 60
@@ -179,16 +197,19 @@ struct TenancyTests {
         let admitted = statuses.filter { $0 == 200 }.count
         #expect(statuses.count == 300 && Set(statuses).isSubset(of: [200, 429]))
         #expect(admitted >= 60 && Double(admitted) <= 60 + elapsed + 1, "admitted \(admitted) in \(elapsed) s")
+        try await fixture.expectServed(chats: 300)
     }
 
-    @Test func everyRequestGetsExactlyOneLedgerRowByShutdown() async throws {
-        let fixture = try await TenancyFixture.start(anonymous: true)
+    @Test(arguments: Lane.allCases)
+    func everyRequestGetsExactlyOneLedgerRowByShutdown(lane: Lane) async throws {
+        let fixture = try await TenancyFixture.start(anonymous: true, lane: lane)
         let key = try await fixture.key(KeyRequest(tenant: "acme"))
         var ids: [String] = []
         for index in 0..<40 {
             let exchange = index % 4 == 0 ? try await fixture.chat(key: nil, model: "missing") : try await fixture.chat(key: key)
             ids.append(exchange.headers.first(name: "x-request-id") ?? "")
         }
+        try await fixture.expectServed(chats: 30, left: 10, because: .unroutable)
         await fixture.stop()
         let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
         let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }
@@ -198,6 +219,35 @@ struct TenancyTests {
         #expect(rows.filter { $0.status == 200 }.allSatisfy { $0.costUsd == 0 && $0.outputTokens > 0 && $0.keyId != nil }, "the simulator is free")
         let integrity = try await store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") }
         #expect(integrity == "ok")
+        try? FileManager.default.removeItem(atPath: fixture.stateDir)
+    }
+
+    /// The whole-answer counterpart of `FastLaneTests.aClientThatHangsUpMidStreamLeavesItsLedgerRow`:
+    /// hung up on while the upstream (one that never answers) has not answered yet.
+    @Test(arguments: Lane.allCases)
+    func aClientThatHangsUpBeforeTheAnswerLeavesItsLedgerRow(lane: Lane) async throws {
+        let upstream = try await ScriptedUpstream(.init(answers: false))
+        let fixture = try await TenancyFixture.start(anonymous: true, lane: lane) { config in
+            config.providers.append(ProviderSettings(id: "silent", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1"))
+            config.routes.append(RouteSettings(alias: "quiet", targets: [RouteTarget(provider: "silent", model: "m")]))
+        }
+        let client = Task {
+            try await TestClient.post(
+                "\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "quiet"), headers: [("x-request-id", "hangup-whole")]
+            )
+        }
+        for _ in 0..<100 where upstream.openConnections == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(upstream.openConnections == 1)
+        client.cancel()
+        // The first-byte timeout is 60 s; only the hang-up can end the upstream request this soon.
+        for _ in 0..<100 where upstream.openConnections > 0 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(upstream.openConnections == 0)
+        try await fixture.expectServed(chats: 1)
+        await fixture.stop()
+        await upstream.stop()
+        let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
+        let row = try await store.pool.read { db in try LedgerRow.fetchAll(db) }.first { $0.requestId == "hangup-whole" }
+        #expect(row?.status == 499 && row?.outcome == FaultDomain.caller.rawValue, "\(String(describing: row))")
         try? FileManager.default.removeItem(atPath: fixture.stateDir)
     }
 }

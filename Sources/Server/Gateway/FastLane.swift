@@ -238,7 +238,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler, Dead
                     self.phase = .idle(searched: buffer.readableBytes)
                     return
                 case .unframeable:
-                    self.state.metrics.recordFastLaneSkip(.unusualFraming)
+                    // With the switch off, every request is counted as `disabled`, whatever its framing.
+                    self.state.metrics.recordFastLaneSkip(self.state.server.fastLane ? .unusualFraming : .disabled)
                     self.phase = .handedOver
                 case .head(let head):
                     self.requests &+= 1

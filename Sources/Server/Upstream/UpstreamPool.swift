@@ -149,6 +149,11 @@ final class UpstreamPool: Sendable {
     private static func tls(_ provider: ProviderSettings, baseURL: String) throws(ConfigError) -> (configuration: TLSConfiguration, context: NIOSSLContext)? {
         guard baseURL.hasPrefix("https://") else { return nil }
         var configuration = TLSConfiguration.makeClientConfiguration()
+        // The gateway closes an upstream connection only when its answer is no longer wanted (a client
+        // hang-up, a timeout) or it is retired: it has no use for the upstream's close_notify, and
+        // waiting for it (NIOSSL's default, 5 s) leaves an upstream that does not read while it
+        // streams generating, and billing, that long.
+        configuration.shutdownTimeout = .zero
         func refuse(_ path: String, _ message: String) -> ConfigError {
             ConfigError(source: "providers", issues: [ConfigIssue(line: nil, column: nil, path: "providers.\(provider.id).\(path)", message: message)])
         }
