@@ -52,7 +52,7 @@ struct ClientLimitsTests {
         }
         var closed = 0
         for connection in silent + [trickling] {
-            let answer = try #require(connection.readToClose(), "a connection was still open after 10 s")
+            let answer = try #require(await connection.readToClose(), "a connection was still open after 10 s")
             #expect(answer.hasPrefix("HTTP/1.1 408 "), "\(answer.prefix(200))")
             #expect(answer.contains(#""code":"request_timeout""#))
             closed += 1
@@ -81,7 +81,7 @@ struct ClientLimitsTests {
             return connection
         }
         for connection in connections {
-            let answer = try #require(connection.readToClose(), "a half-sent body was still open after 10 s")
+            let answer = try #require(await connection.readToClose(), "a half-sent body was still open after 10 s")
             #expect(answer.isEmpty || answer.hasPrefix("HTTP/1.1 408 "), "\(answer.prefix(200))")
         }
         #expect(try await Self.metric(fixture, #"switchyard_client_timeouts_total{phase="body"}"#) == 3)
@@ -100,10 +100,10 @@ struct ClientLimitsTests {
             try connection.send(String(request.utf8.prefix(cut))!)
             try await Task.sleep(for: .milliseconds(400))
             try connection.send(String(request.utf8.dropFirst(cut))!)
-            let answer = try connection.readResponse()
+            let answer = try await connection.readResponse()
             #expect(answer.status == 200, "\(path): \(answer.status) \(answer.body)")
         }
-        try await fixture.expectServed(chats: 1)
+        try await fixture.expectServed(chats: 2)
         await fixture.stop()
     }
 
@@ -113,9 +113,9 @@ struct ClientLimitsTests {
         for request in [Self.post("/v1/chat/completions", Self.chat), "GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"] {
             let connection = try RawConnection(port: fixture.gateway.port)
             try connection.send(request)
-            #expect(try connection.readResponse().status == 200)
+            #expect(try await connection.readResponse().status == 200)
             // Nothing more is sent: the connection is closed without another word.
-            #expect(connection.readToClose() == "")
+            #expect(await connection.readToClose() == "")
         }
         #expect(try await Self.metric(fixture, #"switchyard_client_timeouts_total{phase="idle"}"#) == 2)
         try await fixture.expectServed(chats: 1)
@@ -134,11 +134,11 @@ struct ClientLimitsTests {
         )
         let connection = try RawConnection(port: fixture.gateway.port)
         try connection.send(Self.post("/v1/chat/completions", TestClient.chat(model: "late")))
-        #expect(try connection.readResponse().status == 200)
-        let framework = try RawConnection(port: fixture.gateway.port)
-        try framework.send(Self.post("/v1/messages", #"{"model":"late","max_tokens":20,"messages":[{"role":"user","content":"Hi"}]}"#))
-        #expect(try framework.readResponse().status == 200)
-        // A stream of 2 s (10 tokens a second) relayed on the fast lane and through Hummingbird.
+        #expect(try await connection.readResponse().status == 200)
+        let translated = try RawConnection(port: fixture.gateway.port)
+        try translated.send(Self.post("/v1/messages", #"{"model":"late","max_tokens":20,"messages":[{"role":"user","content":"Hi"}]}"#))
+        #expect(try await translated.readResponse().status == 200)
+        // A stream of 2 s (10 tokens a second) relayed to an OpenAI client and, translated, to an Anthropic one.
         for (path, body) in [
             ("/v1/chat/completions", TestClient.chat(model: "slow", stream: true, extra: #","max_tokens":20"#)),
             ("/v1/messages", #"{"model":"slow","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#),
@@ -148,7 +148,7 @@ struct ClientLimitsTests {
             #expect(reply.body.contains(path.hasSuffix("messages") ? "message_stop" : "[DONE]"), "\(path): \(reply.body.suffix(200))")
         }
         #expect(try await Self.metric(fixture, #"switchyard_client_timeouts_total{phase="body"}"#) == 0)
-        try await fixture.expectServed(chats: 2)
+        try await fixture.expectServed(chats: 4)
         await fixture.stop()
         await upstream.stop()
     }
@@ -158,14 +158,15 @@ struct ClientLimitsTests {
     @Test func pastMaxConnectionsAConnectionIsRefusedWith503() async throws {
         let fixture = try await self.start(maxConnections: 2)
         // Two connections in use, each answered (so each was accepted in turn).
-        let held = try (0..<2).map { _ in
+        var held: [RawConnection] = []
+        for _ in 0..<2 {
             let connection = try RawConnection(port: fixture.gateway.port)
             try connection.send("GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-            #expect(try connection.readResponse().status == 200)
-            return connection
+            #expect(try await connection.readResponse().status == 200)
+            held.append(connection)
         }
         let third = try RawConnection(port: fixture.gateway.port)
-        let answer = try #require(third.readToClose(), "the connection past the cap was not closed")
+        let answer = try #require(await third.readToClose(), "the connection past the cap was not closed")
         #expect(answer.hasPrefix("HTTP/1.1 503 "), "\(answer.prefix(200))")
         #expect(answer.lowercased().contains("connection: close"))
         #expect(answer.contains(#""code":"too_many_connections""#))
@@ -206,7 +207,7 @@ struct ClientLimitsTests {
         ] {
             let connection = try RawConnection(port: fixture.gateway.port)
             try connection.send(request)
-            let answer = try #require(connection.readToClose(), "an HTTP/1.0 connection was still open after its answer")
+            let answer = try #require(await connection.readToClose(), "an HTTP/1.0 connection was still open after its answer")
             #expect(answer.hasPrefix("HTTP/1.0 200 "), "\(answer.prefix(200))")
             #expect(answer.lowercased().contains("connection: close"))
             #expect(!answer.lowercased().contains("transfer-encoding"), "an HTTP/1.0 client reads no chunks")
@@ -215,10 +216,10 @@ struct ClientLimitsTests {
         // HTTP/1.0 with keep-alive, and an answer of known length: the connection stays.
         let kept = try RawConnection(port: fixture.gateway.port)
         try kept.send(Self.post("/v1/chat/completions", Self.chat, version: "1.0", fields: "connection: keep-alive\r\n"))
-        let first = try kept.readResponse()
+        let first = try await kept.readResponse()
         #expect(first.status == 200 && first.headers["connection"] == "keep-alive")
         try kept.send("GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        #expect(try kept.readResponse().status == 200)
+        #expect(try await kept.readResponse().status == 200)
         // HTTP/1.0 is framing the fast lane leaves to Hummingbird: all four requests (the model list too).
         try await fixture.expectServed(chats: 0, left: 4, because: .unusualFraming)
         await fixture.stop()
@@ -243,7 +244,7 @@ struct ClientLimitsTests {
         } else {
             try connection.send(unknownMethod + chat)
         }
-        let rest = try #require(connection.readToClose(), "the connection stayed open after 400 Connection: close")
+        let rest = try #require(await connection.readToClose(), "the connection stayed open after 400 Connection: close")
         #expect(rest.hasPrefix("HTTP/1.1 400 ") && rest.lowercased().contains("connection: close"), "\(rest.prefix(300))")
         #expect(!rest.contains("chat.completion") && rest.components(separatedBy: "HTTP/1.1 ").count == 2, "\(rest.prefix(600))")
         // Had the request gone on, the upstream would have answered it at once; give it the time to.
@@ -262,7 +263,7 @@ struct ClientLimitsTests {
         let fixture = try await self.start()
         let connection = try RawConnection(port: fixture.gateway.port)
         try connection.send("POST \(path) HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"mod\r\nzz\r\nel\"\r\n0\r\n\r\n")
-        let answer = try connection.readResponse()
+        let answer = try await connection.readResponse()
         #expect(answer.status == 400, "\(answer.body)")
         #expect(answer.headers["connection"] == "close")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any])
@@ -272,7 +273,7 @@ struct ClientLimitsTests {
         } else {
             #expect(error["code"] as? String == "invalid_request" && error["type"] as? String == "invalid_request_error")
         }
-        #expect(connection.readToClose() != nil, "the connection stayed open after a broken body")
+        #expect(await connection.readToClose() != nil, "the connection stayed open after a broken body")
         let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
         #expect(metrics.contains(#"outcome="caller""#))
         #expect(!metrics.contains(#"outcome="gateway""#))

@@ -363,7 +363,7 @@ struct ImageURLTests {
         let notImage = try await TestClient.post("\(fixture.gateway.url)/v1/chat/completions", Self.ask(imageURL: "\(fixture.simulator.url)/healthz"))
         #expect(notImage.status == 400)
         #expect((notImage.json["error"] as? [String: Any])?["message"] as? String == "Could not fetch image 1.")
-        try await fixture.expectServed(chats: 0, left: 2, because: .translated)
+        try await fixture.expectServed(chats: 0, left: 2, because: .upstreamDialect)
         await fixture.stop()
     }
 

@@ -258,8 +258,8 @@ struct FailoverTests {
         )
         #expect(anthropic.status == 503)
         #expect((anthropic.json["error"] as? [String: Any])?["type"] as? String == "overloaded_error")
-        // With no target to plan, the fast lane leaves the request to the framework, which answers the 503.
-        try await fixture.expectServed(chats: 0, left: 1, because: .unroutable)
+        // With no target to plan, the fast lane leaves both requests to the framework, which answers the 503s.
+        try await fixture.expectServed(chats: 0, left: 2, because: .unroutable)
     }
 
     @Test(arguments: Lane.allCases)

@@ -98,7 +98,7 @@ struct TenancyTests {
         let after = try await fixture.chat(key: key)
         #expect(after.status == 401 && after.body.contains("was revoked"))
         // A refused credential is the framework's to answer: the key that works is the fast lane's.
-        try await fixture.expectServed(chats: 1, left: 2, because: .callerRefused)
+        try await fixture.expectServed(chats: 1, left: 3, because: .callerRefused)
     }
 
     @Test(arguments: Lane.allCases)
