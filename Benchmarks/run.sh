@@ -31,7 +31,8 @@ cleanup() {
   rm -rf "$state"
 }
 trap cleanup EXIT
-pinned() { local on=$1; shift; if [ -n "$on" ]; then taskset -c "$on" "$@"; else "$@"; fi; }
+# exec: started in the background, the process is the one whose pid is kept (and stopped at the end).
+pinned() { local on=$1; shift; if [ -n "$on" ]; then exec taskset -c "$on" "$@"; else exec "$@"; fi; }
 wait_ready() { # url log
   for _ in $(seq 1 50); do
     curl -sf "$1" >/dev/null && return 0
