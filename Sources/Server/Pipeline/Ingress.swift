@@ -5,12 +5,6 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// The client dialect an endpoint speaks, which decides how its errors look.
-enum ClientDialect {
-    case openAI
-    case anthropic
-}
-
 /// What every endpoint does around its own work: a request id, the body within its limit, the route's
 /// target and its upstream, and any failure rendered in the client's dialect and logged once.
 extension GatewayState {

@@ -3,105 +3,7 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// What one attempt sends. Built per target: the targets of one route may speak different dialects.
-struct UpstreamRequest: Sendable {
-    let body: ByteBuffer
-    let path: String
-    let streaming: Bool
-    /// The client's `traceparent`, when valid.
-    var traceparent: String?
-}
-
-/// The attempt whose answer the client gets: a success, or the failure that ended the trying.
-struct AttemptOutcome: Sendable {
-    let target: PlannedTarget
-    let upstream: UpstreamPool.Upstream
-    let reply: UpstreamCall.Reply
-    let lease: TargetLease
-    /// When this attempt was sent and when its answer (head, or a stream's first chunk) arrived.
-    let sent: ContinuousClock.Instant
-    let replied: ContinuousClock.Instant
-    /// When the request's first attempt was sent: the gateway's own time is before it and after `replied`.
-    var firstSent: ContinuousClock.Instant
-    /// Attempts that went out for this request, this one included.
-    var attempts = 1
-    var hedged = false
-
-    /// This attempt as the request's answer: how many attempts it took, and when the first went out.
-    func counted(_ attempts: Int, firstSent: ContinuousClock.Instant?) -> AttemptOutcome {
-        var outcome = self
-        outcome.attempts = attempts
-        outcome.firstSent = firstSent ?? self.sent
-        return outcome
-    }
-
-    /// Time spent in the gateway, without the upstream waits and the backoffs between attempts.
-    func overhead(since started: ContinuousClock.Instant) -> Duration {
-        (self.firstSent - started) + (ContinuousClock.now - self.replied)
-    }
-}
-
-/// An admitted attempt's hold on its target: counted in flight until the answer is complete, then
-/// judged once (success, failure, or abandoned when nobody is left to judge it).
-final class TargetLease: Sendable {
-    private let state: GatewayState
-    private let ticket: RoutingHealth.Ticket
-    private let route: String
-    private let sent: ContinuousClock.Instant
-    private let firstByte: ContinuousClock.Instant?
-    private let settled = Atomic<Bool>(false)
-    private let logger: Logger
-
-    init(state: GatewayState, ticket: RoutingHealth.Ticket, route: String, sent: ContinuousClock.Instant, firstByte: ContinuousClock.Instant?, logger: Logger) {
-        self.state = state
-        self.ticket = ticket
-        self.route = route
-        self.sent = sent
-        self.firstByte = firstByte
-        self.logger = logger
-    }
-
-    func succeeded() {
-        guard self.settle() else { return }
-        let now = ContinuousClock.now
-        let firstToken = self.firstByte.map { $0 - self.sent }
-        self.state.health.withLock { $0.succeeded(self.ticket, route: self.route, firstToken: firstToken, total: now - self.sent, at: now) }
-    }
-
-    func failed(_ failure: AttemptFailure, detail: String) {
-        guard self.settle() else { return }
-        let now = ContinuousClock.now
-        let opened = self.state.health.withLock { $0.failed(self.ticket, failure, detail: detail, at: now) }
-        if opened { self.state.breakerOpened(self.ticket.target, failure: failure, logger: self.logger) }
-    }
-
-    func abandoned() {
-        guard self.settle() else { return }
-        self.state.health.withLock { $0.abandoned(self.ticket) }
-    }
-
-    private func settle() -> Bool {
-        !self.settled.exchange(true, ordering: .acquiringAndReleasing)
-    }
-
-    deinit {
-        // A response body that was never drained (the client left first) must not hold its target busy.
-        if !self.settled.load(ordering: .acquiring) {
-            self.state.health.withLock { $0.abandoned(self.ticket) }
-        }
-    }
-}
-
 extension GatewayState {
-    /// Plans `request` with `routing`'s routes: the route, and its healthy targets in the order to try them.
-    func plan(_ request: RequestFeatures, in routing: RoutingSnapshot) throws(GatewayError) -> FailoverPlan {
-        var random = SystemRandomNumberGenerator()
-        let now = ContinuousClock.now
-        return try self.health.withLock { (health: inout RoutingHealth) throws(GatewayError) -> FailoverPlan in
-            try routing.routes.plan(request, health: health, at: now, using: &random)
-        }
-    }
-
     /// Executes `plan` before the first byte reaches the client: the framework lane's driver of the
     /// request's lifecycle (`AttemptLoop`), each attempt a task of its own, so a timed-out attempt or
     /// a hedge's loser is cancelled alone.
@@ -276,14 +178,6 @@ extension GatewayState {
         }
     }
 
-    enum AttemptResult: Sendable {
-        case won(AttemptOutcome)
-        /// With the reply when the upstream answered (the client may get it as it is).
-        case failed(PlannedTarget, AttemptFailure, GatewayError, AttemptOutcome?)
-        /// Judged elsewhere: the attempt timed out, was dropped, or the client left.
-        case abandoned
-    }
-
     /// One attempt: send, wait for the head (and a stream's first chunk), judge the answer, unless
     /// the driver judged it first.
     private func run(
@@ -304,71 +198,5 @@ extension GatewayState {
             let gatewayError = GatewayError.from(error, provider: attempt.upstream.settings, streaming: request.streaming)
             return self.judge(gatewayError, target: attempt.target, ticket: attempt.ticket, logger: logger)
         }
-    }
-
-    /// An attempt that got an answer: won, or failed with the reply the client may get.
-    /// - Parameter streamed: a successful stream whose first chunk came (it is judged when it ends).
-    func judge(
-        _ reply: UpstreamCall.Reply, target: PlannedTarget, upstream: UpstreamPool.Upstream, ticket: RoutingHealth.Ticket,
-        sent: ContinuousClock.Instant, streamed: Bool, logger: Logger
-    ) -> AttemptResult {
-        let lease = TargetLease(
-            state: self, ticket: ticket, route: target.route, sent: sent, firstByte: streamed ? ContinuousClock.now : nil, logger: logger
-        )
-        let outcome = AttemptOutcome(target: target, upstream: upstream, reply: reply, lease: lease, sent: sent, replied: ContinuousClock.now, firstSent: sent)
-        guard reply.isSuccess else {
-            let failure = reply.failure(provider: target.provider)
-            let error = reply.error(provider: target.provider)
-            lease.failed(failure, detail: error.message)
-            return .failed(target, failure, error, outcome)
-        }
-        // A stream is judged when it ends; a whole body already has.
-        if !streamed { lease.succeeded() }
-        return .won(outcome)
-    }
-
-    /// An attempt that got no answer (a transport failure or a timeout), counted against its target.
-    func judge(_ error: GatewayError, target: PlannedTarget, ticket: RoutingHealth.Ticket, logger: Logger) -> AttemptResult {
-        let failure = AttemptFailure.classify(error)
-        let opened = self.health.withLock { $0.failed(ticket, failure, detail: error.message, at: ContinuousClock.now) }
-        if opened { self.breakerOpened(target.key, failure: failure, logger: logger) }
-        return .failed(target, failure, error, nil)
-    }
-}
-
-extension GatewayState {
-    func breakerOpened(_ target: TargetKey, failure: AttemptFailure, logger: Logger) {
-        logger.warning("circuit breaker opened", metadata: ["gw.target": "\(target)", "gw.error": "\(failure.label)"])
-        var event = AdminEvent(kind: .breakerOpened, message: "circuit breaker of \(target) opened after \(failure.label)", provider: target.provider)
-        event.model = target.model
-        self.events.publish(event)
-    }
-}
-
-/// A failed attempt as the client may get it: the error, and the upstream's reply when it answered.
-struct FailedAttempt: Sendable {
-    let error: GatewayError
-    let outcome: AttemptOutcome?
-}
-
-extension AttemptLoop {
-    /// Reports a failed attempt at this instant, logged with the failure and what follows.
-    mutating func failed(_ id: AttemptID, _ failure: AttemptFailure, on target: PlannedTarget, requestID: String, logger: Logger) -> Action {
-        let action = self.failed(id, failure, at: .now, random: Double.random(in: 0..<1))
-        let next: String
-        switch action {
-        case .send(let target): next = "\(target.key) now"
-        case .giveUp: next = "give up"
-        default: next = self.nextDeadline.map { "wait \(($0 - .now).milliseconds) ms" } ?? "wait"
-        }
-        logger.log(
-            level: failure == .caller ? .debug : .warning,
-            "upstream attempt failed",
-            metadata: [
-                "gw.request_id": "\(requestID)", "gw.target": "\(target.key)", "gw.failure": "\(failure.label)",
-                "gw.attempt": "\(self.attemptsStarted)", "gw.next": "\(next)",
-            ]
-        )
-        return action
     }
 }

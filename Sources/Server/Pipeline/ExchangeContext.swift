@@ -1,0 +1,151 @@
+import AsyncHTTPClient
+import Engine
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// What one exchange with an upstream needs to log and account for itself.
+struct ExchangeContext: Sendable {
+    let state: GatewayState
+    let routing: RoutingSnapshot
+    let admission: Admission
+    let requestID: String
+    let outcome: AttemptOutcome
+    let logger: Logger
+    /// When the request arrived.
+    let started: ContinuousClock.Instant
+    /// Where the answer goes in the cache, when the route caches and the request may be cached.
+    var cachePlan: CachePlan?
+    /// GenAI operation name: "chat" or "embeddings".
+    var operation = "chat"
+
+    var cacheOutcome: CacheOutcome { self.cachePlan.map { $0.lookup ? .miss : .bypass } ?? .bypass }
+
+    /// Whether a complete answer should be kept (decoding it costs only then).
+    var recordsAnswer: Bool { self.cachePlan?.store == true }
+
+    /// Keeps a complete, successful answer for the next identical (or reworded) request.
+    func remember(_ response: ChatResponse) {
+        guard let plan = self.cachePlan, plan.store else { return }
+        // A relayed stream's first chunk came at its first token; a whole answer's tells only the total.
+        let streamed = self.outcome.reply.stream != nil
+        let timing = AnswerTiming(
+            firstToken: streamed ? self.outcome.replied - self.sent : nil, total: (streamed ? ContinuousClock.now : self.outcome.replied) - self.sent
+        )
+        let answer = CachedAnswer(response: response, provider: self.target.provider, upstreamModel: self.target.upstreamModel, timing: timing)
+        self.state.cache.store(answer, plan: plan)
+    }
+
+    var target: PlannedTarget { self.outcome.target }
+    var upstream: UpstreamPool.Upstream { self.outcome.upstream }
+    var sent: ContinuousClock.Instant { self.outcome.sent }
+    /// When the whole exchange must be over: `total` from when its attempt went out.
+    var deadline: ContinuousClock.Instant { self.sent + self.upstream.settings.timeouts.total }
+
+    /// The relay's step for an upstream chunk, or the `total` timeout once the exchange ran past its deadline.
+    func relayStep(_ relay: inout OpenAIStreamRelay, _ chunk: ByteBuffer) -> OpenAIStreamRelay.Step {
+        ContinuousClock.now > self.deadline ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(self.upstream.settings, .total)) : relay.feed(chunk)
+    }
+
+    /// A relayed OpenAI stream is over, failed by `failure` (ours) or by the upstream's own error event
+    /// (forwarded as it came); accounted.
+    /// - Returns: the failure it was judged by.
+    @discardableResult
+    func openAIStreamEnded(_ relay: OpenAIStreamRelay, failure: GatewayError?) -> GatewayError? {
+        let failure = failure ?? relay.upstreamErrorMessage.map {
+            GatewayError.streamInterrupted(provider: self.target.provider, detail: "the provider sent an error event: \($0)")
+        }
+        self.streamEnded(failure: failure, usage: relay.usage, finishReason: relay.finishReason)
+        return failure
+    }
+
+    /// A translated stream is over: accounted, and its answer kept when it ended well.
+    func translatedStreamEnded(_ relay: TranslatedStreamRelay) {
+        self.streamEnded(failure: relay.failure, usage: relay.usage, finishReason: nil)
+        if let response = relay.recordedAnswer { self.remember(response) }
+    }
+
+    /// A relayed stream is over: the target is judged by how it ended (a failure after the first
+    /// byte counts against it, though nothing can be retried any more).
+    func streamEnded(failure: GatewayError?, usage: Usage?, finishReason: String?) {
+        guard let failure else {
+            self.outcome.lease.succeeded()
+            self.logCompletion(usage: usage, finishReason: finishReason, streamed: true)
+            return
+        }
+        self.outcome.lease.failed(.serverError, detail: failure.message)
+        self.logger.warning(
+            "stream failed after the first byte",
+            metadata: ["gw.request_id": "\(self.requestID)", "gw.provider": "\(self.target.provider)", "gw.error": "\(failure.metricLabel)"]
+        )
+        self.account(status: 200, failure: failure, usage: usage, streamed: true)
+    }
+
+    func logCompletion(usage: Usage?, finishReason: String?, streamed: Bool) {
+        self.logger.debug(
+            "request completed",
+            metadata: [
+                "gw.request_id": "\(self.requestID)",
+                "gw.tenant": "\(self.admission.caller.tenant ?? "-")",
+                "gw.route": "\(self.target.route)",
+                "gw.provider": "\(self.target.provider)",
+                "gw.attempts": "\(self.outcome.attempts)",
+                "gw.stream": "\(streamed)",
+                "gw.input_tokens": "\(usage?.inputTokens ?? -1)",
+                "gw.output_tokens": "\(usage?.outputTokens ?? -1)",
+                "gw.finish_reason": "\(finishReason ?? "none")",
+                "gw.upstream_ms": "\((ContinuousClock.now - self.sent).milliseconds)",
+            ]
+        )
+        self.account(status: 200, failure: nil, usage: usage, streamed: streamed)
+    }
+
+    /// The client hung up during a relayed stream: the target is not to blame, and what the stream
+    /// used so far is accounted as the caller's.
+    func clientLeft(usage: Usage?) {
+        self.outcome.lease.abandoned()
+        self.account(status: GatewayError.clientDisconnected.httpStatus, failure: .clientDisconnected, usage: usage, streamed: true)
+    }
+
+    /// The upstream's failed answer is what the client gets (after every retry).
+    func answeredWithFailure(_ error: GatewayError, status: Int) {
+        self.account(status: status, failure: error, usage: nil, streamed: false)
+    }
+
+    /// The answer's cost at the target's price (0 when the price is unknown).
+    func cost(of usage: Usage?) -> Double {
+        guard let usage, let price = self.routing.price(of: self.target.target) else { return 0 }
+        return price.cost(usage)
+    }
+
+    /// Rate-limit headers, and the cost when it is known before the body goes out.
+    func setAccountingHeaders<Fields: ResponseFields>(_ headers: inout Fields, usage: Usage?) {
+        headers.setRateLimitHeaders(self.admission.ticket?.report)
+        headers.set(.cacheStatus, self.cacheOutcome.rawValue)
+        if let usage { headers.setCost(self.cost(of: usage)) }
+    }
+
+    private func account(status: Int, failure: GatewayError?, usage: Usage?, streamed: Bool) {
+        self.state.finish(RequestSummary(
+            requestID: self.requestID,
+            operation: self.operation,
+            route: self.target.route,
+            target: self.target.key,
+            status: status,
+            failure: failure?.domain,
+            message: failure?.message,
+            latency: ContinuousClock.now - self.started,
+            timeToFirstToken: streamed ? self.outcome.replied - self.started : nil,
+            usage: usage,
+            overhead: self.outcome.overhead(since: self.started),
+            caller: self.admission.caller,
+            admission: self.admission,
+            costUSD: failure == nil || usage != nil ? self.cost(of: usage) : 0,
+            attempts: self.outcome.attempts,
+            cache: self.cacheOutcome.rawValue
+        ))
+    }
+}

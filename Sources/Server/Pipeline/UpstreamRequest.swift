@@ -1,0 +1,13 @@
+import Engine
+import Logging
+import NIOCore
+import Synchronization
+
+/// What one attempt sends. Built per target: the targets of one route may speak different dialects.
+struct UpstreamRequest: Sendable {
+    let body: ByteBuffer
+    let path: String
+    let streaming: Bool
+    /// The client's `traceparent`, when valid.
+    var traceparent: String?
+}
