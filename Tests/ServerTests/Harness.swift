@@ -62,12 +62,16 @@ struct RunningService: Sendable {
 
     /// Starts the gateway with `config` on an ephemeral port.
     /// - Parameter imagePolicy: where image URLs may lead; tests serving images widen it to loopback.
-    static func gateway(_ config: GatewayConfig, imagePolicy: AddressPolicy = .publicOnly) async throws -> RunningService {
-        try await self.controlledGateway(config, imagePolicy: imagePolicy).0
+    /// - Parameter egressProxy: the proxy upstreams are reached through (none by default, whatever the
+    ///   test process's environment says).
+    static func gateway(_ config: GatewayConfig, imagePolicy: AddressPolicy = .publicOnly, egressProxy: EgressProxy = .none) async throws -> RunningService {
+        try await self.controlledGateway(config, imagePolicy: imagePolicy, egressProxy: egressProxy).0
     }
 
     /// Starts the gateway, with its control handle (drain, target states).
-    static func controlledGateway(_ config: GatewayConfig, imagePolicy: AddressPolicy = .publicOnly) async throws -> (RunningService, GatewayControl) {
+    static func controlledGateway(
+        _ config: GatewayConfig, imagePolicy: AddressPolicy = .publicOnly, egressProxy: EgressProxy = .none
+    ) async throws -> (RunningService, GatewayControl) {
         var config = config
         config.server.listen = ListenAddress(host: "127.0.0.1", port: 0)
         // Each gateway its own state dir: its admin socket and database.
@@ -81,6 +85,7 @@ struct RunningService: Sendable {
                 await started($0.port)
             }
             gateway.imageAddressPolicy = imagePolicy
+            gateway.egressProxy = egressProxy
             return gateway
         }
         var iterator = controls.makeAsyncIterator()
@@ -113,7 +118,7 @@ struct RunningService: Sendable {
     }
 }
 
-/// The test CA and the certificate it signed for 127.0.0.1 and localhost (valid until 2125).
+/// The test CA and the certificate it signed for 127.0.0.1, localhost and vendor.test (valid until 2125).
 enum TestTLS {
     static func path(_ name: String) -> String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/tls/\(name)").path

@@ -109,3 +109,61 @@ struct UpstreamTLSTests {
         await pool.shutdown()
     }
 }
+
+/// An egress proxy, as companies put in front of every hosted vendor: `https` upstreams are reached
+/// through its `CONNECT` tunnel, the certificate still checked against the vendor's name; `NO_PROXY`
+/// hosts and loopback directly.
+@Suite(.serialized)
+struct ProxiedUpstreamTests {
+    @Test(arguments: Lane.allCases)
+    func anHTTPSUpstreamIsReachedThroughTheProxysTunnel(lane: Lane) async throws {
+        let proxy = try await TunnelProxy()
+        let vendor = try await RunningService.servingTLS(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)).build())
+        var config = GatewayConfig()
+        config.server.fastLane = lane == .fast
+        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://vendor.test:\(vendor.port)/v1")
+        provider.tls.caFile = TestTLS.caFile
+        config.providers = [provider]
+        config.routes = [RouteSettings(alias: "fast", targets: [RouteTarget(provider: "vendor", model: "gpt-4o-mini")])]
+        let environment = ["HTTPS_PROXY": "http://127.0.0.1:\(proxy.port)", "NO_PROXY": "internal.example"]
+        let gateway = try await RunningService.gateway(config, egressProxy: try EgressProxy(environment: environment))
+        let fixture = GatewayOnLane(gateway: gateway, lane: lane)
+        defer {
+            Task {
+                await gateway.stop()
+                await vendor.stop()
+                await proxy.stop()
+            }
+        }
+        let url = "\(gateway.url)/v1/chat/completions"
+        let whole = try await TestClient.post(url, TestClient.chat(model: "fast"))
+        #expect(whole.status == 200, "\(whole.body)")
+        let stream = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
+        #expect(stream.status == 200 && stream.events.last == "[DONE]", "\(stream.body)")
+        #expect(!proxy.tunnels.isEmpty && proxy.tunnels.allSatisfy { $0 == "vendor.test:\(vendor.port)" }, "\(proxy.tunnels)")
+        // The fast lane does not tunnel yet: proxied upstreams are the framework lane's.
+        try await fixture.expectServed(chats: 0, left: 2, because: .egressProxy)
+    }
+
+    @Test func aHostTheEnvironmentExemptsIsReachedDirectly() async throws {
+        let proxy = try await TunnelProxy()
+        let vendor = try await RunningService.servingTLS(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)).build())
+        var config = GatewayConfig()
+        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://localhost:\(vendor.port)/v1")
+        provider.tls.caFile = TestTLS.caFile
+        config.providers = [provider]
+        config.routes = [RouteSettings(alias: "fast", targets: [RouteTarget(provider: "vendor", model: "gpt-4o-mini")])]
+        // Loopback is never proxied: the request goes straight to the vendor, on the fast lane.
+        let gateway = try await RunningService.gateway(config, egressProxy: try EgressProxy(environment: ["HTTPS_PROXY": "http://127.0.0.1:\(proxy.port)"]))
+        defer {
+            Task {
+                await gateway.stop()
+                await vendor.stop()
+                await proxy.stop()
+            }
+        }
+        #expect(try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "fast")).status == 200)
+        #expect(proxy.tunnels.isEmpty)
+        try await GatewayOnLane(gateway: gateway, lane: .fast).expectServed(chats: 1)
+    }
+}
