@@ -94,18 +94,21 @@ struct UpstreamTLSTests {
         await pool.shutdown()
     }
 
-    @Test func anUpstreamBehindTheEgressProxyIsTheFrameworkLanes() async throws {
+    @Test func anHTTPSUpstreamBehindTheEgressProxyIsTunnelledAndAPlainOneIsTheFrameworkLanes() async throws {
         let group = MultiThreadedEventLoopGroup.singleton
-        let proxy = try EgressProxy(environment: ["HTTPS_PROXY": "http://127.0.0.2:3128", "NO_PROXY": "internal.example"])
+        let proxy = try EgressProxy(environment: ["HTTPS_PROXY": "http://127.0.0.2:3128", "HTTP_PROXY": "http://127.0.0.2:3128", "NO_PROXY": "internal.example"])
         let providers = [
             ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://api.vendor.example/v1"),
+            ProviderSettings(id: "plain", kind: .openAICompatible, baseURL: "http://api.vendor.example/v1"),
             ProviderSettings(id: "inside", kind: .openAICompatible, baseURL: "https://llm.internal.example/v1"),
             ProviderSettings(id: "local", kind: .vllm, baseURL: "http://127.0.0.1:8000/v1"),
         ]
         let pool = try UpstreamPool(providers: providers, simulatorURL: nil, proxy: proxy, eventLoopGroup: group)
-        #expect(throws: FastLaneSkip.egressProxy) { try pool["vendor"]?.fastLane.get() }
-        #expect(throws: Never.self) { try pool["inside"]?.fastLane.get() }
-        #expect(throws: Never.self) { try pool["local"]?.fastLane.get() }
+        #expect(try pool["vendor"]?.fastLane.get().tunnel?.description == "127.0.0.2:3128")
+        #expect(try pool["vendor"]?.fastLane.get().authorityForTunnel == "api.vendor.example:443")
+        #expect(throws: FastLaneSkip.egressProxy) { try pool["plain"]?.fastLane.get() }
+        #expect(try pool["inside"]?.fastLane.get().tunnel == nil)
+        #expect(try pool["local"]?.fastLane.get().tunnel == nil)
         await pool.shutdown()
     }
 }
@@ -141,8 +144,31 @@ struct ProxiedUpstreamTests {
         let stream = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
         #expect(stream.status == 200 && stream.events.last == "[DONE]", "\(stream.body)")
         #expect(!proxy.tunnels.isEmpty && proxy.tunnels.allSatisfy { $0 == "vendor.test:\(vendor.port)" }, "\(proxy.tunnels)")
-        // The fast lane does not tunnel yet: proxied upstreams are the framework lane's.
-        try await fixture.expectServed(chats: 0, left: 2, because: .egressProxy)
+        try await fixture.expectServed(chats: 2)
+    }
+
+    @Test(arguments: Lane.allCases)
+    func aTunnelTheProxyRefusesIsA502NamingTheProxy(lane: Lane) async throws {
+        let proxy = try await TunnelProxy()
+        var config = GatewayConfig()
+        config.server.fastLane = lane == .fast
+        // Nothing listens on port 1: the proxy answers the CONNECT with a 502.
+        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://vendor.test:1/v1")
+        provider.tls.caFile = TestTLS.caFile
+        config.providers = [provider]
+        config.routes = [RouteSettings(alias: "fast", targets: [RouteTarget(provider: "vendor", model: "gpt-4o-mini")])]
+        let gateway = try await RunningService.gateway(config, egressProxy: try EgressProxy(environment: ["HTTPS_PROXY": "http://127.0.0.1:\(proxy.port)"]))
+        defer {
+            Task {
+                await gateway.stop()
+                await proxy.stop()
+            }
+        }
+        let answer = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "fast"))
+        #expect(answer.status == 502, "\(answer.body)")
+        #expect(answer.body.lowercased().contains("proxy"), "\(answer.body)")
+        #expect(proxy.tunnels == ["vendor.test:1"])
+        try await GatewayOnLane(gateway: gateway, lane: lane).expectServed(chats: 1)
     }
 
     @Test func aHostTheEnvironmentExemptsIsReachedDirectly() async throws {

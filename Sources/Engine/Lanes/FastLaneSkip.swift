@@ -31,7 +31,8 @@ public enum FastLaneSkip: String, Sendable, CaseIterable, Error {
     case upstreamDialect = "upstream_dialect"
     /// A target is Azure's classic API (the deployment in the path, the version in the query).
     case azureDeployment = "azure_deployment"
-    /// A target is reached through `HTTPS_PROXY` / `HTTP_PROXY`.
+    /// A plain-HTTP target is reached through `HTTP_PROXY` (an `https` one goes through the proxy's
+    /// `CONNECT` tunnel on the fast lane too).
     case egressProxy = "egress_proxy"
     /// A target's base URL or headers are beyond what the fast lane sends (credentials or a query in
     /// the URL, header text that is not valid HTTP).

@@ -237,6 +237,9 @@ extension GatewayError {
         if let tls = error as? NIOSSLError {
             return .upstreamUnreachable(provider: provider.id, detail: "TLS failed: \(tls)")
         }
+        if let tunnel = error as? UpstreamTunnelError {
+            return .upstreamUnreachable(provider: provider.id, detail: tunnel.detail)
+        }
         if error is HTTPParserError {
             return .upstreamMalformed(provider: provider.id, detail: "the answer is not valid HTTP/1.1")
         }

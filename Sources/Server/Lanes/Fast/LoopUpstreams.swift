@@ -154,40 +154,61 @@ final class LoopConnectionPool {
         self.connect(endpoint, for: waiter)
     }
 
-    /// Opens a connection (counted at once, so concurrent opens respect the limit).
+    /// Opens a connection (counted at once, so concurrent opens respect the limit): directly, or
+    /// through the egress proxy's `CONNECT` tunnel; then TLS for an `https` upstream.
     private func connect(_ endpoint: UpstreamEndpoint, then: @escaping (Result<UpstreamConnection, any Error>) -> Void) {
         let connections = self.connections(to: endpoint)
         connections.open += 1
-        ClientBootstrap(group: self.loop)
+        let tunnel = endpoint.tunnel
+        let connected = ClientBootstrap(group: self.loop)
             .connectTimeout(TimeAmount(endpoint.connectTimeout))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    if let tls = endpoint.tls {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: endpoint.serverName))
-                    }
-                    try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
+                    guard let tunnel else { return try Self.addUpstreamHandlers(endpoint, to: channel) }
+                    let opener = TunnelOpener(
+                        authority: endpoint.authorityForTunnel, credentials: tunnel.credentials, timeout: endpoint.connectTimeout,
+                        promise: channel.eventLoop.makePromise()
+                    )
+                    try channel.pipeline.syncOperations.addHandler(opener)
                 }
             }
-            .connect(host: endpoint.host, port: endpoint.port)
-            .assumeIsolated()
-            .whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    do {
-                        let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
-                        connection.pool = self
-                        then(.success(connection))
-                    } catch {
-                        connections.open -= 1
-                        channel.close(promise: nil)
-                        then(.failure(error))
-                    }
-                case .failure(let error):
+            .connect(host: tunnel?.host ?? endpoint.host, port: tunnel?.port ?? endpoint.port)
+        let ready = tunnel == nil ? connected : connected.flatMap { channel in
+            guard let opener = try? channel.pipeline.syncOperations.handler(type: TunnelOpener.self) else {
+                return channel.eventLoop.makeFailedFuture(UpstreamTunnelError(detail: "the tunnel was not opened"))
+            }
+            return opener.established.futureResult.flatMapThrowing {
+                try Self.addUpstreamHandlers(endpoint, to: channel)
+                return channel
+            }
+        }
+        ready.assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let channel):
+                do {
+                    let connection = try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
+                    connection.pool = self
+                    then(.success(connection))
+                } catch {
                     connections.open -= 1
+                    channel.close(promise: nil)
                     then(.failure(error))
                 }
+            case .failure(let error):
+                connections.open -= 1
+                connected.whenSuccess { $0.close(promise: nil) }
+                then(.failure(error))
             }
+        }
+    }
+
+    /// TLS (for an `https` upstream) and the connection's own handler.
+    private static func addUpstreamHandlers(_ endpoint: UpstreamEndpoint, to channel: any Channel) throws {
+        if let tls = endpoint.tls {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: endpoint.serverName), position: .first)
+        }
+        try channel.pipeline.syncOperations.addHandler(UpstreamConnection(endpoint: endpoint))
     }
 
     fileprivate func release(_ connection: UpstreamConnection) {

@@ -11,6 +11,9 @@ final class UpstreamEndpoint: Sendable {
     let port: Int
     /// Set for an `https` upstream: connections begin with a TLS handshake, its certificate verified.
     let tls: NIOSSLContext?
+    /// The egress proxy whose `CONNECT` tunnel carries the connections, for an `https` upstream the
+    /// environment sends through one.
+    let tunnel: EgressProxy.Server?
     /// The name sent in TLS's server name indication; nil for an address (which SNI cannot carry:
     /// the certificate is then checked against the address).
     let serverName: String?
@@ -31,7 +34,7 @@ final class UpstreamEndpoint: Sendable {
     ///   - tls: the provider's TLS context, for an `https` base URL.
     ///   - proxy: where the environment sends this upstream's traffic.
     /// - Throws: why the fast lane leaves this upstream to the framework lane: Azure's deployment
-    ///   paths, an egress proxy, credentials or a query in the URL, or configured headers that are not
+    ///   paths, a plain-HTTP upstream behind a proxy, credentials or a query in the URL, or configured headers that are not
     ///   valid HTTP (AsyncHTTPClient refuses those; the fast lane sends headers unchecked, all of them
     ///   known good).
     init(baseURL: String, settings: ProviderSettings, headers: HTTPHeaders, tls: NIOSSLContext?, proxy: EgressProxy) throws(FastLaneSkip) {
@@ -56,7 +59,10 @@ final class UpstreamEndpoint: Sendable {
             host = authority[..<colon]
         }
         if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        guard proxy.server(forHost: String(host), https: isHTTPS) == nil else { throw .egressProxy }
+        let tunnel = proxy.server(forHost: String(host), https: isHTTPS)
+        // A plain-HTTP request through a proxy names its URL whole; only `https` goes through a tunnel.
+        guard tunnel == nil || isHTTPS else { throw .egressProxy }
+        self.tunnel = tunnel
         self.host = String(host)
         self.port = port
         self.tls = isHTTPS ? tls : nil
@@ -73,6 +79,11 @@ final class UpstreamEndpoint: Sendable {
         }
         self.chatRequestHead = head
         self.configuredTraceparent = headers.first(name: "traceparent")
+    }
+
+    /// `host:port` as `CONNECT` names it (an IPv6 address in brackets).
+    var authorityForTunnel: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
     }
 
     /// An IPv4 or IPv6 literal, which TLS's server name indication may not carry.
