@@ -223,9 +223,10 @@ struct TenancyTests {
     }
 
     /// The whole-answer counterpart of `FastLaneTests.aClientThatHangsUpMidStreamLeavesItsLedgerRow`:
-    /// hung up on while the upstream (one that never answers) has not answered yet.
+    /// hung up on while the upstream (one that never answers) has not answered yet, the upstream
+    /// request is cancelled and the request accounted as the caller's.
     @Test(arguments: Lane.allCases)
-    func aClientThatHangsUpBeforeTheAnswerLeavesItsLedgerRow(lane: Lane) async throws {
+    func aClientThatHangsUpBeforeTheAnswerCancelsTheUpstreamRequestAndLeavesItsLedgerRow(lane: Lane) async throws {
         let upstream = try await ScriptedUpstream(.init(answers: false))
         let fixture = try await TenancyFixture.start(anonymous: true, lane: lane) { config in
             config.providers.append(ProviderSettings(id: "silent", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1"))

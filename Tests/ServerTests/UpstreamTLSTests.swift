@@ -118,19 +118,27 @@ struct UpstreamTLSTests {
 /// hosts and loopback directly.
 @Suite(.serialized)
 struct ProxiedUpstreamTests {
-    @Test(arguments: Lane.allCases)
-    func anHTTPSUpstreamIsReachedThroughTheProxysTunnel(lane: Lane) async throws {
-        let proxy = try await TunnelProxy()
-        let vendor = try await RunningService.servingTLS(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)).build())
+    /// A gateway on `lane` whose one route leads to the provider at `baseURL` (trusting the test CA),
+    /// with `HTTPS_PROXY` naming `proxy`.
+    private func gateway(lane: Lane, baseURL: String, proxy: TunnelProxy) async throws -> RunningService {
         var config = GatewayConfig()
         config.server.fastLane = lane == .fast
-        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://vendor.test:\(vendor.port)/v1")
+        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: baseURL)
         provider.tls.caFile = TestTLS.caFile
         config.providers = [provider]
         config.routes = [RouteSettings(alias: "fast", targets: [RouteTarget(provider: "vendor", model: "gpt-4o-mini")])]
         let environment = ["HTTPS_PROXY": "http://127.0.0.1:\(proxy.port)", "NO_PROXY": "internal.example"]
-        let gateway = try await RunningService.gateway(config, egressProxy: try EgressProxy(environment: environment))
-        let fixture = GatewayOnLane(gateway: gateway, lane: lane)
+        return try await RunningService.gateway(config, egressProxy: try EgressProxy(environment: environment))
+    }
+
+    private func vendor() async throws -> RunningService {
+        try await RunningService.servingTLS(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)).build())
+    }
+
+    @Test(arguments: Lane.allCases)
+    func anHTTPSUpstreamIsReachedThroughTheProxysTunnel(lane: Lane) async throws {
+        let (proxy, vendor) = (try await TunnelProxy(), try await self.vendor())
+        let gateway = try await self.gateway(lane: lane, baseURL: "https://vendor.test:\(vendor.port)/v1", proxy: proxy)
         defer {
             Task {
                 await gateway.stop()
@@ -144,20 +152,14 @@ struct ProxiedUpstreamTests {
         let stream = try await TestClient.post(url, TestClient.chat(model: "fast", stream: true))
         #expect(stream.status == 200 && stream.events.last == "[DONE]", "\(stream.body)")
         #expect(!proxy.tunnels.isEmpty && proxy.tunnels.allSatisfy { $0 == "vendor.test:\(vendor.port)" }, "\(proxy.tunnels)")
-        try await fixture.expectServed(chats: 2)
+        try await GatewayOnLane(gateway: gateway, lane: lane).expectServed(chats: 2)
     }
 
     @Test(arguments: Lane.allCases)
     func aTunnelTheProxyRefusesIsA502NamingTheProxy(lane: Lane) async throws {
         let proxy = try await TunnelProxy()
-        var config = GatewayConfig()
-        config.server.fastLane = lane == .fast
         // Nothing listens on port 1: the proxy answers the CONNECT with a 502.
-        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://vendor.test:1/v1")
-        provider.tls.caFile = TestTLS.caFile
-        config.providers = [provider]
-        config.routes = [RouteSettings(alias: "fast", targets: [RouteTarget(provider: "vendor", model: "gpt-4o-mini")])]
-        let gateway = try await RunningService.gateway(config, egressProxy: try EgressProxy(environment: ["HTTPS_PROXY": "http://127.0.0.1:\(proxy.port)"]))
+        let gateway = try await self.gateway(lane: lane, baseURL: "https://vendor.test:1/v1", proxy: proxy)
         defer {
             Task {
                 await gateway.stop()
@@ -171,16 +173,9 @@ struct ProxiedUpstreamTests {
         try await GatewayOnLane(gateway: gateway, lane: lane).expectServed(chats: 1)
     }
 
-    @Test func aHostTheEnvironmentExemptsIsReachedDirectly() async throws {
-        let proxy = try await TunnelProxy()
-        let vendor = try await RunningService.servingTLS(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)).build())
-        var config = GatewayConfig()
-        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://localhost:\(vendor.port)/v1")
-        provider.tls.caFile = TestTLS.caFile
-        config.providers = [provider]
-        config.routes = [RouteSettings(alias: "fast", targets: [RouteTarget(provider: "vendor", model: "gpt-4o-mini")])]
-        // Loopback is never proxied: the request goes straight to the vendor, on the fast lane.
-        let gateway = try await RunningService.gateway(config, egressProxy: try EgressProxy(environment: ["HTTPS_PROXY": "http://127.0.0.1:\(proxy.port)"]))
+    @Test func loopbackIsReachedDirectly() async throws {
+        let (proxy, vendor) = (try await TunnelProxy(), try await self.vendor())
+        let gateway = try await self.gateway(lane: .fast, baseURL: "https://localhost:\(vendor.port)/v1", proxy: proxy)
         defer {
             Task {
                 await gateway.stop()
