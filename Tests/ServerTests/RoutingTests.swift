@@ -103,16 +103,20 @@ struct FailoverTests {
         let resting = try #require(fixture.status("a"))
         #expect(resting.unavailable == "resting")
         #expect((resting.restingSeconds ?? 0) > 3 && (resting.restingSeconds ?? 9) <= 5)
-        // While it rests, nobody is sent there: b answers at once.
-        for _ in 0..<10 {
+        // While it rests, nobody is sent there: b answers at once (requests sent well before the rest
+        // ends; a loaded machine may send fewer than ten).
+        let restEnds = ContinuousClock.now + .milliseconds(Int64((resting.restingSeconds ?? 0) * 1000)) - .seconds(1)
+        var whileResting = 0
+        while whileResting < 10, ContinuousClock.now < restEnds {
             let exchange = try await fixture.chat()
             #expect(exchange.provider == "b" && exchange.attempts == 1)
+            whileResting += 1
         }
-        #expect(fixture.status("a")?.requests == 1)
+        #expect(whileResting > 0 && fixture.status("a")?.requests == 1)
         try await Task.sleep(for: .milliseconds(5_100))
         _ = try await fixture.chat()
         #expect(fixture.status("a")?.requests == 2, "after the rest, a is tried again")
-        try await fixture.expectServed(chats: 12)
+        try await fixture.expectServed(chats: 2 + whileResting)
     }
 
     @Test(arguments: Lane.allCases)

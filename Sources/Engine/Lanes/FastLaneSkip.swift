@@ -26,11 +26,11 @@ public enum FastLaneSkip: String, Sendable, CaseIterable, Error {
     case unroutable
     /// The route hedges (a second attempt races the first).
     case hedged
-    /// A target speaks another dialect than the OpenAI chat the fast lane sends (Anthropic, Gemini,
-    /// Ollama): the framework lane translates for it.
+    /// An Anthropic client of an Anthropic upstream: passed through by the framework lane.
     case upstreamDialect = "upstream_dialect"
-    /// A target is Azure's classic API (the deployment in the path, the version in the query).
-    case azureDeployment = "azure_deployment"
+    /// A target takes images inline only (Gemini, Ollama) and `server.fetch_image_urls` is on: the
+    /// framework lane fetches them.
+    case fetchesImages = "fetches_images"
     /// A plain-HTTP target is reached through `HTTP_PROXY` (an `https` one goes through the proxy's
     /// `CONNECT` tunnel on the fast lane too).
     case egressProxy = "egress_proxy"

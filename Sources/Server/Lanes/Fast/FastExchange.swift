@@ -7,8 +7,9 @@ import NIOHTTP1
 import Synchronization
 
 /// One fast-lane request: its attempts along the failover plan, and the answer written to the client,
-/// whole or relayed as a stream. An OpenAI client's request goes out patched; an Anthropic client's
-/// is translated for the OpenAI-compatible upstream, and its answer back, streams included.
+/// whole or relayed as a stream. An OpenAI client's request to an OpenAI-compatible upstream goes out
+/// patched (the fast path); any other pair of dialects is translated through the canonical model,
+/// and its answer back, streams included.
 final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private let state: GatewayState
     private unowned let handler: FastLaneHandler
@@ -20,8 +21,10 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     /// What the client gets if the loop gives up.
     private var lastFailure: FailedAttempt?
     private let patch: OpenAIRequestPatch
-    /// Set for an Anthropic client: its request in canonical form, and how its answer is translated.
+    /// Set when some target needs the request translated: its canonical form, and how answers are
+    /// translated back.
     private let translation: Translation?
+    private let client: ClientDialect
     private let admission: Admission
     /// Set when the caller's limits refused the request: the fast lane answers it so (its refusal is
     /// counted already).
@@ -82,12 +85,17 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         }
     }
 
-    /// An Anthropic client's request to OpenAI-compatible upstreams.
+    /// A request in canonical form, for targets of another dialect than the client's.
     private struct Translation {
         let request: ChatRequest
-        /// Fields of the request no OpenAI field carries, named in `x-switchyard-dropped`.
+        /// Fields of the request the target's dialect has no place for, named in `x-switchyard-dropped`.
         let dropped: [String]
         let exchange: TranslatedExchange
+    }
+
+    /// Whether an answer from `upstream` reaches this client translated (else it is passed on as it came).
+    private func translates(_ upstream: UpstreamPool.Upstream) -> Bool {
+        self.client == .anthropic || upstream.settings.wire != .openAIChat
     }
 
     /// A stream being relayed to the client, after its attempt won.
@@ -148,14 +156,22 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard plan.route.hedge == nil else { throw .hedged }
         for candidate in plan.everyCandidate {
             guard let upstream = routing.upstreams[candidate.provider] else { throw .unroutable }
-            guard upstream.settings.wire == .openAIChat else { throw .upstreamDialect }
+            // An Anthropic client of an Anthropic upstream is passed through by the framework lane.
+            guard client == .openAI || upstream.settings.wire != .anthropicMessages else { throw .upstreamDialect }
+            if state.server.fetchImageURLs, ImageFetcher.isNeeded(for: upstream.settings.wire) { throw .fetchesImages }
             let endpoint = try upstream.fastLane.get()
             guard pool.limit(endpoint) > 0 else { throw .noConnectionShare }
         }
         guard planned.cachePlan == nil else { throw .cached }
+        self.client = client
         if client == .anthropic {
             guard let decoded = try? AnthropicRequestDecoder.decode(body) else { throw .invalidBody }
             self.translation = Translation(request: decoded.request, dropped: decoded.dropped, exchange: TranslatedExchange(client: .anthropic))
+        } else if plan.everyCandidate.contains(where: { routing.upstreams[$0.provider]?.settings.wire != .openAIChat }) {
+            guard let decoded = try? OpenAIRequestDecoder.decode(body) else { throw .invalidBody }
+            self.translation = Translation(
+                request: decoded.request, dropped: decoded.dropped, exchange: TranslatedExchange(client: .openAI, includeUsage: decoded.includeUsage)
+            )
         } else {
             self.translation = nil
         }
@@ -227,10 +243,12 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else { return self.loop.ticketRefused(target) }
         let id = self.loop.sent(target, timeouts: upstream.settings.timeouts, streaming: self.patch.isStreaming, at: now)
         let request: ByteBuffer
-        if let translation = self.translation {
+        if let translation = self.translation, self.translates(upstream) {
             do {
-                let body = try ProviderAdapters.adapter(for: .openAIChat).encode(translation.request, upstreamModel: target.upstreamModel, settings: upstream.settings)
-                request = endpoint.chatRequest(body: body, requestID: self.requestID, traceparent: self.traceparent)
+                let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
+                let body = try adapter.encode(translation.request, upstreamModel: target.upstreamModel, settings: upstream.settings)
+                let path = adapter.path(model: target.upstreamModel, streaming: translation.request.stream)
+                request = endpoint.request(path: path, model: target.upstreamModel, body: body, requestID: self.requestID, traceparent: self.traceparent)
             } catch {
                 self.state.health.withLock { $0.abandoned(ticket) }
                 self.fail(error)
@@ -388,7 +406,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private func startRelay(_ attempt: Attempt, _ outcome: AttemptOutcome) {
         let exchange = self.exchangeContext(outcome)
         let now = ContinuousClock.now
-        let kind: Relay.Kind = self.translation.map { .translated($0.exchange.streamRelay(exchange)) }
+        let translation = self.translates(attempt.upstream) ? self.translation : nil
+        let kind: Relay.Kind = translation.map { .translated($0.exchange.streamRelay(exchange)) }
             ?? .passed(OpenAIStreamRelay(provider: attempt.target.provider, forwardUsageChunk: self.patch.clientWantsStreamUsage))
         self.relay = Relay(
             exchange: exchange, connection: attempt.connection, kind: kind,
@@ -396,7 +415,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         )
         var head = WireResponse.Head(.ok, allocator: self.context.channel.allocator)
         let overhead = outcome.overhead(since: self.started)
-        if let translation = self.translation {
+        if let translation {
             translation.exchange.streamHeaders(exchange, dropped: translation.dropped, overhead: overhead, fields: &head)
         } else {
             ChatCompletionsHandler.streamHeaders(exchange, overhead: overhead, fields: &head)
@@ -516,7 +535,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         var body = outcome.reply.body ?? ByteBuffer()
         var head = WireResponse.Head(.ok, capacity: 512 + body.readableBytes, allocator: self.context.channel.allocator)
         do {
-            if let translation = self.translation {
+            if let translation = self.translation, self.translates(outcome.upstream) {
                 body = try translation.exchange.answer(
                     body, self.exchangeContext(outcome), dropped: translation.dropped, overhead: outcome.overhead(since: self.started), fields: &head
                 )
@@ -535,7 +554,11 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard let outcome = lastFailure.outcome else { return self.fail(lastFailure.error) }
         let exchange = self.exchangeContext(outcome)
         let overhead = outcome.overhead(since: self.started)
-        self.write(self.translation?.exchange.failure(exchange, overhead: overhead) ?? outcome.reply.openAIErrorWholeResponse(exchange, overhead: overhead))
+        if let translation = self.translation, self.translates(outcome.upstream) {
+            self.write(translation.exchange.failure(exchange, overhead: overhead))
+        } else {
+            self.write(outcome.reply.openAIErrorWholeResponse(exchange, overhead: overhead))
+        }
     }
 
     private func fail(_ error: GatewayError, rateLimits: RateLimitReport? = nil) {
@@ -545,7 +568,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             logger: self.logger
         )
         let overhead = ContinuousClock.now - self.started
-        var response = self.translation == nil
+        var response = self.client == .openAI
             ? error.openAIWholeResponse(requestID: self.requestID, overhead: overhead)
             : error.anthropicWholeResponse(requestID: self.requestID, overhead: overhead)
         response.headers.setRateLimitHeaders(rateLimits)

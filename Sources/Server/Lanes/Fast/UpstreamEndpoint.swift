@@ -1,4 +1,5 @@
 import Engine
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -24,8 +25,13 @@ final class UpstreamEndpoint: Sendable {
     let maxConnections: Int
     let connectTimeout: Duration
     /// `POST …/chat/completions`, `Host` and the provider's own fields (auth, configured headers),
-    /// serialized once: a request adds its id, trace context and length.
+    /// serialized once: a request adds its id, trace context and length (Azure's classic API, whose
+    /// path names the deployment, makes its request line per request).
     let chatRequestHead: ByteBuffer
+    /// `Host` and the provider's own fields, for a request to another path (a translated request).
+    private let fieldLines: ByteBuffer
+    /// Azure's classic API: the deployment in the path and this version in the query.
+    private let apiVersion: String?
     /// A `traceparent` the provider's config sets, sent when the client sent none.
     let configuredTraceparent: String?
 
@@ -33,12 +39,11 @@ final class UpstreamEndpoint: Sendable {
     ///   - headers: the provider's fields as AsyncHTTPClient sends them.
     ///   - tls: the provider's TLS context, for an `https` base URL.
     ///   - proxy: where the environment sends this upstream's traffic.
-    /// - Throws: why the fast lane leaves this upstream to the framework lane: Azure's deployment
-    ///   paths, a plain-HTTP upstream behind a proxy, credentials or a query in the URL, or configured headers that are not
+    /// - Throws: why the fast lane leaves this upstream to the framework lane: a plain-HTTP upstream
+    ///   behind a proxy, credentials or a query in the URL, or configured headers that are not
     ///   valid HTTP (AsyncHTTPClient refuses those; the fast lane sends headers unchecked, all of them
     ///   known good).
     init(baseURL: String, settings: ProviderSettings, headers: HTTPHeaders, tls: NIOSSLContext?, proxy: EgressProxy) throws(FastLaneSkip) {
-        guard settings.apiVersion == nil else { throw .azureDeployment }
         let isHTTPS = baseURL.hasPrefix("https://")
         guard isHTTPS || baseURL.hasPrefix("http://"), !isHTTPS || tls != nil, !baseURL.contains("?"), !baseURL.contains("@") else { throw .unusualUpstream }
         let forbidden: Set<UInt8> = [0x00, 0x0A, 0x0D]
@@ -71,12 +76,16 @@ final class UpstreamEndpoint: Sendable {
         self.authority = authority
         self.maxConnections = settings.maxConnections
         self.connectTimeout = settings.timeouts.connect
-        var head = ByteBuffer(string: "POST \(self.pathPrefix)/chat/completions HTTP/1.1\r\nhost: \(authority)\r\n")
+        self.apiVersion = settings.apiVersion
+        var fields = ByteBuffer(string: "host: \(authority)\r\n")
         // The gateway sets these itself, per request or per connection.
         let perRequest: Set<String> = ["host", "content-length", "transfer-encoding", "connection", "x-request-id", "traceparent"]
         for (name, value) in headers where !perRequest.contains(name.lowercased()) {
-            head.writeString("\(name): \(value)\r\n")
+            fields.writeString("\(name): \(value)\r\n")
         }
+        self.fieldLines = fields
+        var head = ByteBuffer(string: "POST \(Self.requestTarget(prefix: self.pathPrefix, path: "/chat/completions", model: nil, apiVersion: nil)) HTTP/1.1\r\n")
+        head.writeImmutableBuffer(fields)
         self.chatRequestHead = head
         self.configuredTraceparent = headers.first(name: "traceparent")
     }
@@ -96,25 +105,40 @@ final class UpstreamEndpoint: Sendable {
     func chatRequest(_ patch: OpenAIRequestPatch, model: String, requestStreamUsage: Bool, requestID: String, traceparent: String?) -> ByteBuffer {
         let edits = patch.edits(model: model, requestStreamUsage: requestStreamUsage)
         let length = patch.upstreamBodyLength(edits)
-        var request = self.chatRequestHead(bodyLength: length, requestID: requestID, traceparent: traceparent)
+        var head = self.chatRequestHead
+        if self.apiVersion != nil {
+            head = ByteBuffer(string: "POST \(Self.requestTarget(prefix: self.pathPrefix, path: "/chat/completions", model: model, apiVersion: self.apiVersion)) HTTP/1.1\r\n")
+            head.writeImmutableBuffer(self.fieldLines)
+        }
+        var request = Self.requestHead(head, bodyLength: length, requestID: requestID, traceparent: traceparent ?? self.configuredTraceparent)
         patch.writeUpstreamBody(edits, into: &request)
         return request
     }
 
-    /// A chat completion request with a body of its own (a translated request's).
-    func chatRequest(body: ByteBuffer, requestID: String, traceparent: String?) -> ByteBuffer {
-        var request = self.chatRequestHead(bodyLength: body.readableBytes, requestID: requestID, traceparent: traceparent)
+    /// A request to `path` (the adapter's, for `model`) with a body of its own: a translated request.
+    func request(path: String, model: String, body: ByteBuffer, requestID: String, traceparent: String?) -> ByteBuffer {
+        var head = ByteBuffer(string: "POST \(Self.requestTarget(prefix: self.pathPrefix, path: path, model: model, apiVersion: self.apiVersion)) HTTP/1.1\r\n")
+        head.writeImmutableBuffer(self.fieldLines)
+        var request = Self.requestHead(head, bodyLength: body.readableBytes, requestID: requestID, traceparent: traceparent ?? self.configuredTraceparent)
         request.writeImmutableBuffer(body)
         return request
     }
 
-    /// The serialized head with the request's own fields, room left for the body.
-    private func chatRequestHead(bodyLength: Int, requestID: String, traceparent: String?) -> ByteBuffer {
-        var request = ByteBufferAllocator().buffer(capacity: self.chatRequestHead.readableBytes + 192 + bodyLength)
-        request.writeImmutableBuffer(self.chatRequestHead)
+    /// Where `path` of `model` lives under the base URL's path: Azure's classic API names the
+    /// deployment in the path and the version in the query (as `UpstreamPool.Upstream.url` does).
+    private static func requestTarget(prefix: String, path: String, model: String?, apiVersion: String?) -> String {
+        guard let apiVersion, let model else { return prefix + path }
+        let deployment = model.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? model
+        return "\(prefix)/deployments/\(deployment)\(path)?api-version=\(apiVersion)"
+    }
+
+    /// `head` with the request's own fields, room left for the body.
+    private static func requestHead(_ head: ByteBuffer, bodyLength: Int, requestID: String, traceparent: String?) -> ByteBuffer {
+        var request = ByteBufferAllocator().buffer(capacity: head.readableBytes + 192 + bodyLength)
+        request.writeImmutableBuffer(head)
         request.writeStaticString("x-request-id: ")
         request.writeString(requestID)
-        if let traceparent = traceparent ?? self.configuredTraceparent {
+        if let traceparent {
             request.writeStaticString("\r\ntraceparent: ")
             request.writeString(traceparent)
         }
