@@ -20,6 +20,14 @@ struct WireFramingTests {
 
     // MARK: Request heads
 
+    @Test(arguments: [1, 9, 10, 15, 16, 255, 256, 4_096, 65_537, 1 << 20])
+    func aChunksSizeIsItsLengthInHex(length: Int) {
+        let chunk = WireResponse.chunk(ByteBuffer(repeating: UInt8(ascii: "x"), count: length), allocator: ByteBufferAllocator())
+        let text = String(buffer: chunk)
+        #expect(text.hasPrefix(String(length, radix: 16) + "\r\n") && text.hasSuffix("x\r\n"))
+        #expect(chunk.readableBytes == String(length, radix: 16).utf8.count + 2 + length + 2)
+    }
+
     @Test func framesACleanHeadAndFindsItsFields() throws {
         let text = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization:  Bearer sk-1 \r\nContent-Length: 12\r\n\r\n{\"model\":1}"
         let head = try self.head(text)

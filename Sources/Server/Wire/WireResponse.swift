@@ -81,7 +81,12 @@ enum WireResponse {
     static func chunk(_ bytes: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: bytes.readableBytes + 12)
         guard bytes.readableBytes > 0 else { return buffer }
-        buffer.writeString(String(bytes.readableBytes, radix: 16))
+        // The size in hex, written digit by digit (a `String` a chunk showed in the stream profile).
+        let digits = (Int.bitWidth - bytes.readableBytes.leadingZeroBitCount + 3) / 4
+        for shift in stride(from: (digits - 1) * 4, through: 0, by: -4) {
+            let digit = UInt8((bytes.readableBytes >> shift) & 0xF)
+            buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
+        }
         buffer.writeStaticString("\r\n")
         buffer.writeImmutableBuffer(bytes)
         buffer.writeStaticString("\r\n")
