@@ -240,9 +240,6 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.fail(.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client"))
             return .wait
         }
-        let now = ContinuousClock.now
-        guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else { return self.loop.ticketRefused(target) }
-        let id = self.loop.sent(target, timeouts: upstream.settings.timeouts, streaming: self.patch.isStreaming, at: now)
         let request: ByteBuffer
         if let translation = self.translation, self.translates(upstream) {
             do {
@@ -251,7 +248,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
                 let path = adapter.path(model: target.upstreamModel, streaming: translation.request.stream)
                 request = endpoint.request(path: path, model: target.upstreamModel, body: body, requestID: self.requestID, traceparent: self.traceparent)
             } catch {
-                self.state.health.withLock { $0.abandoned(ticket) }
+                // The request cannot be said in this target's dialect: the caller's problem, as on the framework lane.
                 self.fail(error)
                 return .wait
             }
@@ -261,6 +258,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
                 traceparent: self.traceparent
             )
         }
+        let now = ContinuousClock.now
+        guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else { return self.loop.ticketRefused(target) }
+        let id = self.loop.sent(target, timeouts: upstream.settings.timeouts, streaming: self.patch.isStreaming, at: now)
         let attempt = Attempt(
             exchange: self, id: id, target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, request: request, sent: now,
             isStreaming: self.patch.isStreaming
