@@ -53,7 +53,7 @@ final class GatewayState: Sendable {
         self.configSource = configSource
         self.current = Mutex(RoutingSnapshot(config: config, upstreams: upstreams, version: 1))
         self.health = Mutex(RoutingHealth(config: config))
-        self.loopUpstreams = LoopUpstreams(group: upstreams.eventLoopGroup)
+        self.loopUpstreams = upstreams.loops
         self.images = images
         self.logger = logger
     }

@@ -82,6 +82,7 @@ extension GatewayState {
             try await self.execute(plan, upstreams: routing.upstreams, requestID: requestID, logger: logger) { target, upstream in
                 var upstreamRequest = try await build(target, upstream)
                 upstreamRequest.traceparent = traceparent
+                upstreamRequest.eventLoop = context.eventLoop
                 return upstreamRequest
             }
         }

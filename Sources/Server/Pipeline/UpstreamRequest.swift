@@ -10,4 +10,6 @@ struct UpstreamRequest: Sendable {
     let streaming: Bool
     /// The client's `traceparent`, when valid.
     var traceparent: String?
+    /// The client connection's event loop, where the call goes when it can.
+    var eventLoop: (any EventLoop)?
 }

@@ -23,10 +23,12 @@ final class UpstreamPool: Sendable {
         let headers: HTTPHeaders
         /// How the fast lane reaches it, or why it leaves it to AsyncHTTPClient.
         let fastLane: Result<UpstreamEndpoint, FastLaneSkip>
+        /// The event loops' connection pools, which both lanes call it over when `fastLane` is an endpoint.
+        let loops: LoopUpstreams
 
         init(
             settings: ProviderSettings, baseURL: String, streamingClient: HTTPClient, blockingClient: HTTPClient, headers: HTTPHeaders,
-            fastLane: Result<UpstreamEndpoint, FastLaneSkip>
+            fastLane: Result<UpstreamEndpoint, FastLaneSkip>, loops: LoopUpstreams
         ) {
             self.settings = settings
             self.baseURL = baseURL
@@ -34,6 +36,7 @@ final class UpstreamPool: Sendable {
             self.blockingClient = blockingClient
             self.headers = headers
             self.fastLane = fastLane
+            self.loops = loops
         }
 
         /// Where `path` (`/chat/completions`, `/messages`, `/embeddings`) of `model` lives. Azure's classic
@@ -49,6 +52,8 @@ final class UpstreamPool: Sendable {
     private let simulatorURL: String?
     private let proxy: EgressProxy
     let eventLoopGroup: any EventLoopGroup
+    /// Every event loop's upstream connections, kept across rebuilds.
+    let loops: LoopUpstreams
 
     /// - Parameters:
     ///   - simulatorURL: where the in-process simulator listens, for `simulator` providers without a `base_url`.
@@ -56,11 +61,14 @@ final class UpstreamPool: Sendable {
     /// - Throws: a provider's `tls.ca_file` that cannot be read or holds no certificate: nothing of
     ///   the configuration applies.
     init(
-        providers: [ProviderSettings], simulatorURL: String?, proxy: EgressProxy, eventLoopGroup: any EventLoopGroup, reusing existing: [String: Upstream] = [:]
+        providers: [ProviderSettings], simulatorURL: String?, proxy: EgressProxy, eventLoopGroup: any EventLoopGroup, loops: LoopUpstreams? = nil,
+        reusing existing: [String: Upstream] = [:]
     ) throws(ConfigError) {
         self.simulatorURL = simulatorURL
         self.proxy = proxy
         self.eventLoopGroup = eventLoopGroup
+        let loops = loops ?? LoopUpstreams(group: eventLoopGroup)
+        self.loops = loops
         var upstreams: [String: Upstream] = [:]
         for provider in providers {
             if let kept = existing[provider.id], kept.settings == provider {
@@ -104,7 +112,8 @@ final class UpstreamPool: Sendable {
                 headers: headers,
                 fastLane: Result { () throws(FastLaneSkip) in
                     try UpstreamEndpoint(baseURL: baseURL, settings: provider, headers: headers, tls: tls?.context, proxy: proxy)
-                }
+                },
+                loops: loops
             )
         }
         self.upstreams = upstreams
@@ -117,7 +126,7 @@ final class UpstreamPool: Sendable {
     /// A pool for `providers` that keeps the clients of providers whose settings did not change.
     /// - Returns: the pool, and the upstreams it no longer uses.
     func rebuilt(for providers: [ProviderSettings]) throws(ConfigError) -> (UpstreamPool, retired: [Upstream]) {
-        let pool = try UpstreamPool(providers: providers, simulatorURL: self.simulatorURL, proxy: self.proxy, eventLoopGroup: self.eventLoopGroup, reusing: self.upstreams)
+        let pool = try UpstreamPool(providers: providers, simulatorURL: self.simulatorURL, proxy: self.proxy, eventLoopGroup: self.eventLoopGroup, loops: self.loops, reusing: self.upstreams)
         let retired = self.upstreams.filter { id, upstream in
             guard let kept = pool.upstreams[id] else { return true }
             return kept.streamingClient !== upstream.streamingClient

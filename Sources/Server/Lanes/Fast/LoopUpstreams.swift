@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// What an upstream exchange reports, on the connection's event loop.
 protocol UpstreamExchangeReceiver: AnyObject {
@@ -517,6 +518,10 @@ final class DeadlineSweep {
 /// Every event loop's connection pool, made once for the group the gateway serves on.
 final class LoopUpstreams: Sendable {
     private let pools: [ObjectIdentifier: NIOLoopBoundBox<LoopConnectionPool>]
+    /// The loops in the order their pools were numbered (the first ones get a provider's spare connections).
+    private let loops: [any EventLoop]
+    private let indices: [ObjectIdentifier: Int]
+    private let turn = Atomic<UInt>(0)
 
     init(group: any EventLoopGroup) {
         var pools: [ObjectIdentifier: NIOLoopBoundBox<LoopConnectionPool>] = [:]
@@ -525,6 +530,17 @@ final class LoopUpstreams: Sendable {
             pools[ObjectIdentifier(loop)] = .makeBoxSendingValue(LoopConnectionPool(loop: loop, index: index, of: loops.count), eventLoop: loop)
         }
         self.pools = pools
+        self.loops = loops
+        self.indices = Dictionary(uniqueKeysWithValues: loops.enumerated().map { (ObjectIdentifier($0.element), $0.offset) })
+    }
+
+    /// Where a call of the framework lane to `endpoint` goes: `preferred` (its client's loop) when that
+    /// loop has a share of the endpoint's `max_connections`, else the loops that have one in turn (a loop
+    /// without a share would wait for a connection forever).
+    func loop(for endpoint: UpstreamEndpoint, preferring preferred: (any EventLoop)?) -> any EventLoop {
+        let sharing = max(1, min(endpoint.maxConnections, self.loops.count))
+        if let preferred, let index = self.indices[ObjectIdentifier(preferred)], index < sharing { return preferred }
+        return self.loops[Int(self.turn.wrappingAdd(1, ordering: .relaxed).oldValue % UInt(sharing))]
     }
 
     /// The pool of `loop`, which the caller runs on; nil for a loop of another group.

@@ -96,9 +96,13 @@ final class ClientDisconnectHandler: ChannelInboundHandler, RemovableChannelHand
 struct GatewayRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     let connection: ObjectIdentifier
+    /// The client connection's event loop: where its upstream calls go when that loop has a share of
+    /// the provider's connections (connections stay warm per client, as on the fast lane).
+    let eventLoop: any EventLoop
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.connection = ObjectIdentifier(source.channel)
+        self.eventLoop = source.channel.eventLoop
     }
 }

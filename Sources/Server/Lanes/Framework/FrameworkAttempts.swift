@@ -187,7 +187,7 @@ extension GatewayState {
         do {
             let reply = try await UpstreamCall.post(
                 request.body, path: request.path, model: attempt.target.upstreamModel, to: attempt.upstream,
-                requestID: requestID, timer: timer, traceparent: request.traceparent, progress: progress
+                requestID: requestID, timer: timer, traceparent: request.traceparent, eventLoop: request.eventLoop, progress: progress
             )
             guard attempt.claim() else { return .abandoned }
             return self.judge(

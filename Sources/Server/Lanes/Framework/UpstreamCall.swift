@@ -62,7 +62,10 @@ enum UpstreamCall {
 
     /// Sends `body` and waits for the head, then for a successful stream its first chunk, and for
     /// anything else the whole body, within the attempt's timeouts (`timer`, the lifecycle's rule);
-    /// a client hang-up (which cancels this task) cancels the wait.
+    /// a client hang-up (which cancels this task) cancels the wait. An upstream the fast lane reaches
+    /// is called over its connections (`LoopCall`: one pool, one `max_connections`, for both lanes);
+    /// the others (plain HTTP behind `HTTP_PROXY`, URLs the fast lane does not send) through
+    /// AsyncHTTPClient.
     /// - Parameters:
     ///   - timer: the attempt's timeouts, from its send.
     ///   - progress: told of the head and of each part of a whole answer.
@@ -76,6 +79,7 @@ enum UpstreamCall {
         requestID: String,
         timer: AttemptTimer,
         traceparent: String? = nil,
+        eventLoop: (any EventLoop)? = nil,
         progress: (@Sendable (Progress) -> Void)? = nil
     ) async throws -> Reply {
         var request = HTTPClientRequest(url: upstream.url(path, model: model))
@@ -87,6 +91,15 @@ enum UpstreamCall {
 
         var timer = timer
         let streaming = timer.streaming
+        if case .success(let endpoint) = upstream.fastLane {
+            let bytes = endpoint.request(path: path, model: model, body: body, requestID: requestID, traceparent: traceparent)
+            do {
+                let loop = upstream.loops.loop(for: endpoint, preferring: eventLoop)
+                return try await LoopCall.post(bytes, to: endpoint, provider: upstream.settings, on: loop, pools: upstream.loops, timer: timer, progress: progress)
+            } catch {
+                throw GatewayError.from(error, provider: upstream.settings, streaming: streaming)
+            }
+        }
         // The clients' read timeouts are the silence rules (`first_byte` for whole answers, `idle` for streams).
         let client = streaming ? upstream.streamingClient : upstream.blockingClient
         do {
@@ -215,16 +228,26 @@ extension UpstreamCall {
 /// `@unchecked Sendable`: exactly one task uses it at a time (the attempt reads the first chunk, then
 /// the response body writer reads the rest), which the compiler cannot see across that hand-over.
 final class UpstreamStream: @unchecked Sendable {
-    private var iterator: HTTPClientResponse.Body.AsyncIterator
+    private enum Source {
+        case client(HTTPClientResponse.Body.AsyncIterator)
+        /// Over the fast lane's connections (its first chunk already waits there).
+        case loop(LoopCall)
+    }
+
+    private var source: Source
     private var pending: ByteBuffer?
 
     init(_ iterator: HTTPClientResponse.Body.AsyncIterator) {
-        self.iterator = iterator
+        self.source = .client(iterator)
+    }
+
+    init(_ call: LoopCall) {
+        self.source = .loop(call)
     }
 
     /// Reads the first chunk ahead; false when the stream ended at once.
     func peek() async throws -> Bool {
-        self.pending = try await self.iterator.next()
+        self.pending = try await self.next()
         return self.pending != nil
     }
 
@@ -233,6 +256,18 @@ final class UpstreamStream: @unchecked Sendable {
             self.pending = nil
             return pending
         }
-        return try await self.iterator.next()
+        switch self.source {
+        case .client(var iterator):
+            let chunk = try await iterator.next()
+            self.source = .client(iterator)
+            return chunk
+        case .loop(let call):
+            return try await call.next()
+        }
+    }
+
+    deinit {
+        // A relay that let go before the end (its client left) leaves no connection mid-answer.
+        if case .loop(let call) = self.source { call.release() }
     }
 }
