@@ -68,6 +68,8 @@ final class LoopCall: UpstreamExchangeReceiver, ConnectionWaiter, @unchecked Sen
     private var pool: LoopConnectionPool? { self.pools.pool(on: self.loop) }
 
     private func start(_ continuation: CheckedContinuation<UpstreamCall.Reply, any Error>) {
+        // Cancelled before it began (the cancellation's hop to the loop came first).
+        guard !self.over else { return continuation.resume(throwing: self.failure ?? CancellationError()) }
         self.replied = continuation
         guard let pool = self.pool else { return self.drop(GatewayError.internalFailure("no upstream connections on the chosen event loop")) }
         self.checkTimer()
@@ -136,7 +138,10 @@ final class LoopCall: UpstreamExchangeReceiver, ConnectionWaiter, @unchecked Sen
 
     func upstreamEnd() {
         self.connection = nil
-        if let replied = self.replied, let head = self.head {
+        if let replied = self.replied {
+            guard let head = self.head else {
+                return self.drop(GatewayError.upstreamMalformed(provider: self.provider.id, detail: "the answer ended without a head"))
+            }
             self.replied = nil
             self.timerCheck?.cancel()
             self.over = true
