@@ -1,7 +1,5 @@
 import Engine
-import Logging
 import NIOCore
-import Synchronization
 
 /// The attempt whose answer the client gets: a success, or the failure that ended the trying.
 struct AttemptOutcome: Sendable {

@@ -1,10 +1,6 @@
 import Engine
-import Foundation
 import HTTPTypes
-import Hummingbird
-import Logging
 import NIOCore
-import Synchronization
 
 /// What both lanes make of a chat request's body before admission: its patch, the routing in force,
 /// the features routing looks at, the plan, and the cache's part. One function for both lanes, so a

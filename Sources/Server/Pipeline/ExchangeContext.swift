@@ -1,11 +1,8 @@
-import AsyncHTTPClient
 import Engine
 import Foundation
 import HTTPTypes
-import Hummingbird
 import Logging
 import NIOCore
-import NIOHTTP1
 
 /// What one exchange with an upstream needs to log and account for itself.
 struct ExchangeContext: Sendable {

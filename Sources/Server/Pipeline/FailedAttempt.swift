@@ -1,7 +1,5 @@
 import Engine
 import Logging
-import NIOCore
-import Synchronization
 
 /// A failed attempt as the client may get it: the error, and the upstream's reply when it answered.
 struct FailedAttempt: Sendable {

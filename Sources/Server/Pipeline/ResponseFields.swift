@@ -1,6 +1,5 @@
 import Engine
 import HTTPTypes
-import Hummingbird
 import NIOCore
 
 /// Where an answer's fields are set: `HTTPFields` for Hummingbird's answers, `WireResponse.Head` (the

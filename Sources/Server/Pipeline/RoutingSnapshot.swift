@@ -1,10 +1,7 @@
 #if canImport(Glibc)
-import Glibc
 #endif
 import Engine
 import Foundation
-import Logging
-import NIOCore
 import Synchronization
 
 /// The configuration in force and what is built from it. Swapped whole by a reload or a route edit,

@@ -1,6 +1,5 @@
 import Engine
 import Logging
-import NIOCore
 import Synchronization
 
 /// An admitted attempt's hold on its target: counted in flight until the answer is complete, then

@@ -1,7 +1,4 @@
-import Engine
-import Logging
 import NIOCore
-import Synchronization
 
 /// What one attempt sends. Built per target: the targets of one route may speak different dialects.
 struct UpstreamRequest: Sendable {

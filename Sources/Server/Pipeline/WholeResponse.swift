@@ -1,4 +1,3 @@
-import Engine
 import HTTPTypes
 import Hummingbird
 import NIOCore
