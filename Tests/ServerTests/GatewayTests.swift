@@ -319,6 +319,40 @@ struct AzureTests {
     }
 }
 
+/// Requests translated between dialects, whole and streamed, on both lanes: an OpenAI client to each
+/// other upstream dialect, an Anthropic client to an OpenAI-compatible one. Usage and the end of the
+/// stream come through in the client's dialect.
+@Suite(.serialized)
+struct TranslationLaneTests {
+    @Test(arguments: Lane.allCases, [WireFormat.anthropicMessages, .geminiGenerateContent, .ollamaChat])
+    func anOpenAIClientIsServedByEveryUpstreamDialect(lane: Lane, wire: WireFormat) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["m": "model-1"], wire: wire, lane: lane)
+        let url = "\(fixture.gateway.url)/v1/chat/completions"
+        let whole = try await TestClient.post(url, TestClient.chat(model: "m"))
+        #expect(whole.status == 200, "\(whole.body)")
+        #expect(((whole.json["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 0) > 0, "\(whole.body)")
+        let stream = try await TestClient.post(url, TestClient.chat(model: "m", stream: true, extra: #","stream_options":{"include_usage":true}"#))
+        #expect(stream.status == 200 && stream.events.last == "[DONE]", "\(stream.body.suffix(300))")
+        #expect(stream.events.contains { $0.contains(#""usage":{"#) && $0.contains("completion_tokens") }, "\(stream.body.suffix(300))")
+        try await fixture.expectServed(chats: 2)
+        await fixture.stop()
+    }
+
+    @Test(arguments: Lane.allCases)
+    func anAnthropicClientIsServedByAnOpenAIUpstream(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["m": "gpt-4o-mini"], lane: lane)
+        let url = "\(fixture.gateway.url)/v1/messages"
+        let body = #"{"model":"m","max_tokens":32,"messages":[{"role":"user","content":"Hello there"}]}"#
+        let whole = try await TestClient.post(url, body, headers: [("anthropic-version", "2023-06-01")])
+        #expect(whole.status == 200 && whole.json["type"] as? String == "message", "\(whole.body)")
+        #expect(((whole.json["usage"] as? [String: Any])?["output_tokens"] as? Int ?? 0) > 0)
+        let stream = try await TestClient.post(url, body.replacingOccurrences(of: #""max_tokens":32"#, with: #""max_tokens":32,"stream":true"#))
+        #expect(stream.status == 200 && stream.body.contains("event: message_stop"), "\(stream.body.suffix(300))")
+        try await fixture.expectServed(chats: 2)
+        await fixture.stop()
+    }
+}
+
 @Suite(.serialized)
 struct ImageURLTests {
     static func ask(imageURL: String) -> String {
