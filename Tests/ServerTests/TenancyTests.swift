@@ -222,6 +222,38 @@ struct TenancyTests {
         try? FileManager.default.removeItem(atPath: fixture.stateDir)
     }
 
+    /// Between two tokens of a slow stream the gateway only waits on the upstream; a hang-up then is
+    /// still noticed at once (the request accounted as the caller's), not at the next token 5 s later.
+    @Test(arguments: Lane.allCases, ["/v1/chat/completions", "/v1/messages"])
+    func aHangUpBetweenTwoSlowTokensIsNoticedAtOnce(lane: Lane, path: String) async throws {
+        let fixture = try await TenancyFixture.start(anonymous: true, lane: lane) { config in
+            config.routes.append(RouteSettings(alias: "slow", targets: [RouteTarget(provider: "sim", model: "m:tps=0.2")]))
+        }
+        let body = path == "/v1/messages"
+            ? #"{"model":"slow","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"Hello there"}]}"#
+            : TestClient.chat(model: "slow", stream: true)
+        let (firstBytes, arrived) = AsyncStream<Void>.makeStream()
+        let reader = Task {
+            var request = HTTPClientRequest(url: "\(fixture.gateway.url)\(path)")
+            request.method = .POST
+            request.headers.add(name: "x-request-id", value: "slow-hangup")
+            request.body = .bytes(ByteBuffer(string: body))
+            let response = try await TestClient.client.execute(request, timeout: .seconds(30))
+            for try await _ in response.body { arrived.yield() }
+        }
+        var received = firstBytes.makeAsyncIterator()
+        _ = await received.next()
+        reader.cancel()
+        let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
+        var row: LedgerRow?
+        for _ in 0..<100 where row == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            row = try await store.pool.read { db in try LedgerRow.fetchAll(db) }.first { $0.requestId == "slow-hangup" }
+        }
+        #expect(row?.status == 499, "no row within 2 s of the hang-up: \(String(describing: row))")
+        await fixture.stop()
+    }
+
     /// The whole-answer counterpart of `FastLaneTests.aClientThatHangsUpMidStreamLeavesItsLedgerRow`:
     /// hung up on while the upstream (one that never answers) has not answered yet, the upstream
     /// request is cancelled and the request accounted as the caller's.

@@ -18,6 +18,8 @@ struct ExchangeContext: Sendable {
     var cachePlan: CachePlan?
     /// GenAI operation name: "chat" or "embeddings".
     var operation = "chat"
+    /// The client's connection, on the framework lane: a relayed stream stops when it hangs up.
+    var clientConnection: ObjectIdentifier?
 
     var cacheOutcome: CacheOutcome { self.cachePlan.map { $0.lookup ? .miss : .bypass } ?? .bypass }
 
@@ -57,6 +59,17 @@ struct ExchangeContext: Sendable {
         }
         self.streamEnded(failure: failure, usage: relay.usage, finishReason: relay.finishReason)
         return failure
+    }
+
+    /// Stops `stream` when the client hangs up while it is relayed (its wait on the upstream would
+    /// otherwise last until the next chunk); `relayEnded` ends the watch.
+    func watchHangUp(during stream: UpstreamStream) {
+        guard let connection = self.clientConnection else { return }
+        self.state.disconnects.onHangUp(connection: connection) { stream.clientHungUp() }
+    }
+
+    func relayEnded() {
+        if let connection = self.clientConnection { self.state.disconnects.clear(connection: connection) }
     }
 
     /// A translated stream is over: accounted, and its answer kept when it ended well.

@@ -226,6 +226,11 @@ final class LoopCall: UpstreamExchangeReceiver, ConnectionWaiter, @unchecked Sen
         }
     }
 
+    /// The client of the relay hung up: the stream ends (and its connection with it).
+    func hangUp() {
+        self.loop.execute { self.drop(ClientHungUp()) }
+    }
+
     /// The relay let go of the stream (its client left, or it ended): the connection is not kept
     /// mid-answer.
     func release() {

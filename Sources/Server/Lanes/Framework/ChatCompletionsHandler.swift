@@ -49,10 +49,11 @@ struct ChatCompletionsHandler: Sendable {
             let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions)
             return UpstreamRequest(body: upstreamBody, path: "/chat/completions", streaming: patch.isStreaming)
         }
-        let exchange = ExchangeContext(
+        var exchange = ExchangeContext(
             state: self.state, routing: routing, admission: intake.admission, requestID: requestID, outcome: outcome, logger: context.logger,
             started: started, cachePlan: intake.cachePlan
         )
+        exchange.clientConnection = context.connection
         if outcome.upstream.settings.wire != .openAIChat, let decoded {
             let translation = TranslatedExchange(client: .openAI, includeUsage: decoded.includeUsage)
             return try translation.respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
@@ -114,6 +115,8 @@ struct ChatCompletionsHandler: Sendable {
             headers: headers,
             body: ResponseBody { writer in
                 guard let stream else { return }
+                context.watchHangUp(during: stream)
+                defer { context.relayEnded() }
                 var relay = OpenAIStreamRelay(provider: context.target.provider, forwardUsageChunk: forwardUsageChunk)
                 var recorder = context.recordsAnswer ? StreamRecorder(ProviderAdapters.adapter(for: .openAIChat).makeStreamDecoder(provider: context.target.provider)) : nil
                 var failure: GatewayError?
@@ -130,6 +133,9 @@ struct ChatCompletionsHandler: Sendable {
                     let chunk: ByteBuffer?
                     do {
                         chunk = try await stream.next()
+                    } catch is ClientHungUp {
+                        context.clientLeft(usage: relay.usage)
+                        throw ClientHungUp()
                     } catch {
                         // Upstream trouble is reported in-stream; a failing client write (below) ends the
                         // handler, and the upstream request is cancelled with it.

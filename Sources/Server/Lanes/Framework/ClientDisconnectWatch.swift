@@ -43,6 +43,25 @@ final class ClientDisconnectWatch: Sendable {
         return try result.get()
     }
 
+    /// Calls `action` if the client of `connection` hangs up before `clear`: for a relayed stream,
+    /// whose wait on the upstream the client cannot interrupt otherwise. Called at once when the
+    /// client is gone already.
+    func onHangUp(connection: ObjectIdentifier, _ action: @escaping @Sendable () -> Void) {
+        let gone = self.entries.withLock { entries in
+            if case .gone = entries[connection] { return true }
+            entries[connection] = .waiting(action)
+            return false
+        }
+        if gone { action() }
+    }
+
+    /// Ends what `onHangUp` set up.
+    func clear(connection: ObjectIdentifier) {
+        self.entries.withLock { entries in
+            if case .waiting = entries[connection] { entries[connection] = nil }
+        }
+    }
+
     fileprivate func clientHungUp(_ connection: ObjectIdentifier) {
         let cancel: (@Sendable () -> Void)? = self.entries.withLock { entries in
             guard case .waiting(let cancel) = entries[connection] else {
@@ -68,6 +87,9 @@ final class ClientDisconnectWatch: Sendable {
         ClientDisconnectHandler(watch: self)
     }
 }
+
+/// A relayed stream ended because its client hung up (`ClientDisconnectWatch.onHangUp`).
+struct ClientHungUp: Error {}
 
 /// Reports the end of a client's input and the close of its connection to the watch.
 final class ClientDisconnectHandler: ChannelInboundHandler, RemovableChannelHandler, Sendable {

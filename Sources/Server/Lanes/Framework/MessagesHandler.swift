@@ -45,10 +45,11 @@ struct MessagesHandler: Sendable {
             let upstreamBody = patch.upstreamBody(model: target.upstreamModel, requestStreamUsage: false)
             return UpstreamRequest(body: upstreamBody, path: "/messages", streaming: patch.isStreaming)
         }
-        let exchange = ExchangeContext(
+        var exchange = ExchangeContext(
             state: self.state, routing: routing, admission: intake.admission, requestID: requestID, outcome: outcome, logger: context.logger,
             started: started, cachePlan: intake.cachePlan
         )
+        exchange.clientConnection = context.connection
         if outcome.upstream.settings.wire != .anthropicMessages, let decoded {
             return try TranslatedExchange(client: .anthropic).respond(exchange, request: decoded.request, dropped: decoded.dropped, started: started)
         }
@@ -108,6 +109,8 @@ struct MessagesHandler: Sendable {
 
     private static func relayAnthropicStream(_ stream: UpstreamStream, _ context: ExchangeContext) -> ResponseBody {
         ResponseBody { writer in
+            context.watchHangUp(during: stream)
+            defer { context.relayEnded() }
             var decoder = AnthropicStreamDecoder(provider: context.target.provider)
             var recording = context.recordsAnswer ? StreamRecording() : nil
             var events = StreamEventFramer(.blankLine, provider: context.target.provider)
@@ -127,6 +130,9 @@ struct MessagesHandler: Sendable {
                 let chunk: ByteBuffer?
                 do {
                     chunk = try await stream.next()
+                } catch is ClientHungUp {
+                    context.clientLeft(usage: decoder.currentUsage)
+                    throw ClientHungUp()
                 } catch {
                     failure = GatewayError.from(error, provider: context.upstream.settings, streaming: true)
                     break

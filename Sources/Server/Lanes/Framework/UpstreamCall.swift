@@ -197,6 +197,8 @@ extension UpstreamCall {
         relay makeRelay: @escaping @Sendable () -> TranslatedStreamRelay
     ) -> ResponseBody {
         ResponseBody { writer in
+            context.watchHangUp(during: stream)
+            defer { context.relayEnded() }
             var relay = makeRelay()
             while !relay.isFinished {
                 let text: String
@@ -206,6 +208,9 @@ extension UpstreamCall {
                     } else {
                         text = relay.finish()
                     }
+                } catch is ClientHungUp {
+                    context.clientLeft(usage: relay.usage)
+                    throw ClientHungUp()
                 } catch {
                     text = relay.fail(GatewayError.from(error, provider: context.upstream.settings, streaming: true))
                 }
@@ -264,6 +269,12 @@ final class UpstreamStream: @unchecked Sendable {
         case .loop(let call):
             return try await call.next()
         }
+    }
+
+    /// The client hung up while the stream is relayed: a wait for the next chunk ends with
+    /// `ClientHungUp` (an upstream reached through AsyncHTTPClient ends at its next chunk instead).
+    func clientHungUp() {
+        if case .loop(let call) = self.source { call.hangUp() }
     }
 
     deinit {
