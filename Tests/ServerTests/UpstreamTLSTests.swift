@@ -173,6 +173,31 @@ struct ProxiedUpstreamTests {
         try await GatewayOnLane(gateway: gateway, lane: lane).expectServed(chats: 1)
     }
 
+    /// A hostile or broken proxy holds nothing for long: one that never answers the `CONNECT` is given
+    /// the provider's connect timeout, one that answers without end is cut off after 16 KiB; both are a
+    /// 502 on either lane.
+    @Test(arguments: Lane.allCases)
+    func aProxyThatNeverOpensTheTunnelIsBounded(lane: Lane) async throws {
+        let silent = try await ScriptedUpstream(.init(answers: false))
+        let endless = try await RawUpstream(answer: String(repeating: "x", count: 64 << 10), closeAfterAnswer: false)
+        for proxyPort in [silent.port, endless.port] {
+            var config = GatewayConfig()
+            config.server.fastLane = lane == .fast
+            var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://vendor.test:443/v1")
+            provider.tls.caFile = TestTLS.caFile
+            provider.timeouts.connect = .milliseconds(300)
+            config.providers = [provider]
+            config.routes = [RouteSettings(alias: "fast", targets: [RouteTarget(provider: "vendor", model: "gpt-4o-mini")])]
+            let gateway = try await RunningService.gateway(config, egressProxy: try EgressProxy(environment: ["HTTPS_PROXY": "http://127.0.0.1:\(proxyPort)"]))
+            // An unbounded wait would outlast the test client's 20 s read timeout and throw here.
+            let answer = try await TestClient.post("\(gateway.url)/v1/chat/completions", TestClient.chat(model: "fast"))
+            #expect(answer.status == 502 || answer.status == 504, "\(answer.status) \(answer.body)")
+            await gateway.stop()
+        }
+        await silent.stop()
+        await endless.stop()
+    }
+
     @Test func loopbackIsReachedDirectly() async throws {
         let (proxy, vendor) = (try await TunnelProxy(), try await self.vendor())
         let gateway = try await self.gateway(lane: .fast, baseURL: "https://localhost:\(vendor.port)/v1", proxy: proxy)
