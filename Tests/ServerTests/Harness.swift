@@ -43,12 +43,13 @@ struct RunningService: Sendable {
 
     /// Starts `router` behind TLS on an ephemeral loopback port, with the test CA's certificate for
     /// 127.0.0.1 and localhost (`Fixtures/tls`): a stand-in for a hosted vendor's HTTPS endpoint.
-    static func servingTLS(_ router: Router<BasicRequestContext>, host: String = "127.0.0.1") async throws -> RunningService {
+    /// - Parameter idleTimeout: how long it keeps an idle connection open (as long as it likes by default).
+    static func servingTLS(_ router: Router<BasicRequestContext>, host: String = "127.0.0.1", idleTimeout: TimeAmount? = nil) async throws -> RunningService {
         let tls = try TLSConfiguration.makeServerConfiguration(
             certificateChain: NIOSSLCertificate.fromPEMFile(TestTLS.path("cert.pem")).map { .certificate($0) },
             privateKey: .privateKey(NIOSSLPrivateKey(file: TestTLS.path("key.pem"), format: .pem))
         )
-        let server = try HTTPServerBuilder.tls(.http1(), tlsConfiguration: tls)
+        let server = try HTTPServerBuilder.tls(.http1(configuration: .init(idleTimeout: idleTimeout)), tlsConfiguration: tls)
         return try await self.start { started in
             Application(
                 router: router,

@@ -31,6 +31,41 @@ struct UpstreamTLSTests {
         try await fixture.expectServed(chats: 7)
     }
 
+    /// A vendor closes idle keep-alive connections; the next connection resumes the session the
+    /// first one was given, on either lane (both reach it over the same connections and context).
+    @Test(arguments: Lane.allCases)
+    func aNewConnectionResumesTheUpstreamsTLSSession(lane: Lane) async throws {
+        let vendor = try await RunningService.servingTLS(
+            SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)).build(), idleTimeout: .milliseconds(100)
+        )
+        var config = GatewayConfig()
+        config.server.fastLane = lane == .fast
+        var provider = ProviderSettings(id: "vendor", kind: .openAICompatible, baseURL: "https://localhost:\(vendor.port)/v1")
+        provider.tls.caFile = TestTLS.caFile
+        config.providers = [provider]
+        config.routes = [RouteSettings(alias: "fast", targets: [RouteTarget(provider: "vendor", model: "gpt-4o-mini")])]
+        let gateway = try await RunningService.gateway(config)
+        defer {
+            Task {
+                await gateway.stop()
+                await vendor.stop()
+            }
+        }
+        let url = "\(gateway.url)/v1/chat/completions"
+        for round in 0..<3 {
+            let answer = try await TestClient.post(url, TestClient.chat(model: "fast", stream: round == 1))
+            #expect(answer.status == 200, "\(answer.body)")
+            // Past the vendor's idle timeout: the connection is gone, the next request opens another.
+            try await Task.sleep(for: .milliseconds(400))
+        }
+        let metrics = try await TestClient.get("\(gateway.url)/metrics").body
+        #expect(metrics.contains(#"switchyard_upstream_tls_handshakes_total{provider="vendor",resumed="false"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"switchyard_upstream_tls_handshakes_total{provider="vendor",resumed="true"} 2"#), "\(metrics)")
+        let lint = try Promtool.check(metrics)
+        #expect(lint.ok, "promtool: \(lint.report)")
+        try await GatewayOnLane(gateway: gateway, lane: lane).expectServed(chats: 3)
+    }
+
     @Test(arguments: Lane.allCases)
     func aCertificateNotSignedByATrustedCAIsRefused(lane: Lane) async throws {
         // The same TLS upstream without the test CA: the system store does not know it.

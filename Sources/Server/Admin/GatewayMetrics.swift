@@ -205,7 +205,8 @@ final class GatewayMetrics: Sendable {
     }
 
     /// The text exposition, with the targets' current state set just before.
-    func exposition(targets: [TargetStatus], clientConnections: Int) -> [UInt8] {
+    /// - Parameter upstreams: the providers, whose TLS handshakes their session caches count.
+    func exposition(targets: [TargetStatus], clientConnections: Int, upstreams: [String: UpstreamPool.Upstream]) -> [UInt8] {
         self.openConnections.set(to: Double(clientConnections))
         for status in targets {
             let labels = [("provider", status.target.provider), ("model", status.target.model)]
@@ -227,6 +228,28 @@ final class GatewayMetrics: Sendable {
                 labels: labels
             ).set(to: Double(status.inFlight))
         }
-        return self.registry.emitToBuffer()
+        return self.registry.emitToBuffer() + Self.tlsHandshakes(upstreams)
+    }
+
+    /// `switchyard_upstream_tls_handshakes_total{provider, resumed}`, from the counts each provider's
+    /// session cache keeps (the handshake ends in BoringSSL, outside any registry's reach). A reload
+    /// that changes a provider starts its counts again, which Prometheus reads as a counter reset.
+    private static func tlsHandshakes(_ upstreams: [String: UpstreamPool.Upstream]) -> [UInt8] {
+        let counted = upstreams.compactMap { id, upstream in upstream.tlsSessions.map { (id, $0.handshakes) } }.sorted { $0.0 < $1.0 }
+        guard !counted.isEmpty else { return [] }
+        var text = "# HELP switchyard_upstream_tls_handshakes_total TLS handshakes with https upstreams: full, or resuming a session.\n"
+        text += "# TYPE switchyard_upstream_tls_handshakes_total counter\n"
+        for (provider, handshakes) in counted {
+            let label = provider.flatMap { character -> [Character] in
+                switch character {
+                case "\\", "\"": ["\\", character]
+                case "\n": ["\\", "n"]
+                default: [character]
+                }
+            }.map(String.init).joined()
+            text += "switchyard_upstream_tls_handshakes_total{provider=\"\(label)\",resumed=\"false\"} \(handshakes.full)\n"
+            text += "switchyard_upstream_tls_handshakes_total{provider=\"\(label)\",resumed=\"true\"} \(handshakes.resumed)\n"
+        }
+        return Array(text.utf8)
     }
 }

@@ -25,10 +25,12 @@ final class UpstreamPool: Sendable {
         let fastLane: Result<UpstreamEndpoint, FastLaneSkip>
         /// The event loops' connection pools, which both lanes call it over when `fastLane` is an endpoint.
         let loops: LoopUpstreams
+        /// The sessions its `https` connections resume (nil for plain HTTP).
+        let tlsSessions: TLSSessionCache?
 
         init(
             settings: ProviderSettings, baseURL: String, streamingClient: HTTPClient, blockingClient: HTTPClient, headers: HTTPHeaders,
-            fastLane: Result<UpstreamEndpoint, FastLaneSkip>, loops: LoopUpstreams
+            fastLane: Result<UpstreamEndpoint, FastLaneSkip>, loops: LoopUpstreams, tlsSessions: TLSSessionCache?
         ) {
             self.settings = settings
             self.baseURL = baseURL
@@ -37,6 +39,7 @@ final class UpstreamPool: Sendable {
             self.headers = headers
             self.fastLane = fastLane
             self.loops = loops
+            self.tlsSessions = tlsSessions
         }
 
         /// Where `path` (`/chat/completions`, `/messages`, `/embeddings`) of `model` lives. Azure's classic
@@ -113,7 +116,8 @@ final class UpstreamPool: Sendable {
                 fastLane: Result { () throws(FastLaneSkip) in
                     try UpstreamEndpoint(baseURL: baseURL, settings: provider, headers: headers, tls: tls?.context, proxy: proxy)
                 },
-                loops: loops
+                loops: loops,
+                tlsSessions: tls?.sessions
             )
         }
         self.upstreams = upstreams
@@ -122,6 +126,9 @@ final class UpstreamPool: Sendable {
     subscript(id: String) -> Upstream? {
         self.upstreams[id]
     }
+
+    /// Every provider's upstream, by provider id.
+    var all: [String: Upstream] { self.upstreams }
 
     /// A pool for `providers` that keeps the clients of providers whose settings did not change.
     /// - Returns: the pool, and the upstreams it no longer uses.
@@ -154,8 +161,10 @@ final class UpstreamPool: Sendable {
     }
 
     /// An `https` provider's TLS: the system trust store plus its `tls.ca_file`, as AsyncHTTPClient
-    /// takes it and as the fast lane's connections use it (one context, made once).
-    private static func tls(_ provider: ProviderSettings, baseURL: String) throws(ConfigError) -> (configuration: TLSConfiguration, context: NIOSSLContext)? {
+    /// takes it and as the fast lane's connections use it (one context, made once, resuming sessions).
+    private static func tls(
+        _ provider: ProviderSettings, baseURL: String
+    ) throws(ConfigError) -> (configuration: TLSConfiguration, context: NIOSSLContext, sessions: TLSSessionCache?)? {
         guard baseURL.hasPrefix("https://") else { return nil }
         var configuration = TLSConfiguration.makeClientConfiguration()
         // The gateway closes an upstream connection only when its answer is no longer wanted (a client
@@ -177,7 +186,8 @@ final class UpstreamPool: Sendable {
             configuration.additionalTrustRoots = [.certificates(certificates)]
         }
         do {
-            return (configuration, try NIOSSLContext(configuration: configuration))
+            let context = try NIOSSLContext(configuration: configuration)
+            return (configuration, context, TLSSessionCache.attached(to: context))
         } catch {
             throw refuse("tls", "the TLS client cannot be set up: \(error)")
         }

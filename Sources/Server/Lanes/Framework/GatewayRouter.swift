@@ -37,7 +37,9 @@ enum GatewayRouter {
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: state.metrics.exposition(targets: targets, clientConnections: state.clientConnections.load(ordering: .relaxed))))
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: state.metrics.exposition(
+                    targets: targets, clientConnections: state.clientConnections.load(ordering: .relaxed), upstreams: state.routing.upstreams.all
+                )))
             )
         }
         router.get("/healthz") { _, _ in
