@@ -28,7 +28,6 @@ struct TranslatedExchange {
     /// The client's answer from the attempt that ended the request.
     func respond(_ exchange: ExchangeContext, request: ChatRequest, dropped: [String], started: ContinuousClock.Instant) throws -> Response {
         let outcome = exchange.outcome
-        let target = outcome.target
         let reply = outcome.reply
         guard reply.isSuccess else { return self.failure(exchange, overhead: outcome.overhead(since: started)).response }
         var headers: HTTPFields = [:]

@@ -146,66 +146,55 @@ public struct OpenAIStreamRelay {
             self.sawDone = true
             return .keep
         }
-        let members: [JSONScanner.Member]
+        // One pass validates the event and finds the three members that matter; the others' names are
+        // compared as bytes, and nothing is allocated for an ordinary chunk.
+        var errorMember: Range<Int>?
+        var usageRange: Range<Int>?
+        var choices: Range<Int>?
         do {
-            members = try JSONScanner.topLevelMembers(of: payload)
+            try JSONScanner.forEachTopLevelMember(of: payload, named: Self.names) { member in
+                switch member.name {
+                case 0 where member.kind == .object: errorMember = member.valueRange
+                case 1 where member.kind == .object: usageRange = member.valueRange
+                case 2 where member.kind == .array: choices = member.valueRange
+                default: break
+                }
+            }
         } catch {
             return .fail(.upstreamMalformed(provider: self.provider, detail: "invalid JSON in a stream event (\(error))"))
         }
-        var choicesEmpty = false
-        var usageRange: Range<Int>?
-        for member in members {
-            switch member.key {
-            case "error" where member.kind == .object:
-                self.upstreamErrorMessage = Self.errorMessage(in: payload, member) ?? "upstream error event"
-                return .keep
-            case "usage" where member.kind == .object:
-                usageRange = member.valueRange
-            case "choices" where member.kind == .array:
-                choicesEmpty = Self.isEmptyArray(payload, member.valueRange)
-                if !choicesEmpty { self.inspectChoices(payload, member.valueRange) }
-            default:
-                continue
-            }
+        if let errorMember {
+            self.upstreamErrorMessage = Self.errorMessage(in: payload, errorMember) ?? "upstream error event"
+            return .keep
         }
+        let first = choices.flatMap { try? JSONScanner.firstElement(ofArrayIn: payload, range: $0) }
+        if let first, first.kind == .object, let reason = Self.finishReason(payload, first.range) { self.finishReason = reason }
         if let usageRange {
             self.usage = try? OpenAIUsage.parse(payload, range: usageRange)
-            if choicesEmpty && !self.forwardUsageChunk { return .drop }
+            if choices != nil && first == nil && !self.forwardUsageChunk { return .drop }
         }
         return .keep
     }
 
-    /// Notes the finish reason.
-    private mutating func inspectChoices(_ payload: UnsafeRawBufferPointer, _ range: Range<Int>) {
-        guard let choices = try? JSONScanner.elements(ofArrayIn: payload, range: range) else { return }
-        for choice in choices where choice.kind == .object {
-            guard let members = try? JSONScanner.members(ofObjectIn: payload, range: choice.range) else { continue }
-            for member in members {
-                switch member.key {
-                case "finish_reason" where member.kind == .string:
-                    self.finishReason = try? JSONScanner.decodeString(in: payload, range: member.valueRange)
-                default:
-                    continue
-                }
-            }
+    /// `error`, `usage` and `choices`, in this order.
+    private static let names: [JSONScanner.MemberName] = ["error", "usage", "choices"]
+    private static let finishReasonName: [JSONScanner.MemberName] = ["finish_reason"]
+    private static let messageName: [JSONScanner.MemberName] = ["message"]
+
+    /// The choice's finish reason, when it has one (each chunk carries one choice; the last reason wins).
+    private static func finishReason(_ payload: UnsafeRawBufferPointer, _ choice: Range<Int>) -> String? {
+        var reason: Range<Int>?
+        try? JSONScanner.forEachMember(ofObjectIn: payload, range: choice, named: Self.finishReasonName) { member in
+            if member.kind == .string { reason = member.valueRange }
         }
+        return reason.flatMap { try? JSONScanner.decodeString(in: payload, range: $0) }
     }
 
-    private static func errorMessage(in payload: UnsafeRawBufferPointer, _ member: JSONScanner.Member) -> String? {
-        guard let inner = try? JSONScanner.members(ofObjectIn: payload, range: member.valueRange),
-            let message = inner.first(where: { $0.key == "message" && $0.kind == .string })
-        else { return nil }
-        return try? JSONScanner.decodeString(in: payload, range: message.valueRange)
-    }
-
-    private static func isEmptyArray(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-        for index in range.dropFirst() {
-            switch bytes[index] {
-            case 0x20, 0x09, 0x0A, 0x0D: continue
-            case UInt8(ascii: "]"): return true
-            default: return false
-            }
+    private static func errorMessage(in payload: UnsafeRawBufferPointer, _ range: Range<Int>) -> String? {
+        var message: Range<Int>?
+        try? JSONScanner.forEachMember(ofObjectIn: payload, range: range, named: Self.messageName) { member in
+            if message == nil, member.kind == .string { message = member.valueRange }
         }
-        return false
+        return message.flatMap { try? JSONScanner.decodeString(in: payload, range: $0) }
     }
 }

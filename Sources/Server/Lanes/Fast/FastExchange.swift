@@ -124,6 +124,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         didSet { if oldValue !== self.attempt { oldValue?.exchange = nil } }
     }
     private var relay: Relay?
+    /// What this read from the upstream relayed so far: written as one chunk when the read ends (a
+    /// read carries many events, and a write each cost more than the event's own relaying).
+    private var unsent: ByteBuffer?
     /// The one deadline in force (the lifecycle's next, or the relayed stream's), checked by the loop's sweep.
     private var deadline: ContinuousClock.Instant?
     var sweepSlot: Int?
@@ -315,7 +318,11 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     }
 
     func upstreamReadComplete() {
-        if self.relay != nil { self.pool.flushAtEndOfTurn(self.context) }
+        guard self.relay != nil else { return }
+        self.writeUnsent()
+        self.pool.flushAtEndOfTurn(self.context)
+        // A client that reads slower than the upstream writes holds the upstream back, not our memory.
+        if !self.context.channel.isWritable { self.clientWritabilityChanged() }
     }
 
     func upstreamEnd() {
@@ -439,8 +446,6 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         switch step {
         case .forward(let bytes):
             self.relayToClient(bytes)
-            // A client that reads slower than the upstream writes holds the upstream back, not our memory.
-            if !self.context.channel.isWritable { self.clientWritabilityChanged() }
         case .fail(let bytes, let error):
             self.relayToClient(bytes)
             self.endRelay(failure: error)
@@ -454,16 +459,30 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         if ContinuousClock.now > relay.exchange.deadline {
             return self.endRelay(failure: .upstreamTimeout(relay.exchange.upstream.settings, .total))
         }
-        let text = relay.translated!.feed(chunk)
-        self.relayToClient(ByteBuffer(string: text))
+        self.relayToClient(relay.translated!.feed(chunk))
         if relay.translated?.failure != nil { return self.endRelay(failure: nil) }
-        if !self.context.channel.isWritable { self.clientWritabilityChanged() }
     }
 
-    /// Relayed bytes go out with the next flush (once per read from the upstream).
+    /// Relayed bytes wait for the end of the upstream's read (or of the stream), then go out as one chunk.
     private func relayToClient(_ bytes: ByteBuffer) {
         guard bytes.readableBytes > 0 else { return }
-        self.context.write(self.handler.wrapOutboundOut(.byteBuffer(WireResponse.chunk(bytes, allocator: self.context.channel.allocator))), promise: nil)
+        if self.unsent == nil {
+            self.unsent = bytes
+        } else {
+            self.unsent!.writeImmutableBuffer(bytes)
+        }
+    }
+
+    private func relayToClient(_ text: String) {
+        guard !text.isEmpty else { return }
+        if self.unsent == nil { self.unsent = self.context.channel.allocator.buffer(capacity: text.utf8.count) }
+        self.unsent!.writeString(text)
+    }
+
+    private func writeUnsent() {
+        guard let unsent = self.unsent else { return }
+        self.unsent = nil
+        self.context.write(self.handler.wrapOutboundOut(.byteBuffer(WireResponse.chunk(unsent, allocator: self.context.channel.allocator))), promise: nil)
     }
 
     /// The client's socket drained (or filled): the relayed upstream is read again (or held).
@@ -502,11 +521,12 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             // Ours (a timeout, a broken connection) ends the client's stream with its error event; a
             // clean end lets the decoder say whether the upstream's stream was whole.
             if !translated.isFinished {
-                self.relayToClient(ByteBuffer(string: failure.map { translated.fail($0) } ?? translated.finish()))
+                self.relayToClient(failure.map { translated.fail($0) } ?? translated.finish())
             }
             if translated.failure != nil { relay.connection?.abandon(from: self) }
             relay.exchange.translatedStreamEnded(translated)
         }
+        self.writeUnsent()
         self.context.write(self.handler.wrapOutboundOut(.byteBuffer(WireResponse.lastChunk)), promise: nil)
         self.pool.flushAtEndOfTurn(self.context)
         self.handler.exchangeEnded(context: self.context)
@@ -589,6 +609,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         _ = self.loop.clientLeft()
         if let relay = self.relay {
             self.relay = nil
+            self.unsent = nil
             relay.connection?.abandon(from: self)
             relay.exchange.clientLeft(usage: relay.usage)
         } else {
