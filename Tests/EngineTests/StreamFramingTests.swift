@@ -32,6 +32,36 @@ struct StreamFramingTests {
         #expect(payloads == ["a", "b", "c", "d", "e"])
     }
 
+    /// Lines are searched eight bytes at a time: a break is found at every place in a word, and
+    /// bytes close to CR and LF (0x0B, 0x0C, 0x8A, 0x8D) are no break.
+    @Test func aLineBreakIsFoundWhereverItFallsInAWord() {
+        for length in 0...40 {
+            let filler: [UInt8] = (0..<length).map { [0x78, 0x0B, 0x0C, 0x8A, 0x8D, 0x09][$0 % 6] }
+            filler.withUnsafeBytes { #expect(LineBreaks.first(in: $0, from: 0) == length) }
+            for position in 0..<length {
+                for lineBreak: UInt8 in [0x0A, 0x0D] {
+                    var bytes = filler
+                    bytes[position] = lineBreak
+                    for from in [0, position / 2, position] {
+                        bytes.withUnsafeBytes { #expect(LineBreaks.first(in: $0, from: from) == position, "length \(length), break at \(position), from \(from)") }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test(arguments: [1, 7, 8, 9, 1000])
+    func longLinesEndWhereTheirLineEndingIs(_ size: Int) {
+        let lines = (0..<12).map { "data: {\"n\":\"" + String(repeating: "y", count: 3 + $0 * 5) + "\"}" }
+        let endings = ["\n\n", "\r\n\r\n", "\r\r", "\n\r\n"]
+        let stream = lines.enumerated().map { $0.element + endings[$0.offset % endings.count] }.joined()
+        let framed = self.frame(stream, pieceSize: size)
+        #expect(framed.failure == nil)
+        let expected = lines.enumerated().map { $0.element + ["\n", "\r\n", "\r", "\n"][$0.offset % endings.count] }
+        #expect(framed.events == expected)
+        #expect(framed.rest == nil)
+    }
+
     @Test func multiLineDataJoinsWhicheverLineEndingSeparatesIt() {
         let event = "event: x\rdata: one\r\ndata:two\ndata:  three\r"
         #expect(ByteBuffer(string: event).withUnsafeReadableBytes(SSE.data) == "one\ntwo\n three")

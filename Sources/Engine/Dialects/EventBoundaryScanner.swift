@@ -86,6 +86,13 @@ public struct EventBoundaryScanner: Sendable {
         var index = from
         while index < bytes.count {
             let byte = bytes[index]
+            if byte != 0x0A && byte != 0x0D {
+                // Inside a line: on to its end, eight bytes at a time.
+                atLineStart = false
+                afterCR = false
+                index = LineBreaks.first(in: bytes, from: index + 1)
+                continue
+            }
             index += 1
             if byte == 0x0A {
                 if afterCR {
@@ -96,7 +103,7 @@ public struct EventBoundaryScanner: Sendable {
                 } else {
                     atLineStart = true
                 }
-            } else if byte == 0x0D {
+            } else {
                 if atLineStart {
                     // An empty line, ended by CR or CRLF. A CR that is the last byte so far waits for the
                     // next one: the event must end in the same place however its bytes were split.
@@ -109,9 +116,6 @@ public struct EventBoundaryScanner: Sendable {
                 }
                 atLineStart = true
                 afterCR = true
-            } else {
-                atLineStart = false
-                afterCR = false
             }
         }
         return nil
@@ -201,8 +205,7 @@ struct SSELines: Sequence, IteratorProtocol {
 
     mutating func next() -> Range<Int>? {
         guard self.start < self.event.count else { return nil }
-        var end = self.start
-        while end < self.event.count && self.event[end] != 0x0A && self.event[end] != 0x0D { end += 1 }
+        let end = LineBreaks.first(in: self.event, from: self.start)
         let line = self.start..<end
         self.start = end + (end + 1 < self.event.count && self.event[end] == 0x0D && self.event[end + 1] == 0x0A ? 2 : 1)
         return line
@@ -214,5 +217,29 @@ struct SSELines: Sequence, IteratorProtocol {
         var valueStart = line.lowerBound + 5
         if valueStart < line.upperBound && event[valueStart] == 0x20 { valueStart += 1 }
         return valueStart..<line.upperBound
+    }
+}
+
+/// Where lines end: the first CR or LF, found eight bytes at a time (the lines of a stream event are
+/// hundreds of bytes of JSON between two line breaks).
+enum LineBreaks {
+    /// The index of the first CR or LF at or after `from`, or `bytes.count` when there is none.
+    static func first(in bytes: UnsafeRawBufferPointer, from: Int) -> Int {
+        var index = from
+        let count = bytes.count
+        if let base = bytes.baseAddress {
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            while index + 8 <= count {
+                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                let lineFeeds = word ^ 0x0A0A_0A0A_0A0A_0A0A
+                let carriageReturns = word ^ 0x0D0D_0D0D_0D0D_0D0D
+                // The "has a zero byte" test: exact when there is none, which is all it decides here.
+                if (((lineFeeds &- ones) & ~lineFeeds) | ((carriageReturns &- ones) & ~carriageReturns)) & highs != 0 { break }
+                index += 8
+            }
+        }
+        while index < count && bytes[index] != 0x0A && bytes[index] != 0x0D { index += 1 }
+        return index
     }
 }

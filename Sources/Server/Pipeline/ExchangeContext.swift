@@ -45,8 +45,8 @@ struct ExchangeContext: Sendable {
     var deadline: ContinuousClock.Instant { self.sent + self.upstream.settings.timeouts.total }
 
     /// The relay's step for an upstream chunk, or the `total` timeout once the exchange ran past its deadline.
-    func relayStep(_ relay: inout OpenAIStreamRelay, _ chunk: ByteBuffer) -> OpenAIStreamRelay.Step {
-        ContinuousClock.now > self.deadline ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(self.upstream.settings, .total)) : relay.feed(chunk)
+    func relayStep(_ relay: inout OpenAIStreamRelay, _ chunk: ByteBuffer, at now: ContinuousClock.Instant = .now) -> OpenAIStreamRelay.Step {
+        now > self.deadline ? .fail(forward: ByteBuffer(), error: .upstreamTimeout(self.upstream.settings, .total)) : relay.feed(chunk)
     }
 
     /// A relayed OpenAI stream is over, failed by `failure` (ours) or by the upstream's own error event

@@ -440,9 +440,10 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     private func relayChunk(_ chunk: ByteBuffer) {
         guard let relay = self.relay else { return }
-        relay.timer.chunk(at: .now)
-        guard relay.passed != nil else { return self.translateChunk(chunk) }
-        let step = relay.exchange.relayStep(&relay.passed!, chunk)
+        let now = ContinuousClock.now
+        relay.timer.chunk(at: now)
+        guard relay.passed != nil else { return self.translateChunk(chunk, at: now) }
+        let step = relay.exchange.relayStep(&relay.passed!, chunk, at: now)
         switch step {
         case .forward(let bytes):
             self.relayToClient(bytes)
@@ -454,9 +455,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     /// A chunk of a translated stream: the client's events for it (its end waits for the upstream's,
     /// so the connection goes back whole), or our `total` timeout once past the deadline.
-    private func translateChunk(_ chunk: ByteBuffer) {
+    private func translateChunk(_ chunk: ByteBuffer, at now: ContinuousClock.Instant) {
         guard let relay = self.relay, relay.translated != nil else { return }
-        if ContinuousClock.now > relay.exchange.deadline {
+        if now > relay.exchange.deadline {
             return self.endRelay(failure: .upstreamTimeout(relay.exchange.upstream.settings, .total))
         }
         self.relayToClient(relay.translated!.feed(chunk))
