@@ -36,6 +36,25 @@ struct JSONScannerTests {
         #expect(self.isValid(text))
     }
 
+    /// Strings are skipped eight bytes at a time: whatever ends the plain run (a quote, an escape,
+    /// a multi-byte character, a control character) is found wherever it falls in a word.
+    @Test func aStringsSpecialBytesAreFoundWhereverTheyFallInAWord() throws {
+        for offset in 0..<20 {
+            let before = String(repeating: "a", count: offset)
+            let after = String(repeating: "b", count: 9)
+            for (escaped, decoded) in [(#"\""#, "\""), (#"\n"#, "\n"), ("é", "é"), (#"\u00e9"#, "é"), ("", "")] {
+                let text = #"{"k":""# + before + escaped + after + #"","z":1}"#
+                let found = try self.members(text)
+                #expect(found.map(\.key) == ["k", "z"], "\(text)")
+                var bytes = Array(text.utf8)
+                let value = try bytes.withUnsafeMutableBytes { try JSONScanner.decodeString(in: UnsafeRawBufferPointer($0), range: found[0].valueRange) }
+                #expect(value == before + decoded + after)
+            }
+            #expect(!self.isValid(#"{"k":""# + before + "\u{01}" + after + #""}"#), "a control character at \(offset)")
+            #expect(!self.isValid(#"{"k":""# + before + "\u{1F}" + after + #""}"#), "a control character at \(offset)")
+        }
+    }
+
     @Test func refusesNestingThatWouldExhaustTheStack() {
         let deep = "{\"a\":" + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}"
         #expect(!self.isValid(deep))

@@ -22,7 +22,11 @@ struct WireFramingTests {
 
     @Test(arguments: [1, 9, 10, 15, 16, 255, 256, 4_096, 65_537, 1 << 20])
     func aChunksSizeIsItsLengthInHex(length: Int) {
-        let chunk = WireResponse.chunk(ByteBuffer(repeating: UInt8(ascii: "x"), count: length), allocator: ByteBufferAllocator())
+        // Appended in two parts, as a read's events are, into less room than they need.
+        var outgoing = OutgoingChunk(capacity: 16, allocator: ByteBufferAllocator())
+        outgoing.append(ByteBuffer(repeating: UInt8(ascii: "x"), count: length / 2))
+        outgoing.append(String(repeating: "x", count: length - length / 2))
+        let chunk = outgoing.framed()
         let text = String(buffer: chunk)
         #expect(text.hasPrefix(String(length, radix: 16) + "\r\n") && text.hasSuffix("x\r\n"))
         #expect(chunk.readableBytes == String(length, radix: 16).utf8.count + 2 + length + 2)
@@ -196,8 +200,6 @@ struct WireFramingTests {
         var streamHead = WireResponse.Head(.ok, allocator: ByteBufferAllocator())
         let stream = String(buffer: streamHead.finish(contentLength: nil, date: "D"))
         #expect(stream == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nDate: D\r\n\r\n")
-        #expect(String(buffer: WireResponse.chunk(ByteBuffer(string: String(repeating: "x", count: 26)), allocator: ByteBufferAllocator())).hasPrefix("1a\r\nxxx"))
-        #expect(WireResponse.chunk(ByteBuffer(), allocator: ByteBufferAllocator()).readableBytes == 0)
     }
 
     @Test(arguments: [(0.0, "0.00000000"), (0.0000438, "0.00004380"), (12.5, "12.50000000"), (0.000000004, "0.00000000"), (-1.0, "0.00000000"), (1234.987654321, "1234.98765432")])

@@ -231,11 +231,13 @@ enum LineBreaks {
             let ones: UInt64 = 0x0101_0101_0101_0101
             let highs: UInt64 = 0x8080_8080_8080_8080
             while index + 8 <= count {
-                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
                 let lineFeeds = word ^ 0x0A0A_0A0A_0A0A_0A0A
                 let carriageReturns = word ^ 0x0D0D_0D0D_0D0D_0D0D
-                // The "has a zero byte" test: exact when there is none, which is all it decides here.
-                if (((lineFeeds &- ones) & ~lineFeeds) | ((carriageReturns &- ones) & ~carriageReturns)) & highs != 0 { break }
+                // The "has a zero byte" test, whose lowest flagged byte is exact (a borrow only
+                // misflags bytes after a true match; the word is read with its first byte lowest).
+                let found = (((lineFeeds &- ones) & ~lineFeeds) | ((carriageReturns &- ones) & ~carriageReturns)) & highs
+                if found != 0 { return index + found.trailingZeroBitCount / 8 }
                 index += 8
             }
         }

@@ -466,11 +466,16 @@ public struct JSONScanner {
             let ones: UInt64 = 0x0101_0101_0101_0101
             let highs: UInt64 = 0x8080_8080_8080_8080
             while position + 8 <= count {
-                let word = base.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: position, as: UInt64.self))
                 let quotes = word ^ 0x2222_2222_2222_2222
                 let backslashes = word ^ 0x5C5C_5C5C_5C5C_5C5C
-                let found = ((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes) | ((word &- 0x2020_2020_2020_2020) & ~word)
-                if (found | word) & highs != 0 { break }
+                let found = (((quotes &- ones) & ~quotes) | ((backslashes &- ones) & ~backslashes) | ((word &- 0x2020_2020_2020_2020) & ~word) | word) & highs
+                if found != 0 {
+                    // The lowest byte flagged is exact: a borrow only misflags bytes after a true match,
+                    // and the word is read with its first byte lowest.
+                    self.position = position + found.trailingZeroBitCount / 8
+                    return
+                }
                 position += 8
             }
         }

@@ -77,22 +77,6 @@ enum WireResponse {
         return head.finish(contentLength: body.readableBytes, date: date, body: body)
     }
 
-    /// `bytes` as one chunk of a chunked body (nothing for no bytes: an empty chunk would end it).
-    static func chunk(_ bytes: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: bytes.readableBytes + 12)
-        guard bytes.readableBytes > 0 else { return buffer }
-        // The size in hex, written digit by digit (a `String` a chunk showed in the stream profile).
-        let digits = (Int.bitWidth - bytes.readableBytes.leadingZeroBitCount + 3) / 4
-        for shift in stride(from: (digits - 1) * 4, through: 0, by: -4) {
-            let digit = UInt8((bytes.readableBytes >> shift) & 0xF)
-            buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
-        }
-        buffer.writeStaticString("\r\n")
-        buffer.writeImmutableBuffer(bytes)
-        buffer.writeStaticString("\r\n")
-        return buffer
-    }
-
     /// The end of a chunked body (no trailers).
     static let lastChunk = ByteBuffer(staticString: "0\r\n\r\n")
 }

@@ -126,7 +126,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private var relay: Relay?
     /// What this read from the upstream relayed so far: written as one chunk when the read ends (a
     /// read carries many events, and a write each cost more than the event's own relaying).
-    private var unsent: ByteBuffer?
+    private var unsent: OutgoingChunk?
     /// The one deadline in force (the lifecycle's next, or the relayed stream's), checked by the loop's sweep.
     private var deadline: ContinuousClock.Instant?
     var sweepSlot: Int?
@@ -467,23 +467,23 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     /// Relayed bytes wait for the end of the upstream's read (or of the stream), then go out as one chunk.
     private func relayToClient(_ bytes: ByteBuffer) {
         guard bytes.readableBytes > 0 else { return }
-        if self.unsent == nil {
-            self.unsent = bytes
-        } else {
-            self.unsent!.writeImmutableBuffer(bytes)
-        }
+        if self.unsent == nil { self.unsent = OutgoingChunk(capacity: max(Self.chunkCapacity, bytes.readableBytes), allocator: self.context.channel.allocator) }
+        self.unsent!.append(bytes)
     }
 
     private func relayToClient(_ text: String) {
         guard !text.isEmpty else { return }
-        if self.unsent == nil { self.unsent = self.context.channel.allocator.buffer(capacity: text.utf8.count) }
-        self.unsent!.writeString(text)
+        if self.unsent == nil { self.unsent = OutgoingChunk(capacity: max(Self.chunkCapacity, text.utf8.count), allocator: self.context.channel.allocator) }
+        self.unsent!.append(text)
     }
+
+    /// Room for a read's worth of events at first (a read of a fast stream carries a few KiB).
+    private static let chunkCapacity = 4096
 
     private func writeUnsent() {
         guard let unsent = self.unsent else { return }
         self.unsent = nil
-        self.context.write(self.handler.wrapOutboundOut(.byteBuffer(WireResponse.chunk(unsent, allocator: self.context.channel.allocator))), promise: nil)
+        self.context.write(self.handler.wrapOutboundOut(.byteBuffer(unsent.framed())), promise: nil)
     }
 
     /// The client's socket drained (or filled): the relayed upstream is read again (or held).
