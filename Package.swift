@@ -44,11 +44,24 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // A RESP3 client of our own (the package mirror has none): the protocol, pipelined
+        // connections per event loop, scripts, pub/sub. The shared state of a fleet.
+        .target(
+            name: "Redis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // I/O: ingress, upstream, store, simulator, CLI.
         .target(
             name: "Server",
             dependencies: [
                 "Engine",
+                "Redis",
                 "CSQLiteSetup",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -90,6 +103,10 @@ let package = Package(
             name: "EngineTests",
             dependencies: ["Engine", "CVectorMath"],
             exclude: ["Fixtures", "Golden"]
+        ),
+        .testTarget(
+            name: "RedisTests",
+            dependencies: ["Redis", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "ServerTests",
