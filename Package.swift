@@ -104,15 +104,23 @@ let package = Package(
             dependencies: ["Engine", "CVectorMath"],
             exclude: ["Fixtures", "Golden"]
         ),
+        // Starts a real redis-server for the tests that need one.
+        .target(
+            name: "RedisTestSupport",
+            dependencies: ["Redis", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Tests/RedisTestSupport"
+        ),
         .testTarget(
             name: "RedisTests",
-            dependencies: ["Redis", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: ["Redis", "RedisTestSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "ServerTests",
             dependencies: [
                 "Server",
                 "Engine",
+                "Redis",
+                "RedisTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import RedisTestSupport
 import Synchronization
 import Testing
 @testable import Redis

@@ -35,6 +35,19 @@ public struct AdmissionTicket: Sendable, Equatable {
     public let reservedCost: Double
     /// What the `x-ratelimit-*` headers report: the tightest request and token limits.
     public let report: RateLimitReport
+    /// The lease a shared store took for it (concurrency, reserved money), freed when it settles.
+    public let lease: String?
+    /// Each subject's tokens per minute, which its settlement gives back to.
+    public let tokensPerMinute: [Int?]
+
+    public init(subjects: [QuotaSubject], reservedTokens: Int, reservedCost: Double, report: RateLimitReport, lease: String? = nil, tokensPerMinute: [Int?] = []) {
+        self.subjects = subjects
+        self.reservedTokens = reservedTokens
+        self.reservedCost = reservedCost
+        self.report = report
+        self.lease = lease
+        self.tokensPerMinute = tokensPerMinute
+    }
 }
 
 public struct RateLimitReport: Sendable, Equatable {
@@ -54,7 +67,11 @@ public struct RateLimitReport: Sendable, Equatable {
 }
 
 public struct QuotaRejection: Sendable, Equatable, Error {
-    public enum Kind: String, Sendable { case requests, tokens, concurrency, budget }
+    public enum Kind: String, Sendable {
+        case requests, tokens, concurrency, budget
+        /// The shared state could not be asked.
+        case unavailable
+    }
     public let kind: Kind
     /// Names the limit and its holder, for the client.
     public let message: String
@@ -109,10 +126,10 @@ public struct QuotaBook: Sendable {
             let daily = state.perDay?.check(at: now)
             let tokens = state.tokens?.check(request.reservedTokens, at: now)
             report.tighten(requests: [minute, daily].compactMap { $0 }.min { $0.remaining < $1.remaining }, tokens: tokens)
-            if let refusal = self.refusal(subject, limits, state: state, request: request, minute: minute, daily: daily, tokens: tokens) {
+            if let refusal = self.refusal(limits, state: state, request: request, minute: minute, daily: daily, tokens: tokens) {
                 state.rejections += 1
                 self.subjects[subject] = state
-                return .failure(QuotaRejection(kind: refusal.kind, message: refusal.message, retryAfter: refusal.retryAfter, report: report))
+                return .failure(refusal.rejection(of: subject, report: report))
             }
             states[subject] = state
         }
@@ -151,6 +168,16 @@ public struct QuotaBook: Sendable {
         public var rejections: Int
         public var requestsToday: Int
         public var tokensToday: Int
+
+        public init(spentToday: Double, spentThisMonth: Double, reserved: Double, inFlight: Int, rejections: Int, requestsToday: Int, tokensToday: Int) {
+            self.spentToday = spentToday
+            self.spentThisMonth = spentThisMonth
+            self.reserved = reserved
+            self.inFlight = inFlight
+            self.rejections = rejections
+            self.requestsToday = requestsToday
+            self.tokensToday = tokensToday
+        }
     }
 
     public func usage(of subject: QuotaSubject) -> Usage? {
@@ -201,35 +228,18 @@ public struct QuotaBook: Sendable {
     }
 
     private func refusal(
-        _ subject: QuotaSubject, _ limits: LimitSettings, state: SubjectState, request: AdmissionRequest,
-        minute: LimitDecision?, daily: LimitDecision?, tokens: LimitDecision?
-    ) -> (kind: QuotaRejection.Kind, message: String, retryAfter: Duration?)? {
-        if let minute, !minute.allowed {
-            return (.requests, "Rate limit of \(minute.limit) requests per minute reached for \(subject).", minute.retryAfter)
-        }
-        if let daily, !daily.allowed {
-            return (.requests, "Rate limit of \(daily.limit) requests per day reached for \(subject).", daily.retryAfter)
-        }
-        if let tokens, !tokens.allowed {
-            let detail = request.reservedTokens > tokens.limit
-                ? "this request needs \(request.reservedTokens) tokens (prompt estimate + max_tokens), more than the whole limit; lower max_tokens"
-                : "this request reserves \(request.reservedTokens) tokens (prompt estimate + max_tokens)"
-            return (.tokens, "Token limit of \(tokens.limit) tokens per minute reached for \(subject): \(detail).", tokens.retryAfter)
-        }
-        if let concurrency = limits.concurrency, state.inFlight >= concurrency {
-            return (.concurrency, "Concurrency limit of \(concurrency) requests in flight reached for \(subject).", .seconds(1))
-        }
+        _ limits: LimitSettings, state: SubjectState, request: AdmissionRequest, minute: LimitDecision?, daily: LimitDecision?, tokens: LimitDecision?
+    ) -> QuotaRefusal? {
+        if let minute, !minute.allowed { return .requestsPerMinute(limit: minute.limit, retryAfter: minute.retryAfter) }
+        if let daily, !daily.allowed { return .requestsPerDay(limit: daily.limit, retryAfter: daily.retryAfter) }
+        if let tokens, !tokens.allowed { return .tokensPerMinute(limit: tokens.limit, reserved: request.reservedTokens, retryAfter: tokens.retryAfter) }
+        if let concurrency = limits.concurrency, state.inFlight >= concurrency { return .concurrency(limit: concurrency) }
         if let budget = limits.dailyBudgetUSD, state.spentToday + state.reservedCost + request.reservedCost > budget {
-            return (.budget, "Daily budget of $\(Self.money(budget)) for \(subject) would be exceeded (spent $\(Self.money(state.spentToday)), reserved $\(Self.money(state.reservedCost)), this request up to $\(Self.money(request.reservedCost))).", nil)
+            return .dailyBudget(budget: budget, spent: state.spentToday, reserved: state.reservedCost, request: request.reservedCost)
         }
         if let budget = limits.monthlyBudgetUSD, state.spentThisMonth + state.reservedCost + request.reservedCost > budget {
-            return (.budget, "Monthly budget of $\(Self.money(budget)) for \(subject) would be exceeded (spent $\(Self.money(state.spentThisMonth)), reserved $\(Self.money(state.reservedCost)), this request up to $\(Self.money(request.reservedCost))).", nil)
+            return .monthlyBudget(budget: budget, spent: state.spentThisMonth, reserved: state.reservedCost, request: request.reservedCost)
         }
         return nil
-    }
-
-    static func money(_ value: Double) -> String {
-        let cents = (value * 10_000).rounded() / 10_000
-        return "\(cents)"
     }
 }

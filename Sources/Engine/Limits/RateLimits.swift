@@ -107,4 +107,12 @@ public struct LimitDecision: Sendable, Equatable {
     public var reset: Duration
     /// When refused: how long until this request would fit.
     public var retryAfter: Duration?
+
+    public init(allowed: Bool, limit: Int, remaining: Int, reset: Duration, retryAfter: Duration?) {
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset = reset
+        self.retryAfter = retryAfter
+    }
 }

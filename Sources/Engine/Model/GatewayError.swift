@@ -38,6 +38,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case modelNotAllowed = "model_not_allowed"
         case rateLimited = "rate_limited"
         case budgetExceeded = "budget_exceeded"
+        case stateUnavailable = "state_unavailable"
         case internalFailure = "internal"
     }
 
@@ -185,6 +186,11 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         return error
     }
 
+    /// The fleet's shared state (Redis) did not answer admission in time, and `on_state_error` is `deny`.
+    public static func stateUnavailable(_ message: String) -> GatewayError {
+        GatewayError(.stateUnavailable, message, retryAfterSeconds: 1)
+    }
+
     public static func internalFailure(_ detail: String) -> GatewayError {
         GatewayError(.internalFailure, "The gateway failed internally: \(detail).")
     }
@@ -197,7 +203,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
             return .caller
         case .upstreamUnreachable, .upstreamTimeout, .upstreamStatus, .upstreamMalformed, .streamInterrupted, .noHealthyTarget:
             return .provider
-        case .internalFailure, .upstreamCredentials:
+        case .internalFailure, .upstreamCredentials, .stateUnavailable:
             return .gateway
         case .unauthorized:
             return .caller
@@ -218,7 +224,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case .clientDisconnected: return 499
         case .upstreamUnreachable, .upstreamMalformed, .streamInterrupted, .upstreamCredentials: return 502
         case .upstreamTimeout: return 504
-        case .noHealthyTarget: return 503
+        case .noHealthyTarget, .stateUnavailable: return 503
         case .upstreamStatus:
             // Caller errors the upstream found (400, 404, 422…) are the caller's to fix; pass them on.
             // Upstream server errors become 502 so clients can tell "the provider broke" from "we broke".
@@ -236,7 +242,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
     /// Whether trying again (here or on another target) may succeed.
     public var isRetryable: Bool {
         switch self.code {
-        case .upstreamUnreachable, .upstreamTimeout, .streamInterrupted, .noHealthyTarget: return true
+        case .upstreamUnreachable, .upstreamTimeout, .streamInterrupted, .noHealthyTarget, .stateUnavailable: return true
         case .upstreamStatus:
             guard let status = self.upstreamStatus else { return false }
             return status == 408 || status == 409 || status == 429 || status >= 500
@@ -262,7 +268,7 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
             return "insufficient_quota"
         case .modelNotAllowed:
             return "permission_error"
-        case .internalFailure, .tooManyConnections:
+        case .internalFailure, .tooManyConnections, .stateUnavailable:
             return "server_error"
         default:
             return "upstream_error"

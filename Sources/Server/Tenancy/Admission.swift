@@ -153,9 +153,11 @@ extension GatewayState {
             return Admission(caller: caller, ticket: ticket)
         case .failure(let rejection):
             let retry = rejection.retryAfter.map { UntrustedNumber.wholeSeconds($0, atLeast: 1) }
-            let error: GatewayError = rejection.kind == .budget
-                ? .budgetExceeded(rejection.message, status: self.server.budgetStatus)
-                : .rateLimited(rejection.message, retryAfterSeconds: retry)
+            let error: GatewayError = switch rejection.kind {
+            case .budget: .budgetExceeded(rejection.message, status: self.server.budgetStatus)
+            case .unavailable: .stateUnavailable(rejection.message)
+            default: .rateLimited(rejection.message, retryAfterSeconds: retry)
+            }
             throw PolicyRefusal(error: error, report: rejection.report)
         }
     }

@@ -1,18 +1,18 @@
 import Foundation
 import NIOCore
 import NIOPosix
-@testable import Redis
+import Redis
 
 /// A real `redis-server` (Debian's, installed by scripts/bootstrap) on a free loopback port, with
 /// nothing persisted; started and stopped by the test, every wait bounded.
-final class RedisServerProcess: @unchecked Sendable {
-    let port: Int
+public final class RedisServerProcess: @unchecked Sendable {
+    public let port: Int
     private let directory: URL
     private let arguments: [String]
     private var process: Process?
 
     /// - Parameter arguments: more of redis-server's options (`--requirepass`, …).
-    init(_ arguments: [String] = []) async throws {
+    public init(_ arguments: [String] = []) async throws {
         self.port = try await Self.freePort()
         self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-redis-\(UUID().uuidString)")
         self.arguments = arguments
@@ -20,12 +20,12 @@ final class RedisServerProcess: @unchecked Sendable {
         try await self.start()
     }
 
-    func configuration(password: String? = nil, user: String? = nil, database: Int = 0) -> RedisConfiguration {
+    public func configuration(password: String? = nil, user: String? = nil, database: Int = 0) -> RedisConfiguration {
         RedisConfiguration(host: "127.0.0.1", port: self.port, user: user, password: password, database: database, connectTimeout: .milliseconds(500))
     }
 
     /// Starts it (again, on the same port) and waits until it answers, at most 5 s.
-    func start() async throws {
+    public func start() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
         process.arguments = [
@@ -42,7 +42,7 @@ final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// Stops it at once (SIGKILL: nothing is saved anyway) and waits until it has exited.
-    func stop() {
+    public func stop() {
         guard let process = self.process else { return }
         self.process = nil
         kill(process.processIdentifier, SIGKILL)
@@ -64,7 +64,7 @@ final class RedisServerProcess: @unchecked Sendable {
         }
     }
 
-    static func freePort() async throws -> Int {
+    public static func freePort() async throws -> Int {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
         let port = channel.localAddress?.port ?? 0
         try await channel.close()

@@ -1,0 +1,220 @@
+import Engine
+import Foundation
+import Logging
+import Redis
+import Synchronization
+
+/// Limits and budgets shared by every replica through Redis (`state: redis://…`): a request's whole
+/// admission, every limit of its tenant and key, is one script run (`QuotaScripts.admit`), all or
+/// nothing, on Redis's clock; its settlement is another, sent without the answer waiting for it.
+///
+/// Concurrency and reserved money are leases with an expiry (`leaseTTL`), renewed while their
+/// request runs: the leases of a replica that died return within one TTL. When Redis does not
+/// answer within the client's command timeout, admission follows `onError`.
+final class RedisQuotaStore: QuotaStore {
+    /// What admission does when Redis cannot decide.
+    enum Policy: String, Sendable {
+        /// Refuse (503): no limit or budget is ever passed unseen.
+        case deny
+        /// Admit, unlimited while Redis is away.
+        case allow
+    }
+
+    private let redis: RedisClient
+    private let onError: Policy
+    let leaseTTL: Duration
+    private let logger: Logger
+    /// The leases this replica holds (each subject's lease and cost keys), renewed every third of
+    /// their TTL until settled.
+    private let leases = Mutex<[String: [(leases: String, costs: String)]]>([:])
+
+    init(redis: RedisClient, onError: Policy, leaseTTL: Duration = .seconds(30), logger: Logger) {
+        self.redis = redis
+        self.onError = onError
+        self.leaseTTL = leaseTTL
+        self.logger = logger
+    }
+
+    func admit(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) async -> Result<AdmissionTicket, QuotaRejection> {
+        let lease = UUID().uuidString
+        let keys = Self.keys(request.subjects.map(\.0), day: day, month: month)
+        var arguments: [RedisArgument] = [
+            RedisArgument(lease), RedisArgument(request.reservedTokens), RedisArgument(request.reservedCost),
+            RedisArgument(Int(self.leaseTTL / .milliseconds(1))), RedisArgument(request.subjects.count),
+        ]
+        for (_, limits) in request.subjects {
+            arguments += [
+                Self.argument(limits.requestsPerMinute), Self.argument(limits.requestsPerDay), Self.argument(limits.tokensPerMinute),
+                Self.argument(limits.concurrency), Self.argument(limits.dailyBudgetUSD), Self.argument(limits.monthlyBudgetUSD),
+            ]
+        }
+        let reply: RESPValue
+        do {
+            reply = try await self.redis.run(QuotaScripts.admit, keys: keys.map { RedisArgument($0) }, arguments: arguments)
+        } catch {
+            return self.unavailable(request, error)
+        }
+        guard let values = reply.elements, let verdict = values.first?.int else { return self.unavailable(request, RedisError(.protocolViolation, "admission answered \(reply)")) }
+        if verdict == 1, values.count >= 7 {
+            let subjects = request.subjects.map(\.0)
+            self.leases.withLock { $0[lease] = Self.leaseKeys(keys, subjects: subjects.count) }
+            return .success(AdmissionTicket(
+                subjects: subjects, reservedTokens: request.reservedTokens, reservedCost: request.reservedCost,
+                report: Self.report(values[1...6]), lease: lease, tokensPerMinute: request.subjects.map(\.1.tokensPerMinute)
+            ))
+        }
+        guard values.count >= 12, let index = values[1].int, index >= 1, Int(index) <= request.subjects.count,
+            let refusal = Self.refusal(values[2].string, figures: values[3...5].map { Double($0.string ?? "") ?? 0 }, request: request)
+        else { return self.unavailable(request, RedisError(.protocolViolation, "admission answered \(reply)")) }
+        return .failure(refusal.rejection(of: request.subjects[Int(index) - 1].0, report: Self.report(values[6...11])))
+    }
+
+    /// Never decided on the spot: every admission is a round trip (the fast lane leaves keyed
+    /// requests to the framework lane, as `limits_elsewhere`).
+    func admitNow(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) -> Result<AdmissionTicket, QuotaRejection>? {
+        nil
+    }
+
+    func settle(_ ticket: AdmissionTicket, tokens: Int, cost: Double, at now: ContinuousClock.Instant, day: String, month: String) {
+        guard let lease = ticket.lease else { return }
+        self.leases.withLock { _ = $0.removeValue(forKey: lease) }
+        let keys = Self.keys(ticket.subjects, day: day, month: month)
+        var arguments: [RedisArgument] = [
+            RedisArgument(lease), RedisArgument(ticket.reservedTokens), RedisArgument(max(0, tokens)), RedisArgument(max(0, cost.isFinite ? cost : 0)),
+            RedisArgument(ticket.subjects.count),
+        ]
+        arguments += ticket.tokensPerMinute.map { Self.argument($0) }
+        Task {
+            do {
+                _ = try await self.redis.run(QuotaScripts.settle, keys: keys.map { RedisArgument($0) }, arguments: arguments)
+            } catch {
+                // Its lease expires by itself; the spend is in the ledger, which stays the books.
+                self.logger.warning("a settlement did not reach Redis", metadata: ["gw.error": "\(error)"])
+            }
+        }
+    }
+
+    func usage(of subject: QuotaSubject) async -> QuotaBook.Usage? {
+        let (day, month) = BudgetCalendar.shared.dayAndMonth()
+        let keys = Self.keys([subject], day: day, month: month)
+        guard let replies = try? await self.redis.send([
+            RedisCommand("GET", [RedisArgument(keys[5])]), RedisCommand("GET", [RedisArgument(keys[6])]),
+            RedisCommand("HVALS", [RedisArgument(keys[4])]), RedisCommand("ZCARD", [RedisArgument(keys[3])]),
+            RedisCommand("HMGET", [RedisArgument(keys[7]), "requests", "tokens", "rejections"]),
+        ]), replies.count == 5
+        else { return nil }
+        let counts = replies[4].elements ?? []
+        func count(_ index: Int) -> Int { counts.count > index ? UntrustedNumber.count(Double(counts[index].int ?? 0)) : 0 }
+        return QuotaBook.Usage(
+            spentToday: Self.money(replies[0]), spentThisMonth: Self.money(replies[1]),
+            reserved: (replies[2].elements ?? []).reduce(0) { $0 + Self.money($1) }, inFlight: UntrustedNumber.count(Double(replies[3].int ?? 0)),
+            rejections: count(2), requestsToday: count(0), tokensToday: count(1)
+        )
+    }
+
+    /// Renews the leases of the requests still running, every third of their TTL, until cancelled.
+    func renewLeases() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: self.leaseTTL / 3)
+            let keys = self.leases.withLock { $0 }
+            guard !keys.isEmpty else { continue }
+            let expiry = RedisArgument(Int(self.leaseTTL / .milliseconds(1)))
+            var commands: [RedisCommand] = []
+            for (lease, subjects) in keys {
+                for (leases, costs) in subjects {
+                    commands.append(RedisCommand("EVAL", [Self.renewal, 2, RedisArgument(leases), RedisArgument(costs), RedisArgument(lease), expiry]))
+                }
+            }
+            _ = try? await self.redis.send(commands)
+        }
+    }
+
+    /// Pushes a lease's expiry out, on Redis's clock, only if it is still held, and keeps its keys
+    /// (which expire at twice the TTL after the last admission) as long.
+    private static let renewal = RedisArgument(
+        """
+        local t = redis.call('TIME')
+        if redis.call('ZADD', KEYS[1], 'XX', 'CH', t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], ARGV[1]) == 1 then
+          redis.call('PEXPIRE', KEYS[1], ARGV[2] * 2)
+          redis.call('PEXPIRE', KEYS[2], ARGV[2] * 2)
+        end
+        return 1
+        """
+    )
+
+    // MARK: -
+
+    private func unavailable(_ request: AdmissionRequest, _ error: any Error) -> Result<AdmissionTicket, QuotaRejection> {
+        self.logger.warning("admission could not reach Redis", metadata: ["gw.error": "\(error)", "gw.policy": "\(self.onError.rawValue)"])
+        switch self.onError {
+        case .allow:
+            return .success(AdmissionTicket(subjects: [], reservedTokens: request.reservedTokens, reservedCost: request.reservedCost, report: RateLimitReport()))
+        case .deny:
+            return .failure(QuotaRefusal.stateUnavailable(detail: "\(error)").rejection(of: request.subjects[0].0, report: RateLimitReport()))
+        }
+    }
+
+    /// A subject's eight keys, under its request's tag.
+    static func keys(_ subjects: [QuotaSubject], day: String, month: String) -> [String] {
+        let tag = Self.tag(subjects.first { $0.kind == .tenant } ?? subjects[0])
+        return subjects.flatMap { subject in
+            let base = "sy:{\(tag)}:\(subject.kind.rawValue):\(Self.escaped(subject.id))"
+            return ["rpm", "rpd", "tpm", "leases", "costs", "spent:\(day)", "spent:\(month)", "counts:\(day)"].map { "\(base):\($0)" }
+        }
+    }
+
+    private static func tag(_ subject: QuotaSubject) -> String {
+        "\(subject.kind.rawValue):\(Self.escaped(subject.id))"
+    }
+
+    /// Braces would end the hash tag early, and colons would blur the key's parts.
+    private static func escaped(_ id: String) -> String {
+        id.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "{", with: "%7B").replacingOccurrences(of: "}", with: "%7D")
+            .replacingOccurrences(of: ":", with: "%3A")
+    }
+
+    private static func leaseKeys(_ keys: [String], subjects: Int) -> [(leases: String, costs: String)] {
+        (0..<subjects).map { (keys[$0 * QuotaScripts.keysPerSubject + 3], keys[$0 * QuotaScripts.keysPerSubject + 4]) }
+    }
+
+    private static func argument(_ value: Int?) -> RedisArgument {
+        value.map { RedisArgument($0) } ?? ""
+    }
+
+    private static func argument(_ value: Double?) -> RedisArgument {
+        value.map { RedisArgument($0) } ?? ""
+    }
+
+    /// A figure stored in Redis, bounded: garbage, NaN or infinity there reads as nothing.
+    private static func money(_ value: RESPValue) -> Double {
+        guard let number = value.string.flatMap(Double.init), number.isFinite else { return 0 }
+        return min(max(number, 0), 1e15)
+    }
+
+    private static func report(_ values: ArraySlice<RESPValue>) -> RateLimitReport {
+        let numbers = values.map { $0.int ?? -1 }
+        func decision(_ at: Int) -> LimitDecision? {
+            let base = numbers.startIndex + at
+            guard numbers[base] > 0 else { return nil }
+            return LimitDecision(
+                allowed: true, limit: UntrustedNumber.count(Double(numbers[base])), remaining: UntrustedNumber.count(Double(numbers[base + 1])),
+                reset: .milliseconds(UntrustedNumber.count(Double(numbers[base + 2]))), retryAfter: nil
+            )
+        }
+        return RateLimitReport(requests: decision(0), tokens: decision(3))
+    }
+
+    private static func refusal(_ kind: String?, figures: [Double], request: AdmissionRequest) -> QuotaRefusal? {
+        let limit = UntrustedNumber.count(figures[0])
+        let wait = Duration.milliseconds(UntrustedNumber.count(figures[1].rounded(.up)))
+        switch kind {
+        case "rpm": return .requestsPerMinute(limit: limit, retryAfter: wait)
+        case "rpd": return .requestsPerDay(limit: limit, retryAfter: wait)
+        case "tpm": return .tokensPerMinute(limit: limit, reserved: request.reservedTokens, retryAfter: wait)
+        case "concurrency": return .concurrency(limit: limit)
+        case "daily": return .dailyBudget(budget: figures[0], spent: figures[1], reserved: figures[2], request: request.reservedCost)
+        case "monthly": return .monthlyBudget(budget: figures[0], spent: figures[1], reserved: figures[2], request: request.reservedCost)
+        default: return nil
+        }
+    }
+}

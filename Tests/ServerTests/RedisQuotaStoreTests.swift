@@ -1,0 +1,177 @@
+import Engine
+import Foundation
+import Logging
+import NIOPosix
+import Redis
+import RedisTestSupport
+import Testing
+@testable import Server
+
+/// Limits shared through a real redis-server: two stores stand for two replicas, and whatever one
+/// admits, the other sees at once.
+@Suite(.serialized)
+struct RedisQuotaStoreTests {
+    private let day = "2026-12-06"
+    private let month = "2026-12"
+    private let tenant = QuotaSubject(.tenant, "acme{1}:x")
+    private let key = QuotaSubject(.key, "k1")
+
+    private func replicas(_ server: RedisServerProcess, onError: RedisQuotaStore.Policy = .deny, leaseTTL: Duration = .seconds(30)) -> [RedisQuotaStore] {
+        (0..<2).map { _ in
+            RedisQuotaStore(
+                redis: RedisClient(server.configuration(), group: MultiThreadedEventLoopGroup.singleton), onError: onError, leaseTTL: leaseTTL,
+                logger: Logger(label: "test")
+            )
+        }
+    }
+
+    private func request(_ tenantLimits: LimitSettings, _ keyLimits: LimitSettings = LimitSettings(), tokens: Int = 10, cost: Double = 0) -> AdmissionRequest {
+        AdmissionRequest(subjects: [(self.tenant, tenantLimits), (self.key, keyLimits)], reservedTokens: tokens, reservedCost: cost)
+    }
+
+    private func admit(_ store: RedisQuotaStore, _ request: AdmissionRequest) async -> Result<AdmissionTicket, QuotaRejection> {
+        await store.admit(request, at: .now, day: self.day, month: self.month)
+    }
+
+    @Test func aRequestLimitHoldsAcrossReplicas() async throws {
+        let server = try await RedisServerProcess()
+        let stores = self.replicas(server)
+        var admitted = 0
+        var last: QuotaRejection?
+        for index in 0..<25 {
+            switch await self.admit(stores[index % 2], self.request(LimitSettings(), LimitSettings(requestsPerMinute: 10))) {
+            case .success(let ticket):
+                admitted += 1
+                #expect(ticket.report.requests?.limit == 10)
+                stores[index % 2].settle(ticket, tokens: 5, cost: 0, at: .now, day: self.day, month: self.month)
+            case .failure(let rejection):
+                last = rejection
+            }
+        }
+        // GCRA: a burst of the whole limit, then one every 6 s.
+        #expect(admitted == 10)
+        #expect(last?.kind == .requests)
+        #expect(last?.message.contains("10 requests per minute reached for key 'k1'") == true)
+        #expect((last?.retryAfter ?? .zero) > .seconds(4))
+    }
+
+    @Test func concurrencyAndBudgetsHoldAcrossReplicasAndSettle() async throws {
+        let server = try await RedisServerProcess()
+        let stores = self.replicas(server)
+        let limits = LimitSettings(concurrency: 2, dailyBudgetUSD: 1.0)
+        let first = try await self.admit(stores[0], self.request(limits, cost: 0.3)).get()
+        let second = try await self.admit(stores[1], self.request(limits, cost: 0.3)).get()
+        guard case .failure(let third) = await self.admit(stores[0], self.request(limits, cost: 0.3)) else {
+            Issue.record("a third request in flight was admitted past a concurrency of 2")
+            return
+        }
+        #expect(third.kind == .concurrency)
+        stores[1].settle(first, tokens: 5, cost: 0.25, at: .now, day: self.day, month: self.month)
+        try await self.eventually { await stores[0].usage(of: self.tenant)?.spentToday == 0.25 }
+        // Spent 0.25, reserved 0.3 by the second: 0.5 more would pass a $1.00 budget.
+        guard case .failure(let budget) = await self.admit(stores[0], self.request(limits, cost: 0.5)) else {
+            Issue.record("a budget was passed")
+            return
+        }
+        #expect(budget.kind == .budget)
+        #expect(budget.message.contains("spent $0.25, reserved $0.3"))
+        let fourth = try await self.admit(stores[0], self.request(limits, cost: 0.4)).get()
+        let usage = try #require(await stores[1].usage(of: self.tenant))
+        #expect(usage.inFlight == 2 && abs(usage.reserved - 0.7) < 1e-9 && usage.requestsToday == 3 && usage.rejections == 2)
+        stores[0].settle(second, tokens: 1, cost: 0, at: .now, day: self.day, month: self.month)
+        stores[0].settle(fourth, tokens: 1, cost: 0, at: .now, day: self.day, month: self.month)
+        try await self.eventually { await stores[1].usage(of: self.key)?.inFlight == 0 }
+    }
+
+    @Test func tokensAreReservedAndTheUnusedOnesGivenBack() async throws {
+        let server = try await RedisServerProcess()
+        let stores = self.replicas(server)
+        let limits = LimitSettings(tokensPerMinute: 100)
+        let first = try await self.admit(stores[0], self.request(limits, tokens: 60)).get()
+        #expect(first.report.tokens?.remaining == 40)
+        guard case .failure(let refused) = await self.admit(stores[1], self.request(limits, tokens: 60)) else {
+            Issue.record("120 tokens reserved against 100 a minute")
+            return
+        }
+        #expect(refused.kind == .tokens && refused.retryAfter != nil)
+        stores[0].settle(first, tokens: 10, cost: 0, at: .now, day: self.day, month: self.month)
+        try await self.eventually {
+            guard case .success(let ticket) = await self.admit(stores[1], self.request(limits, tokens: 60)) else { return false }
+            stores[1].settle(ticket, tokens: 60, cost: 0, at: .now, day: self.day, month: self.month)
+            return true
+        }
+    }
+
+    @Test func theLeasesOfAReplicaThatDiedComeBackWithinTheirTTL() async throws {
+        let server = try await RedisServerProcess()
+        let stores = self.replicas(server, leaseTTL: .milliseconds(600))
+        let limits = LimitSettings(concurrency: 1)
+        // Replica 0 admits and dies: it never settles, and nothing renews its lease.
+        _ = try await self.admit(stores[0], self.request(limits)).get()
+        guard case .failure = await self.admit(stores[1], self.request(limits)) else {
+            Issue.record("a second request admitted past a concurrency of 1")
+            return
+        }
+        try await self.eventually { (try? await self.admit(stores[1], self.request(limits)).get()) != nil }
+    }
+
+    @Test func aLongRequestsLeaseIsRenewedWhileItRuns() async throws {
+        let server = try await RedisServerProcess()
+        let stores = self.replicas(server, leaseTTL: .milliseconds(300))
+        let renewing = Task { await stores[0].renewLeases() }
+        defer { renewing.cancel() }
+        let limits = LimitSettings(concurrency: 1)
+        let ticket = try await self.admit(stores[0], self.request(limits)).get()
+        for _ in 0..<8 {
+            try await Task.sleep(for: .milliseconds(150))
+            guard case .failure(let refused) = await self.admit(stores[1], self.request(limits)) else {
+                Issue.record("the running request's lease expired while it was renewed")
+                return
+            }
+            #expect(refused.kind == .concurrency)
+        }
+        stores[0].settle(ticket, tokens: 1, cost: 0, at: .now, day: self.day, month: self.month)
+        try await self.eventually { (try? await self.admit(stores[1], self.request(limits)).get()) != nil }
+    }
+
+    @Test(arguments: [RedisQuotaStore.Policy.deny, .allow])
+    func whenRedisIsGoneAdmissionFollowsThePolicyAtOnceAndRecovers(policy: RedisQuotaStore.Policy) async throws {
+        let server = try await RedisServerProcess()
+        let store = self.replicas(server, onError: policy)[0]
+        let limits = LimitSettings(requestsPerMinute: 1_000)
+        _ = try await self.admit(store, self.request(limits)).get()
+        server.stop()
+        for _ in 0..<5 {
+            let started = ContinuousClock.now
+            let result = await self.admit(store, self.request(limits))
+            // Bounded by the connect timeout (500 ms here), never hanging; not a timing assertion.
+            #expect(ContinuousClock.now - started < .seconds(3))
+            switch (policy, result) {
+            case (.deny, .failure(let rejection)):
+                #expect(rejection.kind == .unavailable && rejection.message.contains("on_state_error: deny"))
+            case (.allow, .success(let ticket)):
+                #expect(ticket.subjects.isEmpty && ticket.lease == nil)
+            default:
+                Issue.record("\(policy): \(result)")
+            }
+        }
+        try await server.start()
+        try await self.eventually { (try? await self.admit(store, self.request(limits)).get())?.lease != nil }
+    }
+
+    @Test func everyKeyOfARequestSharesItsTenantsHashTag() {
+        let keys = RedisQuotaStore.keys([self.tenant, self.key], day: self.day, month: self.month)
+        #expect(keys.count == 2 * QuotaScripts.keysPerSubject)
+        #expect(keys.allSatisfy { $0.hasPrefix("sy:{tenant:acme%7B1%7D%3Ax}:") })
+        #expect(keys[8] == "sy:{tenant:acme%7B1%7D%3Ax}:key:k1:rpm")
+        #expect(keys.contains("sy:{tenant:acme%7B1%7D%3Ax}:key:k1:spent:2026-12"))
+    }
+
+    private func eventually(_ check: () async throws -> Bool) async throws {
+        for _ in 0..<100 {
+            if (try? await check()) == true { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("not within 5 s")
+    }
+}
