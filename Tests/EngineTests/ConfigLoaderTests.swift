@@ -109,10 +109,70 @@ struct ConfigLoaderTests {
             routes:
               r:
                 targets: [{ provider: sim, model: c }]
-            state: redis://127.0.0.1:6379
+            database: postgres://127.0.0.1/switchyard
             """
         let found = self.issues(yaml)
-        #expect(found.contains { $0.path == "state" && $0.message.contains("not available") })
+        #expect(found.contains { $0.path == "database" && $0.message.contains("not available") })
+    }
+
+    private static let oneRoute = """
+        providers:
+          sim: { kind: simulator }
+        routes:
+          r:
+            targets: [{ provider: sim, model: c }]
+
+        """
+
+    @Test func sharedStateIsOneLineOrAMappingWithItsOptions() throws {
+        #expect(try self.load(Self.oneRoute).state == .local)
+        #expect(try self.load(Self.oneRoute + "state: local\n").state == .local)
+        guard case .redis(let plain) = try self.load(Self.oneRoute + "state: redis://10.0.0.5\n").state else {
+            Issue.record("not redis")
+            return
+        }
+        #expect(plain.host == "10.0.0.5" && plain.port == 6379 && plain.database == 0 && !plain.tls && plain.user == nil && plain.password == nil)
+        #expect(plain.onError == .deny && plain.timeout == .milliseconds(250) && plain.leaseTTL == .seconds(30))
+
+        let yaml = Self.oneRoute + """
+            state:
+              url: rediss://gateway:p%40ss:word@[::1]:6380/3
+              on_error: allow
+              timeout: 100ms
+              lease_ttl: 2m
+            """
+        guard case .redis(let full) = try self.load(yaml).state else {
+            Issue.record("not redis")
+            return
+        }
+        #expect(full.host == "::1" && full.port == 6380 && full.database == 3 && full.tls)
+        #expect(full.user == "gateway" && full.password?.exposedValue == "p@ss:word")
+        #expect(full.onError == .allow && full.timeout == .milliseconds(100) && full.leaseTTL == .seconds(120))
+        // The password never reaches a log line.
+        #expect(full.redacted == "rediss://gateway:***@[::1]:6380/3")
+        guard case .redis(let fromEnvironment) = try self.load(Self.oneRoute + "state: redis://:${REDIS_PASSWORD}@cache:7000\n", environment: ["REDIS_PASSWORD": "pw"]).state else {
+            Issue.record("not redis")
+            return
+        }
+        #expect(fromEnvironment.user == nil && fromEnvironment.password?.exposedValue == "pw" && fromEnvironment.redacted == "redis://:***@cache:7000/0")
+    }
+
+    @Test(arguments: [
+        ("state: memcached://x\n", "redis://"),
+        ("state: redis://\n", "no host"),
+        ("state: redis://h:0\n", "port"),
+        ("state: redis://h:99999\n", "port"),
+        ("state: redis://h/x\n", "database"),
+        ("state: redis://[::1\n", "']'"),
+        ("state: { on_error: allow }\n", "required"),
+        ("state: { url: 'redis://h', on_error: maybe }\n", "deny or allow"),
+        ("state: { url: 'redis://h', timeout: 0s }\n", "longer than zero"),
+        ("state: { url: local, on_error: allow }\n", "not to 'local'"),
+        ("state: { url: 'redis://h', pool: 3 }\n", "pool"),
+    ])
+    func aWrongStateIsRefusedSayingWhy(_ line: String, _ detail: String) {
+        let found = self.issues(Self.oneRoute + line)
+        #expect(found.contains { $0.path.hasPrefix("state") && ($0.message.contains(detail) || $0.path.contains(detail)) }, "\(found)")
     }
 
     @Test func invalidYAMLIsReportedWithItsLine() {

@@ -16,7 +16,7 @@ struct RedisQuotaStoreTests {
     private let tenant = QuotaSubject(.tenant, "acme{1}:x")
     private let key = QuotaSubject(.key, "k1")
 
-    private func replicas(_ server: RedisServerProcess, onError: RedisQuotaStore.Policy = .deny, leaseTTL: Duration = .seconds(30)) -> [RedisQuotaStore] {
+    private func replicas(_ server: RedisServerProcess, onError: RedisStateSettings.OnError = .deny, leaseTTL: Duration = .seconds(30)) -> [RedisQuotaStore] {
         (0..<2).map { _ in
             RedisQuotaStore(
                 redis: RedisClient(server.configuration(), group: MultiThreadedEventLoopGroup.singleton), onError: onError, leaseTTL: leaseTTL,
@@ -38,6 +38,7 @@ struct RedisQuotaStoreTests {
         let stores = self.replicas(server)
         var admitted = 0
         var last: QuotaRejection?
+        let started = ContinuousClock.now
         for index in 0..<25 {
             switch await self.admit(stores[index % 2], self.request(LimitSettings(), LimitSettings(requestsPerMinute: 10))) {
             case .success(let ticket):
@@ -48,11 +49,12 @@ struct RedisQuotaStoreTests {
                 last = rejection
             }
         }
-        // GCRA: a burst of the whole limit, then one every 6 s.
-        #expect(admitted == 10)
+        // GCRA: a burst of the whole limit, then one every 6 s (however slowly this ran).
+        let allowance = Int((ContinuousClock.now - started) / .seconds(6))
+        #expect(admitted >= 10 && admitted <= 10 + allowance, "\(admitted) admitted")
         #expect(last?.kind == .requests)
         #expect(last?.message.contains("10 requests per minute reached for key 'k1'") == true)
-        #expect((last?.retryAfter ?? .zero) > .seconds(4))
+        #expect((last?.retryAfter ?? .zero) > .zero && (last?.retryAfter ?? .zero) <= .seconds(6))
     }
 
     @Test func concurrencyAndBudgetsHoldAcrossReplicasAndSettle() async throws {
@@ -104,7 +106,7 @@ struct RedisQuotaStoreTests {
 
     @Test func theLeasesOfAReplicaThatDiedComeBackWithinTheirTTL() async throws {
         let server = try await RedisServerProcess()
-        let stores = self.replicas(server, leaseTTL: .milliseconds(600))
+        let stores = self.replicas(server, leaseTTL: .seconds(2))
         let limits = LimitSettings(concurrency: 1)
         // Replica 0 admits and dies: it never settles, and nothing renews its lease.
         _ = try await self.admit(stores[0], self.request(limits)).get()
@@ -117,13 +119,14 @@ struct RedisQuotaStoreTests {
 
     @Test func aLongRequestsLeaseIsRenewedWhileItRuns() async throws {
         let server = try await RedisServerProcess()
-        let stores = self.replicas(server, leaseTTL: .milliseconds(300))
+        // Checked for twice the TTL; renewed every third of it.
+        let stores = self.replicas(server, leaseTTL: .seconds(3))
         let renewing = Task { await stores[0].renewLeases() }
         defer { renewing.cancel() }
         let limits = LimitSettings(concurrency: 1)
         let ticket = try await self.admit(stores[0], self.request(limits)).get()
-        for _ in 0..<8 {
-            try await Task.sleep(for: .milliseconds(150))
+        for _ in 0..<12 {
+            try await Task.sleep(for: .milliseconds(500))
             guard case .failure(let refused) = await self.admit(stores[1], self.request(limits)) else {
                 Issue.record("the running request's lease expired while it was renewed")
                 return
@@ -134,8 +137,8 @@ struct RedisQuotaStoreTests {
         try await self.eventually { (try? await self.admit(stores[1], self.request(limits)).get()) != nil }
     }
 
-    @Test(arguments: [RedisQuotaStore.Policy.deny, .allow])
-    func whenRedisIsGoneAdmissionFollowsThePolicyAtOnceAndRecovers(policy: RedisQuotaStore.Policy) async throws {
+    @Test(arguments: [RedisStateSettings.OnError.deny, .allow])
+    func whenRedisIsGoneAdmissionFollowsThePolicyAtOnceAndRecovers(policy: RedisStateSettings.OnError) async throws {
         let server = try await RedisServerProcess()
         let store = self.replicas(server, onError: policy)[0]
         let limits = LimitSettings(requestsPerMinute: 1_000)
@@ -144,8 +147,8 @@ struct RedisQuotaStoreTests {
         for _ in 0..<5 {
             let started = ContinuousClock.now
             let result = await self.admit(store, self.request(limits))
-            // Bounded by the connect timeout (500 ms here), never hanging; not a timing assertion.
-            #expect(ContinuousClock.now - started < .seconds(3))
+            // Refused at once (nothing listens), never hanging; a generous bound, not a timing assertion.
+            #expect(ContinuousClock.now - started < .seconds(5))
             switch (policy, result) {
             case (.deny, .failure(let rejection)):
                 #expect(rejection.kind == .unavailable && rejection.message.contains("on_state_error: deny"))
@@ -168,10 +171,10 @@ struct RedisQuotaStoreTests {
     }
 
     private func eventually(_ check: () async throws -> Bool) async throws {
-        for _ in 0..<100 {
+        for _ in 0..<200 {
             if (try? await check()) == true { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        Issue.record("not within 5 s")
+        Issue.record("not within 10 s")
     }
 }

@@ -9,7 +9,7 @@ public enum ConfigLoader {
     /// Keys whose features are not in this build yet. They are rejected, never silently ignored:
     /// an operator who configures a budget must not believe it is enforced.
     static let notYetAvailable: [String: String] = [
-        "state": "shared state",
+        "database": "a shared database (PostgreSQL)",
     ]
 
     /// - Parameters:
@@ -68,7 +68,7 @@ private struct Reader {
             self.report(nil, "", "the file is empty")
             return nil
         }
-        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache"] + ConfigLoader.notYetAvailable.keys.sorted()
+        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache", "state"] + ConfigLoader.notYetAvailable.keys.sorted()
         guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
 
         var config = GatewayConfig()
@@ -82,6 +82,7 @@ private struct Reader {
             case "tenants": config.tenants = self.readTenants(value)
             case "prices": config.prices = self.readPrices(value)
             case "prices_file": config.pricesFile = self.string(value, "prices_file")
+            case "state": config.state = self.readState(value) ?? config.state
             case "cache":
                 for (key, _, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent"]) ?? [] {
                     if key == "memory" { config.cacheMemory = self.size(entry, "cache.memory") ?? config.cacheMemory }
@@ -97,6 +98,54 @@ private struct Reader {
     }
 
     // MARK: Sections
+
+    /// `state: local`, `state: redis://…`, or `state: { url: redis://…, on_error, timeout, lease_ttl }`.
+    mutating func readState(_ node: Node) -> StateSettings? {
+        var url: (String, Node)?
+        var options: [(String, Node, Node)] = []
+        if case .mapping = node {
+            for entry in self.mapping(node, "state", allowed: ["url", "on_error", "timeout", "lease_ttl"]) ?? [] {
+                if entry.0 == "url" {
+                    url = self.string(entry.2, "state.url").map { ($0, entry.2) }
+                } else {
+                    options.append(entry)
+                }
+            }
+            guard url != nil else {
+                self.report(node, "state.url", "is required: redis://host:port[/db]")
+                return nil
+            }
+        } else {
+            url = self.string(node, "state").map { ($0, node) }
+        }
+        guard let (text, urlNode) = url else { return nil }
+        if text == "local" {
+            if !options.isEmpty { self.report(node, "state", "options apply to a redis:// URL, not to 'local'") }
+            return .local
+        }
+        var settings: RedisStateSettings
+        do {
+            settings = try RedisStateSettings.parse(text)
+        } catch {
+            self.report(urlNode, "state", "'\(text.prefix(80))' \(error.message)")
+            return nil
+        }
+        for (key, _, value) in options {
+            switch key {
+            case "on_error":
+                guard let text = self.string(value, "state.on_error") else { continue }
+                guard let policy = RedisStateSettings.OnError(rawValue: text) else {
+                    self.report(value, "state.on_error", "must be deny or allow")
+                    continue
+                }
+                settings.onError = policy
+            case "timeout": settings.timeout = self.positiveDuration(value, "state.timeout") ?? settings.timeout
+            case "lease_ttl": settings.leaseTTL = self.positiveDuration(value, "state.lease_ttl") ?? settings.leaseTTL
+            default: continue
+            }
+        }
+        return .redis(settings)
+    }
 
     mutating func readServer(_ node: Node) -> ServerSettings {
         var server = ServerSettings()

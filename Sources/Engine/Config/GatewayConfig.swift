@@ -22,6 +22,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var cacheMemory = 64 << 20
     /// `cache: { persistent: true }` — answers also kept in SQLite, loaded back at start.
     public var cachePersistent = false
+    /// Where limits, budgets and leases live: this process, or Redis for a fleet.
+    public var state = StateSettings.local
 
     /// Built-in prices, under the file's, under the config's own.
     public var priceTable: PriceTable { PriceTable.builtIn.overlaid(with: self.filePrices).overlaid(with: self.prices) }

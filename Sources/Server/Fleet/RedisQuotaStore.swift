@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Logging
+import NIOSSL
 import Redis
 import Synchronization
 
@@ -12,23 +13,15 @@ import Synchronization
 /// request runs: the leases of a replica that died return within one TTL. When Redis does not
 /// answer within the client's command timeout, admission follows `onError`.
 final class RedisQuotaStore: QuotaStore {
-    /// What admission does when Redis cannot decide.
-    enum Policy: String, Sendable {
-        /// Refuse (503): no limit or budget is ever passed unseen.
-        case deny
-        /// Admit, unlimited while Redis is away.
-        case allow
-    }
-
-    private let redis: RedisClient
-    private let onError: Policy
+    let redis: RedisClient
+    private let onError: RedisStateSettings.OnError
     let leaseTTL: Duration
     private let logger: Logger
     /// The leases this replica holds (each subject's lease and cost keys), renewed every third of
     /// their TTL until settled.
     private let leases = Mutex<[String: [(leases: String, costs: String)]]>([:])
 
-    init(redis: RedisClient, onError: Policy, leaseTTL: Duration = .seconds(30), logger: Logger) {
+    init(redis: RedisClient, onError: RedisStateSettings.OnError, leaseTTL: Duration = .seconds(30), logger: Logger) {
         self.redis = redis
         self.onError = onError
         self.leaseTTL = leaseTTL
@@ -216,5 +209,16 @@ final class RedisQuotaStore: QuotaStore {
         case "monthly": return .monthlyBudget(budget: figures[0], spent: figures[1], reserved: figures[2], request: request.reservedCost)
         default: return nil
         }
+    }
+}
+
+extension RedisConfiguration {
+    /// How a replica reaches the Redis its `state:` names; `replica` names its connections.
+    init(_ settings: RedisStateSettings, replica: String) {
+        self.init(
+            host: settings.host, port: settings.port, user: settings.user, password: settings.password?.exposedValue, database: settings.database,
+            tls: settings.tls ? TLSConfiguration.makeClientConfiguration() : nil, commandTimeout: settings.timeout,
+            clientName: "switchyard-" + String(replica.unicodeScalars.filter { $0.isASCII && $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" })
+        )
     }
 }

@@ -142,6 +142,7 @@ public struct GatewayControl: Sendable {
             config = try source.load()
             var applied = config
             applied.server = self.state.server
+            applied.state = before.config.state
             snapshot = try self.state.install(applied, editedRoutes: [])
         } catch {
             let detail = (error as? ConfigError)?.description ?? "\(error)"

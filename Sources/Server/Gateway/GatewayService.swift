@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import Redis
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -95,8 +96,25 @@ public struct GatewayService: Service {
             let upstreams = try UpstreamPool(providers: self.config.providers, simulatorURL: simulatorURL, proxy: proxy, eventLoopGroup: group)
             let images = self.config.server.fetchImageURLs
                 ? ImageFetcher(limits: self.config.server.imageLimits, policy: self.imageAddressPolicy, eventLoopGroup: group) : nil
-            let quotas = InMemoryQuotaStore()
-            try await Self.preloadSpend(from: store, into: quotas)
+            let quotas: any QuotaStore
+            var renewals: Task<Void, Never>?
+            switch self.config.state {
+            case .local:
+                let memory = InMemoryQuotaStore()
+                try await Self.preloadSpend(from: store, into: memory)
+                quotas = memory
+            case .redis(let settings):
+                let shared = RedisQuotaStore(
+                    redis: RedisClient(RedisConfiguration(settings, replica: ProcessInfo.processInfo.hostName), group: group), onError: settings.onError,
+                    leaseTTL: settings.leaseTTL, logger: self.logger
+                )
+                renewals = Task { await shared.renewLeases() }
+                quotas = shared
+                self.logger.notice(
+                    "limits and budgets are shared through Redis", metadata: ["gw.state": "\(settings.redacted)", "gw.on_state_error": "\(settings.onError.rawValue)"]
+                )
+            }
+            defer { renewals?.cancel() }
             let state = GatewayState(
                 config: self.config, configSource: self.source, upstreams: upstreams, images: images,
                 store: store, quotas: quotas, logger: self.logger
@@ -192,6 +210,7 @@ extension GatewayService {
         let counts = state.ledger.counts
         state.logger.info("ledger flushed", metadata: ["gw.rows_written": "\(counts.written)", "gw.rows_overflowed": "\(counts.overflowed)"])
         await state.routing.upstreams.shutdown()
+        if let shared = state.quotas as? RedisQuotaStore { await shared.redis.shutdown() }
     }
 
     /// Today's and this month's spend from the ledger, so budgets hold across restarts.

@@ -1,0 +1,108 @@
+import Engine
+import Foundation
+import RedisTestSupport
+import Testing
+@testable import Server
+
+/// Two gateways with `state: redis://…` in front of one simulator: replicas of one fleet, whose
+/// limits hold across them, and whose answer when Redis is gone follows `on_state_error`.
+@Suite(.serialized)
+struct SharedStateTests {
+    private static let secret = "sk-sy-fleet0123456789abcdef0123456789abcde"
+
+    private func replicas(_ redis: RedisServerProcess, simulator: RunningService, onError: RedisStateSettings.OnError = .deny) async throws -> [RunningService] {
+        var config = GatewayConfig()
+        config.providers = [ProviderSettings(id: "sim", kind: .simulator, baseURL: "\(simulator.url)/v1")]
+        config.routes = [RouteSettings(alias: "r", targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])]
+        var key = DeclaredKey(name: "ci", secret: Secret(Self.secret))
+        key.limits.requestsPerMinute = 10
+        var tenant = TenantSettings(name: "acme")
+        tenant.keys = [key]
+        config.tenants = [tenant]
+        var state = try RedisStateSettings.parse("redis://127.0.0.1:\(redis.port)")
+        state.onError = onError
+        state.timeout = .seconds(2)
+        config.state = .redis(state)
+        var gateways: [RunningService] = []
+        for _ in 0..<2 {
+            config.server.stateDir = RunningService.temporaryStateDir()
+            gateways.append(try await RunningService.gateway(config))
+        }
+        return gateways
+    }
+
+    private func chat(_ gateway: RunningService, path: String = "/v1/chat/completions") async throws -> Exchange {
+        let body = path == "/v1/messages"
+            ? #"{"model":"r","max_tokens":50,"messages":[{"role":"user","content":"Hello"}]}"#
+            : TestClient.chat(model: "r", extra: #","max_tokens":50"#)
+        return try await TestClient.post("\(gateway.url)\(path)", body, headers: [("authorization", "Bearer \(Self.secret)")])
+    }
+
+    @Test func aKeysRateLimitHoldsAcrossReplicas() async throws {
+        let redis = try await RedisServerProcess()
+        let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
+        let gateways = try await self.replicas(redis, simulator: simulator)
+        defer {
+            Task {
+                for gateway in gateways { await gateway.stop() }
+                await simulator.stop()
+            }
+        }
+        var statuses: [Int] = []
+        var refusal: Exchange?
+        let started = ContinuousClock.now
+        for index in 0..<30 {
+            let answer = try await self.chat(gateways[index % 2])
+            statuses.append(answer.status)
+            if answer.status == 429 { refusal = answer }
+        }
+        // One limit for the fleet: 10 a minute in all (a burst of 10, then one every 6 s), not 10 a replica.
+        let allowance = Int((ContinuousClock.now - started) / .seconds(6))
+        let admitted = statuses.filter { $0 == 200 }.count
+        #expect(admitted >= 10 && admitted <= 10 + allowance, "\(statuses)")
+        #expect(statuses.filter { $0 == 429 }.count == 30 - admitted)
+        #expect(refusal?.body.contains("10 requests per minute reached for key 'cfg_acme_ci'") == true)
+        #expect(refusal?.headers.first(name: "retry-after") != nil)
+        // Admission needs a round trip: such requests are the framework lane's, counted as so.
+        for gateway in gateways {
+            let counts = try await GatewayOnLane(gateway: gateway, lane: .fast).laneCounts()
+            #expect(counts.skipped[FastLaneSkip.limitsElsewhere.rawValue] == 15)
+        }
+    }
+
+    @Test(arguments: [RedisStateSettings.OnError.deny, .allow])
+    func withRedisGoneTheAnswerFollowsThePolicyInTheCallersDialect(policy: RedisStateSettings.OnError) async throws {
+        let redis = try await RedisServerProcess()
+        let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
+        let gateways = try await self.replicas(redis, simulator: simulator, onError: policy)
+        defer {
+            Task {
+                for gateway in gateways { await gateway.stop() }
+                await simulator.stop()
+            }
+        }
+        #expect(try await self.chat(gateways[0]).status == 200)
+        redis.stop()
+        for path in ["/v1/chat/completions", "/v1/messages"] {
+            let answer = try await self.chat(gateways[1], path: path)
+            switch policy {
+            case .deny:
+                #expect(answer.status == 503, "\(answer.body)")
+                #expect(answer.headers.first(name: "retry-after") == "1")
+                #expect(answer.body.contains("shared state") && answer.body.contains("on_state_error: deny"))
+                let error = answer.json["error"] as? [String: Any]
+                #expect(error?["type"] as? String == (path == "/v1/messages" ? "overloaded_error" : "server_error"), "\(answer.body)")
+            case .allow:
+                #expect(answer.status == 200, "\(answer.body)")
+            }
+        }
+        // Redis back: the replicas recover by themselves.
+        try await redis.start()
+        var recovered = false
+        for _ in 0..<200 where !recovered {
+            recovered = try await self.chat(gateways[1]).status == 200
+            if !recovered { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(recovered)
+    }
+}
