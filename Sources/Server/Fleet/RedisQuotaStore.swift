@@ -17,6 +17,10 @@ final class RedisQuotaStore: QuotaStore {
     private let onError: RedisStateSettings.OnError
     let leaseTTL: Duration
     private let logger: Logger
+    private let started = ContinuousClock.now
+    /// The second of the last warning that Redis could not be reached, and the admissions since.
+    private let lastUnavailableLog = Atomic<Int>(-1)
+    private let unavailableSinceLog = Atomic<Int>(0)
     /// The leases this replica holds (each subject's lease and cost keys), renewed every third of
     /// their TTL until settled.
     private let leases = Mutex<[String: [(leases: String, costs: String)]]>([:])
@@ -138,7 +142,15 @@ final class RedisQuotaStore: QuotaStore {
     // MARK: -
 
     private func unavailable(_ request: AdmissionRequest, _ error: any Error) -> Result<AdmissionTicket, QuotaRejection> {
-        self.logger.warning("admission could not reach Redis", metadata: ["gw.error": "\(error)", "gw.policy": "\(self.onError.rawValue)"])
+        // One line a second at most: an outage under load would otherwise log every request.
+        let second = Int((ContinuousClock.now - self.started) / .seconds(1))
+        let unlogged = self.unavailableSinceLog.add(1, ordering: .relaxed).newValue
+        if self.lastUnavailableLog.exchange(second, ordering: .relaxed) != second {
+            self.unavailableSinceLog.subtract(unlogged, ordering: .relaxed)
+            self.logger.warning(
+                "admission could not reach Redis", metadata: ["gw.error": "\(error)", "gw.on_state_error": "\(self.onError.rawValue)", "gw.requests": "\(unlogged)"]
+            )
+        }
         switch self.onError {
         case .allow:
             return .success(AdmissionTicket(subjects: [], reservedTokens: request.reservedTokens, reservedCost: request.reservedCost, report: RateLimitReport()))
