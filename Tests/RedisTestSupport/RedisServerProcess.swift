@@ -57,6 +57,20 @@ public final class RedisServerProcess: @unchecked Sendable {
         throw RedisError(.connect, "redis-server did not start within 5 s on port \(self.port)")
     }
 
+    /// How many connections are subscribed to `channel` (`PUBSUB NUMSUB`), asked through redis-cli.
+    public func subscribers(_ channel: String) async throws -> Int {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        process.arguments = ["-p", "\(self.port)", "--no-raw", "PUBSUB", "NUMSUB", channel]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        // `1) "channel"` then `2) (integer) N`.
+        return text.split(separator: "\n").last.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } } ?? 0
+    }
+
     /// Stops it at once (SIGKILL: nothing is saved anyway) and waits until it has exited.
     public func stop() {
         guard let process = self.process else { return }

@@ -344,7 +344,8 @@ struct AdminTokenTests {
         defer { Task { await gateway.stop() } }
         let url = "http://127.0.0.1:\(port)/v1/snapshot"
         var exchange = Exchange(status: 0, headers: [:], body: "")
-        for _ in 0..<50 {
+        // The TCP listener starts after the gateway reports ready: give it up to 10 s on a busy host.
+        for _ in 0..<500 {
             if let answer = try? await TestClient.get(url) {
                 exchange = answer
                 break

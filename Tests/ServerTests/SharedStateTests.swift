@@ -11,6 +11,12 @@ struct SharedStateTests {
     private static let secret = "sk-sy-fleet0123456789abcdef0123456789abcde"
 
     private func replicas(_ redis: RedisServerProcess, simulator: RunningService, onError: RedisStateSettings.OnError = .deny) async throws -> [RunningService] {
+        try await self.controlledReplicas(redis, simulator: simulator, onError: onError).map(\.0)
+    }
+
+    private func controlledReplicas(
+        _ redis: RedisServerProcess, simulator: RunningService, count: Int = 2, onError: RedisStateSettings.OnError = .deny
+    ) async throws -> [(RunningService, GatewayControl)] {
         var config = GatewayConfig()
         config.providers = [ProviderSettings(id: "sim", kind: .simulator, baseURL: "\(simulator.url)/v1")]
         config.routes = [RouteSettings(alias: "r", targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])]
@@ -23,10 +29,10 @@ struct SharedStateTests {
         state.onError = onError
         state.timeout = .seconds(2)
         config.state = .redis(state)
-        var gateways: [RunningService] = []
-        for _ in 0..<2 {
+        var gateways: [(RunningService, GatewayControl)] = []
+        for _ in 0..<count {
             config.server.stateDir = RunningService.temporaryStateDir()
-            gateways.append(try await RunningService.gateway(config))
+            gateways.append(try await RunningService.controlledGateway(config))
         }
         return gateways
     }
@@ -104,5 +110,42 @@ struct SharedStateTests {
             if !recovered { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(recovered)
+    }
+
+    @Test func aDrainOnOneReplicaIsTheFleetsAndALaterReplicaStartsDrained() async throws {
+        let redis = try await RedisServerProcess()
+        let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
+        var replicas = try await self.controlledReplicas(redis, simulator: simulator)
+        defer {
+            let stopping = replicas
+            Task {
+                for (gateway, _) in stopping { await gateway.stop() }
+                await simulator.stop()
+            }
+        }
+        // Each replica subscribed before the drain (the first reconcile sees nothing drained).
+        try await self.eventually { try await redis.subscribers(FleetSync.channel) == 2 }
+        #expect(replicas[0].1.drain("sim", by: "test"))
+        try await self.eventually { replicas[1].1.targets().allSatisfy(\.drained) }
+        #expect(try await self.chat(replicas[1].0).status == 503)
+
+        // Started after the drain: it reads the fleet's state when it subscribes.
+        replicas += try await self.controlledReplicas(redis, simulator: simulator, count: 1)
+        try await self.eventually { replicas[2].1.targets().allSatisfy(\.drained) }
+
+        #expect(replicas[2].1.undrain("sim"))
+        for (_, control) in replicas {
+            try await self.eventually { control.targets().allSatisfy { !$0.drained } }
+        }
+        #expect(try await self.chat(replicas[0].0).status == 200)
+    }
+
+    /// Retries `check` until it holds, for at most 10 s.
+    private func eventually(_ check: () async throws -> Bool) async throws {
+        for _ in 0..<200 {
+            if (try? await check()) == true { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("not within 10 s")
     }
 }

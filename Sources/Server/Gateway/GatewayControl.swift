@@ -11,22 +11,59 @@ import Synchronization
 public struct GatewayControl: Sendable {
     let state: GatewayState
 
-    /// Stops new requests to `provider`'s targets; in-flight ones finish.
+    /// Stops new requests to `provider`'s targets; in-flight ones finish. In a fleet, every replica does.
     /// - Returns: false when no such provider exists.
     @discardableResult
-    public func drain(_ provider: String) -> Bool {
-        guard self.state.routing.config.provider(provider) != nil else { return false }
-        let changed = self.state.health.withLock { $0.drain(provider) }
-        if changed { self.state.events.publish(AdminEvent(kind: .drained, message: "provider \(provider) drained: no new requests", provider: provider)) }
+    public func drain(_ provider: String, by actor: String = "admin") -> Bool {
+        guard self.setDrained(provider, true) else { return false }
+        self.announce(provider, drained: true, by: actor)
         return true
     }
 
+    /// Puts `provider` back in rotation, on every replica of a fleet.
     @discardableResult
-    public func undrain(_ provider: String) -> Bool {
-        guard self.state.routing.config.provider(provider) != nil else { return false }
-        let changed = self.state.health.withLock { $0.undrain(provider) }
-        if changed { self.state.events.publish(AdminEvent(kind: .undrained, message: "provider \(provider) back in rotation", provider: provider)) }
+    public func undrain(_ provider: String, by actor: String = "admin") -> Bool {
+        guard self.setDrained(provider, false) else { return false }
+        self.announce(provider, drained: false, by: actor)
         return true
+    }
+
+    /// This replica alone: what a drain announced by another replica does here.
+    /// - Returns: false when no such provider exists.
+    @discardableResult
+    func setDrained(_ provider: String, _ drained: Bool) -> Bool {
+        guard self.state.routing.config.provider(provider) != nil else { return false }
+        let changed = self.state.health.withLock { drained ? $0.drain(provider) : $0.undrain(provider) }
+        if changed {
+            self.state.events.publish(
+                drained
+                    ? AdminEvent(kind: .drained, message: "provider \(provider) drained: no new requests", provider: provider)
+                    : AdminEvent(kind: .undrained, message: "provider \(provider) back in rotation", provider: provider)
+            )
+        }
+        return true
+    }
+
+    /// Makes this replica's drains the fleet's: every provider in `drained` is drained, every other back.
+    func reconcileDrains(_ drained: Set<String>) {
+        for provider in self.state.routing.config.providers.map(\.id) {
+            self.setDrained(provider, drained.contains(provider))
+        }
+    }
+
+    /// Tells the fleet (when there is one); a replica that cannot reach Redis keeps the change to itself and says so.
+    private func announce(_ provider: String, drained: Bool, by actor: String) {
+        guard let fleet = self.state.fleet else { return }
+        let state = self.state
+        Task {
+            do {
+                try await fleet.announce(provider, drained: drained, by: actor)
+            } catch {
+                let message = "provider \(provider) \(drained ? "drained" : "undrained") on this replica only: the fleet's state could not be written (\(error))"
+                state.events.publish(AdminEvent(kind: drained ? .drained : .undrained, message: message, provider: provider))
+                state.logger.error("a drain was not shared with the fleet", metadata: ["gw.provider": "\(provider)", "gw.error": "\(error)"])
+            }
+        }
     }
 
     /// Every target's breaker, rest, drain, load and latency.

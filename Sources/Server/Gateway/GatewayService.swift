@@ -97,6 +97,7 @@ public struct GatewayService: Service {
             let images = self.config.server.fetchImageURLs
                 ? ImageFetcher(limits: self.config.server.imageLimits, policy: self.imageAddressPolicy, eventLoopGroup: group) : nil
             let quotas: any QuotaStore
+            var fleet: FleetSync?
             var renewals: Task<Void, Never>?
             switch self.config.state {
             case .local:
@@ -104,12 +105,11 @@ public struct GatewayService: Service {
                 try await Self.preloadSpend(from: store, into: memory)
                 quotas = memory
             case .redis(let settings):
-                let shared = RedisQuotaStore(
-                    redis: RedisClient(RedisConfiguration(settings, replica: ProcessInfo.processInfo.hostName), group: group), onError: settings.onError,
-                    leaseTTL: settings.leaseTTL, logger: self.logger
-                )
+                let redis = RedisClient(RedisConfiguration(settings, replica: ProcessInfo.processInfo.hostName), group: group)
+                let shared = RedisQuotaStore(redis: redis, onError: settings.onError, leaseTTL: settings.leaseTTL, logger: self.logger)
                 renewals = Task { await shared.renewLeases() }
                 quotas = shared
+                fleet = FleetSync(redis: redis, eventLoop: group.next(), logger: self.logger)
                 self.logger.notice(
                     "limits and budgets are shared through Redis", metadata: ["gw.state": "\(settings.redacted)", "gw.on_state_error": "\(settings.onError.rawValue)"]
                 )
@@ -117,12 +117,16 @@ public struct GatewayService: Service {
             defer { renewals?.cancel() }
             let state = GatewayState(
                 config: self.config, configSource: self.source, upstreams: upstreams, images: images,
-                store: store, quotas: quotas, logger: self.logger
+                store: store, quotas: quotas, fleet: fleet, logger: self.logger
             )
             state.keys.load(try await store.keys(), config: self.config)
             let warmed = try await state.cache.warm()
             if warmed > 0 { self.logger.info("cache warmed from its persistent tier", metadata: ["gw.entries": "\(warmed)"]) }
             let control = GatewayControl(state: state)
+            let fleetSync = fleet.map { fleet in
+                Task { await fleet.run(reconcile: { control.reconcileDrains($0) }, apply: { control.setDrained($0, $1) }) }
+            }
+            defer { fleetSync?.cancel() }
             state.restartMonitor()
             let ledger = Task { await state.ledger.run() }
 

@@ -43,7 +43,14 @@ final class GatewayState: Sendable {
     /// The health checks and load polls of the providers in force.
     private let monitor = Mutex<Task<Void, Never>?>(nil)
 
-    init(config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, quotas: any QuotaStore, logger: Logger) {
+    /// The fleet this replica belongs to (`state: redis://…`), whose drains it shares.
+    let fleet: FleetSync?
+
+    init(
+        config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, quotas: any QuotaStore,
+        fleet: FleetSync? = nil, logger: Logger
+    ) {
+        self.fleet = fleet
         self.server = config.server
         self.maxClientConnections = config.server.client.maxConnections ?? ClientLimits.automaticMaxConnections(openFileLimit: Self.openFileLimit)
         self.store = store
