@@ -140,6 +140,25 @@ struct SharedStateTests {
         #expect(try await self.chat(replicas[0].0).status == 200)
     }
 
+    @Test func everyReplicaBeatsIntoTheFleetsRollCall() async throws {
+        let redis = try await RedisServerProcess()
+        let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
+        let replicas = try await self.controlledReplicas(redis, simulator: simulator)
+        defer {
+            Task {
+                for (gateway, _) in replicas { await gateway.stop() }
+                await simulator.stop()
+            }
+        }
+        _ = try await self.chat(replicas[0].0)
+        try await self.eventually { await replicas[1].1.snapshot().fleet?.count == 2 }
+        let fleet = try #require(await replicas[1].1.snapshot().fleet)
+        #expect(Set(fleet.map(\.id)).count == 2)
+        #expect(Set(fleet.map(\.address)) == Set(replicas.map { "127.0.0.1:\($0.0.port)" }))
+        #expect(fleet.allSatisfy { $0.version == GatewayVersion.current && $0.configDigest == "environment" && $0.lastSeenSecondsAgo < 10 })
+        try await self.eventually { await replicas[1].1.snapshot().fleet?.first { $0.address.hasSuffix(":\(replicas[0].0.port)") }?.requestsLastMinute == 1 }
+    }
+
     /// Retries `check` until it holds, for at most 10 s.
     private func eventually(_ check: () async throws -> Bool) async throws {
         for _ in 0..<200 {

@@ -30,6 +30,9 @@ public struct AdminSnapshot: Codable, Sendable, Equatable {
     public var tenants: [AdminTenant]
     /// Nil until caching exists.
     public var cache: AdminCache?
+    /// The replicas of this gateway's fleet that beat recently, itself included; nil outside a fleet
+    /// (`state: local`) or when the fleet's state cannot be read.
+    public var fleet: [AdminReplica]?
 
     public init(
         uptimeSeconds: Double,
@@ -49,6 +52,40 @@ public struct AdminSnapshot: Codable, Sendable, Equatable {
         self.routes = routes
         self.tenants = tenants
         self.cache = cache
+    }
+}
+
+/// One replica of a fleet, as its last heartbeat (every 2 s) described it.
+public struct AdminReplica: Codable, Sendable, Equatable {
+    /// The host name and listening port.
+    public var id: String
+    /// Where it listens.
+    public var address: String
+    public var version: String
+    /// A digest of its config file (`+edits` when routes were edited at runtime): replicas whose
+    /// digest differs from the others' run another config.
+    public var configDigest: String
+    public var configVersion: Int
+    /// Seconds since 1970 when it started.
+    public var upSince: Double
+    public var requestsLastMinute: Int
+    public var errorRate: Double
+    /// Seconds since its last heartbeat, on Redis's clock.
+    public var lastSeenSecondsAgo: Double
+
+    public init(
+        id: String, address: String, version: String, configDigest: String, configVersion: Int, upSince: Double, requestsLastMinute: Int, errorRate: Double,
+        lastSeenSecondsAgo: Double = 0
+    ) {
+        self.id = id
+        self.address = address
+        self.version = version
+        self.configDigest = configDigest
+        self.configVersion = configVersion
+        self.upSince = upSince
+        self.requestsLastMinute = requestsLastMinute
+        self.errorRate = errorRate
+        self.lastSeenSecondsAgo = lastSeenSecondsAgo
     }
 }
 

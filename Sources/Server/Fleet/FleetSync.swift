@@ -1,8 +1,11 @@
+import Engine
+import Foundation
 import Logging
 import NIOCore
 import Redis
 
-/// The operator's changes that every replica of a fleet applies: today, which providers are drained.
+/// The operator's changes that every replica of a fleet applies (which providers are drained), and
+/// the fleet's roll call: every replica's heartbeat.
 ///
 /// The current state lives in Redis (`sy:fleet:drained`, a hash of provider → who drained it), so a
 /// replica that starts or reconnects later reads it; a change is announced on `sy:fleet:events`, so
@@ -31,6 +34,69 @@ final class FleetSync: Sendable {
             if case .error(let error) = reply { throw RedisError(.protocolViolation, error.message) }
         }
     }
+
+    static let beatsKey = "sy:fleet:beats"
+    static let replicasKey = "sy:fleet:replicas"
+    /// A replica not heard from for this long is not listed (it beats every 2 s).
+    static let silentAfter = Duration.seconds(10)
+
+    /// Records `replica`'s heartbeat, on Redis's clock; forgets replicas silent for an hour.
+    func beat(_ replica: AdminReplica) async throws {
+        let json = String(decoding: try JSONEncoder().encode(replica), as: UTF8.self)
+        _ = try await self.redis.run(Self.beatScript, keys: [RedisArgument(Self.beatsKey), RedisArgument(Self.replicasKey)], arguments: [RedisArgument(replica.id), RedisArgument(json)])
+    }
+
+    /// The replicas heard from within `silentAfter`, each with how long ago.
+    func replicas() async throws -> [AdminReplica] {
+        let reply = try await self.redis.run(
+            Self.rollCallScript, keys: [RedisArgument(Self.beatsKey), RedisArgument(Self.replicasKey)],
+            arguments: [RedisArgument(Int(Self.silentAfter / .milliseconds(1)))]
+        )
+        let values = reply.elements ?? []
+        var replicas: [AdminReplica] = []
+        // Pairs of (the replica's heartbeat, milliseconds since it); what does not decode is skipped.
+        for index in stride(from: 0, to: values.count - 1, by: 2) {
+            guard case .bulkString(let json) = values[index], json.readableBytes <= 16 << 10,
+                var replica = try? JSONDecoder().decode(AdminReplica.self, from: Data(json.readableBytesView)),
+                let ago = values[index + 1].int
+            else { continue }
+            replica.lastSeenSecondsAgo = Double(min(max(ago, 0), 86_400_000)) / 1_000
+            replicas.append(replica)
+        }
+        return replicas.sorted { $0.id < $1.id }
+    }
+
+    private static let beatScript = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZADD', KEYS[1], now, ARGV[1])
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+        local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - 3600000, 'LIMIT', 0, 100)
+        if #gone > 0 then
+          redis.call('ZREM', KEYS[1], unpack(gone))
+          redis.call('HDEL', KEYS[2], unpack(gone))
+        end
+        return 1
+        """
+    )
+
+    private static let rollCallScript = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local live = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf', 'WITHSCORES', 'LIMIT', 0, 1000)
+        local out = {}
+        for i = 1, #live, 2 do
+          local beat = redis.call('HGET', KEYS[2], live[i])
+          if beat then
+            out[#out + 1] = beat
+            out[#out + 1] = now - tonumber(live[i + 1])
+          end
+        end
+        return out
+        """
+    )
 
     /// Keeps the replica in step until cancelled: `reconcile` with the whole set of drained providers
     /// when subscribed (at first and after every reconnection, since changes announced meanwhile were

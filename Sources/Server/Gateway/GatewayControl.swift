@@ -89,7 +89,32 @@ public struct GatewayControl: Sendable {
         )
         snapshot.tenants = await self.tenants(routing.config)
         if routing.config.routes.contains(where: { $0.cache != nil }) { snapshot.cache = self.state.cache.stats }
+        snapshot.fleet = try? await self.state.fleet?.replicas()
         return snapshot
+    }
+
+    /// Beats every 2 s into the fleet's roll call until cancelled, once the listener is up.
+    func beat(to fleet: FleetSync) async {
+        while !Task.isCancelled {
+            let port = self.state.listeningPort.load(ordering: .relaxed)
+            if port != 0 {
+                let routing = self.state.routing
+                let second = self.state.telemetrySecond
+                let minute = self.state.telemetry.withLock { $0.gatewayWindows(now: second)["1m"] }
+                let digest = (self.state.configSource?.digest() ?? "environment") + (routing.editedRoutes.isEmpty ? "" : "+edits")
+                let replica = AdminReplica(
+                    id: "\(ProcessInfo.processInfo.hostName):\(port)", address: "\(self.state.server.listen.host):\(port)", version: GatewayVersion.current,
+                    configDigest: digest, configVersion: routing.version, upSince: self.state.startedAt, requestsLastMinute: minute?.requests ?? 0,
+                    errorRate: minute?.errorRate ?? 0
+                )
+                do {
+                    try await fleet.beat(replica)
+                } catch {
+                    self.state.logger.debug("a heartbeat did not reach Redis", metadata: ["gw.error": "\(error)"])
+                }
+            }
+            try? await Task.sleep(for: port == 0 ? .milliseconds(100) : .seconds(2))
+        }
     }
 
     /// Every tenant of the config or of a key, with today's use and its budget's share.

@@ -7,6 +7,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
+import Crypto
 import Redis
 import ServiceLifecycle
 import Synchronization
@@ -27,6 +28,12 @@ public struct ConfigSource: Sendable {
         var config = try ConfigFile.load(path: self.path, environment: ProcessInfo.processInfo.environment)
         try self.overrides(&config)
         return config
+    }
+
+    /// The file's SHA-256, shortened: what a fleet compares to find a replica on another config.
+    func digest() -> String {
+        guard let bytes = FileManager.default.contents(atPath: self.path) else { return "unreadable" }
+        return SHA256.hash(data: bytes).prefix(6).map { String(format: "%02x", $0) }.joined()
     }
 }
 
@@ -126,7 +133,11 @@ public struct GatewayService: Service {
             let fleetSync = fleet.map { fleet in
                 Task { await fleet.run(reconcile: { control.reconcileDrains($0) }, apply: { control.setDrained($0, $1) }) }
             }
-            defer { fleetSync?.cancel() }
+            let heartbeats = fleet.map { fleet in Task { await control.beat(to: fleet) } }
+            defer {
+                fleetSync?.cancel()
+                heartbeats?.cancel()
+            }
             state.restartMonitor()
             let ledger = Task { await state.ledger.run() }
 
@@ -166,6 +177,7 @@ public struct GatewayService: Service {
                 server: GatewayChannel.server(state),
                 configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
                 onServerRunning: { [simulatorURL] channel in
+                    state.listeningPort.store(channel.localAddress?.port ?? listen.port, ordering: .relaxed)
                     state.isReady.store(true, ordering: .relaxed)
                     await onStarted(Started(port: channel.localAddress?.port ?? listen.port, simulatorURL: simulatorURL, adminSocket: adminSocket, control: control))
                 },

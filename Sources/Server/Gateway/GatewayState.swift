@@ -45,6 +45,10 @@ final class GatewayState: Sendable {
 
     /// The fleet this replica belongs to (`state: redis://…`), whose drains it shares.
     let fleet: FleetSync?
+    /// The public listener's port, once it listens.
+    let listeningPort = Atomic<Int>(0)
+    /// Seconds since 1970 when it started, for the fleet's roll call.
+    let startedAt = Date().timeIntervalSince1970
 
     init(
         config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, quotas: any QuotaStore,
