@@ -110,6 +110,10 @@ struct SharedStateTests {
                 #expect(answer.status == 200, "\(answer.body)")
             }
         }
+        let metrics = try await TestClient.get("\(fleet.replicas[1].gateway.url)/metrics").body
+        #expect(metrics.contains("switchyard_shared_state_unavailable_total{on_error=\"\(policy.rawValue)\"} 2"), "\(metrics)")
+        let lint = try Promtool.check(metrics)
+        #expect(lint.ok, "promtool: \(lint.report)")
         // Redis back: the replicas recover by themselves.
         try await fleet.redis.start()
         var recovered = false

@@ -206,7 +206,8 @@ final class GatewayMetrics: Sendable {
 
     /// The text exposition, with the targets' current state set just before.
     /// - Parameter upstreams: the providers, whose TLS handshakes their session caches count.
-    func exposition(targets: [TargetStatus], clientConnections: Int, upstreams: [String: UpstreamPool.Upstream]) -> [UInt8] {
+    /// - Parameter sharedState: admissions Redis could not decide, denied and allowed (in a fleet).
+    func exposition(targets: [TargetStatus], clientConnections: Int, upstreams: [String: UpstreamPool.Upstream], sharedState: (denied: Int, allowed: Int)?) -> [UInt8] {
         self.openConnections.set(to: Double(clientConnections))
         for status in targets {
             let labels = [("provider", status.target.provider), ("model", status.target.model)]
@@ -228,7 +229,21 @@ final class GatewayMetrics: Sendable {
                 labels: labels
             ).set(to: Double(status.inFlight))
         }
-        return self.registry.emitToBuffer() + Self.tlsHandshakes(upstreams)
+        return self.registry.emitToBuffer() + Self.tlsHandshakes(upstreams) + Self.sharedStateFailures(sharedState)
+    }
+
+    /// `switchyard_shared_state_unavailable_total{on_error}`: admissions Redis did not answer in time,
+    /// refused (`deny`) or let through unlimited (`allow`).
+    private static func sharedStateFailures(_ counts: (denied: Int, allowed: Int)?) -> [UInt8] {
+        guard let counts else { return [] }
+        let text = """
+            # HELP switchyard_shared_state_unavailable_total Admissions the fleet's shared state (Redis) did not answer in time, by what on_error made of them.
+            # TYPE switchyard_shared_state_unavailable_total counter
+            switchyard_shared_state_unavailable_total{on_error="deny"} \(counts.denied)
+            switchyard_shared_state_unavailable_total{on_error="allow"} \(counts.allowed)
+
+            """
+        return Array(text.utf8)
     }
 
     /// `switchyard_upstream_tls_handshakes_total{provider, resumed}`, from the counts each provider's

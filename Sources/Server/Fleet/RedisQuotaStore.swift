@@ -17,6 +17,10 @@ final class RedisQuotaStore: QuotaStore {
     private let onError: RedisStateSettings.OnError
     let leaseTTL: Duration
     private let logger: Logger
+    /// Admissions Redis could not decide, by what `on_error` made of them.
+    private let denied = Atomic<Int>(0)
+    private let allowed = Atomic<Int>(0)
+    var unavailableAdmissions: (denied: Int, allowed: Int) { (self.denied.load(ordering: .relaxed), self.allowed.load(ordering: .relaxed)) }
     private let started = ContinuousClock.now
     /// The second of the last warning that Redis could not be reached, and the admissions since.
     private let lastUnavailableLog = Atomic<Int>(-1)
@@ -153,8 +157,10 @@ final class RedisQuotaStore: QuotaStore {
         }
         switch self.onError {
         case .allow:
+            self.allowed.add(1, ordering: .relaxed)
             return .success(AdmissionTicket(subjects: [], reservedTokens: request.reservedTokens, reservedCost: request.reservedCost, report: RateLimitReport()))
         case .deny:
+            self.denied.add(1, ordering: .relaxed)
             return .failure(QuotaRefusal.stateUnavailable(detail: "\(error)").rejection(of: request.subjects[0].0, report: RateLimitReport()))
         }
     }

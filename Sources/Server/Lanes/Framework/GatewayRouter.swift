@@ -38,7 +38,8 @@ enum GatewayRouter {
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: state.metrics.exposition(
-                    targets: targets, clientConnections: state.clientConnections.load(ordering: .relaxed), upstreams: state.routing.upstreams.all
+                    targets: targets, clientConnections: state.clientConnections.load(ordering: .relaxed), upstreams: state.routing.upstreams.all,
+                    sharedState: (state.quotas as? RedisQuotaStore)?.unavailableAdmissions
                 )))
             )
         }
