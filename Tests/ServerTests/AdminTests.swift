@@ -156,6 +156,8 @@ struct AdminSocketTests {
         #expect(entries.map { $0["action"] as? String } == ["undrain", "drain", "drain"])
         #expect(entries.allSatisfy { ($0["actor"] as? String)?.hasPrefix("uid:") == true })
         #expect(entries.map { $0["ok"] as? Bool } == [true, false, true])
+        // Each row names the replica that acted: its host and port.
+        #expect(entries.allSatisfy { ($0["replica"] as? String)?.hasSuffix(":\(fixture.gateway.port)") == true }, "\(entries)")
         try await fixture.expectServed(chats: 60)
     }
 

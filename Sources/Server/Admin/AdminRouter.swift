@@ -126,22 +126,22 @@ enum AdminRouter {
         }
         router.post("/v1/providers/{id}/drain") { _, context in
             let id = context.parameters.get("id") ?? ""
-            return try await Self.act(context, store: store, action: "drain", target: id) { () throws(AdminProblem) -> AdminAck in
-                guard control.drain(id) else { throw Self.unknownProvider(id, control) }
+            return try await Self.act(context, store: store, action: "drain", target: id) { (actor: String) throws(AdminProblem) -> AdminAck in
+                guard control.drain(id, by: actor) else { throw Self.unknownProvider(id, control) }
                 return AdminAck(message: "provider \(id) drained: no new requests; in-flight ones finish")
             }
         }
         router.post("/v1/providers/{id}/undrain") { _, context in
             let id = context.parameters.get("id") ?? ""
-            return try await Self.act(context, store: store, action: "undrain", target: id) { () throws(AdminProblem) -> AdminAck in
-                guard control.undrain(id) else { throw Self.unknownProvider(id, control) }
+            return try await Self.act(context, store: store, action: "undrain", target: id) { (actor: String) throws(AdminProblem) -> AdminAck in
+                guard control.undrain(id, by: actor) else { throw Self.unknownProvider(id, control) }
                 return AdminAck(message: "provider \(id) back in rotation")
             }
         }
         router.put("/v1/routes/{alias}") { request, context in
             let alias = context.parameters.get("alias") ?? ""
             let body = try await request.body.collect(upTo: 1 << 20)
-            return try await Self.act(context, store: store, action: "route_edit", target: alias, detail: String(buffer: body)) { () throws(AdminProblem) -> AdminAck in
+            return try await Self.act(context, store: store, action: "route_edit", target: alias, detail: String(buffer: body)) { (_: String) throws(AdminProblem) -> AdminAck in
                 let edit: RouteEdit
                 do {
                     edit = try AdminJSON.decoder().decode(RouteEdit.self, from: Data(body.readableBytesView))
@@ -152,7 +152,7 @@ enum AdminRouter {
             }
         }
         router.post("/v1/config/reload") { _, context in
-            try await Self.act(context, store: store, action: "reload", target: nil) { () throws(AdminProblem) -> ReloadReport in
+            try await Self.act(context, store: store, action: "reload", target: nil) { (_: String) throws(AdminProblem) -> ReloadReport in
                 try control.reload()
             }
         }
@@ -160,7 +160,7 @@ enum AdminRouter {
             let tenant = request.uri.queryParameters["tenant"].map(String.init)
             let route = request.uri.queryParameters["route"].map(String.init)
             let scope = [tenant.map { "tenant \($0)" }, route.map { "route \($0)" }].compactMap { $0 }.joined(separator: ", ")
-            return try await Self.act(context, store: store, action: "cache_flush", target: scope.isEmpty ? "all" : scope) { () throws(AdminProblem) -> AdminAck in
+            return try await Self.act(context, store: store, action: "cache_flush", target: scope.isEmpty ? "all" : scope) { (_: String) throws(AdminProblem) -> AdminAck in
                 let removed = control.state.cache.flush(tenant: tenant, route: route)
                 return AdminAck(message: "cache flushed (\(scope.isEmpty ? "all" : scope)): \(removed) entries removed")
             }
@@ -179,12 +179,12 @@ enum AdminRouter {
         action: String,
         target: String?,
         detail: String = "",
-        _ work: () throws(AdminProblem) -> Value
+        _ work: (_ actor: String) throws(AdminProblem) -> Value
     ) async throws -> Response {
         let actor = await context.actor()
         let result: Result<Value, AdminProblem>
         do {
-            result = .success(try work())
+            result = .success(try work(actor))
         } catch {
             result = .failure(error)
         }

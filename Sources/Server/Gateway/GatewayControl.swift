@@ -103,7 +103,7 @@ public struct GatewayControl: Sendable {
                 let minute = self.state.telemetry.withLock { $0.gatewayWindows(now: second)["1m"] }
                 let digest = (self.state.configSource?.digest() ?? "environment") + (routing.editedRoutes.isEmpty ? "" : "+edits")
                 let replica = AdminReplica(
-                    id: "\(ProcessInfo.processInfo.hostName):\(port)", address: "\(self.state.server.listen.host):\(port)", version: GatewayVersion.current,
+                    id: self.state.replicaID, address: "\(self.state.server.listen.host):\(port)", version: GatewayVersion.current,
                     configDigest: digest, configVersion: routing.version, upSince: self.state.startedAt, requestsLastMinute: minute?.requests ?? 0,
                     errorRate: minute?.errorRate ?? 0
                 )

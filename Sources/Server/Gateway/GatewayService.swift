@@ -177,7 +177,9 @@ public struct GatewayService: Service {
                 server: GatewayChannel.server(state),
                 configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
                 onServerRunning: { [simulatorURL] channel in
-                    state.listeningPort.store(channel.localAddress?.port ?? listen.port, ordering: .relaxed)
+                    let port = channel.localAddress?.port ?? listen.port
+                    state.listeningPort.store(port, ordering: .relaxed)
+                    store.replica.withLock { $0 = state.replicaID }
                     state.isReady.store(true, ordering: .relaxed)
                     await onStarted(Started(port: channel.localAddress?.port ?? listen.port, simulatorURL: simulatorURL, adminSocket: adminSocket, control: control))
                 },

@@ -2,6 +2,7 @@ import CSQLiteSetup
 import Engine
 import Foundation
 import GRDB
+import Synchronization
 import GRDBSQLite
 
 /// The gateway's SQLite database (`STATE_DIR/switchyard.sqlite`, WAL mode): virtual keys (hashes
@@ -22,7 +23,12 @@ final class Store: Sendable {
         var target: String?
         var detail: String
         var ok: Bool
+        /// The replica that performed it (host name and port), for when a fleet's logs are read together.
+        var replica: String?
     }
+
+    /// This replica's name in audit rows, set once its listener is up.
+    let replica = Mutex<String?>(nil)
 
     init(path: String) throws {
         _ = Self.sqliteSetUp
@@ -125,11 +131,18 @@ final class Store: Sendable {
                 table.add(column: "vector", .blob)
             }
         }
+        migrator.registerMigration("v7: the replica of an audit row") { db in
+            try db.alter(table: "audit_log") { table in
+                table.add(column: "replica", .text)
+            }
+        }
         return migrator
     }
 
     func audit(actor: String, action: String, target: String?, detail: String, ok: Bool) async throws {
-        let entry = AuditEntry(id: nil, at: Date().timeIntervalSince1970, actor: actor, action: action, target: target, detail: detail, ok: ok)
+        let entry = AuditEntry(
+            id: nil, at: Date().timeIntervalSince1970, actor: actor, action: action, target: target, detail: detail, ok: ok, replica: self.replica.withLock { $0 }
+        )
         try await self.pool.write { db in try entry.insert(db) }
     }
 
