@@ -82,7 +82,7 @@ struct RedisQuotaStoreTests {
         #expect(usage.inFlight == 2 && abs(usage.reserved - 0.7) < 1e-9 && usage.requestsToday == 3 && usage.rejections == 2)
         stores[0].settle(second, tokens: 1, cost: 0, at: .now, day: self.day, month: self.month)
         stores[0].settle(fourth, tokens: 1, cost: 0, at: .now, day: self.day, month: self.month)
-        #expect(try await eventually { await stores[1].usage(of: self.key)?.inFlight == 0 })
+        #expect(try await eventually { await stores[1].usage(of: self.tenant)?.inFlight == 0 })
     }
 
     @Test func tokensAreReservedAndTheUnusedOnesGivenBack() async throws {

@@ -37,6 +37,9 @@ final class RedisQuotaStore: QuotaStore {
     }
 
     func admit(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) async -> Result<AdmissionTicket, QuotaRejection> {
+        guard let first = request.subjects.first?.0 else {
+            return .success(AdmissionTicket(subjects: [], reservedTokens: request.reservedTokens, reservedCost: request.reservedCost, report: RateLimitReport()))
+        }
         let lease = UUID().uuidString
         let keys = Self.keys(request.subjects.map(\.0), day: day, month: month)
         var arguments: [RedisArgument] = [
@@ -53,9 +56,9 @@ final class RedisQuotaStore: QuotaStore {
         do {
             reply = try await self.redis.run(QuotaScripts.admit, keys: keys.map { RedisArgument($0) }, arguments: arguments)
         } catch {
-            return self.unavailable(request, error)
+            return self.unavailable(first, request, error)
         }
-        guard let values = reply.elements, let verdict = values.first?.int else { return self.unavailable(request, RedisError(.protocolViolation, "admission answered \(reply)")) }
+        guard let values = reply.elements, let verdict = values.first?.int else { return self.unavailable(first, request, RedisError(.protocolViolation, "admission answered \(reply)")) }
         if verdict == 1, values.count >= 7 {
             let subjects = request.subjects.map(\.0)
             self.leases.withLock { $0[lease] = Self.leaseKeys(keys, subjects: subjects.count) }
@@ -66,7 +69,7 @@ final class RedisQuotaStore: QuotaStore {
         }
         guard values.count >= 12, let index = values[1].int, index >= 1, Int(index) <= request.subjects.count,
             let refusal = Self.refusal(values[2].string, figures: values[3...5].map { Double($0.string ?? "") ?? 0 }, request: request)
-        else { return self.unavailable(request, RedisError(.protocolViolation, "admission answered \(reply)")) }
+        else { return self.unavailable(first, request, RedisError(.protocolViolation, "admission answered \(reply)")) }
         return .failure(refusal.rejection(of: request.subjects[Int(index) - 1].0, report: Self.report(values[6...11])))
     }
 
@@ -77,7 +80,7 @@ final class RedisQuotaStore: QuotaStore {
     }
 
     func settle(_ ticket: AdmissionTicket, tokens: Int, cost: Double, at now: ContinuousClock.Instant, day: String, month: String) {
-        guard let lease = ticket.lease else { return }
+        guard let lease = ticket.lease, !ticket.subjects.isEmpty else { return }
         self.leases.withLock { _ = $0.removeValue(forKey: lease) }
         let keys = Self.keys(ticket.subjects, day: day, month: month)
         var arguments: [RedisArgument] = [
@@ -95,7 +98,10 @@ final class RedisQuotaStore: QuotaStore {
         }
     }
 
+    /// A tenant's use. (A key's state lives under its tenant's hash tag, which the key alone does not
+    /// name; nothing asks for it.)
     func usage(of subject: QuotaSubject) async -> QuotaBook.Usage? {
+        guard subject.kind == .tenant else { return nil }
         let (day, month) = BudgetCalendar.shared.dayAndMonth()
         let keys = Self.keys([subject], day: day, month: month)
         guard let replies = try? await self.redis.send([
@@ -145,7 +151,7 @@ final class RedisQuotaStore: QuotaStore {
 
     // MARK: -
 
-    private func unavailable(_ request: AdmissionRequest, _ error: any Error) -> Result<AdmissionTicket, QuotaRejection> {
+    private func unavailable(_ subject: QuotaSubject, _ request: AdmissionRequest, _ error: any Error) -> Result<AdmissionTicket, QuotaRejection> {
         // One line a second at most: an outage under load would otherwise log every request.
         let second = Int((ContinuousClock.now - self.started) / .seconds(1))
         let unlogged = self.unavailableSinceLog.add(1, ordering: .relaxed).newValue
@@ -161,13 +167,14 @@ final class RedisQuotaStore: QuotaStore {
             return .success(AdmissionTicket(subjects: [], reservedTokens: request.reservedTokens, reservedCost: request.reservedCost, report: RateLimitReport()))
         case .deny:
             self.denied.add(1, ordering: .relaxed)
-            return .failure(QuotaRefusal.stateUnavailable(detail: "\(error)").rejection(of: request.subjects[0].0, report: RateLimitReport()))
+            return .failure(QuotaRefusal.stateUnavailable(detail: "\(error)").rejection(of: subject, report: RateLimitReport()))
         }
     }
 
     /// A subject's eight keys, under its request's tag.
     static func keys(_ subjects: [QuotaSubject], day: String, month: String) -> [String] {
-        let tag = Self.tag(subjects.first { $0.kind == .tenant } ?? subjects[0])
+        guard let tagged = subjects.first(where: { $0.kind == .tenant }) ?? subjects.first else { return [] }
+        let tag = Self.tag(tagged)
         return subjects.flatMap { subject in
             let base = "sy:{\(tag)}:\(subject.kind.rawValue):\(Self.escaped(subject.id))"
             return ["rpm", "rpd", "tpm", "leases", "costs", "spent:\(day)", "spent:\(month)", "counts:\(day)"].map { "\(base):\($0)" }
