@@ -101,7 +101,7 @@ public struct GatewayControl: Sendable {
                 let routing = self.state.routing
                 let second = self.state.telemetrySecond
                 let minute = self.state.telemetry.withLock { $0.gatewayWindows(now: second)["1m"] }
-                let digest = (self.state.configSource?.digest() ?? "environment") + (routing.editedRoutes.isEmpty ? "" : "+edits")
+                let digest = self.state.configDigest.withLock { $0 } + (routing.editedRoutes.isEmpty ? "" : "+edits")
                 let replica = AdminReplica(
                     id: self.state.replicaID, address: "\(self.state.server.listen.host):\(port)", version: GatewayVersion.current,
                     configDigest: digest, configVersion: routing.version, upSince: self.state.startedAt, requestsLastMinute: minute?.requests ?? 0,
@@ -202,10 +202,12 @@ public struct GatewayControl: Sendable {
         let snapshot: RoutingSnapshot
         do {
             config = try source.load()
+            let digest = source.digest()
             var applied = config
             applied.server = self.state.server
             applied.state = before.config.state
             snapshot = try self.state.install(applied, editedRoutes: [])
+            self.state.configDigest.withLock { $0 = digest }
         } catch {
             let detail = (error as? ConfigError)?.description ?? "\(error)"
             self.state.events.publish(AdminEvent(kind: .reloadRejected, message: "reload rejected, nothing changed: \(detail)"))

@@ -1,13 +1,13 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Crypto
 import Engine
 import Foundation
 import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
-import Crypto
 import Redis
 import ServiceLifecycle
 import Synchronization
@@ -130,6 +130,7 @@ public struct GatewayService: Service {
             let warmed = try await state.cache.warm()
             if warmed > 0 { self.logger.info("cache warmed from its persistent tier", metadata: ["gw.entries": "\(warmed)"]) }
             let control = GatewayControl(state: state)
+            state.configDigest.withLock { $0 = self.source?.digest() ?? "environment" }
             let fleetSync = fleet.map { fleet in
                 Task { await fleet.run(reconcile: { control.reconcileDrains($0) }, apply: { control.setDrained($0, $1) }) }
             }
@@ -181,7 +182,7 @@ public struct GatewayService: Service {
                     state.listeningPort.store(port, ordering: .relaxed)
                     store.replica.withLock { $0 = state.replicaID }
                     state.isReady.store(true, ordering: .relaxed)
-                    await onStarted(Started(port: channel.localAddress?.port ?? listen.port, simulatorURL: simulatorURL, adminSocket: adminSocket, control: control))
+                    await onStarted(Started(port: port, simulatorURL: simulatorURL, adminSocket: adminSocket, control: control))
                 },
                 eventLoopGroupProvider: .shared(group),
                 logger: self.logger

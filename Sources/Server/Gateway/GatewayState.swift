@@ -47,6 +47,8 @@ final class GatewayState: Sendable {
     let fleet: FleetSync?
     /// The public listener's port, once it listens.
     let listeningPort = Atomic<Int>(0)
+    /// The config file's digest as last applied (at start, by a reload), for the fleet's roll call.
+    let configDigest = Mutex("environment")
     /// How this replica is named to its fleet and in audit rows: host name and port.
     var replicaID: String { "\(ProcessInfo.processInfo.hostName):\(self.listeningPort.load(ordering: .relaxed))" }
     /// Seconds since 1970 when it started, for the fleet's roll call.
