@@ -43,11 +43,22 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Starts it (again, on the same port) and waits until it answers, at most 5 s.
     public func start() async throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = [
-            "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.directory.path,
+        // Behind a small watchdog shell: the server goes when the test process does, even one that
+        // exits (or crashes) before this object is released, so no redis-server outlives the tests.
+        let server = [
+            "/usr/bin/redis-server", "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "''", "--appendonly", "no", "--dir", self.directory.path,
             "--logfile", self.directory.appendingPathComponent("redis.log").path, "--daemonize", "no",
-        ] + self.arguments
+        ] + self.arguments.map { "'\($0)'" }
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [
+            "-c",
+            """
+            \(server.joined(separator: " ")) & server=$!
+            trap 'kill -9 $server 2>/dev/null; wait $server; exit 0' TERM
+            while kill -0 \(getpid()) 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.2; done
+            kill -9 $server 2>/dev/null
+            """,
+        ]
         try process.run()
         self.process = process
         for _ in 0..<100 {
@@ -71,11 +82,12 @@ public final class RedisServerProcess: @unchecked Sendable {
         return text.split(separator: "\n").last.flatMap { $0.split(separator: " ").last.flatMap { Int($0) } } ?? 0
     }
 
-    /// Stops it at once (SIGKILL: nothing is saved anyway) and waits until it has exited.
+    /// Stops it at once and waits until its watchdog has exited.
     public func stop() {
         guard let process = self.process else { return }
         self.process = nil
-        kill(process.processIdentifier, SIGKILL)
+        // The watchdog's trap kills the server at once (SIGKILL: nothing is saved anyway).
+        kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
     }
 
