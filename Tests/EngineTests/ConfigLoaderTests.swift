@@ -204,6 +204,21 @@ struct ConfigLoaderTests {
         #expect(found.contains { $0.path == "routes.nomodel.targets[0]" })
     }
 
+    @Test func aDeclaredKeyMustBeOneTheGatewayLooksUp() {
+        // A credential without `sk-sy-` is taken for a provider's or an SDK's placeholder, never looked
+        // up: a declared key without it could never match, so the config says so instead of ignoring it.
+        let yaml = """
+            tenants:
+              acme:
+                keys:
+                  ci: { key: "sk-acme-0123456789abcdef0123" }
+                  short: { key: "sk-sy-0123" }
+            """
+        let found = self.issues(yaml)
+        #expect(found.contains { $0.path == "tenants.acme.keys.ci.key" && $0.message.contains("must start with 'sk-sy-'") })
+        #expect(found.contains { $0.path == "tenants.acme.keys.short.key" && $0.message.contains("at least 16 characters") })
+    }
+
     @Test func secretsNeverPrintInFull() throws {
         let config = try self.load(Self.full, environment: ["OPENAI_API_KEY": "sk-live-abcdefghijklmnop"])
         let printed = "\(config)"

@@ -580,7 +580,10 @@ private struct Reader {
                             switch field {
                             case "key":
                                 if let secret = self.string(fieldValue, "\(path).key") {
-                                    if secret.count >= 16 {
+                                    if !secret.hasPrefix(DeclaredKey.prefix) {
+                                        // Only credentials with our prefix are looked up: any other is a provider's or an SDK's placeholder.
+                                        self.report(fieldValue, "\(path).key", "a key must start with '\(DeclaredKey.prefix)', how the gateway tells its keys from others")
+                                    } else if secret.count >= 16 {
                                         declared = DeclaredKey(name: keyName, secret: Secret(secret))
                                     } else {
                                         self.report(fieldValue, "\(path).key", "a key must be at least 16 characters")

@@ -483,6 +483,9 @@ public struct TenantSettings: Sendable, Equatable {
 
 /// A key declared in the config file; only its hash is kept once loaded.
 public struct DeclaredKey: Sendable, Equatable {
+    /// What every virtual key starts with, declared or created: a credential without it is never looked up.
+    public static let prefix = "sk-sy-"
+
     public var name: String
     public var secret: Secret
     public var limits = LimitSettings()

@@ -35,6 +35,12 @@ final class FleetSync: Sendable {
         }
     }
 
+    /// The providers drained fleet-wide now.
+    func drainedProviders() async throws -> Set<String> {
+        let reply = try await self.redis.send(RedisCommand("HKEYS", [RedisArgument(Self.drainedKey)]))
+        return Set((reply.elements ?? []).compactMap(\.string))
+    }
+
     static let beatsKey = "sy:fleet:beats"
     static let replicasKey = "sy:fleet:replicas"
     /// A replica not heard from for this long is not listed (it beats every 2 s).
@@ -108,8 +114,7 @@ final class FleetSync: Sendable {
                 switch event {
                 case .subscribed:
                     do {
-                        let reply = try await self.redis.send(RedisCommand("HKEYS", [RedisArgument(Self.drainedKey)]))
-                        reconcile(Set((reply.elements ?? []).compactMap(\.string)))
+                        reconcile(try await self.drainedProviders())
                     } catch {
                         self.logger.warning("the fleet's drained providers could not be read", metadata: ["gw.error": "\(error)"])
                     }

@@ -131,6 +131,14 @@ public struct GatewayService: Service {
             if warmed > 0 { self.logger.info("cache warmed from its persistent tier", metadata: ["gw.entries": "\(warmed)"]) }
             let control = GatewayControl(state: state)
             state.configDigest.withLock { $0 = self.source?.digest() ?? "environment" }
+            if let fleet {
+                // A replica started after a drain starts drained: read the fleet's drains before serving.
+                do {
+                    control.reconcileDrains(try await fleet.drainedProviders())
+                } catch {
+                    self.logger.warning("the fleet's drained providers could not be read before serving; they apply once Redis answers", metadata: ["gw.error": "\(error)"])
+                }
+            }
             let fleetSync = fleet.map { fleet in
                 Task { await fleet.run(reconcile: { control.reconcileDrains($0) }, apply: { control.setDrained($0, $1) }) }
             }

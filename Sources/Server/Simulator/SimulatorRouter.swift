@@ -95,6 +95,9 @@ public struct SimulatorRouter: Sendable {
                 # HELP vllm:num_requests_waiting Number of requests waiting to be processed.
                 # TYPE vllm:num_requests_waiting gauge
                 vllm:num_requests_waiting{model_name="simulated"} 0.0
+                # HELP switchyard_simulator_requests_running_peak The most chat requests answered at once since the simulator started.
+                # TYPE switchyard_simulator_requests_running_peak gauge
+                switchyard_simulator_requests_running_peak \(Double(self.activeRequests.peak))
 
                 """
             return Self.json(200, text, contentType: "text/plain; version=0.0.4")
@@ -154,9 +157,9 @@ public struct SimulatorRouter: Sendable {
         let created = Int(Date().timeIntervalSince1970)
 
         let requests = self.activeRequests
-        requests.value.add(1, ordering: .relaxed)
+        requests.enter()
         if let fault = behaviour.fault, D.faultStatus(fault) != 200 {
-            defer { requests.value.subtract(1, ordering: .relaxed) }
+            defer { requests.leave() }
             try await Task.sleep(for: behaviour.timeToFirstToken)
             var error = D.error(fault, requestID: id)
             if fault == .rateLimited {
@@ -170,7 +173,7 @@ public struct SimulatorRouter: Sendable {
         }
 
         guard prompt.stream else {
-            defer { requests.value.subtract(1, ordering: .relaxed) }
+            defer { requests.leave() }
             let text = D.body(turn, model: model, id: id, created: created)
             return try await self.completeBody(text, contentType: D.contentType, behaviour: behaviour, tokens: turn.completionTokens)
         }
@@ -180,10 +183,10 @@ public struct SimulatorRouter: Sendable {
             status: .ok,
             headers: [.contentType: D.streamContentType, .cacheControl: "no-cache"],
             body: ResponseBody { writer in
-                gauge.value.add(1, ordering: .relaxed)
+                gauge.enter()
                 defer {
-                    gauge.value.subtract(1, ordering: .relaxed)
-                    requests.value.subtract(1, ordering: .relaxed)
+                    gauge.leave()
+                    requests.leave()
                 }
                 try await Self.play(events, behaviour: behaviour, streamError: D.streamError, writer: &writer)
             }
@@ -358,10 +361,28 @@ public struct SimulatorRouter: Sendable {
 /// Thrown inside a response body to drop the connection mid-response, as a crashed upstream would.
 struct SimulatedCut: Error {}
 
+/// How many of something are under way, and the most there have been at once: the peak is how a
+/// fleet test sees, at the one upstream, that a concurrency limit held across replicas.
 public final class StreamGauge: Sendable {
-    let value = Atomic<Int>(0)
+    private let value = Atomic<Int>(0)
+    private let highest = Atomic<Int>(0)
 
     public var current: Int { self.value.load(ordering: .relaxed) }
+    public var peak: Int { self.highest.load(ordering: .relaxed) }
+
+    func enter() {
+        let now = self.value.add(1, ordering: .relaxed).newValue
+        var seen = self.highest.load(ordering: .relaxed)
+        while now > seen {
+            let (exchanged, original) = self.highest.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            seen = original
+        }
+    }
+
+    func leave() {
+        self.value.subtract(1, ordering: .relaxed)
+    }
 }
 
 final class ModelSet: Sendable {

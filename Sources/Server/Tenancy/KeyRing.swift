@@ -20,7 +20,7 @@ struct Caller: Sendable, Equatable {
 /// Keys are `sk-sy-` + 40 random base62 characters; only their SHA-256 is kept, found by the
 /// 12-character prefix and compared in constant time.
 final class KeyRing: Sendable {
-    static let keyPrefix = "sk-sy-"
+    static let keyPrefix = DeclaredKey.prefix
     private let byPrefix = Mutex<[String: [KeyRecord]]>([:])
 
     /// Replaces the ring with `records` (from the store) plus the keys declared in `config`.
