@@ -59,6 +59,11 @@ public final class RedisServerProcess: @unchecked Sendable {
             kill -9 $server 2>/dev/null
             """,
         ]
+        // Not the test process's pipes: a runner that waits for their end before it reaps the test
+        // process would wait forever on a watchdog that waits for that process to go.
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
         try process.run()
         self.process = process
         for _ in 0..<100 {

@@ -21,7 +21,9 @@ final class FleetFixture: @unchecked Sendable {
         self.config = config
     }
 
-    static func start(replicas count: Int = 2, onError: RedisStateSettings.OnError = .deny) async throws -> FleetFixture {
+    static func start(
+        replicas count: Int = 2, onError: RedisStateSettings.OnError = .deny, configure: (inout GatewayConfig) -> Void = { _ in }
+    ) async throws -> FleetFixture {
         let redis = try await RedisServerProcess()
         let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
         var config = GatewayConfig()
@@ -36,6 +38,7 @@ final class FleetFixture: @unchecked Sendable {
         state.onError = onError
         state.timeout = .seconds(2)
         config.state = .redis(state)
+        configure(&config)
         let fleet = FleetFixture(redis: redis, simulator: simulator, config: config)
         for _ in 0..<count { try await fleet.addReplica() }
         return fleet
@@ -142,6 +145,33 @@ struct SharedStateTests {
             #expect(try await eventually { control.targets().allSatisfy { !$0.drained } })
         }
         #expect(try await fleet.chat(0).status == 200)
+    }
+
+    @Test func aRouteEditAndACacheFlushOnOneReplicaAreTheFleets() async throws {
+        let fleet = try await FleetFixture.start { config in
+            config.routes[0].cache = CacheSettings(ttl: .seconds(60))
+            config.routes[0].cache?.always = true
+        }
+        defer { Task { await fleet.stop() } }
+        #expect(try await eventually { try await fleet.redis.subscribers(FleetSync.channel) == 2 })
+        let model = { (control: GatewayControl) in control.state.routing.config.routes.first { $0.alias == "r" }?.targets.first?.model }
+
+        _ = try fleet.replicas[0].control.editRoute("r", RouteEdit(strategy: nil, targets: [.init(provider: "sim", model: "gpt-4o")]), by: "test")
+        #expect(try await eventually { model(fleet.replicas[1].control) == "gpt-4o" })
+        // The replica that edited hears its own announcement and skips it: one edit, one new version.
+        #expect(fleet.replicas[0].control.state.routing.version == 2)
+        // A replica started after the edit serves the edited route from its first request.
+        try await fleet.addReplica()
+        #expect(model(fleet.replicas[2].control) == "gpt-4o")
+
+        // A cached answer on replica 1, flushed from replica 0.
+        #expect(try await fleet.chat(1).headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(try await fleet.chat(1).headers.first(name: "x-switchyard-cache") == "hit")
+        #expect(fleet.replicas[1].control.state.cache.stats.entries == 1)
+        let ack = fleet.replicas[0].control.flushCache(tenant: nil, route: "r", by: "test")
+        #expect(ack.message.hasPrefix("cache flushed (route r)"))
+        #expect(try await eventually { fleet.replicas[1].control.state.cache.stats.entries == 0 })
+        #expect(try await fleet.chat(1).headers.first(name: "x-switchyard-cache") == "miss")
     }
 
     @Test func everyReplicaBeatsIntoTheFleetsRollCall() async throws {

@@ -72,10 +72,12 @@ public struct AdminReplica: Codable, Sendable, Equatable {
     public var errorRate: Double
     /// Seconds since its last heartbeat, on Redis's clock.
     public var lastSeenSecondsAgo: Double
+    /// Why its last reload was rejected (it runs its previous config); absent once a reload succeeds.
+    public var reloadProblem: String?
 
     public init(
         id: String, address: String, version: String, configDigest: String, configVersion: Int, upSince: Double, requestsLastMinute: Int, errorRate: Double,
-        lastSeenSecondsAgo: Double = 0
+        lastSeenSecondsAgo: Double = 0, reloadProblem: String? = nil
     ) {
         self.id = id
         self.address = address
@@ -86,6 +88,7 @@ public struct AdminReplica: Codable, Sendable, Equatable {
         self.requestsLastMinute = requestsLastMinute
         self.errorRate = errorRate
         self.lastSeenSecondsAgo = lastSeenSecondsAgo
+        self.reloadProblem = reloadProblem
     }
 }
 
@@ -271,6 +274,7 @@ public struct AdminEvent: Codable, Sendable, Equatable {
         case routeUpdated = "route_updated"
         case configReloaded = "config_reloaded"
         case reloadRejected = "reload_rejected"
+        case cacheFlushed = "cache_flushed"
     }
 
     /// Increases by one per event, so a reader that fell behind sees how many it missed.

@@ -141,28 +141,26 @@ enum AdminRouter {
         router.put("/v1/routes/{alias}") { request, context in
             let alias = context.parameters.get("alias") ?? ""
             let body = try await request.body.collect(upTo: 1 << 20)
-            return try await Self.act(context, store: store, action: "route_edit", target: alias, detail: String(buffer: body)) { (_: String) throws(AdminProblem) -> AdminAck in
+            return try await Self.act(context, store: store, action: "route_edit", target: alias, detail: String(buffer: body)) { (actor: String) throws(AdminProblem) -> AdminAck in
                 let edit: RouteEdit
                 do {
                     edit = try AdminJSON.decoder().decode(RouteEdit.self, from: Data(body.readableBytesView))
                 } catch {
                     throw AdminProblem(status: 400, code: "invalid_body", message: "expected {\"strategy\": …, \"targets\": [{\"provider\", \"model\", \"weight\", \"priority\"}]}: \(error)")
                 }
-                return try control.editRoute(alias, edit)
+                return try control.editRoute(alias, edit, by: actor)
             }
         }
         router.post("/v1/config/reload") { _, context in
-            try await Self.act(context, store: store, action: "reload", target: nil) { (_: String) throws(AdminProblem) -> ReloadReport in
-                try control.reload()
+            try await Self.act(context, store: store, action: "reload", target: nil) { (actor: String) throws(AdminProblem) -> ReloadReport in
+                try control.reload(by: actor)
             }
         }
         router.post("/v1/cache/flush") { request, context in
             let tenant = request.uri.queryParameters["tenant"].map(String.init)
             let route = request.uri.queryParameters["route"].map(String.init)
-            let scope = [tenant.map { "tenant \($0)" }, route.map { "route \($0)" }].compactMap { $0 }.joined(separator: ", ")
-            return try await Self.act(context, store: store, action: "cache_flush", target: scope.isEmpty ? "all" : scope) { (_: String) throws(AdminProblem) -> AdminAck in
-                let removed = control.state.cache.flush(tenant: tenant, route: route)
-                return AdminAck(message: "cache flushed (\(scope.isEmpty ? "all" : scope)): \(removed) entries removed")
+            return try await Self.act(context, store: store, action: "cache_flush", target: GatewayControl.cacheScope(tenant: tenant, route: route)) { (actor: String) throws(AdminProblem) -> AdminAck in
+                control.flushCache(tenant: tenant, route: route, by: actor)
             }
         }
         router.get("/v1/audit") { _, _ in

@@ -4,14 +4,16 @@ import Logging
 import NIOCore
 import Redis
 
-/// The operator's changes that every replica of a fleet applies (which providers are drained), and
-/// the fleet's roll call: every replica's heartbeat.
+/// The operator's changes that every replica of a fleet applies (drains, route edits, reloads, cache
+/// flushes), and the fleet's roll call: every replica's heartbeat.
 ///
-/// The current state lives in Redis (`sy:fleet:drained`, a hash of provider → who drained it), so a
-/// replica that starts or reconnects later reads it; a change is announced on `sy:fleet:events`, so
-/// the others apply it at once (well within a second on one network).
+/// What is state lives in Redis, so a replica that starts or reconnects later reads it: the drained
+/// providers (`sy:fleet:drained`, provider → who drained it) and the runtime route edits since the last
+/// reload (`sy:fleet:routes`, alias → the edit). Every change is announced on `sy:fleet:events`, so the
+/// others apply it at once (well within a second on one network).
 final class FleetSync: Sendable {
     static let drainedKey = "sy:fleet:drained"
+    static let routesKey = "sy:fleet:routes"
     static let channel = "sy:fleet:events"
 
     private let redis: RedisClient
@@ -24,21 +26,51 @@ final class FleetSync: Sendable {
         self.logger = logger
     }
 
-    /// Records and announces that `provider` is drained (or back in rotation), by `operator`.
-    func announce(_ provider: String, drained: Bool, by actor: String) async throws(RedisError) {
-        let change = drained
-            ? RedisCommand("HSET", [RedisArgument(Self.drainedKey), RedisArgument(provider), RedisArgument(actor)])
-            : RedisCommand("HDEL", [RedisArgument(Self.drainedKey), RedisArgument(provider)])
-        let message = RedisArgument((drained ? "drain " : "undrain ") + provider)
-        for reply in try await self.redis.send([change, RedisCommand("PUBLISH", [RedisArgument(Self.channel), message])]) {
+    /// Records the change in the fleet's state and announces it, in one round trip.
+    func announce(_ announcement: FleetAnnouncement) async throws(RedisError) {
+        var commands: [RedisCommand] = []
+        switch announcement.change {
+        case .drain(let provider):
+            commands.append(RedisCommand("HSET", [RedisArgument(Self.drainedKey), RedisArgument(provider), RedisArgument(announcement.actor)]))
+        case .undrain(let provider):
+            commands.append(RedisCommand("HDEL", [RedisArgument(Self.drainedKey), RedisArgument(provider)]))
+        case .route(let alias, let edit):
+            let json = String(decoding: (try? JSONEncoder().encode(edit)) ?? Data(), as: UTF8.self)
+            commands.append(RedisCommand("HSET", [RedisArgument(Self.routesKey), RedisArgument(alias), RedisArgument(json)]))
+        case .reload:
+            commands.append(RedisCommand("DEL", [RedisArgument(Self.routesKey)]))
+        case .cacheFlush:
+            break
+        }
+        commands.append(RedisCommand("PUBLISH", [RedisArgument(Self.channel), RedisArgument(announcement.encoded())]))
+        for reply in try await self.redis.send(commands) {
             if case .error(let error) = reply { throw RedisError(.protocolViolation, error.message) }
         }
     }
 
-    /// The providers drained fleet-wide now.
-    func drainedProviders() async throws -> Set<String> {
-        let reply = try await self.redis.send(RedisCommand("HKEYS", [RedisArgument(Self.drainedKey)]))
-        return Set((reply.elements ?? []).compactMap(\.string))
+    /// The fleet's drains and route edits now; an edit that does not decode is left out.
+    func state() async throws -> FleetState {
+        let replies = try await self.redis.send([
+            RedisCommand("HKEYS", [RedisArgument(Self.drainedKey)]), RedisCommand("HGETALL", [RedisArgument(Self.routesKey)]),
+        ])
+        for reply in replies {
+            if case .error(let error) = reply { throw error }
+        }
+        var state = FleetState(drained: Set((replies[0].elements ?? []).compactMap(\.string)))
+        // RESP3 answers HGETALL with a map; RESP2 with a flat list of field, value, field, value.
+        var pairs: [(RESPValue, RESPValue)] = []
+        if case .map(let entries) = replies[1] {
+            pairs = entries.map { ($0.key, $0.value) }
+        } else if let flat = replies[1].elements {
+            pairs = stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
+        }
+        for (field, value) in pairs {
+            guard let alias = field.string, let json = value.string, json.utf8.count <= FleetAnnouncement.largest,
+                let edit = try? JSONDecoder().decode(RouteEdit.self, from: Data(json.utf8))
+            else { continue }
+            state.routes[alias] = edit
+        }
+        return state
     }
 
     static let beatsKey = "sy:fleet:beats"
@@ -104,25 +136,26 @@ final class FleetSync: Sendable {
         """
     )
 
-    /// Keeps the replica in step until cancelled: `reconcile` with the whole set of drained providers
-    /// when subscribed (at first and after every reconnection, since changes announced meanwhile were
-    /// missed), `apply` for each change announced.
-    func run(reconcile: @escaping @Sendable (Set<String>) -> Void, apply: @escaping @Sendable (_ provider: String, _ drained: Bool) -> Void) async {
+    /// Keeps the replica in step until cancelled: `reconcile` with the fleet's state when subscribed
+    /// (at first and after every reconnection, since changes announced meanwhile were missed), `apply`
+    /// for each change announced.
+    func run(reconcile: @escaping @Sendable (FleetState) -> Void, apply: @escaping @Sendable (FleetAnnouncement) -> Void) async {
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await self.subscriber.run() }
             for await event in self.subscriber.events {
                 switch event {
                 case .subscribed:
                     do {
-                        reconcile(try await self.drainedProviders())
+                        reconcile(try await self.state())
                     } catch {
-                        self.logger.warning("the fleet's drained providers could not be read", metadata: ["gw.error": "\(error)"])
+                        self.logger.warning("the fleet's drains and route edits could not be read", metadata: ["gw.error": "\(error)"])
                     }
                 case .message(_, let payload):
-                    let text = String(buffer: payload)
-                    if let provider = text.split(separator: " ", maxSplits: 1).last.map(String.init), text.hasPrefix("drain ") || text.hasPrefix("undrain ") {
-                        apply(provider, text.hasPrefix("drain "))
+                    guard let announcement = FleetAnnouncement.decode(payload.readableBytesView) else {
+                        self.logger.warning("a fleet announcement that is not ours was ignored", metadata: ["gw.bytes": "\(payload.readableBytes)"])
+                        continue
                     }
+                    apply(announcement)
                 }
             }
             tasks.cancelAll()

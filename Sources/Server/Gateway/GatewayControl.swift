@@ -16,7 +16,7 @@ public struct GatewayControl: Sendable {
     @discardableResult
     public func drain(_ provider: String, by actor: String = "admin") -> Bool {
         guard self.setDrained(provider, true) else { return false }
-        self.announce(provider, drained: true, by: actor)
+        self.announce(.drain(provider: provider), by: actor)
         return true
     }
 
@@ -24,7 +24,7 @@ public struct GatewayControl: Sendable {
     @discardableResult
     public func undrain(_ provider: String, by actor: String = "admin") -> Bool {
         guard self.setDrained(provider, false) else { return false }
-        self.announce(provider, drained: false, by: actor)
+        self.announce(.undrain(provider: provider), by: actor)
         return true
     }
 
@@ -44,24 +44,70 @@ public struct GatewayControl: Sendable {
         return true
     }
 
-    /// Makes this replica's drains the fleet's: every provider in `drained` is drained, every other back.
-    func reconcileDrains(_ drained: Set<String>) {
+    /// Makes the fleet's state this replica's: its drains, and its route edits since the last reload.
+    func reconcile(with fleet: FleetState) {
         for provider in self.state.routing.config.providers.map(\.id) {
-            self.setDrained(provider, drained.contains(provider))
+            self.setDrained(provider, fleet.drained.contains(provider))
+        }
+        // Edits the fleet no longer has were discarded by a reload this replica missed: the file wins.
+        if !self.state.routing.editedRoutes.subtracting(fleet.routes.keys).isEmpty {
+            _ = try? self.reloadHere(origin: "to match the fleet")
+        }
+        for (alias, edit) in fleet.routes.sorted(by: { $0.key < $1.key }) where self.wouldChange(alias, edit) {
+            self.applyElsewhere { () throws(AdminProblem) in _ = try self.editRouteHere(alias, edit, origin: "to match the fleet") }
+        }
+    }
+
+    /// A change announced to the fleet, made here. A replica hears its own announcements too: drains and
+    /// route edits are applied again when they differ from what it has (a reconcile that read the fleet's
+    /// state just before the change landed in Redis is repaired so), reloads and flushes are skipped.
+    func apply(_ announcement: FleetAnnouncement) {
+        let own = announcement.replica == self.state.replicaID
+        let origin = "from \(announcement.replica), by \(announcement.actor)"
+        switch announcement.change {
+        case .drain(let provider): self.setDrained(provider, true)
+        case .undrain(let provider): self.setDrained(provider, false)
+        case .route(let alias, let edit):
+            guard self.wouldChange(alias, edit) else { return }
+            self.applyElsewhere { () throws(AdminProblem) in _ = try self.editRouteHere(alias, edit, origin: origin) }
+        case .reload:
+            // A rejected reload says why in its event and in this replica's heartbeat.
+            if !own { _ = try? self.reloadHere(origin: origin) }
+        case .cacheFlush(let tenant, let route):
+            if !own { _ = self.flushCacheHere(tenant: tenant, route: route, origin: origin) }
+        }
+    }
+
+    /// Whether `edit` would change route `alias` here (an edit that cannot apply here would: it is reported).
+    private func wouldChange(_ alias: String, _ edit: RouteEdit) -> Bool {
+        let routing = self.state.routing
+        guard let route = routing.config.routes.first(where: { $0.alias == alias }) else { return true }
+        return (try? edit.applied(to: route, providers: routing.config.providers.map(\.id))) != route
+    }
+
+    /// A fleet's change that this replica cannot make (a route edit naming a provider its config lacks):
+    /// said in the event stream and the log; the replica keeps what it had.
+    private func applyElsewhere(_ change: () throws(AdminProblem) -> Void) {
+        do {
+            try change()
+        } catch {
+            self.state.events.publish(AdminEvent(kind: .reloadRejected, message: "a fleet change could not be applied here: \(error.message)"))
+            self.state.logger.error("a fleet change could not be applied on this replica", metadata: ["gw.error": "\(error.message)"])
         }
     }
 
     /// Tells the fleet (when there is one); a replica that cannot reach Redis keeps the change to itself and says so.
-    private func announce(_ provider: String, drained: Bool, by actor: String) {
+    private func announce(_ change: FleetAnnouncement.Change, by actor: String) {
         guard let fleet = self.state.fleet else { return }
         let state = self.state
+        let announcement = FleetAnnouncement(change: change, replica: state.replicaID, actor: actor)
         Task {
             do {
-                try await fleet.announce(provider, drained: drained, by: actor)
+                try await fleet.announce(announcement)
             } catch {
-                let message = "provider \(provider) \(drained ? "drained" : "undrained") on this replica only: the fleet's state could not be written (\(error))"
-                state.events.publish(AdminEvent(kind: drained ? .drained : .undrained, message: message, provider: provider))
-                state.logger.error("a drain was not shared with the fleet", metadata: ["gw.provider": "\(provider)", "gw.error": "\(error)"])
+                let message = "\(change.summary) on this replica only: the fleet's state could not be written (\(error))"
+                state.events.publish(AdminEvent(kind: change.eventKind, message: message))
+                state.logger.error("a change was not shared with the fleet", metadata: ["gw.change": "\(change.summary)", "gw.error": "\(error)"])
             }
         }
     }
@@ -105,7 +151,7 @@ public struct GatewayControl: Sendable {
                 let replica = AdminReplica(
                     id: self.state.replicaID, address: "\(self.state.server.listen.host):\(port)", version: GatewayVersion.current,
                     configDigest: digest, configVersion: routing.version, upSince: self.state.startedAt, requestsLastMinute: minute?.requests ?? 0,
-                    errorRate: minute?.errorRate ?? 0
+                    errorRate: minute?.errorRate ?? 0, reloadProblem: self.state.reloadProblem.withLock { $0 }
                 )
                 do {
                     try await fleet.beat(replica)
@@ -172,7 +218,14 @@ public struct GatewayControl: Sendable {
     }
 
     /// Replaces a route's strategy and targets, validated first; in-flight requests keep the old route.
-    public func editRoute(_ alias: String, _ edit: RouteEdit) throws(AdminProblem) -> AdminAck {
+    /// In a fleet, every replica does.
+    public func editRoute(_ alias: String, _ edit: RouteEdit, by actor: String = "admin") throws(AdminProblem) -> AdminAck {
+        let ack = try self.editRouteHere(alias, edit, origin: nil)
+        self.announce(.route(alias: alias, edit: edit), by: actor)
+        return ack
+    }
+
+    private func editRouteHere(_ alias: String, _ edit: RouteEdit, origin: String?) throws(AdminProblem) -> AdminAck {
         let routing = self.state.routing
         guard let index = routing.config.routes.firstIndex(where: { $0.alias == alias }) else {
             throw AdminProblem(status: 404, code: "unknown_route", message: "no route '\(alias)' (known: \(routing.config.routes.map(\.alias).joined(separator: ", ")))")
@@ -185,21 +238,31 @@ public struct GatewayControl: Sendable {
         } catch {
             throw AdminProblem(status: 422, code: "invalid_config", message: error.description)
         }
-        let message = "route \(alias) updated: \(ConfigDiff.changedParts(routing.config.routes[index], config.routes[index]).joined(separator: ", "))"
+        let message = "route \(alias) updated\(origin.map { " " + $0 } ?? ""): "
+            + ConfigDiff.changedParts(routing.config.routes[index], config.routes[index]).joined(separator: ", ")
         self.state.events.publish(AdminEvent(kind: .routeUpdated, message: message, route: alias))
         self.state.logger.notice("route edited", metadata: ["gw.route": "\(alias)", "gw.config_version": "\(snapshot.version)"])
         return AdminAck(message: message)
     }
 
     /// Re-reads the config file, validates all of it, and swaps it in; a file with any problem
-    /// changes nothing. Runtime route edits are discarded: the file is the source of truth.
-    public func reload() throws(AdminProblem) -> ReloadReport {
+    /// changes nothing. Runtime route edits are discarded: the file is the source of truth. In a
+    /// fleet, every replica re-reads its own copy of the file.
+    public func reload(by actor: String = "admin") throws(AdminProblem) -> ReloadReport {
+        let report = try self.reloadHere(origin: nil)
+        self.announce(.reload, by: actor)
+        return report
+    }
+
+    /// The reload on this replica alone; `origin` says in its event what asked for it.
+    func reloadHere(origin: String?) throws(AdminProblem) -> ReloadReport {
         guard let source = self.state.configSource else {
             throw AdminProblem(status: 409, code: "no_config_file", message: "this gateway runs on its environment defaults; there is no file to reload (start it with --config)")
         }
         let config: GatewayConfig
         let before = self.state.routing
         let snapshot: RoutingSnapshot
+        let asked = origin.map { " (\($0))" } ?? ""
         do {
             config = try source.load()
             let digest = source.digest()
@@ -210,18 +273,63 @@ public struct GatewayControl: Sendable {
             self.state.configDigest.withLock { $0 = digest }
         } catch {
             let detail = (error as? ConfigError)?.description ?? "\(error)"
-            self.state.events.publish(AdminEvent(kind: .reloadRejected, message: "reload rejected, nothing changed: \(detail)"))
+            self.state.reloadProblem.withLock { $0 = detail }
+            self.state.events.publish(AdminEvent(kind: .reloadRejected, message: "reload\(asked) rejected, nothing changed: \(detail)"))
             self.state.logger.error("config reload rejected; the running config is unchanged", metadata: ["gw.detail": "\(detail)"])
             throw AdminProblem(status: 422, code: "invalid_config", message: detail)
         }
+        self.state.reloadProblem.withLock { $0 = nil }
         let (changes, needsRestart) = ConfigDiff.between(before.config, config)
         let report = ReloadReport(
             configVersion: snapshot.version, changes: changes, needsRestart: needsRestart, discardedEdits: before.editedRoutes.sorted()
         )
         let summary = changes.isEmpty ? "no changes" : changes.joined(separator: "; ")
-        self.state.events.publish(AdminEvent(kind: .configReloaded, message: "config v\(snapshot.version): \(summary)"))
+        self.state.events.publish(AdminEvent(kind: .configReloaded, message: "config v\(snapshot.version)\(asked): \(summary)"))
         self.state.logger.notice("config reloaded", metadata: ["gw.config_version": "\(snapshot.version)", "gw.changes": "\(summary)"])
         return report
+    }
+
+    /// Drops cached answers (all, or a tenant's, or a route's); in a fleet, on every replica.
+    public func flushCache(tenant: String?, route: String?, by actor: String = "admin") -> AdminAck {
+        let ack = self.flushCacheHere(tenant: tenant, route: route, origin: nil)
+        self.announce(.cacheFlush(tenant: tenant, route: route), by: actor)
+        return ack
+    }
+
+    /// "all", or "tenant acme, route gpt-4o": what a flush covers, in its message and its audit row.
+    static func cacheScope(tenant: String?, route: String?) -> String {
+        let scope = [tenant.map { "tenant \($0)" }, route.map { "route \($0)" }].compactMap { $0 }.joined(separator: ", ")
+        return scope.isEmpty ? "all" : scope
+    }
+
+    private func flushCacheHere(tenant: String?, route: String?, origin: String?) -> AdminAck {
+        let removed = self.state.cache.flush(tenant: tenant, route: route)
+        let message = "cache flushed (\(Self.cacheScope(tenant: tenant, route: route)))\(origin.map { " " + $0 } ?? ""): \(removed) entries removed"
+        self.state.events.publish(AdminEvent(kind: .cacheFlushed, message: message, route: route))
+        return AdminAck(message: message)
+    }
+}
+
+extension FleetAnnouncement.Change {
+    /// What was changed, for the event that says it stayed on one replica.
+    var summary: String {
+        switch self {
+        case .drain(let provider): "provider \(provider) drained"
+        case .undrain(let provider): "provider \(provider) back in rotation"
+        case .route(let alias, _): "route \(alias) edited"
+        case .reload: "config reloaded"
+        case .cacheFlush: "cache flushed"
+        }
+    }
+
+    var eventKind: AdminEvent.Kind {
+        switch self {
+        case .drain: .drained
+        case .undrain: .undrained
+        case .route: .routeUpdated
+        case .reload: .configReloaded
+        case .cacheFlush: .cacheFlushed
+        }
     }
 }
 

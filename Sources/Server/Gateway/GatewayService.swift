@@ -132,15 +132,15 @@ public struct GatewayService: Service {
             let control = GatewayControl(state: state)
             state.configDigest.withLock { $0 = self.source?.digest() ?? "environment" }
             if let fleet {
-                // A replica started after a drain starts drained: read the fleet's drains before serving.
+                // A replica started after a drain or a route edit starts with it: read the fleet's state before serving.
                 do {
-                    control.reconcileDrains(try await fleet.drainedProviders())
+                    control.reconcile(with: try await fleet.state())
                 } catch {
-                    self.logger.warning("the fleet's drained providers could not be read before serving; they apply once Redis answers", metadata: ["gw.error": "\(error)"])
+                    self.logger.warning("the fleet's drains and route edits could not be read before serving; they apply once Redis answers", metadata: ["gw.error": "\(error)"])
                 }
             }
             let fleetSync = fleet.map { fleet in
-                Task { await fleet.run(reconcile: { control.reconcileDrains($0) }, apply: { control.setDrained($0, $1) }) }
+                Task { await fleet.run(reconcile: { control.reconcile(with: $0) }, apply: { control.apply($0) }) }
             }
             let heartbeats = fleet.map { fleet in Task { await control.beat(to: fleet) } }
             defer {
@@ -203,11 +203,12 @@ public struct GatewayService: Service {
                 state.events.finishAll()
             }
             let reloads = Task {
-                // SIGHUP re-reads the config file, as `POST /v1/config/reload` does.
+                // SIGHUP re-reads the config file, as `POST /v1/config/reload` does, on this replica alone: a
+                // signal is sent to each process (a fleet's rollout signals every one).
                 for await _ in await UnixSignalsSequence(trapping: .sighup) {
                     let outcome: (detail: String, ok: Bool)
                     do throws(AdminProblem) {
-                        let report = try control.reload()
+                        let report = try control.reloadHere(origin: "on SIGHUP")
                         outcome = (report.changes.joined(separator: "; "), true)
                     } catch {
                         outcome = (error.message, false)

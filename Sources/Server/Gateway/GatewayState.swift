@@ -49,6 +49,8 @@ final class GatewayState: Sendable {
     let listeningPort = Atomic<Int>(0)
     /// The config file's digest as last applied (at start, by a reload), for the fleet's roll call.
     let configDigest = Mutex("environment")
+    /// Why the last reload was rejected, until one succeeds: a fleet's roll call shows it.
+    let reloadProblem = Mutex<String?>(nil)
     /// How this replica is named to its fleet and in audit rows: host name and port.
     var replicaID: String { "\(ProcessInfo.processInfo.hostName):\(self.listeningPort.load(ordering: .relaxed))" }
     /// Seconds since 1970 when it started, for the fleet's roll call.
