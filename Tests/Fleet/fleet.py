@@ -11,7 +11,9 @@ round-robin in front of them. Through the load balancer it checks that:
   3. 200 concurrent requests of a tenant with a $1.00 daily budget: the spend in all replicas'
      ledgers is at most $1.00 and equals the sum of the answers' `x-switchyard-cost-usd`;
   4. `switchyard ctl drain P` on replica 1: a second later no replica sends to P, a replica started
-     after the drain starts drained, and an undrain on replica 2 puts P back everywhere;
+     after the drain starts drained, and an undrain on replica 2 puts P back everywhere; a route edit
+     and a config reload on one replica are every replica's a second later, and a replica whose own
+     file is broken keeps its config and says why in the fleet's roll call;
   5. `kill -9` of a replica holding concurrency leases: the others keep serving, and the leases
      return within the documented time (`lease_ttl` plus a renewal period);
   6. Redis stopped mid-load: no request waits much longer than the admission timeout, the answers
@@ -215,6 +217,11 @@ class Replica:
         check(result.returncode == 0, f"switchyard ctl {' '.join(arguments)} on {self.name}: {result.stderr.strip()}")
         return result.stdout
 
+    def snapshot(self):
+        result = subprocess.run(["curl", "-sf", "--max-time", "5", "--unix-socket", self.socket, "http://admin/v1/snapshot"], capture_output=True, text=True, timeout=10)
+        check(result.returncode == 0, f"the admin snapshot of {self.name}: curl exit {result.returncode}")
+        return json.loads(result.stdout)
+
     def ledger_spend(self, tenant):
         connection = sqlite3.connect(os.path.join(self.state_dir, "switchyard.sqlite"))
         try:
@@ -232,12 +239,6 @@ providers:
   sim: {{ kind: simulator, base_url: "{upstream}" }}
   east: {{ kind: simulator, base_url: "{upstream}" }}
   west: {{ kind: simulator, base_url: "{upstream}" }}
-routes:
-  fast: {{ targets: [{{ provider: sim, model: fleet-fast }}] }}
-  priced: {{ targets: [{{ provider: sim, model: fleet-priced }}] }}
-  slow: {{ targets: [{{ provider: sim, model: "fleet-slow:ttft=1200ms" }}] }}
-  long: {{ targets: [{{ provider: sim, model: "fleet-long:ttft=30s" }}] }}
-  pair: {{ targets: [{{ provider: east, model: fleet-fast }}, {{ provider: west, model: fleet-fast }}] }}
 prices:
   fleet-priced: {{ input: 1000, output: 4000 }}
 tenants:
@@ -246,6 +247,12 @@ tenants:
   streams: {{ keys: {{ ci: {{ key: "{KEYS['streams']}", limits: {{ concurrency: 5 }} }} }} }}
   lease: {{ keys: {{ ci: {{ key: "{KEYS['lease']}", limits: {{ concurrency: 2 }} }} }} }}
   ops: {{ keys: {{ ci: {{ key: "{KEYS['ops']}", limits: {{ rpm: 1000000 }} }} }} }}
+routes:
+  fast: {{ targets: [{{ provider: sim, model: fleet-fast }}] }}
+  priced: {{ targets: [{{ provider: sim, model: fleet-priced }}] }}
+  slow: {{ targets: [{{ provider: sim, model: "fleet-slow:ttft=1200ms" }}] }}
+  long: {{ targets: [{{ provider: sim, model: "fleet-long:ttft=30s" }}] }}
+  pair: {{ targets: [{{ provider: east, model: fleet-fast }}, {{ provider: west, model: fleet-fast }}] }}
 """
 
 
@@ -372,6 +379,42 @@ def drains_are_the_fleets(replicas, redis_port, simulator_port):
     late.process.wait(10)
 
 
+def edits_and_reloads_are_the_fleets(replicas):
+    replicas[0].ctl("routes", "set", "pair", "--target", "west/fleet-fast")
+    time.sleep(1.0)
+    for replica in replicas:
+        used = providers_used(replica.base, count=10)
+        check(used == {"west"}, f"{replica.name} sends to {used} a second after the route edit on replica1")
+    log("route edit on replica1: within 1 s every replica routes pair to west only")
+    # Every replica's file gains a route; replica3's also a mistake, so its reload must change nothing.
+    for replica in replicas:
+        with open(replica.config, "a") as file:
+            file.write("  added: { targets: [{ provider: sim, model: fleet-added }] }\n")
+    with open(replicas[2].config, "a") as file:
+        file.write("  broken: { targets: [{ provider: nowhere, model: m }] }\n")
+    replicas[1].ctl("reload")
+    time.sleep(1.0)
+    for replica in replicas[:2]:
+        answer = chat(replica.base, "added", KEYS["ops"])
+        check(answer.status == 200, f"{replica.name} does not serve the reloaded route a second after the reload on replica2: {answer.status} {answer.body[:200]}")
+        check(providers_used(replica.base, count=10) == {"east", "west"}, f"{replica.name} kept the route edit the reload discards")
+    answer = chat(replicas[2].base, "added", KEYS["ops"])
+    check(answer.status == 404, f"replica3, whose file is broken, answers the new route with {answer.status}")
+    def problem_reported():
+        fleet = replicas[0].snapshot().get("fleet") or []
+        mine = [entry for entry in fleet if entry.get("address", "").startswith(replicas[2].host + ":")]
+        return mine and "nowhere" in (mine[0].get("reloadProblem") or "")
+    wait_until("replica3's rejected reload in the roll call", problem_reported, seconds=10, interval=0.2)
+    log("reload on replica2: within 1 s every replica runs its new file; replica3's broken file is rejected there and named in the roll call")
+    # Its file mended, the next reload anywhere brings replica3 in line.
+    with open(replicas[2].config) as file:
+        lines = [line for line in file if "broken:" not in line]
+    with open(replicas[2].config, "w") as file:
+        file.writelines(lines)
+    replicas[0].ctl("reload")
+    wait_until("replica3 serves the new route after the next reload", lambda: chat(replicas[2].base, "added", KEYS["ops"]).status == 200, seconds=5, interval=0.1)
+
+
 def leases_of_a_killed_replica_return(balancer, replicas, simulator_port):
     victim, survivor = replicas[2], replicas[0]
     running_before, _ = simulator_peak(simulator_port)
@@ -481,6 +524,7 @@ def main():
     rate_limit_holds_fleet_wide(balancer)
     budget_holds_fleet_wide(balancer, replicas)
     drains_are_the_fleets(replicas, redis.port, simulator_port)
+    edits_and_reloads_are_the_fleets(replicas)
     leases_of_a_killed_replica_return(balancer, replicas, simulator_port)
     redis_outage_follows_the_policy(balancer, replicas, redis)
     log("OK")
