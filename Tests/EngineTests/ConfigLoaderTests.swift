@@ -124,6 +124,13 @@ struct ConfigLoaderTests {
 
         """
 
+    @Test func aSharedCacheNeedsRedis() throws {
+        #expect(try self.load(Self.oneRoute + "state: redis://127.0.0.5\ncache: { shared: true }\n").cacheShared)
+        #expect(try !self.load(Self.oneRoute).cacheShared)
+        let found = self.issues(Self.oneRoute + "cache: { shared: true }\n")
+        #expect(found.contains { $0.path == "cache.shared" && $0.message.contains("needs 'state: redis://") }, "\(found)")
+    }
+
     @Test func sharedStateIsOneLineOrAMappingWithItsOptions() throws {
         #expect(try self.load(Self.oneRoute).state == .local)
         #expect(try self.load(Self.oneRoute + "state: local\n").state == .local)

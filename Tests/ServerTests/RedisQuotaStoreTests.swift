@@ -170,4 +170,12 @@ struct RedisQuotaStoreTests {
         #expect(keys.contains("sy:{tenant:acme%7B1%7D%3Ax}:key:k1:spent:2026-12"))
     }
 
+    @Test func aFlushPatternTakesNamesLiterallyAndNeverMatchesLimits() {
+        #expect(SharedAnswerCache.pattern(tenant: nil, route: nil) == "sy:{*}:cache:*")
+        #expect(SharedAnswerCache.pattern(tenant: "a*c[1]", route: nil) == #"sy:{tenant%3Aa\*c\[1\]}:cache:*"#)
+        #expect(SharedAnswerCache.pattern(tenant: "acme", route: "gpt:4o?") == #"sy:{tenant%3Aacme}:cache:gpt%3A4o\?:*"#)
+        // A tenant named "cache": its limits' keys put the subject's kind after the tag, never "cache".
+        let limits = RedisQuotaStore.keys([QuotaSubject(.tenant, "cache")], day: self.day, month: self.month)
+        #expect(limits.allSatisfy { !$0.contains("}:cache:") })
+    }
 }

@@ -52,10 +52,10 @@ final class FleetFixture: @unchecked Sendable {
         self.replicas.append((gateway, control))
     }
 
-    func chat(_ replica: Int, path: String = "/v1/chat/completions") async throws -> Exchange {
+    func chat(_ replica: Int, path: String = "/v1/chat/completions", stream: Bool = false) async throws -> Exchange {
         let body = path == "/v1/messages"
-            ? #"{"model":"r","max_tokens":50,"messages":[{"role":"user","content":"Hello"}]}"#
-            : TestClient.chat(model: "r", extra: #","max_tokens":50"#)
+            ? #"{"model":"r","max_tokens":50,"messages":[{"role":"user","content":"Hello"}]\#(stream ? #","stream":true"# : "")}"#
+            : TestClient.chat(model: "r", stream: stream, extra: #","max_tokens":50"#)
         return try await TestClient.post("\(self.replicas[replica].gateway.url)\(path)", body, headers: [("authorization", "Bearer \(Self.secret)")])
     }
 
@@ -168,10 +168,53 @@ struct SharedStateTests {
         #expect(try await fleet.chat(1).headers.first(name: "x-switchyard-cache") == "miss")
         #expect(try await fleet.chat(1).headers.first(name: "x-switchyard-cache") == "hit")
         #expect(fleet.replicas[1].control.state.cache.stats.entries == 1)
-        let ack = fleet.replicas[0].control.flushCache(tenant: nil, route: "r", by: "test")
+        let ack = await fleet.replicas[0].control.flushCache(tenant: nil, route: "r", by: "test")
         #expect(ack.message.hasPrefix("cache flushed (route r)"))
         #expect(try await eventually { fleet.replicas[1].control.state.cache.stats.entries == 0 })
         #expect(try await fleet.chat(1).headers.first(name: "x-switchyard-cache") == "miss")
+    }
+
+    @Test func aSharedCacheServesOneReplicasAnswerOnAnotherStreamsIncluded() async throws {
+        let fleet = try await FleetFixture.start(onError: .allow) { config in
+            config.cacheShared = true
+            config.routes[0].cache = CacheSettings(ttl: .seconds(60))
+            config.routes[0].cache?.always = true
+        }
+        defer { Task { await fleet.stop() } }
+        let cache = { (answer: Exchange) in answer.headers.first(name: "x-switchyard-cache") }
+        let original = try await fleet.chat(0)
+        #expect(cache(original) == "miss")
+        // The store is written behind the answer: the other replica finds it once it lands.
+        var copy: Exchange?
+        #expect(try await eventually {
+            copy = try await fleet.chat(1)
+            return copy.map(cache) == "hit"
+        })
+        let text = { (answer: Exchange?) in ((answer?.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String }
+        #expect(text(copy) != nil && text(copy) == text(original))
+        #expect(fleet.replicas[1].control.state.cache.shared?.hits.load(ordering: .relaxed) == 1)
+
+        // A streamed answer, and its replay as a stream in the other dialect.
+        #expect(cache(try await fleet.chat(0, path: "/v1/messages", stream: true)) == "miss")
+        var replay: Exchange?
+        #expect(try await eventually {
+            replay = try await fleet.chat(1, path: "/v1/messages", stream: true)
+            return replay.map(cache) == "hit"
+        })
+        #expect(replay?.headers.first(name: "content-type")?.hasPrefix("text/event-stream") == true)
+        #expect(replay?.body.contains("event: message_stop") == true, "\(replay?.body ?? "")")
+
+        // A flush anywhere empties Redis too: no replica copies the flushed answer back.
+        let ack = await fleet.replicas[1].control.flushCache(tenant: nil, route: nil, by: "test")
+        #expect(ack.message.contains("shared entries removed from Redis"), "\(ack.message)")
+        #expect(try await eventually { fleet.replicas[0].control.state.cache.stats.entries == 0 })
+        #expect(cache(try await fleet.chat(0)) == "miss")
+
+        // Redis away: a lookup is a miss, never a failed request (admission here allows).
+        fleet.redis.stop()
+        let alone = try await fleet.chat(1, path: "/v1/messages")
+        #expect(alone.status == 200 && cache(alone) == "miss", "\(alone.body)")
+        #expect((fleet.replicas[1].control.state.cache.shared?.failures.load(ordering: .relaxed) ?? 0) >= 1)
     }
 
     @Test func everyReplicaBeatsIntoTheFleetsRollCall() async throws {

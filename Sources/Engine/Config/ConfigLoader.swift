@@ -72,6 +72,7 @@ private struct Reader {
         guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
 
         var config = GatewayConfig()
+        var sharedCacheNode: Node?
         for (key, keyNode, value) in top {
             switch key {
             case "server": config.server = self.readServer(value)
@@ -84,14 +85,21 @@ private struct Reader {
             case "prices_file": config.pricesFile = self.string(value, "prices_file")
             case "state": config.state = self.readState(value) ?? config.state
             case "cache":
-                for (key, _, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent"]) ?? [] {
+                for (key, _, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent", "shared"]) ?? [] {
                     if key == "memory" { config.cacheMemory = self.size(entry, "cache.memory") ?? config.cacheMemory }
                     if key == "persistent" { config.cachePersistent = self.bool(entry, "cache.persistent") ?? false }
+                    if key == "shared" {
+                        config.cacheShared = self.bool(entry, "cache.shared") ?? false
+                        sharedCacheNode = entry
+                    }
                 }
             default:
                 let feature = ConfigLoader.notYetAvailable[key] ?? key
                 self.report(keyNode, key, "\(feature) are not available in this version of Switchyard; remove this section")
             }
+        }
+        if config.cacheShared, config.state == .local, let node = sharedCacheNode {
+            self.report(node, "cache.shared", "a shared cache lives in Redis: it needs 'state: redis://…'")
         }
         self.checkReferences(config, top)
         return config

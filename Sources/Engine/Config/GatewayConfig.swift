@@ -22,6 +22,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var cacheMemory = 64 << 20
     /// `cache: { persistent: true }` — answers also kept in SQLite, loaded back at start.
     public var cachePersistent = false
+    /// `cache: { shared: true }` — exact entries also kept in Redis (`state:`), so a hit on one replica
+    /// serves the fleet.
+    public var cacheShared = false
     /// Where limits, budgets and leases live: this process, or Redis for a fleet.
     public var state = StateSettings.local
 

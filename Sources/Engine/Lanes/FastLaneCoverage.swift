@@ -81,6 +81,7 @@ public enum FastLaneCoverage {
         "filePrices": .shared,
         "cacheMemory": .skips(.cached),
         "cachePersistent": .skips(.cached),
+        "cacheShared": .skips(.cached),
         // Shared through Redis, admission is a round trip: keyed requests are the framework lane's.
         "state": .skips(.limitsElsewhere),
     ]

@@ -159,8 +159,10 @@ enum AdminRouter {
         router.post("/v1/cache/flush") { request, context in
             let tenant = request.uri.queryParameters["tenant"].map(String.init)
             let route = request.uri.queryParameters["route"].map(String.init)
-            return try await Self.act(context, store: store, action: "cache_flush", target: GatewayControl.cacheScope(tenant: tenant, route: route)) { (actor: String) throws(AdminProblem) -> AdminAck in
-                control.flushCache(tenant: tenant, route: route, by: actor)
+            // Awaited before the audit row: the shared tier's entries are gone when the operator hears so.
+            let ack = await control.flushCache(tenant: tenant, route: route, by: await context.actor())
+            return try await Self.act(context, store: store, action: "cache_flush", target: GatewayControl.cacheScope(tenant: tenant, route: route)) { (_: String) throws(AdminProblem) -> AdminAck in
+                ack
             }
         }
         router.get("/v1/audit") { _, _ in

@@ -64,10 +64,13 @@ final class AnswerCache: Sendable {
     private let embedderBreakers = Mutex<[String: CircuitBreaker]>([:])
     /// The persistent tier: written behind every store, read back once at start (never on a request).
     private let store: Store?
+    /// The fleet's tier in Redis (`cache: { shared: true }`): looked up when memory misses.
+    let shared: SharedAnswerCache?
 
-    init(capacity: Int, persistentIn store: Store?) {
+    init(capacity: Int, persistentIn store: Store?, shared: SharedAnswerCache? = nil) {
         self.entries = Mutex(ResponseCache(capacity: capacity))
         self.store = store
+        self.shared = shared
     }
 
     /// Loads the persistent tier's unexpired entries into memory, as many as fit, and their vectors
@@ -148,6 +151,15 @@ final class AnswerCache: Sendable {
 
     /// The answer to the closest reworded last turn, once the plan's vector is known. A match whose
     /// answer has expired is forgotten and the next closest tried (a few times at most).
+    /// The answer another replica stored in the fleet's tier, copied into memory for the time it has left.
+    func sharedMatch(_ plan: CachePlan) async -> CachedAnswer? {
+        guard let shared = self.shared, let (answer, ttl) = await shared.answer(for: plan) else { return nil }
+        if let evicted = self.entries.withLock({ $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: ttl, at: .now) }) {
+            self.file(plan.key, semantic: nil, evicted: evicted)
+        }
+        return answer
+    }
+
     func semanticMatch(_ plan: CachePlan) -> CachedAnswer? {
         guard let semantic = plan.semantic, let vector = plan.vector else { return nil }
         let shard = self.shard(semantic.partition)
@@ -211,6 +223,7 @@ final class AnswerCache: Sendable {
         let now = ContinuousClock.now
         // Refused (bigger than the whole cache): then neither kept on disk nor indexed.
         guard let evicted = self.entries.withLock({ $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }) else { return }
+        self.shared?.store(answer, plan: plan)
         if let store = self.store {
             let row = Store.CacheRow(
                 key: plan.key, scope: plan.scope, route: plan.route, expiresAt: Date().timeIntervalSince1970 + plan.ttl.seconds,

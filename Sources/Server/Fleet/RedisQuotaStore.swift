@@ -21,10 +21,7 @@ final class RedisQuotaStore: QuotaStore {
     private let denied = Atomic<Int>(0)
     private let allowed = Atomic<Int>(0)
     var unavailableAdmissions: (denied: Int, allowed: Int) { (self.denied.load(ordering: .relaxed), self.allowed.load(ordering: .relaxed)) }
-    private let started = ContinuousClock.now
-    /// The second of the last warning that Redis could not be reached, and the admissions since.
-    private let lastUnavailableLog = Atomic<Int>(-1)
-    private let unavailableSinceLog = Atomic<Int>(0)
+    private let unreachable = ThrottledWarning()
     /// The leases this replica holds (each subject's lease and cost keys), renewed every third of
     /// their TTL until settled.
     private let leases = Mutex<[String: [(leases: String, costs: String)]]>([:])
@@ -152,13 +149,9 @@ final class RedisQuotaStore: QuotaStore {
     // MARK: -
 
     private func unavailable(_ subject: QuotaSubject, _ request: AdmissionRequest, _ error: any Error) -> Result<AdmissionTicket, QuotaRejection> {
-        // One line a second at most: an outage under load would otherwise log every request.
-        let second = Int((ContinuousClock.now - self.started) / .seconds(1))
-        let unlogged = self.unavailableSinceLog.add(1, ordering: .relaxed).newValue
-        if self.lastUnavailableLog.exchange(second, ordering: .relaxed) != second {
-            self.unavailableSinceLog.subtract(unlogged, ordering: .relaxed)
+        self.unreachable.note { requests in
             self.logger.warning(
-                "admission could not reach Redis", metadata: ["gw.error": "\(error)", "gw.on_state_error": "\(self.onError.rawValue)", "gw.requests": "\(unlogged)"]
+                "admission could not reach Redis", metadata: ["gw.error": "\(error)", "gw.on_state_error": "\(self.onError.rawValue)", "gw.requests": "\(requests)"]
             )
         }
         switch self.onError {
@@ -176,20 +169,15 @@ final class RedisQuotaStore: QuotaStore {
         guard let tagged = subjects.first(where: { $0.kind == .tenant }) ?? subjects.first else { return [] }
         let tag = Self.tag(tagged)
         return subjects.flatMap { subject in
-            let base = "sy:{\(tag)}:\(subject.kind.rawValue):\(Self.escaped(subject.id))"
+            let base = "sy:{\(tag)}:\(subject.kind.rawValue):\(RedisKeyText.escaped(subject.id))"
             return ["rpm", "rpd", "tpm", "leases", "costs", "spent:\(day)", "spent:\(month)", "counts:\(day)"].map { "\(base):\($0)" }
         }
     }
 
     private static func tag(_ subject: QuotaSubject) -> String {
-        "\(subject.kind.rawValue):\(Self.escaped(subject.id))"
+        "\(subject.kind.rawValue):\(RedisKeyText.escaped(subject.id))"
     }
 
-    /// Braces would end the hash tag early, and colons would blur the key's parts.
-    private static func escaped(_ id: String) -> String {
-        id.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "{", with: "%7B").replacingOccurrences(of: "}", with: "%7D")
-            .replacingOccurrences(of: ":", with: "%3A")
-    }
 
     private static func leaseKeys(_ keys: [String], subjects: Int) -> [(leases: String, costs: String)] {
         (0..<subjects).map { (keys[$0 * QuotaScripts.keysPerSubject + 3], keys[$0 * QuotaScripts.keysPerSubject + 4]) }

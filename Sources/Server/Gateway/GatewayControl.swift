@@ -289,11 +289,21 @@ public struct GatewayControl: Sendable {
         return report
     }
 
-    /// Drops cached answers (all, or a tenant's, or a route's); in a fleet, on every replica.
-    public func flushCache(tenant: String?, route: String?, by actor: String = "admin") -> AdminAck {
+    /// Drops cached answers (all, or a tenant's, or a route's); in a fleet, on every replica, and from
+    /// the shared tier in Redis first (so no replica copies a flushed answer back from it).
+    public func flushCache(tenant: String?, route: String?, by actor: String = "admin") async -> AdminAck {
+        var sharedPart = ""
+        if let shared = self.state.cache.shared {
+            do {
+                sharedPart = "; \(try await shared.flush(tenant: tenant, route: route)) shared entries removed from Redis"
+            } catch {
+                sharedPart = "; the shared entries in Redis could not all be removed (\(error)): flush again once it answers"
+                self.state.logger.error("a cache flush did not reach Redis", metadata: ["gw.error": "\(error)"])
+            }
+        }
         let ack = self.flushCacheHere(tenant: tenant, route: route, origin: nil)
         self.announce(.cacheFlush(tenant: tenant, route: route), by: actor)
-        return ack
+        return AdminAck(message: ack.message + sharedPart)
     }
 
     /// "all", or "tenant acme, route gpt-4o": what a flush covers, in its message and its audit row.

@@ -105,6 +105,7 @@ public struct GatewayService: Service {
                 ? ImageFetcher(limits: self.config.server.imageLimits, policy: self.imageAddressPolicy, eventLoopGroup: group) : nil
             let quotas: any QuotaStore
             var fleet: FleetSync?
+            var sharedCache: SharedAnswerCache?
             var renewals: Task<Void, Never>?
             switch self.config.state {
             case .local:
@@ -117,6 +118,7 @@ public struct GatewayService: Service {
                 renewals = Task { await shared.renewLeases() }
                 quotas = shared
                 fleet = FleetSync(redis: redis, eventLoop: group.next(), logger: self.logger)
+                if self.config.cacheShared { sharedCache = SharedAnswerCache(redis: redis, logger: self.logger) }
                 self.logger.notice(
                     "limits and budgets are shared through Redis", metadata: ["gw.state": "\(settings.redacted)", "gw.on_state_error": "\(settings.onError.rawValue)"]
                 )
@@ -124,7 +126,7 @@ public struct GatewayService: Service {
             defer { renewals?.cancel() }
             let state = GatewayState(
                 config: self.config, configSource: self.source, upstreams: upstreams, images: images,
-                store: store, quotas: quotas, fleet: fleet, logger: self.logger
+                store: store, quotas: quotas, fleet: fleet, sharedCache: sharedCache, logger: self.logger
             )
             state.keys.load(try await store.keys(), config: self.config)
             let warmed = try await state.cache.warm()

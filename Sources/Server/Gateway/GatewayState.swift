@@ -58,7 +58,7 @@ final class GatewayState: Sendable {
 
     init(
         config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, quotas: any QuotaStore,
-        fleet: FleetSync? = nil, logger: Logger
+        fleet: FleetSync? = nil, sharedCache: SharedAnswerCache? = nil, logger: Logger
     ) {
         self.fleet = fleet
         self.server = config.server
@@ -66,7 +66,7 @@ final class GatewayState: Sendable {
         self.store = store
         self.quotas = quotas
         self.ledger = LedgerWriter(store: store, logger: logger)
-        self.cache = AnswerCache(capacity: config.cacheMemory, persistentIn: config.cachePersistent ? store : nil)
+        self.cache = AnswerCache(capacity: config.cacheMemory, persistentIn: config.cachePersistent ? store : nil, shared: sharedCache)
         self.configSource = configSource
         self.current = Mutex(RoutingSnapshot(config: config, upstreams: upstreams, version: 1))
         self.health = Mutex(RoutingHealth(config: config))

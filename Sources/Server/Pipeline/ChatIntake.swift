@@ -72,6 +72,7 @@ extension GatewayState {
                 ))
             }
             if cache.lookup, let cached = self.cache.exactMatch(cache) { return answer(cached, .hit) }
+            if cache.lookup, let cached = await self.cache.sharedMatch(cache) { return answer(cached, .hit) }
             if let semantic = cache.semantic, cache.lookup || cache.store {
                 // Embedded once: the same vector finds a match now and files the answer later.
                 cache.vector = await self.embedding(of: semantic, route: plan.route.alias, caller: caller, routing: routing, requestID: requestID, logger: logger)
