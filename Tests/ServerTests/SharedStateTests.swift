@@ -217,6 +217,22 @@ struct SharedStateTests {
         #expect((fleet.replicas[1].control.state.cache.shared?.failures.load(ordering: .relaxed) ?? 0) >= 1)
     }
 
+    @Test func aVendorsRateLimitHeardByOneReplicaRestsTheTargetFleetWide() async throws {
+        let fleet = try await FleetFixture.start { config in
+            config.routes[0].targets = [RouteTarget(provider: "sim", model: "gpt-4o-mini:fault=429:retry-after=30")]
+        }
+        defer { Task { await fleet.stop() } }
+        #expect(try await eventually { try await fleet.redis.subscribers(FleetSync.channel) == 2 })
+        #expect(fleet.replicas[1].control.targets().allSatisfy { $0.restingSeconds == nil })
+        #expect(try await fleet.chat(0).status == 429)
+        // Replica 1 never asked the vendor, and rests the target as long as replica 0 does.
+        #expect(try await eventually { (fleet.replicas[1].control.targets().first?.restingSeconds ?? 0) > 25 })
+        // Its caller hears so at once, without a request to the vendor.
+        let answer = try await fleet.chat(1)
+        #expect(answer.status == 503 && answer.body.contains("no_healthy_target"), "\(answer.body)")
+        #expect(Int(answer.headers.first(name: "retry-after") ?? "") ?? 0 > 25)
+    }
+
     @Test func everyReplicaBeatsIntoTheFleetsRollCall() async throws {
         let fleet = try await FleetFixture.start()
         defer { Task { await fleet.stop() } }

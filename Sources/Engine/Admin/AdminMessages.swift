@@ -275,6 +275,7 @@ public struct AdminEvent: Codable, Sendable, Equatable {
         case configReloaded = "config_reloaded"
         case reloadRejected = "reload_rejected"
         case cacheFlushed = "cache_flushed"
+        case targetRested = "target_rested"
     }
 
     /// Increases by one per event, so a reader that fell behind sees how many it missed.

@@ -37,6 +37,10 @@ public struct TargetHealth: Sendable, Equatable {
 
     /// The load the balancers compare: our own in-flight requests plus what the backend says it queues.
     public var load: Int { self.inFlight + (self.reportedLoad?.queued ?? 0) }
+
+    mutating func rest(until: ContinuousClock.Instant) {
+        self.restingUntil = max(self.restingUntil ?? until, until)
+    }
 }
 
 /// Why a target takes no new requests right now.
@@ -168,13 +172,24 @@ public struct RoutingHealth: Sendable {
             } else {
                 health.breaker.release(ticket.admission)
             }
-            if let rest = failure.rest {
-                let until = now + rest
-                health.restingUntil = max(health.restingUntil ?? until, until)
-            }
+            if let rest = failure.rest { health.rest(until: now + rest) }
             if case .open = health.breaker.state, !wasOpen { opened = true }
         }
         return opened
+    }
+
+    /// Sits `target` out for `duration` without an attempt of ours failing: a vendor's rate limit that
+    /// another replica of the fleet heard. A longer rest already in place stays.
+    /// - Returns: whether the target now rests longer than it did.
+    @discardableResult
+    public mutating func rest(_ target: TargetKey, for duration: Duration, at now: ContinuousClock.Instant) -> Bool {
+        var longer = false
+        self.update(target) { health in
+            let before = health.restingUntil
+            health.rest(until: now + duration)
+            longer = health.restingUntil != before
+        }
+        return longer
     }
 
     /// The attempt ended without a verdict on the target (the client left, a hedge lost the race).

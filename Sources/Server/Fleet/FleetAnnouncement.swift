@@ -12,6 +12,9 @@ struct FleetAnnouncement: Codable, Sendable, Equatable {
         /// The config file re-read: each replica reloads its own copy, and runtime edits are discarded.
         case reload
         case cacheFlush(tenant: String?, route: String?)
+        /// A vendor's 429 (or out-of-quota) heard by one replica: its rate limit is the account's, so
+        /// every replica rests the target as long.
+        case rest(provider: String, model: String, seconds: Double)
     }
 
     var change: Change

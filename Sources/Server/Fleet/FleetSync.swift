@@ -39,7 +39,8 @@ final class FleetSync: Sendable {
             commands.append(RedisCommand("HSET", [RedisArgument(Self.routesKey), RedisArgument(alias), RedisArgument(json)]))
         case .reload:
             commands.append(RedisCommand("DEL", [RedisArgument(Self.routesKey)]))
-        case .cacheFlush:
+        case .cacheFlush, .rest:
+            // Not state: a flush is done once, a rest ends by itself.
             break
         }
         commands.append(RedisCommand("PUBLISH", [RedisArgument(Self.channel), RedisArgument(announcement.encoded())]))

@@ -75,7 +75,26 @@ public struct GatewayControl: Sendable {
             if !own { _ = try? self.reloadHere(origin: origin) }
         case .cacheFlush(let tenant, let route):
             if !own { _ = self.flushCacheHere(tenant: tenant, route: route, origin: origin) }
+        case .rest(let provider, let model, let seconds):
+            // A number from the wire: at most a day, as our own longest rest.
+            guard !own, seconds.isFinite, seconds > 0, seconds <= Self.longestRest else { return }
+            let target = TargetKey(provider: provider, model: model)
+            guard self.state.routing.config.provider(provider) != nil,
+                self.state.health.withLock({ $0.rest(target, for: .milliseconds(Int64(seconds * 1000)), at: .now) })
+            else { return }
+            let message = "target \(target) resting \(Int(seconds.rounded(.up))) s: a rate limit heard by \(announcement.replica)"
+            self.state.events.publish(AdminEvent(kind: .targetRested, message: message, provider: provider))
         }
+    }
+
+    /// The longest rest a fleet's announcement may ask for, in seconds.
+    static let longestRest = 86_400.0
+
+    /// Tells the fleet that `target` rests for `duration` (a vendor's 429 heard here).
+    func restFleetWide(_ target: TargetKey, for duration: Duration) {
+        let seconds = duration / .seconds(1)
+        guard seconds > 0 else { return }
+        self.announce(.rest(provider: target.provider, model: target.model, seconds: min(seconds, Self.longestRest)), by: "gateway")
     }
 
     /// Whether `edit` would change route `alias` here (an edit that cannot apply here would: it is reported).
@@ -329,6 +348,7 @@ extension FleetAnnouncement.Change {
         case .route(let alias, _): "route \(alias) edited"
         case .reload: "config reloaded"
         case .cacheFlush: "cache flushed"
+        case .rest(let provider, let model, _): "target \(provider)/\(model) rested"
         }
     }
 
@@ -339,6 +359,7 @@ extension FleetAnnouncement.Change {
         case .route: .routeUpdated
         case .reload: .configReloaded
         case .cacheFlush: .cacheFlushed
+        case .rest: .targetRested
         }
     }
 }

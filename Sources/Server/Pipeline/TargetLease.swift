@@ -34,6 +34,8 @@ final class TargetLease: Sendable {
         let now = ContinuousClock.now
         let opened = self.state.health.withLock { $0.failed(self.ticket, failure, detail: detail, at: now) }
         if opened { self.state.breakerOpened(self.ticket.target, failure: failure, logger: self.logger) }
+        // A vendor's rate limit is the account's, not this replica's: the fleet rests the target too.
+        if let rest = failure.rest, self.state.fleet != nil { GatewayControl(state: self.state).restFleetWide(self.ticket.target, for: rest) }
     }
 
     func abandoned() {
