@@ -8,7 +8,7 @@ enum Key: Hashable, Sendable {
 }
 
 enum Screen: Int, CaseIterable, Sendable {
-    case overview = 1, providers, tenants, routes, cache, log
+    case overview = 1, providers, tenants, routes, cache, log, fleet
 
     var title: String {
         switch self {
@@ -18,8 +18,12 @@ enum Screen: Int, CaseIterable, Sendable {
         case .routes: return "Routes"
         case .cache: return "Cache"
         case .log: return "Live log"
+        case .fleet: return "Fleet"
         }
     }
+
+    /// The header's tab: as the title, but short enough that seven fit in 80 columns.
+    var tab: String { self == .log ? "Log" : self.title }
 }
 
 enum Action: Equatable, Sendable {
@@ -68,6 +72,7 @@ enum KeyBindings {
         Binding([.char("4")], "4", .show(.routes), hint: "", help: "Routes: strategy, targets, traffic share"),
         Binding([.char("5")], "5", .show(.cache), hint: "", help: "Cache: entries, size, hit rates"),
         Binding([.char("6")], "6", .show(.log), hint: "", help: "Live log: the gateway's event stream"),
+        Binding([.char("7")], "7", .show(.fleet), hint: "", help: "Fleet: replicas, their traffic and config, Redis"),
         Binding([.up, .char("k")], "↑/k", .up, hint: "", help: "select the row above"),
         Binding([.down, .char("j")], "↓/j", .down, hint: "", help: "select the row below"),
         Binding([.pageUp], "PgUp", .pageUp, hint: "", help: "a page up"),

@@ -27,6 +27,7 @@ struct Renderer {
         case .routes: self.routes(state, &canvas, top: body.y, height: body.height)
         case .cache: self.cache(state, &canvas, top: body.y, height: body.height)
         case .log: self.log(state, &canvas, top: body.y, height: body.height)
+        case .fleet: self.fleet(state, &canvas, top: body.y, height: body.height)
         }
         switch state.mode {
         case .help: self.help(state, &canvas)
@@ -46,10 +47,10 @@ struct Renderer {
             x = 12
         }
         for screen in Screen.allCases {
-            let label = " \(screen.rawValue) \(screen.title) "
+            let label = " \(screen.rawValue) \(screen.tab) "
             let active = screen == state.screen
             canvas.put(x, 0, label, active ? .selected : .muted, bold: active)
-            x += label.count + 1
+            x += label.count + (canvas.width >= 96 ? 1 : 0)
         }
         let status: (String, Role) = switch state.connection {
         case .connecting: ("…", .warn)
@@ -288,6 +289,82 @@ struct Renderer {
     }
 
     // MARK: Overlays
+
+    private func fleet(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
+        let replicas = state.snapshot?.fleet ?? []
+        canvas.box(0, top, canvas.width, height, title: replicas.isEmpty ? "Fleet" : "Fleet, \(replicas.count) replicas up", focused: true, ascii: !self.unicode)
+        guard let shared = state.snapshot?.sharedState else {
+            canvas.put(2, top + 2, state.snapshot == nil ? "waiting for the gateway…" : "One replica: its limits, budgets and drains live in this process (state: local).", .muted, limit: canvas.width - 4)
+            if state.snapshot != nil {
+                canvas.put(2, top + 3, "Replicas share them through Redis with state: redis://… (docs/fleet.md).", .muted, limit: canvas.width - 4)
+            }
+            return
+        }
+        var x = 2
+        var line = top + 1
+        func say(_ text: String, _ role: Role, bold: Bool = false) {
+            guard x < canvas.width - 2 else { return }
+            canvas.put(x, line, text, role, bold: bold, limit: canvas.width - 2 - x)
+            x += text.count
+        }
+        say("Redis \(shared.url)  ", .text)
+        say(shared.reachable ? "reachable" : "NOT ANSWERING", shared.reachable ? .ok : .error, bold: true)
+        say("  ·  on error: \(shared.onError)", .muted)
+        (x, line) = (2, top + 2)
+        let away = shared.unavailableDenied + shared.unavailableAllowed
+        say("Redis away: \(shared.unavailableDenied) refused, \(shared.unavailableAllowed) let through", away > 0 ? .warn : .muted)
+        if let hits = shared.sharedCacheHits {
+            say("  ·  shared cache: \(hits) hits, \(shared.sharedCacheFailures ?? 0) failed", (shared.sharedCacheFailures ?? 0) > 0 ? .warn : .muted)
+        }
+        guard !replicas.isEmpty else {
+            canvas.put(2, top + 4, "The roll call cannot be read: Redis does not answer.", .error, limit: canvas.width - 4)
+            return
+        }
+        let wide = canvas.width >= 120
+        let columns = wide
+            ? [("REPLICA", 30), ("ADDRESS", 22), ("VERSION", 12), ("CONFIG", 20), ("UP", 8), ("REQ/1m", 8), ("ERR%", 7), ("SEEN", 6)]
+            : [("REPLICA", 20), ("VERSION", 10), ("CONFIG", 14), ("UP", 7), ("REQ/1m", 7), ("ERR%", 6), ("SEEN", 5)]
+        let noteX = 2 + columns.map(\.1).reduce(0, +)
+        self.row(columns.map(\.0) + (wide ? ["NOTE"] : []), widths: columns.map(\.1) + [canvas.width - noteX - 2], &canvas, x: 2, y: top + 3, role: .muted)
+        // The config most replicas run: a replica on another one is stale (or its reload was rejected).
+        let digests = Dictionary(grouping: replicas, by: \.configDigest)
+        let common = digests.max { $0.value.count < $1.value.count || ($0.value.count == $1.value.count && $0.key > $1.key) }?.key
+        let selected = state.selection[.fleet] ?? 0
+        let shown = replicas.prefix(max(0, height - 5))
+        var notes: [(String, Role)] = []
+        for (index, replica) in shown.enumerated() {
+            let y = top + 4 + index
+            let stale = replica.configDigest != common
+            let late = replica.lastSeenSecondsAgo > 5
+            var cells: [(String, Role)] = [(replica.id, replica.id == shared.replica ? .accent : .text)]
+            if wide { cells.append((replica.address, .text)) }
+            cells += [
+                (replica.version, .text), ("v\(replica.configVersion) \(replica.configDigest)", stale ? .warn : .text),
+                (Self.duration(max(0, self.now - replica.upSince)), .text), ("\(replica.requestsLastMinute)", .text),
+                (Self.percent(replica.errorRate), replica.errorRate > 0.05 ? .error : .text),
+                (String(format: "%.0fs", replica.lastSeenSecondsAgo), late ? .warn : .muted),
+            ]
+            var cellX = 2
+            for (column, cell) in cells.enumerated() {
+                canvas.put(cellX, y, cell.0, cell.1, limit: min(columns[column].1 - 1, canvas.width - 2 - cellX))
+                cellX += columns[column].1
+            }
+            let note: (String, Role)? =
+                if let problem = replica.reloadProblem { ("reload rejected: \(problem)", .error) }
+                else if stale { ("runs another config than the others", .warn) }
+                else if late { ("no heartbeat for \(Int(replica.lastSeenSecondsAgo)) s", .warn) }
+                else if replica.id == shared.replica { ("this console's replica", .muted) }
+                else { nil }
+            if let note {
+                if wide { canvas.put(noteX, y, note.0, note.1, limit: canvas.width - noteX - 2) } else { notes.append(("\(replica.id): \(note.0)", note.1)) }
+            }
+            if index == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
+        }
+        // Narrow: what the NOTE column would say, under the table.
+        for (offset, note) in notes.enumerated() where top + 5 + shown.count + offset < top + height - 1 {
+            canvas.put(2, top + 5 + shown.count + offset, note.0, note.1, limit: canvas.width - 4)
+        }
+    }
 
     private func help(_ state: ViewState, _ canvas: inout Canvas) {
         // The six screen keys share one line, so the whole table fits 80×24.

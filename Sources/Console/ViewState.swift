@@ -254,6 +254,7 @@ struct ViewState: Sendable {
         case .tenants: return self.visibleTenants.count
         case .routes: return self.snapshot?.routes.count ?? 0
         case .log: return self.visibleEvents.count
+        case .fleet: return self.snapshot?.fleet?.count ?? 0
         case .overview, .cache: return 0
         }
     }

@@ -108,6 +108,9 @@ tmux send-keys -t "$session" 6
 wait_for "Live log"
 wait_for "→ openai-east/gpt-4o"
 shot log
+tmux send-keys -t "$session" 7
+wait_for "One replica"
+shot fleet
 tmux send-keys -t "$session" 3
 wait_for "No tenants"
 shot tenants

@@ -16,7 +16,7 @@ enum Sample {
         )
     }
 
-    static let snapshot = AdminSnapshot(
+    static let snapshot = Self.inAFleet(AdminSnapshot(
         uptimeSeconds: 3_725,
         configVersion: 4,
         configSource: "/etc/switchyard/gateway.yaml",
@@ -60,7 +60,32 @@ enum Sample {
         cache: AdminCache(
             entries: 1_204, bytes: 18_874_368, hitRate: 0.31, semanticHitRate: 0.07, missRate: 0.62, vectors: 388, partitions: 41, embeddingFailures: 2
         )
-    )
+    ))
+
+    /// Three replicas, one of them on a config its reload rejected, behind one Redis.
+    static func inAFleet(_ snapshot: AdminSnapshot) -> AdminSnapshot {
+        var snapshot = snapshot
+        let config = "3f9a1c2e"
+        snapshot.fleet = [
+            AdminReplica(
+                id: "gateway-7d9f-a:8080", address: "127.0.0.11:8080", version: "0.2.0", configDigest: config, configVersion: 4, upSince: -7_200,
+                requestsLastMinute: 612, errorRate: 0.012, lastSeenSecondsAgo: 1.2
+            ),
+            AdminReplica(
+                id: "gateway-7d9f-b:8080", address: "127.0.0.12:8080", version: "0.2.0", configDigest: config, configVersion: 4, upSince: -7_140,
+                requestsLastMinute: 598, errorRate: 0.009, lastSeenSecondsAgo: 0.4
+            ),
+            AdminReplica(
+                id: "gateway-7d9f-c:8080", address: "127.0.0.13:8080", version: "0.2.0", configDigest: "b71e04d9", configVersion: 3, upSince: -600,
+                requestsLastMinute: 577, errorRate: 0.08, lastSeenSecondsAgo: 6.5, reloadProblem: "routes.gpt-4o.targets[1]: unknown provider 'azure'"
+            ),
+        ]
+        snapshot.sharedState = AdminSharedState(
+            replica: "gateway-7d9f-a:8080", url: "redis://gateway:***@redis:6379/0", onError: "deny", reachable: true,
+            unavailableDenied: 14, unavailableAllowed: 0, sharedCacheHits: 2_310, sharedCacheFailures: 0
+        )
+        return snapshot
+    }
 
     static var events: [AdminEvent] {
         var events: [AdminEvent] = []
@@ -150,16 +175,32 @@ struct PanelTests {
 }
 
 struct ViewStateTests {
+    @Test func theFleetScreenOfOneReplicaSaysHowToMakeAFleet() {
+        var state = ViewState(readOnly: false, socketPath: "s")
+        var alone = Sample.snapshot
+        alone.fleet = nil
+        alone.sharedState = nil
+        state.apply(snapshot: alone)
+        state.screen = .fleet
+        let text = Renderer(unicode: true, now: 0).render(state, width: 100, height: 30).text
+        #expect(text.contains("One replica") && text.contains("state: redis://"))
+        // Redis away: the screen says so instead of an empty table.
+        var away = Sample.snapshot
+        away.fleet = nil
+        away.sharedState?.reachable = false
+        state.apply(snapshot: away)
+        let down = Renderer(unicode: true, now: 0).render(state, width: 100, height: 30).text
+        #expect(down.contains("NOT ANSWERING") && down.contains("cannot be read"))
+    }
+
     @Test func numbersTabAndShiftTabSwitchScreens() {
         var state = ViewState(readOnly: false, socketPath: "s")
         _ = state.handle(.char("4"))
         #expect(state.screen == .routes)
-        _ = state.handle(.tab)
-        _ = state.handle(.tab)
-        _ = state.handle(.tab)
+        for _ in 0..<4 { _ = state.handle(.tab) }
         #expect(state.screen == .overview)
         _ = state.handle(.backTab)
-        #expect(state.screen == .log)
+        #expect(state.screen == .fleet)
         #expect(state.handle(.function(10)) == [.quit])
     }
 

@@ -33,6 +33,8 @@ public struct AdminSnapshot: Codable, Sendable, Equatable {
     /// The replicas of this gateway's fleet that beat recently, itself included; nil outside a fleet
     /// (`state: local`) or when the fleet's state cannot be read.
     public var fleet: [AdminReplica]?
+    /// Where the fleet's state lives and how it answers; nil outside a fleet.
+    public var sharedState: AdminSharedState?
 
     public init(
         uptimeSeconds: Double,
@@ -52,6 +54,38 @@ public struct AdminSnapshot: Codable, Sendable, Equatable {
         self.routes = routes
         self.tenants = tenants
         self.cache = cache
+    }
+}
+
+/// A fleet's shared state (Redis), as this replica sees it.
+public struct AdminSharedState: Codable, Sendable, Equatable {
+    /// This replica's id in the roll call.
+    public var replica: String
+    /// The URL without its password.
+    public var url: String
+    /// `deny` or `allow`: what admission does while Redis does not answer.
+    public var onError: String
+    /// Whether the roll call could be read just now.
+    public var reachable: Bool
+    /// Admissions Redis could not decide since start, refused (`deny`) or let through (`allow`).
+    public var unavailableDenied: Int
+    public var unavailableAllowed: Int
+    /// The shared exact cache's hits and the lookups or stores Redis did not answer; nil when not shared.
+    public var sharedCacheHits: Int?
+    public var sharedCacheFailures: Int?
+
+    public init(
+        replica: String, url: String, onError: String, reachable: Bool, unavailableDenied: Int, unavailableAllowed: Int,
+        sharedCacheHits: Int? = nil, sharedCacheFailures: Int? = nil
+    ) {
+        self.replica = replica
+        self.url = url
+        self.onError = onError
+        self.reachable = reachable
+        self.unavailableDenied = unavailableDenied
+        self.unavailableAllowed = unavailableAllowed
+        self.sharedCacheHits = sharedCacheHits
+        self.sharedCacheFailures = sharedCacheFailures
     }
 }
 

@@ -155,6 +155,15 @@ public struct GatewayControl: Sendable {
         snapshot.tenants = await self.tenants(routing.config)
         if routing.config.routes.contains(where: { $0.cache != nil }) { snapshot.cache = self.state.cache.stats }
         snapshot.fleet = try? await self.state.fleet?.replicas()
+        if case .redis(let settings) = routing.config.state {
+            let unavailable = (self.state.quotas as? RedisQuotaStore)?.unavailableAdmissions ?? (denied: 0, allowed: 0)
+            let shared = self.state.cache.shared
+            snapshot.sharedState = AdminSharedState(
+                replica: self.state.replicaID, url: settings.redacted, onError: settings.onError.rawValue, reachable: snapshot.fleet != nil,
+                unavailableDenied: unavailable.denied, unavailableAllowed: unavailable.allowed,
+                sharedCacheHits: shared?.hits.load(ordering: .relaxed), sharedCacheFailures: shared?.failures.load(ordering: .relaxed)
+            )
+        }
         return snapshot
     }
 
