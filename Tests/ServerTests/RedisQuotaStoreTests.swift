@@ -162,6 +162,42 @@ struct RedisQuotaStoreTests {
         #expect(try await eventually { (try? await self.admit(store, self.request(limits)).get())?.lease != nil })
     }
 
+    @Test func aReplicasLedgerIsAddedOncePerRedisLifetimeSoBudgetsCountWhatWasSpent() async throws {
+        let server = try await RedisServerProcess()
+        let stores = self.replicas(server)
+        let directory = RunningService.temporaryStateDir()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ledger = try Store(path: directory + "/switchyard.sqlite")
+        let row = { (id: String, cost: Double) in
+            LedgerRow(
+                requestId: id, at: Date().timeIntervalSince1970, tenant: self.tenant.id, keyId: self.key.id, route: "r", provider: "p", model: "m",
+                outcome: "success", status: 200, inputTokens: 10, cachedTokens: 0, outputTokens: 5, reasoningTokens: 0, costUsd: cost, latencyMs: 1,
+                ttftMs: nil, cache: "miss", attempts: 1
+            )
+        }
+        try await ledger.append([row("a", 0.25), row("b", 0.35)][...])
+        #expect(try await stores[0].seedSpend(from: ledger, replica: "r1") == 2)
+        // Once per Redis lifetime for a replica: its settlements reach Redis one by one after that.
+        #expect(try await stores[1].seedSpend(from: ledger, replica: "r1") == 0)
+        let (day, month) = BudgetCalendar.shared.dayAndMonth()
+        let budget = AdmissionRequest(subjects: [(self.tenant, LimitSettings(dailyBudgetUSD: 1.0)), (self.key, LimitSettings())], reservedTokens: 1, reservedCost: 0.5)
+        guard case .failure(let refusal) = await stores[1].admit(budget, at: .now, day: day, month: month) else {
+            Issue.record("$0.60 spent before Redis knew of it, and $0.50 more was admitted against a $1.00 budget")
+            return
+        }
+        #expect(refusal.kind == .budget && refusal.message.contains("spent $0.6,"), "\(refusal.message)")
+
+        // Redis restarts empty: a new lifetime, and the ledger goes in again.
+        server.stop()
+        try await server.start()
+        #expect(try await eventually { (try? await stores[0].seedSpend(from: ledger, replica: "r1")) == 2 })
+        guard case .failure = await stores[1].admit(budget, at: .now, day: day, month: month) else {
+            Issue.record("after Redis restarted empty, the budget forgot what was spent")
+            return
+        }
+    }
+
     @Test func everyKeyOfARequestSharesItsTenantsHashTag() {
         let keys = RedisQuotaStore.keys([self.tenant, self.key], day: self.day, month: self.month)
         #expect(keys.count == 2 * QuotaScripts.keysPerSubject)

@@ -137,15 +137,19 @@ final class FleetSync: Sendable {
         """
     )
 
-    /// Keeps the replica in step until cancelled: `reconcile` with the fleet's state when subscribed
-    /// (at first and after every reconnection, since changes announced meanwhile were missed), `apply`
-    /// for each change announced.
-    func run(reconcile: @escaping @Sendable (FleetState) -> Void, apply: @escaping @Sendable (FleetAnnouncement) -> Void) async {
+    /// Keeps the replica in step until cancelled: `subscribed` when subscribed (at first and after
+    /// every reconnection, when Redis may have restarted), then `reconcile` with the fleet's state
+    /// (changes announced meanwhile were missed), `apply` for each change announced.
+    func run(
+        subscribed: @escaping @Sendable () async -> Void, reconcile: @escaping @Sendable (FleetState) -> Void,
+        apply: @escaping @Sendable (FleetAnnouncement) -> Void
+    ) async {
         await withTaskGroup(of: Void.self) { tasks in
             tasks.addTask { await self.subscriber.run() }
             for await event in self.subscriber.events {
                 switch event {
                 case .subscribed:
+                    await subscribed()
                     do {
                         reconcile(try await self.state())
                     } catch {

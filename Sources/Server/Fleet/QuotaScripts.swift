@@ -164,4 +164,45 @@ enum QuotaScripts {
         return 1
         """
     )
+
+    /// Adds one replica's ledger (today's and this month's money, today's requests and tokens) to
+    /// each subject's state: how spend comes back after Redis lost it. ARGV: the subjects' count,
+    /// then four numbers a subject.
+    static let seed = RedisScript(
+        """
+        local n = tonumber(ARGV[1])
+        local function key(i, j) return KEYS[(i - 1) * 8 + j] end
+        for i = 1, n do
+          local base = 1 + (i - 1) * 4
+          local day, month, requests, tokens = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+          if day > 0 then
+            redis.call('INCRBYFLOAT', key(i, 6), day)
+            redis.call('PEXPIRE', key(i, 6), 172800000)
+          end
+          if month > 0 then
+            redis.call('INCRBYFLOAT', key(i, 7), month)
+            redis.call('PEXPIRE', key(i, 7), 2764800000)
+          end
+          if requests > 0 or tokens > 0 then
+            redis.call('HINCRBY', key(i, 8), 'requests', requests)
+            redis.call('HINCRBY', key(i, 8), 'tokens', tokens)
+            redis.call('PEXPIRE', key(i, 8), 172800000)
+          end
+        end
+        return 1
+        """
+    )
+
+    /// Whether this replica still has to add its ledger to the fleet's state: true once per Redis
+    /// lifetime (an epoch, named when a replica first finds none), per replica. KEYS: the epoch and
+    /// the set of replicas that added theirs in it; ARGV: a new epoch's name, the replica.
+    static let seedTurn = RedisScript(
+        """
+        if not redis.call('GET', KEYS[1]) then
+          redis.call('SET', KEYS[1], ARGV[1])
+          redis.call('DEL', KEYS[2])
+        end
+        return redis.call('SADD', KEYS[2], ARGV[2])
+        """
+    )
 }

@@ -95,6 +95,39 @@ final class RedisQuotaStore: QuotaStore {
         }
     }
 
+    static let epochKey = "sy:{fleet}:epoch"
+    static let seededKey = "sy:{fleet}:seeded"
+
+    /// Brings this replica's ledger into Redis once per Redis lifetime: after Redis restarted empty
+    /// (or on a fleet's first start, or when a replica with a ledger joins), every replica adds its
+    /// own rows of today and this month, so budgets count what was spent before. A replica adds its
+    /// rows once per epoch: its settlements after that reach Redis one by one.
+    /// - Returns: how many subjects were seeded (0 when this replica had done so in this epoch).
+    func seedSpend(from store: Store, replica: String) async throws -> Int {
+        let turn = try await self.redis.run(
+            QuotaScripts.seedTurn, keys: [RedisArgument(Self.epochKey), RedisArgument(Self.seededKey)],
+            arguments: [RedisArgument(UUID().uuidString), RedisArgument(replica)]
+        )
+        guard turn.int == 1 else { return 0 }
+        let (day, month) = BudgetCalendar.shared.dayAndMonth()
+        let (dayStart, monthStart) = BudgetCalendar.starts(of: Date())
+        var seeded = 0
+        for row in try await store.spend(since: dayStart, monthStart: monthStart) {
+            // A key's state lives under its tenant's hash tag: the tenant and the key go in one run.
+            var subjects: [QuotaSubject] = []
+            if let tenant = row.tenant { subjects.append(QuotaSubject(.tenant, tenant)) }
+            if let key = row.key { subjects.append(QuotaSubject(.key, key)) }
+            guard !subjects.isEmpty else { continue }
+            var arguments = [RedisArgument(subjects.count)]
+            for _ in subjects {
+                arguments += [RedisArgument(row.day), RedisArgument(row.month), RedisArgument(row.requests), RedisArgument(row.tokens)]
+            }
+            _ = try await self.redis.run(QuotaScripts.seed, keys: Self.keys(subjects, day: day, month: month).map { RedisArgument($0) }, arguments: arguments)
+            seeded += subjects.count
+        }
+        return seeded
+    }
+
     /// A tenant's use. (A key's state lives under its tenant's hash tag, which the key alone does not
     /// name; nothing asks for it.)
     func usage(of subject: QuotaSubject) async -> QuotaBook.Usage? {

@@ -133,8 +133,19 @@ public struct GatewayService: Service {
             if warmed > 0 { self.logger.info("cache warmed from its persistent tier", metadata: ["gw.entries": "\(warmed)"]) }
             let control = GatewayControl(state: state)
             state.configDigest.withLock { $0 = self.source?.digest() ?? "environment" }
+            // This replica's ledger in Redis once per Redis lifetime, so budgets count what was spent before.
+            let seed: @Sendable () async -> Void = { [logger = self.logger, name = self.seedingName] in
+                guard let shared = quotas as? RedisQuotaStore else { return }
+                do {
+                    let subjects = try await shared.seedSpend(from: store, replica: name)
+                    if subjects > 0 { logger.notice("this replica's spend from its ledger added to Redis", metadata: ["gw.subjects": "\(subjects)"]) }
+                } catch {
+                    logger.warning("this replica's spend could not be added to Redis; it is tried again when Redis answers", metadata: ["gw.error": "\(error)"])
+                }
+            }
             if let fleet {
                 // A replica started after a drain or a route edit starts with it: read the fleet's state before serving.
+                await seed()
                 do {
                     control.reconcile(with: try await fleet.state())
                 } catch {
@@ -142,7 +153,7 @@ public struct GatewayService: Service {
                 }
             }
             let fleetSync = fleet.map { fleet in
-                Task { await fleet.run(reconcile: { control.reconcile(with: $0) }, apply: { control.apply($0) }) }
+                Task { await fleet.run(subscribed: seed, reconcile: { control.reconcile(with: $0) }, apply: { control.apply($0) }) }
             }
             let heartbeats = fleet.map { fleet in Task { await control.beat(to: fleet) } }
             defer {
@@ -244,13 +255,17 @@ extension GatewayService {
     }
 
     /// Today's and this month's spend from the ledger, so budgets hold across restarts.
+    /// Who this replica is when it adds its ledger to Redis: the same across its restarts (host name
+    /// and configured port), so a restart within one Redis lifetime does not add it twice.
+    var seedingName: String {
+        let host = ProcessInfo.processInfo.hostName
+        let port = self.config.server.listen.port
+        return port == 0 ? "\(host):0:\(getpid())" : "\(host):\(port)"
+    }
+
     static func preloadSpend(from store: Store, into quotas: InMemoryQuotaStore) async throws {
         let (day, month) = BudgetCalendar.shared.dayAndMonth()
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
-        let now = Date()
-        let dayStart = calendar.startOfDay(for: now).timeIntervalSince1970
-        let monthStart = calendar.date(from: calendar.dateComponents([.year, .month], from: now))?.timeIntervalSince1970 ?? dayStart
+        let (dayStart, monthStart) = BudgetCalendar.starts(of: Date())
         for row in try await store.spend(since: dayStart, monthStart: monthStart) {
             if let tenant = row.tenant {
                 // Several keys of a tenant add up.

@@ -223,4 +223,13 @@ final class BudgetCalendar: Sendable {
         let month = String(format: "%04d-%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1)
         return (month + String(format: "-%02d", Int(parts.tm_mday)), month)
     }
+
+    /// When the UTC day and month of `date` began, in seconds since 1970: the ledger's rows that count.
+    static func starts(of date: Date) -> (day: Double, month: Double) {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? .current
+        let day = calendar.startOfDay(for: date).timeIntervalSince1970
+        let month = calendar.date(from: calendar.dateComponents([.year, .month], from: date))?.timeIntervalSince1970 ?? day
+        return (day, month)
+    }
 }
