@@ -103,6 +103,15 @@ struct RESPDecoderTests {
         RedisCommand("SET", ["k\r\n", RedisArgument(ByteBuffer(bytes: [0, 255])), 42, RedisArgument(2.5)]).encode(into: &buffer)
         let expected = Array("*5\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$2\r\n".utf8) + [0, 255] + Array("\r\n$2\r\n42\r\n$3\r\n2.5\r\n".utf8)
         #expect(Array(buffer.readableBytesView) == expected)
+        // Lengths of every width, written digit by digit; a character of several bytes counts its bytes.
+        for length in [0, 9, 10, 99, 100, 1_000, 65_537] {
+            var long = ByteBuffer()
+            RedisCommand("SET", [RedisArgument(String(repeating: "x", count: length))]).encode(into: &long)
+            #expect(Array(long.readableBytesView) == Array("*2\r\n$3\r\nSET\r\n$\(length)\r\n\(String(repeating: "x", count: length))\r\n".utf8))
+        }
+        var accented = ByteBuffer()
+        RedisCommand("GET", ["é"]).encode(into: &accented)
+        #expect(Array(accented.readableBytesView) == Array("*2\r\n$3\r\nGET\r\n$2\r\né\r\n".utf8))
     }
 
     @Test func aScriptIsNamedByItsSHA1() {

@@ -4,7 +4,11 @@ import Foundation
 enum RedisKeyText {
     /// Braces would end a hash tag early, and colons would blur a key's parts.
     static func escaped(_ name: String) -> String {
-        name.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "{", with: "%7B").replacingOccurrences(of: "}", with: "%7D")
+        // Most names have none of them: admission builds a request's keys twice a request.
+        guard name.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "{") || $0 == UInt8(ascii: "}") || $0 == UInt8(ascii: ":") }) else {
+            return name
+        }
+        return name.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "{", with: "%7B").replacingOccurrences(of: "}", with: "%7D")
             .replacingOccurrences(of: ":", with: "%3A")
     }
 

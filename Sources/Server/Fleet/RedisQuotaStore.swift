@@ -22,9 +22,9 @@ final class RedisQuotaStore: QuotaStore {
     private let allowed = Atomic<Int>(0)
     var unavailableAdmissions: (denied: Int, allowed: Int) { (self.denied.load(ordering: .relaxed), self.allowed.load(ordering: .relaxed)) }
     private let unreachable = ThrottledWarning()
-    /// The leases this replica holds (each subject's lease and cost keys), renewed every third of
+    /// The leases this replica holds (with their request's keys: settlement and renewal use them), renewed every third of
     /// their TTL until settled.
-    private let leases = Mutex<[String: [(leases: String, costs: String)]]>([:])
+    private let leases = Mutex<[String: [String]]>([:])
 
     init(redis: RedisClient, onError: RedisStateSettings.OnError, leaseTTL: Duration = .seconds(30), logger: Logger) {
         self.redis = redis
@@ -58,7 +58,7 @@ final class RedisQuotaStore: QuotaStore {
         guard let values = reply.elements, let verdict = values.first?.int else { return self.unavailable(first, request, RedisError(.protocolViolation, "admission answered \(reply)")) }
         if verdict == 1, values.count >= 7 {
             let subjects = request.subjects.map(\.0)
-            self.leases.withLock { $0[lease] = Self.leaseKeys(keys, subjects: subjects.count) }
+            self.leases.withLock { $0[lease] = keys }
             return .success(AdmissionTicket(
                 subjects: subjects, reservedTokens: request.reservedTokens, reservedCost: request.reservedCost,
                 report: Self.report(values[1...6]), lease: lease, tokensPerMinute: request.subjects.map(\.1.tokensPerMinute)
@@ -78,8 +78,8 @@ final class RedisQuotaStore: QuotaStore {
 
     func settle(_ ticket: AdmissionTicket, tokens: Int, cost: Double, at now: ContinuousClock.Instant, day: String, month: String) {
         guard let lease = ticket.lease, !ticket.subjects.isEmpty else { return }
-        self.leases.withLock { _ = $0.removeValue(forKey: lease) }
-        let keys = Self.keys(ticket.subjects, day: day, month: month)
+        // The admission's keys (its day's spend, should the day turn in between), made once.
+        let keys = self.leases.withLock { $0.removeValue(forKey: lease) } ?? Self.keys(ticket.subjects, day: day, month: month)
         var arguments: [RedisArgument] = [
             RedisArgument(lease), RedisArgument(ticket.reservedTokens), RedisArgument(max(0, tokens)), RedisArgument(max(0, cost.isFinite ? cost : 0)),
             RedisArgument(ticket.subjects.count),
@@ -157,8 +157,8 @@ final class RedisQuotaStore: QuotaStore {
             guard !keys.isEmpty else { continue }
             let expiry = RedisArgument(Int(self.leaseTTL / .milliseconds(1)))
             var commands: [RedisCommand] = []
-            for (lease, subjects) in keys {
-                for (leases, costs) in subjects {
+            for (lease, requestKeys) in keys {
+                for (leases, costs) in Self.leaseKeys(requestKeys, subjects: requestKeys.count / QuotaScripts.keysPerSubject) {
                     commands.append(RedisCommand("EVAL", [Self.renewal, 2, RedisArgument(leases), RedisArgument(costs), RedisArgument(lease), expiry]))
                 }
             }
@@ -200,11 +200,15 @@ final class RedisQuotaStore: QuotaStore {
     /// A subject's eight keys, under its request's tag.
     static func keys(_ subjects: [QuotaSubject], day: String, month: String) -> [String] {
         guard let tagged = subjects.first(where: { $0.kind == .tenant }) ?? subjects.first else { return [] }
-        let tag = Self.tag(tagged)
-        return subjects.flatMap { subject in
-            let base = "sy:{\(tag)}:\(subject.kind.rawValue):\(RedisKeyText.escaped(subject.id))"
-            return ["rpm", "rpd", "tpm", "leases", "costs", "spent:\(day)", "spent:\(month)", "counts:\(day)"].map { "\(base):\($0)" }
+        let prefix = "sy:{" + Self.tag(tagged) + "}:"
+        let suffixes = ["rpm", "rpd", "tpm", "leases", "costs", "spent:" + day, "spent:" + month, "counts:" + day]
+        var keys: [String] = []
+        keys.reserveCapacity(subjects.count * suffixes.count)
+        for subject in subjects {
+            let base = prefix + subject.kind.rawValue + ":" + RedisKeyText.escaped(subject.id) + ":"
+            for suffix in suffixes { keys.append(base + suffix) }
         }
+        return keys
     }
 
     private static func tag(_ subject: QuotaSubject) -> String {
