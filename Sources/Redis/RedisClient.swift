@@ -47,6 +47,32 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// `run` for a caller on `eventLoop` that must not suspend, over that loop's connection: nil when
+    /// the loop has no connection ready (the caller then takes the asynchronous way, which makes one).
+    /// The future completes on the loop, failed with `RedisError` or the server's error reply.
+    public func runOnLoop(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument], on eventLoop: any EventLoop) -> EventLoopFuture<RESPValue>? {
+        guard let slot = self.slots.first(where: { $0.eventLoop === eventLoop }) else { return nil }
+        guard let connection = slot.readyConnection else {
+            // This caller goes the asynchronous way; the loop's next ones find the connection up.
+            slot.connectSoon(self.configuration)
+            return nil
+        }
+        let timeout = self.configuration.commandTimeout
+        return connection.sendOnLoop([script.evalsha(keys: keys, arguments: arguments)], timeout: timeout).flatMap { replies in
+            switch replies.first {
+            case .error(let error) where error.code == "NOSCRIPT":
+                return connection.sendOnLoop([script.eval(keys: keys, arguments: arguments)], timeout: timeout).flatMapThrowing { replies in
+                    if case .error(let error) = replies.first { throw error }
+                    return replies.first ?? .null
+                }
+            case .error(let error):
+                return eventLoop.makeFailedFuture(error)
+            case let reply:
+                return eventLoop.makeSucceededFuture(reply ?? .null)
+            }
+        }
+    }
+
     /// Closes every connection.
     public func shutdown() async {
         for slot in self.slots { await slot.close() }
@@ -131,6 +157,28 @@ public final class RedisClient: Sendable {
                 }
                 throw failure
             }
+        }
+
+        /// The connection, when it is up now (no connect, no wait).
+        var readyConnection: RedisConnection? {
+            self.guarded.withLock { guarded in
+                if case .connected(let connection) = guarded.state, connection.isActive { return connection }
+                return nil
+            }
+        }
+
+        /// Starts making the connection when none is up or being made (and no backoff holds), without waiting.
+        func connectSoon(_ configuration: RedisConfiguration) {
+            let now = ContinuousClock.now
+            let due = self.guarded.withLock { guarded in
+                switch guarded.state {
+                case .idle: true
+                case .connected(let connection): !connection.isActive
+                case .connecting: false
+                case .backingOff(let until, _): now >= until
+                }
+            }
+            if due { Task { _ = try? await self.connection(configuration) } }
         }
 
         func close() async {

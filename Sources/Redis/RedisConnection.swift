@@ -108,6 +108,16 @@ public final class RedisConnection: Sendable {
         return replies
     }
 
+    /// `send` for a caller on this connection's event loop that does not suspend: the replies come as
+    /// a future completed on the loop (a task's `await` would cost a hop to another thread and back).
+    public func sendOnLoop(_ commands: [RedisCommand], timeout: Duration) -> EventLoopFuture<[RESPValue]> {
+        let loop = self.channel.eventLoop
+        loop.preconditionInEventLoop()
+        let promises = commands.map { _ in loop.makePromise(of: RESPValue.self) }
+        self.handler.value.send(commands, promises: promises, deadline: NIODeadline.now() + TimeAmount(timeout))
+        return EventLoopFuture.whenAllSucceed(promises.map(\.futureResult), on: loop)
+    }
+
     /// Writes `commands` whose answers come as pushes, not replies (RESP3's `SUBSCRIBE`).
     public func post(_ commands: [RedisCommand]) {
         self.channel.eventLoop.execute { [handler] in

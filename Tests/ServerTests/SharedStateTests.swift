@@ -87,10 +87,12 @@ struct SharedStateTests {
         #expect(statuses.filter { $0 == 429 }.count == 30 - admitted)
         #expect(refusal?.body.contains("10 requests per minute reached for key 'cfg_acme_ci'") == true)
         #expect(refusal?.headers.first(name: "retry-after") != nil)
-        // Admission needs a round trip: such requests are the framework lane's, counted as so.
+        // Admission is a round trip over the event loop's own connection to Redis: the fast lane waits
+        // for it there. Only a request on a loop whose connection is not up yet goes the framework's way.
         for replica in fleet.replicas {
             let counts = try await GatewayOnLane(gateway: replica.gateway, lane: .fast).laneCounts()
-            #expect(counts.skipped[FastLaneSkip.limitsElsewhere.rawValue] == 15)
+            #expect(counts.fast + (counts.skipped[FastLaneSkip.limitsElsewhere.rawValue] ?? 0) == 15)
+            #expect(counts.fast >= 10, "\(counts)")
         }
     }
 

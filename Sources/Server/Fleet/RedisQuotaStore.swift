@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import Logging
+import NIOCore
 import NIOSSL
 import Redis
 import Synchronization
@@ -34,39 +35,70 @@ final class RedisQuotaStore: QuotaStore {
     }
 
     func admit(_ request: AdmissionRequest, at now: ContinuousClock.Instant, day: String, month: String) async -> Result<AdmissionTicket, QuotaRejection> {
-        guard let first = request.subjects.first?.0 else {
-            return .success(AdmissionTicket(subjects: [], reservedTokens: request.reservedTokens, reservedCost: request.reservedCost, report: RateLimitReport()))
+        guard let run = self.admission(of: request, day: day, month: month) else { return Self.unlimited(request) }
+        do {
+            return self.interpret(try await self.redis.run(QuotaScripts.admit, keys: run.keys, arguments: run.arguments), run, request)
+        } catch {
+            return self.unavailable(run.first, request, error)
         }
+    }
+
+    /// `admit` for the fast lane, on its event loop and without suspending: nil when that loop has no
+    /// connection to Redis ready (the request then takes the framework lane, whose `admit` connects).
+    func admitOnLoop(_ request: AdmissionRequest, day: String, month: String, on eventLoop: any EventLoop) -> EventLoopFuture<Result<AdmissionTicket, QuotaRejection>>? {
+        guard let run = self.admission(of: request, day: day, month: month) else { return eventLoop.makeSucceededFuture(Self.unlimited(request)) }
+        guard let reply = self.redis.runOnLoop(QuotaScripts.admit, keys: run.keys, arguments: run.arguments, on: eventLoop) else { return nil }
+        return reply.map { self.interpret($0, run, request) }.recover { self.unavailable(run.first, request, $0) }
+    }
+
+    /// One admission's script run: its lease, its keys and arguments.
+    private struct AdmissionRun {
+        let first: QuotaSubject
+        let lease: String
+        let keyNames: [String]
+        let keys: [RedisArgument]
+        let arguments: [RedisArgument]
+    }
+
+    private static func unlimited(_ request: AdmissionRequest) -> Result<AdmissionTicket, QuotaRejection> {
+        .success(AdmissionTicket(subjects: [], reservedTokens: request.reservedTokens, reservedCost: request.reservedCost, report: RateLimitReport()))
+    }
+
+    /// Nil for a request with no subjects (nothing to limit).
+    private func admission(of request: AdmissionRequest, day: String, month: String) -> AdmissionRun? {
+        guard let first = request.subjects.first?.0 else { return nil }
         let lease = UUID().uuidString
         let keys = Self.keys(request.subjects.map(\.0), day: day, month: month)
         var arguments: [RedisArgument] = [
             RedisArgument(lease), RedisArgument(request.reservedTokens), RedisArgument(request.reservedCost),
             RedisArgument(Int(self.leaseTTL / .milliseconds(1))), RedisArgument(request.subjects.count),
         ]
+        arguments.reserveCapacity(arguments.count + 6 * request.subjects.count)
         for (_, limits) in request.subjects {
             arguments += [
                 Self.argument(limits.requestsPerMinute), Self.argument(limits.requestsPerDay), Self.argument(limits.tokensPerMinute),
                 Self.argument(limits.concurrency), Self.argument(limits.dailyBudgetUSD), Self.argument(limits.monthlyBudgetUSD),
             ]
         }
-        let reply: RESPValue
-        do {
-            reply = try await self.redis.run(QuotaScripts.admit, keys: keys.map { RedisArgument($0) }, arguments: arguments)
-        } catch {
-            return self.unavailable(first, request, error)
+        return AdmissionRun(first: first, lease: lease, keyNames: keys, keys: keys.map { RedisArgument($0) }, arguments: arguments)
+    }
+
+    /// The script's verdict: a ticket (its lease then renewed until settled), or the refusal.
+    private func interpret(_ reply: RESPValue, _ run: AdmissionRun, _ request: AdmissionRequest) -> Result<AdmissionTicket, QuotaRejection> {
+        guard let values = reply.elements, let verdict = values.first?.int else {
+            return self.unavailable(run.first, request, RedisError(.protocolViolation, "admission answered \(reply)"))
         }
-        guard let values = reply.elements, let verdict = values.first?.int else { return self.unavailable(first, request, RedisError(.protocolViolation, "admission answered \(reply)")) }
         if verdict == 1, values.count >= 7 {
             let subjects = request.subjects.map(\.0)
-            self.leases.withLock { $0[lease] = keys }
+            self.leases.withLock { $0[run.lease] = run.keyNames }
             return .success(AdmissionTicket(
                 subjects: subjects, reservedTokens: request.reservedTokens, reservedCost: request.reservedCost,
-                report: Self.report(values[1...6]), lease: lease, tokensPerMinute: request.subjects.map(\.1.tokensPerMinute)
+                report: Self.report(values[1...6]), lease: run.lease, tokensPerMinute: request.subjects.map(\.1.tokensPerMinute)
             ))
         }
         guard values.count >= 12, let index = values[1].int, index >= 1, Int(index) <= request.subjects.count,
             let refusal = Self.refusal(values[2].string, figures: values[3...5].map { Double($0.string ?? "") ?? 0 }, request: request)
-        else { return self.unavailable(first, request, RedisError(.protocolViolation, "admission answered \(reply)")) }
+        else { return self.unavailable(run.first, request, RedisError(.protocolViolation, "admission answered \(reply)")) }
         return .failure(refusal.rejection(of: request.subjects[Int(index) - 1].0, report: Self.report(values[6...11])))
     }
 

@@ -122,6 +122,18 @@ extension GatewayState {
         return try self.admission(of: caller, result)
     }
 
+    /// `admit` for the fast lane when the quota store is Redis: a round trip over the event loop's own
+    /// connection, answered on the loop (the admission, or a failed future with the `PolicyRefusal`).
+    /// Nil when the store decides on the spot (use `admitNow`) or the loop has no connection ready.
+    func admitOnLoop(_ caller: Caller, plan: FailoverPlan, routing: RoutingSnapshot, features: RequestFeatures, on eventLoop: any EventLoop) throws -> EventLoopFuture<Admission>? {
+        guard let shared = self.quotas as? RedisQuotaStore else { return nil }
+        guard let request = try self.admissionRequest(caller, plan: plan, routing: routing, features: features) else {
+            return eventLoop.makeSucceededFuture(Admission(caller: caller, ticket: nil))
+        }
+        let (day, month) = BudgetCalendar.shared.dayAndMonth()
+        return shared.admitOnLoop(request, day: day, month: month, on: eventLoop)?.flatMapThrowing { try self.admission(of: caller, $0) }
+    }
+
     /// What the quota store is asked for a tenant's caller (nil for one without a tenant), once its
     /// models are checked.
     private func admissionRequest(_ caller: Caller, plan: FailoverPlan, routing: RoutingSnapshot, features: RequestFeatures) throws -> AdmissionRequest? {

@@ -25,10 +25,12 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     /// translated back.
     private let translation: Translation?
     private let client: ClientDialect
-    private let admission: Admission
+    private var admission: Admission
     /// Set when the caller's limits refused the request: the fast lane answers it so (its refusal is
     /// counted already).
-    private let refusal: PolicyRefusal?
+    private var refusal: PolicyRefusal?
+    /// Redis's answer on its way (`state: redis://…`): the attempts wait for it.
+    private var pendingAdmission: EventLoopFuture<Admission>?
     private let requestID: String
     private let traceparent: String?
     private let started: ContinuousClock.Instant
@@ -181,8 +183,15 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         }
         // Last: from here on the fast lane answers, so a reservation it takes is always settled by it.
         do {
-            guard let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) else { throw FastLaneSkip.limitsElsewhere }
-            self.admission = admitted
+            if let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) {
+                self.admission = admitted
+            } else if let pending = try state.admitOnLoop(caller, plan: plan, routing: routing, features: features, on: context.eventLoop) {
+                // Shared limits: one round trip over this loop's own connection to Redis, answered here.
+                self.admission = Admission(caller: caller, ticket: nil)
+                self.pendingAdmission = pending
+            } else {
+                throw FastLaneSkip.limitsElsewhere
+            }
             self.refusal = nil
         } catch let refusal as PolicyRefusal {
             self.admission = Admission(caller: caller, ticket: nil)
@@ -205,9 +214,40 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     func begin() {
         self.state.metrics.recordFastLane()
+        if let pending = self.pendingAdmission {
+            self.pendingAdmission = nil
+            pending.whenComplete { self.admitted($0) }
+            return
+        }
+        self.proceed()
+    }
+
+    private func proceed() {
         // A limit or budget said no: the framework's answer, with the rate-limit headers.
         if let refusal = self.refusal { return self.fail(refusal.error, rateLimits: refusal.report) }
         self.perform(self.loop.start())
+    }
+
+    /// Redis answered the admission (on this loop).
+    private func admitted(_ result: Result<Admission, any Error>) {
+        switch result {
+        case .success(let admission):
+            guard !self.done else {
+                // The client left while Redis answered: the reservation goes back at once.
+                if let ticket = admission.claimTicket() {
+                    let (day, month) = BudgetCalendar.shared.dayAndMonth()
+                    self.state.quotas.settle(ticket, tokens: 0, cost: 0, at: .now, day: day, month: month)
+                }
+                return
+            }
+            self.admission = admission
+        case .failure(let refusal as PolicyRefusal):
+            self.refusal = refusal
+        case .failure(let error):
+            return self.fail(.internalFailure("admission: \(error)"))
+        }
+        guard !self.done else { return }
+        self.proceed()
     }
 
     // MARK: Attempts
