@@ -156,6 +156,7 @@ final class RedisChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     /// Checks the oldest command's deadline while any is in flight.
     private var timer: Scheduled<Void>?
+    private var flushScheduled = false
     /// Why the connection can take no more commands, once it cannot.
     private var failure: RedisError?
 
@@ -182,8 +183,20 @@ final class RedisChannelHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var bytes = context.channel.allocator.buffer(capacity: 64 * commands.count)
         for command in commands { command.encode(into: &bytes) }
         for promise in promises { self.inFlight.append(InFlight(promise: promise, deadline: deadline)) }
-        context.writeAndFlush(self.wrapOutboundOut(bytes), promise: nil)
+        context.write(self.wrapOutboundOut(bytes), promise: nil)
+        self.flushAtEndOfTurn(context)
         if self.timer == nil { self.armTimer(context) }
+    }
+
+    /// One write for every command this turn of the loop sent (a busy loop admits many requests a
+    /// turn): the flush runs once the turn's other work is done.
+    private func flushAtEndOfTurn(_ context: ChannelHandlerContext) {
+        guard !self.flushScheduled else { return }
+        self.flushScheduled = true
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            context.flush()
+        }
     }
 
     func post(_ commands: [RedisCommand]) {
