@@ -54,7 +54,7 @@ public struct GatewayControl: Sendable {
             _ = try? self.reloadHere(origin: "to match the fleet")
         }
         for (alias, edit) in fleet.routes.sorted(by: { $0.key < $1.key }) where self.wouldChange(alias, edit) {
-            self.applyElsewhere { () throws(AdminProblem) in _ = try self.editRouteHere(alias, edit, origin: "to match the fleet") }
+            self.applyFleetChange { () throws(AdminProblem) in _ = try self.editRouteHere(alias, edit, origin: "to match the fleet") }
         }
     }
 
@@ -69,7 +69,7 @@ public struct GatewayControl: Sendable {
         case .undrain(let provider): self.setDrained(provider, false)
         case .route(let alias, let edit):
             guard self.wouldChange(alias, edit) else { return }
-            self.applyElsewhere { () throws(AdminProblem) in _ = try self.editRouteHere(alias, edit, origin: origin) }
+            self.applyFleetChange { () throws(AdminProblem) in _ = try self.editRouteHere(alias, edit, origin: origin) }
         case .reload:
             // A rejected reload says why in its event and in this replica's heartbeat.
             if !own { _ = try? self.reloadHere(origin: origin) }
@@ -106,7 +106,7 @@ public struct GatewayControl: Sendable {
 
     /// A fleet's change that this replica cannot make (a route edit naming a provider its config lacks):
     /// said in the event stream and the log; the replica keeps what it had.
-    private func applyElsewhere(_ change: () throws(AdminProblem) -> Void) {
+    private func applyFleetChange(_ change: () throws(AdminProblem) -> Void) {
         do {
             try change()
         } catch {
