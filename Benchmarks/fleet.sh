@@ -3,8 +3,8 @@
 # declared key that has request, token, concurrency and daily-budget limits, run with `state: local`
 # and with `state: redis://…` (a redis-server started here, persistence off), alternating
 # (local, redis, local, redis), chat mode, through the shared harness. For the Redis runs it also
-# reports Redis's commands per request (each admission and each settlement is one round trip; lease
-# renewals and heartbeats are periodic) and the CPU redis-server spent per request.
+# reports the script runs a request cost (each admission and each settlement is one `EVALSHA`, one
+# round trip; lease renewals and heartbeats are periodic) and the CPU redis-server spent a request.
 #
 #   Benchmarks/fleet.sh          # DURATION=8 CONCURRENCY="16 64"; REDIS_CPUS=0 GATEWAY_CPUS=1
 set -euo pipefail
@@ -40,6 +40,8 @@ YAML
 done
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Scripts run so far (EVALSHA and EVAL): the round trips that admission and settlement make.
+scripts() { redis-cli -p "$redis_port" info commandstats | tr -d '\r' | awk -F'[:=,]' '/^cmdstat_(evalsha|eval):/ {sum += $3} END {printf "%d", sum}'; }
 run() { # state
   rm -rf "$work/state"
   SWITCHYARD_LISTEN="127.0.0.1:$port" SWITCHYARD_STATE_DIR="$work/state" \
@@ -47,17 +49,17 @@ run() { # state
   gateway=$!
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
   local commands0 redis0 lines
-  commands0="$(redis-cli -p "$redis_port" info stats | sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p')"
+  commands0="$(scripts)"
   redis0="$(ticks $redis)"
   lines="$(TARGETS=" " MODES=chat CONCURRENCY="${CONCURRENCY:-16 64}" DURATION="${DURATION:-8}" WARMUP=2 SDK_CHECK=0 SDK_ANTHROPIC_TARGETS=" " \
     BENCH_TOKEN="$key" bash "$bench/run.sh" "switchyard=http://127.0.0.1:$port" 2>&1 | grep -E "^closed +switchyard")"
   echo "$lines"
   local served commands redis_us
   served="$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^switchyard_requests_total\{/ {sum += $NF} END {printf "%d", sum}')"
-  commands="$(( $(redis-cli -p "$redis_port" info stats | sed -n 's/^total_commands_processed:\([0-9]*\).*/\1/p') - commands0 ))"
+  commands="$(( $(scripts) - commands0 ))"
   redis_us="$(( ( $(ticks $redis) - redis0 ) * 1000000 / $(getconf CLK_TCK) / (served > 0 ? served : 1) ))"
   if [ "$1" = redis ]; then
-    awk -v c="$commands" -v s="$served" -v r="$redis_us" 'BEGIN { printf "  redis: %d commands for %d requests (%.2f a request), redis-server CPU %d us a request\n", c, s, (s ? c / s : 0), r }'
+    awk -v c="$commands" -v s="$served" -v r="$redis_us" 'BEGIN { printf "  redis: %d script runs for %d requests (%.2f a request), redis-server CPU %d us a request\n", c, s, (s ? c / s : 0), r }'
   fi
   kill "$gateway"; wait "$gateway" 2>/dev/null || true; gateway=""
 }
