@@ -451,7 +451,8 @@ struct Renderer {
     static func ms(_ value: Double?) -> String { value.map { $0 >= 100 ? String(format: "%.0f", $0) : String(format: "%.1f", $0) } ?? "-" }
 
     static func duration(_ seconds: Double) -> String {
-        let total = max(0, Int(seconds))
+        // A number from the gateway (or another replica's heartbeat): bounded before it becomes an Int.
+        let total = seconds.isFinite ? Int(min(max(0, seconds), 3_153_600_000)) : 0
         if total < 60 { return "\(total)s" }
         if total < 3600 { return "\(total / 60)m\(String(format: "%02d", total % 60))s" }
         return "\(total / 3600)h\(String(format: "%02d", total % 3600 / 60))m"

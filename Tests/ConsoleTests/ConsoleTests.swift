@@ -191,6 +191,13 @@ struct ViewStateTests {
         state.apply(snapshot: away)
         let down = Renderer(unicode: true, now: 0).render(state, width: 100, height: 30).text
         #expect(down.contains("NOT ANSWERING") && down.contains("cannot be read"))
+        // Numbers no replica should send never trap the console.
+        var odd = Sample.snapshot
+        odd.fleet?[0].upSince = -1e308
+        odd.fleet?[1].upSince = .nan
+        odd.uptimeSeconds = .infinity
+        state.apply(snapshot: odd)
+        #expect(Renderer(unicode: true, now: 0).render(state, width: 160, height: 48).text.contains("gateway-7d9f-a"))
     }
 
     @Test func numbersTabAndShiftTabSwitchScreens() {

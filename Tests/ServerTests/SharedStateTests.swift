@@ -1,5 +1,7 @@
 import Engine
 import Foundation
+import NIOPosix
+import Redis
 import RedisTestSupport
 import Testing
 @testable import Server
@@ -245,5 +247,15 @@ struct SharedStateTests {
         #expect(Set(roll.map(\.address)) == Set(fleet.replicas.map { "127.0.0.1:\($0.gateway.port)" }))
         #expect(roll.allSatisfy { $0.version == GatewayVersion.current && $0.configDigest == "environment" && $0.lastSeenSecondsAgo < 10 })
         #expect(try await eventually { await fleet.replicas[1].control.snapshot().fleet?.first { $0.address.hasSuffix(":\(fleet.replicas[0].gateway.port)") }?.requestsLastMinute == 1 })
+
+        // A heartbeat with hostile numbers (anything that can write to Redis can write one): bounded when read.
+        let redis = RedisClient(fleet.redis.configuration(), group: MultiThreadedEventLoopGroup.singleton)
+        let hostile = #"{"id":"evil:1","address":"127.0.0.9:1","version":"x","configDigest":"d","configVersion":1,"upSince":1e308,"requestsLastMinute":-5,"errorRate":1e308,"lastSeenSecondsAgo":0}"#
+        _ = try await redis.send([
+            RedisCommand("HSET", [RedisArgument(FleetSync.replicasKey), "evil:1", RedisArgument(hostile)]),
+            RedisCommand("ZADD", [RedisArgument(FleetSync.beatsKey), "99999999999999", "evil:1"]),
+        ])
+        let evil = try #require(await fleet.replicas[0].control.snapshot().fleet?.first { $0.id == "evil:1" })
+        #expect(evil.upSince <= 1e11 && evil.errorRate <= 1 && evil.requestsLastMinute == 0 && evil.lastSeenSecondsAgo == 0)
     }
 }

@@ -100,6 +100,10 @@ final class FleetSync: Sendable {
                 let ago = values[index + 1].int
             else { continue }
             replica.lastSeenSecondsAgo = Double(min(max(ago, 0), 86_400_000)) / 1_000
+            // Another replica's numbers: bounded before anyone does arithmetic on them.
+            replica.upSince = replica.upSince.isFinite ? min(max(replica.upSince, 0), 1e11) : 0
+            replica.errorRate = replica.errorRate.isFinite ? min(max(replica.errorRate, 0), 1) : 0
+            replica.requestsLastMinute = max(0, replica.requestsLastMinute)
             replicas.append(replica)
         }
         return replicas.sorted { $0.id < $1.id }
