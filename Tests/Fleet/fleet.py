@@ -14,9 +14,11 @@ round-robin in front of them. Through the load balancer it checks that:
      after the drain starts drained, and an undrain on replica 2 puts P back everywhere; a route edit
      and a config reload on one replica are every replica's a second later, and a replica whose own
      file is broken keeps its config and says why in the fleet's roll call;
-  5. `kill -9` of a replica holding concurrency leases: the others keep serving, and the leases
+  5. with `cache: { shared: true }`, an answer cached through one replica is a hit on the others, and
+     a flush on one empties it for all;
+  6. `kill -9` of a replica holding concurrency leases: the others keep serving, and the leases
      return within the documented time (`lease_ttl` plus a renewal period);
-  6. Redis stopped mid-load: no request waits much longer than the admission timeout, the answers
+  7. Redis stopped mid-load: no request waits much longer than the admission timeout, the answers
      follow `on_error: deny` (503, Retry-After, in the caller's dialect), and service comes back by
      itself when Redis does.
 
@@ -235,6 +237,7 @@ def gateway_config(host, port, state_dir, redis_port, simulator_port):
     return f"""
 server: {{ listen: "{host}:{port}", state_dir: "{state_dir}", log_level: warning, anonymous: false }}
 state: {{ url: "redis://127.0.0.1:{redis_port}", on_error: deny, timeout: {int(ADMISSION_TIMEOUT * 1000)}ms, lease_ttl: {int(LEASE_TTL)}s }}
+cache: {{ shared: true }}
 providers:
   sim: {{ kind: simulator, base_url: "{upstream}" }}
   east: {{ kind: simulator, base_url: "{upstream}" }}
@@ -253,6 +256,7 @@ routes:
   slow: {{ targets: [{{ provider: sim, model: "fleet-slow:ttft=1200ms" }}] }}
   long: {{ targets: [{{ provider: sim, model: "fleet-long:ttft=30s" }}] }}
   pair: {{ targets: [{{ provider: east, model: fleet-fast }}, {{ provider: west, model: fleet-fast }}] }}
+  cached: {{ targets: [{{ provider: sim, model: fleet-cached }}], cache: {{ ttl: 10m, always: true }} }}
 """
 
 
@@ -415,6 +419,28 @@ def edits_and_reloads_are_the_fleets(replicas):
     wait_until("replica3 serves the new route after the next reload", lambda: chat(replicas[2].base, "added", KEYS["ops"]).status == 200, seconds=5, interval=0.1)
 
 
+def the_exact_cache_is_shared(replicas):
+    def cache(replica, stream=False):
+        answer = chat(replica.base, "cached", KEYS["ops"], stream=stream)
+        check(answer.status == 200, f"{replica.name}: {answer.status} {answer.body[:200]}")
+        return answer.header("x-switchyard-cache")
+
+    check(cache(replicas[0]) == "miss", "the first request of a cached route was not a miss")
+    # The store is written behind the answer: the others find it once it lands.
+    wait_until("replica2 and replica3 answer from the shared cache", lambda: cache(replicas[1]) == "hit" and cache(replicas[2]) == "hit", seconds=5, interval=0.05)
+    streamed = chat(replicas[2].base, "cached", KEYS["ops"], stream=True)
+    check(streamed.header("x-switchyard-cache") == "hit" and (streamed.header("content-type") or "").startswith("text/event-stream")
+          and "data: [DONE]" in streamed.body, f"a streamed request on replica3 was not replayed from the shared cache as a stream: {streamed.headers}")
+    replicas[1].ctl("cache", "flush", "--route", "cached")
+    time.sleep(1.0)
+    for replica in replicas:
+        entries = (replica.snapshot().get("cache") or {}).get("entries")
+        check(entries == 0, f"{replica.name} still holds {entries} cached answers a second after the flush on replica2")
+    # Nothing left in Redis either: the next request anywhere is a miss (and caches the answer again).
+    check(cache(replicas[2]) == "miss", "replica3 answered from the cache after the flush on replica2")
+    log("shared cache: an answer cached through replica1 was a hit on replica2 and replica3 (a streamed request replayed as a stream); a flush on replica2 emptied it for all")
+
+
 def leases_of_a_killed_replica_return(balancer, replicas, simulator_port):
     victim, survivor = replicas[2], replicas[0]
     running_before, _ = simulator_peak(simulator_port)
@@ -525,6 +551,7 @@ def main():
     budget_holds_fleet_wide(balancer, replicas)
     drains_are_the_fleets(replicas, redis.port, simulator_port)
     edits_and_reloads_are_the_fleets(replicas)
+    the_exact_cache_is_shared(replicas)
     leases_of_a_killed_replica_return(balancer, replicas, simulator_port)
     redis_outage_follows_the_policy(balancer, replicas, redis)
     log("OK")
