@@ -336,15 +336,18 @@ final class HeaderRecorder: Sendable {
 
 struct AdminTokenTests {
     @Test func theTCPAdminListenerRequiresItsToken() async throws {
-        let port = try await Self.freePort()
+        // An address of its own: a port found free on 127.0.0.1 could be taken by another test's server
+        // before the listener binds it (the suite starts many at once).
+        let host = "127.0.0.77"
+        let port = try await Self.freePort(host: host)
         var config = GatewayConfig()
         config.providers = [ProviderSettings(id: "sim", kind: .simulator, baseURL: nil)]
         config.routes = [RouteSettings(alias: "r", targets: [RouteTarget(provider: "sim", model: "m")])]
-        config.server.adminListen = ListenAddress(host: "127.0.0.1", port: port)
+        config.server.adminListen = ListenAddress(host: host, port: port)
         config.server.adminToken = Secret("admin-token-0123456789")
         let gateway = try await RunningService.gateway(config)
         defer { Task { await gateway.stop() } }
-        let url = "http://127.0.0.1:\(port)/v1/snapshot"
+        let url = "http://\(host):\(port)/v1/snapshot"
         var exchange = Exchange(status: 0, headers: [:], body: "")
         // The TCP listener starts after the gateway reports ready: give it up to 10 s on a busy host.
         for _ in 0..<500 {
@@ -368,8 +371,8 @@ struct AdminTokenTests {
         }
     }
 
-    static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+    static func freePort(host: String = "127.0.0.1") async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: host, port: 0).get()
         let port = channel.localAddress?.port ?? 0
         try await channel.close()
         return port
