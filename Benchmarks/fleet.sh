@@ -6,7 +6,7 @@
 # reports the script runs a request cost (each admission and each settlement is one `EVALSHA`, one
 # round trip; lease renewals and heartbeats are periodic) and the CPU redis-server spent a request.
 #
-#   Benchmarks/fleet.sh          # DURATION=8 CONCURRENCY="16 64"; REDIS_CPUS=0 GATEWAY_CPUS=1
+#   Benchmarks/fleet.sh          # DURATION=8 CONCURRENCY="16 64" ROUNDS=2; REDIS_CPUS=0 GATEWAY_CPUS=1
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bench="${BENCH_DIR:-$root/../shared/bench}"
@@ -64,7 +64,7 @@ run() { # state
   kill "$gateway"; wait "$gateway" 2>/dev/null || true; gateway=""
 }
 printf '%-9s %-10s %-5s %6s %10s %9s %9s %9s %7s %9s %8s %7s\n' kind target mode load rps p50_ms p90_ms p99_ms errors gw_us/req mock_us/r gw_MB
-for round in 1 2; do
+for round in $(seq 1 "${ROUNDS:-2}"); do
   echo "state: local (round $round):"; run local
   echo "state: redis (round $round):"; run redis
 done
