@@ -301,7 +301,7 @@ struct RouteForm: Equatable, Sendable {
         case .escape: return .cancelled
         case .up, .char("k"): self.cursor = max(0, self.cursor - 1)
         case .down, .char("j"): self.cursor = min(self.rows.count - 1, self.cursor + 1)
-        case .char("+"), .right: self.rows[self.cursor].weight += 1
+        case .char("+"), .right: self.rows[self.cursor].weight = min(self.rows[self.cursor].weight, RouteTarget.heaviest - 1) + 1
         case .char("-"), .left: self.rows[self.cursor].weight = max(0, self.rows[self.cursor].weight - 1)
         case .char(" "): self.rows[self.cursor].enabled.toggle()
         case .char("K") where self.cursor > 0:

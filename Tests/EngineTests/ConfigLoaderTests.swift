@@ -124,6 +124,18 @@ struct ConfigLoaderTests {
 
         """
 
+    @Test func weightsAreBoundedInTheFileAndInARouteEdit() throws {
+        let found = self.issues("""
+            providers: { a: { kind: simulator } }
+            routes: { r: { targets: [{ provider: a, model: m, weight: 9223372036854775807 }] } }
+            """)
+        #expect(found.contains { $0.path == "routes.r.targets[0].weight" && $0.message.contains("0 to 1000000") }, "\(found)")
+        let route = RouteSettings(alias: "r", targets: [RouteTarget(provider: "a", model: "m")])
+        #expect(throws: AdminProblem.self) {
+            try RouteEdit(strategy: nil, targets: [.init(provider: "a", model: "m", weight: Int.max)]).applied(to: route, providers: ["a"])
+        }
+    }
+
     @Test func aSharedCacheNeedsRedis() throws {
         #expect(try self.load(Self.oneRoute + "state: redis://127.0.0.5\ncache: { shared: true }\n").cacheShared)
         #expect(try !self.load(Self.oneRoute).cacheShared)

@@ -377,7 +377,9 @@ public struct RouteEdit: Codable, Sendable, Equatable {
                 problems.append("targets[\(index)]: unknown provider '\(target.provider)' (known: \(providers.joined(separator: ", ")))")
             }
             if target.model.isEmpty { problems.append("targets[\(index)]: 'model' is empty") }
-            if let weight = target.weight, weight < 0 { problems.append("targets[\(index)]: weight must be 0 or more") }
+            if let weight = target.weight, !(0...RouteTarget.heaviest).contains(weight) {
+                problems.append("targets[\(index)]: weight must be 0 to \(RouteTarget.heaviest)")
+            }
             // A target kept from the old route keeps its price.
             let price = route.targets.first { $0.provider == target.provider && $0.model == target.model }?.price
             edited.targets.append(RouteTarget(provider: target.provider, model: target.model, weight: target.weight ?? 1, priority: target.priority ?? 0, price: price))

@@ -721,7 +721,11 @@ private struct Reader {
             }
             var target = RouteTarget(provider: provider, model: model)
             if let weightNode = values["weight"], let weight = self.int(weightNode, "\(path).weight") {
-                if weight >= 0 { target.weight = weight } else { self.report(weightNode, "\(path).weight", "must be 0 or more") }
+                if (0...RouteTarget.heaviest).contains(weight) {
+                    target.weight = weight
+                } else {
+                    self.report(weightNode, "\(path).weight", "must be 0 to \(RouteTarget.heaviest)")
+                }
             }
             if let priorityNode = values["priority"], let priority = self.int(priorityNode, "\(path).priority") {
                 target.priority = priority

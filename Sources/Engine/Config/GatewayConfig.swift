@@ -404,6 +404,9 @@ public enum RouteStrategy: String, Sendable, Equatable, CaseIterable {
 }
 
 public struct RouteTarget: Sendable, Hashable {
+    /// The largest weight: far beyond any useful ratio, and far from where sums of weights overflow.
+    public static let heaviest = 1_000_000
+
     public var provider: String
     /// The model name sent upstream.
     public var model: String
