@@ -149,8 +149,6 @@ final class AnswerCache: Sendable {
         return answer
     }
 
-    /// The answer to the closest reworded last turn, once the plan's vector is known. A match whose
-    /// answer has expired is forgotten and the next closest tried (a few times at most).
     /// The answer another replica stored in the fleet's tier, copied into memory for the time it has left.
     func sharedMatch(_ plan: CachePlan) async -> CachedAnswer? {
         guard let shared = self.shared, let (answer, ttl) = await shared.answer(for: plan) else { return nil }
@@ -160,6 +158,8 @@ final class AnswerCache: Sendable {
         return answer
     }
 
+    /// The answer to the closest reworded last turn, once the plan's vector is known. A match whose
+    /// answer has expired is forgotten and the next closest tried (a few times at most).
     func semanticMatch(_ plan: CachePlan) -> CachedAnswer? {
         guard let semantic = plan.semantic, let vector = plan.vector else { return nil }
         let shard = self.shard(semantic.partition)

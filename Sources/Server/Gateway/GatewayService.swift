@@ -254,7 +254,6 @@ extension GatewayService {
         if let shared = state.quotas as? RedisQuotaStore { await shared.redis.shutdown() }
     }
 
-    /// Today's and this month's spend from the ledger, so budgets hold across restarts.
     /// Who this replica is when it adds its ledger to Redis: the same across its restarts (host name
     /// and configured port), so a restart within one Redis lifetime does not add it twice.
     var seedingName: String {
@@ -263,6 +262,7 @@ extension GatewayService {
         return port == 0 ? "\(host):0:\(getpid())" : "\(host):\(port)"
     }
 
+    /// Today's and this month's spend from the ledger, so budgets hold across restarts.
     static func preloadSpend(from store: Store, into quotas: InMemoryQuotaStore) async throws {
         let (day, month) = BudgetCalendar.shared.dayAndMonth()
         let (dayStart, monthStart) = BudgetCalendar.starts(of: Date())
