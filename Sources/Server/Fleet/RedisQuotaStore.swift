@@ -24,8 +24,8 @@ final class RedisQuotaStore: QuotaStore {
     private let allowed = Atomic<Int>(0)
     var unavailableAdmissions: (denied: Int, allowed: Int) { (self.denied.load(ordering: .relaxed), self.allowed.load(ordering: .relaxed)) }
     private let unreachable = ThrottledWarning()
-    /// The leases this replica holds (with their request's keys: settlement and renewal use them), renewed every third of
-    /// their TTL until settled.
+    /// The leases this replica holds, each with its request's keys (its settlement and renewals use
+    /// them), renewed every third of their TTL until settled.
     private let leases = Mutex<[String: [String]]>([:])
 
     init(redis: RedisClient, onError: RedisStateSettings.OnError, leaseTTL: Duration = .seconds(30), logger: Logger) {
