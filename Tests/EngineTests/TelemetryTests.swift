@@ -71,7 +71,7 @@ struct AdminMessageTests {
         } throws: { error in
             let problem = error as? AdminProblem
             return problem?.status == 422 && problem?.message.contains("unknown strategy 'fast'") == true
-                && problem?.message.contains("unknown provider 'z'") == true && problem?.message.contains("weight must be 0 or more") == true
+                && problem?.message.contains("unknown provider 'z'") == true && problem?.message.contains("weight must be 0 to 1000000") == true
         }
         #expect(throws: AdminProblem.self) { try RouteEdit(targets: []).applied(to: Self.route, providers: ["a"]) }
     }
