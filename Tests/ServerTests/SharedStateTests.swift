@@ -24,7 +24,7 @@ final class FleetFixture: @unchecked Sendable {
     }
 
     static func start(
-        replicas count: Int = 2, onError: RedisStateSettings.OnError = .deny, configure: (inout GatewayConfig) -> Void = { _ in }
+        replicas count: Int = 2, onError: RedisStateSettings.OnError = .deny, lane: Lane = .fast, configure: (inout GatewayConfig) -> Void = { _ in }
     ) async throws -> FleetFixture {
         let redis = try await RedisServerProcess()
         let simulator = try await RunningService.simulator(SimulatorRouter(settings: SimulatorSettings(timeToFirstToken: .zero, tokensPerSecond: 0)))
@@ -40,6 +40,7 @@ final class FleetFixture: @unchecked Sendable {
         state.onError = onError
         state.timeout = .seconds(2)
         config.state = .redis(state)
+        config.server.fastLane = lane == .fast
         configure(&config)
         let fleet = FleetFixture(redis: redis, simulator: simulator, config: config)
         for _ in 0..<count { try await fleet.addReplica() }
@@ -71,8 +72,9 @@ final class FleetFixture: @unchecked Sendable {
 /// while Redis is gone, drains that are the fleet's, and a roll call.
 @Suite(.serialized)
 struct SharedStateTests {
-    @Test func aKeysRateLimitHoldsAcrossReplicas() async throws {
-        let fleet = try await FleetFixture.start()
+    @Test(arguments: Lane.allCases)
+    func aKeysRateLimitHoldsAcrossReplicas(lane: Lane) async throws {
+        let fleet = try await FleetFixture.start(lane: lane)
         defer { Task { await fleet.stop() } }
         var statuses: [Int] = []
         var refusal: Exchange?
@@ -91,16 +93,16 @@ struct SharedStateTests {
         #expect(refusal?.headers.first(name: "retry-after") != nil)
         // Admission is a round trip over the event loop's own connection to Redis: the fast lane waits
         // for it there. Only a request on a loop whose connection is not up yet goes the framework's way.
-        for replica in fleet.replicas {
+        for replica in fleet.replicas where lane == .fast {
             let counts = try await GatewayOnLane(gateway: replica.gateway, lane: .fast).laneCounts()
             #expect(counts.fast + (counts.skipped[FastLaneSkip.limitsElsewhere.rawValue] ?? 0) == 15)
             #expect(counts.fast >= 10, "\(counts)")
         }
     }
 
-    @Test(arguments: [RedisStateSettings.OnError.deny, .allow])
-    func withRedisGoneTheAnswerFollowsThePolicyInTheCallersDialect(policy: RedisStateSettings.OnError) async throws {
-        let fleet = try await FleetFixture.start(onError: policy)
+    @Test(arguments: [RedisStateSettings.OnError.deny, .allow], Lane.allCases)
+    func withRedisGoneTheAnswerFollowsThePolicyInTheCallersDialect(policy: RedisStateSettings.OnError, lane: Lane) async throws {
+        let fleet = try await FleetFixture.start(onError: policy, lane: lane)
         defer { Task { await fleet.stop() } }
         #expect(try await fleet.chat(0).status == 200)
         fleet.redis.stop()
@@ -221,8 +223,9 @@ struct SharedStateTests {
         #expect((fleet.replicas[1].control.state.cache.shared?.failures.load(ordering: .relaxed) ?? 0) >= 1)
     }
 
-    @Test func aVendorsRateLimitHeardByOneReplicaRestsTheTargetFleetWide() async throws {
-        let fleet = try await FleetFixture.start { config in
+    @Test(arguments: Lane.allCases)
+    func aVendorsRateLimitHeardByOneReplicaRestsTheTargetFleetWide(lane: Lane) async throws {
+        let fleet = try await FleetFixture.start(lane: lane) { config in
             config.routes[0].targets = [RouteTarget(provider: "sim", model: "gpt-4o-mini:fault=429:retry-after=30")]
         }
         defer { Task { await fleet.stop() } }
@@ -235,6 +238,32 @@ struct SharedStateTests {
         let answer = try await fleet.chat(1)
         #expect(answer.status == 503 && answer.body.contains("no_healthy_target"), "\(answer.body)")
         #expect(Int(answer.headers.first(name: "retry-after") ?? "") ?? 0 > 25)
+    }
+
+    @Test func announcementsThatAreNotOursOrAskTooMuchAreIgnored() async throws {
+        let fleet = try await FleetFixture.start(replicas: 1)
+        defer { Task { await fleet.stop() } }
+        #expect(try await eventually { try await fleet.redis.subscribers(FleetSync.channel) == 1 })
+        let redis = RedisClient(fleet.redis.configuration(), group: MultiThreadedEventLoopGroup.singleton)
+        let target = #""provider":"sim","model":"gpt-4o-mini""#
+        for message in [
+            String(repeating: "x", count: 300 << 10),
+            #"{"change":{"rest":{\#(target),"seconds":1e308}},"replica":"evil:1","actor":"x"}"#,
+            #"{"change":{"rest":{\#(target),"seconds":-5}},"replica":"evil:1","actor":"x"}"#,
+            #"{"change":{"route":{"alias":"r","edit":{"targets":[{"provider":"sim","model":"m","weight":9223372036854775807}]}}},"replica":"evil:1","actor":"x"}"#,
+            "drain sim",
+        ] {
+            _ = try await redis.send(RedisCommand("PUBLISH", [RedisArgument(FleetSync.channel), RedisArgument(message)]))
+        }
+        // A real announcement after them is applied: the junk before it was read and dropped.
+        _ = try await redis.send(RedisCommand(
+            "PUBLISH", [RedisArgument(FleetSync.channel), RedisArgument(#"{"change":{"rest":{\#(target),"seconds":7}},"replica":"evil:1","actor":"x"}"#)]
+        ))
+        let control = fleet.replicas[0].control
+        #expect(try await eventually { (control.targets().first?.restingSeconds ?? 0) > 0 })
+        #expect((control.targets().first?.restingSeconds ?? 0) <= 7)
+        #expect(control.state.routing.config.routes.first?.targets.first?.weight == 1)
+        #expect(control.targets().allSatisfy { !$0.drained })
     }
 
     @Test func everyReplicaBeatsIntoTheFleetsRollCall() async throws {
