@@ -47,6 +47,7 @@ test-durability:
 test-fleet:
 	$(SWIFT) build --product switchyard
 	bash Tests/Fleet/run.sh
+	bash Tests/Fleet/database.sh
 
 test-soak:
 	CONFIGURATION=debug DURATION=20 WORKERS=16 bash Benchmarks/soak/run.sh

@@ -290,9 +290,23 @@ struct Renderer {
 
     // MARK: Overlays
 
+    /// Where the ledger goes and how far behind it is: a fleet's shared database may be away.
+    static func ledgerLine(_ ledger: AdminLedger) -> (String, Role) {
+        let waiting = ledger.rowsQueued + ledger.rowsJournalled
+        var text = "Ledger \(ledger.database)  ·  \(ledger.rowsWritten) rows written"
+        if ledger.databaseDown { text += "  ·  DATABASE NOT ANSWERING" }
+        guard waiting > 0 else { return (text + "  ·  up to date", ledger.databaseDown ? .error : .muted) }
+        text += "  ·  \(waiting) waiting (\(ledger.rowsJournalled) journalled on disk), \(Self.duration(ledger.secondsBehind)) behind"
+        return (text, ledger.databaseDown ? .error : ledger.secondsBehind > 5 ? .warn : .muted)
+    }
+
     private func fleet(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
         let replicas = state.snapshot?.fleet ?? []
         canvas.box(0, top, canvas.width, height, title: replicas.isEmpty ? "Fleet" : "Fleet, \(replicas.count) replicas up", focused: true, ascii: !self.unicode)
+        if let ledger = state.snapshot?.ledger {
+            let (text, role) = Self.ledgerLine(ledger)
+            canvas.put(2, top + height - 2, text, role, limit: canvas.width - 4)
+        }
         guard let shared = state.snapshot?.sharedState else {
             canvas.put(2, top + 2, state.snapshot == nil ? "waiting for the gateway…" : "One replica: its limits, budgets and drains live in this process (state: local).", .muted, limit: canvas.width - 4)
             if state.snapshot != nil {
@@ -330,7 +344,7 @@ struct Renderer {
         let digests = Dictionary(grouping: replicas, by: \.configDigest)
         let common = digests.max { $0.value.count < $1.value.count || ($0.value.count == $1.value.count && $0.key > $1.key) }?.key
         let selected = state.selection[.fleet] ?? 0
-        let shown = replicas.prefix(max(0, height - 5))
+        let shown = replicas.prefix(max(0, height - 6))
         var notes: [(String, Role)] = []
         for (index, replica) in shown.enumerated() {
             let y = top + 4 + index
@@ -361,7 +375,7 @@ struct Renderer {
             if index == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
         }
         // Narrow: what the NOTE column would say, under the table.
-        for (offset, note) in notes.enumerated() where top + 5 + shown.count + offset < top + height - 1 {
+        for (offset, note) in notes.enumerated() where top + 5 + shown.count + offset < top + height - 2 {
             canvas.put(2, top + 5 + shown.count + offset, note.0, note.1, limit: canvas.width - 4)
         }
     }

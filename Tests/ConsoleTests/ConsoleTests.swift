@@ -84,6 +84,10 @@ enum Sample {
             replica: "gateway-7d9f-a:8080", url: "redis://gateway:***@redis:6379/0", onError: "deny", reachable: true,
             unavailableDenied: 14, unavailableAllowed: 0, sharedCacheHits: 2_310, sharedCacheFailures: 0
         )
+        snapshot.ledger = AdminLedger(
+            database: "postgres://gateway:***@postgres:5432/switchyard?sslmode=verify-full", rowsWritten: 1_482_113, rowsQueued: 42,
+            rowsJournalled: 0, secondsBehind: 0.02, databaseDown: false
+        )
         return snapshot
     }
 
@@ -191,6 +195,13 @@ struct ViewStateTests {
         state.apply(snapshot: away)
         let down = Renderer(unicode: true, now: 0).render(state, width: 100, height: 30).text
         #expect(down.contains("NOT ANSWERING") && down.contains("cannot be read"))
+        // The shared database away: the ledger line says how much waits on this replica's disk.
+        var ledgerDown = Sample.snapshot
+        ledgerDown.ledger = AdminLedger(database: "postgres://db/x", rowsWritten: 10, rowsQueued: 3, rowsJournalled: 1_200, secondsBehind: 12, databaseDown: true)
+        state.apply(snapshot: ledgerDown)
+        let journalling = Renderer(unicode: true, now: 0).render(state, width: 160, height: 30).text
+        #expect(journalling.contains("DATABASE NOT ANSWERING"))
+        #expect(journalling.contains("1203 waiting (1200 journalled on disk), 12s behind"))
         // Numbers no replica should send never trap the console.
         var odd = Sample.snapshot
         odd.fleet?[0].upSince = -1e308

@@ -102,17 +102,39 @@ struct ConfigLoaderTests {
         #expect(found.first?.message.contains("${OPENAI_API_KEY:-default}") == true)
     }
 
-    @Test func featuresOfLaterVersionsAreRejectedNotIgnored() {
-        let yaml = """
+    @Test func aSharedDatabaseIsAPostgresURLWithItsRetention() throws {
+        let base = """
             providers:
               sim: { kind: simulator }
             routes:
               r:
                 targets: [{ provider: sim, model: c }]
-            database: postgres://127.0.0.1/switchyard
+
             """
-        let found = self.issues(yaml)
-        #expect(found.contains { $0.path == "database" && $0.message.contains("not available") })
+        let config = try self.load(base + "database: { url: 'postgres://gw:p%40ss@127.0.0.1:6543/ledger', retention_days: 90 }")
+        guard case .postgres(let settings) = config.database.location else {
+            Issue.record("not a PostgreSQL database: \(config.database)")
+            return
+        }
+        #expect(settings.host == "127.0.0.1" && settings.port == 6543 && settings.user == "gw" && settings.database == "ledger")
+        #expect(settings.password?.exposedValue == "p@ss" && settings.tlsMode == .disable && config.database.retentionDays == 90)
+        #expect(!settings.redacted.contains("p@ss") && settings.redacted.contains(":***@"))
+        // A remote host is verified unless the URL says otherwise, so a password never goes out in the clear.
+        #expect(try PostgresSettings.parse("postgres://db.example/x").tlsMode == .verifyFull)
+        #expect(try PostgresSettings.parse("postgresql://u@db.example/x?sslmode=require").tlsMode == .require)
+        #expect(try self.load(base + "database: sqlite").database == DatabaseSettings())
+
+        for (text, problem) in [
+            ("database: mysql://127.0.0.1/x", "must be 'sqlite' or a postgres:// URL"),
+            ("database: postgres://127.0.0.1:0/x", "the port must be 1-65535"),
+            ("database: postgres://127.0.0.1/x?sslmode=maybe", "sslmode must be one of"),
+            ("database: postgres://127.0.0.1/x?options=-c", "is not a parameter Switchyard reads"),
+            ("database: { url: sqlite, retention_days: 0 }", "must be 1-10000 days"),
+            ("database: { url: sqlite, keep: 3 }", "unknown key"),
+        ] {
+            let found = self.issues(base + text)
+            #expect(found.contains { $0.path.hasPrefix("database") && $0.message.contains(problem) }, "\(text): \(found)")
+        }
     }
 
     private static let oneRoute = """

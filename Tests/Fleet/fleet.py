@@ -198,7 +198,8 @@ class Redis:
 
 
 class Replica:
-    def __init__(self, number, redis_port, simulator_port):
+    def __init__(self, number, redis_port, simulator_port, config=None):
+        """`config(host, port, state_dir)` writes another test's config (default: this test's)."""
         self.name = f"replica{number}"
         self.host = f"127.0.0.{number}"
         self.port = free_port(self.host)
@@ -207,7 +208,7 @@ class Replica:
         self.socket = os.path.join(self.state_dir, "admin.sock")
         self.config = os.path.join(WORK, f"{self.name}.yaml")
         with open(self.config, "w") as file:
-            file.write(gateway_config(self.host, self.port, self.state_dir, redis_port, simulator_port))
+            file.write(config(self.host, self.port, self.state_dir) if config else gateway_config(self.host, self.port, self.state_dir, redis_port, simulator_port))
         self.process = None
 
     def start(self):

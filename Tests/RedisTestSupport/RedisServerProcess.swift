@@ -22,7 +22,7 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// A port below the kernel's ephemeral range (32768 and up), where the other tests' port-0
     /// listeners and connections never land, checked free just before.
-    private static func freePort() async throws -> Int {
+    static func freePort() async throws -> Int {
         for _ in 0..<50 {
             let port = Int.random(in: 20_000..<32_000)
             if let channel = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: port).get() {
@@ -42,29 +42,12 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Starts it (again, on the same port) and waits until it answers, at most 5 s.
     public func start() async throws {
-        let process = Process()
-        // Behind a small watchdog shell: the server goes when the test process does, even one that
-        // exits (or crashes) before this object is released, so no redis-server outlives the tests.
         let server = [
             "/usr/bin/redis-server", "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "''", "--appendonly", "no", "--dir", self.directory.path,
             "--logfile", self.directory.appendingPathComponent("redis.log").path, "--daemonize", "no",
         ] + self.arguments.map { "'\($0)'" }
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = [
-            "-c",
-            """
-            \(server.joined(separator: " ")) & server=$!
-            trap 'kill -9 $server 2>/dev/null; wait $server; exit 0' TERM
-            while kill -0 \(getpid()) 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.2; done
-            kill -9 $server 2>/dev/null
-            """,
-        ]
-        // Not the test process's pipes: a runner that waits for their end before it reaps the test
-        // process would wait forever on a watchdog that waits for that process to go.
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        // SIGKILL: nothing is saved anyway.
+        let process = try ServerWatchdog.start(server.joined(separator: " "), stopSignal: "KILL")
         self.process = process
         for _ in 0..<100 {
             if await Self.accepts(port: self.port) { return }
@@ -91,7 +74,7 @@ public final class RedisServerProcess: @unchecked Sendable {
     public func stop() {
         guard let process = self.process else { return }
         self.process = nil
-        // The watchdog's trap kills the server at once (SIGKILL: nothing is saved anyway).
+        // The watchdog's trap stops the server at once.
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()
     }

@@ -96,8 +96,9 @@ struct FastLaneTests {
     /// instead, which never sends it to the same target twice; this route has no other.
     @Test(arguments: Lane.allCases, ["/v1/chat/completions", "/v1/messages"])
     func aRequestTheUpstreamReadAndDroppedIsNotSentAgain(lane: Lane, _ path: String) async throws {
-        // The upstream closes each connection 100 ms after answering on it and ignores what arrives meanwhile.
-        let upstream = try await ScriptedUpstream(.init(closeAfterAnswer: .milliseconds(100)))
+        // The upstream closes each connection 1 s after answering on it and ignores what arrives
+        // meanwhile: long enough for the second request to arrive in that window on a busy machine.
+        let upstream = try await ScriptedUpstream(.init(closeAfterAnswer: .seconds(1)))
         let provider = ProviderSettings(id: "brief", kind: .openAICompatible, baseURL: "http://127.0.0.1:\(upstream.port)/v1")
         let fixture = try await GatewayFixture.start(
             extraProviders: [provider], extraRoutes: [RouteSettings(alias: "brief", targets: [RouteTarget(provider: "brief", model: "m")])], lane: lane

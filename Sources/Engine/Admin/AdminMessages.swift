@@ -35,6 +35,8 @@ public struct AdminSnapshot: Codable, Sendable, Equatable {
     public var fleet: [AdminReplica]?
     /// Where the fleet's state lives and how it answers; nil outside a fleet.
     public var sharedState: AdminSharedState?
+    /// Where the ledger is written and how far behind it is.
+    public var ledger: AdminLedger?
 
     public init(
         uptimeSeconds: Double,
@@ -54,6 +56,30 @@ public struct AdminSnapshot: Codable, Sendable, Equatable {
         self.routes = routes
         self.tenants = tenants
         self.cache = cache
+    }
+}
+
+/// The ledger's database and this replica's rows not yet in it.
+public struct AdminLedger: Codable, Sendable, Equatable {
+    /// `sqlite` or the PostgreSQL URL without its password.
+    public var database: String
+    public var rowsWritten: Int
+    /// Rows waiting in memory for the next write.
+    public var rowsQueued: Int
+    /// Rows kept on this replica's disk while the shared database did not take them.
+    public var rowsJournalled: Int
+    /// How old the oldest row not yet in the database is; 0 when none waits.
+    public var secondsBehind: Double
+    /// Whether the shared database failed its last write.
+    public var databaseDown: Bool
+
+    public init(database: String, rowsWritten: Int, rowsQueued: Int, rowsJournalled: Int, secondsBehind: Double, databaseDown: Bool) {
+        self.database = database
+        self.rowsWritten = rowsWritten
+        self.rowsQueued = rowsQueued
+        self.rowsJournalled = rowsJournalled
+        self.secondsBehind = secondsBehind
+        self.databaseDown = databaseDown
     }
 }
 

@@ -103,6 +103,7 @@ public enum ConfigDiff {
         if old.server.client != new.server.client { needsRestart.append("server client limits (header_timeout, body_min_rate, body_grace, idle_timeout, max_connections)") }
         if old.simulator != new.simulator { needsRestart.append("simulator") }
         if old.state != new.state { needsRestart.append("state") }
+        if old.database != new.database { needsRestart.append("database") }
         if old.cacheShared != new.cacheShared { needsRestart.append("cache.shared") }
         return (changes, needsRestart)
     }

@@ -8,9 +8,7 @@ internal import Yams
 public enum ConfigLoader {
     /// Keys whose features are not in this build yet. They are rejected, never silently ignored:
     /// an operator who configures a budget must not believe it is enforced.
-    static let notYetAvailable: [String: String] = [
-        "database": "a shared database (PostgreSQL)",
-    ]
+    static let notYetAvailable: [String: String] = [:]
 
     /// - Parameters:
     ///   - yaml: the file's text.
@@ -68,7 +66,7 @@ private struct Reader {
             self.report(nil, "", "the file is empty")
             return nil
         }
-        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache", "state"] + ConfigLoader.notYetAvailable.keys.sorted()
+        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache", "state", "database"] + ConfigLoader.notYetAvailable.keys.sorted()
         guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
 
         var config = GatewayConfig()
@@ -84,6 +82,7 @@ private struct Reader {
             case "prices": config.prices = self.readPrices(value)
             case "prices_file": config.pricesFile = self.string(value, "prices_file")
             case "state": config.state = self.readState(value) ?? config.state
+            case "database": config.database = self.readDatabase(value) ?? config.database
             case "cache":
                 for (key, _, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent", "shared"]) ?? [] {
                     if key == "memory" { config.cacheMemory = self.size(entry, "cache.memory") ?? config.cacheMemory }
@@ -153,6 +152,37 @@ private struct Reader {
             }
         }
         return .redis(settings)
+    }
+
+    /// `database: sqlite`, `database: postgres://…`, or `database: { url, retention_days }`.
+    mutating func readDatabase(_ node: Node) -> DatabaseSettings? {
+        var settings = DatabaseSettings()
+        var url: (String, Node)?
+        if case .mapping = node {
+            for (key, _, value) in self.mapping(node, "database", allowed: ["url", "retention_days"]) ?? [] {
+                switch key {
+                case "url": url = self.string(value, "database.url").map { ($0, value) }
+                default:
+                    guard let days = self.int(value, "database.retention_days") else { continue }
+                    guard (1...DatabaseSettings.longestRetentionDays).contains(days) else {
+                        self.report(value, "database.retention_days", "must be 1-\(DatabaseSettings.longestRetentionDays) days")
+                        continue
+                    }
+                    settings.retentionDays = days
+                }
+            }
+        } else {
+            url = self.string(node, "database").map { ($0, node) }
+        }
+        guard let (text, urlNode) = url, text != "sqlite" else { return settings }
+        do {
+            settings.location = .postgres(try PostgresSettings.parse(text))
+        } catch {
+            // The URL may hold a password: only its scheme and host part are echoed.
+            self.report(urlNode, "database", "\(error.message)")
+            return nil
+        }
+        return settings
     }
 
     mutating func readServer(_ node: Node) -> ServerSettings {

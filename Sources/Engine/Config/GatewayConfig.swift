@@ -27,6 +27,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var cacheShared = false
     /// Where limits, budgets and leases live: this process, or Redis for a fleet.
     public var state = StateSettings.local
+    /// Where keys, the ledger and the audit log live: SQLite in the state dir, or a fleet's PostgreSQL.
+    public var database = DatabaseSettings()
 
     /// Built-in prices, under the file's, under the config's own.
     public var priceTable: PriceTable { PriceTable.builtIn.overlaid(with: self.filePrices).overlaid(with: self.prices) }

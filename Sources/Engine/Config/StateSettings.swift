@@ -35,9 +35,7 @@ public struct RedisStateSettings: Sendable, Equatable {
     }
 
     /// What is wrong with a `state:` URL.
-    public struct URLProblem: Error, Equatable {
-        public let message: String
-    }
+    public typealias URLProblem = ConnectionURLProblem
 
     /// Parses `redis://[user:password@]host[:port][/db]` or `rediss://…`.
     /// - Throws: what is wrong with the URL.
@@ -60,53 +58,8 @@ public struct RedisStateSettings: Sendable, Equatable {
                 database = number
             }
         }
-        var user: String?
-        var password: Secret?
-        if let at = rest.lastIndex(of: "@") {
-            let credentials = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            let colon = credentials.firstIndex(of: ":")
-            let name = Self.percentDecoded(colon.map { credentials[..<$0] } ?? credentials)
-            user = name.isEmpty ? nil : name
-            if let colon { password = Secret(Self.percentDecoded(credentials[credentials.index(after: colon)...])) }
-        }
-        var host = rest
-        var port = 6379
-        if host.hasPrefix("[") {
-            guard let close = host.firstIndex(of: "]") else { throw URLProblem(message: "an IPv6 address needs its closing ']'") }
-            let after = host[host.index(after: close)...]
-            host = host[host.index(after: host.startIndex)..<close]
-            if !after.isEmpty {
-                guard after.hasPrefix(":"), let number = Int(after.dropFirst()), (1...65_535).contains(number) else { throw URLProblem(message: "the port must be 1-65535") }
-                port = number
-            }
-        } else if let colon = host.lastIndex(of: ":") {
-            guard let number = Int(host[host.index(after: colon)...]), (1...65_535).contains(number) else { throw URLProblem(message: "the port must be 1-65535") }
-            port = number
-            host = host[..<colon]
-        }
-        guard !host.isEmpty else { throw URLProblem(message: "names no host") }
-        return RedisStateSettings(host: String(host), port: port, user: user, password: password, database: database, tls: tls)
-    }
-
-    /// `%XX` escapes decoded (a password may hold `@`, `:` or `/`); a malformed escape is kept as it is.
-    private static func percentDecoded(_ text: Substring) -> String {
-        var bytes: [UInt8] = []
-        var index = text.utf8.startIndex
-        let utf8 = text.utf8
-        while index < utf8.endIndex {
-            let byte = utf8[index]
-            if byte == UInt8(ascii: "%"), let high = utf8.index(index, offsetBy: 1, limitedBy: utf8.endIndex), high < utf8.endIndex,
-                let low = utf8.index(index, offsetBy: 2, limitedBy: utf8.endIndex), low < utf8.endIndex,
-                let value = UInt8(String(decoding: [utf8[high], utf8[low]], as: UTF8.self), radix: 16)
-            {
-                bytes.append(value)
-                index = utf8.index(after: low)
-                continue
-            }
-            bytes.append(byte)
-            index = utf8.index(after: index)
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        let (user, password, authority) = URLText.credentials(rest)
+        let (host, port) = try URLText.hostAndPort(authority, defaultPort: 6379)
+        return RedisStateSettings(host: host, port: port, user: user, password: password, database: database, tls: tls)
     }
 }

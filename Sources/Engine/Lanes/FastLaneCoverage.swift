@@ -85,5 +85,8 @@ public enum FastLaneCoverage {
         // Shared through Redis, admission is a round trip: over the loop's own connection on the fast
         // lane, the framework's while that connection is not up (`limitsElsewhere`).
         "state": .shared,
+        // Keys and ledger rows are the same to both lanes; a key another replica made a moment ago, not
+        // yet announced here, is looked up by the framework lane (`callerRefused` on the fast one).
+        "database": .shared,
     ]
 }

@@ -111,16 +111,11 @@ public struct EgressProxy: Sendable, Equatable {
         guard let server = https ? self.https : self.http else { return nil }
         var host = host.lowercased()
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if self.everythingDirect || Self.isLoopback(host) { return nil }
+        if self.everythingDirect || URLText.isLoopback(host) { return nil }
         for entry in self.direct where host == entry || host.hasSuffix("." + entry) {
             return nil
         }
         return server
-    }
-
-    static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host.hasSuffix(".localhost") || host == "::1" || host.hasPrefix("127.")
-            && host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
     }
 
     private static func decoded(_ text: Substring) -> String {

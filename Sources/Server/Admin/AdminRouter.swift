@@ -48,7 +48,7 @@ struct PeerCredentials {
 enum AdminRouter {
     static let eventBatchInterval = Duration.milliseconds(100)
 
-    static func build(_ control: GatewayControl, store: Store?, token: Secret?) -> Router<AdminRequestContext> {
+    static func build(_ control: GatewayControl, database: (any GatewayDatabase)?, token: Secret?) -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
         router.add(middleware: AdminErrorMiddleware(token: token))
         router.get("/v1/snapshot") { _, _ in
@@ -71,10 +71,10 @@ enum AdminRouter {
             let actor = await context.actor()
             do {
                 let created = try await control.createKey(keyRequest)
-                try? await store?.audit(actor: actor, action: "key_create", target: created.view.id, detail: "tenant \(keyRequest.tenant), \(created.view.limits)", ok: true)
+                try? await database?.audit(actor: actor, action: "key_create", target: created.view.id, detail: "tenant \(keyRequest.tenant), \(created.view.limits)", ok: true)
                 return try Self.json(created, status: .created)
             } catch {
-                try? await store?.audit(actor: actor, action: "key_create", target: keyRequest.tenant, detail: "\(error)", ok: false)
+                try? await database?.audit(actor: actor, action: "key_create", target: keyRequest.tenant, detail: "\(error)", ok: false)
                 throw error
             }
         }
@@ -83,10 +83,10 @@ enum AdminRouter {
             let actor = await context.actor()
             do {
                 let ack = try await control.revokeKey(id)
-                try? await store?.audit(actor: actor, action: "key_revoke", target: id, detail: ack.message, ok: true)
+                try? await database?.audit(actor: actor, action: "key_revoke", target: id, detail: ack.message, ok: true)
                 return try Self.json(ack)
             } catch {
-                try? await store?.audit(actor: actor, action: "key_revoke", target: id, detail: "\(error)", ok: false)
+                try? await database?.audit(actor: actor, action: "key_revoke", target: id, detail: "\(error)", ok: false)
                 throw error
             }
         }
@@ -126,14 +126,14 @@ enum AdminRouter {
         }
         router.post("/v1/providers/{id}/drain") { _, context in
             let id = context.parameters.get("id") ?? ""
-            return try await Self.act(context, store: store, action: "drain", target: id) { (actor: String) throws(AdminProblem) -> AdminAck in
+            return try await Self.act(context, database: database, action: "drain", target: id) { (actor: String) throws(AdminProblem) -> AdminAck in
                 guard control.drain(id, by: actor) else { throw Self.unknownProvider(id, control) }
                 return AdminAck(message: "provider \(id) drained: no new requests; in-flight ones finish")
             }
         }
         router.post("/v1/providers/{id}/undrain") { _, context in
             let id = context.parameters.get("id") ?? ""
-            return try await Self.act(context, store: store, action: "undrain", target: id) { (actor: String) throws(AdminProblem) -> AdminAck in
+            return try await Self.act(context, database: database, action: "undrain", target: id) { (actor: String) throws(AdminProblem) -> AdminAck in
                 guard control.undrain(id, by: actor) else { throw Self.unknownProvider(id, control) }
                 return AdminAck(message: "provider \(id) back in rotation")
             }
@@ -141,7 +141,7 @@ enum AdminRouter {
         router.put("/v1/routes/{alias}") { request, context in
             let alias = context.parameters.get("alias") ?? ""
             let body = try await request.body.collect(upTo: 1 << 20)
-            return try await Self.act(context, store: store, action: "route_edit", target: alias, detail: String(buffer: body)) { (actor: String) throws(AdminProblem) -> AdminAck in
+            return try await Self.act(context, database: database, action: "route_edit", target: alias, detail: String(buffer: body)) { (actor: String) throws(AdminProblem) -> AdminAck in
                 let edit: RouteEdit
                 do {
                     edit = try AdminJSON.decoder().decode(RouteEdit.self, from: Data(body.readableBytesView))
@@ -152,7 +152,7 @@ enum AdminRouter {
             }
         }
         router.post("/v1/config/reload") { _, context in
-            try await Self.act(context, store: store, action: "reload", target: nil) { (actor: String) throws(AdminProblem) -> ReloadReport in
+            try await Self.act(context, database: database, action: "reload", target: nil) { (actor: String) throws(AdminProblem) -> ReloadReport in
                 try control.reload(by: actor)
             }
         }
@@ -161,13 +161,13 @@ enum AdminRouter {
             let route = request.uri.queryParameters["route"].map(String.init)
             // Awaited before the audit row: the shared tier's entries are gone when the operator hears so.
             let ack = await control.flushCache(tenant: tenant, route: route, by: await context.actor())
-            return try await Self.act(context, store: store, action: "cache_flush", target: GatewayControl.cacheScope(tenant: tenant, route: route)) { (_: String) throws(AdminProblem) -> AdminAck in
+            return try await Self.act(context, database: database, action: "cache_flush", target: GatewayControl.cacheScope(tenant: tenant, route: route)) { (_: String) throws(AdminProblem) -> AdminAck in
                 ack
             }
         }
         router.get("/v1/audit") { _, _ in
-            guard let store else { throw AdminProblem(status: 501, code: "no_store", message: "this gateway runs without a state database") }
-            return try Self.json(try await store.auditLog())
+            guard let database else { throw AdminProblem(status: 501, code: "no_store", message: "this gateway runs without a state database") }
+            return try Self.json(try await database.auditLog(limit: 100))
         }
         return router
     }
@@ -175,7 +175,7 @@ enum AdminRouter {
     /// Runs one action, audits it (who, what, outcome) and answers with its JSON or its problem.
     static func act<Value: Encodable>(
         _ context: AdminRequestContext,
-        store: Store?,
+        database: (any GatewayDatabase)?,
         action: String,
         target: String?,
         detail: String = "",
@@ -193,7 +193,7 @@ enum AdminRouter {
         case .failure(let problem): [detail, problem.message].filter { !$0.isEmpty }.joined(separator: " → ")
         }
         do {
-            try await store?.audit(actor: actor, action: action, target: target, detail: outcome, ok: (try? result.get()) != nil)
+            try await database?.audit(actor: actor, action: action, target: target, detail: outcome, ok: (try? result.get()) != nil)
         } catch {
             context.logger.error("audit log write failed", metadata: ["gw.action": "\(action)", "gw.error": "\(error)"])
         }

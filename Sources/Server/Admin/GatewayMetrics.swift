@@ -207,7 +207,10 @@ final class GatewayMetrics: Sendable {
     /// The text exposition, with the targets' current state set just before.
     /// - Parameter upstreams: the providers, whose TLS handshakes their session caches count.
     /// - Parameter sharedState: admissions Redis could not decide, denied and allowed (in a fleet).
-    func exposition(targets: [TargetStatus], clientConnections: Int, upstreams: [String: UpstreamPool.Upstream], sharedState: (denied: Int, allowed: Int)?) -> [UInt8] {
+    /// - Parameter ledger: the ledger's rows written and waiting.
+    func exposition(
+        targets: [TargetStatus], clientConnections: Int, upstreams: [String: UpstreamPool.Upstream], sharedState: (denied: Int, allowed: Int)?, ledger: AdminLedger
+    ) -> [UInt8] {
         self.openConnections.set(to: Double(clientConnections))
         for status in targets {
             let labels = [("provider", status.target.provider), ("model", status.target.model)]
@@ -229,7 +232,29 @@ final class GatewayMetrics: Sendable {
                 labels: labels
             ).set(to: Double(status.inFlight))
         }
-        return self.registry.emitToBuffer() + Self.tlsHandshakes(upstreams) + Self.sharedStateFailures(sharedState)
+        return self.registry.emitToBuffer() + Self.tlsHandshakes(upstreams) + Self.sharedStateFailures(sharedState) + Self.ledger(ledger)
+    }
+
+    /// The ledger's progress: rows written, rows waiting (in memory, or journalled on this replica's
+    /// disk while a shared database is away) and the age of the oldest waiting row.
+    private static func ledger(_ ledger: AdminLedger) -> [UInt8] {
+        let text = """
+            # HELP switchyard_ledger_rows_written_total Ledger rows written to the database by this replica.
+            # TYPE switchyard_ledger_rows_written_total counter
+            switchyard_ledger_rows_written_total \(ledger.rowsWritten)
+            # HELP switchyard_ledger_backlog_rows Ledger rows not yet in the database: queued in memory, or journalled on disk.
+            # TYPE switchyard_ledger_backlog_rows gauge
+            switchyard_ledger_backlog_rows{place="queue"} \(ledger.rowsQueued)
+            switchyard_ledger_backlog_rows{place="journal"} \(ledger.rowsJournalled)
+            # HELP switchyard_ledger_lag_seconds Age of the oldest ledger row not yet in the database (0 when none waits).
+            # TYPE switchyard_ledger_lag_seconds gauge
+            switchyard_ledger_lag_seconds \(ledger.secondsBehind)
+            # HELP switchyard_ledger_database_up 0 while the shared database does not take ledger rows.
+            # TYPE switchyard_ledger_database_up gauge
+            switchyard_ledger_database_up \(ledger.databaseDown ? 0 : 1)
+
+            """
+        return Array(text.utf8)
     }
 
     /// `switchyard_shared_state_unavailable_total{on_error}`: admissions Redis did not answer in time,

@@ -3,13 +3,13 @@ import Engine
 import Foundation
 import NIOCore
 
-/// `switchyard benchmark semantic-index`: lookup latency of the semantic index at a given size, for
+/// `switchyard benchmark …`: the semantic index, the fast lane's steps and the ledger's writes, for
 /// `docs/performance.md`. A benchmark, not a test: build with `-c release` before trusting numbers.
 struct BenchmarkCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "benchmark",
         abstract: "Micro-benchmarks of the gateway's own data structures (release builds only).",
-        subcommands: [SemanticIndexBenchmark.self, FastPathBenchmark.self]
+        subcommands: [SemanticIndexBenchmark.self, FastPathBenchmark.self, LedgerBenchmark.self]
     )
 
     /// The fast lane's per-request parsing, each step alone on a typical request and answer: what the
@@ -151,6 +151,59 @@ struct BenchmarkCommand: AsyncParsableCommand {
                 let pages = text.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
             else { return 0 }
             return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        }
+    }
+
+    struct LedgerBenchmark: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ledger",
+            abstract: "Ledger rows a second into SQLite (a temporary file) and, with --database, PostgreSQL, in the writer's batches."
+        )
+        @Option(name: .long) var rows = 200_000
+        @Option(name: .long, help: "A PostgreSQL to measure too (postgres://…); its ledger gets the rows.") var database: String?
+
+        func run() async throws {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("switchyard-ledger-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var targets: [(String, any GatewayDatabase)] = [("sqlite", try Store(path: directory + "/switchyard.sqlite"))]
+            if let url = self.database {
+                targets.append(("postgres", try await PostgresDatabase.forCommandLine(try PostgresSettings.parse(url))))
+            }
+            let now = Date().timeIntervalSince1970
+            let prefix = "bench_\(UUID().uuidString.prefix(8))_"
+            let rows = (0..<self.rows).map { number in
+                var row = LedgerRow(
+                    requestId: "req_\(number)", at: now, tenant: "tenant\(number % 4)", keyId: "key\(number % 8)", route: "route\(number % 3)", provider: "sim",
+                    model: "model", outcome: "success", status: 200, inputTokens: 500, cachedTokens: 0, outputTokens: 120, reasoningTokens: 0,
+                    costUsd: 0.0012, latencyMs: 180, ttftMs: 40, cache: "miss", attempts: 1
+                )
+                row.entryId = prefix + String(number)
+                return row
+            }
+            for (name, database) in targets {
+                let cpu = Self.processCPUSeconds()
+                let started = ContinuousClock.now
+                var start = 0
+                while start < rows.count {
+                    let end = min(start + LedgerWriter.batchSize, rows.count)
+                    try await database.append(rows[start..<end])
+                    start = end
+                }
+                let seconds = (ContinuousClock.now - started).seconds
+                let used = Self.processCPUSeconds() - cpu
+                print(String(
+                    format: "%@: %d rows in %.2f s, %.0f rows a second, %.1f us of this process's CPU a row (batches of %d)",
+                    name, rows.count, seconds, Double(rows.count) / seconds, used * 1_000_000 / Double(rows.count), LedgerWriter.batchSize
+                ))
+            }
+        }
+
+        /// User and system CPU of this process so far.
+        static func processCPUSeconds() -> Double {
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1_000_000
         }
     }
 }

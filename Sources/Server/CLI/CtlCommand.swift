@@ -226,7 +226,7 @@ struct Ctl: AsyncParsableCommand {
 
         func run() async throws {
             let data = try await self.connection.call(.GET, "/v1/audit")
-            try self.connection.show(data, as: [Store.AuditEntry].self) { rows in
+            try self.connection.show(data, as: [AuditEntry].self) { rows in
                 StatusText.table(
                     ["when", "who", "action", "target", "ok", "detail"],
                     rows.map { [StatusText.time($0.at), $0.actor, $0.action, $0.target ?? "-", $0.ok ? "yes" : "no", String($0.detail.prefix(60))] }

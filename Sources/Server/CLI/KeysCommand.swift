@@ -11,9 +11,23 @@ struct TenancyConnection: ParsableArguments {
     @Option(name: .long, help: "State directory, for when the gateway is not running. Default: $SWITCHYARD_STATE_DIR, else ./.switchyard.")
     var stateDir: String?
 
+    @Option(name: .long, help: "A fleet's PostgreSQL (postgres://…), for when no gateway runs here. Default: $SWITCHYARD_DATABASE, else the state directory's SQLite.")
+    var database: String?
+
     var running: Bool { AdminSocket.answers(self.admin.socketPath) }
 
-    func offlineStore() throws -> Store {
+    /// The database keys and the ledger are in, opened directly: a fleet's PostgreSQL, or the state
+    /// directory's SQLite file.
+    func offlineStore() async throws -> any GatewayDatabase {
+        if let url = self.database ?? ProcessInfo.processInfo.environment["SWITCHYARD_DATABASE"], url != "sqlite" {
+            let settings: PostgresSettings
+            do {
+                settings = try PostgresSettings.parse(url)
+            } catch {
+                throw ValidationError("--database: \(error.message)")
+            }
+            return try await PostgresDatabase.forCommandLine(settings)
+        }
         let directory = self.stateDir ?? ProcessInfo.processInfo.environment["SWITCHYARD_STATE_DIR"] ?? "./.switchyard"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         return try Store(path: (directory as NSString).appendingPathComponent("switchyard.sqlite"))
@@ -63,7 +77,7 @@ struct Keys: AsyncParsableCommand {
                     tenant: request.tenant, name: request.name ?? "key", limits: request.limits, models: request.models ?? [],
                     expires: request.expiresInSeconds.map { .seconds($0) }, now: Date().timeIntervalSince1970
                 )
-                let store = try self.connection.offlineStore()
+                let store = try await self.connection.offlineStore()
                 try await store.insertKey(record)
                 try await store.audit(actor: "cli:uid:\(getuid())", action: "key_create", target: record.id, detail: "offline; tenant \(record.tenant)", ok: true)
                 created = CreatedKey(key: key, view: record.view)
@@ -129,7 +143,7 @@ struct Keys: AsyncParsableCommand {
                 print(try AdminJSON.decoder().decode(AdminAck.self, from: data).message)
                 return
             }
-            let store = try self.connection.offlineStore()
+            let store = try await self.connection.offlineStore()
             guard let record = try await store.revokeKey(self.key, at: Date().timeIntervalSince1970) else {
                 throw CtlFailure(message: "no key with id or prefix '\(self.key)'")
             }
@@ -195,5 +209,33 @@ struct UsageReport: AsyncParsableCommand {
         }
         rows.append(["total", "", "", "", "\(total.requests)", "", "\(total.input)", "\(total.output)", String(format: "$%.4f", total.cost)])
         print(StatusText.table(["tenant", "route", "provider", "model", "requests", "failed", "input tok", "output tok", "cost"], rows), terminator: "")
+    }
+}
+
+struct LedgerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger", abstract: "The ledger's upkeep.", subcommands: [RollUpCommand.self]
+    )
+
+    struct RollUpCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rollup",
+            abstract: "Fold ledger rows older than --keep-days into daily totals now (what database.retention_days does hourly)."
+        )
+        @OptionGroup var connection: TenancyConnection
+        @Option(name: .long, help: "Whole days of rows to keep (1-\(DatabaseSettings.longestRetentionDays)).") var keepDays: Int
+
+        func run() async throws {
+            guard (1...DatabaseSettings.longestRetentionDays).contains(self.keepDays) else {
+                throw ValidationError("--keep-days must be 1-\(DatabaseSettings.longestRetentionDays)")
+            }
+            let cutoff = LedgerRetention.cutoff(now: Date().timeIntervalSince1970, keepingDays: self.keepDays)
+            let done = try await self.connection.offlineStore().rollUp(before: cutoff)
+            if self.connection.admin.json {
+                print(#"{"rows":\#(done.rows),"days":\#(done.days),"before":\#(cutoff)}"#)
+            } else {
+                print("\(done.rows) ledger rows before \(Date(timeIntervalSince1970: cutoff)) folded into \(done.days) daily totals")
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ public struct SwitchyardCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "switchyard",
         abstract: "An AI inference gateway: one endpoint in front of many LLM providers.",
-        subcommands: [Serve.self, Simulate.self, ConfigCommand.self, Ctl.self, Keys.self, Tenants.self, UsageReport.self, BenchmarkCommand.self],
+        subcommands: [Serve.self, Simulate.self, ConfigCommand.self, Ctl.self, Keys.self, Tenants.self, UsageReport.self, LedgerCommand.self, BenchmarkCommand.self],
         defaultSubcommand: Serve.self
     )
 
@@ -255,7 +255,9 @@ extension SwitchyardCommand {
             case let revoke as Keys.Revoke: try await revoke.run()
             case let tenants as Tenants.List: try await tenants.run()
             case let usage as UsageReport: try await usage.run()
+            case let rollUp as LedgerCommand.RollUpCommand: try await rollUp.run()
             case let benchmark as BenchmarkCommand.SemanticIndexBenchmark: try await benchmark.run()
+            case let benchmark as BenchmarkCommand.LedgerBenchmark: try await benchmark.run()
             default: try command.run()
             }
         } catch {

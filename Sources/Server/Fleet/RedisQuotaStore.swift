@@ -145,7 +145,7 @@ final class RedisQuotaStore: QuotaStore {
     /// own rows of today and this month, so budgets count what was spent before. A replica adds its
     /// rows once per epoch: its settlements after that reach Redis one by one.
     /// - Returns: how many subjects were seeded (0 when this replica had done so in this epoch).
-    func seedSpend(from store: Store, replica: String) async throws -> Int {
+    func seedSpend(from store: any GatewayDatabase, replica: String) async throws -> Int {
         let turn = try await self.redis.run(
             QuotaScripts.seedTurn, keys: [RedisArgument(Self.epochKey), RedisArgument(Self.seededKey)],
             arguments: [RedisArgument(UUID().uuidString), RedisArgument(replica)]

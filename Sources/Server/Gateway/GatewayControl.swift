@@ -155,6 +155,7 @@ public struct GatewayControl: Sendable {
         snapshot.tenants = await self.tenants(routing.config)
         if routing.config.routes.contains(where: { $0.cache != nil }) { snapshot.cache = self.state.cache.stats }
         snapshot.fleet = try? await self.state.fleet?.replicas()
+        snapshot.ledger = self.state.ledgerStatus
         if case .redis(let settings) = routing.config.state {
             let unavailable = (self.state.quotas as? RedisQuotaStore)?.unavailableAdmissions ?? (denied: 0, allowed: 0)
             let shared = self.state.cache.shared
@@ -194,9 +195,20 @@ public struct GatewayControl: Sendable {
     /// Every tenant of the config or of a key, with today's use and its budget's share.
     func tenants(_ config: GatewayConfig) async -> [AdminTenant] {
         let names = Set(config.tenants.map(\.name) + self.state.keys.all.map(\.tenant)).sorted()
+        let fleetToday = await self.state.fleetSpendToday()
         var tenants: [AdminTenant] = []
         for name in names {
-            let usage = await self.state.quotas.usage(of: QuotaSubject(.tenant, name))
+            var usage = await self.state.quotas.usage(of: QuotaSubject(.tenant, name))
+            if let fleetToday {
+                // Each replica's own counters know only its own spend: the shared ledger knows the fleet's.
+                let today = fleetToday[name] ?? SpendLine(tenant: name, key: nil, day: 0, month: 0, requests: 0, tokens: 0)
+                var fleet = usage ?? QuotaBook.Usage(spentToday: 0, spentThisMonth: 0, reserved: 0, inFlight: 0, rejections: 0, requestsToday: 0, tokensToday: 0)
+                fleet.spentToday = max(fleet.spentToday, today.day)
+                fleet.spentThisMonth = max(fleet.spentThisMonth, today.month)
+                fleet.requestsToday = max(fleet.requestsToday, today.requests)
+                fleet.tokensToday = max(fleet.tokensToday, today.tokens)
+                usage = fleet
+            }
             let limits = config.tenant(name)?.limits ?? LimitSettings()
             let shares = [
                 limits.dailyBudgetUSD.map { budget in budget > 0 ? (usage?.spentToday ?? 0) / budget : 1 },
@@ -217,8 +229,8 @@ public struct GatewayControl: Sendable {
             tenant: request.tenant, name: request.name ?? "key", limits: request.limits, models: request.models ?? [],
             expires: request.expiresInSeconds.map { .seconds($0) }, now: Date().timeIntervalSince1970
         )
-        try await self.state.store.insertKey(record)
-        self.state.keys.add(record)
+        try await self.state.database.insertKey(record)
+        self.state.keys.upsert(record)
         return CreatedKey(key: key, view: record.view)
     }
 
@@ -233,16 +245,16 @@ public struct GatewayControl: Sendable {
             throw AdminProblem(status: 409, code: "declared_key", message: "key \(declared.name) of tenant \(declared.tenant) is declared in the config file; remove it there and reload")
         }
         let now = Date().timeIntervalSince1970
-        guard let record = try await self.state.store.revokeKey(idOrPrefix, at: now) else {
+        guard let record = try await self.state.database.revokeKey(idOrPrefix, at: now) else {
             throw AdminProblem(status: 404, code: "unknown_key", message: "no key with id or prefix '\(idOrPrefix)'")
         }
-        self.state.keys.revoke(record.id, at: now)
+        self.state.keys.upsert(record)
         return AdminAck(message: "key \(record.name) (\(record.prefix)…) of tenant \(record.tenant) revoked")
     }
 
     /// Requests, tokens and cost by model and provider since `since` (seconds since 1970).
     public func usage(tenant: String?, since: Double) async throws -> [UsageLine] {
-        try await self.state.store.usage(tenant: tenant, since: since)
+        try await self.state.database.usage(tenant: tenant, since: since)
     }
 
     /// Replaces a route's strategy and targets, validated first; in-flight requests keep the old route.

@@ -74,6 +74,17 @@ public struct GatewayService: Service {
         let adminSocket = self.config.server.adminSocketPath
         try AdminSocket.claim(adminSocket)
         let store = try Store(path: (self.config.server.stateDir as NSString).appendingPathComponent("switchyard.sqlite"))
+        let database: any GatewayDatabase
+        switch self.config.database.location {
+        case .sqlite: database = store
+        case .postgres(let settings):
+            do {
+                database = try await PostgresDatabase(settings: settings, logger: self.logger)
+            } catch {
+                throw DatabaseUnavailable(database: settings.redacted, error: error)
+            }
+            self.logger.notice("keys, the ledger and the audit log are shared through PostgreSQL", metadata: ["gw.database": "\(settings.redacted)"])
+        }
 
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             var simulatorURL: String?
@@ -110,7 +121,7 @@ public struct GatewayService: Service {
             switch self.config.state {
             case .local:
                 let memory = InMemoryQuotaStore()
-                try await Self.preloadSpend(from: store, into: memory)
+                try await Self.preloadSpend(from: database, into: memory)
                 quotas = memory
             case .redis(let settings):
                 let redis = RedisClient(RedisConfiguration(settings, replica: ProcessInfo.processInfo.hostName), group: group)
@@ -126,18 +137,38 @@ public struct GatewayService: Service {
             defer { renewals?.cancel() }
             let state = GatewayState(
                 config: self.config, configSource: self.source, upstreams: upstreams, images: images,
-                store: store, quotas: quotas, fleet: fleet, sharedCache: sharedCache, logger: self.logger
+                store: store, database: database, quotas: quotas, fleet: fleet, sharedCache: sharedCache, logger: self.logger
             )
-            state.keys.load(try await store.keys(), config: self.config)
+            state.keys.load(try await database.keys(), config: self.config)
+            await state.ledger.start()
+            let keyChanges = (database as? PostgresDatabase).map { shared in
+                Task {
+                    await shared.listenForKeys(
+                        changed: { state.keys.upsert($0) },
+                        resubscribed: {
+                            if let stored = try? await shared.keys() { state.keys.replaceStored(stored) }
+                        }
+                    )
+                }
+            }
+            let retention = self.config.database.retentionDays.map { days in
+                Task { await LedgerRetention.run(database, keepingDays: days, logger: self.logger) }
+            }
+            defer {
+                keyChanges?.cancel()
+                retention?.cancel()
+            }
             let warmed = try await state.cache.warm()
             if warmed > 0 { self.logger.info("cache warmed from its persistent tier", metadata: ["gw.entries": "\(warmed)"]) }
             let control = GatewayControl(state: state)
             state.configDigest.withLock { $0 = self.source?.digest() ?? "environment" }
             // This replica's ledger in Redis once per Redis lifetime, so budgets count what was spent before.
-            let seed: @Sendable () async -> Void = { [logger = self.logger, name = self.seedingName] in
+            // A shared database holds the fleet's ledger: one replica adds it, once (a name they all share).
+            let seedingName = database.isShared ? "shared-database" : self.seedingName
+            let seed: @Sendable () async -> Void = { [logger = self.logger, name = seedingName] in
                 guard let shared = quotas as? RedisQuotaStore else { return }
                 do {
-                    let subjects = try await shared.seedSpend(from: store, replica: name)
+                    let subjects = try await shared.seedSpend(from: database, replica: name)
                     if subjects > 0 { logger.notice("this replica's spend from its ledger added to Redis", metadata: ["gw.subjects": "\(subjects)"]) }
                 } catch {
                     logger.warning("this replica's spend could not be added to Redis; it is tried again when Redis answers", metadata: ["gw.error": "\(error)"])
@@ -169,7 +200,7 @@ public struct GatewayService: Service {
             var adminLogger = self.logger
             adminLogger[metadataKey: "gw.component"] = "admin"
             let admin = Application(
-                router: AdminRouter.build(control, store: store, token: nil),
+                router: AdminRouter.build(control, database: database, token: nil),
                 configuration: .init(address: .unixDomainSocket(path: adminSocket), serverName: nil),
                 onServerRunning: { _ in
                     // Owner only: the admin API can drain providers and rewrite routes.
@@ -185,7 +216,7 @@ public struct GatewayService: Service {
             }
             if let address = self.config.server.adminListen, let token = self.config.server.adminToken {
                 let tcpAdmin = Application(
-                    router: AdminRouter.build(control, store: store, token: token),
+                    router: AdminRouter.build(control, database: database, token: token),
                     configuration: .init(address: .hostname(address.host, port: address.port), serverName: nil),
                     eventLoopGroupProvider: .shared(group),
                     logger: adminLogger
@@ -201,7 +232,7 @@ public struct GatewayService: Service {
                 onServerRunning: { [simulatorURL] channel in
                     let port = channel.localAddress?.port ?? listen.port
                     state.listeningPort.store(port, ordering: .relaxed)
-                    store.replica.withLock { $0 = state.replicaID }
+                    database.setReplica(state.replicaID)
                     state.isReady.store(true, ordering: .relaxed)
                     await onStarted(Started(port: port, simulatorURL: simulatorURL, adminSocket: adminSocket, control: control))
                 },
@@ -226,7 +257,7 @@ public struct GatewayService: Service {
                     } catch {
                         outcome = (error.message, false)
                     }
-                    try? await store.audit(actor: "signal:SIGHUP", action: "reload", target: nil, detail: outcome.detail, ok: outcome.ok)
+                    try? await database.audit(actor: "signal:SIGHUP", action: "reload", target: nil, detail: outcome.detail, ok: outcome.ok)
                 }
             }
             defer { reloads.cancel() }
@@ -263,7 +294,7 @@ extension GatewayService {
     }
 
     /// Today's and this month's spend from the ledger, so budgets hold across restarts.
-    static func preloadSpend(from store: Store, into quotas: InMemoryQuotaStore) async throws {
+    static func preloadSpend(from store: any GatewayDatabase, into quotas: InMemoryQuotaStore) async throws {
         let (day, month) = BudgetCalendar.shared.dayAndMonth()
         let (dayStart, monthStart) = BudgetCalendar.starts(of: Date())
         for row in try await store.spend(since: dayStart, monthStart: monthStart) {

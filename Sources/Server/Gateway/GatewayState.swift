@@ -37,8 +37,16 @@ final class GatewayState: Sendable {
     let keys = KeyRing()
     let quotas: any QuotaStore
     let cache: AnswerCache
+    /// This replica's own SQLite file: the persistent cache tier and the ledger's journal, and the
+    /// database too when `database` is this file.
     let store: Store
+    /// Keys, the ledger and the audit log: `store`, or the PostgreSQL a fleet shares.
+    let database: any GatewayDatabase
     let ledger: LedgerWriter
+    /// Keys other replicas made a moment ago, looked up when a request presents one.
+    let keyLookup: KeyLookup
+    /// Today's spend per tenant from the shared ledger, and when it was read.
+    private let fleetToday = Mutex<(read: ContinuousClock.Instant, tenants: [String: SpendLine])?>(nil)
 
     /// The health checks and load polls of the providers in force.
     private let monitor = Mutex<Task<Void, Never>?>(nil)
@@ -57,15 +65,17 @@ final class GatewayState: Sendable {
     let startedAt = Date().timeIntervalSince1970
 
     init(
-        config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, quotas: any QuotaStore,
-        fleet: FleetSync? = nil, sharedCache: SharedAnswerCache? = nil, logger: Logger
+        config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, database: (any GatewayDatabase)? = nil,
+        quotas: any QuotaStore, fleet: FleetSync? = nil, sharedCache: SharedAnswerCache? = nil, logger: Logger
     ) {
         self.fleet = fleet
         self.server = config.server
         self.maxClientConnections = config.server.client.maxConnections ?? ClientLimits.automaticMaxConnections(openFileLimit: Self.openFileLimit)
         self.store = store
+        self.database = database ?? store
+        self.keyLookup = KeyLookup(database: self.database)
         self.quotas = quotas
-        self.ledger = LedgerWriter(store: store, logger: logger)
+        self.ledger = LedgerWriter(database: self.database, journal: store, logger: logger)
         self.cache = AnswerCache(capacity: config.cacheMemory, persistentIn: config.cachePersistent ? store : nil, shared: sharedCache)
         self.configSource = configSource
         self.current = Mutex(RoutingSnapshot(config: config, upstreams: upstreams, version: 1))
@@ -133,5 +143,43 @@ extension GatewayState {
         guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
         // Unlimited (`RLIM_INFINITY`, all ones) clamps to `Int.max`.
         return Int(clamping: limit.rlim_cur)
+    }
+}
+
+extension GatewayState {
+    /// How long the fleet's spend read from the shared ledger is reused: consoles ask every second.
+    static let fleetSpendReuse = Duration.seconds(5)
+
+    /// Today's spend, requests and tokens per tenant across the fleet, from the shared ledger: nil when
+    /// the database is this replica's own, or when limits are shared through Redis (which counts the
+    /// fleet's already), or when the ledger cannot be read.
+    func fleetSpendToday() async -> [String: SpendLine]? {
+        guard self.database.isShared, !(self.quotas is RedisQuotaStore) else { return nil }
+        if let cached = self.fleetToday.withLock({ $0 }), ContinuousClock.now - cached.read < Self.fleetSpendReuse { return cached.tenants }
+        let dayStart = BudgetCalendar.starts(of: Date()).day
+        guard let lines = try? await self.database.spend(since: dayStart, monthStart: dayStart) else { return nil }
+        var tenants: [String: SpendLine] = [:]
+        for line in lines {
+            guard let tenant = line.tenant else { continue }
+            var total = tenants[tenant] ?? SpendLine(tenant: tenant, key: nil, day: 0, month: 0, requests: 0, tokens: 0)
+            total.day += line.day
+            total.month += line.month
+            total.requests = UntrustedNumber.count(Double(total.requests) + Double(line.requests))
+            total.tokens = UntrustedNumber.count(Double(total.tokens) + Double(line.tokens))
+            tenants[tenant] = total
+        }
+        self.fleetToday.withLock { $0 = (.now, tenants) }
+        return tenants
+    }
+}
+
+extension GatewayState {
+    /// The ledger's database and backlog, for the console and `/metrics`.
+    var ledgerStatus: AdminLedger {
+        let backlog = self.ledger.backlog
+        return AdminLedger(
+            database: self.database.label, rowsWritten: backlog.written, rowsQueued: backlog.queued, rowsJournalled: backlog.journalled,
+            secondsBehind: backlog.oldestWaiting.map { max(0, Date().timeIntervalSince1970 - $0) } ?? 0, databaseDown: backlog.databaseDown
+        )
     }
 }

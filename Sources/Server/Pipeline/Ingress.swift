@@ -18,7 +18,7 @@ extension GatewayState {
         let requestID = self.identity.make(clientSupplied: request.headers[.requestID])
         var caller = Caller.anonymous
         do {
-            caller = try self.identify(request)
+            caller = try await self.identifyLookingUp(request)
             return try await work(requestID, started, caller)
         } catch {
             let admitted = error as? AdmittedFailure

@@ -5,27 +5,13 @@ import GRDB
 import Synchronization
 import GRDBSQLite
 
-/// The gateway's SQLite database (`STATE_DIR/switchyard.sqlite`, WAL mode): virtual keys (hashes
-/// only), the request ledger and the audit log of admin actions. Never touched on a request's path:
-/// keys are loaded into memory, ledger rows are written in batches by `LedgerWriter`.
-final class Store: Sendable {
+/// The gateway's SQLite database (`STATE_DIR/switchyard.sqlite`, WAL mode). For one process it is the
+/// `GatewayDatabase`: virtual keys (hashes only), the request ledger and the audit log. Always, also for
+/// a replica whose database is PostgreSQL: the persistent cache tier and the journal of ledger rows
+/// waiting for PostgreSQL. Never touched on a request's path: keys are loaded into memory, ledger rows
+/// are written in batches by `LedgerWriter`.
+final class Store: GatewayDatabase {
     let pool: DatabasePool
-
-    /// One admin action: who did what, and how it ended.
-    struct AuditEntry: Codable, Sendable, FetchableRecord, PersistableRecord {
-        static let databaseTableName = "audit_log"
-        var id: Int64?
-        /// Seconds since 1970.
-        var at: Double
-        /// `uid:1000` for a socket peer, `signal:SIGHUP` for a signal.
-        var actor: String
-        var action: String
-        var target: String?
-        var detail: String
-        var ok: Bool
-        /// The replica that performed it (host name and port), for when a fleet's logs are read together.
-        var replica: String?
-    }
 
     /// This replica's name in audit rows, set once its listener is up.
     let replica = Mutex<String?>(nil)
@@ -36,7 +22,19 @@ final class Store: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         self.pool = try DatabasePool(path: path, configuration: configuration)
+        let unknown = try self.pool.read { db in try Self.migrator.appliedIdentifiers(db) }.subtracting(SchemaHistory.migrations)
+        guard unknown.isEmpty else { throw SchemaHistory.TooNew(database: "SQLite database \(path)", unknown: unknown.sorted()) }
         try Self.migrator.migrate(self.pool)
+    }
+
+    var isShared: Bool { false }
+    var label: String { "sqlite" }
+
+    /// A file has no connections to drop.
+    func reconnect() {}
+
+    func setReplica(_ name: String) {
+        self.replica.withLock { $0 = name }
     }
 
     /// Keys' hashes, tenants and the ledger are the owner's alone, whatever the state dir's mode: the
@@ -55,7 +53,7 @@ final class Store: Sendable {
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1: audit log") { db in
+        migrator.registerMigration(SchemaHistory.migrations[0]) { db in
             try db.create(table: "audit_log") { table in
                 table.autoIncrementedPrimaryKey("id")
                 table.column("at", .double).notNull()
@@ -66,7 +64,7 @@ final class Store: Sendable {
                 table.column("ok", .boolean).notNull()
             }
         }
-        migrator.registerMigration("v2: keys and ledger") { db in
+        migrator.registerMigration(SchemaHistory.migrations[1]) { db in
             try db.create(table: "api_key") { table in
                 table.primaryKey("id", .text)
                 table.column("tenant", .text).notNull().indexed()
@@ -106,12 +104,12 @@ final class Store: Sendable {
                 table.column("attempts", .integer).notNull()
             }
         }
-        migrator.registerMigration("v3: cost saved by the cache") { db in
+        migrator.registerMigration(SchemaHistory.migrations[2]) { db in
             try db.alter(table: "ledger") { table in
                 table.add(column: "cost_saved_usd", .double).notNull().defaults(to: 0)
             }
         }
-        migrator.registerMigration("v4: persistent cache") { db in
+        migrator.registerMigration(SchemaHistory.migrations[3]) { db in
             try db.create(table: "cache_entry") { table in
                 table.primaryKey("key", .text)
                 table.column("scope", .text).notNull()
@@ -120,21 +118,30 @@ final class Store: Sendable {
                 table.column("answer", .text).notNull()
             }
         }
-        migrator.registerMigration("v5: ledger operation") { db in
+        migrator.registerMigration(SchemaHistory.migrations[4]) { db in
             try db.alter(table: "ledger") { table in
                 table.add(column: "operation", .text).notNull().defaults(to: "chat")
             }
         }
-        migrator.registerMigration("v6: semantic vectors of cached answers") { db in
+        migrator.registerMigration(SchemaHistory.migrations[5]) { db in
             try db.alter(table: "cache_entry") { table in
                 table.add(column: "partition", .text)
                 table.add(column: "vector", .blob)
             }
         }
-        migrator.registerMigration("v7: the replica of an audit row") { db in
+        migrator.registerMigration(SchemaHistory.migrations[6]) { db in
             try db.alter(table: "audit_log") { table in
                 table.add(column: "replica", .text)
             }
+        }
+        migrator.registerMigration(SchemaHistory.migrations[7]) { db in
+            // Rows written before entry ids have none (NULL, which a unique index allows many of).
+            try db.alter(table: "ledger") { table in table.add(column: "entry_id", .text) }
+            try db.create(index: "ledger_entry_id", on: "ledger", columns: ["entry_id"], unique: true)
+            try db.execute(sql: LedgerSQL.dailyTable(real: "REAL"))
+        }
+        migrator.registerMigration(SchemaHistory.migrations[8]) { db in
+            try db.execute(sql: "CREATE TABLE ledger_journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, " + LedgerSQL.columns.map { "\($0) \(LedgerSQL.sqliteType($0))" }.joined(separator: ", ") + ")")
         }
         return migrator
     }
@@ -146,11 +153,15 @@ final class Store: Sendable {
         try await self.pool.write { db in try entry.insert(db) }
     }
 
-    func auditLog(limit: Int = 100) async throws -> [AuditEntry] {
+    func auditLog(limit: Int) async throws -> [AuditEntry] {
         try await self.pool.read { db in
             try AuditEntry.order(Column("id").desc).limit(limit).fetchAll(db)
         }
     }
+}
+
+extension AuditEntry: FetchableRecord, PersistableRecord {
+    static let databaseTableName = "audit_log"
 }
 
 /// A virtual key as stored: never the key itself, only its SHA-256 and a short prefix to recognise it.
@@ -183,6 +194,9 @@ struct KeyRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableReco
 /// One request, accounted for.
 struct LedgerRow: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
     static let databaseTableName = "ledger"
+    /// Unique across the fleet (given by `LedgerWriter`): what makes writing a row twice harmless.
+    /// Not the request id, which a client may choose and repeat.
+    var entryId = ""
     var requestId: String
     var at: Double
     var tenant: String?
@@ -210,7 +224,7 @@ struct LedgerRow: Codable, Sendable, Equatable, FetchableRecord, PersistableReco
 
     enum CodingKeys: String, CodingKey {
         case at, tenant, route, provider, model, outcome, status, cache, attempts
-        case requestId = "request_id", keyId = "key_id", inputTokens = "input_tokens", cachedTokens = "cached_tokens"
+        case entryId = "entry_id", requestId = "request_id", keyId = "key_id", inputTokens = "input_tokens", cachedTokens = "cached_tokens"
         case outputTokens = "output_tokens", reasoningTokens = "reasoning_tokens", costUsd = "cost_usd"
         case latencyMs = "latency_ms", ttftMs = "ttft_ms", costSavedUsd = "cost_saved_usd", operation
     }
@@ -225,6 +239,14 @@ extension Store {
         try await self.pool.read { db in try KeyRecord.order(Column("created_at")).fetchAll(db) }
     }
 
+    func key(hash: String) async throws -> KeyRecord? {
+        try await self.pool.read { db in try KeyRecord.filter(Column("hash") == hash).fetchOne(db) }
+    }
+
+    func key(id: String) async throws -> KeyRecord? {
+        try await self.pool.read { db in try KeyRecord.filter(Column("id") == id).fetchOne(db) }
+    }
+
     /// - Returns: the revoked key, or nil when no key has that id or prefix.
     func revokeKey(_ idOrPrefix: String, at time: Double) async throws -> KeyRecord? {
         try await self.pool.write { db in
@@ -237,42 +259,35 @@ extension Store {
         }
     }
 
+    func append(_ rows: ArraySlice<LedgerRow>) async throws {
+        try await self.pool.write { db in try Self.insert(rows, into: "ledger", db) }
+    }
+
     /// One transaction a batch, rows inserted `ledgerRowsPerInsert` at a time by one cached statement,
     /// their values bound straight to SQLite: GRDB's `StatementArguments` per row (an existential box
     /// per value) cost as much as SQLite's own insert, and one statement a row ran SQLite's per-statement
     /// work (cursors on the table and each index) for every row.
-    func append(_ rows: ArraySlice<LedgerRow>) async throws {
-        try await self.pool.write { db in
-            let many = try db.cachedStatement(sql: Self.ledgerInsert(rows: Self.ledgerRowsPerInsert))
-            let one = try db.cachedStatement(sql: Self.ledgerInsert(rows: 1))
-            var insert = RowInsert(many.sqliteStatement)
-            var start = rows.startIndex
-            while rows.endIndex - start >= Self.ledgerRowsPerInsert {
-                for row in rows[start..<start + Self.ledgerRowsPerInsert] { insert.bind(row) }
-                try insert.step(db)
-                start += Self.ledgerRowsPerInsert
-            }
-            insert = RowInsert(one.sqliteStatement)
-            for row in rows[start...] {
-                insert.bind(row)
-                try insert.step(db)
-            }
+    private static func insert(_ rows: ArraySlice<LedgerRow>, into table: String, _ db: Database) throws {
+        let many = try db.cachedStatement(sql: LedgerSQL.insert(into: table, rows: Self.ledgerRowsPerInsert, .sqlite))
+        let one = try db.cachedStatement(sql: LedgerSQL.insert(into: table, rows: 1, .sqlite))
+        var insert = RowInsert(many.sqliteStatement)
+        var start = rows.startIndex
+        while rows.endIndex - start >= Self.ledgerRowsPerInsert {
+            for row in rows[start..<start + Self.ledgerRowsPerInsert] { row.write(to: &insert) }
+            try insert.step(db)
+            start += Self.ledgerRowsPerInsert
+        }
+        insert = RowInsert(one.sqliteStatement)
+        for row in rows[start...] {
+            row.write(to: &insert)
+            try insert.step(db)
         }
     }
 
     static let ledgerRowsPerInsert = 50
 
-    private static func ledgerInsert(rows: Int) -> String {
-        let values = "(" + Array(repeating: "?", count: 20).joined(separator: ", ") + ")"
-        return """
-            INSERT INTO ledger (request_id, at, tenant, key_id, route, provider, model, outcome, status, input_tokens,
-              cached_tokens, output_tokens, reasoning_tokens, cost_usd, latency_ms, ttft_ms, cache, attempts, cost_saved_usd, operation)
-            VALUES \(Array(repeating: values, count: rows).joined(separator: ", "))
-            """
-    }
-
     /// Binds rows' values in order, then runs the statement and readies it for the next rows.
-    private struct RowInsert {
+    private struct RowInsert: LedgerValueSink {
         let statement: SQLiteStatement
         var index: Int32 = 1
         /// SQLite copies the bytes (`SQLITE_TRANSIENT`, a macro Swift does not import).
@@ -282,7 +297,7 @@ extension Store {
             self.statement = statement
         }
 
-        private mutating func text(_ value: String?) {
+        mutating func text(_ value: String?) {
             if var value {
                 value.withUTF8 { bytes in _ = sqlite3_bind_text(self.statement, self.index, bytes.baseAddress, Int32(bytes.count), Self.transient) }
             } else {
@@ -291,42 +306,18 @@ extension Store {
             self.index += 1
         }
 
-        private mutating func integer(_ value: Int) {
+        mutating func integer(_ value: Int) {
             sqlite3_bind_int64(self.statement, self.index, Int64(value))
             self.index += 1
         }
 
-        private mutating func double(_ value: Double?) {
+        mutating func double(_ value: Double?) {
             if let value {
                 sqlite3_bind_double(self.statement, self.index, value)
             } else {
                 sqlite3_bind_null(self.statement, self.index)
             }
             self.index += 1
-        }
-
-        /// Binds the row's 20 values, in the order of `ledgerInsert`'s columns.
-        mutating func bind(_ row: LedgerRow) {
-            self.text(row.requestId)
-            self.double(row.at)
-            self.text(row.tenant)
-            self.text(row.keyId)
-            self.text(row.route)
-            self.text(row.provider)
-            self.text(row.model)
-            self.text(row.outcome)
-            self.integer(row.status)
-            self.integer(row.inputTokens)
-            self.integer(row.cachedTokens)
-            self.integer(row.outputTokens)
-            self.integer(row.reasoningTokens)
-            self.double(row.costUsd)
-            self.double(row.latencyMs)
-            self.double(row.ttftMs)
-            self.text(row.cache)
-            self.integer(row.attempts)
-            self.double(row.costSavedUsd)
-            self.text(row.operation)
         }
 
         mutating func step(_ db: Database) throws {
@@ -339,64 +330,67 @@ extension Store {
         }
     }
 
-    /// Spend per tenant and key since `dayStart` and `monthStart` (seconds since 1970), for the
-    /// budgets to start from after a restart. The semantic cache's embedding calls are not counted,
-    /// as they are not while running. Stored rows are untrusted numbers too: sums are `TOTAL`s
-    /// (floating point, which cannot overflow as SQLite's integer `SUM` does, refusing the start-up)
-    /// and are bounded on the way out.
-    func spend(since dayStart: Double, monthStart: Double) async throws -> [(tenant: String?, key: String?, day: Double, month: Double, requests: Int, tokens: Int)] {
+    /// Stored rows are untrusted numbers too: sums are `TOTAL`s (floating point, which cannot overflow as
+    /// SQLite's integer `SUM` does, refusing the start-up) and are bounded on the way out.
+    func spend(since dayStart: Double, monthStart: Double) async throws -> [SpendLine] {
         try await self.pool.read { db in
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT tenant, key_id,
-                      TOTAL(CASE WHEN at >= ? THEN cost_usd ELSE 0 END) AS day,
-                      TOTAL(cost_usd) AS month,
-                      TOTAL(CASE WHEN at >= ? THEN 1 ELSE 0 END) AS requests,
-                      TOTAL(CASE WHEN at >= ? THEN input_tokens ELSE 0 END) + TOTAL(CASE WHEN at >= ? THEN output_tokens ELSE 0 END) AS tokens
-                    FROM ledger WHERE at >= ? AND operation != 'cache-embedding' GROUP BY tenant, key_id
-                    """,
-                arguments: [dayStart, dayStart, dayStart, dayStart, monthStart]
-            )
-            return try rows.map {
-                (try $0.decode(forColumn: "tenant"), try $0.decode(forColumn: "key_id"), Self.finite(try $0.decode(forColumn: "day")),
-                 Self.finite(try $0.decode(forColumn: "month")), UntrustedNumber.count(Self.finite(try $0.decode(forColumn: "requests"))),
-                 UntrustedNumber.count(Self.finite(try $0.decode(forColumn: "tokens"))))
-            }
-        }
-    }
-
-    /// Requests, tokens and cost by model and provider since `since`, for `switchyard usage`.
-    func usage(tenant: String?, since: Double) async throws -> [UsageLine] {
-        try await self.pool.read { db in
-            var sql = """
-                SELECT COALESCE(tenant, '(anonymous)') AS tenant, COALESCE(route, '-') AS route, COALESCE(provider, '-') AS provider,
-                  COALESCE(model, '-') AS model, COUNT(*) AS requests, SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END) AS failed,
-                  TOTAL(input_tokens) AS input_tokens, TOTAL(output_tokens) AS output_tokens, TOTAL(cost_usd) AS cost_usd
-                FROM ledger WHERE at >= ?
-                """
-            var arguments: StatementArguments = [since]
-            if let tenant {
-                sql += " AND tenant = ?"
-                arguments += [tenant]
-            }
-            sql += " GROUP BY 1, 2, 3, 4 ORDER BY cost_usd DESC, requests DESC"
-            return try Row.fetchAll(db, sql: sql, arguments: arguments).map {
-                UsageLine(
-                    tenant: try $0.decode(forColumn: "tenant"), route: try $0.decode(forColumn: "route"), provider: try $0.decode(forColumn: "provider"),
-                    model: try $0.decode(forColumn: "model"), requests: try $0.decode(forColumn: "requests"), failed: try $0.decode(forColumn: "failed"),
-                    inputTokens: UntrustedNumber.count(Self.finite(try $0.decode(forColumn: "input_tokens"))),
-                    outputTokens: UntrustedNumber.count(Self.finite(try $0.decode(forColumn: "output_tokens"))),
-                    costUsd: Self.finite(try $0.decode(forColumn: "cost_usd"))
+            try Row.fetchAll(db, sql: LedgerSQL.spend(.sqlite, sum: "TOTAL"), arguments: [dayStart, monthStart]).map {
+                SpendLine(
+                    tenant: try $0.decode(forColumn: "tenant"), key: try $0.decode(forColumn: "key_id"), day: StoredNumber.finite(try $0.decode(forColumn: "day")),
+                    month: StoredNumber.finite(try $0.decode(forColumn: "month")), requests: UntrustedNumber.count(StoredNumber.finite(try $0.decode(forColumn: "requests"))),
+                    tokens: UntrustedNumber.count(StoredNumber.finite(try $0.decode(forColumn: "tokens")))
                 )
             }
         }
     }
 
-    /// A stored real as a finite number: NULL, NaN and infinities read as zero.
-    private static func finite(_ value: Double?) -> Double {
-        guard let value, value.isFinite else { return 0 }
-        return value
+    func usage(tenant: String?, since: Double) async throws -> [UsageLine] {
+        try await self.pool.read { db in
+            var arguments: StatementArguments = [since, LedgerSQL.dayStart(since)]
+            if let tenant { arguments += [tenant] }
+            return try Row.fetchAll(db, sql: LedgerSQL.usage(.sqlite, sum: "TOTAL", tenant: tenant != nil), arguments: arguments).map {
+                UsageLine(
+                    tenant: try $0.decode(forColumn: "tenant"), route: try $0.decode(forColumn: "route"), provider: try $0.decode(forColumn: "provider"),
+                    model: try $0.decode(forColumn: "model"), requests: UntrustedNumber.count(StoredNumber.finite(try $0.decode(forColumn: "requests"))),
+                    failed: UntrustedNumber.count(StoredNumber.finite(try $0.decode(forColumn: "failed"))),
+                    inputTokens: UntrustedNumber.count(StoredNumber.finite(try $0.decode(forColumn: "input_tokens"))),
+                    outputTokens: UntrustedNumber.count(StoredNumber.finite(try $0.decode(forColumn: "output_tokens"))),
+                    costUsd: StoredNumber.finite(try $0.decode(forColumn: "cost_usd"))
+                )
+            }
+        }
+    }
+
+    func rollUp(before cutoff: Double) async throws -> RollUp {
+        try await self.pool.write { db in
+            try db.execute(sql: LedgerSQL.rollUp(.sqlite, floorOfDay: "CAST(at / 86400 AS INTEGER) * 86400.0", sum: "TOTAL"), arguments: [cutoff])
+            let days = db.changesCount
+            try db.execute(sql: "DELETE FROM ledger WHERE at < ?", arguments: [cutoff])
+            return RollUp(rows: db.changesCount, days: days)
+        }
+    }
+
+    // MARK: The journal (rows waiting for a shared database)
+
+    func journal(_ rows: ArraySlice<LedgerRow>) async throws {
+        try await self.pool.write { db in try Self.insert(rows, into: "ledger_journal", db) }
+    }
+
+    /// The oldest journalled rows, up to `limit`, with the sequence number of the last.
+    func journalled(limit: Int) async throws -> (rows: [LedgerRow], through: Int64) {
+        try await self.pool.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM ledger_journal ORDER BY seq LIMIT ?", arguments: [limit])
+            let through: Int64 = try rows.last?.decode(forColumn: "seq") ?? 0
+            return (try rows.map { try LedgerRow(row: $0) }, through)
+        }
+    }
+
+    func forgetJournal(through sequence: Int64) async throws {
+        try await self.pool.write { db in try db.execute(sql: "DELETE FROM ledger_journal WHERE seq <= ?", arguments: [sequence]) }
+    }
+
+    func journalCount() async throws -> Int {
+        try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_journal") ?? 0 }
     }
 
     /// A cached answer for the persistent tier, with its semantic partition and vector when it has them.

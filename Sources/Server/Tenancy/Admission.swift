@@ -67,28 +67,18 @@ extension GatewayState {
     /// reservation is what keeps concurrent requests from overspending.
     static let assumedMaxTokens = 4_096
 
-    /// The caller of `request`: its key's tenant, or anonymous where the config allows it.
-    /// A key that looks like ours (`sk-sy-…`) is always checked, so a revoked key is never mistaken for
-    /// anonymous use; other tokens (an SDK's placeholder) count as no key.
-    func identify(_ request: Request) throws(GatewayError) -> Caller {
-        try self.identify(authorization: request.headers[.authorization], apiKey: request.headers[.apiKey])
-    }
-
-    /// The caller a request's `Authorization` (`Bearer …`) or `x-api-key` field names.
+    /// The caller a request's `Authorization` (`Bearer …`) or `x-api-key` field names: its key's tenant,
+    /// or anonymous where the config allows it. A key that looks like ours (`sk-sy-…`) is always
+    /// checked, so a revoked key is never mistaken for anonymous use; other tokens (an SDK's
+    /// placeholder) count as no key.
     func identify(authorization: String?, apiKey: String?) throws(GatewayError) -> Caller {
-        var credential = Substring(authorization ?? apiKey ?? "")
-        if authorization != nil, credential.utf8.starts(with: "Bearer ".utf8) {
-            credential = credential[credential.utf8.index(credential.startIndex, offsetBy: 7)...]
-        }
-        credential = credential.trimmingSpaces
         // Only a virtual key is looked up (and copied out): any other credential is anonymous.
-        guard credential.utf8.starts(with: KeyRing.keyPrefix.utf8) else {
+        guard let token = Self.virtualKey(authorization: authorization, apiKey: apiKey) else {
             guard self.server.anonymous else {
                 throw .unauthorized("This gateway requires an API key: send 'Authorization: Bearer sk-sy-…' (or x-api-key).")
             }
             return .anonymous
         }
-        let token = String(credential)
         guard let record = self.keys.record(for: token) else {
             throw .unauthorized("The API key \(token.prefix(12))… is not valid.")
         }
@@ -97,6 +87,31 @@ extension GatewayState {
             throw .unauthorized("The API key \(record.prefix)… expired.")
         }
         return Caller(tenant: record.tenant, key: record)
+    }
+
+    /// `identify`, and for a key this replica does not know, a look in the shared database: a key made
+    /// on another replica a moment ago works here at once, before its announcement arrives.
+    func identifyLookingUp(_ request: Request) async throws(GatewayError) -> Caller {
+        let (authorization, apiKey) = (request.headers[.authorization], request.headers[.apiKey])
+        do {
+            return try self.identify(authorization: authorization, apiKey: apiKey)
+        } catch {
+            guard self.database.isShared, let token = Self.virtualKey(authorization: authorization, apiKey: apiKey), self.keys.record(for: token) == nil,
+                let record = await self.keyLookup.find(hash: KeyRing.hash(token))
+            else { throw error }
+            self.keys.upsert(record)
+            return try self.identify(authorization: authorization, apiKey: apiKey)
+        }
+    }
+
+    /// The credential of `Authorization: Bearer …` or `x-api-key`, when it is shaped as a virtual key.
+    private static func virtualKey(authorization: String?, apiKey: String?) -> String? {
+        var credential = Substring(authorization ?? apiKey ?? "")
+        if authorization != nil, credential.utf8.starts(with: "Bearer ".utf8) {
+            credential = credential[credential.utf8.index(credential.startIndex, offsetBy: 7)...]
+        }
+        credential = credential.trimmingSpaces
+        return credential.utf8.starts(with: KeyRing.keyPrefix.utf8) ? String(credential) : nil
     }
 
     /// Checks the caller's models, then reserves its limits and budgets for `plan`: the estimate of

@@ -36,20 +36,21 @@ final class KeyRing: Sendable {
         self.load(kept, config: config)
     }
 
-    func add(_ record: KeyRecord) {
-        self.byPrefix.withLock { $0[record.prefix, default: []].append(record) }
+    /// Replaces the stored keys with `records` (a shared database's, read again); declared keys stay.
+    func replaceStored(_ records: [KeyRecord]) {
+        let declared = self.all.filter { $0.id.hasPrefix("cfg_") }
+        var index: [String: [KeyRecord]] = [:]
+        for record in records + declared { index[record.prefix, default: []].append(record) }
+        self.byPrefix.withLock { $0 = index }
     }
 
-    func revoke(_ id: String, at time: Double) {
+    /// Adds the key, or replaces the ring's copy of it (another replica revoked it, say).
+    func upsert(_ record: KeyRecord) {
         self.byPrefix.withLock { index in
-            for (prefix, records) in index {
-                index[prefix] = records.map { record in
-                    guard record.id == id else { return record }
-                    var revoked = record
-                    revoked.revokedAt = time
-                    return revoked
-                }
-            }
+            var records = index[record.prefix, default: []]
+            records.removeAll { $0.id == record.id }
+            records.append(record)
+            index[record.prefix] = records
         }
     }
 

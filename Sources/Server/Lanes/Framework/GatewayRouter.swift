@@ -39,7 +39,7 @@ enum GatewayRouter {
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: state.metrics.exposition(
                     targets: targets, clientConnections: state.clientConnections.load(ordering: .relaxed), upstreams: state.routing.upstreams.all,
-                    sharedState: (state.quotas as? RedisQuotaStore)?.unavailableAdmissions
+                    sharedState: (state.quotas as? RedisQuotaStore)?.unavailableAdmissions, ledger: state.ledgerStatus
                 )))
             )
         }
