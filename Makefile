@@ -1,7 +1,7 @@
 # Switchyard: the two commands of the README's quick start are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability test-fleet test-soak test-fuzz bench bench-semantic-quality clean
+.PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability test-fleet test-deploy test-soak test-fuzz bench bench-semantic-quality clean
 
 ## Install what the build needs, build, and start the gateway on the zero-key default.
 demo: bootstrap
@@ -17,7 +17,7 @@ console:
 ## conformance suite, the console's end-to-end test in tmux, the ledger's durability test, the fleet
 ## test (three replicas behind HAProxy sharing state through Redis), a short soak (mixed load, faults and hang-ups; the gateway must answer everything and stay up) and a
 ## bounded fuzzing run.
-test: bootstrap test-swift test-conformance test-console test-durability test-fleet test-soak test-fuzz
+test: bootstrap test-swift test-conformance test-console test-durability test-fleet test-deploy test-soak test-fuzz
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -48,6 +48,10 @@ test-fleet:
 	$(SWIFT) build --product switchyard
 	bash Tests/Fleet/run.sh
 	bash Tests/Fleet/database.sh
+
+test-deploy:
+	$(SWIFT) build --product switchyard
+	bash Tests/Deploy/run.sh
 
 test-soak:
 	CONFIGURATION=debug DURATION=20 WORKERS=16 bash Benchmarks/soak/run.sh

@@ -35,7 +35,6 @@ public final class RedisConnection: Sendable {
         let installed = Mutex<NIOLoopBound<RedisChannelHandler>?>(nil)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(configuration.connectTimeout))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 do {
                     if let tls {

@@ -102,6 +102,21 @@ struct ConfigLoaderTests {
         #expect(found.first?.message.contains("${OPENAI_API_KEY:-default}") == true)
     }
 
+    @Test func aShutdownDelayIsADurationOfAtMostTenMinutes() throws {
+        let base = """
+            providers:
+              sim: { kind: simulator }
+            routes:
+              r:
+                targets: [{ provider: sim, model: c }]
+
+            """
+        #expect(try self.load(base + "server: { shutdown_delay: 5s }").server.shutdownDelay == .seconds(5))
+        #expect(try self.load(base).server.shutdownDelay == .zero)
+        #expect(self.issues(base + "server: { shutdown_delay: 11m }").contains { $0.path == "server.shutdown_delay" && $0.message.contains("at most 10m") })
+        #expect(self.issues(base + "server: { shutdown_delay: soon }").contains { $0.path == "server.shutdown_delay" })
+    }
+
     @Test func aSharedDatabaseIsAPostgresURLWithItsRetention() throws {
         let base = """
             providers:

@@ -38,6 +38,18 @@ struct RedisClientTests {
         await client.shutdown()
     }
 
+    /// A connection sets only options any user may set: `SO_DEBUG` (what `.socketOption(.tcp_nodelay)`
+    /// names, at the socket level) is refused to a non-root process, and every connection failed in
+    /// the container, which runs as uid 10001. TCP_NODELAY is on (the bootstrap's own default).
+    @Test func aConnectionSetsNoPrivilegedSocketOption() async throws {
+        let server = try await RedisServerProcess()
+        let connection = try await RedisConnection.connect(server.configuration(), on: self.group.next())
+        let debug = try await connection.channel.getOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_DEBUG))).get()
+        let noDelay = try await connection.channel.getOption(.tcpOption(.tcp_nodelay)).get()
+        #expect(debug == 0 && noDelay != 0)
+        try? await connection.channel.close().get()
+    }
+
     @Test func theHandshakeAuthenticatesAndSelectsTheDatabase() async throws {
         let server = try await RedisServerProcess(["--requirepass", "s3cret"])
         let refused = RedisClient(server.configuration(password: "wrong"), group: self.group)

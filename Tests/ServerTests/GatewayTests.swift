@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Engine
 import Foundation
 import NIOCore
+import RedisTestSupport
 import Testing
 @testable import Server
 
@@ -71,6 +72,38 @@ struct GatewayTests {
         #expect(unknown.status == 404)
         #expect((unknown.json["error"] as? [String: Any])?["code"] as? String == "route_not_found")
         await fixture.stop()
+    }
+
+    /// `server.shutdown_delay`: between SIGTERM and closing, the listener still takes requests and
+    /// `/readyz` says 503 (load balancers stop sending); a stream begun before finishes whole.
+    @Test(arguments: Lane.allCases)
+    func aStoppingGatewayIsNotReadyForItsDelayAndFinishesItsStreams(lane: Lane) async throws {
+        let fixture = try await GatewayFixture.start(routes: ["slow": "gpt-4o-mini:ttft=1500ms"], lane: lane) { $0.server.shutdownDelay = .seconds(1) }
+        let url = fixture.gateway.url
+        let stream = Task {
+            try await TestClient.post("\(url)/v1/chat/completions", #"{"model":"slow","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+        }
+        #expect(try await eventually { fixture.simulatorRouter.activeRequests.current > 0 })
+        let stopping = Task { await fixture.gateway.stop() }
+        #expect(try await eventually { (try? await TestClient.get("\(url)/readyz"))?.status == 503 })
+        let answer = try await stream.value
+        #expect(answer.status == 200 && answer.body.contains("[DONE]"), "\(answer.body)")
+        await stopping.value
+        #expect(!Self.accepts(port: fixture.gateway.port), "the listener still takes connections after the stop")
+        await fixture.simulator.stop()
+    }
+
+    /// Whether something listens on 127.0.0.1:`port` (one plain connect: an HTTP client retries a refusal).
+    private static func accepts(port: Int) -> Bool {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
     }
 
     // MARK: Bad input

@@ -195,6 +195,7 @@ private struct Reader {
         let keys = [
             "listen", "state_dir", "max_body", "anonymous", "log_level", "fetch_image_urls", "image_limits", "admin_socket", "admin_listen", "admin_token", "budget_status",
             "header_timeout", "body_min_rate", "body_grace", "idle_timeout", "max_connections", "fast_lane",
+            "shutdown_delay",
         ]
         for (key, _, value) in self.mapping(node, "server", allowed: keys) ?? [] {
             let path = "server.\(key)"
@@ -223,6 +224,13 @@ private struct Reader {
             case "max_body": server.maxBodyBytes = self.size(value, path) ?? server.maxBodyBytes
             case "anonymous": server.anonymous = self.bool(value, path) ?? server.anonymous
             case "fast_lane": server.fastLane = self.bool(value, path) ?? server.fastLane
+            case "shutdown_delay":
+                guard let delay = self.duration(value, path) else { continue }
+                guard delay <= ServerSettings.longestShutdownDelay else {
+                    self.report(value, path, "must be at most 10m")
+                    continue
+                }
+                server.shutdownDelay = delay
             case "header_timeout": server.client.headerTimeout = self.positiveDuration(value, path) ?? server.client.headerTimeout
             case "body_grace": server.client.bodyGrace = self.positiveDuration(value, path) ?? server.client.bodyGrace
             case "idle_timeout": server.client.idleTimeout = self.positiveDuration(value, path) ?? server.client.idleTimeout

@@ -91,6 +91,9 @@ public struct GatewayConfig: Sendable, Equatable {
 ///   request may make the gateway fetch, see `ImageFetchLimits`
 /// - `header_timeout`, `body_min_rate`, `body_grace`, `idle_timeout`, `max_connections`: how long
 ///   and how slowly a client may send, and how many may be connected (see `ClientLimits`).
+/// - `shutdown_delay` (duration, default 0s, at most 10m; env `SWITCHYARD_SHUTDOWN_DELAY`): on SIGTERM,
+///   how long the listener keeps accepting, with `/readyz` answering 503, before it closes and
+///   in-flight requests finish: the time a load balancer or a Kubernetes Service needs to stop sending.
 public struct ServerSettings: Sendable, Equatable {
     public var listen: ListenAddress
     public var stateDir: String
@@ -112,6 +115,9 @@ public struct ServerSettings: Sendable, Equatable {
     /// every request through the framework lane: an operator's kill switch, and how the tests run
     /// each behaviour on both lanes.
     public var fastLane = true
+    /// `server.shutdown_delay`: not ready but still listening, between SIGTERM and closing.
+    public var shutdownDelay = Duration.zero
+    public static let longestShutdownDelay = Duration.seconds(600)
 
     /// Where the admin socket is.
     public var adminSocketPath: String { self.adminSocket ?? (self.stateDir as NSString).appendingPathComponent("admin.sock") }

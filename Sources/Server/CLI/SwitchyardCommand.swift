@@ -201,6 +201,12 @@ enum ConfigFile {
         if let directory = stateDir ?? environment["SWITCHYARD_STATE_DIR"].flatMap({ $0.isEmpty ? nil : $0 }) {
             config.server.stateDir = directory
         }
+        if let text = environment["SWITCHYARD_SHUTDOWN_DELAY"], !text.isEmpty {
+            guard let delay = DurationText.parse(text), delay <= ServerSettings.longestShutdownDelay else {
+                throw ValidationError("SWITCHYARD_SHUTDOWN_DELAY '\(text)' is not a duration of at most 10m (e.g. 5s)")
+            }
+            config.server.shutdownDelay = delay
+        }
         if let level = environment["SWITCHYARD_LOG_LEVEL"], !level.isEmpty {
             guard ServerSettings.logLevels.contains(level) else {
                 throw ValidationError("SWITCHYARD_LOG_LEVEL '\(level)' is not one of \(ServerSettings.logLevels.joined(separator: ", "))")

@@ -239,12 +239,25 @@ public struct GatewayService: Service {
                 eventLoopGroupProvider: .shared(group),
                 logger: self.logger
             )
-            tasks.addTask { try await api.run() }
+            // The listener shuts down on its own signal, `shutdown_delay` after the service's: in between
+            // it still accepts, and `/readyz` says 503, so load balancers stop sending before it closes.
+            let listener = ServiceGroup(configuration: .init(services: [api], logger: self.logger))
+            let shutdownDelay = self.config.server.shutdownDelay
             tasks.addTask {
-                // Report not-ready as soon as shutdown starts, while in-flight requests finish.
+                // Apart from the service's graceful shutdown (a task-local it would follow at once).
+                let running = Task.detached { try await listener.run() }
+                try await withTaskCancellationHandler {
+                    try await running.value
+                } onCancel: {
+                    running.cancel()
+                }
+            }
+            tasks.addTask {
                 try? await gracefulShutdown()
                 state.isReady.store(false, ordering: .relaxed)
                 state.events.finishAll()
+                if shutdownDelay > .zero { try? await Task.sleep(for: shutdownDelay) }
+                await listener.triggerGracefulShutdown()
             }
             let reloads = Task {
                 // SIGHUP re-reads the config file, as `POST /v1/config/reload` does, on this replica alone: a

@@ -163,7 +163,6 @@ final class LoopConnectionPool {
         let tunnel = endpoint.tunnel
         let connected = ClientBootstrap(group: self.loop)
             .connectTimeout(TimeAmount(endpoint.connectTimeout))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard let tunnel else { return try Self.addUpstreamHandlers(endpoint, to: channel) }
