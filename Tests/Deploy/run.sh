@@ -12,7 +12,7 @@
 #     No registry is reachable: the base image `debian:bookworm-slim` is a Debian rootfs made by
 #     `debootstrap --variant=minbase bookworm` and imported under that name, and the build stage
 #     (`FROM swift:… AS build`, which compiles) is replaced by one that copies binaries built here with
-#     the same command (`swift build -c release --static-swift-stdlib`, stripped). The runtime stage
+#     the same commands (`swift build -c release`, stripped, and the Swift libraries `ldd` finds). The runtime stage
 #     is the shipped Dockerfile's, byte for byte (checked). Then: the container runs as uid 10001 on a
 #     read-only root, answers the zero-key demo, turns healthy, the console and `switchyard ctl` work
 #     through `docker exec`, and `docker stop` turns /readyz to 503 while a stream begun before
@@ -115,12 +115,14 @@ if [ ! -f "$cache/bookworm-slim.tar" ]; then
 fi
 docker import "$cache/bookworm-slim.tar" debian:bookworm-slim >/dev/null
 
-# The binaries, built as the Dockerfile's build stage builds them.
-swift build -c release --static-swift-stdlib --product switchyard --scratch-path .build-static >/dev/null
-swift build -c release --static-swift-stdlib --product switchyard-console --scratch-path .build-static >/dev/null
-mkdir -p "$work/context/out"
-cp .build-static/release/switchyard .build-static/release/switchyard-console "$work/context/out/"
-strip "$work/context/out/switchyard" "$work/context/out/switchyard-console"
+# The binaries and the runtime's libraries, built and gathered as the Dockerfile's build stage does.
+swift build -c release --product switchyard --scratch-path .build-release >/dev/null
+swift build -c release --product switchyard-console --scratch-path .build-release >/dev/null
+mkdir -p "$work/context/out/bin" "$work/context/out/lib"
+cp .build-release/release/switchyard .build-release/release/switchyard-console "$work/context/out/bin/"
+strip "$work/context/out/bin/switchyard" "$work/context/out/bin/switchyard-console"
+ldd "$work/context/out/bin/switchyard" "$work/context/out/bin/switchyard-console" | awk '$3 ~ /\/swift\/linux\// {print $3}' | sort -u \
+  | xargs cp -t "$work/context/out/lib/"
 cp -r themes "$work/context/themes"
 
 # The shipped Dockerfile with its build stage replaced; its runtime stage kept whole.

@@ -103,14 +103,7 @@ struct ConfigLoaderTests {
     }
 
     @Test func aShutdownDelayIsADurationOfAtMostTenMinutes() throws {
-        let base = """
-            providers:
-              sim: { kind: simulator }
-            routes:
-              r:
-                targets: [{ provider: sim, model: c }]
-
-            """
+        let base = Self.oneRoute
         #expect(try self.load(base + "server: { shutdown_delay: 5s }").server.shutdownDelay == .seconds(5))
         #expect(try self.load(base).server.shutdownDelay == .zero)
         #expect(self.issues(base + "server: { shutdown_delay: 11m }").contains { $0.path == "server.shutdown_delay" && $0.message.contains("at most 10m") })
@@ -118,14 +111,7 @@ struct ConfigLoaderTests {
     }
 
     @Test func aSharedDatabaseIsAPostgresURLWithItsRetention() throws {
-        let base = """
-            providers:
-              sim: { kind: simulator }
-            routes:
-              r:
-                targets: [{ provider: sim, model: c }]
-
-            """
+        let base = Self.oneRoute
         let config = try self.load(base + "database: { url: 'postgres://gw:p%40ss@127.0.0.1:6543/ledger', retention_days: 90 }")
         guard case .postgres(let settings) = config.database.location else {
             Issue.record("not a PostgreSQL database: \(config.database)")
