@@ -66,6 +66,8 @@ public enum FastLaneCoverage {
         "adminToken": .notOnRequestPath,
         "client": .shared,
         "fastLane": .skips(.disabled),
+        // The listener's, before it closes: both lanes' requests are accepted and finished alike.
+        "shutdownDelay": .notOnRequestPath,
     ]
 
     /// The top level (`GatewayConfig`).
