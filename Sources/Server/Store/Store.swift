@@ -389,8 +389,12 @@ extension Store {
         try await self.pool.write { db in try db.execute(sql: "DELETE FROM ledger_journal WHERE seq <= ?", arguments: [sequence]) }
     }
 
-    func journalCount() async throws -> Int {
-        try await self.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM ledger_journal") ?? 0 }
+    /// How many rows the journal holds, and the time of the oldest.
+    func journalBacklog() async throws -> (rows: Int, oldest: Double?) {
+        try await self.pool.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT COUNT(*) AS rows, MIN(at) AS oldest FROM ledger_journal")
+            return (try row?.decode(forColumn: "rows") ?? 0, try row?.decode(forColumn: "oldest"))
+        }
     }
 
     /// A cached answer for the persistent tier, with its semantic partition and vector when it has them.

@@ -78,8 +78,9 @@ final class LedgerWriter: Sendable {
 
     /// Counts the rows an earlier run left in the journal, so the backlog shows them from the start.
     func start() async {
-        guard let journal = self.journal, let waiting = try? await journal.journalCount(), waiting > 0 else { return }
+        guard let journal = self.journal, let (waiting, oldest) = try? await journal.journalBacklog(), waiting > 0 else { return }
         self.journalled.store(waiting, ordering: .relaxed)
+        self.outage.withLock { $0.oldestJournalled = oldest }
         self.logger.notice("ledger rows journalled by an earlier run will be written to the shared database", metadata: ["gw.rows": "\(waiting)"])
     }
 
