@@ -240,34 +240,37 @@ extension SwitchyardCommand {
     ///
     /// Dispatch is by concrete type: ArgumentParser's static `main()` picks its synchronous variant
     /// from a top-level `await`, and a dynamic cast to `AsyncParsableCommand` fails on Linux, both of
-    /// which end in the help screen instead of the command.
+    /// which end in the help screen instead of the command. A command missing from `asynchronous` did
+    /// just that (`SwitchyardCommandTests` checks every command is in it).
     public static func runMain() async {
         do {
             var command = try Self.parseAsRoot()
-            switch command {
-            case let serve as Serve: try await serve.run()
-            case let simulate as Simulate: try await simulate.run()
-            case let check as ConfigCommand.Check: try await check.run()
-            case let status as Ctl.Status: try await status.run()
-            case let drain as Ctl.Drain: try await drain.run()
-            case let undrain as Ctl.Undrain: try await undrain.run()
-            case let routes as Ctl.Routes.Set: try await routes.run()
-            case let reload as Ctl.Reload: try await reload.run()
-            case let flush as Ctl.Cache.Flush: try await flush.run()
-            case let events as Ctl.Events: try await events.run()
-            case let audit as Ctl.Audit: try await audit.run()
-            case let create as Keys.Create: try await create.run()
-            case let list as Keys.List: try await list.run()
-            case let revoke as Keys.Revoke: try await revoke.run()
-            case let tenants as Tenants.List: try await tenants.run()
-            case let usage as UsageReport: try await usage.run()
-            case let rollUp as LedgerCommand.RollUpCommand: try await rollUp.run()
-            case let benchmark as BenchmarkCommand.SemanticIndexBenchmark: try await benchmark.run()
-            case let benchmark as BenchmarkCommand.LedgerBenchmark: try await benchmark.run()
-            default: try command.run()
+            if let run = Self.asynchronous[ObjectIdentifier(type(of: command))] {
+                try await run(command)
+            } else {
+                try command.run()
             }
         } catch {
             Self.exit(withError: error)
         }
+    }
+
+    /// Every asynchronous command, by its type.
+    static let asynchronous: [ObjectIdentifier: @Sendable (any ParsableCommand) async throws -> Void] = Dictionary(uniqueKeysWithValues: [
+        Self.entry(Serve.self), Self.entry(Simulate.self), Self.entry(ConfigCommand.Check.self), Self.entry(Ctl.Status.self),
+        Self.entry(Ctl.Drain.self), Self.entry(Ctl.Undrain.self), Self.entry(Ctl.Routes.Set.self), Self.entry(Ctl.Reload.self),
+        Self.entry(Ctl.Cache.Flush.self), Self.entry(Ctl.Events.self), Self.entry(Ctl.Audit.self), Self.entry(Keys.Create.self),
+        Self.entry(Keys.List.self), Self.entry(Keys.Revoke.self), Self.entry(Tenants.List.self), Self.entry(UsageReport.self),
+        Self.entry(LedgerCommand.RollUpCommand.self), Self.entry(BenchmarkCommand.SemanticIndexBenchmark.self),
+        Self.entry(BenchmarkCommand.LedgerBenchmark.self),
+    ])
+
+    private static func entry<Command: AsyncParsableCommand>(
+        _: Command.Type
+    ) -> (ObjectIdentifier, @Sendable (any ParsableCommand) async throws -> Void) {
+        (ObjectIdentifier(Command.self), { command in
+            guard var concrete = command as? Command else { return }
+            try await concrete.run()
+        })
     }
 }
