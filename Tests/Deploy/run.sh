@@ -26,12 +26,13 @@ cd "$root"
 work="$(mktemp -d /tmp/switchyard-deploy-XXXXXX)"
 cache="${SWITCHYARD_DEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/switchyard-deploy}"
 dockerd_pid=""
-container=""
 cleanup() {
-  [ -n "$container" ] && docker rm -f "$container" >/dev/null 2>&1 || true
   if [ -n "$dockerd_pid" ]; then
+    # Every container of this engine goes first (a Compose fleet left by a failure too), so no
+    # container outlives the engine that ran it.
+    docker ps -aq 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
     kill "$dockerd_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 200); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$dockerd_pid" 2>/dev/null || true
     # dockerd leaves its default network namespace mounted under its exec root.
     for mount in $(awk -v w="$work" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do umount "$mount" 2>/dev/null || true; done
@@ -180,7 +181,6 @@ grep -q 'data: \[DONE\]' "$work/stream.txt" || fail "the stream begun before doc
 [ "$exit_code" = 0 ] || fail "the container exited $exit_code"
 say "docker stop: /readyz answered 503, the stream begun before finished whole ($(grep -c '^data: ' "$work/stream.txt") events), exit 0"
 docker rm "$container" >/dev/null
-container=""
 
 # MARK: 4. the Compose fleet
 # deploy/compose/docker-compose.yml as shipped, plus an override (written here) that puts every
