@@ -170,3 +170,29 @@ private final class HeardKeys: Sendable {
     var records: [KeyRecord] { self.state.withLock { $0.records } }
     var subscriptions: Int { self.state.withLock { $0.subscriptions } }
 }
+
+/// A gateway on a shared database, on each lane.
+@Suite(.serialized) struct SharedKeysOnLanesTests {
+    /// A key another replica made a moment ago (straight into the database, no announcement heard
+    /// yet) answers at once; made-up keys shaped like ours are refused with 401, however many.
+    @Test(arguments: Lane.allCases)
+    func aKeyMadeElsewhereAnswersAtOnceAndMadeUpKeysAreRefused(lane: Lane) async throws {
+        let server = try await PostgresServerProcess()
+        let settings = try PostgresSettings.parse(try server.url(database: "lanes"))
+        let fixture = try await GatewayFixture.start(lane: lane) {
+            $0.database = DatabaseSettings(location: .postgres(settings))
+            $0.server.anonymous = false
+        }
+        let elsewhere = try await PostgresDatabase(settings: settings, logger: Logger(label: "test"))
+        let (key, record) = KeyRing.make(tenant: "acme", name: "ci", limits: LimitSettings(), models: [], expires: nil, now: Date().timeIntervalSince1970)
+        try await elsewhere.insertKey(record)
+        let url = "\(fixture.gateway.url)/v1/chat/completions"
+        let answer = try await TestClient.post(url, TestClient.chat(model: "fast"), headers: [("authorization", "Bearer \(key)")])
+        #expect(answer.status == 200, "\(answer.body)")
+        for number in 0..<50 {
+            let madeUp = "sk-sy-madeup\(number)0000000000000000000000000000000"
+            #expect(try await TestClient.post(url, TestClient.chat(model: "fast"), headers: [("authorization", "Bearer \(madeUp)")]).status == 401)
+        }
+        await fixture.stop()
+    }
+}
