@@ -66,7 +66,7 @@ private struct Reader {
             self.report(nil, "", "the file is empty")
             return nil
         }
-        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache", "state", "database"] + ConfigLoader.notYetAvailable.keys.sorted()
+        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache", "state", "database", "tracing"] + ConfigLoader.notYetAvailable.keys.sorted()
         guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
 
         var config = GatewayConfig()
@@ -83,6 +83,7 @@ private struct Reader {
             case "prices_file": config.pricesFile = self.string(value, "prices_file")
             case "state": config.state = self.readState(value) ?? config.state
             case "database": config.database = self.readDatabase(value) ?? config.database
+            case "tracing": config.tracing = self.readTracing(value)
             case "cache":
                 for (key, _, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent", "shared"]) ?? [] {
                     if key == "memory" { config.cacheMemory = self.size(entry, "cache.memory") ?? config.cacheMemory }
@@ -152,6 +153,71 @@ private struct Reader {
             }
         }
         return .redis(settings)
+    }
+
+    /// `tracing: { endpoint, service_name, sampler, sample_ratio, resource_attributes, headers, protocol,
+    /// capture_content, max_queue_size, export_timeout, enabled }`; nil when `enabled: false`.
+    mutating func readTracing(_ node: Node) -> TracingSettings? {
+        var settings = TracingSettings()
+        var enabled = true
+        let keys = [
+            "endpoint", "service_name", "sampler", "sample_ratio", "resource_attributes", "headers", "protocol", "capture_content", "max_queue_size",
+            "export_timeout", "enabled",
+        ]
+        for (key, _, value) in self.mapping(node, "tracing", allowed: keys) ?? [] {
+            let path = "tracing.\(key)"
+            switch key {
+            case "endpoint":
+                guard let url = self.string(value, path) else { continue }
+                guard url.hasPrefix("http://") || url.hasPrefix("https://"), url.count > "https://".count else {
+                    self.report(value, path, "must be an http:// or https:// URL of an OTLP/HTTP collector (e.g. http://127.0.0.1:4318)")
+                    continue
+                }
+                settings.endpoint = url
+            case "service_name": settings.serviceName = self.string(value, path) ?? settings.serviceName
+            case "sampler":
+                guard let text = self.string(value, path) else { continue }
+                guard let sampler = TracingSettings.Sampler(rawValue: text) else {
+                    self.report(value, path, "must be one of \(TracingSettings.Sampler.allCases.map(\.rawValue).joined(separator: ", "))")
+                    continue
+                }
+                settings.sampler = sampler
+            case "sample_ratio":
+                guard let ratio = self.double(value, path) else { continue }
+                guard (0...1).contains(ratio) else {
+                    self.report(value, path, "must be from 0 to 1 (0.01 keeps one trace in a hundred)")
+                    continue
+                }
+                settings.sampleRatio = ratio
+            case "resource_attributes", "headers":
+                for (name, _, entry) in self.mapping(value, path, allowed: nil) ?? [] {
+                    guard let text = self.string(entry, "\(path).\(name)") else { continue }
+                    if key == "headers" { settings.headers[name] = Secret(text) } else { settings.resourceAttributes[name] = text }
+                }
+            case "protocol":
+                guard let text = self.string(value, path) else { continue }
+                guard let wire = TracingSettings.WireProtocol(rawValue: text) else {
+                    self.report(value, path, "must be http/protobuf or http/json (gRPC is not built in)")
+                    continue
+                }
+                settings.wireProtocol = wire
+            case "capture_content": settings.captureContent = self.bool(value, path) ?? false
+            case "max_queue_size":
+                guard let size = self.int(value, path, atLeast: 1) else { continue }
+                guard size <= TracingSettings.largestQueue else {
+                    self.report(value, path, "must be at most \(TracingSettings.largestQueue)")
+                    continue
+                }
+                settings.maxQueueSize = size
+            case "export_timeout": settings.exportTimeout = self.positiveDuration(value, path) ?? settings.exportTimeout
+            case "enabled": enabled = self.bool(value, path) ?? true
+            default: continue
+            }
+        }
+        if !settings.sampler.takesRatio, settings.sampleRatio != 1 {
+            self.report(node, "tracing.sample_ratio", "applies to the traceidratio samplers; set sampler: parentbased_traceidratio")
+        }
+        return enabled ? settings : nil
     }
 
     /// `database: sqlite`, `database: postgres://…`, or `database: { url, retention_days }`.

@@ -29,6 +29,8 @@ public struct GatewayConfig: Sendable, Equatable {
     public var state = StateSettings.local
     /// Where keys, the ledger and the audit log live: SQLite in the state dir, or a fleet's PostgreSQL.
     public var database = DatabaseSettings()
+    /// `tracing:` — OpenTelemetry export; nil when the file has no such block (`OTEL_*` may still turn it on).
+    public var tracing: TracingSettings?
 
     /// Built-in prices, under the file's, under the config's own.
     public var priceTable: PriceTable { PriceTable.builtIn.overlaid(with: self.filePrices).overlaid(with: self.prices) }

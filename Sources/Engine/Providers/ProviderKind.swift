@@ -61,3 +61,17 @@ public struct ProviderPreset: Sendable, Equatable {
         }
     }
 }
+
+extension ProviderKind {
+    /// `gen_ai.provider.name` of the OpenTelemetry GenAI conventions: their well-known values where
+    /// one fits, else the kind's own name.
+    public var genAIProviderName: String {
+        switch self {
+        case .openai: "openai"
+        case .anthropic: "anthropic"
+        case .gemini: "gcp.gemini"
+        case .azureOpenAI: "azure.ai.openai"
+        case .openAICompatible, .ollama, .vllm, .simulator: self.rawValue
+        }
+    }
+}

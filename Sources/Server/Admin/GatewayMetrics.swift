@@ -16,6 +16,8 @@ final class GatewayMetrics: Sendable {
     private let clientTimeouts: [ClientTimeout: Counter]
     private let refusedConnections: Counter
     private let openConnections: Gauge
+    /// What became of finished spans, when tracing is on.
+    private let spans: [SpanOutcomes.Outcome: Counter]
 
     init() {
         self.overhead = self.registry.makeValueHistogram(
@@ -57,6 +59,21 @@ final class GatewayMetrics: Sendable {
             )
         }
         self.fastLaneSkips = skips
+        var spans: [SpanOutcomes.Outcome: Counter] = [:]
+        for outcome in SpanOutcomes.Outcome.allCases {
+            spans[outcome] = self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    metricName: "switchyard_trace_spans", unitName: "total",
+                    helpText: "Finished spans exported to the OTLP collector, dropped on a full queue, or lost with a failed export."
+                ),
+                labels: [("outcome", outcome.rawValue)]
+            )
+        }
+        self.spans = spans
+    }
+
+    func recordSpans(_ outcome: SpanOutcomes.Outcome, count: Int) {
+        self.spans[outcome]?.increment(by: Int64(count))
     }
 
     /// Seconds, for request durations and time to first token.

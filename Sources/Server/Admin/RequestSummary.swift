@@ -14,9 +14,13 @@ struct RequestSummary: Sendable {
     /// Nil for a success.
     var failure: FaultDomain?
     var message: String?
+    /// The failure's metric label (`error.type` on its span).
+    var errorType: String?
     var latency: Duration
     var timeToFirstToken: Duration?
     var usage: Usage?
+    /// Why the model stopped, when the answer said and it was read.
+    var finishReason: String?
     var overhead: Duration?
     var caller: Caller = .anonymous
     /// The request's limits, whose reservation its end settles.
@@ -28,12 +32,17 @@ struct RequestSummary: Sendable {
     var cache = "bypass"
     /// For a cache hit: what the answer would have cost upstream.
     var costSavedUSD = 0.0
+    /// The request's spans, when it is traced.
+    var trace: RequestTrace?
 }
 
 extension GatewayState {
     /// Accounts for a finished request: telemetry windows, Prometheus, and the live event stream
     /// (built only when someone listens).
     func finish(_ summary: RequestSummary) {
+        if let trace = summary.trace {
+            trace.finish(summary, providerKind: summary.target.flatMap { self.routing.upstreams[$0.provider]?.settings.kind })
+        }
         var outcome = RequestOutcome(failure: summary.failure, latency: summary.latency, timeToFirstToken: summary.timeToFirstToken)
         outcome.inputTokens = summary.usage?.inputTokens ?? 0
         outcome.outputTokens = summary.usage?.outputTokens ?? 0

@@ -67,7 +67,7 @@ struct Serve: AsyncParsableCommand {
 
         let routes = gatewayConfig.routes.map(\.alias)
         let host = gatewayConfig.server.listen.host
-        let service = GatewayService(config: gatewayConfig, source: source, logger: logger) { started in
+        var service = GatewayService(config: gatewayConfig, source: source, logger: logger) { started in
             let address = "http://\(host):\(started.port)"
             logger.info("listening on \(address)", metadata: ["gw.models": "\(routes.joined(separator: ","))"])
             logger.info("admin socket \(started.adminSocket) (switchyard ctl status, switchyard-console)")
@@ -80,6 +80,7 @@ struct Serve: AsyncParsableCommand {
                 )
             }
         }
+        service.tracing = try TracingSettings.resolve(gatewayConfig.tracing, environment: environment)
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
@@ -219,18 +220,19 @@ enum ConfigFile {
 enum LogSetup {
     /// One process-wide log handler on stderr, at the configured level: JSON lines when stderr is not
     /// a terminal (a service manager, a container, a file), readable text when a person watches.
-    /// `SWITCHYARD_LOG_FORMAT=json|text` chooses explicitly.
+    /// `SWITCHYARD_LOG_FORMAT=json|text` chooses explicitly. A traced request's lines carry its
+    /// `trace_id` and `span_id`.
     static func bootstrap(level: String) -> Logger {
         let logLevel = Logger.Level(rawValue: level) ?? .info
         let format = ProcessInfo.processInfo.environment["SWITCHYARD_LOG_FORMAT"] ?? (isatty(2) == 1 ? "text" : "json")
-        LoggingSystem.bootstrap { label in
+        LoggingSystem.bootstrap({ label, traceIDs in
             guard format == "json" else {
-                var handler = StreamLogHandler.standardError(label: label)
+                var handler = StreamLogHandler.standardError(label: label, metadataProvider: traceIDs)
                 handler.logLevel = logLevel
                 return handler
             }
-            return JSONLogHandler(label: label, level: logLevel)
-        }
+            return JSONLogHandler(label: label, level: logLevel, metadataProvider: traceIDs)
+        }, metadataProvider: RequestTrace.logMetadataProvider)
         return Logger(label: "switchyard")
     }
 }

@@ -340,6 +340,8 @@ extension GatewayState {
         summary.admission = admission
         summary.cache = outcome.rawValue
         summary.costSavedUSD = routing.price(of: target).map { $0.cost(response.usage) } ?? 0
+        summary.finishReason = OpenAIResponseEncoder.finishReason(response.stopReason)
+        summary.trace = RequestTrace.current
         self.finish(summary)
         return Response(status: .ok, headers: headers, body: body)
     }

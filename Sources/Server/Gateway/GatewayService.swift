@@ -55,6 +55,9 @@ public struct GatewayService: Service {
     let source: ConfigSource?
     let logger: Logger
     let onStarted: @Sendable (Started) async -> Void
+    /// The tracing in force: the config's block under the `OTEL_*` variables (`Serve` resolves them;
+    /// tests set it directly).
+    public var tracing: TracingSettings?
     /// Where image URLs may lead: public addresses only. Not a config key: only tests widen it (to loopback).
     var imageAddressPolicy = AddressPolicy.publicOnly
     /// The egress proxy upstreams are reached through; nil: the one the environment names
@@ -63,6 +66,7 @@ public struct GatewayService: Service {
 
     public init(config: GatewayConfig, source: ConfigSource? = nil, logger: Logger, onStarted: @escaping @Sendable (Started) async -> Void = { _ in }) {
         self.config = config
+        self.tracing = config.tracing
         self.source = source
         self.logger = logger
         self.onStarted = onStarted
@@ -135,9 +139,19 @@ public struct GatewayService: Service {
                 )
             }
             defer { renewals?.cancel() }
+            let metrics = GatewayMetrics()
+            let tracer = try self.tracing.map { try GatewayTracer($0, metrics: metrics, logger: self.logger) }
+            if let settings = tracer?.settings {
+                self.logger.notice("requests are traced over OTLP/HTTP", metadata: [
+                    "gw.endpoint": "\(settings.tracesURL)", "gw.sampler": "\(settings.sampler.rawValue)", "gw.sample_ratio": "\(settings.sampleRatio)",
+                    "gw.capture_content": "\(settings.captureContent)",
+                ])
+            }
+            let exporting = tracer.map { tracer in Task.detached { await tracer.run() } }
             let state = GatewayState(
                 config: self.config, configSource: self.source, upstreams: upstreams, images: images,
-                store: store, database: database, quotas: quotas, fleet: fleet, sharedCache: sharedCache, logger: self.logger
+                store: store, database: database, quotas: quotas, fleet: fleet, sharedCache: sharedCache, metrics: metrics, tracer: tracer,
+                logger: self.logger
             )
             state.keys.load(try await database.keys(), config: self.config)
             await state.ledger.start()
@@ -277,17 +291,18 @@ public struct GatewayService: Service {
             do {
                 try await tasks.waitForAll()
             } catch {
-                await Self.stop(state, ledger: ledger)
+                await Self.stop(state, ledger: ledger, exporting: exporting)
                 throw error
             }
-            await Self.stop(state, ledger: ledger)
+            await Self.stop(state, ledger: ledger, exporting: exporting)
         }
     }
 }
 
 extension GatewayService {
     /// After the listeners closed (in-flight requests done): every ledger row is written before exit.
-    static func stop(_ state: GatewayState, ledger: Task<Void, Never>) async {
+    /// The spans of the last requests are exported (within the export timeout) before exit.
+    static func stop(_ state: GatewayState, ledger: Task<Void, Never>, exporting: Task<Void, Never>? = nil) async {
         state.stopMonitor()
         ledger.cancel()
         await ledger.value
@@ -296,6 +311,10 @@ extension GatewayService {
         state.logger.info("ledger flushed", metadata: ["gw.rows_written": "\(counts.written)", "gw.rows_overflowed": "\(counts.overflowed)"])
         await state.routing.upstreams.shutdown()
         if let shared = state.quotas as? RedisQuotaStore { await shared.redis.shutdown() }
+        if let tracer = state.tracer, let exporting {
+            await tracer.shutDown()
+            await exporting.value
+        }
     }
 
     /// Who this replica is when it adds its ledger to Redis: the same across its restarts (host name

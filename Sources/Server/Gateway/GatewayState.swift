@@ -19,7 +19,9 @@ final class GatewayState: Sendable {
     let health: Mutex<RoutingHealth>
     let telemetry = Mutex(GatewayTelemetry())
     let events = EventHub()
-    let metrics = GatewayMetrics()
+    let metrics: GatewayMetrics
+    /// Spans of sampled requests, when `tracing:` or `OTEL_*` turn them on.
+    let tracer: GatewayTracer?
     let identity = RequestIdentity()
     /// Present when `server.fetch_image_urls` is on.
     let images: ImageFetcher?
@@ -66,8 +68,11 @@ final class GatewayState: Sendable {
 
     init(
         config: GatewayConfig, configSource: ConfigSource?, upstreams: UpstreamPool, images: ImageFetcher?, store: Store, database: (any GatewayDatabase)? = nil,
-        quotas: any QuotaStore, fleet: FleetSync? = nil, sharedCache: SharedAnswerCache? = nil, logger: Logger
+        quotas: any QuotaStore, fleet: FleetSync? = nil, sharedCache: SharedAnswerCache? = nil, metrics: GatewayMetrics = GatewayMetrics(),
+        tracer: GatewayTracer? = nil, logger: Logger
     ) {
+        self.metrics = metrics
+        self.tracer = tracer
         self.fleet = fleet
         self.server = config.server
         self.maxClientConnections = config.server.client.maxConnections ?? ClientLimits.automaticMaxConnections(openFileLimit: Self.openFileLimit)

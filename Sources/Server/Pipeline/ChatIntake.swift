@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import Synchronization
+import Tracing
 
 /// A chat request read, routed, admitted and looked up in the cache: what both chat endpoints do
 /// before they talk to an upstream.
@@ -61,11 +62,16 @@ extension GatewayState {
             throw error.error
         }
         let (patch, routing, plan) = (planned.patch, planned.routing, planned.plan)
+        let trace = RequestTrace.current
+        trace?.requested(model: patch.clientModel, streaming: patch.isStreaming, lane: "framework")
+        if let trace, trace.capturesContent { trace.capture(input: String(buffer: body)) }
         var cachePlan = planned.cachePlan
         let admission = try await self.admit(caller, plan: plan, routing: routing, features: planned.features, body: body)
         if var cache = cachePlan {
+            let lookup = trace?.step("switchyard.cache.lookup")
             func answer(_ cached: CachedAnswer, _ outcome: CacheOutcome) -> ChatIntake.Outcome {
-                .answered(self.answerFromCache(
+                lookup?.ended { $0["switchyard.cache.outcome"] = outcome.rawValue }
+                return .answered(self.answerFromCache(
                     cached, outcome: outcome, dialect: dialect, streaming: patch.isStreaming,
                     includeUsage: dialect == .anthropic || patch.clientWantsStreamUsage, realisticReplay: cache.realisticReplay,
                     route: plan.route.alias, admission: admission, requestID: requestID, started: started, routing: routing
@@ -75,10 +81,13 @@ extension GatewayState {
             if cache.lookup, let cached = await self.cache.sharedMatch(cache) { return answer(cached, .hit) }
             if let semantic = cache.semantic, cache.lookup || cache.store {
                 // Embedded once: the same vector finds a match now and files the answer later.
-                cache.vector = await self.embedding(of: semantic, route: plan.route.alias, caller: caller, routing: routing, requestID: requestID, logger: logger)
+                cache.vector = await self.embedding(
+                    of: semantic, route: plan.route.alias, caller: caller, routing: routing, requestID: requestID, logger: logger, span: lookup
+                )
                 if cache.lookup, let cached = self.cache.semanticMatch(cache) { return answer(cached, .semanticHit) }
             }
             if cache.lookup { self.cache.count(.miss) }
+            lookup?.ended { $0["switchyard.cache.outcome"] = (cache.lookup ? CacheOutcome.miss : .bypass).rawValue }
             cachePlan = cache
         }
         return .forward(ChatIntake(body: body, patch: patch, routing: routing, plan: plan, admission: admission, cachePlan: cachePlan))
@@ -86,14 +95,22 @@ extension GatewayState {
 
     /// The last user turn's vector from the route's embedder; nil (the request goes on without the
     /// semantic cache) when a provider's embedder fails or is too slow. A provider's call gets its
-    /// own ledger row (`operation = cache-embedding`, beside the request's), priced like any other.
+    /// own ledger row (`operation = cache-embedding`, beside the request's), priced like any other, and
+    /// its own client span under the lookup's `span` when the request is traced.
     func embedding(
-        of semantic: SemanticPlan, route: String, caller: Caller, routing: RoutingSnapshot, requestID: String, logger: Logger
+        of semantic: SemanticPlan, route: String, caller: Caller, routing: RoutingSnapshot, requestID: String, logger: Logger, span lookup: (any Span)? = nil
     ) async -> [Float]? {
         guard let settings = semantic.embedder else { return self.cache.localVector(semantic.text) }
         guard let upstream = routing.upstreams[settings.provider],
             let admission = self.cache.admitEmbedding(settings, policy: upstream.settings.breaker, at: .now)
         else { return nil }
+        let span = lookup.flatMap { lookup in RequestTrace.current?.step("embeddings \(settings.model)", kind: .client, under: lookup) }
+        span?.updateAttributes { attributes in
+            attributes["gen_ai.operation.name"] = "embeddings"
+            attributes["gen_ai.provider.name"] = upstream.settings.kind.genAIProviderName
+            attributes["gen_ai.request.model"] = settings.model
+            attributes["switchyard.provider"] = settings.provider
+        }
         let embedder = ProviderEmbedder(upstream: upstream, model: settings.model, requestID: requestID, deadline: Self.embeddingDeadline)
         let started = ContinuousClock.now
         var row = LedgerRow(
@@ -104,6 +121,11 @@ extension GatewayState {
         defer {
             row.latencyMs = (ContinuousClock.now - started).seconds * 1000
             self.ledger.append(row)
+            span?.ended { attributes in
+                attributes["gen_ai.usage.input_tokens"] = row.inputTokens
+                if row.outcome != "success" { attributes["error.type"] = row.outcome }
+            }
+            if row.outcome != "success" { span?.setStatus(SpanStatus(code: .error, message: "the embedder failed: \(row.status)")) }
         }
         do {
             let (vectors, usage) = try await embedder.embedWithUsage([semantic.text])

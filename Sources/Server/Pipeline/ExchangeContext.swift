@@ -20,14 +20,20 @@ struct ExchangeContext: Sendable {
     var operation = "chat"
     /// The client's connection, on the framework lane: a relayed stream stops when it hangs up.
     var clientConnection: ObjectIdentifier?
+    /// The request's spans, when it is traced (on the framework lane, the task's).
+    var trace: RequestTrace? = RequestTrace.current
 
     var cacheOutcome: CacheOutcome { self.cachePlan.map { $0.lookup ? .miss : .bypass } ?? .bypass }
 
-    /// Whether a complete answer should be kept (decoding it costs only then).
-    var recordsAnswer: Bool { self.cachePlan?.store == true }
+    /// Whether a complete answer should be kept, or put on the trace (decoding it costs only then).
+    var recordsAnswer: Bool { self.cachePlan?.store == true || self.trace?.capturesContent == true }
 
-    /// Keeps a complete, successful answer for the next identical (or reworded) request.
+    /// Keeps a complete, successful answer for the next identical (or reworded) request, and puts it
+    /// on the request's span when the operator opted in to content.
     func remember(_ response: ChatResponse) {
+        if let trace = self.trace, trace.capturesContent {
+            trace.capture(output: OpenAIResponseEncoder.completion(response, model: self.target.upstreamModel, created: 0))
+        }
         guard let plan = self.cachePlan, plan.store else { return }
         // A relayed stream's first chunk came at its first token; a whole answer's tells only the total.
         let streamed = self.outcome.reply.stream != nil
@@ -50,15 +56,13 @@ struct ExchangeContext: Sendable {
     }
 
     /// A relayed OpenAI stream is over, failed by `failure` (ours) or by the upstream's own error event
-    /// (forwarded as it came); accounted.
-    /// - Returns: the failure it was judged by.
-    @discardableResult
-    func openAIStreamEnded(_ relay: OpenAIStreamRelay, failure: GatewayError?) -> GatewayError? {
+    /// (forwarded as it came): its recorded answer kept when it ended well, then accounted.
+    func openAIStreamEnded(_ relay: OpenAIStreamRelay, failure: GatewayError?, recorder: inout StreamRecorder?) {
         let failure = failure ?? relay.upstreamErrorMessage.map {
             GatewayError.streamInterrupted(provider: self.target.provider, detail: "the provider sent an error event: \($0)")
         }
+        if failure == nil, let response = recorder?.finish() { self.remember(response) }
         self.streamEnded(failure: failure, usage: relay.usage, finishReason: relay.finishReason)
-        return failure
     }
 
     /// Stops `stream` when the client hangs up while it is relayed (its wait on the upstream would
@@ -74,8 +78,8 @@ struct ExchangeContext: Sendable {
 
     /// A translated stream is over: accounted, and its answer kept when it ended well.
     func translatedStreamEnded(_ relay: TranslatedStreamRelay) {
-        self.streamEnded(failure: relay.failure, usage: relay.usage, finishReason: nil)
         if let response = relay.recordedAnswer { self.remember(response) }
+        self.streamEnded(failure: relay.failure, usage: relay.usage, finishReason: nil)
     }
 
     /// A relayed stream is over: the target is judged by how it ended (a failure after the first
@@ -87,11 +91,11 @@ struct ExchangeContext: Sendable {
             return
         }
         self.outcome.lease.failed(.serverError, detail: failure.message)
-        self.logger.warning(
+        (self.trace?.annotate(self.logger) ?? self.logger).warning(
             "stream failed after the first byte",
             metadata: ["gw.request_id": "\(self.requestID)", "gw.provider": "\(self.target.provider)", "gw.error": "\(failure.metricLabel)"]
         )
-        self.account(status: 200, failure: failure, usage: usage, streamed: true)
+        self.account(status: 200, failure: failure, usage: usage, streamed: true, finishReason: finishReason)
     }
 
     func logCompletion(usage: Usage?, finishReason: String?, streamed: Bool) {
@@ -110,7 +114,7 @@ struct ExchangeContext: Sendable {
                 "gw.upstream_ms": "\((ContinuousClock.now - self.sent).milliseconds)",
             ]
         )
-        self.account(status: 200, failure: nil, usage: usage, streamed: streamed)
+        self.account(status: 200, failure: nil, usage: usage, streamed: streamed, finishReason: finishReason)
     }
 
     /// The client hung up during a relayed stream: the target is not to blame, and what the stream
@@ -138,8 +142,8 @@ struct ExchangeContext: Sendable {
         if let usage { headers.setCost(self.cost(of: usage)) }
     }
 
-    private func account(status: Int, failure: GatewayError?, usage: Usage?, streamed: Bool) {
-        self.state.finish(RequestSummary(
+    private func account(status: Int, failure: GatewayError?, usage: Usage?, streamed: Bool, finishReason: String? = nil) {
+        var summary = RequestSummary(
             requestID: self.requestID,
             operation: self.operation,
             route: self.target.route,
@@ -156,6 +160,10 @@ struct ExchangeContext: Sendable {
             costUSD: failure == nil || usage != nil ? self.cost(of: usage) : 0,
             attempts: self.outcome.attempts,
             cache: self.cacheOutcome.rawValue
-        ))
+        )
+        summary.errorType = failure?.metricLabel
+        summary.finishReason = finishReason
+        summary.trace = self.trace
+        self.state.finish(summary)
     }
 }

@@ -43,6 +43,7 @@ extension HTTPField.Name {
     static let retryAfterMillis = HTTPField.Name("retry-after-ms")!
     static let anthropicRequestID = HTTPField.Name("request-id")!
     static let traceparent = HTTPField.Name("traceparent")!
+    static let tracestate = HTTPField.Name("tracestate")!
     /// Request fields left out because the upstream's dialect has no equivalent.
     static let droppedFields = HTTPField.Name("x-switchyard-dropped")!
     /// Upstream attempts this request took (retries, failover and hedges included).

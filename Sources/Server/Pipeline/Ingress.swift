@@ -17,9 +17,15 @@ extension GatewayState {
         let started = ContinuousClock.now
         let requestID = self.identity.make(clientSupplied: request.headers[.requestID])
         var caller = Caller.anonymous
+        let trace = self.tracer?.startRequest(
+            method: request.method.rawValue, path: request.uri.path, traceparent: request.headers[.traceparent],
+            tracestate: request.headers[.tracestate], at: started
+        )
         do {
-            caller = try await self.identifyLookingUp(request)
-            return try await work(requestID, started, caller)
+            return try await RequestTrace.$current.withValue(trace) {
+                caller = try await self.identifyLookingUp(request)
+                return try await work(requestID, started, caller)
+            }
         } catch {
             let admitted = error as? AdmittedFailure
             let underlying = admitted?.error ?? error
@@ -27,7 +33,7 @@ extension GatewayState {
             let gatewayError = refusal?.error ?? underlying as? GatewayError ?? .internalFailure("\(type(of: underlying))")
             self.finish(
                 failed: gatewayError, requestID: requestID, operation: request.uri.path.hasSuffix("embeddings") ? "embeddings" : "chat",
-                caller: caller, admission: admitted?.admission, started: started, logger: context.logger
+                caller: caller, admission: admitted?.admission, started: started, logger: context.logger, trace: trace
             )
             var response = switch dialect {
             case .openAI: gatewayError.openAIResponse(requestID: requestID, overhead: ContinuousClock.now - started)
@@ -42,7 +48,7 @@ extension GatewayState {
     /// - Parameter admission: when the request was admitted, its reservation is given back.
     func finish(
         failed error: GatewayError, requestID: String, operation: String, caller: Caller, admission: Admission? = nil, started: ContinuousClock.Instant,
-        logger: Logger
+        logger: Logger, trace: RequestTrace?
     ) {
         error.log(requestID: requestID, logger: logger)
         var summary = RequestSummary(
@@ -51,6 +57,8 @@ extension GatewayState {
         )
         summary.caller = caller
         summary.admission = admission
+        summary.errorType = error.metricLabel
+        summary.trace = trace
         self.finish(summary)
     }
 
@@ -67,7 +75,7 @@ extension GatewayState {
     }
 
     /// Executes `plan` with `routing`'s upstreams, cancelled if the client hangs up meanwhile.
-    /// The client's W3C `traceparent` is passed on to every attempt.
+    /// Every attempt gets the client's W3C `traceparent`, or its own span's when the request is traced.
     func forward(
         _ plan: FailoverPlan,
         in routing: RoutingSnapshot,
@@ -79,7 +87,7 @@ extension GatewayState {
         let logger = context.logger
         let traceparent = request.headers[.traceparent].flatMap { TraceContext.isValidTraceparent($0) ? $0 : nil }
         return try await self.disconnects.cancellingOnHangUp(connection: context.connection) {
-            try await self.execute(plan, upstreams: routing.upstreams, requestID: requestID, logger: logger) { target, upstream in
+            try await self.execute(plan, upstreams: routing.upstreams, requestID: requestID, logger: logger, trace: RequestTrace.current) { target, upstream in
                 var upstreamRequest = try await build(target, upstream)
                 upstreamRequest.traceparent = traceparent
                 upstreamRequest.eventLoop = context.eventLoop

@@ -60,8 +60,8 @@ struct TranslatedExchange {
         let target = outcome.target
         var response = try ProviderAdapters.adapter(for: outcome.upstream.settings.wire).decode(responseBody, provider: target.provider)
         if response.id.isEmpty { response.id = exchange.requestID }
-        exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
         exchange.remember(response)
+        exchange.logCompletion(usage: response.usage, finishReason: OpenAIResponseEncoder.finishReason(response.stopReason), streamed: false)
         headers.set(.contentType, "application/json")
         headers.setRoutingHeaders(outcome)
         exchange.setAccountingHeaders(&headers, usage: response.usage)

@@ -8,14 +8,16 @@ import Logging
 struct JSONLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level
+    var metadataProvider: Logger.MetadataProvider?
     let label: String
 
     /// `2026-11-25T09:43:07.850Z`
     private static let timestamp = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
 
-    init(label: String, level: Logger.Level) {
+    init(label: String, level: Logger.Level, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
         self.logLevel = level
+        self.metadataProvider = metadataProvider
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -30,7 +32,9 @@ struct JSONLogHandler: LogHandler {
         json.field("level", event.level.rawValue)
         json.field("label", self.label)
         json.field("msg", event.message.description)
-        let merged = self.metadata.merging(event.metadata ?? [:]) { _, new in new }
+        var merged = self.metadata
+        if let provided = self.metadataProvider?.get() { merged.merge(provided) { _, new in new } }
+        merged.merge(event.metadata ?? [:]) { _, new in new }
         for key in merged.keys.sorted() {
             json.field(key, merged[key].map { "\($0)" })
         }

@@ -118,12 +118,25 @@ extension GatewayState {
     /// prompt tokens plus `max_tokens`, and that many tokens' cost at the dearest target the plan may
     /// reach. All of the tenant's and the key's limits pass, or none is taken.
     /// - Throws: `PolicyRefusal` (403 model not allowed, 429 limits, 429 or 402 budgets).
+    /// A traced request's admission is a span (with Redis's round trip under it when limits are shared).
     func admit(_ caller: Caller, plan: FailoverPlan, routing: RoutingSnapshot, features: RequestFeatures, body: ByteBuffer) async throws -> Admission {
-        guard let request = try self.admissionRequest(caller, plan: plan, routing: routing, features: features) else {
-            return Admission(caller: caller, ticket: nil)
+        let started = ContinuousClock.now
+        let trace = RequestTrace.current
+        var asked = false
+        do {
+            guard let request = try self.admissionRequest(caller, plan: plan, routing: routing, features: features) else {
+                trace?.admitted(from: started, refusal: nil, throughRedis: false)
+                return Admission(caller: caller, ticket: nil)
+            }
+            let (day, month) = BudgetCalendar.shared.dayAndMonth()
+            asked = self.quotas is RedisQuotaStore
+            let admission = try self.admission(of: caller, await self.quotas.admit(request, at: .now, day: day, month: month))
+            trace?.admitted(from: started, refusal: nil, throughRedis: asked)
+            return admission
+        } catch {
+            trace?.admitted(from: started, refusal: (error as? PolicyRefusal)?.error ?? .internalFailure("admission: \(type(of: error))"), throughRedis: asked)
+            throw error
         }
-        let (day, month) = BudgetCalendar.shared.dayAndMonth()
-        return try self.admission(of: caller, await self.quotas.admit(request, at: .now, day: day, month: month))
     }
 
     /// `admit` without waiting, for the event loop's fast lane: nil when the quota store cannot decide

@@ -42,6 +42,12 @@ final class UpstreamPool: Sendable {
             self.tlsSessions = tlsSessions
         }
 
+        /// The host and port of `baseURL` (`server.address` and `server.port` on an attempt's span).
+        var address: (host: String, port: Int)? {
+            guard let url = URL(string: self.baseURL), let host = url.host else { return nil }
+            return (host, url.port ?? (url.scheme == "https" ? 443 : 80))
+        }
+
         /// Where `path` (`/chat/completions`, `/messages`, `/embeddings`) of `model` lives. Azure's classic
         /// API names the deployment in the path and the version in the query.
         func url(_ path: String, model: String) -> String {

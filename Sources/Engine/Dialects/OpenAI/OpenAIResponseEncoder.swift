@@ -1,6 +1,6 @@
 /// Canonical answers written as OpenAI Chat Completions responses: whole completions and chunk streams.
 public enum OpenAIResponseEncoder {
-    static func finishReason(_ reason: StopReason) -> String {
+    public static func finishReason(_ reason: StopReason) -> String {
         switch reason {
         case .endTurn, .stopSequence: return "stop"
         case .maxTokens: return "length"

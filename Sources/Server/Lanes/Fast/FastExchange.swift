@@ -33,6 +33,10 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private var pendingAdmission: EventLoopFuture<Admission>?
     private let requestID: String
     private let traceparent: String?
+    /// Its spans, when it is traced and sampled.
+    private let trace: RequestTrace?
+    /// When a Redis admission went out (it is a span once Redis answers).
+    private var admissionSent: ContinuousClock.Instant?
     private let started: ContinuousClock.Instant
     private let logger: Logger
 
@@ -52,6 +56,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let request: ByteBuffer
         let sent: ContinuousClock.Instant
         let isStreaming: Bool
+        /// Its client span, when the request is traced.
+        let span: AttemptSpan?
         var connection: UpstreamConnection?
         var answer: ResponseHead?
         var answerBody: ByteBuffer?
@@ -63,8 +69,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
         init(
             exchange: FastExchange, id: AttemptLoop.AttemptID, target: PlannedTarget, upstream: UpstreamPool.Upstream, endpoint: UpstreamEndpoint,
-            ticket: RoutingHealth.Ticket, request: ByteBuffer, sent: ContinuousClock.Instant, isStreaming: Bool
+            ticket: RoutingHealth.Ticket, request: ByteBuffer, sent: ContinuousClock.Instant, isStreaming: Bool, span: AttemptSpan?
         ) {
+            self.span = span
             self.exchange = exchange
             self.id = id
             self.target = target
@@ -110,6 +117,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         var passed: OpenAIStreamRelay?
         var translated: TranslatedStreamRelay?
         var timer: RelayTimer
+        /// The passed stream decoded on the side, when its answer is put on the trace.
+        var recorder: StreamRecorder?
 
         init(exchange: ExchangeContext, connection: UpstreamConnection?, passed: OpenAIStreamRelay?, translated: TranslatedStreamRelay?, timer: RelayTimer) {
             self.exchange = exchange
@@ -182,6 +191,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.translation = nil
         }
         // Last: from here on the fast lane answers, so a reservation it takes is always settled by it.
+        let admitting = ContinuousClock.now
         do {
             if let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) {
                 self.admission = admitted
@@ -209,7 +219,21 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         self.requestID = state.identity.make(clientSupplied: header(.requestID))
         self.traceparent = header(.traceparent).flatMap { TraceContext.isValidTraceparent($0) ? $0 : nil }
         self.started = started
-        self.logger = state.logger
+        let trace = state.tracer?.startRequest(
+            method: "POST", path: client == .openAI ? "/v1/chat/completions" : "/v1/messages", traceparent: self.traceparent,
+            tracestate: header(.tracestate), at: started
+        )
+        trace?.requested(model: patch.clientModel, streaming: patch.isStreaming, lane: "fast")
+        if let trace, trace.capturesContent { trace.capture(input: String(buffer: body)) }
+        if let trace {
+            if self.pendingAdmission != nil {
+                self.admissionSent = admitting
+            } else {
+                trace.admitted(from: admitting, refusal: self.refusal?.error, throughRedis: false)
+            }
+        }
+        self.trace = trace
+        self.logger = trace?.annotate(state.logger) ?? state.logger
     }
 
     func begin() {
@@ -230,6 +254,11 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     /// Redis answered the admission (on this loop).
     private func admitted(_ result: Result<Admission, any Error>) {
+        if let trace = self.trace, let sent = self.admissionSent {
+            var refusal: GatewayError?
+            if case .failure(let error) = result { refusal = (error as? PolicyRefusal)?.error ?? .internalFailure("admission: \(error)") }
+            trace.admitted(from: sent, refusal: refusal, throughRedis: true)
+        }
         switch result {
         case .success(let admission):
             guard !self.done else {
@@ -283,30 +312,34 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.fail(.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client"))
             return .wait
         }
+        let now = ContinuousClock.now
+        guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else { return self.loop.ticketRefused(target) }
+        let span = self.trace?.attempt(target, upstream: upstream, streaming: self.patch.isStreaming, at: now)
+        let traceparent = span?.propagation.traceparent ?? self.traceparent
         let request: ByteBuffer
         if let translation = self.translation, self.translates(upstream) {
             do {
                 let adapter = ProviderAdapters.adapter(for: upstream.settings.wire)
                 let body = try adapter.encode(translation.request, upstreamModel: target.upstreamModel, settings: upstream.settings)
                 let path = adapter.path(model: target.upstreamModel, streaming: translation.request.stream)
-                request = endpoint.request(path: path, model: target.upstreamModel, body: body, requestID: self.requestID, traceparent: self.traceparent)
+                request = endpoint.request(path: path, model: target.upstreamModel, body: body, requestID: self.requestID, traceparent: traceparent)
             } catch {
                 // The request cannot be said in this target's dialect: the caller's problem, as on the framework lane.
+                self.state.health.withLock { $0.abandoned(ticket) }
+                span?.cancelled()
                 self.fail(error)
                 return .wait
             }
         } else {
             request = endpoint.chatRequest(
                 self.patch, model: target.upstreamModel, requestStreamUsage: upstream.settings.acceptsStreamOptions, requestID: self.requestID,
-                traceparent: self.traceparent
+                traceparent: traceparent
             )
         }
-        let now = ContinuousClock.now
-        guard let ticket = self.state.health.withLock({ $0.begin(target.key, at: now) }) else { return self.loop.ticketRefused(target) }
         let id = self.loop.sent(target, timeouts: upstream.settings.timeouts, streaming: self.patch.isStreaming, at: now)
         let attempt = Attempt(
             exchange: self, id: id, target: target, upstream: upstream, endpoint: endpoint, ticket: ticket, request: request, sent: now,
-            isStreaming: self.patch.isStreaming
+            isStreaming: self.patch.isStreaming, span: span
         )
         self.attempt = attempt
         self.pool.acquire(endpoint, for: attempt)
@@ -404,6 +437,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
 
     /// Reports a judged attempt to the lifecycle.
     private func settle(_ attempt: Attempt, _ result: GatewayState.AttemptResult) -> AttemptLoop.Action {
+        attempt.span?.judged(result)
         switch result {
         case .won(let outcome):
             self.won = outcome.counted(self.loop.attemptsStarted, firstSent: self.loop.firstSent)
@@ -461,6 +495,9 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             translated: translation?.exchange.streamRelay(exchange),
             timer: RelayTimer(idle: attempt.upstream.settings.timeouts.idle, deadline: exchange.deadline, at: now)
         )
+        if translation == nil, exchange.recordsAnswer {
+            self.relay?.recorder = StreamRecorder(ProviderAdapters.adapter(for: .openAIChat).makeStreamDecoder(provider: attempt.target.provider))
+        }
         var head = WireResponse.Head(.ok, allocator: self.context.channel.allocator)
         let overhead = outcome.overhead(since: self.started)
         if let translation {
@@ -483,6 +520,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         let now = ContinuousClock.now
         relay.timer.chunk(at: now)
         guard relay.passed != nil else { return self.translateChunk(chunk, at: now) }
+        relay.recorder?.feed(chunk)
         let step = relay.exchange.relayStep(&relay.passed!, chunk, at: now)
         switch step {
         case .forward(let bytes):
@@ -557,7 +595,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
                 relay.connection?.abandon(from: self)
                 self.relayToClient(failure.openAIStreamEvent)
             }
-            relay.exchange.openAIStreamEnded(passed, failure: failure)
+            relay.exchange.openAIStreamEnded(passed, failure: failure, recorder: &relay.recorder)
         } else if var translated = relay.translated {
             // Ours (a timeout, a broken connection) ends the client's stream with its error event; a
             // clean end lets the decoder say whether the upstream's stream was whole.
@@ -578,7 +616,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
     private func exchangeContext(_ outcome: AttemptOutcome) -> ExchangeContext {
         ExchangeContext(
             state: self.state, routing: self.routing, admission: self.admission, requestID: self.requestID, outcome: outcome, logger: self.logger,
-            started: self.started
+            started: self.started, trace: self.trace
         )
     }
 
@@ -617,7 +655,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         guard !self.done else { return }
         self.state.finish(
             failed: error, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission, started: self.started,
-            logger: self.logger
+            logger: self.logger, trace: self.trace
         )
         let overhead = ContinuousClock.now - self.started
         var response = self.client == .openAI
@@ -658,10 +696,11 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
                 self.attempt = nil
                 attempt.connection?.abandon(from: self)
                 self.state.health.withLock { $0.abandoned(attempt.ticket) }
+                attempt.span?.cancelled()
             }
             self.state.finish(
                 failed: .clientDisconnected, requestID: self.requestID, operation: "chat", caller: self.admission.caller, admission: self.admission,
-                started: self.started, logger: self.logger
+                started: self.started, logger: self.logger, trace: self.trace
             )
         }
         self.handler.exchangeEnded(context: self.context)

@@ -79,11 +79,11 @@ struct ChatCompletionsHandler: Sendable {
     /// The fields of such an answer (its status is 200, its body the upstream's).
     static func answer<Fields: ResponseFields>(_ responseBody: ByteBuffer, _ exchange: ExchangeContext, fields headers: inout Fields) throws {
         let provider = exchange.target.provider
-        let summary = try OpenAIResponseSummary.read(responseBody, provider: provider, finishReason: exchange.logger.logLevel <= .debug)
-        exchange.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
+        let summary = try OpenAIResponseSummary.read(responseBody, provider: provider, finishReason: exchange.logger.logLevel <= .debug || exchange.trace != nil)
         if exchange.recordsAnswer, let response = try? ProviderAdapters.adapter(for: .openAIChat).decode(responseBody, provider: provider) {
             exchange.remember(response)
         }
+        exchange.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
         headers.set(.contentType, "application/json")
         headers.setRoutingHeaders(exchange.outcome)
         exchange.setAccountingHeaders(&headers, usage: summary.usage)
@@ -159,8 +159,7 @@ struct ChatCompletionsHandler: Sendable {
                     if chunk == nil { break }
                 }
                 if let failure { try await send(failure.openAIStreamEvent) }
-                failure = context.openAIStreamEnded(relay, failure: failure)
-                if failure == nil, let response = recorder?.finish() { context.remember(response) }
+                context.openAIStreamEnded(relay, failure: failure, recorder: &recorder)
                 try await writer.finish(nil)
             }
         )

@@ -14,6 +14,7 @@ struct EmbeddingsHandler: Sendable {
             let body = try await self.state.body(of: request)
             let patch = try OpenAIRequestPatch(body: body)
             guard !patch.isStreaming else { throw GatewayError.invalidRequest("Embeddings cannot be streamed.", param: "stream") }
+            RequestTrace.current?.requested(model: patch.clientModel, streaming: false, lane: "framework", operation: "embeddings")
             let routing = self.state.routing
             let features = routing.features(model: patch.clientModel, streaming: false, maxTokens: 0, body: body, of: request)
             let plan = try self.state.plan(features, in: routing)

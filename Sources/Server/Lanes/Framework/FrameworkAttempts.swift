@@ -16,6 +16,7 @@ extension GatewayState {
         upstreams: UpstreamPool,
         requestID: String,
         logger: Logger,
+        trace: RequestTrace? = nil,
         build: @escaping @Sendable (PlannedTarget, UpstreamPool.Upstream) async throws -> UpstreamRequest
     ) async throws -> AttemptOutcome {
         let hedgeDelay = plan.route.hedge.map { policy in
@@ -33,6 +34,7 @@ extension GatewayState {
             // Whatever still runs lost (a hedge) or nobody waits for it (the client left, a throw).
             for attempt in attempts.values where attempt.claim() {
                 attempt.task?.cancel()
+                attempt.span?.cancelled()
                 self.health.withLock { $0.abandoned(attempt.ticket) }
             }
             reports.finish()
@@ -47,7 +49,7 @@ extension GatewayState {
                     guard let upstream = upstreams[target.provider] else {
                         throw GatewayError.internalFailure("route '\(target.route)' names provider '\(target.provider)', which has no client")
                     }
-                    let request = try await build(target, upstream)
+                    var request = try await build(target, upstream)
                     let now = ContinuousClock.now
                     guard let ticket = self.health.withLock({ $0.begin(target.key, at: now) }) else {
                         action = loop.ticketRefused(target)
@@ -55,7 +57,9 @@ extension GatewayState {
                     }
                     let id = loop.sent(target, timeouts: upstream.settings.timeouts, streaming: request.streaming, at: now)
                     guard let timer = loop.timer(id) else { throw GatewayError.internalFailure("an attempt without its timer") }
-                    let attempt = RunningAttempt(target: target, upstream: upstream, ticket: ticket)
+                    let span = trace?.attempt(target, upstream: upstream, streaming: request.streaming, at: now)
+                    if let span { request.traceparent = span.propagation.traceparent }
+                    let attempt = RunningAttempt(target: target, upstream: upstream, ticket: ticket, span: span)
                     attempts[id] = attempt
                     attempt.task = Task {
                         let result = await self.run(attempt, request: request, timer: timer, requestID: requestID, logger: logger) { progress in
@@ -87,7 +91,8 @@ extension GatewayState {
                         _ = loop.clientLeft()
                         throw GatewayError.clientDisconnected
                     case .finished(let id, let result):
-                        guard attempts.removeValue(forKey: id) != nil else { continue }
+                        guard let attempt = attempts.removeValue(forKey: id) else { continue }
+                        attempt.span?.judged(result)
                         action = self.report(result, of: id, to: &loop, winners: &winners, lastFailure: &lastFailure, requestID: requestID, logger: logger)
                     }
                 case .timedOut(let id, let phase):
@@ -103,11 +108,13 @@ extension GatewayState {
                     attempts[id] = nil
                     attempt.task?.cancel()
                     let result = self.judge(.upstreamTimeout(attempt.upstream.settings, phase), target: attempt.target, ticket: attempt.ticket, logger: logger)
+                    attempt.span?.judged(result)
                     action = self.report(result, of: id, to: &loop, winners: &winners, lastFailure: &lastFailure, requestID: requestID, logger: logger)
                 case .deliver(let id, let losers):
                     for loser in losers {
                         guard let attempt = attempts.removeValue(forKey: loser), attempt.claim() else { continue }
                         attempt.task?.cancel()
+                        attempt.span?.cancelled()
                         self.health.withLock { $0.abandoned(attempt.ticket) }
                     }
                     guard var outcome = winners[id] else {
@@ -158,13 +165,16 @@ extension GatewayState {
         let target: PlannedTarget
         let upstream: UpstreamPool.Upstream
         let ticket: RoutingHealth.Ticket
+        /// Its client span, when the request is traced.
+        let span: AttemptSpan?
         private let claimed = Atomic<Bool>(false)
         private let taskHandle = Mutex<Task<Void, Never>?>(nil)
 
-        init(target: PlannedTarget, upstream: UpstreamPool.Upstream, ticket: RoutingHealth.Ticket) {
+        init(target: PlannedTarget, upstream: UpstreamPool.Upstream, ticket: RoutingHealth.Ticket, span: AttemptSpan?) {
             self.target = target
             self.upstream = upstream
             self.ticket = ticket
+            self.span = span
         }
 
         var task: Task<Void, Never>? {

@@ -101,8 +101,8 @@ struct MessagesHandler: Sendable {
             return Response(status: .ok, headers: headers, body: Self.relayAnthropicStream(stream, exchange))
         }
         let response = try AnthropicResponseDecoder.decode(responseBody, provider: outcome.target.provider)
-        exchange.logCompletion(usage: response.usage, finishReason: "\(response.stopReason)", streamed: false)
         exchange.remember(response)
+        exchange.logCompletion(usage: response.usage, finishReason: OpenAIResponseEncoder.finishReason(response.stopReason), streamed: false)
         headers.setCost(exchange.cost(of: response.usage))
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
@@ -168,8 +168,8 @@ struct MessagesHandler: Sendable {
             if let failure {
                 try await send(ByteBuffer(string: "event: error\ndata: \(failure.anthropicBody(requestID: nil))\n\n"))
             }
-            context.streamEnded(failure: failure ?? upstreamError, usage: decoder.currentUsage, finishReason: nil)
             if failure == nil && upstreamError == nil, let response = recording?.response { context.remember(response) }
+            context.streamEnded(failure: failure ?? upstreamError, usage: decoder.currentUsage, finishReason: nil)
             try await writer.finish(nil)
         }
     }
