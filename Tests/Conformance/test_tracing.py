@@ -3,20 +3,15 @@
 request's trace by the request id it sent and checks the span tree: names, parents, kinds and the
 GenAI attributes; and that the collector being away never fails a request.
 """
-import json
-import os
-import re
 import secrets
 import socket
-import subprocess
-import tempfile
 import time
-import urllib.request
 
 import anthropic
 import openai
 import pytest
 
+from gateway_process import GatewayProcess
 from otlp_receiver import Receiver, RecordingUpstream
 
 KEY = "sk-sy-trace-limited-0123456789abcdef"
@@ -69,61 +64,11 @@ simulator: {{ ttft: 0ms, tokens_per_second: 0 }}
 """
 
 
-class TracedGateway:
-    def __init__(self, binary, lane, endpoint, recorder, capture=False):
-        self.lane = lane
-        self.directory = tempfile.TemporaryDirectory()
-        state = self.directory.name
-        config_path = os.path.join(state, "switchyard.yaml")
-        with open(config_path, "w") as handle:
-            handle.write(CONFIG.format(
-                state=state, fast_lane="true" if lane == "fast" else "false", endpoint=endpoint, recorder=recorder,
-                capture="true" if capture else "false", key=KEY,
-            ))
-        environment = {key: value for key, value in os.environ.items() if not key.endswith("_API_KEY") and not key.startswith("OTEL_")}
-        environment["SWITCHYARD_LOG_FORMAT"] = "json"
-        self.log_path = os.path.join(state, "gateway.log")
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen([binary, "serve", "--config", config_path], stderr=self.log, stdout=subprocess.DEVNULL, env=environment)
-        self.url = None
-        deadline = time.monotonic() + 30
-        while self.url is None and time.monotonic() < deadline and self.process.poll() is None:
-            with open(self.log_path) as handle:
-                match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", handle.read())
-            if match:
-                self.url = match.group(1)
-            else:
-                time.sleep(0.05)
-        if self.url is None:
-            self.stop()
-            with open(self.log_path) as handle:
-                pytest.fail("the gateway did not start:\n" + handle.read())
-
-    def openai(self, key="sk-local-unused"):
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=20)
-
-    def log_lines(self):
-        with open(self.log_path) as handle:
-            return [json.loads(line) for line in handle if line.startswith("{")]
-
-    def metric(self, name, labels):
-        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(f"{name}{{{labels}}} "):
-                    return float(line.split()[-1])
-        return 0.0
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-        self.directory.cleanup()
-
-
-BINARY = os.environ.get("SWITCHYARD_BIN", os.path.join(os.path.dirname(__file__), "../../.build/debug/switchyard"))
+def traced_gateway(lane, endpoint, recorder, capture=False):
+    return GatewayProcess(lambda state: CONFIG.format(
+        state=state, fast_lane="true" if lane == "fast" else "false", endpoint=endpoint, recorder=recorder,
+        capture="true" if capture else "false", key=KEY,
+    ), lane=lane)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +87,7 @@ def recorder():
 
 @pytest.fixture(scope="module", params=["fast", "framework"])
 def traced(request, receiver, recorder):
-    gateway = TracedGateway(BINARY, request.param, receiver.endpoint, recorder.base_url)
+    gateway = traced_gateway(request.param, receiver.endpoint, recorder.base_url)
     yield gateway
     gateway.stop()
 
@@ -358,7 +303,7 @@ def test_anthropic_clients_are_traced_too(traced, receiver):
 
 
 def test_content_is_recorded_only_when_the_operator_opts_in(receiver, recorder):
-    gateway = TracedGateway(BINARY, "fast", receiver.endpoint, recorder.base_url, capture=True)
+    gateway = traced_gateway("fast", receiver.endpoint, recorder.base_url, capture=True)
     try:
         for stream in (False, True):
             rid = request_id()
@@ -378,7 +323,7 @@ def test_a_dead_collector_fails_no_request(recorder):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    gateway = TracedGateway(BINARY, "fast", f"http://127.0.0.1:{closed}", recorder.base_url)
+    gateway = traced_gateway("fast", f"http://127.0.0.1:{closed}", recorder.base_url)
     try:
         client = gateway.openai()
         for index in range(20):

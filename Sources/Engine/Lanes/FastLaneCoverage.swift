@@ -90,5 +90,6 @@ public enum FastLaneCoverage {
         // Keys and ledger rows are the same to both lanes; a key another replica made a moment ago, not
         // yet announced here, is looked up by the framework lane (`callerRefused` on the fast one).
         "database": .shared,
+        "tracing": .shared,
     ]
 }

@@ -141,6 +141,18 @@ final class GatewayMetrics: Sendable {
     }
 
     private let series = Mutex<[RequestSeries: SeriesHandles]>([:])
+    /// Spend per tenant (names from the config and the key store, never from clients).
+    private let tenantCosts = Mutex<[String: Counter]>([:])
+
+    private func tenantCost(_ tenant: String) -> Counter {
+        if let known = self.tenantCosts.withLock({ $0[tenant] }) { return known }
+        let made = self.registry.makeCounter(
+            descriptor: MetricNameDescriptor(metricName: "switchyard_tenant_cost_usd", unitName: "total", helpText: "What each tenant's answers cost, in US dollars."),
+            labels: [("tenant", tenant)]
+        )
+        self.tenantCosts.withLock { $0[tenant] = made }
+        return made
+    }
 
     private func handles(_ key: RequestSeries) -> SeriesHandles {
         if let known = self.series.withLock({ $0[key] }) { return known }
@@ -208,6 +220,7 @@ final class GatewayMetrics: Sendable {
             handles.outputTokens?.record(Double(usage.outputTokens))
         }
         handles.cost?.increment(by: summary.costUSD)
+        if summary.costUSD > 0, let tenant = summary.caller.tenant { self.tenantCost(tenant).increment(by: summary.costUSD) }
         handles.cacheLookups?.increment()
         handles.cacheSaved?.increment(by: summary.costSavedUSD)
         if let overhead = summary.overhead { self.overhead.record(overhead.seconds) }
