@@ -44,7 +44,8 @@ class Span:
 class Receiver:
     """Every span exported to it, in arrival order."""
 
-    def __init__(self):
+    def __init__(self, delay=0.0):
+        """`delay`: seconds each export waits before it is answered (a slow collector)."""
         self.spans = []
         self.requests = 0
         self._lock = threading.Lock()
@@ -62,6 +63,7 @@ class Receiver:
                     return
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
+                time.sleep(delay)
                 receiver._keep(request)
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)

@@ -27,6 +27,7 @@ tracing:
   service_name: switchyard-under-test
   resource_attributes: {{ deployment.environment: ci }}
   capture_content: {capture}
+  max_queue_size: {queue}
 providers:
   sim:
     kind: simulator
@@ -48,6 +49,8 @@ routes:
     targets: [{{ provider: sim, model: "m:fault=500" }}]
     retry: {{ attempts: 2, backoff: 10ms }}
     fallbacks: [fast]
+  broken:
+    targets: [{{ provider: sim, model: "m:fault=500" }}]
   paced:
     targets: [{{ provider: sim, model: "paced-model:tps=40" }}]
   flaky:
@@ -64,10 +67,10 @@ simulator: {{ ttft: 0ms, tokens_per_second: 0 }}
 """
 
 
-def traced_gateway(lane, endpoint, recorder, capture=False):
+def traced_gateway(lane, endpoint, recorder, capture=False, queue=2048):
     return GatewayProcess(lambda state: CONFIG.format(
         state=state, fast_lane="true" if lane == "fast" else "false", endpoint=endpoint, recorder=recorder,
-        capture="true" if capture else "false", key=KEY,
+        capture="true" if capture else "false", key=KEY, queue=queue,
     ), lane=lane)
 
 
@@ -157,6 +160,7 @@ def test_a_plain_request_continues_the_clients_trace_with_genai_spans(traced, re
             break
         time.sleep(0.1)
     assert lines and lines[0].get("trace_id") == trace_id and lines[0].get("span_id") == server.span_id, lines
+    assert traced.metric("switchyard_trace_spans_total", 'outcome="exported"') >= len(spans)
 
 
 def test_a_streamed_requests_span_lasts_until_its_last_byte(traced, receiver):
@@ -226,6 +230,20 @@ def test_retries_and_the_fallback_are_one_span_each(traced, receiver):
     assert [attempt.attributes["switchyard.attempt.number"] for attempt in attempts] == list(range(1, len(attempts) + 1))
     assert server.attributes["switchyard.attempts"] == len(attempts)
     assert server.attributes["http.response.status_code"] == 200 and server.status != "error"
+
+
+def test_the_upstreams_failed_answer_the_client_gets_is_the_delivered_attempt(traced, receiver):
+    rid = request_id()
+    with pytest.raises(openai.InternalServerError):
+        traced.openai().chat.completions.create(model="broken", messages=[{"role": "user", "content": "Hello"}], extra_headers={"x-request-id": rid})
+    spans = receiver.trace(by_request(rid))
+    server = server_of(spans)
+    assert server.status == "error" and server.attributes["http.response.status_code"] == 500
+    attempts = attempts_of(spans, server)
+    assert attempts and all(attempt.attributes["switchyard.attempt.outcome"] == "failed" for attempt in attempts)
+    assert [attempt.attributes["switchyard.attempt.delivered"] for attempt in attempts] == [False] * (len(attempts) - 1) + [True]
+    # Each failed attempt's span ends when it failed, not when the request did.
+    assert all(attempt.end <= later.start for attempt, later in zip(attempts, attempts[1:]))
 
 
 def test_a_cache_hit_has_a_lookup_span_and_no_attempt(traced, receiver):
@@ -337,3 +355,19 @@ def test_a_dead_collector_fails_no_request(recorder):
         assert gateway.metric("switchyard_trace_spans_total", 'outcome="exported"') == 0
     finally:
         gateway.stop()
+
+
+def test_a_slow_collector_costs_spans_not_requests(recorder):
+    slow = Receiver(delay=3)
+    gateway = traced_gateway("fast", slow.endpoint, recorder.base_url, queue=4)
+    try:
+        client = gateway.openai()
+        for index in range(40):
+            client.chat.completions.create(model="fast", messages=[{"role": "user", "content": f"n{index}"}])
+        deadline = time.monotonic() + 15
+        while gateway.metric("switchyard_trace_spans_total", 'outcome="dropped"') == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert gateway.metric("switchyard_trace_spans_total", 'outcome="dropped"') > 0, "spans past the queue are dropped and counted"
+    finally:
+        gateway.stop()
+        slow.stop()

@@ -19,9 +19,12 @@ final class RequestTrace: Sendable {
     private let progress = Mutex(Progress())
 
     private struct Progress {
-        /// Attempts sent and not yet over, the winner among them once judged.
+        /// Attempts sent and not judged yet.
         var attempts: [AttemptSpan] = []
         var winner: AttemptSpan?
+        /// The last attempt that failed with an upstream's answer, and when: the client gets that
+        /// answer if nothing else comes, so its span ends once the request says whether it did.
+        var answeredFailure: (attempt: AttemptSpan, at: ContinuousClock.Instant)?
         var sent = 0
         var requestedModel: String?
         /// GenAI operation name: "chat" or "embeddings".
@@ -97,10 +100,13 @@ final class RequestTrace: Sendable {
 
     /// The client span of an attempt about to go to `target`; the upstream is sent its `traceparent`.
     func attempt(_ target: PlannedTarget, upstream: UpstreamPool.Upstream, streaming: Bool, at sent: ContinuousClock.Instant = .now) -> AttemptSpan {
-        let (number, operation) = self.progress.withLock { progress in
+        let (number, operation, superseded) = self.progress.withLock { progress in
             progress.sent += 1
-            return (progress.sent, progress.operation)
+            defer { progress.answeredFailure = nil }
+            return (progress.sent, progress.operation, progress.answeredFailure)
         }
+        // Another attempt goes out: the last failed answer is not what the client gets.
+        superseded?.attempt.end(delivered: false, at: superseded?.at ?? .now)
         let span = self.tracer.startSpan("\(operation) \(target.upstreamModel)", under: self.server, kind: .client, at: sent)
         span.updateAttributes { attributes in
             attributes["gen_ai.operation.name"] = operation
@@ -115,7 +121,9 @@ final class RequestTrace: Sendable {
                 attributes["server.port"] = address.port
             }
         }
-        let attempt = AttemptSpan(span: span, propagation: self.tracer.propagation(of: span), trace: self, sent: sent, streaming: streaming)
+        let attempt = AttemptSpan(
+            span: span, propagation: self.tracer.propagation(of: span), trace: self, target: target.key, sent: sent, streaming: streaming
+        )
         self.progress.withLock { $0.attempts.append(attempt) }
         return attempt
     }
@@ -127,6 +135,16 @@ final class RequestTrace: Sendable {
         }
     }
 
+    fileprivate func failed(_ attempt: AttemptSpan, answered: Bool, at now: ContinuousClock.Instant) {
+        let superseded = self.progress.withLock { progress in
+            progress.attempts.removeAll { $0 === attempt }
+            defer { if answered { progress.answeredFailure = (attempt, now) } }
+            return answered ? progress.answeredFailure : nil
+        }
+        superseded?.attempt.end(delivered: false, at: superseded?.at ?? now)
+        if !answered { attempt.end(delivered: false, at: now) }
+    }
+
     fileprivate func over(_ attempt: AttemptSpan) {
         self.progress.withLock { $0.attempts.removeAll { $0 === attempt } }
     }
@@ -135,18 +153,22 @@ final class RequestTrace: Sendable {
     /// it, any attempt still out (a hedge's loser) ends cancelled, and the server span says how it went.
     /// - Parameter providerKind: the serving target's provider kind.
     func finish(_ summary: RequestSummary, providerKind: ProviderKind?) {
-        let (winner, leftover, requestedModel) = self.progress.withLock { progress -> (AttemptSpan?, [AttemptSpan], String?) in
-            guard !progress.finished else { return (nil, [], nil) }
+        let (winner, leftover, answeredFailure, requestedModel) = self.progress.withLock { progress in
+            guard !progress.finished else { return (AttemptSpan?.none, [AttemptSpan](), (attempt: AttemptSpan, at: ContinuousClock.Instant)?.none, String?.none) }
             progress.finished = true
-            defer { (progress.attempts, progress.winner) = ([], nil) }
-            return (progress.winner, progress.attempts, progress.requestedModel)
+            defer { (progress.attempts, progress.winner, progress.answeredFailure) = ([], nil, nil) }
+            return (progress.winner, progress.attempts, progress.answeredFailure, progress.requestedModel)
         }
-        for attempt in leftover { attempt.end(outcome: "cancelled", error: nil) }
+        for attempt in leftover { attempt.cancelled() }
         let failed = summary.failure != nil
         if let winner {
             // The winner's answer went to the client; a stream that broke, or a client that left, failed it after the fact.
-            winner.span.attributes["switchyard.attempt.delivered"] = true
-            winner.end(outcome: failed ? "failed" : "won", error: failed ? summary.errorType : nil)
+            if failed { winner.fail(error: summary.errorType ?? "stream_failed", message: summary.message) }
+            winner.end(delivered: true, at: .now)
+        }
+        if let (attempt, at) = answeredFailure {
+            // Its answer is the client's when no attempt won and the request ended on its target.
+            attempt.end(delivered: winner == nil && summary.target == attempt.target, at: at)
         }
         let span = self.server
         span.updateAttributes { attributes in
@@ -184,36 +206,42 @@ final class RequestTrace: Sendable {
     }
 }
 
-/// The client span of one upstream attempt: ended when it is judged a failure, when it loses, or, for
-/// the winner, with the request.
+/// The client span of one upstream attempt: ended when it fails without an answer or loses; the
+/// winner's, and a failed answer's the client may get, when the request ends.
 final class AttemptSpan: Sendable {
     let span: any Span
     /// The `traceparent` (and `tracestate`) the upstream gets: this span's.
     let propagation: TraceCarrier
+    let target: TargetKey
     private let trace: RequestTrace
     private let sent: ContinuousClock.Instant
     private let streaming: Bool
     private let ended = Atomic<Bool>(false)
 
-    fileprivate init(span: any Span, propagation: TraceCarrier, trace: RequestTrace, sent: ContinuousClock.Instant, streaming: Bool) {
+    fileprivate init(span: any Span, propagation: TraceCarrier, trace: RequestTrace, target: TargetKey, sent: ContinuousClock.Instant, streaming: Bool) {
         self.span = span
         self.propagation = propagation
         self.trace = trace
+        self.target = target
         self.sent = sent
         self.streaming = streaming
     }
 
-    /// How the lifecycle judged the attempt: a winner stays open until the request ends.
+    /// How the lifecycle judged the attempt.
     func judged(_ result: GatewayState.AttemptResult) {
         switch result {
         case .won(let outcome):
-            self.answered(outcome)
-            // A stream's winner is judged at its first chunk.
-            if self.streaming { self.span.attributes["gen_ai.response.time_to_first_chunk"] = (outcome.replied - self.sent).seconds }
+            self.span.updateAttributes { attributes in
+                attributes["http.response.status_code"] = outcome.reply.status
+                attributes["switchyard.attempt.outcome"] = "won"
+                // A stream's winner is judged at its first chunk.
+                if self.streaming { attributes["gen_ai.response.time_to_first_chunk"] = (outcome.replied - self.sent).seconds }
+            }
             self.trace.won(self)
         case .failed(_, _, let error, let outcome):
-            if let outcome { self.answered(outcome) }
-            self.end(outcome: "failed", error: error.metricLabel, message: error.message)
+            if let outcome { self.span.attributes["http.response.status_code"] = outcome.reply.status }
+            self.fail(error: error.metricLabel, message: error.message)
+            self.trace.failed(self, answered: outcome != nil, at: .now)
         case .abandoned:
             break
         }
@@ -221,23 +249,23 @@ final class AttemptSpan: Sendable {
 
     /// Another attempt won, or the client left before this one was judged.
     func cancelled() {
-        self.end(outcome: "cancelled", error: nil)
+        self.span.attributes["switchyard.attempt.outcome"] = "cancelled"
+        self.end(delivered: false, at: .now)
     }
 
-    private func answered(_ outcome: AttemptOutcome) {
-        self.span.attributes["http.response.status_code"] = outcome.reply.status
+    fileprivate func fail(error: String, message: String?) {
+        self.span.updateAttributes { attributes in
+            attributes["switchyard.attempt.outcome"] = "failed"
+            attributes["error.type"] = error
+        }
+        self.span.setStatus(SpanStatus(code: .error, message: message ?? error))
     }
 
-    fileprivate func end(outcome: String, error: String?, message: String? = nil) {
+    /// - Parameter delivered: whether the client received this attempt's bytes.
+    fileprivate func end(delivered: Bool, at end: ContinuousClock.Instant) {
         guard !self.ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
         self.trace.over(self)
-        self.span.updateAttributes { attributes in
-            attributes["switchyard.attempt.outcome"] = outcome
-            if attributes["switchyard.attempt.delivered"] == nil { attributes["switchyard.attempt.delivered"] = false }
-            if let error { attributes["error.type"] = error }
-        }
-        if let error { self.span.setStatus(SpanStatus(code: .error, message: message ?? error)) }
-        self.span.end()
+        self.span.ended(at: end) { $0["switchyard.attempt.delivered"] = delivered }
     }
 }
 
