@@ -3,9 +3,10 @@
 # (`parentbased_traceidratio`, 0.01) and at 100 % (`always_on`), alternating in one run, chat mode,
 # through the shared harness (throughput, latency, and the gateway's CPU per request). Spans go to an
 # OTLP/HTTP sink on loopback that reads each export and answers 200 (no decoding, so its CPU stays
-# small); the sink counts what it received, to check the exporter kept up.
+# small); the sink counts what it received, to check the exporter kept up. BEFORE=path/to/switchyard
+# adds a build from before tracing existed, with the same config, to tell "off" from "never there".
 #
-#   Benchmarks/tracing.sh   # DURATION=8 CONCURRENCY="64" ROUNDS=2 GATEWAY_CPUS=1 SINK_CPUS=0
+#   Benchmarks/tracing.sh   # DURATION=8 CONCURRENCY="64" ROUNDS=2 GATEWAY_CPUS=1 SINK_CPUS=0 BEFORE=
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bench="${BENCH_DIR:-$root/../shared/bench}"
@@ -53,10 +54,12 @@ server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 PY
-coproc SINK { taskset -c "${SINK_CPUS-0}" python3 "$work/sink.py"; }
+coproc SINK { exec taskset -c "${SINK_CPUS-0}" python3 "$work/sink.py"; }
 sink=$SINK_PID
 read -r sink_port <&"${SINK[0]}"
 
+modes="off ratio always"
+[ -n "${BEFORE:-}" ] && modes="before $modes" && cp Benchmarks/gateway.yaml "$work/before.yaml"
 for mode in off ratio always; do
   { cat Benchmarks/gateway.yaml
     case "$mode" in
@@ -68,10 +71,13 @@ done
 
 run() { # mode
   rm -rf "$work/state"
+  if curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; then echo "Benchmarks/tracing.sh: something already answers on port $port" >&2; exit 1; fi
   env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_TRACES_EXPORTER SWITCHYARD_LISTEN="127.0.0.1:$port" SWITCHYARD_STATE_DIR="$work/state" \
-    taskset -c "${GATEWAY_CPUS-1}" "$binary" serve --config "$work/$1.yaml" 2> "$work/gateway-$1.log" &
+    taskset -c "${GATEWAY_CPUS-1}" "$([ "$1" = before ] && echo "$BEFORE" || echo "$binary")" serve --config "$work/$1.yaml" 2> "$work/gateway-$1.log" &
   gateway=$!
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
+  kill -0 "$gateway" 2>/dev/null || { cat "$work/gateway-$1.log" >&2; echo "Benchmarks/tracing.sh: the gateway did not start (is port $port taken?)" >&2; exit 1; }
+  grep -o '"msg":"requests are traced[^}]*' "$work/gateway-$1.log" | sed 's/^/  /' || true
   TARGETS=" " MODES=chat CONCURRENCY="${CONCURRENCY:-64}" DURATION="${DURATION:-8}" WARMUP=2 SDK_CHECK=0 SDK_ANTHROPIC_TARGETS=" " \
     bash "$bench/run.sh" "switchyard=http://127.0.0.1:$port" 2>&1 | grep -E "^closed +switchyard" || true
   local spans
@@ -81,7 +87,7 @@ run() { # mode
 }
 printf '%-9s %-10s %-5s %6s %10s %9s %9s %9s %7s %9s %8s %7s\n' kind target mode load rps p50_ms p90_ms p99_ms errors gw_us/req mock_us/r gw_MB
 for round in $(seq 1 "${ROUNDS:-2}"); do
-  for mode in off ratio always; do
+  for mode in $modes; do
     echo "tracing: $mode (round $round):"; run "$mode"
   done
 done

@@ -163,6 +163,22 @@ def test_a_plain_request_continues_the_clients_trace_with_genai_spans(traced, re
     assert traced.metric("switchyard_trace_spans_total", 'outcome="exported"') >= len(spans)
 
 
+def test_a_client_that_does_not_sample_is_followed_and_its_context_passed_on(traced, receiver, recorder):
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    unsampled = f"00-{trace_id}-{parent_id}-00"
+    sent_before = len(recorder.traceparents)
+    marker = request_id()
+    traced.openai().chat.completions.create(
+        model="recorded", messages=[{"role": "user", "content": "Hello"}], extra_headers={"traceparent": unsampled, "x-request-id": marker},
+    )
+    assert recorder.traceparents[sent_before:] == [unsampled]
+    # A later sampled request's trace arriving means the exporter has sent what it had.
+    follow = request_id()
+    traced.openai().chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi"}], extra_headers={"x-request-id": follow})
+    receiver.trace(by_request(follow))
+    assert not [span for span in receiver.spans if span.trace_id == trace_id], "the client said not to sample"
+
+
 def test_a_streamed_requests_span_lasts_until_its_last_byte(traced, receiver):
     rid = request_id()
     stream = traced.openai().chat.completions.create(

@@ -103,3 +103,41 @@ struct TracingSettingsTests {
         #expect(Set(ProviderKind.allCases.map(\.genAIProviderName)).count == ProviderKind.allCases.count)
     }
 }
+
+struct TraceSamplerTests {
+    @Test func aClientsDecisionIsFollowedByTheParentBasedSamplers() {
+        let draws = SamplingDraws(seed: 7)
+        for sampler in [TracingSettings.Sampler.parentBasedAlwaysOn, .parentBasedAlwaysOff, .parentBasedTraceIDRatio] {
+            let decide = TraceSampler(sampler, ratio: 0.01)
+            #expect((0..<100).allSatisfy { _ in decide.samples(parentSampled: true, draw: draws.next()) }, "\(sampler)")
+            #expect((0..<100).allSatisfy { _ in !decide.samples(parentSampled: false, draw: draws.next()) }, "\(sampler)")
+        }
+        #expect(TraceSampler(.parentBasedAlwaysOn, ratio: 1).samples(parentSampled: nil, draw: 0))
+        #expect(!TraceSampler(.parentBasedAlwaysOff, ratio: 1).samples(parentSampled: nil, draw: 0))
+        #expect(TraceSampler(.alwaysOn, ratio: 0).samples(parentSampled: false, draw: 0))
+        #expect(!TraceSampler(.alwaysOff, ratio: 1).samples(parentSampled: true, draw: 0))
+    }
+
+    @Test(arguments: [0.0, 0.01, 0.25, 1.0])
+    func aRatioKeepsThatShareOfRootRequests(_ ratio: Double) {
+        let draws = SamplingDraws(seed: 42)
+        for sampler in [TracingSettings.Sampler.traceIDRatio, .parentBasedTraceIDRatio] {
+            let decide = TraceSampler(sampler, ratio: ratio)
+            let kept = (0..<100_000).filter { _ in decide.samples(parentSampled: nil, draw: draws.next()) }.count
+            // Binomial: within six standard deviations, and exact at 0 and 1.
+            let spread = 6 * (100_000 * ratio * (1 - ratio)).squareRoot()
+            #expect(abs(Double(kept) - 100_000 * ratio) <= spread, "\(sampler) kept \(kept) at \(ratio)")
+        }
+        // The counter wraps rather than traps (a trap would end every request in flight).
+        let wrapping = SamplingDraws(seed: .max - 1)
+        #expect(wrapping.next() != wrapping.next())
+        // `traceidratio` ignores the parent's flag.
+        #expect(TraceSampler(.traceIDRatio, ratio: 1).samples(parentSampled: false, draw: UInt64.max))
+    }
+
+    @Test func theSampledFlagIsReadFromTheTraceparent() {
+        #expect(TraceContext.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"))
+        #expect(!TraceContext.isSampled("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"))
+        #expect(TraceContext.isSampled("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03-extra"))
+    }
+}

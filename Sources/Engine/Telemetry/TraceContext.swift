@@ -11,4 +11,12 @@ public enum TraceContext {
         guard parts.prefix(4).allSatisfy({ $0.allSatisfy(hex.contains) }) else { return false }
         return parts[1].contains { $0 != "0" } && parts[2].contains { $0 != "0" }
     }
+
+    /// The sampled flag of a valid `traceparent`: the caller's own decision to trace.
+    public static func isSampled(_ traceparent: String) -> Bool {
+        guard let flags = traceparent.split(separator: "-", omittingEmptySubsequences: false).dropFirst(3).first, let value = UInt8(flags, radix: 16) else {
+            return false
+        }
+        return value & 0x01 == 0x01
+    }
 }

@@ -12,10 +12,14 @@ final class GatewayTracer: Sendable {
     private let tracer: any Tracer
     private let exporter: ServiceGroup
     private let outcomes: SpanOutcomes
+    /// Decides each request before a span is made; the tracer then records every span it is asked for.
+    private let sampler: TraceSampler
+    private let draws = SamplingDraws()
 
     /// - Throws: what swift-otel refuses in the settings (an unusable certificate, say).
     init(_ settings: TracingSettings, metrics: GatewayMetrics, logger: Logger) throws {
         self.settings = settings
+        self.sampler = TraceSampler(settings.sampler, ratio: settings.sampleRatio)
         let outcomes = SpanOutcomes(metrics: metrics, logger: logger)
         self.outcomes = outcomes
         var configuration = OTel.Configuration.default
@@ -29,7 +33,7 @@ final class GatewayTracer: Sendable {
         configuration.diagnosticLogger = .custom(Logger(label: "switchyard.tracing") { _ in SpanOutcomeLogHandler(outcomes: outcomes) })
         configuration.traces.enabled = true
         configuration.traces.exporter = .otlp
-        configuration.traces.sampler = Self.sampler(settings)
+        configuration.traces.sampler = .alwaysOn
         configuration.traces.batchSpanProcessor.maxQueueSize = settings.maxQueueSize
         configuration.traces.batchSpanProcessor.maxExportBatchSize = min(512, settings.maxQueueSize)
         configuration.traces.batchSpanProcessor.scheduleDelay = .seconds(1)
@@ -41,18 +45,6 @@ final class GatewayTracer: Sendable {
         let (tracer, service) = try OTel.makeTracingBackend(configuration: configuration)
         self.tracer = tracer
         self.exporter = ServiceGroup(configuration: .init(services: [service], logger: logger))
-    }
-
-    private static func sampler(_ settings: TracingSettings) -> OTel.Configuration.TracesConfiguration.SamplerConfiguration {
-        let ratio = settings.sampleRatio
-        return switch settings.sampler {
-        case .alwaysOn: .alwaysOn
-        case .alwaysOff: .alwaysOff
-        case .parentBasedAlwaysOn: .parentBasedAlwaysOn
-        case .parentBasedAlwaysOff: .parentBasedAlwaysOff
-        case .traceIDRatio: .traceIDRatio(ratio: ratio) ?? .traceIDRatio
-        case .parentBasedTraceIDRatio: .parentBasedTraceIDRatio(ratio: ratio) ?? .parentBasedTraceIDRatio
-        }
     }
 
     /// Runs the exporter until `shutDown`: apart from the service's own graceful shutdown, so spans of
@@ -71,11 +63,13 @@ final class GatewayTracer: Sendable {
     }
 
     /// The server span of a request that arrived at `started`, continuing the client's trace when its
-    /// `traceparent` is valid. Nil when the sampler drops it: an unsampled request costs nothing more.
+    /// `traceparent` is valid. Nil when the sampler drops it: an unsampled request costs a draw.
     func startRequest(method: String, path: String, traceparent: String?, tracestate: String?, at started: ContinuousClock.Instant) -> RequestTrace? {
+        let client = traceparent.flatMap { TraceContext.isValidTraceparent($0) ? $0 : nil }
+        guard self.sampler.samples(parentSampled: client.map(TraceContext.isSampled), draw: self.draws.next()) else { return nil }
         var parent = InstrumentationContext.topLevel
-        if let traceparent, TraceContext.isValidTraceparent(traceparent) {
-            let carrier = TraceCarrier(traceparent: traceparent, tracestate: tracestate)
+        if let client {
+            let carrier = TraceCarrier(traceparent: client, tracestate: tracestate)
             self.tracer.extract(carrier, into: &parent, using: TraceCarrier.Access())
         }
         let span = self.tracer.startSpan("\(method) \(path)", context: parent, ofKind: .server, at: TraceTime.instant(started))
