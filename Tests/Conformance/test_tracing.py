@@ -5,6 +5,7 @@ GenAI attributes; and that the collector being away never fails a request.
 """
 import secrets
 import socket
+import subprocess
 import time
 
 import anthropic
@@ -67,11 +68,20 @@ simulator: {{ ttft: 0ms, tokens_per_second: 0 }}
 """
 
 
-def traced_gateway(lane, endpoint, recorder, capture=False, queue=2048):
-    return GatewayProcess(lambda state: CONFIG.format(
-        state=state, fast_lane="true" if lane == "fast" else "false", endpoint=endpoint, recorder=recorder,
-        capture="true" if capture else "false", key=KEY, queue=queue,
-    ), lane=lane)
+def traced_gateway(lane, endpoint, recorder, capture=False, queue=2048, redis=None):
+    def config(state):
+        text = CONFIG.format(
+            state=state, fast_lane="true" if lane == "fast" else "false", endpoint=endpoint, recorder=recorder,
+            capture="true" if capture else "false", key=KEY, queue=queue,
+        )
+        return text + (f"state: redis://127.0.0.1:{redis}\n" if redis else "")
+    return GatewayProcess(config, lane=lane)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +152,7 @@ def test_a_plain_request_continues_the_clients_trace_with_genai_spans(traced, re
     assert attributes["switchyard.lane"] == traced.lane
     assert "gen_ai.input.messages" not in attributes and "gen_ai.output.messages" not in attributes, "content is off by default"
     assert server.status != "error"
-    (admission,) = [span for span in children(spans, server) if span.name == "switchyard.admission"]
-    assert admission.attributes["switchyard.admission.outcome"] == "admitted"
+    assert not [span for span in children(spans, server) if span.name == "switchyard.admission"], "an anonymous caller has no limits to check"
     (attempt,) = attempts_of(spans, server)
     assert attempt.name == "chat recorded-model"
     assert attempt.attributes["gen_ai.provider.name"] == "openai-compatible"
@@ -303,8 +312,14 @@ def test_a_semantic_hit_shows_its_embedding_call(traced, receiver):
 
 def test_a_request_refused_by_a_limit_shows_where_it_stopped(traced, receiver):
     client = traced.openai(key=KEY)
+    first = request_id()
     try:
-        client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "one"}])
+        client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "one"}], extra_headers={"x-request-id": first})
+        spans = receiver.trace(by_request(first))
+        server = server_of(spans)
+        (admission,) = [span for span in children(spans, server) if span.name == "switchyard.admission"]
+        assert admission.attributes["switchyard.admission.outcome"] == "admitted" and server.attributes["switchyard.tenant"] == "limited"
+        assert server.start <= admission.start <= admission.end <= attempts_of(spans, server)[0].start
     except openai.RateLimitError:
         pass  # this key's one request a minute went in an earlier run of this test
     rid = request_id()
@@ -354,10 +369,7 @@ def test_content_is_recorded_only_when_the_operator_opts_in(receiver, recorder):
 
 
 def test_a_dead_collector_fails_no_request(recorder):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    gateway = traced_gateway("fast", f"http://127.0.0.1:{closed}", recorder.base_url)
+    gateway = traced_gateway("fast", f"http://127.0.0.1:{free_port()}", recorder.base_url)
     try:
         client = gateway.openai()
         for index in range(20):
@@ -387,3 +399,38 @@ def test_a_slow_collector_costs_spans_not_requests(recorder):
     finally:
         gateway.stop()
         slow.stop()
+
+
+@pytest.mark.parametrize("lane", ["fast", "framework"])
+def test_shared_limits_show_their_redis_round_trip(lane, receiver, recorder):
+    port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    gateway = None
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                time.sleep(0.05)
+        gateway = traced_gateway(lane, receiver.endpoint, recorder.base_url, redis=port)
+        rid = request_id()
+        gateway.openai(key=KEY).chat.completions.create(model="fast", messages=[{"role": "user", "content": "one"}], extra_headers={"x-request-id": rid})
+        spans = receiver.trace(by_request(rid))
+        server = server_of(spans)
+        (admission,) = [span for span in children(spans, server) if span.name == "switchyard.admission"]
+        assert admission.attributes["switchyard.admission.outcome"] == "admitted"
+        (round_trip,) = children(spans, admission)
+        assert round_trip.kind == "client" and round_trip.attributes["db.system.name"] == "redis"
+        assert admission.start <= round_trip.start <= round_trip.end <= admission.end
+    finally:
+        if gateway:
+            gateway.stop()
+        redis.terminate()
+        redis.wait(timeout=10)

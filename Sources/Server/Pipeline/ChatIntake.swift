@@ -70,7 +70,7 @@ extension GatewayState {
         if var cache = cachePlan {
             let lookup = trace?.step("switchyard.cache.lookup")
             func answer(_ cached: CachedAnswer, _ outcome: CacheOutcome) -> ChatIntake.Outcome {
-                lookup?.ended { $0["switchyard.cache.outcome"] = outcome.rawValue }
+                if let lookup { trace?.end(lookup) { $0["switchyard.cache.outcome"] = outcome.rawValue } }
                 return .answered(self.answerFromCache(
                     cached, outcome: outcome, dialect: dialect, streaming: patch.isStreaming,
                     includeUsage: dialect == .anthropic || patch.clientWantsStreamUsage, realisticReplay: cache.realisticReplay,
@@ -87,7 +87,7 @@ extension GatewayState {
                 if cache.lookup, let cached = self.cache.semanticMatch(cache) { return answer(cached, .semanticHit) }
             }
             if cache.lookup { self.cache.count(.miss) }
-            lookup?.ended { $0["switchyard.cache.outcome"] = (cache.lookup ? CacheOutcome.miss : .bypass).rawValue }
+            if let lookup { trace?.end(lookup) { $0["switchyard.cache.outcome"] = (cache.lookup ? CacheOutcome.miss : .bypass).rawValue } }
             cachePlan = cache
         }
         return .forward(ChatIntake(body: body, patch: patch, routing: routing, plan: plan, admission: admission, cachePlan: cachePlan))
@@ -104,7 +104,8 @@ extension GatewayState {
         guard let upstream = routing.upstreams[settings.provider],
             let admission = self.cache.admitEmbedding(settings, policy: upstream.settings.breaker, at: .now)
         else { return nil }
-        let span = lookup.flatMap { lookup in RequestTrace.current?.step("embeddings \(settings.model)", kind: .client, under: lookup) }
+        let trace = lookup == nil ? nil : RequestTrace.current
+        let span = lookup.flatMap { lookup in trace?.step("embeddings \(settings.model)", kind: .client, under: lookup) }
         span?.updateAttributes { attributes in
             attributes["gen_ai.operation.name"] = "embeddings"
             attributes["gen_ai.provider.name"] = upstream.settings.kind.genAIProviderName
@@ -121,11 +122,13 @@ extension GatewayState {
         defer {
             row.latencyMs = (ContinuousClock.now - started).seconds * 1000
             self.ledger.append(row)
-            span?.ended { attributes in
-                attributes["gen_ai.usage.input_tokens"] = row.inputTokens
-                if row.outcome != "success" { attributes["error.type"] = row.outcome }
+            if let span {
+                if row.outcome != "success" { span.setStatus(SpanStatus(code: .error, message: "the embedder failed: \(row.status)")) }
+                trace?.end(span) { attributes in
+                    attributes["gen_ai.usage.input_tokens"] = row.inputTokens
+                    if row.outcome != "success" { attributes["error.type"] = row.outcome }
+                }
             }
-            if row.outcome != "success" { span?.setStatus(SpanStatus(code: .error, message: "the embedder failed: \(row.status)")) }
         }
         do {
             let (vectors, usage) = try await embedder.embedWithUsage([semantic.text])

@@ -72,19 +72,20 @@ final class GatewayTracer: Sendable {
             let carrier = TraceCarrier(traceparent: client, tracestate: tracestate)
             self.tracer.extract(carrier, into: &parent, using: TraceCarrier.Access())
         }
-        let span = self.tracer.startSpan("\(method) \(path)", context: parent, ofKind: .server, at: TraceTime.instant(started))
+        let clock = TraceClock()
+        let span = self.tracer.startSpan("\(method) \(path)", context: parent, ofKind: .server, at: clock.instant(started))
         guard span.isRecording else { return nil }
         span.updateAttributes { attributes in
             attributes["http.request.method"] = method
             attributes["http.route"] = path
             attributes["url.path"] = path
         }
-        return RequestTrace(server: span, tracer: self, captureContent: self.settings.captureContent)
+        return RequestTrace(server: span, tracer: self, clock: clock, captureContent: self.settings.captureContent)
     }
 
     /// A span under `parent` from `start`.
-    func startSpan(_ name: String, under parent: any Span, kind: SpanKind, at start: ContinuousClock.Instant) -> any Span {
-        self.tracer.startSpan(name, context: parent.context, ofKind: kind, at: TraceTime.instant(start))
+    func startSpan(_ name: String, under parent: any Span, kind: SpanKind, at start: DefaultTracerClock.Instant) -> any Span {
+        self.tracer.startSpan(name, context: parent.context, ofKind: kind, at: start)
     }
 
     /// The `traceparent` (and `tracestate`) an upstream is sent for `span`.
@@ -119,12 +120,21 @@ struct TraceCarrier: Sendable {
     }
 }
 
-/// Span times from the gateway's monotonic instants: the wall clock now, less how long ago.
-enum TraceTime {
-    static func instant(_ moment: ContinuousClock.Instant, now: ContinuousClock.Instant = .now) -> DefaultTracerClock.Instant {
-        let wall = DefaultTracerClock.now.nanosecondsSinceEpoch
-        let ago = max(now - moment, .zero)
-        let agoNanoseconds = UInt64(clamping: ago.components.seconds) &* 1_000_000_000 &+ UInt64(clamping: ago.components.attoseconds / 1_000_000_000)
-        return DefaultTracerClock.Instant(nanosecondsSinceEpoch: wall > agoNanoseconds ? wall - agoNanoseconds : 0)
+/// Span times from the gateway's monotonic instants, against one reading of both clocks: a trace's
+/// spans share one, so instants that are equal stay equal, and order is kept.
+struct TraceClock: Sendable {
+    private let wall: Int64
+    private let monotonic: ContinuousClock.Instant
+
+    init() {
+        self.wall = Int64(clamping: DefaultTracerClock.now.nanosecondsSinceEpoch)
+        self.monotonic = .now
+    }
+
+    func instant(_ moment: ContinuousClock.Instant) -> DefaultTracerClock.Instant {
+        let (seconds, attoseconds) = (moment - self.monotonic).components
+        // Within a few years either way (a trace lasts minutes): no product can overflow.
+        let offset = max(min(seconds, 100_000_000), -100_000_000) * 1_000_000_000 + attoseconds / 1_000_000_000
+        return DefaultTracerClock.Instant(nanosecondsSinceEpoch: UInt64(max(self.wall + offset, 0)))
     }
 }

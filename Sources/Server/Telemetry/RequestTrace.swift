@@ -12,6 +12,8 @@ final class RequestTrace: Sendable {
 
     let server: any Span
     let tracer: GatewayTracer
+    /// Every span of the trace is timed by it.
+    private let clock: TraceClock
     /// Whether prompts and completions go on the spans (`tracing.capture_content`).
     let capturesContent: Bool
     /// `trace_id` and `span_id` for the request's log lines.
@@ -32,9 +34,10 @@ final class RequestTrace: Sendable {
         var finished = false
     }
 
-    init(server: any Span, tracer: GatewayTracer, captureContent: Bool) {
+    init(server: any Span, tracer: GatewayTracer, clock: TraceClock, captureContent: Bool) {
         self.server = server
         self.tracer = tracer
+        self.clock = clock
         self.capturesContent = captureContent
         let context = tracer.propagation(of: server).traceparent?.split(separator: "-") ?? []
         self.logMetadata = context.count >= 3 ? ["trace_id": "\(context[1])", "span_id": "\(context[2])"] : [:]
@@ -77,7 +80,13 @@ final class RequestTrace: Sendable {
 
     /// A step of the request (admission, a cache lookup) from `start`; its caller ends it.
     func step(_ name: String, kind: SpanKind = .internal, under parent: (any Span)? = nil, at start: ContinuousClock.Instant = .now) -> any Span {
-        self.tracer.startSpan(name, under: parent ?? self.server, kind: kind, at: start)
+        self.tracer.startSpan(name, under: parent ?? self.server, kind: kind, at: self.clock.instant(start))
+    }
+
+    /// Ends `span` (one of this trace's) at `end`, after `describe` adds its attributes.
+    func end(_ span: any Span, at end: ContinuousClock.Instant = .now, _ describe: (inout SpanAttributes) -> Void = { _ in }) {
+        span.updateAttributes(describe)
+        span.end(at: self.clock.instant(end))
     }
 
     /// The admission's span, from `start` to now: refused, or admitted (and through Redis, when the
@@ -86,7 +95,7 @@ final class RequestTrace: Sendable {
         let now = ContinuousClock.now
         let span = self.step("switchyard.admission", at: start)
         if throughRedis {
-            self.step("EVALSHA", kind: .client, under: span, at: start).ended(at: now) { attributes in
+            self.end(self.step("EVALSHA", kind: .client, under: span, at: start), at: now) { attributes in
                 attributes["db.system.name"] = "redis"
                 attributes["db.operation.name"] = "EVALSHA"
             }
@@ -95,7 +104,7 @@ final class RequestTrace: Sendable {
             attributes["switchyard.admission.outcome"] = refusal == nil ? "admitted" : "refused"
             if let refusal { attributes["error.type"] = refusal.metricLabel }
         }
-        span.ended(at: now)
+        self.end(span, at: now)
     }
 
     /// The client span of an attempt about to go to `target`; the upstream is sent its `traceparent`.
@@ -107,7 +116,7 @@ final class RequestTrace: Sendable {
         }
         // Another attempt goes out: the last failed answer is not what the client gets.
         superseded?.attempt.end(delivered: false, at: superseded?.at ?? .now)
-        let span = self.tracer.startSpan("\(operation) \(target.upstreamModel)", under: self.server, kind: .client, at: sent)
+        let span = self.step("\(operation) \(target.upstreamModel)", kind: .client, at: sent)
         span.updateAttributes { attributes in
             attributes["gen_ai.operation.name"] = operation
             attributes["gen_ai.provider.name"] = upstream.settings.kind.genAIProviderName
@@ -202,7 +211,7 @@ final class RequestTrace: Sendable {
         if summary.status >= 500 || (failed && summary.status == 200) {
             span.setStatus(SpanStatus(code: .error, message: summary.message))
         }
-        span.end()
+        self.end(span)
     }
 }
 
@@ -265,14 +274,6 @@ final class AttemptSpan: Sendable {
     fileprivate func end(delivered: Bool, at end: ContinuousClock.Instant) {
         guard !self.ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
         self.trace.over(self)
-        self.span.ended(at: end) { $0["switchyard.attempt.delivered"] = delivered }
-    }
-}
-
-extension Span {
-    /// Ends the span at `end`, said in the gateway's monotonic time, after `describe` adds its attributes.
-    func ended(at end: ContinuousClock.Instant = .now, _ describe: (inout SpanAttributes) -> Void = { _ in }) {
-        self.updateAttributes(describe)
-        self.end(at: TraceTime.instant(end))
+        self.trace.end(self.span, at: end) { $0["switchyard.attempt.delivered"] = delivered }
     }
 }

@@ -118,14 +118,15 @@ extension GatewayState {
     /// prompt tokens plus `max_tokens`, and that many tokens' cost at the dearest target the plan may
     /// reach. All of the tenant's and the key's limits pass, or none is taken.
     /// - Throws: `PolicyRefusal` (403 model not allowed, 429 limits, 429 or 402 budgets).
-    /// A traced request's admission is a span (with Redis's round trip under it when limits are shared).
+    /// A traced request's admission is a span (with Redis's round trip under it when limits are shared),
+    /// when its caller has a tenant whose limits it checks.
     func admit(_ caller: Caller, plan: FailoverPlan, routing: RoutingSnapshot, features: RequestFeatures, body: ByteBuffer) async throws -> Admission {
         let started = ContinuousClock.now
         let trace = RequestTrace.current
         var asked = false
         do {
+            // A caller without a tenant has no limits: no admission to show.
             guard let request = try self.admissionRequest(caller, plan: plan, routing: routing, features: features) else {
-                trace?.admitted(from: started, refusal: nil, throughRedis: false)
                 return Admission(caller: caller, ticket: nil)
             }
             let (day, month) = BudgetCalendar.shared.dayAndMonth()

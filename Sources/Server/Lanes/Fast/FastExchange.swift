@@ -225,7 +225,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         )
         trace?.requested(model: patch.clientModel, streaming: patch.isStreaming, lane: "fast")
         if let trace, trace.capturesContent { trace.capture(input: String(buffer: body)) }
-        if let trace {
+        if let trace, caller.tenant != nil {
             if self.pendingAdmission != nil {
                 self.admissionSent = admitting
             } else {
