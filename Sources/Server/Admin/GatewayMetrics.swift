@@ -24,17 +24,10 @@ final class GatewayMetrics: Sendable {
             descriptor: MetricNameDescriptor(metricName: "switchyard_overhead", unitName: "seconds", helpText: "Time spent in the gateway itself, upstream waits excluded."),
             buckets: Self.overheadBuckets
         )
-        var clientTimeouts: [ClientTimeout: Counter] = [:]
-        for timeout in ClientTimeout.allCases {
-            clientTimeouts[timeout] = self.registry.makeCounter(
-                descriptor: MetricNameDescriptor(
-                    metricName: "switchyard_client_timeouts", unitName: "total",
-                    helpText: "Client connections closed for sending too slowly (header, body) or staying idle between requests (idle)."
-                ),
-                labels: [("phase", timeout.rawValue)]
-            )
-        }
-        self.clientTimeouts = clientTimeouts
+        self.clientTimeouts = Self.counters(
+            in: self.registry, "switchyard_client_timeouts", label: "phase",
+            help: "Client connections closed for sending too slowly (header, body) or staying idle between requests (idle)."
+        )
         self.refusedConnections = self.registry.makeCounter(
             descriptor: MetricNameDescriptor(
                 metricName: "switchyard_client_connections_refused", unitName: "total", helpText: "Client connections answered 503 past server.max_connections."
@@ -48,28 +41,25 @@ final class GatewayMetrics: Sendable {
                 metricName: "switchyard_fast_lane_requests", unitName: "total", helpText: "Chat completions answered on the event loop's fast lane."
             )
         )
-        var skips: [FastLaneSkip: Counter] = [:]
-        for reason in FastLaneSkip.allCases {
-            skips[reason] = self.registry.makeCounter(
-                descriptor: MetricNameDescriptor(
-                    metricName: "switchyard_fast_lane_skipped", unitName: "total",
-                    helpText: "Requests the fast lane left to the framework lane (Hummingbird and AsyncHTTPClient), by reason."
-                ),
-                labels: [("reason", reason.rawValue)]
-            )
-        }
-        self.fastLaneSkips = skips
-        var spans: [SpanOutcomes.Outcome: Counter] = [:]
-        for outcome in SpanOutcomes.Outcome.allCases {
-            spans[outcome] = self.registry.makeCounter(
-                descriptor: MetricNameDescriptor(
-                    metricName: "switchyard_trace_spans", unitName: "total",
-                    helpText: "Finished spans exported to the OTLP collector, dropped on a full queue, or lost with a failed export."
-                ),
-                labels: [("outcome", outcome.rawValue)]
-            )
-        }
-        self.spans = spans
+        self.fastLaneSkips = Self.counters(
+            in: self.registry, "switchyard_fast_lane_skipped", label: "reason",
+            help: "Requests the fast lane left to the framework lane (Hummingbird and AsyncHTTPClient), by reason."
+        )
+        self.spans = Self.counters(
+            in: self.registry, "switchyard_trace_spans", label: "outcome",
+            help: "Finished spans exported to the OTLP collector, dropped on a full queue, or lost with a failed export."
+        )
+    }
+
+    /// A `…_total` counter for each value of a small fixed set, made up front so every series shows from the start.
+    private static func counters<Value: CaseIterable & RawRepresentable & Hashable>(
+        in registry: PrometheusCollectorRegistry, _ name: String, label: String, help: String
+    ) -> [Value: Counter] where Value.RawValue == String {
+        Dictionary(uniqueKeysWithValues: Value.allCases.map { value in
+            (value, registry.makeCounter(
+                descriptor: MetricNameDescriptor(metricName: name, unitName: "total", helpText: help), labels: [(label, value.rawValue)]
+            ))
+        })
     }
 
     func recordSpans(_ outcome: SpanOutcomes.Outcome, count: Int) {

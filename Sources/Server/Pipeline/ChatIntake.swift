@@ -64,7 +64,7 @@ extension GatewayState {
         let (patch, routing, plan) = (planned.patch, planned.routing, planned.plan)
         let trace = RequestTrace.current
         trace?.requested(model: patch.clientModel, streaming: patch.isStreaming, lane: "framework")
-        if let trace, trace.capturesContent { trace.capture(input: String(buffer: body)) }
+        trace?.capture(input: body)
         var cachePlan = planned.cachePlan
         let admission = try await self.admit(caller, plan: plan, routing: routing, features: planned.features, body: body)
         if var cache = cachePlan {

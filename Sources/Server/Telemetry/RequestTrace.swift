@@ -1,5 +1,6 @@
 import Engine
 import Logging
+import NIOCore
 import Synchronization
 import Tracing
 
@@ -64,19 +65,20 @@ final class RequestTrace: Sendable {
     }
 
     /// The request's body as `gen_ai.input.messages`, when the operator opted in.
-    func capture(input body: String) {
+    func capture(input body: ByteBuffer) {
         guard self.capturesContent else { return }
-        self.server.attributes["gen_ai.input.messages"] = String(body.prefix(Self.capturedCharacters))
+        let kept = body.getSlice(at: body.readerIndex, length: min(body.readableBytes, Self.capturedBytes)) ?? ByteBuffer()
+        self.server.attributes["gen_ai.input.messages"] = String(buffer: kept)
     }
 
     /// The answer as `gen_ai.output.messages`, when the operator opted in.
     func capture(output text: String) {
         guard self.capturesContent else { return }
-        self.server.attributes["gen_ai.output.messages"] = String(text.prefix(Self.capturedCharacters))
+        self.server.attributes["gen_ai.output.messages"] = String(decoding: text.utf8.prefix(Self.capturedBytes), as: UTF8.self)
     }
 
     /// The most of a prompt or an answer a span carries: collectors refuse larger attributes.
-    static let capturedCharacters = 32 * 1024
+    static let capturedBytes = 32 * 1024
 
     /// A step of the request (admission, a cache lookup) from `start`; its caller ends it.
     func step(_ name: String, kind: SpanKind = .internal, under parent: (any Span)? = nil, at start: ContinuousClock.Instant = .now) -> any Span {

@@ -34,7 +34,7 @@ struct SpanOutcomes: Sendable {
 }
 
 /// swift-otel's diagnostic log, read for its batch lines (it has no other report of what it exported
-/// or dropped); its other lines go nowhere.
+/// or dropped); its other warnings and errors go to the gateway's log, its debug lines nowhere.
 struct SpanOutcomeLogHandler: LogHandler {
     let outcomes: SpanOutcomes
     var metadata: Logger.Metadata = [:]
@@ -55,7 +55,9 @@ struct SpanOutcomeLogHandler: LogHandler {
         case "Failed to export batch.":
             self.outcomes.count(.failed, spans: number("batch_size"), detail: event.error.map { "\($0)" } ?? event.metadata?["error"].map { "\($0)" })
         case let text where text.hasPrefix("Spans were dropped"): self.outcomes.count(.dropped, spans: number("dropped_count"), detail: "the span queue was full")
-        default: break
+        default:
+            guard event.level >= .warning else { return }
+            self.outcomes.logger.log(level: event.level, "tracing: \(message)", metadata: event.metadata)
         }
     }
 }

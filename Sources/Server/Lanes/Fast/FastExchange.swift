@@ -224,7 +224,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             tracestate: header(.tracestate), at: started
         )
         trace?.requested(model: patch.clientModel, streaming: patch.isStreaming, lane: "fast")
-        if let trace, trace.capturesContent { trace.capture(input: String(buffer: body)) }
+        trace?.capture(input: body)
         if let trace, caller.tenant != nil {
             if self.pendingAdmission != nil {
                 self.admissionSent = admitting
