@@ -52,6 +52,10 @@ routes:
     fallbacks: [fast]
   broken:
     targets: [{{ provider: sim, model: "m:fault=500" }}]
+  hedged:
+    strategy: priority
+    targets: [{{ provider: sim, model: "slow-model:ttft=3s" }}, {{ provider: sim, model: gpt-4o-mini-2024-07-18 }}]
+    hedge: {{ initial: 200ms }}
   paced:
     targets: [{{ provider: sim, model: "paced-model:tps=40" }}]
   flaky:
@@ -269,6 +273,22 @@ def test_the_upstreams_failed_answer_the_client_gets_is_the_delivered_attempt(tr
     assert [attempt.attributes["switchyard.attempt.delivered"] for attempt in attempts] == [False] * (len(attempts) - 1) + [True]
     # Each failed attempt's span ends when it failed, not when the request did.
     assert all(attempt.end <= later.start for attempt, later in zip(attempts, attempts[1:]))
+
+
+def test_a_hedge_and_the_attempt_it_beat_are_one_span_each(traced, receiver):
+    rid = request_id()
+    reply = traced.openai().chat.completions.with_raw_response.create(
+        model="hedged", messages=[{"role": "user", "content": "Hello"}], extra_headers={"x-request-id": rid},
+    )
+    assert reply.headers["x-switchyard-hedged"] == "true"
+    spans = receiver.trace(by_request(rid))
+    server = server_of(spans)
+    slow, hedge = attempts_of(spans, server)
+    assert slow.name == "chat slow-model:ttft=3s" and hedge.name == "chat gpt-4o-mini-2024-07-18"
+    assert slow.attributes["switchyard.attempt.outcome"] == "cancelled" and slow.attributes["switchyard.attempt.delivered"] is False
+    assert slow.status != "error", "a hedge's loser is not the target's failure"
+    assert hedge.attributes["switchyard.attempt.outcome"] == "won" and hedge.attributes["switchyard.attempt.delivered"] is True
+    assert slow.start < hedge.start and slow.end <= server.end
 
 
 def test_a_cache_hit_has_a_lookup_span_and_no_attempt(traced, receiver):

@@ -17,6 +17,8 @@ struct GoldenTranslationTests {
         case anthropicTruncated = "anthropic-stream-tool-use-truncated-max-tokens.sse"
         case ollama = "ollama-chat-stream.ndjson"
         case gemini = "gemini-stream-tool-call.data.jsonl"
+        case responsesText = "openai-responses-stream-text.sse"
+        case responsesCall = "openai-responses-stream-function-call.sse"
 
         func decoder() -> any StreamDecoder {
             switch self {
@@ -24,6 +26,7 @@ struct GoldenTranslationTests {
             case .anthropicText, .anthropicTool, .anthropicTruncated: return AnthropicStreamDecoder(provider: "p")
             case .ollama: return OllamaStreamDecoder(provider: "p")
             case .gemini: return GeminiStreamDecoder(provider: "p")
+            case .responsesText, .responsesCall: return ResponsesStreamDecoder(provider: "p")
             }
         }
 
@@ -47,18 +50,19 @@ struct GoldenTranslationTests {
     @Test(arguments: Source.allCases)
     func streamsTranslateToBothClientDialects(_ source: Source) throws {
         let bytes = Array(try source.bytes().utf8)
-        for dialect in ["openai", "anthropic"] {
+        for dialect in ["openai", "anthropic", "responses"] {
             var decoder = source.decoder()
-            var openAI = OpenAIStreamEncoder(model: "m", created: 0, includeUsage: true, fallbackID: "req_golden")
-            var anthropic = AnthropicStreamEncoder(model: "m", fallbackID: "req_golden")
+            var encoder: any StreamEncoder = switch dialect {
+            case "openai": OpenAIStreamEncoder(model: "m", created: 0, includeUsage: true, fallbackID: "req_golden")
+            case "anthropic": AnthropicStreamEncoder(model: "m", fallbackID: "req_golden")
+            default: ResponsesStreamEncoder(id: "resp_golden", model: "m", createdAt: 0, echo: .init())
+            }
             var output = ""
             // Odd-sized pieces: framing must not depend on where the network cut the bytes.
             for start in stride(from: 0, to: bytes.count, by: 17) {
-                let events = decoder.feed(ByteBuffer(bytes: bytes[start..<min(bytes.count, start + 17)]))
-                output += dialect == "openai" ? openAI.encode(events) : anthropic.encode(events)
+                output += encoder.encode(decoder.feed(ByteBuffer(bytes: bytes[start..<min(bytes.count, start + 17)])))
             }
-            let last = decoder.finish()
-            output += dialect == "openai" ? openAI.encode(last) : anthropic.encode(last)
+            output += encoder.encode(decoder.finish())
             try self.check(output, against: "\(source.rawValue).\(dialect).txt")
         }
     }
@@ -68,5 +72,11 @@ struct GoldenTranslationTests {
         try self.check(AnthropicResponseEncoder.message(openAI, model: "m") + "\n", against: "openai-chat-nonstream-parallel-tool-calls.json.anthropic.txt")
         let anthropic = try AnthropicResponseDecoder.decode(try Fixture.buffer("anthropic-nonstream-text.json"), provider: "p")
         try self.check(OpenAIResponseEncoder.completion(anthropic, model: "m", created: 0) + "\n", against: "anthropic-nonstream-text.json.openai.txt")
+        for (name, answer) in [("openai-chat-nonstream-parallel-tool-calls.json", openAI), ("anthropic-nonstream-text.json", anthropic)] {
+            try self.check(ResponsesResponseEncoder.response(answer, id: "resp_golden", model: "m", createdAt: 0, echo: .init()) + "\n", against: "\(name).responses.txt")
+        }
+        let responses = try ResponsesResponseDecoder.decode(try Fixture.buffer("openai-responses-nonstream-function-call.json"), provider: "p")
+        try self.check(OpenAIResponseEncoder.completion(responses, model: "m", created: 0) + "\n", against: "openai-responses-nonstream-function-call.json.openai.txt")
+        try self.check(AnthropicResponseEncoder.message(responses, model: "m") + "\n", against: "openai-responses-nonstream-function-call.json.anthropic.txt")
     }
 }

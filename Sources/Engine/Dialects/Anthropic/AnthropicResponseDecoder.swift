@@ -65,9 +65,9 @@ public enum AnthropicResponseDecoder {
 /// Tool calls are numbered in order of appearance (block indexes also count text and thinking
 /// blocks, so they cannot serve as tool indexes); usage is taken from `message_start` and updated by
 /// `message_delta`, whose counts are cumulative; a stream without `message_stop` was cut.
-public struct AnthropicStreamDecoder: FramedStreamDecoder {
-    private let provider: String
-    private var framer: SSEFramer
+public struct AnthropicStreamDecoder: SSEStreamDecoder {
+    let provider: String
+    var framer: SSEFramer
     private var toolIndexByBlock: [Int: Int] = [:]
     private var usage = Usage()
     var finished = false
@@ -81,17 +81,11 @@ public struct AnthropicStreamDecoder: FramedStreamDecoder {
     public var currentUsage: Usage { self.usage }
 
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
-        guard !self.finished else { return [] }
-        let framed = self.framer.feed(chunk)
-        return self.events(of: framed.payloads, failure: framed.failure)
+        self.feedEvents(chunk)
     }
 
     public mutating func finish() -> [StreamEvent] {
-        guard !self.finished else { return [] }
-        let events = self.framer.finish().flatMap { self.finished ? [] : self.decode($0) }
-        guard !self.finished else { return events }
-        self.finished = true
-        return events + [.failure(.streamInterrupted(provider: self.provider, detail: "the upstream closed the stream before message_stop"))]
+        self.finishEvents(endedBy: "message_stop")
     }
 
     mutating func decode(_ data: String) -> [StreamEvent] {

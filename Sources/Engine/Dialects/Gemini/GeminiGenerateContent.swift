@@ -201,9 +201,9 @@ public enum GeminiGenerateContent {
 }
 
 /// Gemini's SSE stream (each event a whole `GenerateContentResponse`) into canonical events.
-public struct GeminiStreamDecoder: FramedStreamDecoder {
-    private let provider: String
-    private var framer: SSEFramer
+public struct GeminiStreamDecoder: SSEStreamDecoder {
+    let provider: String
+    var framer: SSEFramer
     private var started = false
     private var calls = 0
     private var finishReason: String?
@@ -216,9 +216,7 @@ public struct GeminiStreamDecoder: FramedStreamDecoder {
     }
 
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
-        guard !self.finished else { return [] }
-        let framed = self.framer.feed(chunk)
-        return self.events(of: framed.payloads, failure: framed.failure)
+        self.feedEvents(chunk)
     }
 
     /// Gemini sends no end marker: a stream is complete when its last event carried a `finishReason`.

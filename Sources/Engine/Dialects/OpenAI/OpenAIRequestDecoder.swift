@@ -127,7 +127,7 @@ public enum OpenAIRequestDecoder {
     }
 
     /// Same-role turns merge, so tool results of parallel calls end up in one user turn.
-    private static func append(_ role: ChatMessage.Role, _ parts: [ContentPart], to messages: inout [ChatMessage]) {
+    static func append(_ role: ChatMessage.Role, _ parts: [ContentPart], to messages: inout [ChatMessage]) {
         if let last = messages.last, last.role == role {
             messages[messages.count - 1].content += parts
         } else {
@@ -170,7 +170,7 @@ public enum OpenAIRequestDecoder {
     }
 
     /// `data:image/png;base64,…` becomes an inline image; other URLs stay URLs.
-    private static func image(_ url: String, path: String) throws(GatewayError) -> ImageSource {
+    static func image(_ url: String, path: String) throws(GatewayError) -> ImageSource {
         guard url.hasPrefix("data:") else { return .url(url) }
         guard let comma = url.firstIndex(of: ","), url[..<comma].hasSuffix(";base64") else {
             throw .invalidRequest("\(path): data URLs must be base64-encoded.", param: path)
@@ -192,7 +192,7 @@ public enum OpenAIRequestDecoder {
         return parts
     }
 
-    private static func number(_ value: JSONValue?, _ name: String, _ range: ClosedRange<Double>) throws(GatewayError) -> Double? {
+    static func number(_ value: JSONValue?, _ name: String, _ range: ClosedRange<Double>) throws(GatewayError) -> Double? {
         guard let value, !value.isNull else { return nil }
         guard let number = value.double, range.contains(number) else {
             throw .invalidRequest("'\(name)' must be a number from \(range.lowerBound) to \(range.upperBound).", param: name)

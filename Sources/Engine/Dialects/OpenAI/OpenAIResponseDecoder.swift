@@ -66,9 +66,9 @@ public enum OpenAIResponseDecoder {
 }
 
 /// An OpenAI SSE stream into canonical events. One per request; fed bytes as they arrive.
-public struct OpenAIStreamDecoder: FramedStreamDecoder {
-    private let provider: String
-    private var framer: SSEFramer
+public struct OpenAIStreamDecoder: SSEStreamDecoder {
+    let provider: String
+    var framer: SSEFramer
     private var started = false
     private var openedTools = Set<Int>()
     var finished = false
@@ -79,21 +79,12 @@ public struct OpenAIStreamDecoder: FramedStreamDecoder {
     }
 
     public mutating func feed(_ chunk: ByteBuffer) -> [StreamEvent] {
-        guard !self.finished else { return [] }
-        let framed = self.framer.feed(chunk)
-        return self.events(of: framed.payloads, failure: framed.failure)
+        self.feedEvents(chunk)
     }
 
     /// The upstream body ended: a stream without `[DONE]` was cut.
     public mutating func finish() -> [StreamEvent] {
-        guard !self.finished else { return [] }
-        var events: [StreamEvent] = []
-        for data in self.framer.finish() {
-            events += self.decode(data)
-            if self.finished { return events }
-        }
-        self.finished = true
-        return events + [.failure(.streamInterrupted(provider: self.provider, detail: "the upstream closed the stream before [DONE]"))]
+        self.finishEvents(endedBy: "[DONE]")
     }
 
     mutating func decode(_ data: String) -> [StreamEvent] {
