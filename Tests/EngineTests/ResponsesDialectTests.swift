@@ -31,6 +31,23 @@ struct ResponsesDialectTests {
         #expect(decoded.request.messages[2].content == [.toolResult(toolUseID: "call_tTAThu8l2S9hNky2krdwijGP", content: [.text("Mexico")], isError: false)])
     }
 
+    @Test func aFollowUpContinuesTheKeptConversation() throws {
+        // The kept turn: its input items, then its answer's output (a reasoning item, a message, a call).
+        let kept = try JSONValue.parse(try Fixture.text("openai-responses-nonstream-reasoning.json"))
+        let call = try JSONValue.parse(try Fixture.text("openai-responses-nonstream-function-call.json"))
+        let history = [JSONValue.object([(key: "role", value: .string("user")), (key: "content", value: .string("First question"))])]
+            + (kept["output"]?.array ?? []) + (call["output"]?.array ?? [])
+        let body = ByteBuffer(string: #"{"model":"m","previous_response_id":"resp_x","input":[{"type":"function_call_output","call_id":"call_P1vN20XNjvNyIm0VshHYzmSA","output":"sunny"}]}"#)
+        let decoded = try ResponsesRequestDecoder.decode(body, history: history)
+        #expect(decoded.request.messages.map(\.role) == [.user, .assistant, .user], "\(decoded.request.messages)")
+        #expect(decoded.request.messages[1].content.count == 2, "the kept answer's text, then its call: \(decoded.request.messages[1])")
+        #expect(decoded.request.messages[2].content == [.toolResult(toolUseID: "call_P1vN20XNjvNyIm0VshHYzmSA", content: [.text("sunny")], isError: false)])
+        #expect(decoded.inputItems.count == 1 && decoded.previousResponseID == "resp_x")
+        // A string input is kept as the user message it stands for.
+        let plain = try ResponsesRequestDecoder.decode(ByteBuffer(string: #"{"model":"m","input":"Hi"}"#))
+        #expect(plain.inputItems == [.object([(key: "role", value: .string("user")), (key: "content", value: .string("Hi"))])])
+    }
+
     @Test func instructionsImagesAndOptionsAreCarried() throws {
         let body = ByteBuffer(string: """
             {"model":"m","instructions":"Be brief.","input":[{"role":"developer","content":"Answer in French."},

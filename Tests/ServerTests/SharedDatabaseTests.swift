@@ -100,6 +100,38 @@ import Testing
         #expect(audit.count == 1 && audit.first?.replica == "host-a:8080" && audit.first?.action == "key_create")
     }
 
+    @Test(arguments: ["sqlite", "postgres"])
+    func bothDatabasesKeepResponsesForTheTenantThatMadeThem(kind: String) async throws {
+        let server = kind == "postgres" ? try await PostgresServerProcess() : nil
+        let directory = RunningService.temporaryStateDir()
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let database: any GatewayDatabase = if let server { try await self.postgres(server, "responses") } else { try Store(path: directory + "/switchyard.sqlite") }
+
+        let kept = StoredResponse(
+            id: "resp_1", tenant: "acme", keyId: "key_a", createdAt: 1_000, provider: "claude", upstreamModel: "claude-sonnet-4-5", heldUpstream: false,
+            inputItems: #"[{"role":"user","content":"Hi — ünïcode"}]"#, response: #"{"id":"resp_1","object":"response","output":[]}"#
+        )
+        try await database.keep(kept)
+        try await database.keep(StoredResponse(
+            id: "resp_2", tenant: "", keyId: nil, createdAt: 3_000, provider: "openai", upstreamModel: "gpt-4.1", heldUpstream: true, inputItems: "[]", response: "{}"
+        ))
+        #expect(try await database.storedResponse(id: "resp_1", tenant: "acme") == kept)
+        #expect(try await database.storedResponse(id: "resp_1", tenant: "other") == nil, "another tenant's id is unknown to it")
+        #expect(try await database.storedResponse(id: "resp_1", tenant: "") == nil)
+        #expect(try await database.storedResponse(id: "resp_2", tenant: "")?.heldUpstream == true)
+        // Kept again (a stream's final state after its first), it is replaced, not doubled.
+        var replaced = kept
+        replaced.response = #"{"id":"resp_1","status":"completed"}"#
+        try await database.keep(replaced)
+        #expect(try await database.storedResponse(id: "resp_1", tenant: "acme")?.response == replaced.response)
+        #expect(try await database.deleteStoredResponse(id: "resp_1", tenant: "other") == false)
+        #expect(try await database.forgetResponses(before: 2_000) == 1)
+        #expect(try await database.storedResponse(id: "resp_1", tenant: "acme") == nil)
+        #expect(try await database.deleteStoredResponse(id: "resp_2", tenant: "") == true)
+        #expect(try await database.deleteStoredResponse(id: "resp_2", tenant: "") == false)
+    }
+
     @Test func ledgerRowsWaitInTheJournalWhilePostgresIsDownAndAreWrittenOnceWhenItReturns() async throws {
         let server = try await PostgresServerProcess()
         let database = try await self.postgres(server, "journal")

@@ -34,6 +34,16 @@ protocol GatewayDatabase: AnyObject, Sendable {
 
     func audit(actor: String, action: String, target: String?, detail: String, ok: Bool) async throws
     func auditLog(limit: Int) async throws -> [AuditEntry]
+
+    /// Keeps (or replaces) a Responses answer.
+    func keep(_ response: StoredResponse) async throws
+    /// The answer with this id, if `tenant` made it: another tenant's id is as good as unknown.
+    func storedResponse(id: String, tenant: String) async throws -> StoredResponse?
+    /// - Returns: whether `tenant` had such an answer.
+    func deleteStoredResponse(id: String, tenant: String) async throws -> Bool
+    /// Answers made before `cutoff` (seconds since 1970) removed.
+    /// - Returns: how many.
+    func forgetResponses(before cutoff: Double) async throws -> Int
 }
 
 /// One tenant's or key's spend and use, summed from the ledger.

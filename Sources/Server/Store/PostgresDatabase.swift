@@ -343,6 +343,47 @@ final class PostgresDatabase: GatewayDatabase {
         )
     }
 
+    func keep(_ response: StoredResponse) async throws {
+        try await self.client.query(
+            """
+            INSERT INTO stored_response (\(unescaped: StoredResponse.columnList))
+            VALUES (\(response.id), \(response.tenant), \(response.keyId), \(response.createdAt), \(response.provider), \(response.upstreamModel),
+              \(response.heldUpstream), \(response.inputItems), \(response.response))
+            ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, key_id = EXCLUDED.key_id, created_at = EXCLUDED.created_at,
+              provider = EXCLUDED.provider, upstream_model = EXCLUDED.upstream_model, held_upstream = EXCLUDED.held_upstream,
+              input_items = EXCLUDED.input_items, response = EXCLUDED.response
+            """,
+            logger: self.logger
+        )
+    }
+
+    func storedResponse(id: String, tenant: String) async throws -> StoredResponse? {
+        let rows = try await self.client.query(
+            "SELECT \(unescaped: StoredResponse.columnList) FROM stored_response WHERE id = \(id) AND tenant = \(tenant)", logger: self.logger
+        )
+        for try await row in rows.decode((String, String, String?, Double, String, String, Bool, String, String).self) {
+            return StoredResponse(
+                id: row.0, tenant: row.1, keyId: row.2, createdAt: StoredNumber.finite(row.3), provider: row.4, upstreamModel: row.5, heldUpstream: row.6,
+                inputItems: row.7, response: row.8
+            )
+        }
+        return nil
+    }
+
+    func deleteStoredResponse(id: String, tenant: String) async throws -> Bool {
+        let rows = try await self.client.query("DELETE FROM stored_response WHERE id = \(id) AND tenant = \(tenant) RETURNING id", logger: self.logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    func forgetResponses(before cutoff: Double) async throws -> Int {
+        let rows = try await self.client.query(
+            "WITH gone AS (DELETE FROM stored_response WHERE created_at < \(cutoff) RETURNING 1) SELECT COUNT(*) FROM gone", logger: self.logger
+        )
+        for try await count in rows.decode(Int64.self) { return Int(clamping: count) }
+        return 0
+    }
+
     func auditLog(limit: Int) async throws -> [AuditEntry] {
         let rows = try await self.client.query(
             "SELECT id, at, actor, action, target, detail, ok, replica FROM audit_log ORDER BY id DESC LIMIT \(Int64(limit))", logger: self.logger

@@ -41,6 +41,14 @@ enum PostgresSchema {
                 "CREATE UNIQUE INDEX ledger_entry_id ON ledger (entry_id)",
                 LedgerSQL.dailyTable(real: "DOUBLE PRECISION"),
             ]
+        case "v10: responses kept for their callers":
+            return [
+                """
+                CREATE TABLE stored_response (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, key_id TEXT, created_at DOUBLE PRECISION NOT NULL,
+                  provider TEXT NOT NULL, upstream_model TEXT NOT NULL, held_upstream BOOLEAN NOT NULL, input_items TEXT NOT NULL, response TEXT NOT NULL)
+                """,
+                "CREATE INDEX stored_response_on_created_at ON stored_response (created_at)",
+            ]
         default:
             return []
         }

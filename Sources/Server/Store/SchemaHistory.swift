@@ -12,6 +12,7 @@ enum SchemaHistory {
         "v7: the replica of an audit row",
         "v8: ledger entry ids and daily totals",
         "v9: the journal of rows bound for a shared database",
+        "v10: responses kept for their callers",
     ]
 
     /// A database whose schema is newer than this build knows: refused at start, never written to.

@@ -143,6 +143,19 @@ final class Store: GatewayDatabase {
         migrator.registerMigration(SchemaHistory.migrations[8]) { db in
             try db.execute(sql: "CREATE TABLE ledger_journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, " + LedgerSQL.columns.map { "\($0) \(LedgerSQL.sqliteType($0))" }.joined(separator: ", ") + ")")
         }
+        migrator.registerMigration(SchemaHistory.migrations[9]) { db in
+            try db.create(table: "stored_response") { table in
+                table.primaryKey("id", .text)
+                table.column("tenant", .text).notNull()
+                table.column("key_id", .text)
+                table.column("created_at", .double).notNull().indexed()
+                table.column("provider", .text).notNull()
+                table.column("upstream_model", .text).notNull()
+                table.column("held_upstream", .boolean).notNull()
+                table.column("input_items", .text).notNull()
+                table.column("response", .text).notNull()
+            }
+        }
         return migrator
     }
 
@@ -157,6 +170,26 @@ final class Store: GatewayDatabase {
         try await self.pool.read { db in
             try AuditEntry.order(Column("id").desc).limit(limit).fetchAll(db)
         }
+    }
+
+    func keep(_ response: StoredResponse) async throws {
+        try await self.pool.write { db in try response.save(db) }
+    }
+
+    func storedResponse(id: String, tenant: String) async throws -> StoredResponse? {
+        try await self.pool.read { db in
+            try StoredResponse.filter(StoredResponse.Columns.id == id && StoredResponse.Columns.tenant == tenant).fetchOne(db)
+        }
+    }
+
+    func deleteStoredResponse(id: String, tenant: String) async throws -> Bool {
+        try await self.pool.write { db in
+            try StoredResponse.filter(StoredResponse.Columns.id == id && StoredResponse.Columns.tenant == tenant).deleteAll(db) > 0
+        }
+    }
+
+    func forgetResponses(before cutoff: Double) async throws -> Int {
+        try await self.pool.write { db in try StoredResponse.filter(StoredResponse.Columns.createdAt < cutoff).deleteAll(db) }
     }
 }
 

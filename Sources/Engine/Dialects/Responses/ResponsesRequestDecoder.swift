@@ -18,6 +18,9 @@ public enum ResponsesRequestDecoder {
         public var previousResponseID: String?
         /// Request fields that the target dialect has no equivalent for and that were left out.
         public var dropped: [String]
+        /// This request's own input as items (a string input is one user message): what a kept
+        /// response adds to its conversation.
+        public var inputItems: [JSONValue]
     }
 
     static let droppable = [
@@ -25,7 +28,9 @@ public enum ResponsesRequestDecoder {
         "top_logprobs", "reasoning", "user",
     ]
 
-    public static func decode(_ body: ByteBuffer) throws(GatewayError) -> Decoded {
+    /// - Parameter history: the earlier turns' items when the request continues a kept response (its
+    ///   input items, then its output), decoded before this request's input.
+    public static func decode(_ body: ByteBuffer, history: [JSONValue] = []) throws(GatewayError) -> Decoded {
         let json = try JSONValue.requestObject(body)
         guard let model = json["model"]?.string, !model.isEmpty else {
             throw .invalidRequest("You must provide a model parameter.", param: "model")
@@ -38,19 +43,25 @@ public enum ResponsesRequestDecoder {
             if !text.isEmpty { systemTexts.append(text) }
         }
         var dropped = json.keys.filter { self.droppable.contains($0) }
+        for (index, item) in history.enumerated() {
+            try self.add(item, path: "previous_response_id: item \(index)", to: &request.messages, system: &systemTexts, dropped: &dropped)
+        }
+        let inputItems: [JSONValue]
         switch json["input"] {
         case .some(.string(let text)):
-            request.messages = [ChatMessage(role: .user, content: text.isEmpty ? [] : [.text(text)])]
+            inputItems = [.object([(key: "role", value: .string("user")), (key: "content", value: .string(text))])]
         case .some(.array(let items)):
-            for (index, item) in items.enumerated() {
-                try self.add(item, path: "input[\(index)]", to: &request.messages, system: &systemTexts, dropped: &dropped)
-            }
+            inputItems = items
         case nil, .some(.null):
+            inputItems = []
             guard json["previous_response_id"]?.string != nil else {
                 throw .invalidRequest("'input' is required unless 'previous_response_id' is given.", param: "input")
             }
         default:
             throw .invalidRequest("'input' must be a string or an array of input items.", param: "input")
+        }
+        for (index, item) in inputItems.enumerated() {
+            try self.add(item, path: "input[\(index)]", to: &request.messages, system: &systemTexts, dropped: &dropped)
         }
         request.system = systemTexts.isEmpty ? nil : systemTexts.joined(separator: "\n\n")
         request.tools = try (json["tools"]?.array ?? []).enumerated().map { index, tool throws(GatewayError) in
@@ -74,7 +85,8 @@ public enum ResponsesRequestDecoder {
         request.responseFormat = try self.responseFormat(json["text"]?["format"])
         if json["text"]?["verbosity"] != nil { dropped.append("text.verbosity") }
         return Decoded(
-            request: request, store: json["store"]?.bool ?? true, previousResponseID: json["previous_response_id"]?.string, dropped: dropped
+            request: request, store: json["store"]?.bool ?? true, previousResponseID: json["previous_response_id"]?.string, dropped: dropped,
+            inputItems: inputItems
         )
     }
 
