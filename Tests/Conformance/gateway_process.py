@@ -15,16 +15,18 @@ BINARY = os.environ.get("SWITCHYARD_BIN", os.path.join(os.path.dirname(__file__)
 
 
 class GatewayProcess:
-    def __init__(self, config, lane="fast"):
-        """`config` makes the YAML from the state directory's path."""
+    def __init__(self, config, lane="fast", environment=None):
+        """`config` makes the YAML from the state directory's path; `environment` adds variables."""
         self.lane = lane
         self.directory = tempfile.TemporaryDirectory()
         state = self.directory.name
         config_path = os.path.join(state, "switchyard.yaml")
         with open(config_path, "w") as handle:
             handle.write(config(state))
+        extra = environment or {}
         environment = {key: value for key, value in os.environ.items() if not key.endswith("_API_KEY") and not key.startswith("OTEL_")}
         environment["SWITCHYARD_LOG_FORMAT"] = "json"
+        environment.update(extra)
         self.log_path = os.path.join(state, "gateway.log")
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen([BINARY, "serve", "--config", config_path], stderr=self.log, stdout=subprocess.DEVNULL, env=environment)

@@ -454,3 +454,36 @@ def test_shared_limits_show_their_redis_round_trip(lane, receiver, recorder):
             gateway.stop()
         redis.terminate()
         redis.wait(timeout=10)
+
+
+def test_the_otel_variables_configure_it_and_sample_once(receiver, recorder):
+    # No tracing block: the variables alone turn tracing on, name the service and sample half the requests.
+    gateway = GatewayProcess(lambda state: f"""
+server: {{ listen: 127.0.0.1:0, state_dir: {state} }}
+providers: {{ sim: {{ kind: simulator }} }}
+routes: {{ fast: {{ targets: [{{ provider: sim, model: gpt-4o-mini }}] }} }}
+simulator: {{ ttft: 0ms, tokens_per_second: 0 }}
+""", environment={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SERVICE_NAME": "from-the-environment",
+        "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5", "OTEL_RESOURCE_ATTRIBUTES": "team=ai%20platform",
+    })
+    try:
+        client = gateway.openai()
+        marker = request_id()
+        ids = [f"{marker}-{index}" for index in range(400)]
+        for rid in ids:
+            client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "Hi"}], extra_headers={"x-request-id": rid})
+        # Spans go out a second apart; the last request's batch has arrived once the count stops growing.
+        seen, deadline = -1, time.monotonic() + 15
+        while time.monotonic() < deadline:
+            time.sleep(1.5)
+            traced = [span for span in receiver.spans if span.kind == "server" and str(span.attributes.get("switchyard.request_id", "")).startswith(marker)]
+            if len(traced) == seen:
+                break
+            seen = len(traced)
+        # Binomial(400, 0.5): 200 ± 50 is five standard deviations; sampling twice would keep about 100.
+        assert 150 <= len(traced) <= 250, f"{len(traced)} of 400 traced"
+        assert {span.resource["service.name"] for span in traced} == {"from-the-environment"}
+        assert {span.resource["team"] for span in traced} == {"ai platform"}
+    finally:
+        gateway.stop()

@@ -81,6 +81,11 @@ struct Serve: AsyncParsableCommand {
             }
         }
         service.tracing = try TracingSettings.resolve(gatewayConfig.tracing, environment: environment)
+        // The gateway's sampler has read these and decides before a span exists; swift-otel, which reads
+        // the environment again, must record every span it is then asked for, not sample a second time.
+        if service.tracing != nil {
+            for name in ["OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"] { unsetenv(name) }
+        }
         let group = ServiceGroup(
             configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
