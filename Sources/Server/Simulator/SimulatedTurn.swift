@@ -21,6 +21,8 @@ struct SimulatorPrompt {
     var stream = false
     var includeUsage = false
     var imageCount = 0
+    /// Whether the answer is kept for a follow-up (the Responses API's `store`).
+    var kept = true
 
     /// A deterministic prompt-token estimate: 4 bytes a token, plus a few tokens of framing per message,
     /// as chat templates add them.

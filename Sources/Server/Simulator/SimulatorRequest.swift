@@ -75,6 +75,8 @@ struct SimulatorBehaviour {
 enum SimulatorRequestParser {
     enum Failure: Error {
         case invalid(String)
+        /// Refused with this answer (a dialect's own error, as a provider words it).
+        case refused(SimulatedError)
     }
 
     static func object(_ body: Data) throws(Failure) -> [String: Any] {
@@ -104,6 +106,48 @@ enum SimulatorRequestParser {
         prompt.maxTokens = json["max_completion_tokens"] as? Int ?? json["max_tokens"] as? Int
         prompt.stream = json["stream"] as? Bool ?? false
         prompt.includeUsage = (json["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
+        return prompt
+    }
+
+    /// OpenAI Responses, after the turns of the response it continues (`history`: their texts).
+    static func responses(_ json: [String: Any], history: [String]) throws(Failure) -> SimulatorPrompt {
+        guard let model = json["model"] as? String else { throw .invalid("Missing required parameter: 'model'.") }
+        var prompt = SimulatorPrompt(model: model)
+        prompt.messageTexts = history
+        if let instructions = json["instructions"] as? String { prompt.messageTexts.append(instructions) }
+        switch json["input"] {
+        case let text as String:
+            prompt.messageTexts.append(text)
+            prompt.lastUserText = text
+        case let items as [[String: Any]]:
+            for item in items {
+                switch item["type"] as? String ?? "message" {
+                case "message":
+                    let text = self.text(of: item["content"], images: &prompt.imageCount)
+                    prompt.messageTexts.append(text)
+                    if item["role"] as? String == "user" { prompt.lastUserText = text }
+                    prompt.lastIsToolResult = false
+                case "function_call":
+                    prompt.messageTexts.append(item["arguments"] as? String ?? "")
+                case "function_call_output":
+                    prompt.messageTexts.append(item["output"] as? String ?? "")
+                    prompt.lastIsToolResult = true
+                default:
+                    continue
+                }
+            }
+        default:
+            guard !history.isEmpty else { throw .invalid("Missing required parameter: 'input'.") }
+        }
+        prompt.tools = (json["tools"] as? [[String: Any]] ?? []).compactMap { tool in
+            guard tool["type"] as? String == "function", let name = tool["name"] as? String else { return nil }
+            return SimulatorPrompt.Tool(name: name, properties: self.properties(tool["parameters"]))
+        }
+        prompt.toolsDisabled = (json["tool_choice"] as? String) == "none"
+        prompt.parallelToolCalls = json["parallel_tool_calls"] as? Bool ?? true
+        prompt.maxTokens = json["max_output_tokens"] as? Int
+        prompt.stream = json["stream"] as? Bool ?? false
+        prompt.kept = json["store"] as? Bool ?? true
         return prompt
     }
 
@@ -201,8 +245,8 @@ enum SimulatorRequestParser {
         var texts: [String] = []
         for part in parts {
             switch part["type"] as? String {
-            case "text": texts.append(part["text"] as? String ?? "")
-            case "image_url", "image": images += 1
+            case "text", "input_text", "output_text": texts.append(part["text"] as? String ?? "")
+            case "image_url", "image", "input_image": images += 1
             case "tool_result": texts.append(self.text(of: part["content"], images: &images))
             default: continue
             }

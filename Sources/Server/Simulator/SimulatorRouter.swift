@@ -23,6 +23,8 @@ public struct SimulatorRouter: Sendable {
     public let activeRequests = StreamGauge()
     /// Models asked for so far, which `/api/ps` reports as loaded, as Ollama would after serving them.
     private let warmModels = ModelSet()
+    /// Responses kept for `previous_response_id`, as OpenAI keeps them.
+    private let shelf = ResponseShelf()
 
     public init(settings: SimulatorSettings) {
         self.settings = settings
@@ -50,6 +52,26 @@ public struct SimulatorRouter: Sendable {
                 json["model"] = deployment
                 return try SimulatorRequestParser.openAI(json)
             }
+        }
+        // The Responses API, with its state: a follow-up continues the kept conversation.
+        for path in ["/v1/responses", "/responses"] {
+            router.post(RouterPath(path)) { request, context in try await self.respond(request) }
+        }
+        router.get("/v1/responses/{id}") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let kept = self.shelf.find(id) else { return Self.error(Self.responseNotFound(id, param: nil)) }
+            return Self.json(200, kept.response)
+        }
+        router.delete("/v1/responses/{id}") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard self.shelf.remove(id) else { return Self.error(Self.responseNotFound(id, param: nil)) }
+            var json = JSONWriter()
+            json.openObject()
+            json.field("id", id)
+            json.field("object", "response")
+            json.field("deleted", true)
+            json.closeObject()
+            return Self.json(200, json.output)
         }
         router.post("/v1/messages") { request, context in
             try await self.chat(request, dialect: AnthropicSimulatorDialect.self, parse: SimulatorRequestParser.anthropic)
@@ -132,10 +154,39 @@ public struct SimulatorRouter: Sendable {
 
     // MARK: Chat
 
+    /// `POST /v1/responses`: the conversation of `previous_response_id` (unknown: OpenAI's 400), then
+    /// this input; the answer is kept unless `store` is false.
+    private func respond(_ request: Request) async throws -> Response {
+        try await self.chat(request, dialect: ResponsesSimulatorDialect.self) { json throws(SimulatorRequestParser.Failure) in
+            var history: [String] = []
+            if let previous = json["previous_response_id"] as? String {
+                guard let kept = self.shelf.find(previous) else { throw .refused(Self.responseNotFound(previous, param: "previous_response_id")) }
+                history = kept.texts
+            }
+            return try SimulatorRequestParser.responses(json, history: history)
+        } keep: { prompt, turn, id, created in
+            guard prompt.kept else { return }
+            let answer = turn.toolCalls.isEmpty ? turn.text : turn.toolCalls.map(\.arguments).joined(separator: "\n")
+            let response = ResponsesSimulatorDialect.body(turn, model: prompt.model, id: id, created: created)
+            self.shelf.put(ResponsesSimulatorDialect.responseID(id), ResponseShelf.Kept(texts: prompt.messageTexts + [answer], response: response))
+        }
+    }
+
+    /// OpenAI's words for an id it does not hold (as reported by its users; not in its reference).
+    private static func responseNotFound(_ id: String, param: String?) -> SimulatedError {
+        let body = ErrorEnvelope.openAI(
+            message: "Previous response with id '\(id)' not found.", type: "invalid_request_error", param: param,
+            code: param == nil ? nil : "previous_response_not_found"
+        )
+        return SimulatedError(status: param == nil ? 404 : 400, body: body, headers: [])
+    }
+
+    /// - Parameter keep: told of an answer about to be sent, to keep it (the Responses API).
     private func chat<D: SimulatorDialect>(
         _ request: Request,
         dialect: D.Type,
-        parse: ([String: Any]) throws(SimulatorRequestParser.Failure) -> SimulatorPrompt
+        parse: ([String: Any]) throws(SimulatorRequestParser.Failure) -> SimulatorPrompt,
+        keep: ((SimulatorPrompt, SimulatedTurn, _ id: String, _ created: Int) -> Void)? = nil
     ) async throws -> Response {
         let number = self.sequence.next()
         let id = String(format: "sim%021d", number)
@@ -145,6 +196,8 @@ public struct SimulatorRouter: Sendable {
             prompt = try parse(try SimulatorRequestParser.object(Data(body.readableBytesView)))
         } catch .invalid(let message) {
             return Self.error(D.invalidRequest(message, requestID: id))
+        } catch .refused(let error) {
+            return Self.error(error)
         }
         let (behaviour, model) = SimulatorBehaviour.parse(
             model: prompt.model,
@@ -172,6 +225,8 @@ public struct SimulatorRouter: Sendable {
             return Self.error(error)
         }
 
+        // A stream the simulator breaks on purpose is not kept: its response failed.
+        if behaviour.fault == nil { keep?(prompt, turn, id, created) }
         guard prompt.stream else {
             defer { requests.leave() }
             let text = D.body(turn, model: model, id: id, created: created)
@@ -393,6 +448,37 @@ final class ModelSet: Sendable {
     }
 
     var sorted: [String] { self.names.withLock { $0.sorted() } }
+}
+
+/// The simulator's kept Responses: the conversation's texts (what the next turn's answer depends on)
+/// and the Response object. The oldest go past `capacity`, so a long demo does not grow without end.
+final class ResponseShelf: Sendable {
+    struct Kept {
+        let texts: [String]
+        let response: String
+    }
+
+    private let kept = Mutex<(entries: [String: Kept], order: [String])>(([:], []))
+    private let capacity = 10_000
+
+    func put(_ id: String, _ entry: Kept) {
+        self.kept.withLock { shelf in
+            if shelf.entries.updateValue(entry, forKey: id) == nil { shelf.order.append(id) }
+            while shelf.order.count > self.capacity { shelf.entries[shelf.order.removeFirst()] = nil }
+        }
+    }
+
+    func find(_ id: String) -> Kept? {
+        self.kept.withLock { $0.entries[id] }
+    }
+
+    func remove(_ id: String) -> Bool {
+        self.kept.withLock { shelf in
+            guard shelf.entries.removeValue(forKey: id) != nil else { return false }
+            shelf.order.removeAll { $0 == id }
+            return true
+        }
+    }
 }
 
 final class RequestCounter: Sendable {
