@@ -135,13 +135,14 @@ public enum OpenAIRequestDecoder {
         }
     }
 
-    private static func text(_ content: JSONValue?, path: String) throws(GatewayError) -> String {
+    /// A content value as text: a string, or parts of the `textTypes` (joined by newlines).
+    static func text(_ content: JSONValue?, path: String, textTypes: Set<String> = ["text"]) throws(GatewayError) -> String {
         guard let content, !content.isNull else { return "" }
         if let text = content.string { return text }
         guard let parts = content.array else { throw .invalidRequest("\(path) must be a string or an array of text parts.", param: path) }
         var texts: [String] = []
         for part in parts {
-            guard part["type"]?.string == "text", let text = part["text"]?.string else {
+            guard textTypes.contains(part["type"]?.string ?? ""), let text = part["text"]?.string else {
                 throw .invalidRequest("\(path) may only contain text parts here.", param: path)
             }
             texts.append(text)

@@ -146,17 +146,7 @@ public enum ResponsesRequestDecoder {
 
     /// A message's content as text: a string, or `input_text`/`output_text` parts.
     private static func text(_ content: JSONValue?, path: String) throws(GatewayError) -> String {
-        guard let content, !content.isNull else { return "" }
-        if let text = content.string { return text }
-        guard let parts = content.array else { throw .invalidRequest("\(path) must be a string or an array of content parts.", param: path) }
-        var texts: [String] = []
-        for (index, part) in parts.enumerated() {
-            guard ["input_text", "output_text", "text"].contains(part["type"]?.string ?? ""), let text = part["text"]?.string else {
-                throw .invalidRequest("\(path)[\(index)] may only be text here.", param: "\(path)[\(index)]")
-            }
-            texts.append(text)
-        }
-        return texts.joined(separator: "\n")
+        try OpenAIRequestDecoder.text(content, path: path, textTypes: ["input_text", "output_text", "text"])
     }
 
     private static func userContent(_ content: JSONValue?, path: String) throws(GatewayError) -> [ContentPart] {
