@@ -23,6 +23,9 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         case bodyTooLarge = "body_too_large"
         case unknownModel = "unknown_model"
         case routeNotFound = "route_not_found"
+        /// A Responses request continues a response this caller has no kept copy of.
+        case previousResponseNotFound = "previous_response_not_found"
+        case responseNotFound = "response_not_found"
         case methodNotAllowed = "method_not_allowed"
         case clientDisconnected = "client_disconnected"
         case requestTimeout = "request_timeout"
@@ -85,6 +88,19 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
             "The model '\(model)' does not exist on this gateway. Known models: \(list).",
             param: "model"
         )
+    }
+
+    /// OpenAI's answer to an unknown `previous_response_id` (as its users report it): a 400 naming the id.
+    public static func previousResponseNotFound(_ id: String) -> GatewayError {
+        GatewayError(
+            .previousResponseNotFound,
+            "Previous response with id '\(id.prefix(100))' not found. It was never kept (store: false), was deleted, is past its retention, or belongs to another tenant.",
+            param: "previous_response_id"
+        )
+    }
+
+    public static func responseNotFound(_ id: String) -> GatewayError {
+        GatewayError(.responseNotFound, "Response with id '\(id.prefix(100))' not found.")
     }
 
     public static func routeNotFound(method: String, path: String) -> GatewayError {
@@ -199,7 +215,8 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var domain: FaultDomain {
         switch self.code {
-        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected, .requestTimeout:
+        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected, .requestTimeout,
+            .previousResponseNotFound, .responseNotFound:
             return .caller
         case .upstreamUnreachable, .upstreamTimeout, .upstreamStatus, .upstreamMalformed, .streamInterrupted, .noHealthyTarget:
             return .provider
@@ -214,7 +231,8 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var httpStatus: Int {
         switch self.code {
-        case .malformedRequest, .invalidRequest: return 400
+        case .malformedRequest, .invalidRequest, .previousResponseNotFound: return 400
+        case .responseNotFound: return 404
         case .bodyTooLarge: return 413
         case .requestTimeout: return 408
         case .tooManyConnections: return 503
@@ -258,7 +276,8 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
     /// OpenAI's error `type` vocabulary, which the official SDKs map to exception classes by status.
     var openAIType: String {
         switch self.code {
-        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected, .requestTimeout:
+        case .malformedRequest, .invalidRequest, .bodyTooLarge, .unknownModel, .routeNotFound, .methodNotAllowed, .clientDisconnected, .requestTimeout,
+            .previousResponseNotFound, .responseNotFound:
             return "invalid_request_error"
         case .upstreamStatus where self.upstreamStatus == 429, .rateLimited:
             return "rate_limit_error"

@@ -22,11 +22,13 @@ struct ExchangeContext: Sendable {
     var clientConnection: ObjectIdentifier?
     /// The request's spans, when it is traced (on the framework lane, the task's).
     var trace: RequestTrace? = RequestTrace.current
+    /// Keeps a Responses answer for `previous_response_id` (the API's `store`), before the client can ask.
+    var keepAnswer: (@Sendable (ChatResponse) async throws -> Void)?
 
     var cacheOutcome: CacheOutcome { self.cachePlan.map { $0.lookup ? .miss : .bypass } ?? .bypass }
 
     /// Whether a complete answer should be kept, or put on the trace (decoding it costs only then).
-    var recordsAnswer: Bool { self.cachePlan?.store == true || self.trace?.capturesContent == true }
+    var recordsAnswer: Bool { self.cachePlan?.store == true || self.trace?.capturesContent == true || self.keepAnswer != nil }
 
     /// Keeps a complete, successful answer for the next identical (or reworded) request, and puts it
     /// on the request's span when the operator opted in to content.

@@ -13,6 +13,9 @@ struct TranslatedExchange {
     let client: ClientDialect
     /// OpenAI clients get the trailing usage chunk only when they asked for it.
     var includeUsage = false
+    /// Set for a Responses API client: answered with Response objects and their event stream (its
+    /// errors are OpenAI's, `client` `.openAI`).
+    var responses: ResponsesAnswer?
 
     /// The upstream request for one target, image URLs inlined when the upstream takes no URLs.
     static func prepare(_ request: ChatRequest, target: PlannedTarget, upstream: UpstreamPool.Upstream, images: ImageInlining?) async throws -> UpstreamRequest {
@@ -56,6 +59,13 @@ struct TranslatedExchange {
     func answer<Fields: ResponseFields>(
         _ responseBody: ByteBuffer, _ exchange: ExchangeContext, dropped: [String], overhead: Duration, fields headers: inout Fields
     ) throws -> ByteBuffer {
+        try self.decodedAnswer(responseBody, exchange, dropped: dropped, overhead: overhead, fields: &headers).text
+    }
+
+    /// `answer`, with the canonical answer it was written from.
+    func decodedAnswer<Fields: ResponseFields>(
+        _ responseBody: ByteBuffer, _ exchange: ExchangeContext, dropped: [String], overhead: Duration, fields headers: inout Fields
+    ) throws -> (text: ByteBuffer, answer: ChatResponse) {
         let outcome = exchange.outcome
         let target = outcome.target
         var response = try ProviderAdapters.adapter(for: outcome.upstream.settings.wire).decode(responseBody, provider: target.provider)
@@ -68,9 +78,10 @@ struct TranslatedExchange {
         if !dropped.isEmpty { headers.set(.droppedFields, dropped.joined(separator: ",")) }
         headers.setGatewayHeaders(requestID: exchange.requestID, overhead: overhead)
         let model = target.upstreamModel
-        return ByteBuffer(string: self.client == .openAI
+        if let responses = self.responses { return (ByteBuffer(string: responses.object(response, model: model)), response) }
+        return (ByteBuffer(string: self.client == .openAI
             ? OpenAIResponseEncoder.completion(response, model: model, created: Int(Date().timeIntervalSince1970))
-            : AnthropicResponseEncoder.message(response, model: model))
+            : AnthropicResponseEncoder.message(response, model: model)), response)
     }
 
     /// The head fields of a translated stream.
@@ -88,7 +99,8 @@ struct TranslatedExchange {
         let target = exchange.target
         return TranslatedStreamRelay(
             decoder: ProviderAdapters.adapter(for: exchange.upstream.settings.wire).makeStreamDecoder(provider: target.provider),
-            encoder: Self.streamEncoder(for: self.client, model: target.upstreamModel, includeUsage: self.includeUsage, requestID: exchange.requestID),
+            encoder: self.responses?.streamEncoder(model: target.upstreamModel)
+                ?? Self.streamEncoder(for: self.client, model: target.upstreamModel, includeUsage: self.includeUsage, requestID: exchange.requestID),
             records: exchange.recordsAnswer
         )
     }

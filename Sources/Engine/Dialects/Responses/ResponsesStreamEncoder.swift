@@ -105,10 +105,19 @@ public struct ResponsesStreamEncoder: StreamEncoder {
             self.isFinished = true
         case .failure(let error):
             self.closeItem(into: &output)
+            // The reference puts the details at the top; OpenAI's streams (and the SDKs, which raise on
+            // them) have them under `error`: both, so either reader finds them.
             output += Self.event("error", self.nextSequence()) { json in
                 json.field("code", error.responsesCode)
                 json.field("message", error.message)
                 json.field("param", nil)
+                json.key("error")
+                json.openObject()
+                json.field("type", error.openAIType)
+                json.field("code", error.responsesCode)
+                json.field("message", error.message)
+                json.field("param", nil)
+                json.closeObject()
             }
             output += Self.event("response.failed", self.nextSequence()) { json in
                 json.key("response")

@@ -20,6 +20,22 @@ enum GatewayRouter {
         router.post("/v1/messages/count_tokens") { request, context in
             await messages.countTokens(request, context: context)
         }
+        let responses = ResponsesHandler(state: state)
+        router.post("/v1/responses") { request, context in
+            await responses.create(request, context: context)
+        }
+        router.post("/v1/responses/input_tokens") { request, context in
+            await responses.inputTokens(request, context: context)
+        }
+        router.get("/v1/responses/{id}") { request, context in
+            await responses.retrieve(request, context: context)
+        }
+        router.delete("/v1/responses/{id}") { request, context in
+            await responses.delete(request, context: context)
+        }
+        router.get("/v1/responses/{id}/input_items") { request, context in
+            await responses.inputItems(request, context: context)
+        }
         let embeddings = EmbeddingsHandler(state: state)
         router.post("/v1/embeddings") { request, context in
             await embeddings.handle(request, context: context)
