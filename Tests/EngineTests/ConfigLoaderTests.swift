@@ -138,6 +138,14 @@ struct ConfigLoaderTests {
         }
     }
 
+    @Test func keptResponsesHaveARetentionOfOneDayToThirtyYears() throws {
+        #expect(try self.load(Self.oneRoute).responsesKeepDays == 30, "OpenAI's own 30 days by default")
+        #expect(try self.load(Self.oneRoute + "responses: { keep_days: 7 }").responsesKeepDays == 7)
+        for text in ["responses: { keep_days: 0 }", "responses: { keep_days: 10001 }", "responses: { keep: 3 }"] {
+            #expect(self.issues(Self.oneRoute + text).contains { $0.path.hasPrefix("responses") }, "\(text)")
+        }
+    }
+
     private static let oneRoute = """
         providers:
           sim: { kind: simulator }

@@ -104,6 +104,7 @@ public enum ConfigDiff {
         if old.simulator != new.simulator { needsRestart.append("simulator") }
         if old.state != new.state { needsRestart.append("state") }
         if old.database != new.database { needsRestart.append("database") }
+        if old.responsesKeepDays != new.responsesKeepDays { needsRestart.append("responses") }
         if old.tracing != new.tracing { needsRestart.append("tracing") }
         if old.cacheShared != new.cacheShared { needsRestart.append("cache.shared") }
         return (changes, needsRestart)

@@ -66,7 +66,7 @@ private struct Reader {
             self.report(nil, "", "the file is empty")
             return nil
         }
-        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache", "state", "database", "tracing"] + ConfigLoader.notYetAvailable.keys.sorted()
+        let topKeys = ["server", "providers", "routes", "rules", "simulator", "tenants", "prices", "prices_file", "cache", "state", "database", "tracing", "responses"] + ConfigLoader.notYetAvailable.keys.sorted()
         guard let top = self.mapping(root, "", allowed: topKeys) else { return nil }
 
         var config = GatewayConfig()
@@ -84,6 +84,15 @@ private struct Reader {
             case "state": config.state = self.readState(value) ?? config.state
             case "database": config.database = self.readDatabase(value) ?? config.database
             case "tracing": config.tracing = self.readTracing(value)
+            case "responses":
+                for (_, _, entry) in self.mapping(value, "responses", allowed: ["keep_days"]) ?? [] {
+                    guard let days = self.int(entry, "responses.keep_days") else { continue }
+                    guard (1...DatabaseSettings.longestRetentionDays).contains(days) else {
+                        self.report(entry, "responses.keep_days", "must be 1-\(DatabaseSettings.longestRetentionDays) days")
+                        continue
+                    }
+                    config.responsesKeepDays = days
+                }
             case "cache":
                 for (key, _, entry) in self.mapping(value, "cache", allowed: ["memory", "persistent", "shared"]) ?? [] {
                     if key == "memory" { config.cacheMemory = self.size(entry, "cache.memory") ?? config.cacheMemory }

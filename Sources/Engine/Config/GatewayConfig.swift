@@ -29,6 +29,9 @@ public struct GatewayConfig: Sendable, Equatable {
     public var state = StateSettings.local
     /// Where keys, the ledger and the audit log live: SQLite in the state dir, or a fleet's PostgreSQL.
     public var database = DatabaseSettings()
+    /// `responses: { keep_days }` — how long Responses API answers are kept for `previous_response_id`
+    /// (OpenAI keeps them 30 days).
+    public var responsesKeepDays = 30
     /// `tracing:` — OpenTelemetry export; nil when the file has no such block (`OTEL_*` may still turn it on).
     public var tracing: TracingSettings?
 

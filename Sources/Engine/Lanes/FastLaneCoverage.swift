@@ -91,5 +91,6 @@ public enum FastLaneCoverage {
         // yet announced here, is looked up by the framework lane (`callerRefused` on the fast one).
         "database": .shared,
         "tracing": .shared,
+        "responsesKeepDays": .notOnRequestPath,
     ]
 }

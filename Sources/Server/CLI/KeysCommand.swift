@@ -229,7 +229,7 @@ struct LedgerCommand: AsyncParsableCommand {
             guard (1...DatabaseSettings.longestRetentionDays).contains(self.keepDays) else {
                 throw ValidationError("--keep-days must be 1-\(DatabaseSettings.longestRetentionDays)")
             }
-            let cutoff = LedgerRetention.cutoff(now: Date().timeIntervalSince1970, keepingDays: self.keepDays)
+            let cutoff = Retention.cutoff(now: Date().timeIntervalSince1970, keepingDays: self.keepDays)
             let done = try await self.connection.offlineStore().rollUp(before: cutoff)
             if self.connection.admin.json {
                 print(#"{"rows":\#(done.rows),"days":\#(done.days),"before":\#(cutoff)}"#)

@@ -166,11 +166,15 @@ public struct GatewayService: Service {
                 }
             }
             let retention = self.config.database.retentionDays.map { days in
-                Task { await LedgerRetention.run(database, keepingDays: days, logger: self.logger) }
+                Task { await Retention.run(database, keepingDays: days, logger: self.logger) }
+            }
+            let responseRetention = Task { [days = self.config.responsesKeepDays, logger = self.logger] in
+                await Retention.forgetResponses(database, keepingDays: days, logger: logger)
             }
             defer {
                 keyChanges?.cancel()
                 retention?.cancel()
+                responseRetention.cancel()
             }
             let warmed = try await state.cache.warm()
             if warmed > 0 { self.logger.info("cache warmed from its persistent tier", metadata: ["gw.entries": "\(warmed)"]) }
