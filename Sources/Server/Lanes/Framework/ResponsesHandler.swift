@@ -17,6 +17,14 @@ struct ResponsesHandler: Sendable {
             let body = try await self.state.body(of: request)
             let (decoded, history) = try await self.decode(body, caller: caller)
             let chat = decoded.request
+            // What a kept answer keeps: the whole conversation, within bounds (checked before any upstream call).
+            let conversation = decoded.store ? JSONValue.array(history + decoded.inputItems).jsonText : nil
+            if let conversation, conversation.utf8.count > StoredResponse.largestConversation {
+                throw GatewayError.invalidRequest(
+                    "The conversation has grown past \(ByteSize.format(StoredResponse.largestConversation)), the most a kept response holds; start a new one (or send store: false).",
+                    param: "previous_response_id"
+                )
+            }
             RequestTrace.current?.requested(model: chat.model, streaming: chat.stream, lane: "framework")
             RequestTrace.current?.capture(input: body)
             let routing = self.state.routing
@@ -34,11 +42,11 @@ struct ResponsesHandler: Sendable {
                 )
                 exchange.operation = "responses"
                 exchange.clientConnection = context.connection
-                if decoded.store {
+                if let inputItems = conversation {
                     let kept = StoredResponse(
                         id: answer.id, tenant: caller.tenant ?? "", keyId: caller.key?.id, createdAt: Date().timeIntervalSince1970,
                         provider: outcome.target.provider, upstreamModel: outcome.target.upstreamModel, heldUpstream: false,
-                        inputItems: JSONValue.array(history + decoded.inputItems).jsonText, response: ""
+                        inputItems: inputItems, response: ""
                     )
                     let database = self.state.database
                     exchange.keepAnswer = { response in
