@@ -30,6 +30,17 @@ struct ExchangeContext: Sendable {
     /// Whether a complete answer should be kept, or put on the trace (decoding it costs only then).
     var recordsAnswer: Bool { self.cachePlan?.store == true || self.trace?.capturesContent == true || self.keepAnswer != nil }
 
+    /// Keeps a Responses answer when asked to (`keepAnswer`). A database that fails is logged: the
+    /// answer is the client's either way, and only a follow-up to it will miss.
+    func keep(_ answer: ChatResponse) async {
+        guard let keepAnswer = self.keepAnswer else { return }
+        do {
+            try await keepAnswer(answer)
+        } catch {
+            self.logger.error("a Responses answer could not be kept", metadata: ["gw.request_id": "\(self.requestID)", "gw.error": "\(error)"])
+        }
+    }
+
     /// Keeps a complete, successful answer for the next identical (or reworded) request, and puts it
     /// on the request's span when the operator opted in to content.
     func remember(_ response: ChatResponse) {

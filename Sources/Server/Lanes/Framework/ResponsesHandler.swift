@@ -65,8 +65,9 @@ struct ResponsesHandler: Sendable {
                 let (text, canonical) = try translation.decodedAnswer(
                     responseBody, exchange, dropped: decoded.dropped, overhead: outcome.overhead(since: started), fields: &headers
                 )
-                // Kept before the client has the id: a follow-up sent at once finds it.
-                try await exchange.keepAnswer?(canonical)
+                // Kept before the client has the id: a follow-up sent at once finds it. The answer is paid
+                // for and accounted already: a database that fails now costs the follow-up, not the answer.
+                await exchange.keep(canonical)
                 return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: text))
             }
         }

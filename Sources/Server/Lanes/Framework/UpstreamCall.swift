@@ -215,13 +215,7 @@ extension UpstreamCall {
                     text = relay.fail(GatewayError.from(error, provider: context.upstream.settings, streaming: true))
                 }
                 // A kept answer is stored before its last event goes out: a client that follows up at once finds it.
-                if relay.isFinished, let keep = context.keepAnswer, let answer = relay.recordedAnswer {
-                    do {
-                        try await keep(answer)
-                    } catch {
-                        context.logger.error("a Responses answer could not be kept", metadata: ["gw.request_id": "\(context.requestID)", "gw.error": "\(error)"])
-                    }
-                }
+                if relay.isFinished, let answer = relay.recordedAnswer { await context.keep(answer) }
                 do {
                     if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
                 } catch {
