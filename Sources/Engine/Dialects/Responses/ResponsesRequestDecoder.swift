@@ -16,6 +16,8 @@ public enum ResponsesRequestDecoder {
         public var store: Bool
         /// The response this one continues: its conversation comes before `input`.
         public var previousResponseID: String?
+        /// `instructions` as sent, which the Response echoes.
+        public var instructions: String?
         /// Request fields that the target dialect has no equivalent for and that were left out.
         public var dropped: [String]
         /// This request's own input as items (a string input is one user message): what a kept
@@ -38,9 +40,11 @@ public enum ResponsesRequestDecoder {
         try self.refuseUnportable(json)
         var request = ChatRequest(model: model, messages: [])
         var systemTexts: [String] = []
-        if let instructions = json["instructions"], !instructions.isNull {
-            guard let text = instructions.string else { throw .invalidRequest("'instructions' must be a string.", param: "instructions") }
+        var instructions: String?
+        if let value = json["instructions"], !value.isNull {
+            guard let text = value.string else { throw .invalidRequest("'instructions' must be a string.", param: "instructions") }
             if !text.isEmpty { systemTexts.append(text) }
+            instructions = text
         }
         var dropped = json.keys.filter { self.droppable.contains($0) }
         for (index, item) in history.enumerated() {
@@ -85,8 +89,8 @@ public enum ResponsesRequestDecoder {
         request.responseFormat = try self.responseFormat(json["text"]?["format"])
         if json["text"]?["verbosity"] != nil { dropped.append("text.verbosity") }
         return Decoded(
-            request: request, store: json["store"]?.bool ?? true, previousResponseID: json["previous_response_id"]?.string, dropped: dropped,
-            inputItems: inputItems
+            request: request, store: json["store"]?.bool ?? true, previousResponseID: json["previous_response_id"]?.string,
+            instructions: instructions, dropped: dropped, inputItems: inputItems
         )
     }
 

@@ -191,7 +191,8 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
             self.translation = nil
         }
         // Last: from here on the fast lane answers, so a reservation it takes is always settled by it.
-        let admitting = ContinuousClock.now
+        // When admission began, for its span: read only when the request may be traced.
+        let admitting = state.tracer == nil ? started : ContinuousClock.now
         do {
             if let admitted = try state.admitNow(caller, plan: plan, routing: routing, features: features) {
                 self.admission = admitted

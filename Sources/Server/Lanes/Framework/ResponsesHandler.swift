@@ -36,7 +36,7 @@ struct ResponsesHandler: Sendable {
                 let outcome = try await self.state.forward(plan, in: routing, request: request, requestID: requestID, context: context) { target, upstream in
                     try await TranslatedExchange.prepare(chat, target: target, upstream: upstream, images: images)
                 }
-                let answer = ResponsesAnswer(id: Self.newID(), createdAt: Int(Date().timeIntervalSince1970), echo: Self.echo(decoded, body: body))
+                let answer = ResponsesAnswer(id: Self.newID(), createdAt: Int(Date().timeIntervalSince1970), echo: Self.echo(decoded))
                 var exchange = ExchangeContext(
                     state: self.state, routing: routing, admission: admission, requestID: requestID, outcome: outcome, logger: context.logger, started: started
                 )
@@ -180,11 +180,10 @@ struct ResponsesHandler: Sendable {
     }
 
     /// What the Response echoes of its request.
-    private static func echo(_ decoded: ResponsesRequestDecoder.Decoded, body: ByteBuffer) -> ResponsesResponseEncoder.Echo {
+    private static func echo(_ decoded: ResponsesRequestDecoder.Decoded) -> ResponsesResponseEncoder.Echo {
         let request = decoded.request
-        let instructions = JSONValue.parse(body)?["instructions"]?.string
         return ResponsesResponseEncoder.Echo(
-            instructions: instructions, maxOutputTokens: request.maxTokens, previousResponseID: decoded.previousResponseID, store: decoded.store,
+            instructions: decoded.instructions, maxOutputTokens: request.maxTokens, previousResponseID: decoded.previousResponseID, store: decoded.store,
             temperature: request.temperature, topP: request.topP, parallelToolCalls: request.parallelToolCalls, toolChoice: request.toolChoice,
             tools: request.tools, format: request.responseFormat
         )
