@@ -123,7 +123,21 @@ class Receiver:
         self.server.server_close()
 
 
-class RecordingUpstream:
+class LoopbackUpstream:
+    """An upstream on a free loopback port, served by its own thread: `serve` starts it with a
+    handler class, `base_url` names its `/v1`, `stop` ends it."""
+
+    def serve(self, handler):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class RecordingUpstream(LoopbackUpstream):
     """An OpenAI-compatible upstream that answers every chat completion, whole or streamed, and keeps
     the `traceparent` of each request it got."""
 
@@ -165,10 +179,4 @@ class RecordingUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)

@@ -140,3 +140,25 @@ def test_what_cannot_be_carried_is_a_400_in_the_responses_shape(gateway):
 def test_input_tokens_are_an_estimate_marked_as_one(gateway):
     raw = client(gateway).responses.input_tokens.with_raw_response.count(model="fast", input="How many tokens is this?")
     assert raw.headers["x-switchyard-estimate"] == "true" and raw.parse().input_tokens > 0
+
+
+def sent_to(gateway, provider):
+    """Requests that reached `provider`, whatever their outcome."""
+    return sum(float(line.split()[-1]) for line in gateway.exposition().splitlines()
+               if line.startswith("switchyard_requests_total{") and f'provider="{provider}"' in line)
+
+
+def test_a_kept_conversation_past_16_mib_is_refused_before_any_upstream_call(gateway):
+    api = client(gateway)
+    chunk = "word " * (1 << 20)  # 5 MiB of input a turn; the kept conversation grows by it each time
+    previous = None
+    for turn in range(3):
+        response = api.responses.create(model="claude", input=chunk, previous_response_id=previous)
+        previous = response.id
+    requests_before = sent_to(gateway, "sim-claude")
+    with pytest.raises(openai.BadRequestError) as refused:
+        api.responses.create(model="claude", input=chunk, previous_response_id=previous)
+    assert refused.value.param == "previous_response_id" and "16 MiB" in refused.value.message
+    assert sent_to(gateway, "sim-claude") == requests_before
+    # Without keeping it, the conversation can still be continued once more.
+    assert api.responses.create(model="claude", input="Short.", previous_response_id=previous, store=False).output_text

@@ -12,7 +12,10 @@ the same moment, and HAProxy round-robin in front. It checks that:
   4. `kill -9` of a replica under load: every request answered 200 has exactly one ledger row, except
      rows of the killed replica inside the measured loss window, and none has two;
   5. PostgreSQL stopped for 10 s under load: requests keep being served, the rows wait on the
-     replicas' disks and drain when it returns, none lost and none doubled.
+     replicas' disks and drain when it returns, none lost and none doubled;
+  6. Responses API conversations continue on any replica: one passed through to one of two
+     simulators (each keeps only its own responses) goes back to that one from every replica, and
+     one the gateway keeps (translated to an Anthropic-shaped upstream) is rebuilt on every replica.
 
 Usage: database.py SWITCHYARD_BINARY. Exits non-zero on the first failed check.
 """
@@ -71,8 +74,9 @@ class Postgres:
 
 
 class Replica(common.Replica):
-    def __init__(self, number, database_url, simulator_port):
-        super().__init__(number, None, None, config=lambda host, port, state_dir: gateway_config(host, port, state_dir, database_url, simulator_port))
+    def __init__(self, number, database_url, simulator_port, second_simulator_port):
+        super().__init__(number, None, None, config=lambda host, port, state_dir: gateway_config(
+            host, port, state_dir, database_url, simulator_port, second_simulator_port))
 
     def launch(self):
         self.process = start(self.name, [BINARY, "serve", "--config", self.config])
@@ -88,12 +92,14 @@ class Replica(common.Replica):
         return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("switchyard_ledger_backlog_rows{"))
 
 
-def gateway_config(host, port, state_dir, database_url, simulator_port):
+def gateway_config(host, port, state_dir, database_url, simulator_port, second_simulator_port):
     return f"""
 server: {{ listen: "{host}:{port}", state_dir: "{state_dir}", log_level: notice, anonymous: false }}
 database: "{database_url}"
 providers:
   sim: {{ kind: simulator, base_url: "http://127.0.0.1:{simulator_port}/v1" }}
+  sim2: {{ kind: simulator, base_url: "http://127.0.0.1:{second_simulator_port}/v1" }}
+  sim-claude: {{ kind: simulator, dialect: anthropic, base_url: "http://127.0.0.1:{simulator_port}/v1" }}
 prices:
   fleetdb-priced: {{ input: 100, output: 400 }}
 tenants:
@@ -101,6 +107,8 @@ tenants:
   team: {{}}
 routes:
   priced: {{ targets: [{{ provider: sim, model: fleetdb-priced }}] }}
+  convo: {{ targets: [{{ provider: sim, model: gpt-4o-mini }}, {{ provider: sim2, model: gpt-4o-mini }}] }}
+  claude: {{ targets: [{{ provider: sim-claude, model: claude-sonnet-4-5 }}] }}
 """
 
 
@@ -262,15 +270,35 @@ def a_database_outage_loses_no_row(postgres, balancer, replicas):
     check(not doubled, f"requests with two ledger rows: {doubled[:5]}")
 
 
+def responses_continue_on_any_replica(replicas):
+    for route in ("convo", "claude"):
+        first = request(f"{replicas[0].base}/v1/responses", {"model": route, "input": "Remember the word fleet."}, LOAD_KEY)
+        check(first.status == 200, f"a Responses request on {route} failed: {first.status} {first.body[:300]}")
+        previous, provider = first.json()["id"], first.headers.get("x-switchyard-provider")
+        # Each replica in turn, twice: `convo` balances between the simulators, so a follow-up sent to
+        # the wrong one is refused by it (it does not keep the other's responses).
+        for turn, replica in enumerate(replicas[1:] + replicas + replicas):
+            answer = request(f"{replica.base}/v1/responses", {"model": route, "input": f"Turn {turn}.", "previous_response_id": previous}, LOAD_KEY)
+            check(answer.status == 200, f"turn {turn} of {route} on {replica.name}: {answer.status} {answer.body[:300]}")
+            check(answer.headers.get("x-switchyard-provider") == provider, f"turn {turn} of {route} went to {answer.headers.get('x-switchyard-provider')}, not {provider}")
+            check(answer.json().get("previous_response_id") == previous, f"turn {turn} of {route} does not continue {previous}")
+            previous = answer.json()["id"]
+        kept = request(f"{replicas[2].base}/v1/responses/{previous}", key=LOAD_KEY)
+        check(kept.status == 200 and kept.json().get("id") == previous, f"the last {route} response is not readable on {replicas[2].name}: {kept.status}")
+    log("Responses conversations continue on every replica, passed through or kept by the gateway")
+
+
 def main():
     postgres = Postgres()
     postgres.start()
     postgres.sql("CREATE DATABASE switchyard", database="postgres")
     database_url = f"postgres://postgres@127.0.0.1:{postgres.port}/switchyard?sslmode=disable"
     simulator_port = free_port()
-    start("simulator", [BINARY, "simulate", "--port", str(simulator_port), "--ttft", "1ms", "--tps", "0"])
-    wait_until("the simulator is up", lambda: request(f"http://127.0.0.1:{simulator_port}/healthz", timeout=1).status == 200)
-    replicas = [Replica(number, database_url, simulator_port) for number in (1, 2, 3)]
+    second_simulator_port = free_port()
+    for name, port in (("simulator", simulator_port), ("simulator-2", second_simulator_port)):
+        start(name, [BINARY, "simulate", "--port", str(port), "--ttft", "1ms", "--tps", "0"])
+        wait_until(f"the {name} is up", lambda: request(f"http://127.0.0.1:{port}/healthz", timeout=1).status == 200)
+    replicas = [Replica(number, database_url, simulator_port, second_simulator_port) for number in (1, 2, 3)]
     for replica in replicas:
         replica.launch()
     for replica in replicas:
@@ -288,6 +316,7 @@ def main():
     usage_is_the_fleets(postgres, balancer, replicas)
     a_killed_replica_loses_at_most_its_last_flush(postgres, balancer, replicas)
     a_database_outage_loses_no_row(postgres, balancer, replicas)
+    responses_continue_on_any_replica(replicas)
     log("OK")
 
 

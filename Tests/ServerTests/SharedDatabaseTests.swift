@@ -120,11 +120,12 @@ import Testing
         #expect(try await database.storedResponse(id: "resp_1", tenant: "other") == nil, "another tenant's id is unknown to it")
         #expect(try await database.storedResponse(id: "resp_1", tenant: "") == nil)
         #expect(try await database.storedResponse(id: "resp_2", tenant: "")?.heldUpstream == true)
-        // Kept again (a stream's final state after its first), it is replaced, not doubled.
-        var replaced = kept
-        replaced.response = #"{"id":"resp_1","status":"completed"}"#
-        try await database.keep(replaced)
-        #expect(try await database.storedResponse(id: "resp_1", tenant: "acme")?.response == replaced.response)
+        // The same id again (an upstream that reuses ids, another tenant's request): refused, never replaced.
+        var intruder = kept
+        (intruder.tenant, intruder.provider) = ("other", "elsewhere")
+        await #expect(throws: StoredResponse.IdTaken.self) { try await database.keep(intruder) }
+        #expect(try await database.storedResponse(id: "resp_1", tenant: "acme") == kept)
+        #expect(try await database.storedResponse(id: "resp_1", tenant: "other") == nil)
         #expect(try await database.deleteStoredResponse(id: "resp_1", tenant: "other") == false)
         #expect(try await database.forgetResponses(before: 2_000) == 1)
         #expect(try await database.storedResponse(id: "resp_1", tenant: "acme") == nil)

@@ -217,7 +217,8 @@ public struct ResponseCache: Sendable {
 /// and `stream_options` left out: a streaming and a non-streaming client share an entry).
 public enum CacheKey {
     /// Members that do not change the answer's content.
-    static let ignored: Set<String> = ["model", "stream", "stream_options", "user", "metadata"]
+    /// Members that do not change the answer (`store`: whether it is kept, in Chat Completions and the Responses API).
+    static let ignored: Set<String> = ["model", "stream", "stream_options", "user", "metadata", "store"]
 
     public static func exact(body: JSONValue, dialect: String, route: String, scope: String, namespace: String?) -> String {
         "exact|" + self.digest("\(dialect)|\(route)|\(scope)|\(namespace ?? "")|" + self.canonical(body, dropping: self.ignored))
@@ -227,11 +228,15 @@ public enum CacheKey {
     /// requests with the same conversation before it and the same parameters can ever match.
     public static func partition(body: JSONValue, lastUserText: String, dialect: String, route: String, scope: String, namespace: String?) -> String {
         var trimmed = body
-        if case .object(var members) = body, let index = members.firstIndex(where: { $0.key == "messages" }),
-            case .array(var messages) = members[index].value, let last = messages.indices.last
-        {
-            messages[last] = .string("<last user turn>")
-            members[index].value = .array(messages)
+        // Chat's `messages`, or the Responses API's `input` (a string is one user turn).
+        if case .object(var members) = body, let index = members.firstIndex(where: { $0.key == "messages" || $0.key == "input" }) {
+            switch members[index].value {
+            case .array(var messages) where !messages.isEmpty:
+                messages[messages.count - 1] = .string("<last user turn>")
+                members[index].value = .array(messages)
+            default:
+                members[index].value = .string("<last user turn>")
+            }
             trimmed = .object(members)
         }
         return "semantic|" + self.digest("\(dialect)|\(route)|\(scope)|\(namespace ?? "")|" + self.canonical(trimmed, dropping: self.ignored))

@@ -394,7 +394,7 @@ private struct Reader {
         let base = "providers.\(id)"
         let keys = [
             "kind", "preset", "dialect", "base_url", "api_key", "headers", "timeouts", "max_connections", "default_max_tokens", "api_version",
-            "breaker", "health_check", "load_poll", "tls",
+            "responses_api", "breaker", "health_check", "load_poll", "tls",
         ]
         guard let entries = self.mapping(node, base, allowed: keys) else { return nil }
         let values = Dictionary(entries.map { ($0.0, $0.2) }, uniquingKeysWith: { first, _ in first })
@@ -440,6 +440,15 @@ private struct Reader {
         }
         if let versionNode = values["api_version"], let version = self.string(versionNode, "\(base).api_version") {
             if kind == .azureOpenAI { provider.apiVersion = version } else { self.report(versionNode, "\(base).api_version", "only azure-openai providers take an api_version") }
+        }
+        if let responsesNode = values["responses_api"], let speaks = self.bool(responsesNode, "\(base).responses_api") {
+            if provider.wire != .openAIChat {
+                self.report(responsesNode, "\(base).responses_api", "only OpenAI-dialect providers can serve the Responses API")
+            } else if speaks && provider.apiVersion != nil {
+                self.report(responsesNode, "\(base).responses_api", "Azure serves the Responses API on its v1 API only: drop api_version to use it")
+            } else {
+                provider.responsesAPI = speaks
+            }
         }
         if let maxNode = values["default_max_tokens"], let value = self.int(maxNode, "\(base).default_max_tokens") {
             if value > 0 { provider.defaultMaxTokens = value } else { self.report(maxNode, "\(base).default_max_tokens", "must be at least 1") }

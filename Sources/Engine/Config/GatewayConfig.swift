@@ -234,6 +234,10 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 /// - `default_max_tokens` (int, default 4096): sent to Anthropic upstreams when the client set none
 /// - `api_version` (azure-openai only): with it, Azure's classic deployment URLs
 ///   (`{base_url}/deployments/{model}/chat/completions?api-version=…`); without it, the v1 API at `base_url`
+/// - `responses_api` (bool; OpenAI-dialect providers only): whether the upstream serves OpenAI's
+///   Responses API at `{base_url}/responses`, so `/v1/responses` passes through to it untouched.
+///   Default true for `openai`, `azure-openai` (v1 API) and openai-dialect `simulator` providers,
+///   false for the others (their Responses requests are translated to chat completions)
 /// - `breaker` (`failures` 5, `error_rate` 0.5, `min_requests` 10, `window` 30s, `open_for` 15s,
 ///   `max_open_for` 5m, `probes` 1): when the provider's targets stop taking traffic
 /// - `health_check` (`interval`, `path`, `timeout` 2s): an optional free request (e.g. `GET /models`)
@@ -254,6 +258,8 @@ public struct ProviderSettings: Sendable, Equatable {
     public var defaultMaxTokens: Int
     /// Azure OpenAI's `api-version`, which selects its deployment-path URLs.
     public var apiVersion: String?
+    /// `responses_api` as configured; nil = the kind's default (`speaksResponses`).
+    public var responsesAPI: Bool?
     public var breaker = BreakerPolicy()
     public var healthCheck: HealthCheckSettings?
     /// How often to read the backend's own load report; nil = never.
@@ -291,6 +297,13 @@ public struct ProviderSettings: Sendable, Equatable {
         }()
         self.defaultMaxTokens = defaultMaxTokens
         self.apiVersion = nil
+    }
+
+    /// Whether Responses API requests pass through to this upstream as they are (its `/responses`),
+    /// rather than being translated to its chat API. Azure serves it on its v1 API only.
+    public var speaksResponses: Bool {
+        guard self.wire == .openAIChat, self.apiVersion == nil else { return false }
+        return self.responsesAPI ?? [.openai, .azureOpenAI, .simulator].contains(self.kind)
     }
 
     /// How the upstream takes its key: a separate strategy from the wire format, since vendors mix them.

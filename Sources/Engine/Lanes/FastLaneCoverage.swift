@@ -24,6 +24,8 @@ public enum FastLaneCoverage {
         "wire": .skips(.upstreamDialect),
         "defaultMaxTokens": .shared,
         "apiVersion": .shared,
+        // Only `/v1/responses` asks it, and the framework lane serves that endpoint.
+        "responsesAPI": .skips(.otherEndpoint),
         "breaker": .shared,
         "healthCheck": .shared,
         "loadPoll": .shared,

@@ -99,6 +99,20 @@ public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible 
         )
     }
 
+    /// A follow-up to a response that an upstream keeps, on a route that no longer reaches it.
+    public static func previousResponseElsewhere(_ id: String, provider: String, route: String) -> GatewayError {
+        GatewayError(
+            .previousResponseNotFound,
+            "Previous response with id '\(id.prefix(100))' is kept by provider '\(provider)', which '\(route)' does not route to; continue it with a model routed there, or send the conversation's items with store: false.",
+            param: "previous_response_id"
+        )
+    }
+
+    /// A response kept by an upstream the configuration no longer has.
+    public static func responseHolderGone(_ id: String, provider: String) -> GatewayError {
+        GatewayError(.responseNotFound, "Response with id '\(id.prefix(100))' was kept by provider '\(provider)', which this gateway no longer has.")
+    }
+
     public static func responseNotFound(_ id: String) -> GatewayError {
         GatewayError(.responseNotFound, "Response with id '\(id.prefix(100))' not found.")
     }

@@ -72,8 +72,9 @@ public struct RequestFeatures {
                 self.hasTools = member.kind == .array
                     && ((try? JSONScanner.elements(ofArrayIn: bytes, range: member.valueRange).isEmpty) == false)
             }
+            // Chat's `image_url` parts, Anthropic's `image` blocks, the Responses API's `input_image` items.
             self.hasImages = Self.contains(bytes, #""image_url""#) || Self.contains(bytes, #""type":"image""#)
-                || Self.contains(bytes, #""type": "image""#)
+                || Self.contains(bytes, #""type": "image""#) || Self.contains(bytes, #""input_image""#)
         }
     }
 

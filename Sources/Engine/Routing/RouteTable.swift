@@ -62,6 +62,43 @@ public final class RouteTable: Sendable {
         return FailoverPlan(route: route, candidates: candidates, contextCandidates: contextCandidates, startedAt: now)
     }
 
+    /// Plans a request that continues a conversation one provider keeps (a Responses API follow-up):
+    /// only that provider can continue it, so only the route's targets on it are tried, the model
+    /// that created it first, and nothing else is failed over to.
+    /// - Throws: `previousResponseElsewhere` when the route reaches that provider nowhere (its
+    ///   fallbacks included), `noHealthyTarget` when it does but none of those targets can take it now.
+    public func plan(
+        _ request: RequestFeatures,
+        heldBy provider: String,
+        model: String,
+        responseID: String,
+        health: RoutingHealth,
+        at now: ContinuousClock.Instant,
+        using random: inout some RandomNumberGenerator
+    ) throws(GatewayError) -> FailoverPlan {
+        let route = try self.route(for: request)
+        var visited = Set<String>()
+        guard self.reaches(provider, from: route, visited: &visited) else {
+            throw .previousResponseElsewhere(responseID, provider: provider, route: route.alias)
+        }
+        var seen = Set<TargetKey>()
+        visited = []
+        let candidates = self.chain(route, request: request, health: health, now: now, seen: &seen, visited: &visited, using: &random)
+            .filter { $0.provider == provider }
+        guard !candidates.isEmpty else {
+            throw .noHealthyTarget(route: route.alias, retryAfterSeconds: self.soonestReturn(route, health: health, now: now))
+        }
+        let ordered = candidates.filter { $0.upstreamModel == model } + candidates.filter { $0.upstreamModel != model }
+        return FailoverPlan(route: route, candidates: ordered, contextCandidates: [], startedAt: now)
+    }
+
+    /// Whether `route` or one of its fallbacks has a target on `provider`.
+    private func reaches(_ provider: String, from route: RouteSettings, visited: inout Set<String>) -> Bool {
+        guard visited.insert(route.alias).inserted else { return false }
+        if route.targets.contains(where: { $0.provider == provider }) { return true }
+        return route.fallbacks.contains { alias in self.routes[alias].map { self.reaches(provider, from: $0, visited: &visited) } ?? false }
+    }
+
     private func chain(
         _ route: RouteSettings,
         request: RequestFeatures,

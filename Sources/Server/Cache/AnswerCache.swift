@@ -99,12 +99,11 @@ final class AnswerCache: Sendable {
     /// (a non-zero temperature without an opt-in).
     /// - Throws: `invalidRequest` for an `x-switchyard-cache-ttl` that is not a number of seconds
     ///   between 1 s and 30 days.
-    func plan(route: RouteSettings, body: ByteBuffer, dialect: ClientDialect, caller: Caller, request: Request) throws -> CachePlan? {
-        try self.plan(route: route, body: body, dialect: dialect, caller: caller) { request.headers[$0] }
-    }
-
-    /// - Parameter header: the request's field of that name (`Cache-Control` and ours).
-    func plan(route: RouteSettings, body: ByteBuffer, dialect: ClientDialect, caller: Caller, header: (HTTPField.Name) -> String?) throws -> CachePlan? {
+    /// - Parameters:
+    ///   - format: the request's API (`openai`, `anthropic`, `responses`): part of its key, so the same
+    ///     body in two APIs never shares an answer.
+    ///   - header: the request's field of that name (`Cache-Control` and ours).
+    func plan(route: RouteSettings, body: ByteBuffer, format: String, caller: Caller, header: (HTTPField.Name) -> String?) throws -> CachePlan? {
         guard let settings = route.cache, let json = JSONValue.parse(body) else { return nil }
         let requestTTL = try header(Self.ttlHeader).map(Self.ttl)
         let temperature = json["temperature"]?.double
@@ -112,16 +111,15 @@ final class AnswerCache: Sendable {
         let control = (header(.cacheControl) ?? "").lowercased()
         let scope = caller.tenant.map { "tenant:\($0)" } ?? "anonymous"
         let namespace = header(Self.namespaceHeader)
-        let dialectName = dialect == .openAI ? "openai" : "anthropic"
         var semantic: SemanticPlan?
         if let threshold = settings.semanticThreshold, let text = Self.lastUserText(json) {
             // The embedder names the partition too: vectors of two models are not comparable.
             let space = settings.embedder?.identity ?? "local"
-            let partition = CacheKey.partition(body: json, lastUserText: text, dialect: dialectName, route: route.alias, scope: scope, namespace: namespace)
+            let partition = CacheKey.partition(body: json, lastUserText: text, dialect: format, route: route.alias, scope: scope, namespace: namespace)
             semantic = SemanticPlan(partition: space + "|" + partition, text: text, threshold: threshold, embedder: settings.embedder)
         }
         return CachePlan(
-            key: CacheKey.exact(body: json, dialect: dialectName, route: route.alias, scope: scope, namespace: namespace),
+            key: CacheKey.exact(body: json, dialect: format, route: route.alias, scope: scope, namespace: namespace),
             scope: scope, route: route.alias, ttl: requestTTL ?? settings.ttl,
             lookup: !control.contains("no-cache"), store: !control.contains("no-store"), semantic: semantic,
             realisticReplay: settings.realisticReplay
@@ -265,13 +263,15 @@ final class AnswerCache: Sendable {
         )
     }
 
-    /// The text of the last message when it is the user's and only text (OpenAI or Anthropic shape).
-    /// A turn with an image, a file or a tool result has no semantic lookup: two such turns with the
-    /// same words are not the same question.
+    /// The text of the last turn when it is the user's and only text: chat's last message (OpenAI or
+    /// Anthropic shape), or the Responses API's `input` (a string, or its last item). A turn with an
+    /// image, a file or a tool result has no semantic lookup: two such turns with the same words are
+    /// not the same question.
     static func lastUserText(_ json: JSONValue) -> String? {
-        guard let last = json["messages"]?.array?.last, last["role"]?.string == "user" else { return nil }
+        if let input = json["input"]?.string { return input }
+        guard let last = (json["messages"] ?? json["input"])?.array?.last, last["role"]?.string == "user" else { return nil }
         if let text = last["content"]?.string { return text }
-        guard let parts = last["content"]?.array, !parts.isEmpty, parts.allSatisfy({ $0["type"]?.string == "text" }) else { return nil }
+        guard let parts = last["content"]?.array, !parts.isEmpty, parts.allSatisfy({ ["text", "input_text"].contains($0["type"]?.string) }) else { return nil }
         return parts.compactMap { $0["text"]?.string }.joined(separator: "\n")
     }
 }
@@ -284,9 +284,11 @@ private final class SemanticShard: Sendable {
 extension GatewayState {
     /// Answers from the cache in the client's dialect, streamed if asked: a replay of the canonical
     /// answer, with no upstream call and no upstream cost.
+    /// - Parameter responses: set for a Responses API client: the Response it gets (and its events).
     func answerFromCache(
         _ cached: CachedAnswer, outcome: CacheOutcome, dialect: ClientDialect, streaming: Bool, includeUsage: Bool, realisticReplay: Bool,
-        route: String, admission: Admission, requestID: String, started: ContinuousClock.Instant, routing: RoutingSnapshot
+        route: String, admission: Admission, requestID: String, started: ContinuousClock.Instant, routing: RoutingSnapshot,
+        responses: ResponsesAnswer? = nil
     ) -> Response {
         var answer = cached
         answer.response.id = requestID
@@ -304,7 +306,8 @@ extension GatewayState {
             headers[.cacheControl] = "no-cache"
             let model = cached.upstreamModel
             let encoder = { @Sendable () -> any StreamEncoder in
-                dialect == .openAI
+                if let responses { return responses.streamEncoder(model: model) }
+                return dialect == .openAI
                     ? OpenAIStreamEncoder(model: model, created: created, includeUsage: includeUsage, fallbackID: requestID)
                     : AnthropicStreamEncoder(model: model, fallbackID: requestID)
             }
@@ -325,15 +328,20 @@ extension GatewayState {
             }
         } else {
             headers[.contentType] = "application/json"
-            body = ResponseBody(byteBuffer: ByteBuffer(string: dialect == .openAI
-                ? OpenAIResponseEncoder.completion(response, model: cached.upstreamModel, created: created)
-                : AnthropicResponseEncoder.message(response, model: cached.upstreamModel)))
+            let text = if let responses {
+                responses.object(response, model: cached.upstreamModel)
+            } else if dialect == .openAI {
+                OpenAIResponseEncoder.completion(response, model: cached.upstreamModel, created: created)
+            } else {
+                AnthropicResponseEncoder.message(response, model: cached.upstreamModel)
+            }
+            body = ResponseBody(byteBuffer: ByteBuffer(string: text))
         }
         // The route's own target, with its price: what the answer would have cost.
         let target = routing.routes.routes[route]?.targets.first { $0.provider == cached.provider && $0.model == cached.upstreamModel }
             ?? RouteTarget(provider: cached.provider, model: cached.upstreamModel)
         var summary = RequestSummary(
-            requestID: requestID, operation: "chat", route: route, target: target.key, status: 200, failure: nil, message: nil,
+            requestID: requestID, operation: responses == nil ? "chat" : "responses", route: route, target: target.key, status: 200, failure: nil, message: nil,
             latency: ContinuousClock.now - started, usage: response.usage
         )
         summary.caller = admission.caller

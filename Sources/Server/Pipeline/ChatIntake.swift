@@ -44,7 +44,7 @@ extension GatewayState {
         }
         // Before admission: a bad cache header is refused without holding a reservation.
         do {
-            let cachePlan = try self.cache.plan(route: plan.route, body: body, dialect: dialect, caller: caller, header: header)
+            let cachePlan = try self.cache.plan(route: plan.route, body: body, format: dialect.cacheFormat, caller: caller, header: header)
             return ChatPlan(patch: patch, routing: routing, features: features, plan: plan, cachePlan: cachePlan)
         } catch {
             throw .cache(error)
@@ -67,30 +67,47 @@ extension GatewayState {
         trace?.capture(input: body)
         var cachePlan = planned.cachePlan
         let admission = try await self.admit(caller, plan: plan, routing: routing, features: planned.features, body: body)
-        if var cache = cachePlan {
-            let lookup = trace?.step("switchyard.cache.lookup")
-            func answer(_ cached: CachedAnswer, _ outcome: CacheOutcome) -> ChatIntake.Outcome {
-                if let lookup { trace?.end(lookup) { $0["switchyard.cache.outcome"] = outcome.rawValue } }
+        if let cache = cachePlan {
+            switch await self.lookUp(cache, route: plan.route.alias, caller: caller, routing: routing, requestID: requestID, logger: logger) {
+            case .hit(let cached, let outcome):
                 return .answered(self.answerFromCache(
                     cached, outcome: outcome, dialect: dialect, streaming: patch.isStreaming,
                     includeUsage: dialect == .anthropic || patch.clientWantsStreamUsage, realisticReplay: cache.realisticReplay,
                     route: plan.route.alias, admission: admission, requestID: requestID, started: started, routing: routing
                 ))
+            case .miss(let planned):
+                cachePlan = planned
             }
-            if cache.lookup, let cached = self.cache.exactMatch(cache) { return answer(cached, .hit) }
-            if cache.lookup, let cached = await self.cache.sharedMatch(cache) { return answer(cached, .hit) }
-            if let semantic = cache.semantic, cache.lookup || cache.store {
-                // Embedded once: the same vector finds a match now and files the answer later.
-                cache.vector = await self.embedding(
-                    of: semantic, route: plan.route.alias, caller: caller, routing: routing, requestID: requestID, logger: logger, span: lookup
-                )
-                if cache.lookup, let cached = self.cache.semanticMatch(cache) { return answer(cached, .semanticHit) }
-            }
-            if cache.lookup { self.cache.count(.miss) }
-            if let lookup { trace?.end(lookup) { $0["switchyard.cache.outcome"] = (cache.lookup ? CacheOutcome.miss : .bypass).rawValue } }
-            cachePlan = cache
         }
         return .forward(ChatIntake(body: body, patch: patch, routing: routing, plan: plan, admission: admission, cachePlan: cachePlan))
+    }
+
+    /// What the cache says of a planned request: an answer (exact, then the fleet's, then a reworded
+    /// last turn's), or the plan again, with the vector that files the answer later.
+    enum CacheLookup {
+        case hit(CachedAnswer, CacheOutcome)
+        case miss(CachePlan)
+    }
+
+    /// Looks a request up in the cache, on the request's trace as `switchyard.cache.lookup`.
+    func lookUp(_ plan: CachePlan, route: String, caller: Caller, routing: RoutingSnapshot, requestID: String, logger: Logger) async -> CacheLookup {
+        var cache = plan
+        let trace = RequestTrace.current
+        let lookup = trace?.step("switchyard.cache.lookup")
+        func hit(_ cached: CachedAnswer, _ outcome: CacheOutcome) -> CacheLookup {
+            if let lookup { trace?.end(lookup) { $0["switchyard.cache.outcome"] = outcome.rawValue } }
+            return .hit(cached, outcome)
+        }
+        if cache.lookup, let cached = self.cache.exactMatch(cache) { return hit(cached, .hit) }
+        if cache.lookup, let cached = await self.cache.sharedMatch(cache) { return hit(cached, .hit) }
+        if let semantic = cache.semantic, cache.lookup || cache.store {
+            // Embedded once: the same vector finds a match now and files the answer later.
+            cache.vector = await self.embedding(of: semantic, route: route, caller: caller, routing: routing, requestID: requestID, logger: logger, span: lookup)
+            if cache.lookup, let cached = self.cache.semanticMatch(cache) { return hit(cached, .semanticHit) }
+        }
+        if cache.lookup { self.cache.count(.miss) }
+        if let lookup { trace?.end(lookup) { $0["switchyard.cache.outcome"] = (cache.lookup ? CacheOutcome.miss : .bypass).rawValue } }
+        return .miss(cache)
     }
 
     /// The last user turn's vector from the route's embedder; nil (the request goes on without the

@@ -3,3 +3,13 @@ enum ClientDialect {
     case openAI
     case anthropic
 }
+
+extension ClientDialect {
+    /// The API's name in cache keys.
+    var cacheFormat: String {
+        switch self {
+        case .openAI: "openai"
+        case .anthropic: "anthropic"
+        }
+    }
+}

@@ -34,10 +34,14 @@ struct ExchangeContext: Sendable {
     /// answer is the client's either way, and only a follow-up to it will miss.
     func keep(_ answer: ChatResponse) async {
         guard let keepAnswer = self.keepAnswer else { return }
+        await Self.keep(answer, with: keepAnswer, requestID: self.requestID, logger: self.logger)
+    }
+
+    static func keep(_ answer: ChatResponse, with keepAnswer: @Sendable (ChatResponse) async throws -> Void, requestID: String, logger: Logger) async {
         do {
             try await keepAnswer(answer)
         } catch {
-            self.logger.error("a Responses answer could not be kept", metadata: ["gw.request_id": "\(self.requestID)", "gw.error": "\(error)"])
+            logger.error("a Responses answer could not be kept", metadata: ["gw.request_id": "\(requestID)", "gw.error": "\(error)"])
         }
     }
 
@@ -89,8 +93,9 @@ struct ExchangeContext: Sendable {
         if let connection = self.clientConnection { self.state.disconnects.clear(connection: connection) }
     }
 
-    /// A translated stream is over: accounted, and its answer kept when it ended well.
-    func translatedStreamEnded(_ relay: TranslatedStreamRelay) {
+    /// A translated stream, or a Responses stream passed through, is over: accounted, and its answer
+    /// kept when it ended well.
+    func streamEnded(_ relay: some ClientStreamRelay) {
         if let response = relay.recordedAnswer { self.remember(response) }
         self.streamEnded(failure: relay.failure, usage: relay.usage, finishReason: nil)
     }
@@ -146,6 +151,14 @@ struct ExchangeContext: Sendable {
     func cost(of usage: Usage?) -> Double {
         guard let usage, let price = self.routing.price(of: self.target.target) else { return 0 }
         return price.cost(usage)
+    }
+
+    /// The fields of a whole successful answer: its type, where it went, what it cost, the gateway's own.
+    func setAnswerHeaders<Fields: ResponseFields>(_ headers: inout Fields, usage: Usage?) {
+        headers.set(.contentType, "application/json")
+        headers.setRoutingHeaders(self.outcome)
+        self.setAccountingHeaders(&headers, usage: usage)
+        headers.setGatewayHeaders(requestID: self.requestID, overhead: self.outcome.overhead(since: self.started))
     }
 
     /// Rate-limit headers, and the cost when it is known before the body goes out.

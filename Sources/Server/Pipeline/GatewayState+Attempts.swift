@@ -13,6 +13,15 @@ extension GatewayState {
         }
     }
 
+    /// The plan of a follow-up to a response `provider` keeps: only its targets (`RouteTable`).
+    func plan(_ request: RequestFeatures, in routing: RoutingSnapshot, heldBy provider: String, model: String, responseID: String) throws(GatewayError) -> FailoverPlan {
+        var random = SystemRandomNumberGenerator()
+        let now = ContinuousClock.now
+        return try self.health.withLock { (health: inout RoutingHealth) throws(GatewayError) -> FailoverPlan in
+            try routing.routes.plan(request, heldBy: provider, model: model, responseID: responseID, health: health, at: now, using: &random)
+        }
+    }
+
     enum AttemptResult: Sendable {
         case won(AttemptOutcome)
         /// With the reply when the upstream answered (the client may get it as it is).

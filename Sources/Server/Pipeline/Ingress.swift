@@ -32,7 +32,7 @@ extension GatewayState {
             let refusal = underlying as? PolicyRefusal
             let gatewayError = refusal?.error ?? underlying as? GatewayError ?? .internalFailure("\(type(of: underlying))")
             self.finish(
-                failed: gatewayError, requestID: requestID, operation: request.uri.path.hasSuffix("embeddings") ? "embeddings" : "chat",
+                failed: gatewayError, requestID: requestID, operation: Self.operation(of: request.uri.path),
                 caller: caller, admission: admitted?.admission, started: started, logger: context.logger, trace: trace
             )
             var response = switch dialect {
@@ -42,6 +42,12 @@ extension GatewayState {
             response.headers.setRateLimitHeaders(refusal?.report)
             return response
         }
+    }
+
+    /// The GenAI operation an endpoint serves, for requests that fail before an exchange names it.
+    static func operation(of path: String) -> String {
+        if path.hasSuffix("embeddings") { return "embeddings" }
+        return path.contains("/responses") ? "responses" : "chat"
     }
 
     /// Logs and accounts a request that failed without an upstream answer to pass on.

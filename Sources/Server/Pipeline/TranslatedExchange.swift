@@ -38,9 +38,9 @@ struct TranslatedExchange {
             self.streamHeaders(exchange, dropped: dropped, overhead: outcome.overhead(since: started), fields: &headers)
             guard let stream = reply.stream else { throw GatewayError.internalFailure("a successful reply with neither body nor stream") }
             let translation = self
-            return Response(status: .ok, headers: headers, body: UpstreamCall.translatedStream(stream, exchange) { translation.streamRelay(exchange) })
+            return Response(status: .ok, headers: headers, body: UpstreamCall.relayedStream(stream, exchange) { translation.streamRelay(exchange) })
         }
-        let text = try self.answer(responseBody, exchange, dropped: dropped, overhead: outcome.overhead(since: started), fields: &headers)
+        let text = try self.answer(responseBody, exchange, dropped: dropped, fields: &headers)
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: text))
     }
 
@@ -57,14 +57,14 @@ struct TranslatedExchange {
     /// A successful whole answer in the client's dialect, its fields into `headers`; accounted, and
     /// kept when the route caches.
     func answer<Fields: ResponseFields>(
-        _ responseBody: ByteBuffer, _ exchange: ExchangeContext, dropped: [String], overhead: Duration, fields headers: inout Fields
+        _ responseBody: ByteBuffer, _ exchange: ExchangeContext, dropped: [String], fields headers: inout Fields
     ) throws -> ByteBuffer {
-        try self.decodedAnswer(responseBody, exchange, dropped: dropped, overhead: overhead, fields: &headers).text
+        try self.decodedAnswer(responseBody, exchange, dropped: dropped, fields: &headers).text
     }
 
     /// `answer`, with the canonical answer it was written from.
     func decodedAnswer<Fields: ResponseFields>(
-        _ responseBody: ByteBuffer, _ exchange: ExchangeContext, dropped: [String], overhead: Duration, fields headers: inout Fields
+        _ responseBody: ByteBuffer, _ exchange: ExchangeContext, dropped: [String], fields headers: inout Fields
     ) throws -> (text: ByteBuffer, answer: ChatResponse) {
         let outcome = exchange.outcome
         let target = outcome.target
@@ -72,11 +72,8 @@ struct TranslatedExchange {
         if response.id.isEmpty { response.id = exchange.requestID }
         exchange.remember(response)
         exchange.logCompletion(usage: response.usage, finishReason: OpenAIResponseEncoder.finishReason(response.stopReason), streamed: false)
-        headers.set(.contentType, "application/json")
-        headers.setRoutingHeaders(outcome)
-        exchange.setAccountingHeaders(&headers, usage: response.usage)
+        exchange.setAnswerHeaders(&headers, usage: response.usage)
         if !dropped.isEmpty { headers.set(.droppedFields, dropped.joined(separator: ",")) }
-        headers.setGatewayHeaders(requestID: exchange.requestID, overhead: overhead)
         let model = target.upstreamModel
         if let responses = self.responses { return (ByteBuffer(string: responses.object(response, model: model)), response) }
         return (ByteBuffer(string: self.client == .openAI

@@ -133,6 +133,7 @@ enum ResponsesSimulatorDialect: SimulatorDialect {
         json.field("error", nil)
         json.key("incomplete_details")
         json.raw(done && turn.finish == .length ? #"{"reason":"max_output_tokens"}"# : "null")
+        json.field("instructions", turn.echo.instructions)
         json.field("model", model)
         json.key("output")
         json.openArray()
@@ -142,7 +143,8 @@ enum ResponsesSimulatorDialect: SimulatorDialect {
         }
         json.closeArray()
         json.field("parallel_tool_calls", true)
-        json.field("store", true)
+        json.field("previous_response_id", turn.echo.previousResponseID)
+        json.field("store", turn.echo.store)
         json.field("tool_choice", "auto")
         json.key("usage")
         if done {

@@ -23,6 +23,8 @@ struct SimulatorPrompt {
     var imageCount = 0
     /// Whether the answer is kept for a follow-up (the Responses API's `store`).
     var kept = true
+    /// What a Response echoes of its request.
+    var echo = SimulatedEcho()
 
     /// A deterministic prompt-token estimate: 4 bytes a token, plus a few tokens of framing per message,
     /// as chat templates add them.
@@ -33,6 +35,13 @@ struct SimulatorPrompt {
 }
 
 /// The simulator's answer to one prompt: deterministic text or tool calls, cut at `max_tokens`.
+/// The request fields a Responses API answer repeats, as OpenAI's do.
+struct SimulatedEcho {
+    var instructions: String?
+    var previousResponseID: String?
+    var store = true
+}
+
 struct SimulatedTurn {
     struct ToolCall {
         let id: String
@@ -48,6 +57,7 @@ struct SimulatedTurn {
     let toolCalls: [ToolCall]
     let finish: Finish
     let promptTokens: Int
+    let echo: SimulatedEcho
 
     var text: String { self.textTokens.joined() }
 
@@ -64,6 +74,7 @@ struct SimulatedTurn {
 
     init(prompt: SimulatorPrompt) {
         self.promptTokens = prompt.promptTokens
+        self.echo = prompt.echo
         let seed = Self.fnv1a(prompt.lastUserText + "|" + prompt.model)
 
         if !prompt.tools.isEmpty && !prompt.toolsDisabled && !prompt.lastIsToolResult {

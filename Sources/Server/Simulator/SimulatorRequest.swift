@@ -148,6 +148,7 @@ enum SimulatorRequestParser {
         prompt.maxTokens = json["max_output_tokens"] as? Int
         prompt.stream = json["stream"] as? Bool ?? false
         prompt.kept = json["store"] as? Bool ?? true
+        prompt.echo = SimulatedEcho(instructions: json["instructions"] as? String, previousResponseID: json["previous_response_id"] as? String, store: prompt.kept)
         return prompt
     }
 

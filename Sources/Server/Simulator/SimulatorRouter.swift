@@ -17,6 +17,8 @@ public struct SimulatorRouter: Sendable {
     let settings: SimulatorSettings
     /// Request ids are a counter, so recorded output stays deterministic apart from `created`.
     private let sequence = RequestCounter()
+    /// Tells this simulator's ids from another's (two of them never answer with the same response id, as OpenAI's never do).
+    private let instance = String(UInt32.random(in: 0...UInt32.max), radix: 16)
     /// Streams being written right now: how a test sees that a cancelled client cancelled us too.
     public let activeStreams = StreamGauge()
     /// Chat requests being answered, streams or not: the load `/metrics` reports as vLLM does.
@@ -72,6 +74,33 @@ public struct SimulatorRouter: Sendable {
             json.field("deleted", true)
             json.closeObject()
             return Self.json(200, json.output)
+        }
+        // What OpenAI lists of a kept conversation (its texts, as input messages, newest first).
+        router.get("/v1/responses/{id}/input_items") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let kept = self.shelf.find(id) else { return Self.error(Self.responseNotFound(id, param: nil)) }
+            let items = kept.inputs.enumerated().reversed().map { index, text -> JSONValue in
+                let part = JSONValue.object([(key: "type", value: .string("input_text")), (key: "text", value: .string(text))])
+                return .object([
+                    (key: "id", value: .string("msg_\(id)_\(index)")), (key: "type", value: .string("message")), (key: "role", value: .string("user")),
+                    (key: "content", value: .array([part])),
+                ])
+            }
+            var json = JSONWriter()
+            json.openObject()
+            json.field("object", "list")
+            json.key("data")
+            json.raw(JSONValue.array(items).jsonText)
+            json.field("has_more", false)
+            json.closeObject()
+            return Self.json(200, json.output)
+        }
+        // Only background responses can be cancelled, and the simulator answers none in the background.
+        router.post("/v1/responses/{id}/cancel") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard self.shelf.find(id) != nil else { return Self.error(Self.responseNotFound(id, param: nil)) }
+            let body = ErrorEnvelope.openAI(message: "Cannot cancel a response that was not created with background=true.", type: "invalid_request_error", param: nil, code: nil)
+            return Self.error(SimulatedError(status: 400, body: body, headers: []))
         }
         router.post("/v1/messages") { request, context in
             try await self.chat(request, dialect: AnthropicSimulatorDialect.self, parse: SimulatorRequestParser.anthropic)
@@ -168,7 +197,7 @@ public struct SimulatorRouter: Sendable {
             guard prompt.kept else { return }
             let answer = turn.toolCalls.isEmpty ? turn.text : turn.toolCalls.map(\.arguments).joined(separator: "\n")
             let response = ResponsesSimulatorDialect.body(turn, model: prompt.model, id: id, created: created)
-            self.shelf.put(ResponsesSimulatorDialect.responseID(id), ResponseShelf.Kept(texts: prompt.messageTexts + [answer], response: response))
+            self.shelf.put(ResponsesSimulatorDialect.responseID(id), ResponseShelf.Kept(inputs: prompt.messageTexts, texts: prompt.messageTexts + [answer], response: response))
         }
     }
 
@@ -189,7 +218,7 @@ public struct SimulatorRouter: Sendable {
         keep: ((SimulatorPrompt, SimulatedTurn, _ id: String, _ created: Int) -> Void)? = nil
     ) async throws -> Response {
         let number = self.sequence.next()
-        let id = String(format: "sim%021d", number)
+        let id = "sim" + self.instance + String(format: "%016d", number)
         let body = try await request.body.collect(upTo: 64 << 20)
         var prompt: SimulatorPrompt
         do {
@@ -454,6 +483,9 @@ final class ModelSet: Sendable {
 /// and the Response object. The oldest go past `capacity`, so a long demo does not grow without end.
 final class ResponseShelf: Sendable {
     struct Kept {
+        /// The conversation's texts up to the answer (what `input_items` lists).
+        let inputs: [String]
+        /// With the answer: what a follow-up continues.
         let texts: [String]
         let response: String
     }

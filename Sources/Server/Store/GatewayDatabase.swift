@@ -35,7 +35,8 @@ protocol GatewayDatabase: AnyObject, Sendable {
     func audit(actor: String, action: String, target: String?, detail: String, ok: Bool) async throws
     func auditLog(limit: Int) async throws -> [AuditEntry]
 
-    /// Keeps (or replaces) a Responses answer.
+    /// Keeps a Responses answer; never replaces one (an upstream's ids are not ours to trust unique).
+    /// - Throws: `StoredResponse.IdTaken` when its id is kept already.
     func keep(_ response: StoredResponse) async throws
     /// The answer with this id, if `tenant` made it: another tenant's id is as good as unknown.
     func storedResponse(id: String, tenant: String) async throws -> StoredResponse?

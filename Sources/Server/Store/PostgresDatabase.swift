@@ -344,17 +344,17 @@ final class PostgresDatabase: GatewayDatabase {
     }
 
     func keep(_ response: StoredResponse) async throws {
-        try await self.client.query(
+        let rows = try await self.client.query(
             """
             INSERT INTO stored_response (\(unescaped: StoredResponse.columnList))
             VALUES (\(response.id), \(response.tenant), \(response.keyId), \(response.createdAt), \(response.provider), \(response.upstreamModel),
               \(response.heldUpstream), \(response.inputItems), \(response.response))
-            ON CONFLICT (id) DO UPDATE SET tenant = EXCLUDED.tenant, key_id = EXCLUDED.key_id, created_at = EXCLUDED.created_at,
-              provider = EXCLUDED.provider, upstream_model = EXCLUDED.upstream_model, held_upstream = EXCLUDED.held_upstream,
-              input_items = EXCLUDED.input_items, response = EXCLUDED.response
+            ON CONFLICT (id) DO NOTHING RETURNING id
             """,
             logger: self.logger
         )
+        for try await _ in rows { return }
+        throw StoredResponse.IdTaken(id: response.id)
     }
 
     func storedResponse(id: String, tenant: String) async throws -> StoredResponse? {

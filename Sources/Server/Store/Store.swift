@@ -173,7 +173,13 @@ final class Store: GatewayDatabase {
     }
 
     func keep(_ response: StoredResponse) async throws {
-        try await self.pool.write { db in try response.save(db) }
+        try await self.pool.write { db in
+            do {
+                try response.insert(db)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                throw StoredResponse.IdTaken(id: response.id)
+            }
+        }
     }
 
     func storedResponse(id: String, tenant: String) async throws -> StoredResponse? {

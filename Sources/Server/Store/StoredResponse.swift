@@ -23,6 +23,13 @@ struct StoredResponse: Codable, Sendable, Equatable, FetchableRecord, Persistabl
     /// The Response object as the client got it.
     var response: String
 
+    /// A kept response has this id already: another request's, perhaps another tenant's, which a
+    /// second answer with the same id must never replace.
+    struct IdTaken: Error, CustomStringConvertible {
+        let id: String
+        var description: String { "a response with id '\(self.id.prefix(100))' is kept already" }
+    }
+
     enum Columns {
         static let id = Column("id")
         static let tenant = Column("tenant")

@@ -6,8 +6,7 @@ public import NIOCore
 /// `instructions` and leading system/developer messages become the system prompt; `input` is a
 /// string (one user turn) or a list of items: messages (`input_text`, `input_image`, and the
 /// assistant's earlier `output_text`), `function_call` and `function_call_output`. Built-in tools,
-/// stored prompts, `item_reference`s and background mode need OpenAI itself and are refused with a
-/// 400; the model's own earlier `reasoning` items mean nothing to another provider and are left out,
+/// stored prompts and `item_reference`s need OpenAI itself and are refused with a 400; the model's own earlier `reasoning` items mean nothing to another provider and are left out,
 /// as are options that only tune OpenAI (listed in `dropped`).
 public enum ResponsesRequestDecoder {
     public struct Decoded: Sendable {
@@ -25,6 +24,42 @@ public enum ResponsesRequestDecoder {
         public var inputItems: [JSONValue]
     }
 
+    /// What the gateway reads of every Responses request, passed through or translated.
+    public struct Envelope: Sendable, Equatable {
+        /// Whether the response is to be kept (the API's default: yes).
+        public var store: Bool
+        public var previousResponseID: String?
+        /// `max_output_tokens`, within `UntrustedNumber`'s bounds, for reserving limits.
+        public var maxTokens: Int?
+    }
+
+    /// - Throws: 400 for a malformed `store`, `previous_response_id` or `max_output_tokens`, and for
+    ///   background mode on any upstream: its usage arrives after the request, where the gateway can
+    ///   neither limit nor account it.
+    public static func envelope(_ json: JSONValue) throws(GatewayError) -> Envelope {
+        if json["background"]?.bool == true {
+            throw .invalidRequest(
+                "Background responses are not served through this gateway: their usage arrives after the request, where it can be neither limited nor accounted. Stream the response instead.",
+                param: "background"
+            )
+        }
+        var envelope = Envelope(store: true)
+        if let store = json["store"], !store.isNull {
+            guard let value = store.bool else { throw .invalidRequest("'store' must be a boolean.", param: "store") }
+            envelope.store = value
+        }
+        if let previous = json["previous_response_id"], !previous.isNull {
+            guard let id = previous.string, !id.isEmpty else {
+                throw .invalidRequest("'previous_response_id' must be a response id.", param: "previous_response_id")
+            }
+            envelope.previousResponseID = id
+        }
+        if let tokens = json["max_output_tokens"], !tokens.isNull {
+            envelope.maxTokens = try UntrustedNumber.outputTokenLimit(tokens.wholeNumber, name: "max_output_tokens")
+        }
+        return envelope
+    }
+
     static let droppable = [
         "metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "truncation", "include",
         "top_logprobs", "reasoning", "user",
@@ -37,6 +72,7 @@ public enum ResponsesRequestDecoder {
         guard let model = json["model"]?.string, !model.isEmpty else {
             throw .invalidRequest("You must provide a model parameter.", param: "model")
         }
+        let envelope = try self.envelope(json)
         try self.refuseUnportable(json)
         var request = ChatRequest(model: model, messages: [])
         var systemTexts: [String] = []
@@ -58,7 +94,7 @@ public enum ResponsesRequestDecoder {
             inputItems = items
         case nil, .some(.null):
             inputItems = []
-            guard json["previous_response_id"]?.string != nil else {
+            guard envelope.previousResponseID != nil else {
                 throw .invalidRequest("'input' is required unless 'previous_response_id' is given.", param: "input")
             }
         default:
@@ -79,9 +115,7 @@ public enum ResponsesRequestDecoder {
         }
         request.toolChoice = try self.toolChoice(json["tool_choice"])
         request.parallelToolCalls = json["parallel_tool_calls"]?.bool
-        if let tokens = json["max_output_tokens"], !tokens.isNull {
-            request.maxTokens = try UntrustedNumber.outputTokenLimit(tokens.wholeNumber, name: "max_output_tokens")
-        }
+        request.maxTokens = envelope.maxTokens
         request.temperature = try OpenAIRequestDecoder.number(json["temperature"], "temperature", 0...2)
         request.topP = try OpenAIRequestDecoder.number(json["top_p"], "top_p", 0...1)
         request.stream = json["stream"]?.bool ?? false
@@ -89,15 +123,12 @@ public enum ResponsesRequestDecoder {
         request.responseFormat = try self.responseFormat(json["text"]?["format"])
         if json["text"]?["verbosity"] != nil { dropped.append("text.verbosity") }
         return Decoded(
-            request: request, store: json["store"]?.bool ?? true, previousResponseID: json["previous_response_id"]?.string,
+            request: request, store: envelope.store, previousResponseID: envelope.previousResponseID,
             instructions: instructions, dropped: dropped, inputItems: inputItems
         )
     }
 
     private static func refuseUnportable(_ json: JSONValue) throws(GatewayError) {
-        if json["background"]?.bool == true {
-            throw .invalidRequest("Background responses are only available from OpenAI.", param: "background")
-        }
         for name in ["prompt", "conversation"] where json[name] != nil && json[name]?.isNull == false {
             throw .invalidRequest("'\(name)' is only available from OpenAI; send the input itself.", param: name)
         }

@@ -67,6 +67,8 @@ public struct ResponsesStreamDecoder: SSEStreamDecoder {
     /// Tool-call index by the item's `output_index`.
     private var callByItem: [Int: Int] = [:]
     var finished = false
+    /// The highest `sequence_number` read so far: what an event added after them follows.
+    public private(set) var lastSequence = -1
 
     public init(provider: String) {
         self.provider = provider
@@ -86,6 +88,7 @@ public struct ResponsesStreamDecoder: SSEStreamDecoder {
             self.finished = true
             return [.failure(.upstreamMalformed(provider: self.provider, detail: "invalid JSON in a stream event"))]
         }
+        if let sequence = json["sequence_number"]?.int { self.lastSequence = max(self.lastSequence, sequence) }
         switch json["type"]?.string {
         case "response.created":
             return [.start(id: json["response"]?["id"]?.string ?? "", model: json["response"]?["model"]?.string ?? "")]

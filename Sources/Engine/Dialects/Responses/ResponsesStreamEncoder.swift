@@ -105,20 +105,7 @@ public struct ResponsesStreamEncoder: StreamEncoder {
             self.isFinished = true
         case .failure(let error):
             self.closeItem(into: &output)
-            // The reference puts the details at the top; OpenAI's streams (and the SDKs, which raise on
-            // them) have them under `error`: both, so either reader finds them.
-            output += Self.event("error", self.nextSequence()) { json in
-                json.field("code", error.responsesCode)
-                json.field("message", error.message)
-                json.field("param", nil)
-                json.key("error")
-                json.openObject()
-                json.field("type", error.openAIType)
-                json.field("code", error.responsesCode)
-                json.field("message", error.message)
-                json.field("param", nil)
-                json.closeObject()
-            }
+            output += Self.errorEvent(error, sequence: self.nextSequence())
             output += Self.event("response.failed", self.nextSequence()) { json in
                 json.key("response")
                 self.snapshot(status: "failed", incomplete: nil, usage: self.usage, error: error, into: &json)
@@ -191,6 +178,24 @@ public struct ResponsesStreamEncoder: StreamEncoder {
     private mutating func nextSequence() -> Int {
         defer { self.sequence += 1 }
         return self.sequence
+    }
+
+    /// The `error` event that ends a broken stream (translated, or relayed as it came). The reference
+    /// puts the details at the top; OpenAI's streams (and the SDKs, which raise on them) have them
+    /// under `error`: both, so either reader finds them.
+    static func errorEvent(_ error: GatewayError, sequence: Int) -> String {
+        Self.event("error", sequence) { json in
+            json.field("code", error.responsesCode)
+            json.field("message", error.message)
+            json.field("param", nil)
+            json.key("error")
+            json.openObject()
+            json.field("type", error.openAIType)
+            json.field("code", error.responsesCode)
+            json.field("message", error.message)
+            json.field("param", nil)
+            json.closeObject()
+        }
     }
 
     private static func event(_ name: String, _ sequence: Int, _ body: (inout JSONWriter) -> Void) -> String {

@@ -604,7 +604,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
                 self.relayToClient(failure.map { translated.fail($0) } ?? translated.finish())
             }
             if translated.failure != nil { relay.connection?.abandon(from: self) }
-            relay.exchange.translatedStreamEnded(translated)
+            relay.exchange.streamEnded(translated)
         }
         self.writeUnsent()
         self.context.write(self.handler.wrapOutboundOut(.byteBuffer(WireResponse.lastChunk)), promise: nil)
@@ -627,9 +627,7 @@ final class FastExchange: UpstreamExchangeReceiver, DeadlineHolder {
         var head = WireResponse.Head(.ok, capacity: 512 + body.readableBytes, allocator: self.context.channel.allocator)
         do {
             if let translation = self.translation, self.translates(outcome.upstream) {
-                body = try translation.exchange.answer(
-                    body, self.exchangeContext(outcome), dropped: translation.dropped, overhead: outcome.overhead(since: self.started), fields: &head
-                )
+                body = try translation.exchange.answer(body, self.exchangeContext(outcome), dropped: translation.dropped, fields: &head)
             } else {
                 try ChatCompletionsHandler.answer(body, self.exchangeContext(outcome), fields: &head)
             }

@@ -84,10 +84,7 @@ struct ChatCompletionsHandler: Sendable {
             exchange.remember(response)
         }
         exchange.logCompletion(usage: summary.usage, finishReason: summary.finishReason, streamed: false)
-        headers.set(.contentType, "application/json")
-        headers.setRoutingHeaders(exchange.outcome)
-        exchange.setAccountingHeaders(&headers, usage: summary.usage)
-        headers.setGatewayHeaders(requestID: exchange.requestID, overhead: exchange.outcome.overhead(since: exchange.started))
+        exchange.setAnswerHeaders(&headers, usage: summary.usage)
     }
 
     // MARK: Streams

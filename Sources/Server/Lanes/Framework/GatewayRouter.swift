@@ -36,6 +36,9 @@ enum GatewayRouter {
         router.get("/v1/responses/{id}/input_items") { request, context in
             await responses.inputItems(request, context: context)
         }
+        router.post("/v1/responses/{id}/cancel") { request, context in
+            await responses.cancel(request, context: context)
+        }
         let embeddings = EmbeddingsHandler(state: state)
         router.post("/v1/embeddings") { request, context in
             await embeddings.handle(request, context: context)

@@ -188,44 +188,68 @@ extension UpstreamCall.Reply {
 }
 
 extension UpstreamCall {
-    /// Relays a successful upstream stream in another dialect: upstream bytes → canonical events →
-    /// client text, failures included (the encoder ends the stream with the dialect's error event).
-    /// The relay is made inside the body writer: it is per-request state, not shared.
-    static func translatedStream(
+    /// Relays a successful upstream stream through `makeRelay`'s relay (translating it, or passing a
+    /// Responses stream on event for event), failures included: the relay ends the client's stream
+    /// with its dialect's error event. The relay is made inside the body writer: it is per-request
+    /// state, not shared.
+    static func relayedStream<Relay: ClientStreamRelay>(
         _ stream: UpstreamStream,
         _ context: ExchangeContext,
-        relay makeRelay: @escaping @Sendable () -> TranslatedStreamRelay
+        relay makeRelay: @escaping @Sendable () -> Relay
     ) -> ResponseBody {
         ResponseBody { writer in
             context.watchHangUp(during: stream)
             defer { context.relayEnded() }
             var relay = makeRelay()
+            var kept = false
             while !relay.isFinished {
-                let text: String
+                let bytes: ByteBuffer
                 do {
                     if let chunk = try await stream.next() {
-                        text = ContinuousClock.now > context.deadline ? relay.fail(.upstreamTimeout(context.upstream.settings, .total)) : relay.feed(chunk)
+                        bytes = ContinuousClock.now > context.deadline
+                            ? relay.bytes(failingWith: .upstreamTimeout(context.upstream.settings, .total)) : relay.bytes(for: chunk)
                     } else {
-                        text = relay.finish()
+                        bytes = relay.bytesAtEnd()
                     }
                 } catch is ClientHungUp {
                     context.clientLeft(usage: relay.usage)
                     throw ClientHungUp()
                 } catch {
-                    text = relay.fail(GatewayError.from(error, provider: context.upstream.settings, streaming: true))
+                    bytes = relay.bytes(failingWith: GatewayError.from(error, provider: context.upstream.settings, streaming: true))
                 }
                 // A kept answer is stored before its last event goes out: a client that follows up at once finds it.
-                if relay.isFinished, let answer = relay.recordedAnswer { await context.keep(answer) }
+                if !kept, let answer = relay.recordedAnswer {
+                    kept = true
+                    await context.keep(answer)
+                }
                 do {
-                    if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
+                    if bytes.readableBytes > 0 { try await writer.write(bytes) }
                 } catch {
                     // The client hung up: what the stream used so far is still accounted.
                     context.clientLeft(usage: relay.usage)
                     throw error
                 }
             }
-            context.translatedStreamEnded(relay)
+            context.streamEnded(relay)
             try await writer.finish(nil)
+        }
+    }
+
+    /// A request about what an upstream keeps (a Responses API `GET`, `DELETE` or `cancel`), over its
+    /// AsyncHTTPClient connections within its `first_byte` timeout, the answer read whole.
+    static func ask(_ method: HTTPRequest.Method, path: String, body: ByteBuffer?, of upstream: UpstreamPool.Upstream, requestID: String) async throws -> Reply {
+        var request = HTTPClientRequest(url: upstream.url(path, model: ""))
+        request.method = HTTPMethod(rawValue: method.rawValue)
+        request.headers = upstream.headers
+        request.headers.replaceOrAdd(name: "x-request-id", value: requestID)
+        if let body { request.body = .bytes(body) }
+        do {
+            let response = try await upstream.blockingClient.execute(request, timeout: .milliseconds(upstream.settings.timeouts.firstByte.milliseconds))
+            let status = Int(response.status.code)
+            let body = try await response.body.collect(upTo: (200..<300).contains(status) ? Self.maxBody : Self.maxErrorBody)
+            return Reply(status: status, headers: response.headers, body: body, stream: nil)
+        } catch {
+            throw GatewayError.from(error, provider: upstream.settings, streaming: false)
         }
     }
 }
