@@ -29,26 +29,30 @@ from concurrent.futures import ThreadPoolExecutor
 
 NAMESPACE_HEADER = "x-switchyard-cache-namespace"
 CACHE_HEADER = "x-switchyard-cache"
+REFUSED_HEADER = "x-switchyard-cache-refused"
 OUTCOMES = ("hit", "semantic-hit", "miss", "bypass")
 
 
 def load_pairs(path):
-    """[(label, first, second)] from `label<TAB>first<TAB>second` with a header line."""
+    """[(label, first, second, category)] from `label<TAB>first<TAB>second` or
+    `label<TAB>category<TAB>first<TAB>second`, with a header line."""
     pairs = []
     with open(path, encoding="utf-8") as handle:
         header = handle.readline().rstrip("\n").split("\t")
-        if header != ["label", "first", "second"]:
-            raise SystemExit(f"{path}: the first line must be 'label<TAB>first<TAB>second', not {header}")
+        if header not in (["label", "first", "second"], ["label", "category", "first", "second"]):
+            raise SystemExit(f"{path}: the first line must be 'label<TAB>[category<TAB>]first<TAB>second', not {header}")
+        categorized = len(header) == 4
         for number, line in enumerate(handle, start=2):
             line = line.rstrip("\n")
             if not line.strip():
                 continue
             fields = line.split("\t")
-            if len(fields) != 3 or fields[0] not in ("0", "1") or not fields[1].strip() or not fields[2].strip():
-                raise SystemExit(f"{path}:{number}: expected 'label<TAB>first<TAB>second' with label 0 or 1")
-            pairs.append((int(fields[0]), fields[1], fields[2]))
+            if len(fields) != len(header) or fields[0] not in ("0", "1") or not fields[-2].strip() or not fields[-1].strip():
+                raise SystemExit(f"{path}:{number}: expected {len(header)} tab-separated fields with label 0 or 1")
+            category = fields[1] if categorized else ("paraphrase" if fields[0] == "1" else "different")
+            pairs.append((int(fields[0]), fields[-2], fields[-1], category))
     seen = {}
-    for index, (_, first, second) in enumerate(pairs):
+    for index, (_, first, second, _) in enumerate(pairs):
         for text in (first, second):
             if text in seen:
                 raise SystemExit(f"{path}: '{text}' appears in pairs {seen[text]} and {index}; every question must be unique")
@@ -110,8 +114,8 @@ def remote_vectors(embed_url, model, texts, timeout):
 def similarities(pairs, embedder, embed_url, embed_model, timeout):
     """Cosine similarity of each pair under one embedder."""
     if embedder == "ngram":
-        return [dot(ngram_vector(first), ngram_vector(second)) for _, first, second in pairs]
-    texts = [text for _, first, second in pairs for text in (first, second)]
+        return [dot(ngram_vector(first), ngram_vector(second)) for _, first, second, _ in pairs]
+    texts = [text for _, first, second, _ in pairs for text in (first, second)]
     vectors = remote_vectors(embed_url, embed_model, texts, timeout)
     return [dot(vectors[2 * i], vectors[2 * i + 1]) for i in range(len(pairs))]
 
@@ -162,6 +166,9 @@ class Driver:
                 outcome = f"error: HTTP {status} {body[:200].decode(errors='replace')}"
             elif outcome not in OUTCOMES:
                 outcome = f"error: {CACHE_HEADER} is {outcome or 'missing'!r}"
+            elif headers.get(REFUSED_HEADER):
+                # A match the guard refused: a miss, with the reason.
+                outcome = f"refused:{headers.get(REFUSED_HEADER).strip()}"
         with self.lock:
             self.done += 1
             now = time.monotonic()
@@ -189,6 +196,7 @@ def main():
     parser.add_argument("--pairs", required=True)
     parser.add_argument("--embedders", default="minilm ngram", help="space-separated; routes are named EMBEDDER-THRESHOLD")
     parser.add_argument("--thresholds", default="0.70 0.75 0.80 0.85 0.90 0.95", help="space-separated, as written in the route names")
+    parser.add_argument("--guards", default="on off", help="'on' routes are EMBEDDER-THRESHOLD, 'off' routes EMBEDDER-THRESHOLD-unguarded")
     parser.add_argument("--embed-url", default="http://127.0.0.1:18111/v1", help="the minilm embeddings server")
     parser.add_argument("--embed-model", default="all-minilm-l6-v2")
     parser.add_argument("--gateway-url", default="http://127.0.0.1:18112", help="omit with --no-gateway")
@@ -207,10 +215,12 @@ def main():
     for threshold in thresholds:
         if not 0 < float(threshold) <= 1:
             raise SystemExit(f"evaluate.py: threshold {threshold} is not in (0, 1]")
-    labels = [label for label, _, _ in pairs]
+    labels = [label for label, _, _, _ in pairs]
+    categories = [category for _, _, _, category in pairs]
+    guards = args.guards.split()
     positives = sum(labels)
     out = []
-    out.append(f"## Semantic cache quality: {len(pairs)} pairs ({positives} paraphrases, {len(pairs) - positives} hard non-paraphrases)")
+    out.append(f"## Semantic cache quality: {len(pairs)} pairs ({positives} paraphrases, {len(pairs) - positives} hard near misses)")
     out.append("")
 
     cosines = {}
@@ -250,55 +260,83 @@ def main():
                 precision, recall, f1 = scores(tp, fp, fn)
                 out.append(f"| {embedder} | {threshold} | {tp} | {fp} | {fn} | {tn} | {fmt(precision)} | {fmt(recall)} | {fmt(f1)} |")
     else:
-        routes = [f"{embedder}-{threshold}" for embedder in embedders for threshold in thresholds]
+        variants = [(embedder, threshold, guard) for embedder in embedders for threshold in thresholds for guard in guards]
+        name = lambda embedder, threshold, guard: f"{embedder}-{threshold}" + ("" if guard == "on" else "-unguarded")
+        routes = [name(*variant) for variant in variants]
         driver = Driver(args.gateway_url, args.timeout, args.workers, args.deadline, args.max_tokens, args.namespace_prefix)
         started = time.monotonic()
         results = driver.run(routes, pairs, args.settle)
         elapsed = time.monotonic() - started
         out.append("### The gateway's decisions (the second question answered `semantic-hit` = same question)")
         out.append("")
-        out.append("| embedder | threshold | TP | FP | FN | TN | precision | recall | F1 | agrees with cosine |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append("| embedder | threshold | guard | TP | FP | FN | TN | precision | recall | F1 | refused by the guard | agrees with cosine |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         problems = []
-        for embedder in embedders:
-            for threshold in thresholds:
-                route = f"{embedder}-{threshold}"
-                tp = fp = fn = tn = agree = errors = 0
-                for index, ((first, second), label) in enumerate(zip(results[route], labels)):
-                    if first.startswith("error") or second.startswith("error"):
-                        errors += 1
-                        problems.append(f"{route} pair {index}: {first if first.startswith('error') else second}")
-                        continue
-                    if first != "miss":
-                        problems.append(f"{route} pair {index}: the first question was '{first}', not 'miss'")
-                    if second == "hit":
-                        problems.append(f"{route} pair {index}: the second question was an exact 'hit'")
-                    if second == "bypass":
-                        problems.append(f"{route} pair {index}: the second question bypassed the cache")
-                    predicted = second == "semantic-hit"
-                    cosine = cosines[embedder][index]
-                    # A cosine within 1e-4 of the threshold may round either way in the gateway's float32.
-                    agree += predicted == (cosine >= float(threshold)) or abs(cosine - float(threshold)) < 1e-4
-                    tp += predicted and label == 1
-                    fp += predicted and label == 0
-                    fn += (not predicted) and label == 1
-                    tn += (not predicted) and label == 0
-                precision, recall, f1 = scores(tp, fp, fn)
-                judged = tp + fp + fn + tn
-                if judged and agree < 0.95 * judged:
-                    problems.append(
-                        f"{route}: the gateway's decisions agree with {embedder}'s cosine >= {threshold} on only {agree}/{judged} pairs; "
-                        f"is the route really comparing {embedder} vectors?"
-                    )
-                note = f" ({errors} failed)" if errors else ""
-                out.append(
-                    f"| {embedder} | {threshold} | {tp} | {fp} | {fn} | {tn} | {fmt(precision)} | {fmt(recall)} | {fmt(f1)} | {agree}/{judged}{note} |"
+        per_category = {}
+        for embedder, threshold, guard in variants:
+            route = name(embedder, threshold, guard)
+            tp = fp = fn = tn = agree = errors = refused = 0
+            by_category = {}
+            for index, ((first, second), label) in enumerate(zip(results[route], labels)):
+                if first.startswith("error") or second.startswith("error"):
+                    errors += 1
+                    problems.append(f"{route} pair {index}: {first if first.startswith('error') else second}")
+                    continue
+                if first != "miss":
+                    problems.append(f"{route} pair {index}: the first question was '{first}', not 'miss'")
+                if second == "hit":
+                    problems.append(f"{route} pair {index}: the second question was an exact 'hit'")
+                if second == "bypass":
+                    problems.append(f"{route} pair {index}: the second question bypassed the cache")
+                if second.startswith("refused:") and guard != "on":
+                    problems.append(f"{route} pair {index}: refused by a guard that is off")
+                predicted = second == "semantic-hit"
+                refused += second.startswith("refused:")
+                cosine = cosines[embedder][index]
+                # The threshold decides whether the index finds a match; the guard, whether it is served.
+                matched = predicted or second.startswith("refused:")
+                # A cosine within 1e-4 of the threshold may round either way in the gateway's float32.
+                agree += matched == (cosine >= float(threshold)) or abs(cosine - float(threshold)) < 1e-4
+                tp += predicted and label == 1
+                fp += predicted and label == 0
+                fn += (not predicted) and label == 1
+                tn += (not predicted) and label == 0
+                counts = by_category.setdefault(categories[index], [0, 0, 0])
+                counts[0] += 1
+                counts[1] += predicted
+                counts[2] += second.startswith("refused:")
+            per_category[route] = by_category
+            precision, recall, f1 = scores(tp, fp, fn)
+            judged = tp + fp + fn + tn
+            if judged and agree < 0.95 * judged:
+                problems.append(
+                    f"{route}: the gateway's matches agree with {embedder}'s cosine >= {threshold} on only {agree}/{judged} pairs; "
+                    f"is the route really comparing {embedder} vectors?"
                 )
+            note = f" ({errors} failed)" if errors else ""
+            out.append(
+                f"| {embedder} | {threshold} | {guard} | {tp} | {fp} | {fn} | {tn} | {fmt(precision)} | {fmt(recall)} | {fmt(f1)} | {refused} | {agree}/{judged}{note} |"
+            )
         out.append("")
         out.append(
             f"{2 * len(routes) * len(pairs)} requests in {elapsed:.1f}s ({args.workers} at a time). "
-            "\"agrees with cosine\": pairs where the gateway's decision equals cosine >= threshold as computed here (ties within 1e-4 agree)."
+            "\"refused by the guard\": second questions whose match (cosine >= threshold) the guard did not serve. "
+            "\"agrees with cosine\": pairs where the gateway found a match exactly when cosine >= threshold as computed here (ties within 1e-4 agree)."
         )
+        out.append("")
+        out.append("### Per category: served from the cache (semantic hits) / pairs, and the guard's refusals")
+        out.append("")
+        names = sorted(set(categories), key=lambda category: (category != "paraphrase", category))
+        out.append("| route | " + " | ".join(names) + " |")
+        out.append("|---|" + "---:|" * len(names))
+        for route in routes:
+            cells = []
+            for category in names:
+                total, hits, refusals = per_category[route].get(category, [0, 0, 0])
+                cells.append(f"{hits}/{total}" + (f" ({refusals} refused)" if refusals else ""))
+            out.append(f"| {route} | " + " | ".join(cells) + " |")
+        out.append("")
+        out.append("A paraphrase's cell is what the cache served (higher is better); a near miss's cell counts wrong answers served (0 is the goal).")
         if problems:
             failed = True
             out.append("")

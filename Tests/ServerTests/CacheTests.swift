@@ -219,6 +219,53 @@ struct CacheTests {
         #expect(Set(calls.map(\.requestId)).isSubset(of: Set(rows.filter { $0.operation == "chat" }.map(\.requestId))))
     }
 
+    /// A semantic match the guard refuses (the embedder finds "refund for order 1234" and "for order
+    /// 5678" the same topic) is a miss: the upstream answers, the refusal is in the header, the
+    /// ledger and the metrics, and the new answer is filed under its own question. A route with
+    /// `guard: false` serves the match.
+    @Test func aMatchTheGuardRefusesIsAMissRecordedWithItsReason() async throws {
+        let embeddings = try await TopicEmbeddings.start()
+        defer { Task { await embeddings.service.stop() } }
+        let fixture = try await Self.start { config in
+            config.providers.append(ProviderSettings(id: "topics", kind: .openAICompatible, baseURL: "\(embeddings.service.url)/v1"))
+            for (alias, guarded) in [("guarded", true), ("unguarded", false)] {
+                var route = RouteSettings(alias: alias, targets: [RouteTarget(provider: "sim", model: "gpt-4o-mini")])
+                route.cache = CacheSettings(ttl: .seconds(60))
+                route.cache?.always = true
+                route.cache?.semanticThreshold = 0.9
+                route.cache?.embedder = EmbedderSettings(provider: "topics", model: "topic-1")
+                route.cache?.semanticGuard = guarded
+                config.routes.append(route)
+            }
+        }
+        defer { Task { await fixture.stop() } }
+        let (first, second) = ("How do I get a refund for order 1234?", "How do I get a refund for order 5678?")
+        for route in ["guarded", "unguarded"] {
+            #expect(try await Self.post(fixture, Self.body(route, first)).headers.first(name: "x-switchyard-cache") == "miss")
+        }
+        let refused = try await Self.post(fixture, Self.body("guarded", second))
+        #expect(refused.status == 200 && refused.headers.first(name: "x-switchyard-cache") == "miss")
+        #expect(refused.headers.first(name: "x-switchyard-cache-refused") == "number")
+        #expect(refused.headers.first(name: "x-switchyard-provider") == "sim")
+        // The new answer was filed: asked again, its own question is an exact hit.
+        #expect(try await Self.post(fixture, Self.body("guarded", second)).headers.first(name: "x-switchyard-cache") == "hit")
+        // A reworded question with the same order number still gets the first answer.
+        let reworded = try await Self.post(fixture, Self.body("guarded", "Can I have my money back for order 1234?"))
+        #expect(reworded.headers.first(name: "x-switchyard-cache") == "semantic-hit")
+        #expect(try await Self.post(fixture, Self.body("unguarded", second)).headers.first(name: "x-switchyard-cache") == "semantic-hit")
+
+        let metrics = try await TestClient.get("\(fixture.gateway.url)/metrics").body
+        #expect(metrics.contains(#"switchyard_cache_guard_refusals_total{route="guarded",reason="number"} 1"#))
+        #expect(metrics.contains(#"switchyard_cache_lookups_total{route="guarded",result="miss"} 2"#))
+        let lint = try Promtool.check(metrics)
+        #expect(lint.ok, "promtool: \(lint.report)")
+        await fixture.stop()
+        let store = try Store(path: fixture.stateDir + "/switchyard.sqlite")
+        let rows = try await store.pool.read { db in try LedgerRow.fetchAll(db) }.filter { $0.operation == "chat" }
+        #expect(rows.filter { $0.cacheRefusal == "number" }.count == 1)
+        #expect(rows.filter { $0.cacheRefusal != nil }.allSatisfy { $0.cache == "miss" && $0.route == "guarded" && $0.outputTokens > 0 })
+    }
+
     /// Ollama's and Gemini's own embeddings APIs serve as embedders too (their simulators embed by
     /// character trigrams, so a little rewording stays close).
     @Test func ollamaAndGeminiEmbeddersServeTheSemanticCache() async throws {

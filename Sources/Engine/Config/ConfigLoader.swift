@@ -629,7 +629,7 @@ private struct Reader {
         return policy
     }
 
-    /// `cache: { ttl: 1h, always: false, replay: instant, semantic: { threshold: 0.93, embedder: { provider, model } } }`.
+    /// `cache: { ttl: 1h, always: false, replay: instant, semantic: { threshold: 0.93, embedder: { provider, model } | ngram, guard: true } }`.
     mutating func readCache(_ node: Node, _ base: String) -> CacheSettings? {
         var settings = CacheSettings()
         for (key, _, value) in self.mapping(node, base, allowed: ["ttl", "always", "replay", "semantic"]) ?? [] {
@@ -647,13 +647,24 @@ private struct Reader {
             case "semantic":
                 var threshold: Double?
                 var thresholdGiven = false
-                for (field, _, entry) in self.mapping(value, path, allowed: ["threshold", "embedder"]) ?? [] {
+                var embedderGiven = false
+                for (field, _, entry) in self.mapping(value, path, allowed: ["threshold", "embedder", "guard"]) ?? [] {
                     switch field {
                     case "threshold":
                         thresholdGiven = true
                         guard let number = self.double(entry, "\(path).threshold") else { continue }
                         if number > 0 && number <= 1 { threshold = number } else { self.report(entry, "\(path).threshold", "must be above 0 and at most 1") }
+                    case "guard":
+                        settings.semanticGuard = self.bool(entry, "\(path).guard") ?? true
                     case "embedder":
+                        embedderGiven = true
+                        if case .scalar = entry {
+                            // The built-in embedder only by name: it matches near-identical wording, not paraphrases.
+                            if self.string(entry, "\(path).embedder") != "ngram" {
+                                self.report(entry, "\(path).embedder", "must be { provider, model } or ngram (the built-in embedder)")
+                            }
+                            continue
+                        }
                         guard let members = self.mapping(entry, "\(path).embedder", allowed: ["provider", "model"]) else { continue }
                         var fields: [String: String] = [:]
                         for (name, _, item) in members { fields[name] = self.string(item, "\(path).embedder.\(name)") }
@@ -665,7 +676,13 @@ private struct Reader {
                     default: continue
                     }
                 }
-                if !thresholdGiven { self.report(value, "\(path).threshold", "is required (the similarity a reworded question needs, e.g. 0.9)") }
+                if !thresholdGiven { threshold = CacheSettings.defaultSemanticThreshold }
+                if !embedderGiven {
+                    self.report(
+                        value, "\(path).embedder",
+                        "is required: { provider, model } of a sentence-embedding model (see docs/caching.md), or ngram for the built-in one, which only matches near-identical wording"
+                    )
+                }
                 settings.semanticThreshold = threshold
             default: continue
             }

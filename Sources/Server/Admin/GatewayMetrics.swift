@@ -214,6 +214,15 @@ final class GatewayMetrics: Sendable {
         handles.cacheLookups?.increment()
         handles.cacheSaved?.increment(by: summary.costSavedUSD)
         if let overhead = summary.overhead { self.overhead.record(overhead.seconds) }
+        if let refusal = summary.cacheRefusal {
+            self.registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    metricName: "switchyard_cache_guard_refusals", unitName: "total",
+                    helpText: "Semantic matches the meaning check refused (the request went upstream), by route and reason."
+                ),
+                labels: [("route", summary.route ?? "none"), ("reason", refusal.rawValue)]
+            ).increment()
+        }
     }
 
     /// A call to a route's embedder that failed or was too slow (its request went on as a miss).

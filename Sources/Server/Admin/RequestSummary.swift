@@ -30,6 +30,8 @@ struct RequestSummary: Sendable {
     var attempts = 0
     /// hit | semantic-hit | miss | bypass
     var cache = "bypass"
+    /// A miss whose semantic match the guard refused, and why.
+    var cacheRefusal: SemanticGuard.Refusal?
     /// For a cache hit: what the answer would have cost upstream.
     var costSavedUSD = 0.0
     /// The request's spans, when it is traced.
@@ -81,7 +83,7 @@ extension GatewayState {
             inputTokens: usage.inputTokens, cachedTokens: usage.cachedInputTokens, outputTokens: usage.outputTokens,
             reasoningTokens: usage.reasoningTokens, costUsd: summary.costUSD, latencyMs: summary.latency.seconds * 1000,
             ttftMs: summary.timeToFirstToken.map { $0.seconds * 1000 }, cache: summary.cache, attempts: summary.attempts,
-            costSavedUsd: summary.costSavedUSD, operation: summary.operation
+            costSavedUsd: summary.costSavedUSD, operation: summary.operation, cacheRefusal: summary.cacheRefusal?.rawValue
         ))
     }
 }

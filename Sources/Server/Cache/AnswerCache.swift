@@ -19,6 +19,8 @@ struct CachePlan: Sendable {
     let semantic: SemanticPlan?
     /// The last user turn's vector, once embedded (nil when the embedder failed).
     var vector: [Float]?
+    /// Why the semantic match was not served, when the guard refused it.
+    var refusal: SemanticGuard.Refusal?
     /// Replayed streams keep the original's pace.
     let realisticReplay: Bool
 
@@ -38,6 +40,8 @@ struct SemanticPlan: Sendable {
     let threshold: Double
     /// Nil = the built-in n-gram embedder.
     let embedder: EmbedderSettings?
+    /// A match must pass `SemanticGuard`.
+    let guarded: Bool
 }
 
 /// What the cache said about a request, for `x-switchyard-cache` and the ledger.
@@ -116,7 +120,9 @@ final class AnswerCache: Sendable {
             // The embedder names the partition too: vectors of two models are not comparable.
             let space = settings.embedder?.identity ?? "local"
             let partition = CacheKey.partition(body: json, lastUserText: text, dialect: format, route: route.alias, scope: scope, namespace: namespace)
-            semantic = SemanticPlan(partition: space + "|" + partition, text: text, threshold: threshold, embedder: settings.embedder)
+            semantic = SemanticPlan(
+                partition: space + "|" + partition, text: text, threshold: threshold, embedder: settings.embedder, guarded: settings.semanticGuard
+            )
         }
         return CachePlan(
             key: CacheKey.exact(body: json, dialect: format, route: route.alias, scope: scope, namespace: namespace),
@@ -156,20 +162,34 @@ final class AnswerCache: Sendable {
         return answer
     }
 
-    /// The answer to the closest reworded last turn, once the plan's vector is known. A match whose
-    /// answer has expired is forgotten and the next closest tried (a few times at most).
-    func semanticMatch(_ plan: CachePlan) -> CachedAnswer? {
-        guard let semantic = plan.semantic, let vector = plan.vector else { return nil }
+    /// What the semantic index has for a request.
+    enum SemanticMatch {
+        case hit(CachedAnswer)
+        /// The closest answer passed the threshold, and the guard refused it.
+        case refused(SemanticGuard.Refusal)
+        case none
+    }
+
+    /// The answer to the closest reworded last turn, once the plan's vector is known, if it passes
+    /// the guard (`SemanticGuard`): a question the threshold finds close may still ask another
+    /// thing. A match whose answer has expired is forgotten and the next closest tried (a few times
+    /// at most).
+    func semanticMatch(_ plan: CachePlan) -> SemanticMatch {
+        guard let semantic = plan.semantic, let vector = plan.vector else { return .none }
         let shard = self.shard(semantic.partition)
         for _ in 0..<3 {
-            guard let match = shard.index.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }) else { return nil }
+            guard let match = shard.index.withLock({ $0.nearest(vector, partition: semantic.partition, threshold: semantic.threshold) }) else { return .none }
             if let answer = self.entries.withLock({ $0.get(match.key, at: ContinuousClock.now) }) {
+                if semantic.guarded {
+                    let refusal = answer.question.map { SemanticGuard.refusal(cached: $0, asked: semantic.text) } ?? .unverifiable
+                    if let refusal { return .refused(refusal) }
+                }
                 self.count(.semanticHit)
-                return answer
+                return .hit(answer)
             }
             shard.index.withLock { $0.remove(key: match.key) }
         }
-        return nil
+        return .none
     }
 
     private func shard(_ partition: String) -> SemanticShard {
@@ -218,6 +238,9 @@ final class AnswerCache: Sendable {
 
     func store(_ answer: CachedAnswer, plan: CachePlan) {
         guard plan.store else { return }
+        var answer = answer
+        // The question it answered goes with it, for the guard of later semantic matches.
+        answer.question = plan.semantic?.text
         let now = ContinuousClock.now
         // Refused (bigger than the whole cache): then neither kept on disk nor indexed.
         guard let evicted = self.entries.withLock({ $0.put(plan.key, answer, scope: plan.scope, route: plan.route, ttl: plan.ttl, at: now) }) else { return }
@@ -358,6 +381,8 @@ extension GatewayState {
 extension HTTPField.Name {
     /// hit | semantic-hit | miss | bypass
     static let cacheStatus = HTTPField.Name("x-switchyard-cache")!
+    /// On a miss: why the guard refused the semantic match (`SemanticGuard.Refusal`).
+    static let cacheRefused = HTTPField.Name("x-switchyard-cache-refused")!
 }
 
 /// Decodes a relayed stream's bytes on the side into a canonical answer, for the cache.

@@ -103,10 +103,21 @@ extension GatewayState {
         if let semantic = cache.semantic, cache.lookup || cache.store {
             // Embedded once: the same vector finds a match now and files the answer later.
             cache.vector = await self.embedding(of: semantic, route: route, caller: caller, routing: routing, requestID: requestID, logger: logger, span: lookup)
-            if cache.lookup, let cached = self.cache.semanticMatch(cache) { return hit(cached, .semanticHit) }
+            if cache.lookup {
+                switch self.cache.semanticMatch(cache) {
+                case .hit(let cached): return hit(cached, .semanticHit)
+                case .refused(let refusal): cache.refusal = refusal
+                case .none: break
+                }
+            }
         }
         if cache.lookup { self.cache.count(.miss) }
-        if let lookup { trace?.end(lookup) { $0["switchyard.cache.outcome"] = (cache.lookup ? CacheOutcome.miss : .bypass).rawValue } }
+        if let lookup {
+            trace?.end(lookup) { attributes in
+                attributes["switchyard.cache.outcome"] = (cache.lookup ? CacheOutcome.miss : .bypass).rawValue
+                if let refusal = cache.refusal { attributes["switchyard.cache.refused"] = refusal.rawValue }
+            }
+        }
         return .miss(cache)
     }
 

@@ -165,6 +165,7 @@ struct ExchangeContext: Sendable {
     func setAccountingHeaders<Fields: ResponseFields>(_ headers: inout Fields, usage: Usage?) {
         headers.setRateLimitHeaders(self.admission.ticket?.report)
         headers.set(.cacheStatus, self.cacheOutcome.rawValue)
+        if let refusal = self.cachePlan?.refusal { headers.set(.cacheRefused, refusal.rawValue) }
         if let usage { headers.setCost(self.cost(of: usage)) }
     }
 
@@ -189,6 +190,7 @@ struct ExchangeContext: Sendable {
         )
         summary.errorType = failure?.metricLabel
         summary.finishReason = finishReason
+        summary.cacheRefusal = self.cachePlan?.refusal
         summary.trace = self.trace
         self.state.finish(summary)
     }

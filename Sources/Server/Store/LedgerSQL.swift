@@ -6,7 +6,11 @@ enum LedgerSQL {
     static let columns = [
         "entry_id", "request_id", "at", "tenant", "key_id", "route", "provider", "model", "outcome", "status", "input_tokens",
         "cached_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "latency_ms", "ttft_ms", "cache", "attempts", "cost_saved_usd", "operation",
+        "cache_refusal",
     ]
+
+    /// Columns added after the journal was made (v9), which their own migrations add to it.
+    static let addedAfterTheJournal: Set<String> = ["cache_refusal"]
 
     enum Placeholders {
         case sqlite
@@ -154,5 +158,6 @@ extension LedgerRow {
         sink.integer(self.attempts)
         sink.double(self.costSavedUsd)
         sink.text(self.operation)
+        sink.text(self.cacheRefusal)
     }
 }

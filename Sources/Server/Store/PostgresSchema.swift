@@ -49,6 +49,8 @@ enum PostgresSchema {
                 """,
                 "CREATE INDEX stored_response_on_created_at ON stored_response (created_at)",
             ]
+        case "v11: why the semantic cache refused a hit":
+            return ["ALTER TABLE ledger ADD COLUMN cache_refusal TEXT"]
         default:
             return []
         }

@@ -13,6 +13,7 @@ enum SchemaHistory {
         "v8: ledger entry ids and daily totals",
         "v9: the journal of rows bound for a shared database",
         "v10: responses kept for their callers",
+        "v11: why the semantic cache refused a hit",
     ]
 
     /// A database whose schema is newer than this build knows: refused at start, never written to.

@@ -141,7 +141,9 @@ final class Store: GatewayDatabase {
             try db.execute(sql: LedgerSQL.dailyTable(real: "REAL"))
         }
         migrator.registerMigration(SchemaHistory.migrations[8]) { db in
-            try db.execute(sql: "CREATE TABLE ledger_journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, " + LedgerSQL.columns.map { "\($0) \(LedgerSQL.sqliteType($0))" }.joined(separator: ", ") + ")")
+            // The columns the ledger had then: later ones come with their own migrations.
+            let columns = LedgerSQL.columns.filter { !LedgerSQL.addedAfterTheJournal.contains($0) }
+            try db.execute(sql: "CREATE TABLE ledger_journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, " + columns.map { "\($0) \(LedgerSQL.sqliteType($0))" }.joined(separator: ", ") + ")")
         }
         migrator.registerMigration(SchemaHistory.migrations[9]) { db in
             try db.create(table: "stored_response") { table in
@@ -155,6 +157,10 @@ final class Store: GatewayDatabase {
                 table.column("input_items", .text).notNull()
                 table.column("response", .text).notNull()
             }
+        }
+        migrator.registerMigration(SchemaHistory.migrations[10]) { db in
+            try db.alter(table: "ledger") { table in table.add(column: "cache_refusal", .text) }
+            try db.alter(table: "ledger_journal") { table in table.add(column: "cache_refusal", .text) }
         }
         return migrator
     }
@@ -258,14 +264,17 @@ struct LedgerRow: Codable, Sendable, Equatable, FetchableRecord, PersistableReco
     var attempts: Int
     /// For cache hits: the upstream cost the cache saved.
     var costSavedUsd: Double = 0
-    /// chat | embeddings | cache-embedding (the semantic cache's own call, beside its request's row).
+    /// chat | embeddings | responses | cache-embedding (the semantic cache's own call, beside its request's row).
     var operation = "chat"
+    /// Why a semantic hit was refused (`SemanticGuard.Refusal`): the request went upstream.
+    var cacheRefusal: String?
 
     enum CodingKeys: String, CodingKey {
         case at, tenant, route, provider, model, outcome, status, cache, attempts
         case entryId = "entry_id", requestId = "request_id", keyId = "key_id", inputTokens = "input_tokens", cachedTokens = "cached_tokens"
         case outputTokens = "output_tokens", reasoningTokens = "reasoning_tokens", costUsd = "cost_usd"
         case latencyMs = "latency_ms", ttftMs = "ttft_ms", costSavedUsd = "cost_saved_usd", operation
+        case cacheRefusal = "cache_refusal"
     }
 }
 
