@@ -248,7 +248,7 @@ struct QuestionReading {
         if let value = lexicon.numberWords[lower] {
             if lexicon.multipliers.contains(lower) {
                 pendingNumber = (pendingNumber ?? 1) * value
-            } else if let pending = pendingNumber, pending.truncatingRemainder(dividingBy: 10) == 0, pending >= 20 || pending >= 100, value < 10 || (pending >= 100 && value < 100) {
+            } else if let pending = pendingNumber, pending.truncatingRemainder(dividingBy: 10) == 0, pending >= 20, value < 10 || (pending >= 100 && value < 100) {
                 pendingNumber = pending + value
             } else {
                 if let pending = pendingNumber { self.numbers.append(Quantity(value: pending, unit: nil)) }
