@@ -3,10 +3,11 @@ SWIFT ?= swift
 
 .PHONY: demo console bootstrap build release test test-swift test-conformance test-console test-durability test-fleet test-deploy test-soak test-fuzz bench bench-semantic-quality clean
 
-## Install what the build needs, build, and start the gateway on the zero-key default.
+## Install what the build needs, build, and start the gateway on the demo configuration (simulated
+## providers, tenants with budgets, a cache, a flaky provider) with synthetic traffic.
 demo: bootstrap
 	$(SWIFT) build --product switchyard
-	./.build/debug/switchyard serve
+	./.build/debug/switchyard serve --demo
 
 ## Attach the live console to the gateway `make demo` runs (in another terminal).
 console:

@@ -513,3 +513,16 @@ extension ConfigLoaderTests {
         #expect(crossed.contains { $0.path == "server.image_limits.count" && $0.message.contains("at most 256") }, "\(crossed)")
     }
 }
+
+extension ConfigLoaderTests {
+    /// The demo's configuration loads as it is, with what the demo shows: tenants with budgets and
+    /// keys, priced models, a cached route and a flaky provider.
+    @Test func theDemoConfigurationLoads() throws {
+        let config = try ConfigLoader.load(yaml: DemoConfig.yaml, source: "demo", environment: [:])
+        #expect(config.tenants.map(\.name) == ["acme", "globex", "initech"])
+        #expect(config.tenants.allSatisfy { $0.limits.dailyBudgetUSD != nil && $0.keys.count == 1 })
+        #expect(config.routes.contains { $0.cache?.semanticThreshold != nil && $0.cache?.embedder != nil })
+        #expect(config.provider("flaky")?.breaker.consecutiveFailures == 3)
+        #expect(config.prices.price(for: "gpt-4o") != nil && config.server.anonymous)
+    }
+}

@@ -33,13 +33,24 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .long, help: "State directory (overrides server.state_dir and $SWITCHYARD_STATE_DIR).")
     var stateDir: String?
 
+    @Flag(name: .long, help: "Serve the demo configuration (simulated providers, priced; tenants with budgets; a cache; a flaky provider) with synthetic traffic.")
+    var demo = false
+
+    @Flag(name: .long, help: "Send synthetic traffic to this gateway (its tenants' declared keys, its routes), for a demo.")
+    var demoTraffic = false
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         var notes: [String] = []
         var gatewayConfig: GatewayConfig
         var source: ConfigSource?
         let (listen, stateDir) = (self.listen, self.stateDir)
-        if let path = self.config ?? environment["SWITCHYARD_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        if self.demo {
+            guard self.config == nil else { throw ValidationError("--demo serves its own configuration; with --config, use --demo-traffic") }
+            gatewayConfig = try ConfigLoader.load(yaml: DemoConfig.yaml, source: "the demo configuration", environment: environment)
+            try ConfigFile.applyOverrides(&gatewayConfig, environment: environment, listen: listen, stateDir: stateDir)
+            notes.append("the demo configuration (switchyard serve --demo): simulated providers, three tenants with budgets, a cached route, a flaky provider, synthetic traffic")
+        } else if let path = self.config ?? environment["SWITCHYARD_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) {
             source = ConfigSource(path: path) { config in
                 try ConfigFile.applyOverrides(&config, environment: ProcessInfo.processInfo.environment, listen: listen, stateDir: stateDir)
             }
@@ -67,8 +78,14 @@ struct Serve: AsyncParsableCommand {
 
         let routes = gatewayConfig.routes.map(\.alias)
         let host = gatewayConfig.server.listen.host
+        let traffic = self.demo || self.demoTraffic ? gatewayConfig : nil
         var service = GatewayService(config: gatewayConfig, source: source, logger: logger) { started in
             let address = "http://\(host):\(started.port)"
+            if let traffic {
+                // Ends with the process: nothing waits for a demo's requests.
+                let local = ["0.0.0.0", "::", "[::]"].contains(host) ? "http://127.0.0.1:\(started.port)" : address
+                Task.detached { await DemoTraffic(address: local, config: traffic, logger: logger).run() }
+            }
             logger.info("listening on \(address)", metadata: ["gw.models": "\(routes.joined(separator: ","))"])
             logger.info("admin socket \(started.adminSocket) (switchyard ctl status, switchyard-console)")
             if let simulatorURL = started.simulatorURL {
