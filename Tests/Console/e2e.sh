@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end test of switchyard-console: a real gateway with simulated providers and traffic, the
-# console in tmux (capture-pane reads the screen, send-keys types). Checks that live numbers appear
-# and change, drains a provider through the console and confirms through the admin API that it gets
-# no new traffic, kills the gateway and sees the disconnected state, restarts it and sees the console
+# End-to-end test of switchyard-console: the gateway on `make demo`'s configuration with its
+# synthetic traffic (and more), the console in tmux at 120×40 (capture-pane reads the screen,
+# send-keys types). Checks that tenants' spend rises, the cache's hit ratio appears, the flaky
+# provider's breaker opens and closes, and live numbers change; drains a provider through the
+# console and confirms through the admin API that it gets no new traffic; kills the gateway and sees the disconnected state, restarts it and sees the console
 # recover. With SCREENSHOTS=DIR it also saves the captured text of each screen there.
 #
 # Everything runs on 127.0.0.1 with bounded waits; the binaries come from `swift build`.
@@ -28,29 +29,26 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "e2e FAIL: $*" >&2; echo "--- screen ---" >&2; screen >&2 || true; exit 1; }
 
-cat > "$work/gateway.yaml" <<YAML
-server: { listen: 127.0.0.1:$port, state_dir: $work/state, log_level: warning }
-providers:
-  openai-east: { kind: simulator }
-  openai-west: { kind: simulator }
-  claude: { kind: simulator, dialect: anthropic }
-routes:
-  gpt-4o:
-    targets: [{ provider: openai-east, model: gpt-4o, weight: 3 }, { provider: openai-west, model: gpt-4o, weight: 1 }]
-    fallbacks: [claude]
-  claude:
-    targets: [{ provider: claude, model: claude-sonnet-4-5 }]
-simulator: { ttft: 10ms, tokens_per_second: 0 }
-YAML
-
+# The demo's configuration and its own synthetic traffic (what `make demo` runs): tenants with
+# budgets, a cached route, a flaky provider.
 start_gateway() {
-  "$bin/switchyard" serve --config "$work/gateway.yaml" 2>> "$work/gateway.log" &
+  SWITCHYARD_LOG_LEVEL=warning "$bin/switchyard" serve --demo --listen "127.0.0.1:$port" --state-dir "$work/state" 2>> "$work/gateway.log" &
   gateway=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0; sleep 0.1; done
   fail "the gateway did not start: $(tail -5 "$work/gateway.log")"
 }
 ctl() { SWITCHYARD_ADMIN_SOCKET="$work/state/admin.sock" "$bin/switchyard" ctl "$@"; }
 screen() { tmux capture-pane -p -t "$session"; }
+# Waits up to $2 seconds for a line of the screen to match the regular expression $1.
+wait_for_match() {
+  local deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    screen | grep -qE -- "$1" && return 0
+    sleep 0.5
+  done
+  fail "nothing matched '$1'"
+}
+breaker_of() { ctl status --json | python3 -c "import json,sys; print(next(t['breaker'] for t in json.load(sys.stdin)['targets'] if t['provider']=='$1'))"; }
 # Waits up to $2 seconds (default 10) for the screen to contain $1.
 wait_for() {
   local deadline=$((SECONDS + ${2:-10}))
@@ -64,16 +62,19 @@ shot() { [ -n "${SCREENSHOTS:-}" ] && { mkdir -p "$SCREENSHOTS"; screen > "$SCRE
 requests_to() { ctl status --json | python3 -c "import json,sys; print(next(t['requests1m'] for t in json.load(sys.stdin)['targets'] if t['provider']=='$1'))"; }
 
 start_gateway
+# More than the demo's own pace, so that the drain check below sees enough requests, and gpt-4.1
+# (over the flaky provider) often enough that its breaker opens soon.
 ( for _ in $(seq 1 3000); do
     curl -s -o /dev/null "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
-      -d '{"model":"gpt-4o","messages":[{"role":"user","content":"Hello"}]}'
+      -d '{"model":"gpt-4.1","messages":[{"role":"user","content":"Hello"}]}' &
     curl -s -o /dev/null "http://127.0.0.1:$port/v1/chat/completions" -H 'content-type: application/json' \
-      -d '{"model":"claude","messages":[{"role":"user","content":"Hello"}],"stream":true}'
+      -d '{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"Hello"}],"stream":true}'
+    wait
     sleep 0.02
   done ) &
 traffic=$!
 
-tmux new-session -d -s "$session" -x 100 -y 30 "SWITCHYARD_ADMIN_SOCKET=$work/state/admin.sock $bin/switchyard-console --refresh 500ms"
+tmux new-session -d -s "$session" -x 120 -y 40 "SWITCHYARD_ADMIN_SOCKET=$work/state/admin.sock $bin/switchyard-console --refresh 500ms"
 wait_for "● live"
 wait_for "requests/s"
 first="$(screen | grep -F "requests/s" | awk '{print $3}')"
@@ -84,39 +85,52 @@ echo "e2e: live numbers change ($first → $second req/s)"
 
 tmux send-keys -t "$session" 2
 wait_for "TARGET"
-wait_for "openai-west/gpt-4o"
+wait_for "sim-claude/claude"
+wait_for "breaker_open" 30
+echo "e2e: the flaky provider's breaker opened"
 shot providers
-# Select openai-west (rows are sorted by provider: claude, openai-east, openai-west) and drain it.
-tmux send-keys -t "$session" j j d
-wait_for "Drain openai-west?"
+# Select sim-claude (rows are sorted by provider, then model: flaky, sim ×3, sim-claude…) and drain it.
+tmux send-keys -t "$session" j j j j d
+wait_for "Drain sim-claude?"
 tmux send-keys -t "$session" y
-wait_for "provider openai-west drained"
+wait_for "provider sim-claude drained"
 wait_for "drained"
-[ "$(ctl status --json | python3 -c "import json,sys; print(next(t['health'] for t in json.load(sys.stdin)['targets'] if t['provider']=='openai-west'))")" = drained ] \
-  || fail "the admin API does not show openai-west drained"
+[ "$(ctl status --json | python3 -c "import json,sys; print(next(t['health'] for t in json.load(sys.stdin)['targets'] if t['provider']=='sim-claude'))")" = drained ] \
+  || fail "the admin API does not show sim-claude drained"
 before="$(SWITCHYARD_ADMIN_SOCKET="$work/state/admin.sock" timeout 2 "$bin/switchyard" ctl events --json 2>/dev/null || true)"
-sent_west="$(echo "$before" | grep -c '"provider":"openai-west"' || true)"
+sent_drained="$(echo "$before" | grep -c '"provider":"sim-claude"' || true)"
 sent_all="$(echo "$before" | grep -c '"kind":"request"' || true)"
-[ "$sent_all" -gt 10 ] || fail "only $sent_all requests seen in 2 s: the check would prove nothing"
-[ "$sent_west" = 0 ] || fail "openai-west still got $sent_west requests after the drain"
-echo "e2e: drained through the console; none of the next $sent_all requests reached openai-west"
+[ "$sent_all" -gt 5 ] || fail "only $sent_all requests seen in 2 s: the check would prove nothing"
+[ "$sent_drained" = 0 ] || fail "sim-claude still got $sent_drained requests after the drain"
+echo "e2e: drained through the console; none of the next $sent_all requests reached sim-claude"
 
 tmux send-keys -t "$session" 4
 wait_for "Routes"
 shot routes
 tmux send-keys -t "$session" 6
 wait_for "Live log"
-wait_for "→ openai-east/gpt-4o"
+wait_for "→ sim/gpt-4"
 shot log
 tmux send-keys -t "$session" 7
 wait_for "One replica"
 shot fleet
 tmux send-keys -t "$session" 3
-wait_for "No tenants"
+wait_for "initech"
+spent() { screen | awk '$2 == "acme" { print $3 }'; }
+first="$(spent)"
+for _ in $(seq 1 40); do [ "$(spent)" != "$first" ] && break; sleep 0.5; done
+[ "$(spent)" != "$first" ] || fail "acme's requests did not rise on screen ($first)"
+echo "e2e: the tenants' spend rises on screen (acme $first → $(spent) requests today)"
 shot tenants
 tmux send-keys -t "$session" 5
-wait_for "Response caching is not enabled"
+wait_for "semantic hits"
+wait_for_match "hit rate +[1-9]" 90
+echo "e2e: the cache's hit ratio appears"
 shot cache
+# The flaky provider's breaker, open above, closes again once a probe succeeds (it rests 15-30 s).
+for _ in $(seq 1 240); do [ "$(breaker_of flaky)" = closed ] && break; sleep 0.5; done
+[ "$(breaker_of flaky)" = closed ] || fail "the flaky provider's breaker did not close within 120 s"
+echo "e2e: the flaky provider's breaker closed again"
 tmux send-keys -t "$session" '?'
 wait_for "Keys (any key closes)"
 shot help
