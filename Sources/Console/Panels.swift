@@ -155,6 +155,10 @@ struct Renderer {
             ? [("TARGET", 24), ("HEALTH", 15), ("BREAKER", 10), ("INFL", 5), ("REQ/1m", 7), ("ERR%", 7), ("P50 ms", 8), ("P99 ms", 8)]
             : [("TARGET", 20), ("HEALTH", 13), ("BREAKER", 10), ("INFL", 5), ("REQ/1m", 7), ("ERR%", 7), ("P50ms", 6), ("P99ms", 6)]
         if wide { columns += [("TTFT p50", 9), ("QUEUE", 6)] }
+        // Room to spare goes to the target names first (up to 48 columns), the last error keeping 24.
+        let longest = state.visibleTargets.map { "\($0.provider)/\($0.model)".count + 1 }.max() ?? 0
+        let spare = canvas.width - 4 - columns.map(\.1).reduce(0, +) - 24
+        if spare > 0 { columns[0].1 += min(spare, max(0, min(longest, 48) - columns[0].1)) }
         let lastErrorX = 2 + columns.map(\.1).reduce(0, +)
         canvas.box(0, top, canvas.width, height, title: "Providers (targets)" + (state.providerSortByErrors ? ", by error rate" : ""), focused: true, ascii: !self.unicode)
         self.row(columns.map(\.0) + (canvas.width - lastErrorX > 12 ? ["LAST ERROR"] : []), widths: columns.map(\.1) + [canvas.width - lastErrorX - 2], &canvas, x: 2, y: top + 1, role: .muted)

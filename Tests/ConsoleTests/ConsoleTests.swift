@@ -211,6 +211,21 @@ struct ViewStateTests {
         #expect(Renderer(unicode: true, now: 0).render(state, width: 160, height: 48).text.contains("gateway-7d9f-a"))
     }
 
+    /// A wide terminal gives a long target name the room it needs; a narrow one cuts it.
+    @Test func longTargetNamesUseTheRoomAWideTerminalHas() {
+        var snapshot = Sample.snapshot
+        let long = "azure-sweden-central/gpt-4o-2024-11-20-global"
+        snapshot.targets[0] = AdminTarget(
+            provider: "azure-sweden-central", model: "gpt-4o-2024-11-20-global", health: "healthy", breaker: "closed", drained: false,
+            restingSeconds: nil, inFlight: 1, reportedQueue: nil, requests1m: 10, errorRate1m: 0, latencyMs: Percentiles(p50: 80), timeToFirstTokenMs: Percentiles(p50: 20),
+            lastError: nil
+        )
+        var state = Sample.state(screen: .providers)
+        state.apply(snapshot: snapshot)
+        #expect(Renderer(unicode: true, now: 0).render(state, width: 200, height: 60).text.contains(long))
+        #expect(!Renderer(unicode: true, now: 0).render(state, width: 80, height: 24).text.contains(long))
+    }
+
     @Test func numbersTabAndShiftTabSwitchScreens() {
         var state = ViewState(readOnly: false, socketPath: "s")
         _ = state.handle(.char("4"))
