@@ -97,11 +97,17 @@ wait_for "provider sim-claude drained"
 wait_for "drained"
 [ "$(ctl status --json | python3 -c "import json,sys; print(next(t['health'] for t in json.load(sys.stdin)['targets'] if t['provider']=='sim-claude'))")" = drained ] \
   || fail "the admin API does not show sim-claude drained"
-before="$(SWITCHYARD_ADMIN_SOCKET="$work/state/admin.sock" timeout 2 "$bin/switchyard" ctl events --json 2>/dev/null || true)"
-sent_drained="$(echo "$before" | grep -c '"provider":"sim-claude"' || true)"
-sent_all="$(echo "$before" | grep -c '"kind":"request"' || true)"
-[ "$sent_all" -gt 5 ] || fail "only $sent_all requests seen in 2 s: the check would prove nothing"
-[ "$sent_drained" = 0 ] || fail "sim-claude still got $sent_drained requests after the drain"
+# A request already in flight when the drain landed finishes there (as the console says), so
+# only requests that started after it count: an event's time is its end, less its latency.
+drained_at="$(date +%s.%N)"
+events="$(SWITCHYARD_ADMIN_SOCKET="$work/state/admin.sock" timeout 3 "$bin/switchyard" ctl events --json 2>/dev/null || true)"
+read -r sent_all sent_drained < <(echo "$events" | python3 -c "
+import json, sys
+started_after = [e for e in map(json.loads, filter(str.strip, sys.stdin))
+                 if e.get('kind') == 'request' and e['time'] - (e.get('latencyMs') or 0) / 1000 > $drained_at]
+print(len(started_after), sum(e.get('provider') == 'sim-claude' for e in started_after))")
+[ "$sent_all" -gt 5 ] || fail "only $sent_all requests started in 3 s: the check would prove nothing"
+[ "$sent_drained" = 0 ] || fail "sim-claude still got $sent_drained requests started after the drain"
 echo "e2e: drained through the console; none of the next $sent_all requests reached sim-claude"
 
 tmux send-keys -t "$session" 4
