@@ -59,6 +59,12 @@ struct AdminClient: Sendable {
         }
     }
 
+    /// One tenant's day in detail; nil when it cannot be had (the next refresh asks again).
+    func tenantDetail(_ name: String) -> AdminTenantDetail? {
+        guard case .success(let reply) = self.call("GET", "/v1/tenants/\(AdminPath.segment(name))"), reply.status == 200 else { return nil }
+        return try? AdminJSON.decoder().decode(AdminTenantDetail.self, from: reply.body)
+    }
+
     /// Carries out an action; the text says what the gateway answered, success or not.
     func perform(_ command: Command) -> (text: String, ok: Bool) {
         let result: Result<Reply, CallFailure>
@@ -69,6 +75,9 @@ struct AdminClient: Sendable {
             summary = text
         case .put(let path, let body, let text):
             result = self.call("PUT", path, body: body, timeout: .seconds(10))
+            summary = text
+        case .delete(let path, let text):
+            result = self.call("DELETE", path, timeout: .seconds(10))
             summary = text
         case .quit:
             return ("", true)

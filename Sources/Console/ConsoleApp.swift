@@ -69,9 +69,11 @@ enum ConsoleApp {
             if now >= nextPoll {
                 nextPoll = now + options.refresh
                 switch client.snapshot() {
-                case .success(let snapshot): state.apply(snapshot: snapshot)
+                case .success(let snapshot): state.apply(snapshot: snapshot, at: Date().timeIntervalSince1970)
                 case .failure(let failure): state.apply(disconnected: failure.message, at: Date().timeIntervalSince1970)
                 }
+                // Only while the Tenants screen shows it: one more small call per refresh.
+                if let tenant = state.tenantDetailWanted { state.apply(tenantDetail: client.tenantDetail(tenant)) }
                 dirty = true
             }
             let events = follower.drain()
@@ -95,7 +97,7 @@ enum ConsoleApp {
             for command in state.handle(key) {
                 if command == .quit { return }
                 let result = client.perform(command)
-                state.apply(result: result.text, ok: result.ok)
+                state.apply(result: result.text, ok: result.ok, of: command)
                 nextPoll = ContinuousClock.now
             }
         }

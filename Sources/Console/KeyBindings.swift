@@ -29,7 +29,7 @@ enum Screen: Int, CaseIterable, Sendable {
 enum Action: Equatable, Sendable {
     case quit, nextScreen, previousScreen, show(Screen), up, down, pageUp, pageDown
     case filter, sort, help
-    case drain, undrain, editRoute, flushCache, reload
+    case drain, undrain, openBreaker, resetBreaker, editRoute, flushCache, revokeKey, reload
 }
 
 /// One row of the key table: it drives dispatch, the footer hints and the help screen, so the three
@@ -81,8 +81,11 @@ enum KeyBindings {
         Binding([.char("s")], "s", .sort, hint: "Sort", help: "change the sort column", screens: [.tenants, .providers]),
         Binding([.function(7), .char("d")], "F7/d", .drain, hint: "Drain", help: "drain the selected provider: no new requests, in-flight ones finish", screens: [.providers], mutates: true),
         Binding([.function(8), .char("u")], "F8/u", .undrain, hint: "Undrain", help: "put the selected provider back in rotation", screens: [.providers], mutates: true),
+        Binding([.char("o")], "o", .openBreaker, hint: "Open", help: "open the selected target's breaker: it rests, then probes", screens: [.providers], mutates: true),
+        Binding([.char("c")], "c", .resetBreaker, hint: "Close", help: "reset the selected target's breaker: closed, failures forgotten", screens: [.providers], mutates: true),
         Binding([.function(4), .char("e")], "F4/e", .editRoute, hint: "Edit", help: "edit the selected route: weights, order, disabled targets, strategy", screens: [.routes], mutates: true),
-        Binding([.function(9), .char("f")], "F9/f", .flushCache, hint: "Flush", help: "flush the response cache (all; on Routes: the selected route's)", screens: [.cache, .routes], mutates: true),
+        Binding([.function(9), .char("f")], "F9/f", .flushCache, hint: "Flush", help: "flush the response cache (all; the selected route's or tenant's)", screens: [.cache, .routes, .tenants], mutates: true),
+        Binding([.function(6), .char("x")], "F6/x", .revokeKey, hint: "Revoke", help: "revoke one of the selected tenant's keys (pick it, then confirm)", screens: [.tenants], mutates: true),
         Binding([.function(5), .char("r")], "F5/r", .reload, hint: "Reload", help: "re-read and validate the gateway's config file", mutates: true),
         Binding([.function(10), .char("q")], "F10/q", .quit, hint: "Quit", help: "quit the console (the gateway keeps running)"),
     ]

@@ -32,6 +32,7 @@ struct Renderer {
         switch state.mode {
         case .help: self.help(state, &canvas)
         case .editRoute(let form): self.routeForm(form, &canvas)
+        case .pickKey(let picker): self.keyPicker(picker, &canvas)
         default: break
         }
         self.footer(state, &canvas)
@@ -82,6 +83,9 @@ struct Renderer {
         case .editRoute:
             canvas.put(0, y, " ↑↓ select  +/- weight  space on/off  K/J move  s strategy  Enter apply  Esc cancel", .muted)
             return
+        case .pickKey:
+            canvas.put(0, y, " ↑↓ select  Enter revoke…  Esc cancel", .muted)
+            return
         default:
             break
         }
@@ -107,24 +111,30 @@ struct Renderer {
 
     private func overview(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
         let window = state.snapshot?.windows["10s"]
-        let rows: [(String, String, ViewState.Series, Bool)] = [
-            ("requests/s", window.map { Self.number($0.requestsPerSecond) } ?? "-", .requestsPerSecond, false),
-            ("errors", window.map { Self.percent($0.errorRate) } ?? "-", .errorRate, true),
-            ("latency p50", Self.ms(window?.latencyMs.p50) + " ms", .latencyP50, true),
-            ("latency p99", Self.ms(window?.latencyMs.p99) + " ms", .latencyP99, true),
-            ("TTFT p50", Self.ms(window?.timeToFirstTokenMs.p50) + " ms", .firstTokenP50, true),
-            ("cost/min", window.map { Self.money($0.costPerMinuteUsd) } ?? "-", .costPerMinute, false),
-            ("cache hits", state.snapshot?.cache.map { Self.percent($0.hitRate) } ?? "n/a", .cacheHitRate, false),
+        // Percentages are drawn against a floor (errors 5%, hits 100%), so a small steady share looks small.
+        let rows: [(String, String, ViewState.Series, Bool, Double)] = [
+            ("requests/s", window.map { Self.number($0.requestsPerSecond) } ?? "-", .requestsPerSecond, false, 0),
+            ("errors", window.map { Self.percent($0.errorRate) } ?? "-", .errorRate, true, 5),
+            ("latency p50", Self.ms(window?.latencyMs.p50) + " ms", .latencyP50, true, 0),
+            ("latency p99", Self.ms(window?.latencyMs.p99) + " ms", .latencyP99, true, 0),
+            ("TTFT p50", Self.ms(window?.timeToFirstTokenMs.p50) + " ms", .firstTokenP50, true, 0),
+            ("cost/min", window.map { Self.money($0.costPerMinuteUsd) } ?? "-", .costPerMinute, false, 0),
+            ("cache hits", state.snapshot?.cache.map { Self.percent($0.hitRate) } ?? "n/a", .cacheHitRate, false, 100),
         ]
-        let boxHeight = min(rows.count + 2, height)
+        // A taller terminal gives each graph more rows (up to 6), keeping the windows table under them.
+        let rowsEach = max(1, min(6, (height - 9) / rows.count))
+        let boxHeight = min(rows.count * rowsEach + 2, height)
         canvas.box(0, top, canvas.width, boxHeight, title: "Last 10 s, history \(ViewState.historyLength) samples", ascii: !self.unicode)
         let sparkX = 28
         let sparkWidth = max(0, canvas.width - sparkX - 2)
-        for (index, row) in rows.enumerated() where index < boxHeight - 2 {
-            let y = top + 1 + index
+        for (index, row) in rows.enumerated() where (index + 1) * rowsEach <= boxHeight - 2 {
+            let y = top + 1 + index * rowsEach
             canvas.put(2, y, row.0, .muted)
             canvas.put(15, y, row.1, .text, bold: true, limit: 12)
-            self.sparkline(state.history[row.2] ?? [], &canvas, x: sparkX, y: y, width: sparkWidth, latencyColors: row.3)
+            let values = state.history[row.2] ?? []
+            // The graph's scale: what its top row stands for.
+            if rowsEach >= 2 { canvas.put(15, y + 1, "top " + Self.number(Self.scaleTop(values.suffix(sparkWidth), floor: row.4)), .muted, limit: 12) }
+            self.sparkline(values, &canvas, x: sparkX, y: y, width: sparkWidth, height: rowsEach, scaleFloor: row.4, latencyColors: row.3)
         }
         let tableTop = top + boxHeight
         guard height - boxHeight >= 4 else { return }
@@ -146,72 +156,6 @@ struct Renderer {
         if errorsY < top + height, let minute = state.snapshot?.windows["1m"] {
             let parts = FaultDomain.allCases.map { "\($0.rawValue) \(minute.errors[$0.rawValue] ?? 0)" }.joined(separator: " · ")
             canvas.put(1, errorsY, "errors by fault domain, last minute: \(parts)", .muted)
-        }
-    }
-
-    private func providers(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
-        let wide = canvas.width >= 120
-        var columns = canvas.width >= 100
-            ? [("TARGET", 24), ("HEALTH", 15), ("BREAKER", 10), ("INFL", 5), ("REQ/1m", 7), ("ERR%", 7), ("P50 ms", 8), ("P99 ms", 8)]
-            : [("TARGET", 20), ("HEALTH", 13), ("BREAKER", 10), ("INFL", 5), ("REQ/1m", 7), ("ERR%", 7), ("P50ms", 6), ("P99ms", 6)]
-        if wide { columns += [("TTFT p50", 9), ("QUEUE", 6)] }
-        // Room to spare goes to the target names first (up to 48 columns), the last error keeping 24.
-        let longest = state.visibleTargets.map { "\($0.provider)/\($0.model)".count + 1 }.max() ?? 0
-        let spare = canvas.width - 4 - columns.map(\.1).reduce(0, +) - 24
-        if spare > 0 { columns[0].1 += min(spare, max(0, min(longest, 48) - columns[0].1)) }
-        let lastErrorX = 2 + columns.map(\.1).reduce(0, +)
-        canvas.box(0, top, canvas.width, height, title: "Providers (targets)" + (state.providerSortByErrors ? ", by error rate" : ""), focused: true, ascii: !self.unicode)
-        self.row(columns.map(\.0) + (canvas.width - lastErrorX > 12 ? ["LAST ERROR"] : []), widths: columns.map(\.1) + [canvas.width - lastErrorX - 2], &canvas, x: 2, y: top + 1, role: .muted)
-        let targets = state.visibleTargets
-        if targets.isEmpty {
-            canvas.put(2, top + 2, state.snapshot == nil ? "waiting for the gateway…" : "no targets match", .muted)
-            return
-        }
-        let visible = height - 3
-        let selected = state.selection[.providers] ?? 0
-        let first = max(0, min(selected - visible + 1, targets.count - visible))
-        for (offset, target) in targets.dropFirst(first).prefix(visible).enumerated() {
-            let y = top + 2 + offset
-            let healthRole: Role = target.health == "healthy" ? .ok : (target.health == "drained" ? .warn : .error)
-            let breakerRole: Role = target.breaker == "closed" ? .ok : (target.breaker == "half_open" ? .warn : .error)
-            var cells = [
-                ("\(target.provider)/\(target.model)", Role.text), (target.health, healthRole), (target.breaker, breakerRole),
-                ("\(target.inFlight)", .text), ("\(target.requests1m)", .text),
-                (Self.percent(target.errorRate1m), target.errorRate1m > 0.05 ? .error : .text),
-                (Self.ms(target.latencyMs.p50), .text), (Self.ms(target.latencyMs.p99), .text),
-            ]
-            if wide { cells += [(Self.ms(target.timeToFirstTokenMs.p50), .text), (target.reportedQueue.map(String.init) ?? "-", .text)] }
-            var x = 2
-            for (index, cell) in cells.enumerated() {
-                canvas.put(x, y, cell.0, cell.1, limit: min(columns[index].1 - 1, canvas.width - 2 - x))
-                x += columns[index].1
-            }
-            if canvas.width - lastErrorX > 12 { canvas.put(lastErrorX, y, target.lastError ?? "", .muted, limit: canvas.width - lastErrorX - 2) }
-            if first + offset == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
-        }
-    }
-
-    private func tenants(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
-        canvas.box(0, top, canvas.width, height, title: "Tenants, by \(state.tenantSort.rawValue)", focused: true, ascii: !self.unicode)
-        let tenants = state.visibleTenants
-        guard !tenants.isEmpty else {
-            canvas.put(2, top + 2, "No tenants: this gateway serves anonymous requests (tenants come with virtual keys).", .muted, limit: canvas.width - 4)
-            return
-        }
-        let columns = [("TENANT", 18), ("REQ today", 10), ("TOKENS", 12), ("COST today", 12), ("REJECTED", 9), ("BUDGET", 22)]
-        self.row(columns.map(\.0), widths: columns.map(\.1), &canvas, x: 2, y: top + 1, role: .muted)
-        let selected = state.selection[.tenants] ?? 0
-        for (index, tenant) in tenants.prefix(height - 3).enumerated() {
-            let y = top + 2 + index
-            self.row([tenant.name, "\(tenant.requestsToday)", "\(tenant.tokensToday)", Self.money(tenant.costTodayUsd), "\(tenant.limitRejections)"], widths: columns.map(\.1), &canvas, x: 2, y: y, role: .text)
-            if let used = tenant.budgetUsed {
-                let role: Role = used >= 1 ? .error : (used >= 0.8 ? .warn : .ok)
-                let barWidth = canvas.width >= 100 ? 20 : 7
-                canvas.put(63, y, Self.bar(used, width: barWidth, unicode: self.unicode) + " " + Self.percent(used), role, limit: canvas.width - 65)
-            } else {
-                canvas.put(63, y, "no budget", .muted)
-            }
-            if index == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
         }
     }
 
@@ -260,7 +204,9 @@ struct Renderer {
             canvas.put(2, top + 2 + index, row.0, .muted)
             canvas.put(18, top + 2 + index, row.1, .text, bold: true)
         }
-        self.sparkline(state.history[.cacheHitRate] ?? [], &canvas, x: 30, y: top + 4, width: max(0, canvas.width - 32), latencyColors: false)
+        let graphHeight = max(1, min(8, height - 6))
+        canvas.put(30, top + 2, "hit rate history, 0–100%", .muted, limit: max(0, canvas.width - 32))
+        self.sparkline(state.history[.cacheHitRate] ?? [], &canvas, x: 30, y: top + 3, width: max(0, canvas.width - 32), height: graphHeight, scaleFloor: 100, latencyColors: false)
     }
 
     private func log(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
@@ -306,10 +252,16 @@ struct Renderer {
 
     private func fleet(_ state: ViewState, _ canvas: inout Canvas, top: Int, height: Int) {
         let replicas = state.snapshot?.fleet ?? []
-        canvas.box(0, top, canvas.width, height, title: replicas.isEmpty ? "Fleet" : "Fleet, \(replicas.count) replicas up", focused: true, ascii: !self.unicode)
+        canvas.box(0, top, canvas.width, height, title: replicas.isEmpty ? "Fleet" : "Fleet, \(replicas.count) replicas up" + (state.goneReplicas.isEmpty ? "" : ", \(state.goneReplicas.count) gone"), focused: true, ascii: !self.unicode)
         if let ledger = state.snapshot?.ledger {
             let (text, role) = Self.ledgerLine(ledger)
-            canvas.put(2, top + height - 2, text, role, limit: canvas.width - 4)
+            // Too long for one line: cut after the database, the rest on the line below.
+            if text.count > canvas.width - 4, let cut = text.range(of: "  ·  ") {
+                canvas.put(2, top + height - 3, String(text[..<cut.lowerBound]), role, limit: canvas.width - 4)
+                canvas.put(2, top + height - 2, String(text[cut.upperBound...]), role, limit: canvas.width - 4)
+            } else {
+                canvas.put(2, top + height - 2, text, role, limit: canvas.width - 4)
+            }
         }
         guard let shared = state.snapshot?.sharedState else {
             canvas.put(2, top + 2, state.snapshot == nil ? "waiting for the gateway…" : "One replica: its limits, budgets and drains live in this process (state: local).", .muted, limit: canvas.width - 4)
@@ -338,9 +290,11 @@ struct Renderer {
             canvas.put(2, top + 4, "The roll call cannot be read: Redis does not answer.", .error, limit: canvas.width - 4)
             return
         }
-        let wide = canvas.width >= 120
-        let columns = wide
-            ? [("REPLICA", 30), ("ADDRESS", 22), ("VERSION", 12), ("CONFIG", 20), ("UP", 8), ("REQ/1m", 8), ("ERR%", 7), ("SEEN", 6)]
+        // The address from 120 columns; the notes beside the rows from 170, under the table before.
+        let withAddress = canvas.width >= 120
+        let wide = canvas.width >= 170
+        let columns = withAddress
+            ? [("REPLICA", 24), ("ADDRESS", 18), ("VERSION", 10), ("CONFIG", 14), ("UP", 8), ("REQ/1m", 8), ("ERR%", 7), ("SEEN", 6)]
             : [("REPLICA", 20), ("VERSION", 10), ("CONFIG", 14), ("UP", 7), ("REQ/1m", 7), ("ERR%", 6), ("SEEN", 5)]
         let noteX = 2 + columns.map(\.1).reduce(0, +)
         self.row(columns.map(\.0) + (wide ? ["NOTE"] : []), widths: columns.map(\.1) + [canvas.width - noteX - 2], &canvas, x: 2, y: top + 3, role: .muted)
@@ -348,14 +302,31 @@ struct Renderer {
         let digests = Dictionary(grouping: replicas, by: \.configDigest)
         let common = digests.max { $0.value.count < $1.value.count || ($0.value.count == $1.value.count && $0.key > $1.key) }?.key
         let selected = state.selection[.fleet] ?? 0
-        let shown = replicas.prefix(max(0, height - 6))
+        // A replica that left the roll call stays on screen, marked, until it comes back.
+        let gone = state.goneReplicas.values.sorted { $0.replica.id < $1.replica.id }
+        let entries = replicas.map { ($0, nil as Double?) } + gone.map { ($0.replica, $0.lastSeen as Double?) }
+        let shown = entries.prefix(max(0, height - 6))
         var notes: [(String, Role)] = []
-        for (index, replica) in shown.enumerated() {
+        for (index, (replica, lastSeen)) in shown.enumerated() {
             let y = top + 4 + index
+            if let lastSeen {
+                let note = "gone: no heartbeat since \(Self.clock(lastSeen))"
+                var cells: [(String, Role)] = [(replica.id, .error)]
+                if withAddress { cells.append((replica.address, .muted)) }
+                cells += [(replica.version, .muted), ("v\(replica.configVersion) \(replica.configDigest)", .muted), ("-", .muted), ("-", .muted), ("-", .muted), ("gone", .error)]
+                var cellX = 2
+                for (column, cell) in cells.enumerated() {
+                    canvas.put(cellX, y, cell.0, cell.1, limit: min(columns[column].1 - 1, canvas.width - 2 - cellX))
+                    cellX += columns[column].1
+                }
+                if wide { canvas.put(noteX, y, note, .error, limit: canvas.width - noteX - 2) } else { notes.append(("\(replica.id): \(note)", .error)) }
+                if index == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
+                continue
+            }
             let stale = replica.configDigest != common
             let late = replica.lastSeenSecondsAgo > 5
             var cells: [(String, Role)] = [(replica.id, replica.id == shared.replica ? .accent : .text)]
-            if wide { cells.append((replica.address, .text)) }
+            if withAddress { cells.append((replica.address, .text)) }
             cells += [
                 (replica.version, .text), ("v\(replica.configVersion) \(replica.configDigest)", stale ? .warn : .text),
                 (Self.duration(max(0, self.now - replica.upSince)), .text), ("\(replica.requestsLastMinute)", .text),
@@ -387,10 +358,17 @@ struct Renderer {
     private func help(_ state: ViewState, _ canvas: inout Canvas) {
         // The six screen keys share one line, so the whole table fits 80×24.
         var bindings = KeyBindings.table.filter { !(state.readOnly && $0.mutates) }
-        if let first = bindings.firstIndex(where: { if case .show = $0.action { true } else { false } }) {
-            let screens = Screen.allCases.map(\.title).joined(separator: ", ")
-            bindings.removeAll { if case .show = $0.action { true } else { false } }
-            bindings.insert(Binding([], "1…6", .show(.overview), hint: "", help: "screens: \(screens)"), at: first)
+        // The screen keys share one line, and so do the moves, so the whole table fits 80×24.
+        let groups: [(Binding, (Action) -> Bool)] = [
+            (Binding([], "1…\(Screen.allCases.count)", .show(.overview), hint: "", help: "screens: " + Screen.allCases.map(\.title).joined(separator: ", ")),
+             { if case .show = $0 { true } else { false } }),
+            (Binding([], "Tab", .nextScreen, hint: "", help: "next screen (Shift-Tab: previous)"), { $0 == .nextScreen || $0 == .previousScreen }),
+            (Binding([], "↑↓ jk", .up, hint: "", help: "select a row (PgUp/PgDn: a page)"), { [.up, .down, .pageUp, .pageDown].contains($0) }),
+        ]
+        for (line, member) in groups {
+            guard let first = bindings.firstIndex(where: { member($0.action) }) else { continue }
+            bindings.removeAll { member($0.action) }
+            bindings.insert(line, at: first)
         }
         let width = min(canvas.width - 4, 76)
         let height = min(canvas.height - 4, bindings.count + 4)
@@ -404,6 +382,23 @@ struct Renderer {
             canvas.put(x + 10, y + 1 + index, binding.help + scope, binding.mutates ? .warn : .text, limit: width - 12)
         }
         canvas.put(x + 2, y + height - 2, state.readOnly ? "read-only: actions are hidden" : "actions ask for confirmation; the gateway's answer shows below", .muted, limit: width - 4)
+    }
+
+    private func keyPicker(_ picker: KeyPicker, _ canvas: inout Canvas) {
+        let width = min(canvas.width - 4, 70)
+        let height = min(canvas.height - 4, picker.keys.count + 4)
+        let x = (canvas.width - width) / 2
+        let y = 3
+        self.clear(&canvas, x: x, y: y, width: width, height: height)
+        canvas.box(x, y, width, height, title: "Revoke a key of \(picker.tenant)", focused: true, ascii: !self.unicode)
+        let first = max(0, picker.cursor - (height - 5))
+        for (offset, key) in picker.keys.dropFirst(first).prefix(height - 4).enumerated() {
+            let row = y + 1 + offset
+            canvas.put(x + 2, row, "\(key.name)  \(key.keyPrefix ?? "")…", .text, limit: width - 26)
+            canvas.put(x + width - 24, row, "\(key.requests) req  \(Self.dollars(key.costUsd))", .muted, limit: 22)
+            if first + offset == picker.cursor { canvas.highlight(row, from: x + 1, width: width - 2, role: .selected) }
+        }
+        canvas.put(x + 2, y + height - 2, "a key declared in the config file is removed there, not here", .muted, limit: width - 4)
     }
 
     private func routeForm(_ form: RouteForm, _ canvas: inout Canvas) {
@@ -423,14 +418,14 @@ struct Renderer {
         if let problem = form.problem { canvas.put(x + 2, y + height - 2, problem, .error) }
     }
 
-    private func clear(_ canvas: inout Canvas, x: Int, y: Int, width: Int, height: Int) {
+    func clear(_ canvas: inout Canvas, x: Int, y: Int, width: Int, height: Int) {
         for row in y..<min(canvas.height, y + height) { canvas.put(x, row, String(repeating: " ", count: width)) }
     }
 
     // MARK: Pieces
 
     /// Cells in columns, clipped inside the panel's right border.
-    private func row(_ cells: [String], widths: [Int], _ canvas: inout Canvas, x: Int, y: Int, role: Role) {
+    func row(_ cells: [String], widths: [Int], _ canvas: inout Canvas, x: Int, y: Int, role: Role) {
         var column = x
         for (index, cell) in cells.enumerated() where index < widths.count {
             canvas.put(column, y, cell, role, limit: max(0, min(widths[index] - 1, canvas.width - 2 - column)))
@@ -438,24 +433,39 @@ struct Renderer {
         }
     }
 
-    /// The last `width` values, scaled to their maximum, coloured along the gradient by height.
-    func sparkline(_ values: [Double], _ canvas: inout Canvas, x: Int, y: Int, width: Int, latencyColors: Bool) {
-        guard width > 0 else { return }
+    /// The last `width` values, scaled to their maximum, coloured along the gradient by height: one
+    /// row of eighth blocks, or `height` rows of them (eight steps a row) on a taller panel.
+    /// `scaleFloor` keeps a flat small series low: a constant 0.2% error rate is not drawn as a full bar.
+    func sparkline(_ values: [Double], _ canvas: inout Canvas, x: Int, y: Int, width: Int, height: Int = 1, scaleFloor: Double = 0, latencyColors: Bool) {
+        guard width > 0, height > 0 else { return }
         let recent = Array(values.suffix(width))
-        let top = recent.max() ?? 0
+        let top = Self.scaleTop(recent, floor: scaleFloor)
         let blocks = self.unicode ? Self.sparkBlocks : Self.sparkASCII
+        let steps = blocks.count * height
         for (index, value) in recent.enumerated() {
-            let level = top > 0 ? min(blocks.count - 1, Int((value / top) * Double(blocks.count - 1) + 0.5)) : 0
-            let role: Role = switch (latencyColors, level * 3 / blocks.count) {
-            case (true, 0): .latencyStart
-            case (true, 1): .latencyMid
-            case (true, _): .latencyEnd
-            case (false, 0): .volumeStart
-            case (false, 1): .volumeMid
-            case (false, _): .volumeEnd
+            // Never empty: a zero is the lowest block, so the line stays visible.
+            let level = top > 0 ? max(1, min(steps, Int((value / top) * Double(steps - 1) + 0.5) + 1)) : 1
+            let column = x + width - recent.count + index
+            for row in 0..<height {
+                let filled = min(blocks.count, level - row * blocks.count)
+                guard filled > 0 else { break }
+                let share = Double(row * blocks.count + filled) / Double(steps)
+                let role: Role = switch (latencyColors, min(2, Int(share * 3))) {
+                case (true, 0): .latencyStart
+                case (true, 1): .latencyMid
+                case (true, _): .latencyEnd
+                case (false, 0): .volumeStart
+                case (false, 1): .volumeMid
+                case (false, _): .volumeEnd
+                }
+                canvas.put(column, y + height - 1 - row, String(blocks[filled - 1]), role)
             }
-            canvas.put(x + width - recent.count + index, y, String(blocks[level]), role)
         }
+    }
+
+    /// What a graph's top row stands for: the highest value shown, or the floor when that is higher.
+    static func scaleTop(_ values: some Sequence<Double>, floor: Double) -> Double {
+        max(values.max() ?? 0, floor)
     }
 
     static func bar(_ fraction: Double, width: Int, unicode: Bool) -> String {
@@ -466,6 +476,12 @@ struct Renderer {
     static func number(_ value: Double) -> String { value >= 100 ? String(format: "%.0f", value) : String(format: "%.1f", value) }
     static func percent(_ value: Double) -> String { String(format: "%.1f%%", value * 100) }
     static func money(_ value: Double) -> String { String(format: "$%.4f", value) }
+    /// Dollars in as few characters as keep them readable: $1234, $41.50, $0.0123.
+    static func dollars(_ value: Double) -> String {
+        guard value.isFinite else { return "-" }
+        guard value != 0 else { return "$0" }
+        return value >= 1_000 ? String(format: "$%.0f", value) : value >= 1 ? String(format: "$%.2f", value) : String(format: "$%.4f", value)
+    }
     static func ms(_ value: Double?) -> String { value.map { $0 >= 100 ? String(format: "%.0f", $0) : String(format: "%.1f", $0) } ?? "-" }
 
     static func duration(_ seconds: Double) -> String {

@@ -54,8 +54,15 @@ enum Sample {
             ),
         ],
         tenants: [
-            AdminTenant(name: "acme", requestsToday: 12_000, tokensToday: 4_500_000, costTodayUsd: 41.5, budgetUsed: 0.83, limitRejections: 12),
-            AdminTenant(name: "globex", requestsToday: 300, tokensToday: 90_000, costTodayUsd: 0.9, budgetUsed: nil, limitRejections: 0),
+            AdminTenant(
+                name: "acme", requestsToday: 12_000, tokensToday: 4_500_000, costTodayUsd: 41.5, budgetUsed: 0.83, limitRejections: 12,
+                dailyBudgetUsd: 50, costMonthUsd: 612.25, rejectionsByReason: ["rate_limited": 9, "concurrency_limited": 3]
+            ),
+            AdminTenant(name: "globex", requestsToday: 300, tokensToday: 90_000, costTodayUsd: 0.9, budgetUsed: nil, limitRejections: 0, rejectionsByReason: [:]),
+            AdminTenant(
+                name: "initech", requestsToday: 95, tokensToday: 8_120, costTodayUsd: 0.0104, budgetUsed: 1.04, limitRejections: 31,
+                dailyBudgetUsd: 0.01, monthlyBudgetUsd: 0.25, costMonthUsd: 0.0921, rejectionsByReason: ["budget_exceeded": 31]
+            ),
         ],
         cache: AdminCache(
             entries: 1_204, bytes: 18_874_368, hitRate: 0.31, semanticHitRate: 0.07, missRate: 0.62, vectors: 388, partitions: 41, embeddingFailures: 2
@@ -103,6 +110,7 @@ enum Sample {
             event.status = index % 10 == 9 ? 503 : 200
             event.latencyMs = 80 + Double(index)
             if event.status == 503 {
+                event.provider = "openai-west"
                 event.failure = "provider"
                 event.message = "Provider 'openai-west' answered with HTTP 503."
             }
@@ -116,6 +124,26 @@ enum Sample {
         return events
     }
 
+    /// acme's day: its models, keys and last refusals.
+    static let acmeToday = AdminTenantDetail(
+        name: "acme",
+        models: [
+            AdminSpend(name: "openai-east/gpt-4o", requests: 9_100, tokens: 3_900_000, costUsd: 38.2),
+            AdminSpend(name: "local/llama3.2", requests: 2_900, tokens: 600_000, costUsd: 3.3),
+        ],
+        keys: [
+            AdminSpend(name: "web", keyId: "key_7f3a", keyPrefix: "sk-sy-7f3a", requests: 11_000, tokens: 4_100_000, costUsd: 39.9),
+            AdminSpend(name: "batch", keyId: "key_91c0", keyPrefix: "sk-sy-91c0", requests: 1_000, tokens: 400_000, costUsd: 1.6),
+            AdminSpend(name: "ci", keyId: "key_0b22", keyPrefix: "sk-sy-0b22", requests: 0, tokens: 0, costUsd: 0),
+        ],
+        lastRejections: [
+            AdminRejection(time: 43_190, reason: "rate_limited", status: 429, message: "Rate limit of 600 requests per minute reached for tenant 'acme'."),
+            AdminRejection(time: 43_100, reason: "concurrency_limited", status: 429, message: "8 requests already in flight for tenant 'acme'."),
+        ]
+    )
+
+    /// A minute of snapshots a second apart: traffic waves, acme spending $36 an hour, the west
+    /// target's breaker opening, probing and opening again, and a fourth replica that left.
     static func state(screen: Screen, readOnly: Bool = false) -> ViewState {
         var state = ViewState(readOnly: readOnly, socketPath: "./.switchyard/admin.sock")
         for step in 0..<60 {
@@ -124,16 +152,29 @@ enum Sample {
             snapshot.windows["10s"]?.requestsPerSecond = 5 + wave
             snapshot.windows["10s"]?.latencyMs.p50 = 60 + wave * 4
             snapshot.windows["10s"]?.latencyMs.p99 = 150 + wave * 10
-            state.apply(snapshot: snapshot)
+            snapshot.tenants[0].costTodayUsd = 41.5 - Double(59 - step) * 0.01
+            snapshot.tenants[2].costTodayUsd = 0.0104 - Double(59 - step) * 0.0001
+            snapshot.targets[0].latencyMs.p50 = 70 + wave * 2
+            snapshot.targets[1].errorRate1m = step < 20 ? 0.01 : 0.41
+            snapshot.targets[1].breaker = step < 20 ? "closed" : step < 40 ? "open" : step < 50 ? "half_open" : "open"
+            if step == 58 {
+                var leaving = snapshot.fleet?[1]
+                leaving?.id = "gateway-7d9f-d:8080"
+                leaving?.address = "127.0.0.14:8080"
+                leaving?.lastSeenSecondsAgo = 4
+                snapshot.fleet?.append(leaving!)
+            }
+            state.apply(snapshot: snapshot, at: Double(step))
         }
         state.apply(events: Self.events)
+        state.apply(tenantDetail: Self.acmeToday)
         state.screen = screen
         return state
     }
 }
 
 struct PanelTests {
-    static let sizes = [(80, 24), (160, 48)]
+    static let sizes = [(80, 24), (120, 40), (200, 60)]
 
     @Test(arguments: Screen.allCases)
     func everyScreenMatchesItsGoldenText(_ screen: Screen) throws {
@@ -166,7 +207,7 @@ struct PanelTests {
         #expect(text.contains("○ down"))
         #expect(text.contains("disconnected for 12s, retrying: Couldn't connect to server"))
         #expect(text.contains("requests/s"))
-        state.apply(snapshot: Sample.snapshot)
+        state.apply(snapshot: Sample.snapshot, at: 0)
         #expect(Renderer(now: 113).render(state, width: 80, height: 24).text.contains("● live"))
     }
 
@@ -184,7 +225,7 @@ struct ViewStateTests {
         var alone = Sample.snapshot
         alone.fleet = nil
         alone.sharedState = nil
-        state.apply(snapshot: alone)
+        state.apply(snapshot: alone, at: 0)
         state.screen = .fleet
         let text = Renderer(unicode: true, now: 0).render(state, width: 100, height: 30).text
         #expect(text.contains("One replica") && text.contains("state: redis://"))
@@ -192,13 +233,13 @@ struct ViewStateTests {
         var away = Sample.snapshot
         away.fleet = nil
         away.sharedState?.reachable = false
-        state.apply(snapshot: away)
+        state.apply(snapshot: away, at: 0)
         let down = Renderer(unicode: true, now: 0).render(state, width: 100, height: 30).text
         #expect(down.contains("NOT ANSWERING") && down.contains("cannot be read"))
         // The shared database away: the ledger line says how much waits on this replica's disk.
         var ledgerDown = Sample.snapshot
         ledgerDown.ledger = AdminLedger(database: "postgres://db/x", rowsWritten: 10, rowsQueued: 3, rowsJournalled: 1_200, secondsBehind: 12, databaseDown: true)
-        state.apply(snapshot: ledgerDown)
+        state.apply(snapshot: ledgerDown, at: 0)
         let journalling = Renderer(unicode: true, now: 0).render(state, width: 160, height: 30).text
         #expect(journalling.contains("DATABASE NOT ANSWERING"))
         #expect(journalling.contains("1203 waiting (1200 journalled on disk), 12s behind"))
@@ -207,7 +248,7 @@ struct ViewStateTests {
         odd.fleet?[0].upSince = -1e308
         odd.fleet?[1].upSince = .nan
         odd.uptimeSeconds = .infinity
-        state.apply(snapshot: odd)
+        state.apply(snapshot: odd, at: 0)
         #expect(Renderer(unicode: true, now: 0).render(state, width: 160, height: 48).text.contains("gateway-7d9f-a"))
     }
 
@@ -221,9 +262,10 @@ struct ViewStateTests {
             lastError: nil
         )
         var state = Sample.state(screen: .providers)
-        state.apply(snapshot: snapshot)
+        state.apply(snapshot: snapshot, at: 0)
         #expect(Renderer(unicode: true, now: 0).render(state, width: 200, height: 60).text.contains(long))
-        #expect(!Renderer(unicode: true, now: 0).render(state, width: 80, height: 24).text.contains(long))
+        // 14 rows: the table alone, without the selected target's panel (whose title is its whole name).
+        #expect(!Renderer(unicode: true, now: 0).render(state, width: 80, height: 14).text.contains(long))
     }
 
     @Test func numbersTabAndShiftTabSwitchScreens() {
@@ -301,7 +343,7 @@ struct ViewStateTests {
         _ = state.handle(.enter)
         #expect(state.visibleEvents.count == 3)
         state.screen = .tenants
-        #expect(state.visibleTenants.map(\.name) == ["acme", "globex"])
+        #expect(state.visibleTenants.map(\.name) == ["acme", "globex", "initech"])
         _ = state.handle(.char("s"))
         _ = state.handle(.char("s"))
         _ = state.handle(.char("s"))
@@ -377,6 +419,121 @@ struct CanvasTests {
         canvas.put(-2, 0, "xyz")
         canvas.put(0, 5, "nope")
         #expect(canvas.text == "z  ab")
+    }
+}
+
+struct OperatorViewTests {
+    @Test func breakersOpenAndResetForTheSelectedTargetAfterAYes() {
+        var state = Sample.state(screen: .providers)
+        _ = state.handle(.down)
+        #expect(state.handle(.char("o")).isEmpty)
+        guard case .confirm(let command, let question) = state.mode else { Issue.record("no confirmation"); return }
+        #expect(question.hasPrefix("Open the breaker of openai-west/gpt-4o?"))
+        #expect(command == .post(path: "/v1/providers/openai-west/breaker/open?model=gpt-4o", summary: "open breaker of openai-west/gpt-4o"))
+        #expect(state.handle(.char("y")) == [command])
+        _ = state.handle(.char("c"))
+        #expect(state.handle(.char("n")).isEmpty && state.message?.text == "cancelled")
+    }
+
+    @Test func aModelNameWithQuerySignsStaysOneValue() {
+        var state = Sample.state(screen: .providers)
+        var snapshot = Sample.snapshot
+        snapshot.targets = [snapshot.targets[0]]
+        snapshot.targets[0].model = "gpt-4.1:fault=500&x=1"
+        state.apply(snapshot: snapshot, at: 100)
+        _ = state.handle(.char("c"))
+        guard case .confirm(.post(let path, _), _) = state.mode else { Issue.record("no confirmation"); return }
+        #expect(path == "/v1/providers/openai-east/breaker/reset?model=gpt-4.1:fault%3D500%26x%3D1")
+    }
+
+    @Test func aKeyIsRevokedByPickingItThenConfirming() {
+        var state = Sample.state(screen: .tenants)
+        #expect(state.selectedTenant?.name == "acme" && state.tenantDetailWanted == "acme")
+        _ = state.handle(.char("x"))
+        guard case .pickKey = state.mode else { Issue.record("no key picker"); return }
+        let picker = Renderer(now: 0).render(state, width: 80, height: 24).text
+        #expect(picker.contains("Revoke a key of acme") && picker.contains("batch  sk-sy-91c0…"))
+        _ = state.handle(.down)
+        _ = state.handle(.enter)
+        guard case .confirm(let command, let question) = state.mode else { Issue.record("no confirmation"); return }
+        #expect(question == "Revoke key batch (sk-sy-91c0…) of tenant acme? It stops working at once, on every replica. [y/N]")
+        #expect(state.handle(.char("y")) == [.delete(path: "/v1/keys/key_91c0", summary: "revoke key batch (sk-sy-91c0…) of tenant acme")])
+
+        // Without the tenant's keys read yet, it says so instead of guessing.
+        state.apply(tenantDetail: nil)
+        _ = state.handle(.char("x"))
+        #expect(state.mode == .normal && state.message?.isError == true)
+    }
+
+    @Test func aFlushOnTenantsIsTheSelectedTenants() {
+        var state = Sample.state(screen: .tenants)
+        _ = state.handle(.char("f"))
+        guard case .confirm(let command, _) = state.mode else { Issue.record("no confirmation"); return }
+        #expect(command == .post(path: "/v1/cache/flush?tenant=acme", summary: "flush cache of tenant acme"))
+    }
+
+    @Test func spendRateAndTheDaysProjectionComeFromWhatWasSampled() throws {
+        let state = Sample.state(screen: .tenants)
+        // A cent a second over the last 59 s: $36 an hour.
+        let rate = try #require(state.spendRatePerHour("acme"))
+        #expect(abs(rate - 36) < 0.001)
+        let acme = try #require(state.snapshot?.tenants.first)
+        // At 18:00 UTC six hours remain: $41.50 + 6 × $36.
+        let projected = try #require(state.projectedSpendToday(acme, at: 18 * 3600))
+        #expect(abs(projected - (41.5 + 216)) < 0.01)
+        #expect(state.spendRatePerHour("globex") == 0)
+
+        // A new day (spend back to zero) starts the rate afresh rather than going negative.
+        var later = state
+        var snapshot = Sample.snapshot
+        snapshot.tenants[0].costTodayUsd = 0
+        later.apply(snapshot: snapshot, at: 100)
+        #expect(later.spendRatePerHour("acme") == nil)
+    }
+
+    @Test func aBreakersChangesAreKeptWithTheirTimes() throws {
+        var state = Sample.state(screen: .providers)
+        _ = state.handle(.down)
+        let west = try #require(state.targetHistory["openai-west/gpt-4o"])
+        #expect(west.breakerChanges.map(\.state) == ["open", "half_open", "open"])
+        #expect(west.breakerChanges.map(\.time) == [20, 40, 50])
+        #expect(state.targetHistory["openai-east/gpt-4o"]?.breakerChanges.isEmpty == true)
+        let screen = Renderer(now: 0).render(state, width: 120, height: 40).text
+        #expect(screen.contains("since: 00:00:20 open → 00:00:40 half_open → 00:00:50 open"))
+    }
+
+    @Test func aReplicaThatLeftTheRollCallIsShownGone() {
+        let state = Sample.state(screen: .fleet)
+        #expect(state.goneReplicas.keys.sorted() == ["gateway-7d9f-d:8080"])
+        let screen = Renderer(now: 0).render(state, width: 120, height: 40).text
+        #expect(screen.contains("Fleet, 3 replicas up, 1 gone"))
+        #expect(screen.contains("gone: no heartbeat since 00:00:54"))
+        // Back in the roll call, it is no longer gone.
+        var back = state
+        var snapshot = Sample.snapshot
+        snapshot.fleet?.append(AdminReplica(
+            id: "gateway-7d9f-d:8080", address: "127.0.0.14:8080", version: "0.2.0", configDigest: "3f9a1c2e", configVersion: 4, upSince: 0,
+            requestsLastMinute: 1, errorRate: 0
+        ))
+        back.apply(snapshot: snapshot, at: 61)
+        #expect(back.goneReplicas.isEmpty)
+    }
+
+    @Test func inAFleetAnActionsAnswerSaysEveryReplicaAppliesIt() {
+        var state = Sample.state(screen: .providers)
+        state.apply(result: "provider local drained", ok: true, of: .post(path: "/v1/providers/local/drain", summary: "drain local"))
+        #expect(state.message?.text == "provider local drained  (fleet-wide: all 3 replicas)")
+        state.apply(result: "drain local refused (404): no provider", ok: false, of: .post(path: "/v1/providers/local/drain", summary: "drain local"))
+        #expect(state.message?.text == "drain local refused (404): no provider")
+    }
+
+    @Test func tallerTerminalsGiveTheOverviewsGraphsMoreRows() {
+        let state = Sample.state(screen: .overview)
+        let short = Renderer(now: 0).render(state, width: 120, height: 24).text
+        let tall = Renderer(now: 0).render(state, width: 120, height: 60).text
+        #expect(!short.contains("top "))
+        #expect(tall.contains("top 16.0") && tall.contains("Windows"))
+        #expect(tall.split(separator: "\n").filter { $0.contains("█") }.count > short.split(separator: "\n").filter { $0.contains("█") }.count)
     }
 }
 

@@ -98,6 +98,41 @@ struct CircuitBreakerTests {
         breaker.release(.probe)
         #expect(breaker.admit(at: clock.now) == .probe)
     }
+
+    @Test func anOperatorsOpenRestsThenProbesAndAResetForgetsTheFailures() {
+        var clock = FakeClock()
+        var breaker = CircuitBreaker(policy: self.policy)
+        breaker.forceOpen(at: clock.now)
+        #expect(breaker.state == .open(until: clock.now + .seconds(5)) && breaker.admit(at: clock.now) == nil)
+        clock.advance(.seconds(5))
+        #expect(breaker.admit(at: clock.now) == .probe)
+        breaker.recordFailure(.probe, at: clock.now)
+        #expect(breaker.state == .open(until: clock.now + .seconds(10)), "the failed probe doubles the rest, as after a trip")
+
+        breaker.reset()
+        #expect(breaker.state == .closed && breaker.consecutiveFailures == 0 && breaker.admit(at: clock.now) == .normal)
+        // Forgotten: two failures do not reach the streak of three, and the next trip rests the first length again.
+        breaker.recordFailure(.normal, at: clock.now)
+        breaker.recordFailure(.normal, at: clock.now)
+        #expect(breaker.state == .closed)
+        breaker.recordFailure(.normal, at: clock.now)
+        #expect(breaker.state == .open(until: clock.now + .seconds(5)))
+    }
+
+    @Test func breakersAreSetPerProviderOrPerModelAndOnlyForKnownTargets() {
+        let route = RouteSettings(alias: "r", targets: [
+            RouteTarget(provider: "a", model: "m1"), RouteTarget(provider: "a", model: "m2"), RouteTarget(provider: "b", model: "m1"),
+        ])
+        var health = RoutingHealth(config: BalancerTests.config([route]))
+        let now = ContinuousClock.now
+        #expect(health.setBreakers(of: "a", model: nil, open: true, at: now).map(\.model) == ["m1", "m2"])
+        #expect(health.unavailability(of: TargetKey(provider: "a", model: "m2"), at: now)?.label == "breaker_open")
+        #expect(health.unavailability(of: TargetKey(provider: "b", model: "m1"), at: now) == nil)
+        #expect(health.setBreakers(of: "a", model: "m1", open: false, at: now).map(\.model) == ["m1"])
+        #expect(health.unavailability(of: TargetKey(provider: "a", model: "m1"), at: now) == nil)
+        #expect(health.setBreakers(of: "a", model: "zz", open: true, at: now).isEmpty)
+        #expect(health.setBreakers(of: "zz", model: nil, open: true, at: now).isEmpty)
+    }
 }
 
 struct LatencyTrackingTests {

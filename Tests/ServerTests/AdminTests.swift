@@ -378,3 +378,71 @@ struct AdminTokenTests {
         return port
     }
 }
+
+struct OperatorActionTests {
+    @Test func anOperatorOpensAndResetsABreakerAndItIsAudited() async throws {
+        let fixture = try await AdminFixture.start(lane: .framework)
+        defer { Task { await fixture.stop() } }
+        let opened = try await fixture.admin(.POST, "/v1/providers/a/breaker/open?model=m")
+        #expect(try opened.status == 200 && Self.ack(opened).hasPrefix("breaker opened: a/m"), "\(opened.body)")
+        #expect(try await fixture.snapshot().targets.first { $0.provider == "a" }?.breaker == "open")
+        #expect(try await fixture.chat(20) == ["b": 20], "an open breaker takes no requests")
+
+        let reset = try await fixture.admin(.POST, "/v1/providers/a/breaker/reset")
+        #expect(try reset.status == 200 && Self.ack(reset).hasPrefix("breaker reset: a/m closed"), "\(reset.body)")
+        #expect(try await fixture.snapshot().targets.first { $0.provider == "a" }?.breaker == "closed")
+        #expect(try await fixture.chat(40)["a"] ?? 0 > 0)
+
+        let unknownModel = try await fixture.admin(.POST, "/v1/providers/a/breaker/open?model=zz")
+        #expect(unknownModel.status == 404 && unknownModel.body.contains("known: m"), "\(unknownModel.body)")
+        #expect(try await fixture.admin(.POST, "/v1/providers/zz/breaker/reset").status == 404)
+        let audit = try await fixture.admin(.GET, "/v1/audit")
+        let entries = try JSONSerialization.jsonObject(with: Data(audit.body.utf8)) as? [[String: Any]] ?? []
+        #expect(entries.compactMap { $0["action"] as? String }.prefix(4) == ["breaker_reset", "breaker_open", "breaker_reset", "breaker_open"])
+        #expect(entries.last { $0["action"] as? String == "breaker_open" }?["target"] as? String == "a/m", "the first one, refused later")
+    }
+
+    static func ack(_ exchange: Exchange) throws -> String {
+        try AdminJSON.decoder().decode(AdminAck.self, from: Data(exchange.body.utf8)).message
+    }
+
+    @Test func aTenantsDayInDetailHasItsModelsKeysAndRefusals() async throws {
+        let fixture = try await AdminFixture.start(routesYAML: AdminFixture.defaultRoutes + """
+
+            tenants:
+              acme:
+                limits: { rpm: 3 }
+                budget: { daily_usd: 5 }
+                keys:
+                  web: { key: "sk-sy-testacmeweb00000000000000000000000000" }
+                  idle: { key: "sk-sy-testacmeidle0000000000000000000000000" }
+            """, lane: .framework)
+        defer { Task { await fixture.stop() } }
+        var statuses: [Int] = []
+        for _ in 0..<5 {
+            let exchange = try await TestClient.post(
+                "\(fixture.gateway.url)/v1/chat/completions", TestClient.chat(model: "r"),
+                headers: [("authorization", "Bearer sk-sy-testacmeweb00000000000000000000000000")]
+            )
+            statuses.append(exchange.status)
+        }
+        #expect(statuses == [200, 200, 200, 429, 429])
+
+        // The ledger is written in batches: its rows are read once they are in.
+        var detail = AdminTenantDetail(name: "", models: [], keys: [], lastRejections: [])
+        for _ in 0..<50 {
+            detail = try AdminJSON.decoder().decode(AdminTenantDetail.self, from: Data(try await fixture.admin(.GET, "/v1/tenants/acme").body.utf8))
+            if detail.keys.first?.requests ?? 0 >= 5 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(detail.models.map(\.requests).reduce(0, +) == 3 && detail.models.allSatisfy { $0.name.hasSuffix("/m") }, "\(detail)")
+        #expect(detail.keys.map(\.name) == ["web", "idle"], "every live key, the spending one first")
+        #expect(detail.keys.first?.requests == 5 && detail.keys.last?.requests == 0 && detail.keys.allSatisfy { $0.keyId != nil }, "the refused ones count for their key")
+        #expect(detail.lastRejections.count == 2 && detail.lastRejections.allSatisfy { $0.reason == "rate_limited" && $0.status == 429 })
+
+        let tenant = try #require(try await fixture.snapshot().tenants.first { $0.name == "acme" })
+        #expect(tenant.rejectionsByReason == ["rate_limited": 2] && tenant.dailyBudgetUsd == 5)
+        let unknown = try await fixture.admin(.GET, "/v1/tenants/nobody")
+        #expect(unknown.status == 404 && unknown.body.contains("unknown_tenant"))
+    }
+}

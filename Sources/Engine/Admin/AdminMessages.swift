@@ -258,8 +258,16 @@ public struct AdminTenant: Codable, Sendable, Equatable {
     public var requestsToday: Int
     public var tokensToday: Int
     public var costTodayUsd: Double
+    /// The larger of the daily and monthly budgets' used shares; nil without a budget.
     public var budgetUsed: Double?
     public var limitRejections: Int
+    /// The budgets themselves, so a console can draw spend against them and project the day.
+    public var dailyBudgetUsd: Double?
+    public var monthlyBudgetUsd: Double?
+    public var costMonthUsd: Double?
+    /// Today's refusals by this replica's admission, by reason (the error code: `rate_limited`,
+    /// `budget_exceeded`, …).
+    public var rejectionsByReason: [String: Int]?
 
     public init(
         name: String,
@@ -267,7 +275,11 @@ public struct AdminTenant: Codable, Sendable, Equatable {
         tokensToday: Int,
         costTodayUsd: Double,
         budgetUsed: Double?,
-        limitRejections: Int
+        limitRejections: Int,
+        dailyBudgetUsd: Double? = nil,
+        monthlyBudgetUsd: Double? = nil,
+        costMonthUsd: Double? = nil,
+        rejectionsByReason: [String: Int]? = nil
     ) {
         self.name = name
         self.requestsToday = requestsToday
@@ -275,6 +287,69 @@ public struct AdminTenant: Codable, Sendable, Equatable {
         self.costTodayUsd = costTodayUsd
         self.budgetUsed = budgetUsed
         self.limitRejections = limitRejections
+        self.dailyBudgetUsd = dailyBudgetUsd
+        self.monthlyBudgetUsd = monthlyBudgetUsd
+        self.costMonthUsd = costMonthUsd
+        self.rejectionsByReason = rejectionsByReason
+    }
+}
+
+/// `GET /v1/tenants/{name}`: one tenant's day in detail, for the console's tenant view.
+public struct AdminTenantDetail: Codable, Sendable, Equatable {
+    public var name: String
+    /// Today's spend by `provider/model`, from the ledger (the fleet's, when it is shared), most first.
+    public var models: [AdminSpend]
+    /// Today's spend by key, every live key of the tenant listed (unused ones at zero), most first.
+    public var keys: [AdminSpend]
+    /// This replica's last refusals of the tenant's requests, newest first.
+    public var lastRejections: [AdminRejection]
+    /// Why the ledger could not be read (the lists above are then empty), nil when it was.
+    public var ledgerProblem: String?
+
+    public init(name: String, models: [AdminSpend], keys: [AdminSpend], lastRejections: [AdminRejection], ledgerProblem: String? = nil) {
+        self.name = name
+        self.models = models
+        self.keys = keys
+        self.lastRejections = lastRejections
+        self.ledgerProblem = ledgerProblem
+    }
+}
+
+/// Spend of one model or key today.
+public struct AdminSpend: Codable, Sendable, Equatable {
+    /// `provider/model`, or the key's name.
+    public var name: String
+    /// The key's id (what `DELETE /v1/keys/{id}` takes) and prefix; nil for a model.
+    public var keyId: String?
+    public var keyPrefix: String?
+    public var requests: Int
+    public var tokens: Int
+    public var costUsd: Double
+
+    public init(name: String, keyId: String? = nil, keyPrefix: String? = nil, requests: Int, tokens: Int, costUsd: Double) {
+        self.name = name
+        self.keyId = keyId
+        self.keyPrefix = keyPrefix
+        self.requests = requests
+        self.tokens = tokens
+        self.costUsd = costUsd
+    }
+}
+
+/// A request the tenant's limits refused.
+public struct AdminRejection: Codable, Sendable, Equatable {
+    /// Seconds since 1970.
+    public var time: Double
+    /// The error code (`rate_limited`, `budget_exceeded`, …).
+    public var reason: String
+    public var status: Int
+    public var message: String
+
+    public init(time: Double, reason: String, status: Int, message: String) {
+        self.time = time
+        self.reason = reason
+        self.status = status
+        self.message = message
     }
 }
 
@@ -329,6 +404,7 @@ public struct AdminEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable {
         case request
         case breakerOpened = "breaker_opened"
+        case breakerReset = "breaker_reset"
         case drained
         case undrained
         case routeUpdated = "route_updated"

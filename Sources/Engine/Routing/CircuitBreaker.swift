@@ -125,6 +125,20 @@ public struct CircuitBreaker: Sendable, Equatable {
         if admission == .probe { self.probesInFlight = max(0, self.probesInFlight - 1) }
     }
 
+    /// An operator's open: as if it had just tripped, so it rests and then probes as any open breaker.
+    public mutating func forceOpen(at now: ContinuousClock.Instant) {
+        self.trip(at: now)
+    }
+
+    /// An operator's reset: closed, its failures forgotten, the next rest back to the first one's length.
+    public mutating func reset() {
+        self.state = .closed
+        self.consecutiveFailures = 0
+        self.probesInFlight = 0
+        self.trips = 0
+        self.window.reset()
+    }
+
     /// Failure share over the window, for the admin snapshot.
     public func errorRate(at now: ContinuousClock.Instant) -> Double {
         let counts = self.window.counts(at: now)

@@ -200,6 +200,19 @@ public struct RoutingHealth: Sendable {
         }
     }
 
+    /// Opens (`open`) or resets every breaker of `provider`'s targets, or of its one `model`.
+    /// - Returns: the targets whose breaker it changed, in order.
+    public mutating func setBreakers(of provider: String, model: String?, open: Bool, at now: ContinuousClock.Instant) -> [TargetKey] {
+        let keys = self.targets.keys.filter { $0.provider == provider && (model == nil || $0.model == model) }
+            .sorted { $0.model < $1.model }
+        for key in keys {
+            self.update(key) { health in
+                if open { health.breaker.forceOpen(at: now) } else { health.breaker.reset() }
+            }
+        }
+        return keys
+    }
+
     /// Stops new requests to every target of `provider`; in-flight ones finish. False if it was already drained.
     @discardableResult
     public mutating func drain(_ provider: String) -> Bool { self.drained.insert(provider).inserted }

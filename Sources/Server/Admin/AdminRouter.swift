@@ -57,6 +57,9 @@ enum AdminRouter {
         router.get("/v1/tenants") { _, _ in
             try Self.json(await control.tenants(control.state.routing.config))
         }
+        router.get("/v1/tenants/{name}") { _, context in
+            try Self.json(try await control.tenant(context.parameters.get("name") ?? ""))
+        }
         router.get("/v1/keys") { _, _ in
             try Self.json(control.keys())
         }
@@ -136,6 +139,16 @@ enum AdminRouter {
             return try await Self.act(context, database: database, action: "undrain", target: id) { (actor: String) throws(AdminProblem) -> AdminAck in
                 guard control.undrain(id, by: actor) else { throw Self.unknownProvider(id, control) }
                 return AdminAck(message: "provider \(id) back in rotation")
+            }
+        }
+        for (verb, open) in [("open", true), ("reset", false)] {
+            router.post("/v1/providers/{id}/breaker/\(verb)") { request, context in
+                let id = context.parameters.get("id") ?? ""
+                let model = request.uri.queryParameters["model"].map(String.init)
+                let target = id + (model.map { "/" + $0 } ?? "")
+                return try await Self.act(context, database: database, action: "breaker_\(verb)", target: target) { (actor: String) throws(AdminProblem) -> AdminAck in
+                    try control.setBreakers(id, model: model, open: open, by: actor)
+                }
             }
         }
         router.put("/v1/routes/{alias}") { request, context in

@@ -53,6 +53,13 @@ extension GatewayState {
         self.telemetry.withLock { $0.record(outcome, route: summary.route, target: summary.target, at: second) }
         self.metrics.record(summary)
         self.account(summary)
+        if summary.failure == .policy, let tenant = summary.caller.tenant {
+            let rejection = AdminRejection(
+                time: Date().timeIntervalSince1970, reason: summary.errorType ?? "policy", status: summary.status, message: summary.message ?? ""
+            )
+            let day = BudgetCalendar.shared.dayAndMonth().day
+            self.rejections.withLock { $0.record(tenant: tenant, rejection, day: day) }
+        }
         guard self.events.hasSubscribers else { return }
         var event = AdminEvent(kind: .request, message: summary.message ?? "ok")
         event.requestId = summary.requestID

@@ -9,7 +9,7 @@ import NIOHTTP1
 struct Ctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Operate a running gateway through its admin socket.",
-        subcommands: [Status.self, Drain.self, Undrain.self, Routes.self, Reload.self, Cache.self, Events.self, Audit.self]
+        subcommands: [Status.self, Drain.self, Undrain.self, Breaker.self, Routes.self, Reload.self, Cache.self, Events.self, Audit.self]
     )
 
     struct Connection: ParsableArguments {
@@ -100,12 +100,8 @@ struct Ctl: AsyncParsableCommand {
         }
 
         static func toggle(_ provider: String, _ verb: String, _ connection: Connection) async throws {
-            let data = try await connection.call(.POST, "/v1/providers/\(Self.escape(provider))/\(verb)")
+            let data = try await connection.call(.POST, "/v1/providers/\(AdminPath.segment(provider))/\(verb)")
             try connection.show(data, as: AdminAck.self) { "\($0.message)\n" }
-        }
-
-        static func escape(_ segment: String) -> String {
-            segment.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? segment
         }
     }
 
@@ -116,6 +112,24 @@ struct Ctl: AsyncParsableCommand {
 
         func run() async throws {
             try await Drain.toggle(self.provider, "undrain", self.connection)
+        }
+    }
+
+    struct Breaker: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Open a provider's breakers (they rest, then probe) or reset them (closed, failures forgotten).",
+            discussion: "Example: switchyard ctl breaker reset openai --model gpt-4o"
+        )
+        @OptionGroup var connection: Connection
+        @Argument(help: "open | reset") var verb: String
+        @Argument(help: "The provider id.") var provider: String
+        @Option(name: .long, help: "Only this model's target.") var model: String?
+
+        func run() async throws {
+            guard ["open", "reset"].contains(self.verb) else { throw ValidationError("expected open or reset, not '\(self.verb)'") }
+            let query = self.model.map { "?model=" + AdminPath.query($0) } ?? ""
+            let data = try await self.connection.call(.POST, "/v1/providers/\(AdminPath.segment(self.provider))/breaker/\(self.verb)\(query)")
+            try self.connection.show(data, as: AdminAck.self) { "\($0.message)\n" }
         }
     }
 
@@ -150,7 +164,7 @@ struct Ctl: AsyncParsableCommand {
                     return RouteEdit.Target(provider: provider, model: parts.joined(separator: ":"), weight: weight, priority: priority)
                 }
                 let body = try AdminJSON.encoder().encode(RouteEdit(strategy: self.strategy, targets: targets))
-                let data = try await self.connection.call(.PUT, "/v1/routes/\(Drain.escape(self.alias))", body: body)
+                let data = try await self.connection.call(.PUT, "/v1/routes/\(AdminPath.segment(self.alias))", body: body)
                 try self.connection.show(data, as: AdminAck.self) { "\($0.message)\n" }
             }
         }
@@ -183,8 +197,8 @@ struct Ctl: AsyncParsableCommand {
 
             func run() async throws {
                 var query: [String] = []
-                if let tenant = self.tenant { query.append("tenant=\(Drain.escape(tenant))") }
-                if let route = self.route { query.append("route=\(Drain.escape(route))") }
+                if let tenant = self.tenant { query.append("tenant=\(AdminPath.query(tenant))") }
+                if let route = self.route { query.append("route=\(AdminPath.query(route))") }
                 let data = try await self.connection.call(.POST, "/v1/cache/flush" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
                 try self.connection.show(data, as: AdminAck.self) { "\($0.message)\n" }
             }

@@ -139,7 +139,7 @@ struct Keys: AsyncParsableCommand {
 
         func run() async throws {
             if self.connection.running {
-                let data = try await self.connection.admin.call(.DELETE, "/v1/keys/\(Drain.escape(self.key))")
+                let data = try await self.connection.admin.call(.DELETE, "/v1/keys/\(AdminPath.segment(self.key))")
                 print(try AdminJSON.decoder().decode(AdminAck.self, from: data).message)
                 return
             }
@@ -189,7 +189,7 @@ struct UsageReport: AsyncParsableCommand {
         let lines: [UsageLine]
         if self.connection.running {
             var path = "/v1/usage?since=\(start)"
-            if let tenant = self.tenant { path += "&tenant=\(Ctl.Drain.escape(tenant))" }
+            if let tenant = self.tenant { path += "&tenant=\(AdminPath.query(tenant))" }
             lines = try AdminJSON.decoder().decode([UsageLine].self, from: try await self.connection.admin.call(.GET, path))
         } else {
             lines = try await self.connection.offlineStore().usage(tenant: self.tenant, since: start)

@@ -282,7 +282,7 @@ extension SwitchyardCommand {
     /// Every asynchronous command, by its type.
     static let asynchronous: [ObjectIdentifier: @Sendable (any ParsableCommand) async throws -> Void] = Dictionary(uniqueKeysWithValues: [
         Self.entry(Serve.self), Self.entry(Simulate.self), Self.entry(ConfigCommand.Check.self), Self.entry(Ctl.Status.self),
-        Self.entry(Ctl.Drain.self), Self.entry(Ctl.Undrain.self), Self.entry(Ctl.Routes.Set.self), Self.entry(Ctl.Reload.self),
+        Self.entry(Ctl.Drain.self), Self.entry(Ctl.Undrain.self), Self.entry(Ctl.Breaker.self), Self.entry(Ctl.Routes.Set.self), Self.entry(Ctl.Reload.self),
         Self.entry(Ctl.Cache.Flush.self), Self.entry(Ctl.Events.self), Self.entry(Ctl.Audit.self), Self.entry(Keys.Create.self),
         Self.entry(Keys.List.self), Self.entry(Keys.Revoke.self), Self.entry(Tenants.List.self), Self.entry(UsageReport.self),
         Self.entry(LedgerCommand.RollUpCommand.self), Self.entry(BenchmarkCommand.SemanticIndexBenchmark.self),

@@ -15,6 +15,8 @@ struct FleetAnnouncement: Codable, Sendable, Equatable {
         /// A vendor's 429 (or out-of-quota) heard by one replica: its rate limit is the account's, so
         /// every replica rests the target as long.
         case rest(provider: String, model: String, seconds: Double)
+        /// An operator opened (`open`) or reset the breakers of a provider's targets, or of one model's.
+        case breaker(provider: String, model: String?, open: Bool)
     }
 
     var change: Change

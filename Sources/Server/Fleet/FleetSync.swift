@@ -39,8 +39,8 @@ final class FleetSync: Sendable {
             commands.append(RedisCommand("HSET", [RedisArgument(Self.routesKey), RedisArgument(alias), RedisArgument(json)]))
         case .reload:
             commands.append(RedisCommand("DEL", [RedisArgument(Self.routesKey)]))
-        case .cacheFlush, .rest:
-            // Not state: a flush is done once, a rest ends by itself.
+        case .cacheFlush, .rest, .breaker:
+            // Not state: a flush is done once, a rest ends by itself, a breaker goes on judging by itself.
             break
         }
         commands.append(RedisCommand("PUBLISH", [RedisArgument(Self.channel), RedisArgument(announcement.encoded())]))

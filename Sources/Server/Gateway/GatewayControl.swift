@@ -28,6 +28,40 @@ public struct GatewayControl: Sendable {
         return true
     }
 
+    /// Opens (as if it had tripped: it rests, then probes) or resets the breakers of `provider`'s targets,
+    /// or of its one `model`. In a fleet, every replica does.
+    public func setBreakers(_ provider: String, model: String?, open: Bool, by actor: String = "admin") throws(AdminProblem) -> AdminAck {
+        let changed = self.setBreakersHere(provider, model: model, open: open, origin: nil)
+        guard !changed.isEmpty else {
+            let known = self.targets().filter { $0.target.provider == provider }.map(\.target.model)
+            if known.isEmpty { throw AdminProblem(status: 404, code: "unknown_provider", message: "no routed target of provider '\(provider)'") }
+            throw AdminProblem(status: 404, code: "unknown_target", message: "provider \(provider) serves no model '\(model ?? "")' (known: \(known.joined(separator: ", ")))")
+        }
+        self.announce(.breaker(provider: provider, model: model, open: open), by: actor)
+        return AdminAck(message: Self.breakerMessage(changed, open: open, origin: nil))
+    }
+
+    /// This replica alone. - Returns: the targets changed.
+    @discardableResult
+    private func setBreakersHere(_ provider: String, model: String?, open: Bool, origin: String?) -> [TargetKey] {
+        let now = ContinuousClock.now
+        let changed = self.state.health.withLock { $0.setBreakers(of: provider, model: model, open: open, at: now) }
+        if !changed.isEmpty {
+            let message = Self.breakerMessage(changed, open: open, origin: origin)
+            self.state.events.publish(AdminEvent(kind: open ? .breakerOpened : .breakerReset, message: message, provider: provider))
+            self.state.logger.notice("breakers set by an operator", metadata: ["gw.provider": "\(provider)", "gw.open": "\(open)"])
+        }
+        return changed
+    }
+
+    private static func breakerMessage(_ targets: [TargetKey], open: Bool, origin: String?) -> String {
+        let names = targets.map(\.description).joined(separator: ", ")
+        let origin = origin.map { " " + $0 } ?? ""
+        return open
+            ? "breaker opened\(origin): \(names) (rests, then probes)"
+            : "breaker reset\(origin): \(names) closed, failures forgotten"
+    }
+
     /// This replica alone: what a drain announced by another replica does here.
     /// - Returns: false when no such provider exists.
     @discardableResult
@@ -75,6 +109,8 @@ public struct GatewayControl: Sendable {
             if !own { _ = try? self.reloadHere(origin: origin) }
         case .cacheFlush(let tenant, let route):
             if !own { _ = self.flushCacheHere(tenant: tenant, route: route, origin: origin) }
+        case .breaker(let provider, let model, let open):
+            if !own { self.setBreakersHere(provider, model: model, open: open, origin: origin) }
         case .rest(let provider, let model, let seconds):
             // A number from the wire: at most a day, as our own longest rest.
             guard !own, seconds.isFinite, seconds > 0, seconds <= Self.longestRest else { return }
@@ -196,6 +232,11 @@ public struct GatewayControl: Sendable {
     func tenants(_ config: GatewayConfig) async -> [AdminTenant] {
         let names = Set(config.tenants.map(\.name) + self.state.keys.all.map(\.tenant)).sorted()
         let fleetToday = await self.state.fleetSpendToday()
+        let day = BudgetCalendar.shared.dayAndMonth().day
+        let rejections = self.state.rejections.withLock { book in
+            book.keep(only: Set(names))
+            return book
+        }
         var tenants: [AdminTenant] = []
         for name in names {
             var usage = await self.state.quotas.usage(of: QuotaSubject(.tenant, name))
@@ -216,10 +257,49 @@ public struct GatewayControl: Sendable {
             ].compactMap { $0 }
             tenants.append(AdminTenant(
                 name: name, requestsToday: usage?.requestsToday ?? 0, tokensToday: usage?.tokensToday ?? 0,
-                costTodayUsd: usage?.spentToday ?? 0, budgetUsed: shares.max(), limitRejections: usage?.rejections ?? 0
+                costTodayUsd: usage?.spentToday ?? 0, budgetUsed: shares.max(), limitRejections: usage?.rejections ?? 0,
+                dailyBudgetUsd: limits.dailyBudgetUSD, monthlyBudgetUsd: limits.monthlyBudgetUSD, costMonthUsd: usage?.spentThisMonth ?? 0,
+                rejectionsByReason: rejections.byReason(name, day: day)
             ))
         }
         return tenants
+    }
+
+    /// One tenant's day: spend by model and by key from the ledger, and its last refusals.
+    public func tenant(_ name: String) async throws(AdminProblem) -> AdminTenantDetail {
+        let keys = self.state.keys.all.filter { $0.tenant == name }
+        guard self.state.routing.config.tenant(name) != nil || !keys.isEmpty else {
+            throw AdminProblem(status: 404, code: "unknown_tenant", message: "no tenant '\(name)' in the config or among the keys")
+        }
+        let last = self.state.rejections.withLock { $0.last(name) }
+        let dayStart = BudgetCalendar.starts(of: Date()).day
+        let usage: [UsageLine]
+        let spend: [SpendLine]
+        do {
+            usage = try await self.state.database.usage(tenant: name, since: dayStart)
+            spend = try await self.state.database.spend(since: dayStart, monthStart: dayStart).filter { $0.tenant == name }
+        } catch {
+            return AdminTenantDetail(name: name, models: [], keys: [], lastRejections: last, ledgerProblem: "the ledger could not be read: \(error)")
+        }
+        var models: [String: AdminSpend] = [:]
+        // Requests refused before a target was chosen have none ("-"): they count for their key only.
+        for line in usage where line.provider != "-" {
+            let model = "\(line.provider)/\(line.model)"
+            var total = models[model] ?? AdminSpend(name: model, requests: 0, tokens: 0, costUsd: 0)
+            total.requests = UntrustedNumber.count(Double(total.requests) + Double(line.requests))
+            total.tokens = UntrustedNumber.count(Double(total.tokens) + Double(line.inputTokens) + Double(line.outputTokens))
+            total.costUsd += line.costUsd
+            models[model] = total
+        }
+        let byKey = Dictionary(spend.compactMap { line in line.key.map { ($0, line) } }, uniquingKeysWith: { first, _ in first })
+        let now = Date().timeIntervalSince1970
+        let live = keys.filter { $0.revokedAt == nil && ($0.expiresAt ?? .infinity) > now }
+        let keySpend = live.map { key in
+            let line = byKey[key.id]
+            return AdminSpend(name: key.name, keyId: key.id, keyPrefix: key.prefix, requests: line?.requests ?? 0, tokens: line?.tokens ?? 0, costUsd: line?.day ?? 0)
+        }
+        let mostFirst: (AdminSpend, AdminSpend) -> Bool = { ($0.costUsd, $0.requests, $1.name) > ($1.costUsd, $1.requests, $0.name) }
+        return AdminTenantDetail(name: name, models: models.values.sorted(by: mostFirst), keys: keySpend.sorted(by: mostFirst), lastRejections: last)
     }
 
     /// Makes a key: stored (hash only) and usable at once; the key itself is in the answer only.
@@ -370,6 +450,7 @@ extension FleetAnnouncement.Change {
         case .reload: "config reloaded"
         case .cacheFlush: "cache flushed"
         case .rest(let provider, let model, _): "target \(provider)/\(model) rested"
+        case .breaker(let provider, let model, let open): "breaker of \(provider)\(model.map { "/" + $0 } ?? "") \(open ? "opened" : "reset")"
         }
     }
 
@@ -381,6 +462,7 @@ extension FleetAnnouncement.Change {
         case .reload: .configReloaded
         case .cacheFlush: .cacheFlushed
         case .rest: .targetRested
+        case .breaker(_, _, let open): open ? .breakerOpened : .breakerReset
         }
     }
 }

@@ -18,6 +18,8 @@ final class GatewayState: Sendable {
     /// Kept across reloads, so a reload does not forget that a provider is down or drained.
     let health: Mutex<RoutingHealth>
     let telemetry = Mutex(GatewayTelemetry())
+    /// Each tenant's refusals today, by reason, and the last few: for the console's tenant view.
+    let rejections = Mutex(TenantRejections())
     let events = EventHub()
     let metrics: GatewayMetrics
     /// Spans of sampled requests, when `tracing:` or `OTEL_*` turn them on.
