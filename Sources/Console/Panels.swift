@@ -133,7 +133,7 @@ struct Renderer {
             canvas.put(15, y, row.1, .text, bold: true, limit: 12)
             let values = state.history[row.2] ?? []
             // The graph's scale: what its top row stands for.
-            if rowsEach >= 2 { canvas.put(15, y + 1, "top " + Self.number(Self.scaleTop(values.suffix(sparkWidth), floor: row.4)), .muted, limit: 12) }
+            if rowsEach >= 2 { canvas.put(15, y + 1, "top " + Self.scale(Self.scaleTop(values.suffix(sparkWidth), floor: row.4)), .muted, limit: 12) }
             self.sparkline(values, &canvas, x: sparkX, y: y, width: sparkWidth, height: rowsEach, scaleFloor: row.4, latencyColors: row.3)
         }
         let tableTop = top + boxHeight
@@ -360,7 +360,7 @@ struct Renderer {
         var bindings = KeyBindings.table.filter { !(state.readOnly && $0.mutates) }
         // The screen keys share one line, and so do the moves, so the whole table fits 80×24.
         let groups: [(Binding, (Action) -> Bool)] = [
-            (Binding([], "1…\(Screen.allCases.count)", .show(.overview), hint: "", help: "screens: " + Screen.allCases.map(\.title).joined(separator: ", ")),
+            (Binding([], "1…\(Screen.allCases.count)", .show(.overview), hint: "", help: Screen.allCases.map(\.tab).joined(separator: ", ")),
              { if case .show = $0 { true } else { false } }),
             (Binding([], "Tab", .nextScreen, hint: "", help: "next screen (Shift-Tab: previous)"), { $0 == .nextScreen || $0 == .previousScreen }),
             (Binding([], "↑↓ jk", .up, hint: "", help: "select a row (PgUp/PgDn: a page)"), { [.up, .down, .pageUp, .pageDown].contains($0) }),
@@ -378,19 +378,25 @@ struct Renderer {
         canvas.box(x, y, width, height, title: "Keys (any key closes)", focused: true, ascii: !self.unicode)
         for (index, binding) in bindings.prefix(height - 4).enumerated() {
             canvas.put(x + 2, y + 1 + index, binding.keyLabel, .accent, bold: true)
-            let scope = binding.screens.map { " (" + $0.sorted { $0.rawValue < $1.rawValue }.map(\.title).joined(separator: ", ") + ")" } ?? ""
+            // Where it applies, by screen number: "[2 6]".
+            let scope = binding.screens.map { " [" + $0.map(\.rawValue).sorted().map(String.init).joined(separator: " ") + "]" } ?? ""
             canvas.put(x + 10, y + 1 + index, binding.help + scope, binding.mutates ? .warn : .text, limit: width - 12)
         }
         canvas.put(x + 2, y + height - 2, state.readOnly ? "read-only: actions are hidden" : "actions ask for confirmation; the gateway's answer shows below", .muted, limit: width - 4)
     }
 
-    private func keyPicker(_ picker: KeyPicker, _ canvas: inout Canvas) {
+    /// A dialog box centred over the screen, its inside cleared.
+    private func dialog(_ title: String, rows: Int, _ canvas: inout Canvas) -> (x: Int, y: Int, width: Int, height: Int) {
         let width = min(canvas.width - 4, 70)
-        let height = min(canvas.height - 4, picker.keys.count + 4)
+        let height = min(canvas.height - 4, rows)
         let x = (canvas.width - width) / 2
-        let y = 3
-        self.clear(&canvas, x: x, y: y, width: width, height: height)
-        canvas.box(x, y, width, height, title: "Revoke a key of \(picker.tenant)", focused: true, ascii: !self.unicode)
+        self.clear(&canvas, x: x, y: 3, width: width, height: height)
+        canvas.box(x, 3, width, height, title: title, focused: true, ascii: !self.unicode)
+        return (x, 3, width, height)
+    }
+
+    private func keyPicker(_ picker: KeyPicker, _ canvas: inout Canvas) {
+        let (x, y, width, height) = self.dialog("Revoke a key of \(picker.tenant)", rows: picker.keys.count + 4, &canvas)
         let first = max(0, picker.cursor - (height - 5))
         for (offset, key) in picker.keys.dropFirst(first).prefix(height - 4).enumerated() {
             let row = y + 1 + offset
@@ -402,12 +408,7 @@ struct Renderer {
     }
 
     private func routeForm(_ form: RouteForm, _ canvas: inout Canvas) {
-        let width = min(canvas.width - 4, 70)
-        let height = min(canvas.height - 4, form.rows.count + 6)
-        let x = (canvas.width - width) / 2
-        let y = 3
-        self.clear(&canvas, x: x, y: y, width: width, height: height)
-        canvas.box(x, y, width, height, title: "Edit route \(form.alias)", focused: true, ascii: !self.unicode)
+        let (x, y, width, height) = self.dialog("Edit route \(form.alias)", rows: form.rows.count + 6, &canvas)
         canvas.put(x + 2, y + 1, "strategy: \(form.strategy)", .accent, bold: true)
         for (index, row) in form.rows.enumerated() where index < height - 5 {
             let line = "\(row.enabled ? "[x]" : "[ ]") \(row.provider)/\(row.model)"
@@ -474,6 +475,8 @@ struct Renderer {
     }
 
     static func number(_ value: Double) -> String { value >= 100 ? String(format: "%.0f", value) : String(format: "%.1f", value) }
+    /// A graph's top: 3 significant digits for small numbers (a cost of $0.0373 a minute), as `number` else.
+    static func scale(_ value: Double) -> String { value > 0 && value < 1 ? String(format: "%.3g", value) : Self.number(value) }
     static func percent(_ value: Double) -> String { String(format: "%.1f%%", value * 100) }
     static func money(_ value: Double) -> String { String(format: "$%.4f", value) }
     /// Dollars in as few characters as keep them readable: $1234, $41.50, $0.0123.

@@ -63,8 +63,8 @@ extension Renderer {
         }
     }
 
-    /// Breaker and its recent changes, rest, load, latency and error graphs, and the last errors the
-    /// console heard of, each with its fault domain.
+    /// Breaker and its recent changes, rest, load, latency and error graphs, and its last failed
+    /// attempts, each with its fault domain.
     private func targetDetail(_ state: ViewState, _ target: AdminTarget, _ canvas: inout Canvas, top: Int, height: Int) {
         let name = "\(target.provider)/\(target.model)"
         let history = state.targetHistory[name]
@@ -94,24 +94,23 @@ extension Renderer {
         }
         say("  ·  \(target.requests1m) req/1m, \(Self.percent(target.errorRate1m)) errors", .text)
         y += 1
-        let errors = state.events.reversed().filter {
-            $0.kind == .request && $0.failure != nil && $0.provider == target.provider && $0.model == target.model
-        }
-        // The graphs take the rows the last errors (up to five) leave, up to six each.
+        let errors = target.recentErrors ?? []
+        // The graphs take the rows the last failed attempts (up to five) leave, up to six each.
         let graphRows = max(1, min(6, (top + height - 1 - y - 1 - min(errors.count, 5)) / 2))
         let graphWidth = max(0, inner - 18)
         for (label, values, floor) in [("p50 ms", history?.latencyP50 ?? [], 0.0), ("errors %", history?.errorRate ?? [], 5)] where y + graphRows <= top + height - 1 {
             canvas.put(2, y, label, .muted)
-            canvas.put(11, y, "top " + Self.number(Self.scaleTop(values.suffix(graphWidth), floor: floor)), .text, limit: 8)
+            canvas.put(11, y, "top " + Self.scale(Self.scaleTop(values.suffix(graphWidth), floor: floor)), .text, limit: 8)
             self.sparkline(values, &canvas, x: 20, y: y, width: graphWidth, height: graphRows, scaleFloor: floor, latencyColors: true)
             y += graphRows
         }
         guard y < top + height - 1 else { return }
-        canvas.put(2, y, errors.isEmpty ? "no failed requests seen since the console started" : "last errors (fault domain)", .muted)
+        canvas.put(2, y, errors.isEmpty ? "no failed attempts" : "last failed attempts: when, what, whose fault", .muted)
         y += 1
-        for event in errors.prefix(max(0, top + height - 1 - y)) {
-            let line = "\(Self.clock(event.time))  \(event.status.map(String.init) ?? "-")  \(event.failure ?? "-")  \(event.message)"
-            canvas.put(4, y, line, (event.status ?? 0) >= 500 ? .error : .warn, limit: inner - 2)
+        let read = state.snapshotAt ?? self.now
+        for error in errors.prefix(max(0, top + height - 1 - y)) {
+            let line = "\(Self.clock(read - error.secondsAgo))  \(error.kind)  \(error.faultDomain)  \(error.message)"
+            canvas.put(4, y, line, error.faultDomain == "provider" ? .error : .warn, limit: inner - 2)
             y += 1
         }
     }

@@ -28,7 +28,8 @@ extension Renderer {
         if wide { columns.append(("TOKENS", 11)) }
         columns += [("COST", 10), ("RATE/h", 9), ("BY 24:00", 10)]
         let barWidth = canvas.width >= 160 ? 24 : wide ? 14 : 8
-        columns.append(("BUDGET TODAY", barWidth + 20))
+        // The bar, then "104% of $0.0100".
+        columns.append(("BUDGET TODAY", barWidth + 18))
         let reasonsX = 2 + columns.map(\.1).reduce(0, +)
         let reasonsWidth = canvas.width - 2 - reasonsX
         self.row(columns.map(\.0) + [reasonsWidth >= 20 ? "REFUSED, BY REASON" : "REF"], widths: columns.map(\.1) + [max(0, reasonsWidth)], &canvas, x: 2, y: top + 1, role: .muted)
@@ -58,10 +59,7 @@ extension Renderer {
             } else {
                 canvas.put(x, y, "no budget", .muted)
             }
-            let reasons = (tenant.rejectionsByReason ?? [:]).sorted { ($0.value, $1.key) > ($1.value, $0.key) }
-            let refused = reasonsWidth >= 20 && !reasons.isEmpty
-                ? reasons.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-                : "\(tenant.limitRejections)"
+            let refused = Self.refusals(tenant, width: reasonsWidth)
             canvas.put(reasonsX, y, refused, tenant.limitRejections > 0 ? .warn : .muted, limit: max(0, reasonsWidth))
             if first + offset == selected { canvas.highlight(y, from: 1, width: canvas.width - 2, role: .selected) }
         }
@@ -73,10 +71,14 @@ extension Renderer {
         canvas.box(0, top, canvas.width, height, title: "\(tenant.name) today", ascii: !self.unicode)
         let bottom = top + height - 1
         let detail = state.tenantDetail.flatMap { $0.name == tenant.name ? $0 : nil }
-        let threeColumns = canvas.width >= 120
+        // Models, keys and refusals side by side from 160 columns; before, the refusals under both lists.
+        let threeColumns = canvas.width >= 160
         // The lists need their longest one's rows (keys and refusals share a column when narrow);
         // the spend graph grows into what is left, up to six rows.
-        let listRows = min(8, 1 + max(detail?.models.count ?? 1, threeColumns ? max(detail?.keys.count ?? 1, detail?.lastRejections.count ?? 1) : (detail?.keys.count ?? 1) + 2 + (detail?.lastRejections.count ?? 1)))
+        let models = detail?.models.count ?? 1
+        let keys = detail?.keys.count ?? 1
+        let refusals = detail?.lastRejections.count ?? 1
+        let listRows = min(8, threeColumns ? 1 + max(models, keys, refusals) : 3 + max(models, keys) + refusals)
         let graphRows = max(1, min(6, height - 3 - listRows))
         var y = top + 1
         let rates = Self.rates(state.spendHistory[tenant.name] ?? [])
@@ -97,19 +99,19 @@ extension Renderer {
             y += 1
         }
         let rows = max(0, bottom - y)
-        let models = detail.models.map { ($0.name, "\($0.requests)", Self.dollars($0.costUsd)) }
-        let keys = detail.keys.map { ("\($0.name) \($0.keyPrefix.map { $0 + "…" } ?? "")", "\($0.requests)", Self.dollars($0.costUsd)) }
-        let refusals = detail.lastRejections.map { "\(Self.clock($0.time)) \($0.status) \($0.reason): \($0.message)" }
+        let modelLines = detail.models.map { ($0.name, "\($0.requests)", Self.dollars($0.costUsd)) }
+        let keyLines = detail.keys.map { ("\($0.name) \($0.keyPrefix.map { $0 + "…" } ?? "")", "\($0.requests)", Self.dollars($0.costUsd)) }
+        let refusalLines = detail.lastRejections.map { "\(Self.clock($0.time)) \($0.status) \($0.reason): \($0.message)" }
         // Models and keys need about 48 columns each; the refusals' messages take the rest.
         let listWidth = threeColumns ? min(48, (canvas.width - 4) / 3) : (canvas.width - 4) / 2
-        self.spendList("MODELS", models, &canvas, x: 2, y: y, width: listWidth - 1, rows: rows)
-        let keyRows = threeColumns ? rows : min(keys.count + 1, max(2, rows / 2))
-        self.spendList("KEYS", keys, &canvas, x: 2 + listWidth, y: y, width: listWidth - 1, rows: keyRows)
-        let (refusalsX, refusalsY, refusalRows) = threeColumns ? (2 + 2 * listWidth, y, rows) : (2 + listWidth, y + keyRows + 1, rows - keyRows - 1)
+        let spendRows = threeColumns ? rows : min(max(modelLines.count, keyLines.count) + 1, max(2, rows / 2))
+        self.spendList("MODELS", modelLines, &canvas, x: 2, y: y, width: listWidth - 1, rows: spendRows)
+        self.spendList("KEYS", keyLines, &canvas, x: 2 + listWidth, y: y, width: listWidth - 1, rows: spendRows)
+        let (refusalsX, refusalsY, refusalRows) = threeColumns ? (2 + 2 * listWidth, y, rows) : (2, y + spendRows + 1, rows - spendRows - 1)
         guard refusalRows > 0 else { return }
         canvas.put(refusalsX, refusalsY, "LAST REFUSALS", .muted)
-        if refusals.isEmpty { canvas.put(refusalsX, refusalsY + 1, "none", .muted) }
-        for (index, line) in refusals.prefix(refusalRows - 1).enumerated() {
+        if refusalLines.isEmpty { canvas.put(refusalsX, refusalsY + 1, "none", .muted) }
+        for (index, line) in refusalLines.prefix(refusalRows - 1).enumerated() {
             canvas.put(refusalsX, refusalsY + 1 + index, line, .warn, limit: canvas.width - 2 - refusalsX)
         }
     }
@@ -126,6 +128,16 @@ extension Renderer {
             canvas.put(x + nameWidth, y + 1 + index, line.1, .muted, limit: 6)
             canvas.put(x + nameWidth + 7, y + 1 + index, line.2, .text, limit: 10)
         }
+    }
+
+    /// "rate_limited 9, concurrency_limited 3"; where that does not fit, the main reason and the rest's sum.
+    static func refusals(_ tenant: AdminTenant, width: Int) -> String {
+        let reasons = (tenant.rejectionsByReason ?? [:]).sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+        guard let top = reasons.first, width >= 12 else { return "\(tenant.limitRejections)" }
+        let all = reasons.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        if all.count <= width { return all }
+        // "rate_limited 9 +3": the main reason, and how many the others refused.
+        return "\(top.key) \(top.value) +\(reasons.dropFirst().map(\.value).reduce(0, +))"
     }
 
     /// Dollars an hour between successive samples: the spend rate's history.

@@ -122,12 +122,24 @@ wait_for "One replica"
 shot fleet
 tmux send-keys -t "$session" 3
 wait_for "initech"
-spent() { screen | awk '$2 == "acme" { print $3 }'; }
+spent() { screen | awk '$2 == "acme" && $3 ~ /^[0-9]+$/ { print $3 }'; }
 first="$(spent)"
 for _ in $(seq 1 40); do [ "$(spent)" != "$first" ] && break; sleep 0.5; done
 [ "$(spent)" != "$first" ] || fail "acme's requests did not rise on screen ($first)"
 echo "e2e: the tenants' spend rises on screen (acme $first → $(spent) requests today)"
+# The selected tenant's day: its models and keys, read from the ledger.
+wait_for "today ─"
+wait_for "sk-sy-demo" 15
+wait_for "LAST REFUSALS"
 shot tenants
+# The demo's keys are declared in its config: a revoke from the console is refused, and says why.
+tmux send-keys -t "$session" x
+wait_for "Revoke a key of"
+tmux send-keys -t "$session" Enter
+wait_for "It stops working at once"
+tmux send-keys -t "$session" y
+wait_for "refused (409)"
+echo "e2e: a revoke through the console is answered with the gateway's reply (409: declared in the config file)"
 tmux send-keys -t "$session" 5
 wait_for "semantic hits"
 wait_for_match "hit rate +[1-9]" 90
@@ -137,6 +149,20 @@ shot cache
 for _ in $(seq 1 240); do [ "$(breaker_of flaky)" = closed ] && break; sleep 0.5; done
 [ "$(breaker_of flaky)" = closed ] || fail "the flaky provider's breaker did not close within 120 s"
 echo "e2e: the flaky provider's breaker closed again"
+# And opened by hand: flaky is the first row, four above sim-claude.
+tmux send-keys -t "$session" 2
+wait_for "TARGET"
+tmux send-keys -t "$session" k k k k o
+wait_for "Open the breaker of flaky/"
+tmux send-keys -t "$session" y
+wait_for "breaker opened: flaky/"
+[ "$(breaker_of flaky)" != closed ] || fail "the admin API does not show flaky's breaker opened from the console"
+echo "e2e: the console opened the flaky provider's breaker"
+# The tenants again, for the captured screen: by now with a few minutes of spend behind them.
+tmux send-keys -t "$session" 3
+wait_for "today ─"
+sleep 2
+shot tenants
 tmux send-keys -t "$session" '?'
 wait_for "Keys (any key closes)"
 shot help

@@ -30,7 +30,12 @@ enum Sample {
             AdminTarget(
                 provider: "openai-west", model: "gpt-4o", health: "breaker_open", breaker: "open", drained: false, restingSeconds: nil, inFlight: 0,
                 reportedQueue: nil, requests1m: 37, errorRate1m: 0.41, latencyMs: Percentiles(p50: 310, p95: 900, p99: 2_400.5),
-                timeToFirstTokenMs: Percentiles(p50: 150), lastError: "Provider 'openai-west' answered with HTTP 503."
+                timeToFirstTokenMs: Percentiles(p50: 150), lastError: "Provider 'openai-west' answered with HTTP 503.",
+                recentErrors: [
+                    AdminTargetError(secondsAgo: 2, kind: "server_error", faultDomain: "provider", message: "Provider 'openai-west' answered with HTTP 503."),
+                    AdminTargetError(secondsAgo: 9, kind: "timeout", faultDomain: "provider", message: "Provider 'openai-west' sent no first byte within 60s."),
+                    AdminTargetError(secondsAgo: 31, kind: "credentials", faultDomain: "gateway", message: "Provider 'openai-west' refused the gateway's key (HTTP 401)."),
+                ]
             ),
             AdminTarget(
                 provider: "local", model: "llama3.2", health: "drained", breaker: "closed", drained: true, restingSeconds: nil, inFlight: 1,
@@ -500,6 +505,9 @@ struct OperatorViewTests {
         #expect(state.targetHistory["openai-east/gpt-4o"]?.breakerChanges.isEmpty == true)
         let screen = Renderer(now: 0).render(state, width: 120, height: 40).text
         #expect(screen.contains("since: 00:00:20 open → 00:00:40 half_open → 00:00:50 open"))
+        // Its last failed attempts, with when (as of the last snapshot, read at 59 s), what and whose fault.
+        #expect(screen.contains("00:00:57  server_error  provider  Provider 'openai-west' answered with HTTP 503."))
+        #expect(screen.contains("00:00:28  credentials  gateway  Provider 'openai-west' refused the gateway's key (HTTP 401)."))
     }
 
     @Test func aReplicaThatLeftTheRollCallIsShownGone() {

@@ -119,6 +119,25 @@ struct CircuitBreakerTests {
         #expect(breaker.state == .open(until: clock.now + .seconds(5)))
     }
 
+    @Test func aTargetKeepsItsLastFailedAttemptsWithWhoseFaultTheyWere() throws {
+        let key = TargetKey(provider: "a", model: "m")
+        var health = RoutingHealth(config: BalancerTests.config([RouteSettings(alias: "r", targets: [RouteTarget(provider: "a", model: "m")])]))
+        var clock = FakeClock()
+        let failures: [AttemptFailure] = [.serverError, .timeout, .credentials, .caller, .rateLimited(retryAfter: nil), .connect, .serverError]
+        for (index, failure) in failures.enumerated() {
+            let admitted = health.begin(key, at: clock.now)
+            let ticket = try #require(admitted)
+            health.failed(ticket, failure, detail: "failure \(index) " + String(repeating: "x", count: 1_000), at: clock.now)
+            clock.advance(.seconds(1))
+        }
+        let recent = try #require(health.statuses(at: clock.now).first).recentFailures
+        #expect(recent.count == TargetFailure.kept)
+        #expect(recent.map(\.kind) == ["server_error", "connect", "rate_limited", "caller", "credentials"], "newest first")
+        #expect(recent.map(\.faultDomain) == [.provider, .provider, .provider, .caller, .gateway])
+        #expect(recent.map(\.secondsAgo) == [1, 2, 3, 4, 5])
+        #expect(recent.allSatisfy { $0.detail.count <= 301 })
+    }
+
     @Test func breakersAreSetPerProviderOrPerModelAndOnlyForKnownTargets() {
         let route = RouteSettings(alias: "r", targets: [
             RouteTarget(provider: "a", model: "m1"), RouteTarget(provider: "a", model: "m2"), RouteTarget(provider: "b", model: "m1"),

@@ -402,6 +402,26 @@ struct OperatorActionTests {
         #expect(entries.last { $0["action"] as? String == "breaker_open" }?["target"] as? String == "a/m", "the first one, refused later")
     }
 
+    @Test func aTargetFailingBehindAFailoverShowsItsErrorsAndTheirFaultDomain() async throws {
+        let fixture = try await AdminFixture.start(routesYAML: """
+            routes:
+              r:
+                strategy: priority
+                targets:
+                  - { provider: a, model: "m:fault=500", priority: 0 }
+                  - { provider: b, model: m, priority: 1 }
+            """, lane: .framework)
+        defer { Task { await fixture.stop() } }
+        #expect(try await fixture.chat(3) == ["b": 3], "every request answered by the failover")
+        let snapshot = try await fixture.snapshot()
+        let failing = try #require(snapshot.targets.first { $0.provider == "a" })
+        #expect(failing.requests1m == 3 && failing.errorRate1m == 1, "its attempts count, though it served none")
+        let errors = try #require(failing.recentErrors)
+        #expect(errors.count == 3 && errors.allSatisfy { $0.kind == "server_error" && $0.faultDomain == "provider" }, "\(errors)")
+        let serving = try #require(snapshot.targets.first { $0.provider == "b" })
+        #expect(serving.requests1m == 3 && serving.errorRate1m == 0 && serving.recentErrors == [])
+    }
+
     static func ack(_ exchange: Exchange) throws -> String {
         try AdminJSON.decoder().decode(AdminAck.self, from: Data(exchange.body.utf8)).message
     }

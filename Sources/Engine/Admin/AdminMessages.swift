@@ -169,6 +169,8 @@ public struct AdminTarget: Codable, Sendable, Equatable {
     public var latencyMs: Percentiles
     public var timeToFirstTokenMs: Percentiles
     public var lastError: String?
+    /// Its last failed attempts, newest first (a failover's hidden failures included).
+    public var recentErrors: [AdminTargetError]?
 
     public init(
         provider: String,
@@ -183,7 +185,8 @@ public struct AdminTarget: Codable, Sendable, Equatable {
         errorRate1m: Double,
         latencyMs: Percentiles,
         timeToFirstTokenMs: Percentiles,
-        lastError: String?
+        lastError: String?,
+        recentErrors: [AdminTargetError]? = nil
     ) {
         self.provider = provider
         self.model = model
@@ -198,6 +201,25 @@ public struct AdminTarget: Codable, Sendable, Equatable {
         self.latencyMs = latencyMs
         self.timeToFirstTokenMs = timeToFirstTokenMs
         self.lastError = lastError
+        self.recentErrors = recentErrors
+    }
+}
+
+/// A failed attempt at a target.
+public struct AdminTargetError: Codable, Sendable, Equatable {
+    /// How long before the snapshot it failed.
+    public var secondsAgo: Double
+    /// `server_error`, `timeout`, `rate_limited`, `connect`, …
+    public var kind: String
+    /// caller | policy | provider | gateway
+    public var faultDomain: String
+    public var message: String
+
+    public init(secondsAgo: Double, kind: String, faultDomain: String, message: String) {
+        self.secondsAgo = secondsAgo
+        self.kind = kind
+        self.faultDomain = faultDomain
+        self.message = message
     }
 }
 

@@ -13,6 +13,7 @@ extension AdminSnapshot {
     ) -> AdminSnapshot {
         let targets = statuses.map { status in
             let window = telemetry.target(status.target, now: second)
+            let attempts = telemetry.attempts(status.target, now: second)
             return AdminTarget(
                 provider: status.target.provider,
                 model: status.target.model,
@@ -22,11 +23,14 @@ extension AdminSnapshot {
                 restingSeconds: status.restingSeconds,
                 inFlight: status.inFlight,
                 reportedQueue: status.reportedQueue,
-                requests1m: window?.requests ?? 0,
-                errorRate1m: window?.errorRate ?? 0,
+                requests1m: attempts.total,
+                errorRate1m: attempts.total == 0 ? 0 : Double(attempts.failed) / Double(attempts.total),
                 latencyMs: window?.latencyMs ?? Percentiles(),
                 timeToFirstTokenMs: window?.timeToFirstTokenMs ?? Percentiles(),
-                lastError: status.lastError
+                lastError: status.lastError,
+                recentErrors: status.recentFailures.map {
+                    AdminTargetError(secondsAgo: $0.secondsAgo, kind: $0.kind, faultDomain: $0.faultDomain.rawValue, message: $0.detail)
+                }
             )
         }
         let routes = config.routes.map { route in

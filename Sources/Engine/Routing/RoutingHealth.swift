@@ -24,6 +24,8 @@ public struct TargetHealth: Sendable, Equatable {
     public var requests = 0
     public var failures = 0
     public var lastError: String?
+    /// The last few failed attempts, newest first.
+    public var recentFailures: [TargetFailure] = []
 
     init(policy: BreakerPolicy) {
         self.breaker = CircuitBreaker(policy: policy)
@@ -166,6 +168,8 @@ public struct RoutingHealth: Sendable {
             let wasOpen = if case .open = health.breaker.state { true } else { false }
             health.inFlight = max(0, health.inFlight - 1)
             health.lastError = detail
+            health.recentFailures.insert(TargetFailure(at: now, failure: failure, detail: detail), at: 0)
+            if health.recentFailures.count > TargetFailure.kept { health.recentFailures.removeLast() }
             if failure.countsAgainstTarget {
                 health.failures += 1
                 health.breaker.recordFailure(ticket.admission, at: now)
@@ -261,7 +265,10 @@ public struct RoutingHealth: Sendable {
                 latencySeconds: health.totalLatency.value,
                 requests: health.requests,
                 failures: health.failures,
-                lastError: health.lastError
+                lastError: health.lastError,
+                recentFailures: health.recentFailures.map {
+                    .init(secondsAgo: max(0, (now - $0.at).seconds), kind: $0.kind, faultDomain: $0.faultDomain, detail: $0.detail)
+                }
             )
         }.sorted { ($0.target.provider, $0.target.model) < ($1.target.provider, $1.target.model) }
     }
@@ -307,4 +314,13 @@ public struct TargetStatus: Sendable, Equatable {
     public let requests: Int
     public let failures: Int
     public let lastError: String?
+    public let recentFailures: [RecentFailure]
+
+    /// A failed attempt, as old as it is when the status is read.
+    public struct RecentFailure: Sendable, Equatable {
+        public let secondsAgo: Double
+        public let kind: String
+        public let faultDomain: FaultDomain
+        public let detail: String
+    }
 }
