@@ -140,11 +140,20 @@ extension Renderer {
         return "\(top.key) \(top.value) +\(reasons.dropFirst().map(\.value).reduce(0, +))"
     }
 
-    /// Dollars an hour between successive samples: the spend rate's history.
+    /// Seconds the spend rate's graph averages over: requests cost in steps, so a rate between two
+    /// refreshes is a row of spikes.
+    static let rateSpan = 15.0
+
+    /// Dollars an hour at each sample, over the `rateSpan` before it: the spend rate's history.
     static func rates(_ samples: [ViewState.SpendSample]) -> [Double] {
-        zip(samples, samples.dropFirst()).map { earlier, later in
-            later.time > earlier.time ? max(0, later.costUsd - earlier.costUsd) / (later.time - earlier.time) * 3600 : 0
+        var rates: [Double] = []
+        var start = 0
+        for index in samples.indices.dropFirst() {
+            while start < index - 1 && samples[index].time - samples[start + 1].time >= Self.rateSpan { start += 1 }
+            let (earlier, later) = (samples[start], samples[index])
+            rates.append(later.time > earlier.time ? max(0, later.costUsd - earlier.costUsd) / (later.time - earlier.time) * 3600 : 0)
         }
+        return rates
     }
 
     /// 4.5M, 90.0k, 812.

@@ -496,6 +496,15 @@ struct OperatorViewTests {
         #expect(later.spendRatePerHour("acme") == nil)
     }
 
+    @Test func theSpendRatesGraphAveragesOverFifteenSeconds() {
+        // A cent every 5 s, sampled every second: $7.20 an hour, not spikes of $36 between flat zeros.
+        let samples = (0..<60).map { ViewState.SpendSample(time: Double($0), costUsd: Double($0 / 5) * 0.01) }
+        let rates = Renderer.rates(samples)
+        #expect(rates.count == 59)
+        #expect(rates.suffix(40).allSatisfy { abs($0 - 7.2) < 2.5 }, "\(rates)")
+        #expect(Renderer.rates([]).isEmpty && Renderer.rates(Array(samples.prefix(1))).isEmpty)
+    }
+
     @Test func aBreakersChangesAreKeptWithTheirTimes() throws {
         var state = Sample.state(screen: .providers)
         _ = state.handle(.down)
