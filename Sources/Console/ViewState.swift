@@ -45,6 +45,8 @@ struct ViewState: Sendable {
     static let eventLimit = 500
     /// Breaker changes kept per target.
     static let breakerChangesKept = 6
+    /// Replicas kept on the Fleet screen after they left the roll call.
+    static let goneReplicasKept = 8
 
     /// One target's own history, newest last: what its sparklines and breaker history draw.
     struct TargetHistory: Sendable {
@@ -169,6 +171,11 @@ struct ViewState: Sendable {
             self.goneReplicas[replica.id] = (replica, read - replica.lastSeenSecondsAgo)
         }
         for id in present { self.goneReplicas[id] = nil }
+        // A fleet that rolls its pods makes a new replica id each time: the latest few gone ones stay.
+        if self.goneReplicas.count > Self.goneReplicasKept {
+            let kept = self.goneReplicas.sorted { $0.value.lastSeen > $1.value.lastSeen }.prefix(Self.goneReplicasKept)
+            self.goneReplicas = Dictionary(uniqueKeysWithValues: kept.map { ($0.key, $0.value) })
+        }
     }
 
     private static func append(_ value: Double, to values: inout [Double]) {

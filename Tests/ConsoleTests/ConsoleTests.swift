@@ -534,6 +534,19 @@ struct OperatorViewTests {
         ))
         back.apply(snapshot: snapshot, at: 61)
         #expect(back.goneReplicas.isEmpty)
+
+        // A fleet rolling its pods: only the latest few gone replicas are kept.
+        var rolling = state
+        for pod in 0..<20 {
+            var snapshot = Sample.snapshot
+            snapshot.fleet?.append(AdminReplica(
+                id: "pod-\(pod):8080", address: "127.0.0.20:8080", version: "0.2.0", configDigest: "3f9a1c2e", configVersion: 4, upSince: 0,
+                requestsLastMinute: 1, errorRate: 0
+            ))
+            rolling.apply(snapshot: snapshot, at: Double(100 + pod))
+        }
+        rolling.apply(snapshot: Sample.snapshot, at: 200)
+        #expect(rolling.goneReplicas.count == ViewState.goneReplicasKept && rolling.goneReplicas["pod-19:8080"] != nil)
     }
 
     @Test func inAFleetAnActionsAnswerSaysEveryReplicaAppliesIt() {

@@ -40,7 +40,8 @@ final class TargetLease: Sendable {
         guard self.settle() else { return }
         let now = ContinuousClock.now
         let opened = self.state.health.withLock { $0.failed(self.ticket, failure, detail: detail, at: now) }
-        self.count(failed: failure.countsAgainstTarget)
+        // A caller's mistake (a bad request, too long a prompt) is not the target's error.
+        self.count(failed: failure.faultDomain != .caller)
         if opened { self.state.breakerOpened(self.ticket.target, failure: failure, logger: self.logger) }
         // A vendor's rate limit is the account's, not this replica's: the fleet rests the target too.
         if let rest = failure.rest, self.state.fleet != nil { GatewayControl(state: self.state).restFleetWide(self.ticket.target, for: rest) }
