@@ -47,6 +47,7 @@ test-durability:
 
 test-fleet:
 	$(SWIFT) build --product switchyard
+	$(SWIFT) build --product switchyard-console
 	bash Tests/Fleet/run.sh
 	bash Tests/Fleet/database.sh
 

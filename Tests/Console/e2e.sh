@@ -119,7 +119,7 @@ wait_for "→ sim/gpt-4"
 shot log
 tmux send-keys -t "$session" 7
 wait_for "One replica"
-shot fleet
+shot fleet-one-replica
 tmux send-keys -t "$session" 3
 wait_for "initech"
 spent() { screen | awk '$2 == "acme" && $3 ~ /^[0-9]+$/ { print $3 }'; }

@@ -11,7 +11,8 @@ round-robin in front of them. Through the load balancer it checks that:
   3. 200 concurrent requests of a tenant with a $1.00 daily budget: the spend in all replicas'
      ledgers is at most $1.00 and equals the sum of the answers' `x-switchyard-cost-usd`;
   4. `switchyard ctl drain P` on replica 1: a second later no replica sends to P, a replica started
-     after the drain starts drained, and an undrain on replica 2 puts P back everywhere; a route edit
+     after the drain starts drained, and an undrain on replica 2 puts P back everywhere; a breaker
+     opened by hand on replica 1 is open on every replica, and a reset on replica 2 closes it; a route edit
      and a config reload on one replica are every replica's a second later, and a replica whose own
      file is broken keeps its config and says why in the fleet's roll call;
   5. with `cache: { shared: true }`, an answer cached through one replica is a hit on the others, and
@@ -20,7 +21,9 @@ round-robin in front of them. Through the load balancer it checks that:
      return within the documented time (`lease_ttl` plus a renewal period);
   7. Redis stopped mid-load: no request waits much longer than the admission timeout, the answers
      follow `on_error: deny` (503, Retry-After, in the caller's dialect), and service comes back by
-     itself when Redis does.
+     itself when Redis does;
+  8. the console on replica 1's Fleet screen lists the three replicas, and one killed for good stays
+     on screen marked gone.
 
 Usage: fleet.py SWITCHYARD_BINARY. Exits non-zero on the first failed check.
 """
@@ -384,6 +387,24 @@ def drains_are_the_fleets(replicas, redis_port, simulator_port):
     late.process.wait(10)
 
 
+def breakers_set_by_hand_are_the_fleets(replicas):
+    """An operator's breaker open on one replica opens it on every replica; a reset on another closes it."""
+    def breakers(replica, provider):
+        return {target["breaker"] for target in replica.snapshot()["targets"] if target["provider"] == provider}
+
+    replicas[0].ctl("breaker", "open", "east")
+    for replica in replicas:
+        wait_until(f"east's breakers open on {replica.name}", lambda: breakers(replica, "east") == {"open"}, seconds=5)
+        used = providers_used(replica.base)
+        check("east" not in used, f"{replica.name} still sends to east after the breaker was opened on replica1: {used}")
+    replicas[1].ctl("breaker", "reset", "east")
+    for replica in replicas:
+        wait_until(f"east's breakers closed on {replica.name}", lambda: breakers(replica, "east") == {"closed"}, seconds=5)
+        used = providers_used(replica.base)
+        check("east" in used, f"{replica.name} does not send to east after the reset on replica2: {used}")
+    log("breaker open on replica1: every replica opens it; reset on replica2: every replica closes it")
+
+
 def edits_and_reloads_are_the_fleets(replicas):
     replicas[0].ctl("routes", "set", "pair", "--target", "west/fleet-fast")
     time.sleep(1.0)
@@ -530,6 +551,33 @@ def redis_outage_follows_the_policy(balancer, replicas, redis):
     check(before and all(status == 200 for status in before), f"answers before the outage: {sorted(set(before))}")
 
 
+def the_console_shows_a_replica_going_away(replicas):
+    """The console on replica1's Fleet screen sees three replicas, then one killed for good kept on
+    screen as gone (the roll call drops a replica silent for 10 s; the console remembers it)."""
+    console = os.path.join(os.path.dirname(BINARY), "switchyard-console")
+    session = f"sy-fleet-{os.getpid()}"
+
+    def screen():
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, timeout=5).stdout
+
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
+                    f"exec {console} --socket {replicas[0].socket} --refresh 500ms"], check=True, timeout=10)
+    try:
+        subprocess.run(["tmux", "send-keys", "-t", session, "7"], check=True, timeout=5)
+        wait_until("the console lists three replicas", lambda: "Fleet, 3 replicas up" in screen(), seconds=15)
+        victim = replicas[2]
+        victim.process.kill()
+        victim.process.wait(10)
+        wait_until("the console shows the killed replica gone", lambda: "gone: no heartbeat since" in screen() and "2 replicas up, 1 gone" in screen(), seconds=30)
+        if os.environ.get("SCREENSHOTS"):
+            os.makedirs(os.environ["SCREENSHOTS"], exist_ok=True)
+            with open(os.path.join(os.environ["SCREENSHOTS"], "fleet.txt"), "w") as file:
+                file.write(screen())
+        log(f"the console on {replicas[0].name} shows {victim.name}, killed, as gone rather than dropping it")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=5)
+
+
 def main():
     redis = Redis()
     redis.start()
@@ -551,10 +599,12 @@ def main():
     rate_limit_holds_fleet_wide(balancer)
     budget_holds_fleet_wide(balancer, replicas)
     drains_are_the_fleets(replicas, redis.port, simulator_port)
+    breakers_set_by_hand_are_the_fleets(replicas)
     edits_and_reloads_are_the_fleets(replicas)
     the_exact_cache_is_shared(replicas)
     leases_of_a_killed_replica_return(balancer, replicas, simulator_port)
     redis_outage_follows_the_policy(balancer, replicas, redis)
+    the_console_shows_a_replica_going_away(replicas)
     log("OK")
 
 

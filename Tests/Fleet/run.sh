@@ -5,8 +5,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bin="${SWITCHYARD:-$root/.build/debug/switchyard}"
-[ -x "$bin" ] || { echo "fleet: build first (swift build)" >&2; exit 1; }
-for tool in redis-server redis-cli haproxy python3; do
+[ -x "$bin" ] && [ -x "$(dirname "$bin")/switchyard-console" ] || { echo "fleet: build first (swift build)" >&2; exit 1; }
+for tool in redis-server redis-cli haproxy python3 tmux; do
   command -v "$tool" >/dev/null || { echo "fleet: $tool is missing (scripts/bootstrap installs it)" >&2; exit 1; }
 done
 exec python3 "$root/Tests/Fleet/fleet.py" "$bin"
