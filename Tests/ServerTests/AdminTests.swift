@@ -455,7 +455,8 @@ struct OperatorActionTests {
             if detail.keys.first?.requests ?? 0 >= 5 { break }
             try await Task.sleep(for: .milliseconds(100))
         }
-        #expect(detail.models.map(\.requests).reduce(0, +) == 3 && detail.models.allSatisfy { $0.name.hasSuffix("/m") }, "\(detail)")
+        #expect(detail.models.filter { $0.name.hasSuffix("/m") }.map(\.requests).reduce(0, +) == 3, "\(detail)")
+        #expect(detail.models.first { $0.name == GatewayControl.noModel }?.requests == 2, "the refused ones reached no model")
         #expect(detail.keys.map(\.name) == ["web", "idle"], "every live key, the spending one first")
         #expect(detail.keys.first?.requests == 5 && detail.keys.last?.requests == 0 && detail.keys.allSatisfy { $0.keyId != nil }, "the refused ones count for their key")
         #expect(detail.lastRejections.count == 2 && detail.lastRejections.allSatisfy { $0.reason == "rate_limited" && $0.status == 429 })

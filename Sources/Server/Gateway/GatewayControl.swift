@@ -265,6 +265,9 @@ public struct GatewayControl: Sendable {
         return tenants
     }
 
+    /// The models line of a tenant's requests that reached none: cache hits, refusals, bad requests.
+    static let noModel = "(no model: cached, refused)"
+
     /// One tenant's day: spend by model and by key from the ledger, and its last refusals.
     public func tenant(_ name: String) async throws(AdminProblem) -> AdminTenantDetail {
         let keys = self.state.keys.all.filter { $0.tenant == name }
@@ -282,9 +285,9 @@ public struct GatewayControl: Sendable {
             return AdminTenantDetail(name: name, models: [], keys: [], lastRejections: last, ledgerProblem: "the ledger could not be read: \(error)")
         }
         var models: [String: AdminSpend] = [:]
-        // Requests refused before a target was chosen have none ("-"): they count for their key only.
-        for line in usage where line.provider != "-" {
-            let model = "\(line.provider)/\(line.model)"
+        // Requests answered from the cache or refused before a target was chosen have no model ("-").
+        for line in usage {
+            let model = line.provider == "-" ? Self.noModel : "\(line.provider)/\(line.model)"
             var total = models[model] ?? AdminSpend(name: model, requests: 0, tokens: 0, costUsd: 0)
             total.requests = UntrustedNumber.count(Double(total.requests) + Double(line.requests))
             total.tokens = UntrustedNumber.count(Double(total.tokens) + Double(line.inputTokens) + Double(line.outputTokens))
