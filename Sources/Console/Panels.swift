@@ -167,6 +167,10 @@ struct Renderer {
         }
         var y = top + 1
         let selected = state.selection[.routes] ?? 0
+        // Wider terminals: whole target names (up to 48 columns) and longer share bars.
+        let longest = routes.flatMap(\.targets).map { "\($0.provider)/\($0.model)".count + 2 }.max() ?? 0
+        let nameWidth = canvas.width >= 120 ? min(48, max(27, longest)) : 27
+        let barWidth = canvas.width >= 160 ? 40 : 20
         for (index, route) in routes.enumerated() {
             guard y < top + height - 1 else { break }
             var title = "\(route.alias)\(route.editedAtRuntime ? " *" : "")  \(route.strategy)  \(route.requests1m) req/1m"
@@ -177,10 +181,10 @@ struct Renderer {
             y += 1
             for target in route.targets {
                 guard y < top + height - 1 else { break }
-                canvas.put(4, y, "\(target.provider)/\(target.model)", .text, limit: 26)
-                canvas.put(31, y, "w\(target.weight) p\(target.priority)", .muted)
-                canvas.put(41, y, Self.bar(target.share1m, width: 20, unicode: self.unicode), .volumeMid)
-                canvas.put(62, y, Self.percent(target.share1m), .text)
+                canvas.put(4, y, "\(target.provider)/\(target.model)", .text, limit: nameWidth - 1)
+                canvas.put(4 + nameWidth, y, "w\(target.weight) p\(target.priority)", .muted)
+                canvas.put(14 + nameWidth, y, Self.bar(target.share1m, width: barWidth, unicode: self.unicode), .volumeMid)
+                canvas.put(15 + nameWidth + barWidth, y, Self.percent(target.share1m), .text)
                 y += 1
             }
         }

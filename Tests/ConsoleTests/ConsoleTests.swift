@@ -273,6 +273,19 @@ struct ViewStateTests {
         #expect(!Renderer(unicode: true, now: 0).render(state, width: 80, height: 14).text.contains(long))
     }
 
+    @Test func routesGiveLongTargetNamesAndShareBarsTheRoom() {
+        var snapshot = Sample.snapshot
+        snapshot.routes[0].targets[0].provider = "azure-sweden-central"
+        snapshot.routes[0].targets[0].model = "gpt-4o-2024-11-20-global"
+        var state = Sample.state(screen: .routes)
+        state.apply(snapshot: snapshot, at: 60)
+        let long = "azure-sweden-central/gpt-4o-2024-11-20-global"
+        let wide = Renderer(unicode: true, now: 0).render(state, width: 200, height: 60).text
+        #expect(wide.contains(long + "  w3 p0"))
+        #expect(wide.contains(String(repeating: "█", count: 37)), "a 40-column share bar at 91.7%")
+        #expect(!Renderer(unicode: true, now: 0).render(state, width: 80, height: 24).text.contains(long))
+    }
+
     @Test func numbersTabAndShiftTabSwitchScreens() {
         var state = ViewState(readOnly: false, socketPath: "s")
         _ = state.handle(.char("4"))
