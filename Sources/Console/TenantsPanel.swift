@@ -24,9 +24,10 @@ extension Renderer {
     private func tenantTable(_ state: ViewState, _ tenants: [AdminTenant], _ canvas: inout Canvas, top: Int, height: Int) {
         canvas.box(0, top, canvas.width, height, title: "Tenants, cost today by \(state.tenantSort.rawValue)", focused: true, ascii: !self.unicode)
         let wide = canvas.width >= 100
-        var columns = [("TENANT", wide ? 16 : 12), ("REQ", 8)]
+        // At 80 columns every column is as narrow as its numbers allow, so the refusals still fit.
+        var columns = [("TENANT", wide ? 16 : 12), ("REQ", wide ? 8 : 7)]
         if wide { columns.append(("TOKENS", 11)) }
-        columns += [("COST", 10), ("RATE/h", 9), ("BY 24:00", 10)]
+        columns += [("COST", wide ? 10 : 9), ("RATE/h", 9), ("BY 24:00", wide ? 10 : 9)]
         let barWidth = canvas.width >= 160 ? 24 : wide ? 14 : 8
         // The bar, then "104% of $0.0100".
         columns.append(("BUDGET TODAY", barWidth + 18))
@@ -55,7 +56,7 @@ extension Renderer {
             if let used = tenant.budgetUsed {
                 let role: Role = used >= 1 ? .error : (used >= 0.8 ? .warn : .ok)
                 let of = daily.map { " of \(Self.dollars($0))" } ?? " (month)"
-                canvas.put(x, y, Self.bar(used, width: barWidth, unicode: self.unicode) + " " + Self.wholePercent(used) + of, role, limit: min(columns.last!.1 - 1, canvas.width - 2 - x))
+                canvas.put(x, y, Self.bar(used, width: barWidth, unicode: self.unicode) + " " + Self.wholePercent(used) + of, role, limit: min(barWidth + 17, canvas.width - 2 - x))
             } else {
                 canvas.put(x, y, "no budget", .muted)
             }
