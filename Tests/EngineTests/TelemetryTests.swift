@@ -97,15 +97,20 @@ struct AdminMessageTests {
         var telemetry = GatewayTelemetry()
         let target = TargetKey(provider: "a", model: "m")
         telemetry.record(RequestOutcome(failure: nil, latency: .milliseconds(12)), route: "r", target: target, at: 5)
-        // Two attempts: one failed (another target answered for it), one served.
-        telemetry.recordAttempt(at: target, failed: true, second: 4)
-        telemetry.recordAttempt(at: target, failed: false, second: 5)
-        #expect(telemetry.attempts(target, now: 64) == (total: 1, failed: 0), "a minute later the first has left the window")
         var health = RoutingHealth(config: GatewayConfig(providers: [ProviderSettings(id: "a", kind: .simulator, baseURL: nil)], routes: [Self.route]))
+        // Two attempts: one failed (another target answered for it), one served.
+        let now = ContinuousClock.now
+        let first = health.begin(target, at: now)
+        let failed = try #require(first)
+        health.failed(failed, .serverError, detail: "503", at: now)
+        let second = health.begin(target, at: now)
+        let served = try #require(second)
+        health.succeeded(served, route: "r", firstToken: nil, total: .milliseconds(12), at: now)
+        #expect(health.statuses(at: now + .seconds(61)).first?.attempts1m == 0, "a minute later they have left the window")
         health.drain("a")
         let snapshot = AdminSnapshot.build(
             config: GatewayConfig(routes: [Self.route]), configVersion: 3, configSource: "x.yaml", uptime: .seconds(9),
-            targets: health.statuses(at: .now), telemetry: telemetry, now: 5, editedRoutes: ["r"]
+            targets: health.statuses(at: now), telemetry: telemetry, now: 5, editedRoutes: ["r"]
         )
         #expect(snapshot.targets.first?.health == "drained" && snapshot.targets.first?.requests1m == 2 && snapshot.targets.first?.errorRate1m == 0.5)
         #expect(snapshot.routes.first?.targets.first?.share1m == 1 && snapshot.routes.first?.editedAtRuntime == true)

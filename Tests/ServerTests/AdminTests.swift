@@ -380,8 +380,9 @@ struct AdminTokenTests {
 }
 
 struct OperatorActionTests {
-    @Test func anOperatorOpensAndResetsABreakerAndItIsAudited() async throws {
-        let fixture = try await AdminFixture.start(lane: .framework)
+    @Test(arguments: Lane.allCases)
+    func anOperatorOpensAndResetsABreakerAndItIsAudited(lane: Lane) async throws {
+        let fixture = try await AdminFixture.start(lane: lane)
         defer { Task { await fixture.stop() } }
         let opened = try await fixture.admin(.POST, "/v1/providers/a/breaker/open?model=m")
         #expect(try opened.status == 200 && Self.ack(opened).hasPrefix("breaker opened: a/m"), "\(opened.body)")
@@ -402,7 +403,8 @@ struct OperatorActionTests {
         #expect(entries.last { $0["action"] as? String == "breaker_open" }?["target"] as? String == "a/m", "the first one, refused later")
     }
 
-    @Test func aTargetFailingBehindAFailoverShowsItsErrorsAndTheirFaultDomain() async throws {
+    @Test(arguments: Lane.allCases)
+    func aTargetFailingBehindAFailoverShowsItsErrorsAndTheirFaultDomain(lane: Lane) async throws {
         let fixture = try await AdminFixture.start(routesYAML: """
             routes:
               r:
@@ -410,7 +412,7 @@ struct OperatorActionTests {
                 targets:
                   - { provider: a, model: "m:fault=500", priority: 0 }
                   - { provider: b, model: m, priority: 1 }
-            """, lane: .framework)
+            """, lane: lane)
         defer { Task { await fixture.stop() } }
         #expect(try await fixture.chat(3) == ["b": 3], "every request answered by the failover")
         let snapshot = try await fixture.snapshot()
@@ -422,11 +424,29 @@ struct OperatorActionTests {
         #expect(serving.requests1m == 3 && serving.errorRate1m == 0 && serving.recentErrors == [])
     }
 
+    /// Names from the operator's side are escaped, bounded and answered, never trusted to be sane.
+    @Test func oddOrHugeNamesInBreakerAndTenantCallsAreA404() async throws {
+        let fixture = try await AdminFixture.start()
+        defer { Task { await fixture.stop() } }
+        let huge = String(repeating: "x", count: 60_000)
+        for path in [
+            "/v1/providers/a/breaker/open?model=\(huge)", "/v1/providers/\(huge)/breaker/reset",
+            "/v1/providers/a/breaker/open?model=%00%FF%2F..%2F", "/v1/tenants/\(huge)", "/v1/tenants/%2E%2E%2Fetc",
+        ] {
+            let method: HTTPMethod = path.hasPrefix("/v1/tenants") ? .GET : .POST
+            let exchange = try await fixture.admin(method, path)
+            #expect([404, 431, 414].contains(exchange.status), "\(path.prefix(60)): \(exchange.status)")
+        }
+        #expect(try await fixture.snapshot().targets.allSatisfy { $0.breaker == "closed" })
+        #expect(try await fixture.chat(4).values.reduce(0, +) == 4, "the gateway still serves")
+    }
+
     static func ack(_ exchange: Exchange) throws -> String {
         try AdminJSON.decoder().decode(AdminAck.self, from: Data(exchange.body.utf8)).message
     }
 
-    @Test func aTenantsDayInDetailHasItsModelsKeysAndRefusals() async throws {
+    @Test(arguments: Lane.allCases)
+    func aTenantsDayInDetailHasItsModelsKeysAndRefusals(lane: Lane) async throws {
         let fixture = try await AdminFixture.start(routesYAML: AdminFixture.defaultRoutes + """
 
             tenants:
@@ -436,7 +456,7 @@ struct OperatorActionTests {
                 keys:
                   web: { key: "sk-sy-testacmeweb00000000000000000000000000" }
                   idle: { key: "sk-sy-testacmeidle0000000000000000000000000" }
-            """, lane: .framework)
+            """, lane: lane)
         defer { Task { await fixture.stop() } }
         var statuses: [Int] = []
         for _ in 0..<5 {

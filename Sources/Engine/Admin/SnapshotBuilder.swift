@@ -13,7 +13,6 @@ extension AdminSnapshot {
     ) -> AdminSnapshot {
         let targets = statuses.map { status in
             let window = telemetry.target(status.target, now: second)
-            let attempts = telemetry.attempts(status.target, now: second)
             return AdminTarget(
                 provider: status.target.provider,
                 model: status.target.model,
@@ -23,8 +22,8 @@ extension AdminSnapshot {
                 restingSeconds: status.restingSeconds,
                 inFlight: status.inFlight,
                 reportedQueue: status.reportedQueue,
-                requests1m: attempts.total,
-                errorRate1m: attempts.total == 0 ? 0 : Double(attempts.failed) / Double(attempts.total),
+                requests1m: status.attempts1m,
+                errorRate1m: status.attempts1m == 0 ? 0 : Double(status.failedAttempts1m) / Double(status.attempts1m),
                 latencyMs: window?.latencyMs ?? Percentiles(),
                 timeToFirstTokenMs: window?.timeToFirstTokenMs ?? Percentiles(),
                 lastError: status.lastError,

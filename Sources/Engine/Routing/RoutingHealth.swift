@@ -26,6 +26,9 @@ public struct TargetHealth: Sendable, Equatable {
     public var lastError: String?
     /// The last few failed attempts, newest first.
     public var recentFailures: [TargetFailure] = []
+    /// Every attempt over the last minute and the failed ones (a caller's mistakes not): a target
+    /// failing behind a failover shows its errors here, not in the requests it did not answer.
+    var attempts = RollingOutcomes(span: .seconds(60))
 
     init(policy: BreakerPolicy) {
         self.breaker = CircuitBreaker(policy: policy)
@@ -154,6 +157,7 @@ public struct RoutingHealth: Sendable {
         self.update(ticket.target) { health in
             health.inFlight = max(0, health.inFlight - 1)
             health.breaker.recordSuccess(ticket.admission, at: now)
+            health.attempts.record(failure: false, at: now)
             health.totalLatency.record(total, at: now)
             if let firstToken { health.timeToFirstToken.record(firstToken, at: now) }
         }
@@ -170,6 +174,7 @@ public struct RoutingHealth: Sendable {
             health.lastError = detail
             health.recentFailures.insert(TargetFailure(at: now, failure: failure, detail: detail), at: 0)
             if health.recentFailures.count > TargetFailure.kept { health.recentFailures.removeLast() }
+            health.attempts.record(failure: failure.faultDomain != .caller, at: now)
             if failure.countsAgainstTarget {
                 health.failures += 1
                 health.breaker.recordFailure(ticket.admission, at: now)
@@ -246,6 +251,7 @@ public struct RoutingHealth: Sendable {
     /// Every known target's state, for operators (the admin snapshot, `ctl status`).
     public func statuses(at now: ContinuousClock.Instant) -> [TargetStatus] {
         self.targets.map { key, health in
+            let attempts = health.attempts.counts(at: now)
             let breaker: String = switch health.breaker.state {
             case .closed: "closed"
             case .open(let until): now >= until ? "half_open" : "open"
@@ -266,6 +272,8 @@ public struct RoutingHealth: Sendable {
                 requests: health.requests,
                 failures: health.failures,
                 lastError: health.lastError,
+                attempts1m: attempts.total,
+                failedAttempts1m: attempts.failures,
                 recentFailures: health.recentFailures.map {
                     .init(secondsAgo: max(0, (now - $0.at).seconds), kind: $0.kind, faultDomain: $0.faultDomain, detail: $0.detail)
                 }
@@ -314,6 +322,9 @@ public struct TargetStatus: Sendable, Equatable {
     public let requests: Int
     public let failures: Int
     public let lastError: String?
+    /// Attempts over the last minute, and how many failed.
+    public let attempts1m: Int
+    public let failedAttempts1m: Int
     public let recentFailures: [RecentFailure]
 
     /// A failed attempt, as old as it is when the status is read.

@@ -27,21 +27,12 @@ final class TargetLease: Sendable {
         let now = ContinuousClock.now
         let firstToken = self.firstByte.map { $0 - self.sent }
         self.state.health.withLock { $0.succeeded(self.ticket, route: self.route, firstToken: firstToken, total: now - self.sent, at: now) }
-        self.count(failed: false)
-    }
-
-    /// In the target's attempt window (its requests and error rate in the snapshot).
-    private func count(failed: Bool) {
-        let second = self.state.telemetrySecond
-        self.state.telemetry.withLock { $0.recordAttempt(at: self.ticket.target, failed: failed, second: second) }
     }
 
     func failed(_ failure: AttemptFailure, detail: String) {
         guard self.settle() else { return }
         let now = ContinuousClock.now
         let opened = self.state.health.withLock { $0.failed(self.ticket, failure, detail: detail, at: now) }
-        // A caller's mistake (a bad request, too long a prompt) is not the target's error.
-        self.count(failed: failure.faultDomain != .caller)
         if opened { self.state.breakerOpened(self.ticket.target, failure: failure, logger: self.logger) }
         // A vendor's rate limit is the account's, not this replica's: the fleet rests the target too.
         if let rest = failure.rest, self.state.fleet != nil { GatewayControl(state: self.state).restFleetWide(self.ticket.target, for: rest) }
